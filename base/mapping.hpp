@@ -1,0 +1,48 @@
+#pragma once
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "base/error.hpp"
+
+namespace stockade {
+
+// Owns one mmap'ed region; unmaps it exactly once.
+class Mapping {
+  public:
+    Mapping() = default;
+    Mapping(Mapping&& o) noexcept
+        : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    Mapping& operator=(Mapping&& o) noexcept {
+        if (this != &o) {
+            reset();
+            addr_ = std::exchange(o.addr_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping() { reset(); }
+
+    // Anonymous private memory (zero-filled), or a shared mapping of `fd` at `offset`.
+    [[nodiscard]] static Result<Mapping> anonymous(std::size_t size, int extra_flags = 0);
+    [[nodiscard]] static Result<Mapping> of_fd(int fd, std::size_t size, int prot, int flags,
+                                               off_t offset = 0);
+
+    [[nodiscard]] std::uint8_t* data() const noexcept { return static_cast<std::uint8_t*>(addr_); }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] std::span<std::uint8_t> bytes() const noexcept { return {data(), size_}; }
+    explicit operator bool() const noexcept { return addr_ != nullptr; }
+    void reset() noexcept;
+
+  private:
+    Mapping(void* addr, std::size_t size) : addr_(addr), size_(size) {}
+    void* addr_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace stockade

@@ -1,0 +1,62 @@
+#pragma once
+// The contract between the runner (host) and stockade-init (guest PID 1).
+// Both sides include this header; nothing else defines these numbers.
+#include <cstdint>
+#include <string_view>
+
+namespace stockade::guest_abi {
+
+// Paravirtual agent port: stockade-init writes 32-bit values with `outl`. The runner
+// ignores any value whose top half is not kMagic (a stray probe cannot end a sandbox).
+inline constexpr std::uint16_t kAgentPort = 0x00f4;
+inline constexpr std::uint32_t kMagic = 0x5354'0000;  // "ST"
+
+enum class Event : std::uint8_t {
+    ready = 1,        // console configured: the runner may start sending stdin
+    exited = 2,       // arg = the workload's status in the docker convention (0..255)
+    init_failed = 3,  // arg = InitFailure; details were printed on the console
+    reboot = 4,       // the guest asked PID 1 to reboot before the workload ended
+    poweroff = 5,     // the guest asked PID 1 to power off before the workload ended
+};
+
+enum class InitFailure : std::uint8_t {
+    bad_job = 1,  // the job archive is missing or malformed
+    mount = 2,    // a mount stockade-init needs failed
+    console = 3,  // the console could not be configured
+    fork = 4,     // the workload process could not be created
+    rootfs = 5,   // the root disk could not be mounted
+};
+
+[[nodiscard]] constexpr std::uint32_t encode(Event e, std::uint8_t arg = 0) {
+    return kMagic | (static_cast<std::uint32_t>(e) << 8) | arg;
+}
+[[nodiscard]] constexpr bool is_agent_value(std::uint32_t v) {
+    return (v & 0xffff'0000u) == kMagic;
+}
+[[nodiscard]] constexpr Event event_of(std::uint32_t v) {
+    return static_cast<Event>((v >> 8) & 0xff);
+}
+[[nodiscard]] constexpr std::uint8_t arg_of(std::uint32_t v) {
+    return static_cast<std::uint8_t>(v & 0xff);
+}
+
+// Host stdin travels on the serial console. The console runs in canonical mode with every
+// special character disabled except VEOF, so the runner ends stdin by sending kEndOfInput.
+inline constexpr char kEndOfInput = 0x04;
+
+// The job: a newc cpio archive the runner appends to the initramfs. Files (all optional
+// except argv): NUL-terminated strings each.
+inline constexpr std::string_view kJobDir = "/stockade";
+inline constexpr std::string_view kJobArgv = "/stockade/argv";        // argv[0], argv[1], ...
+inline constexpr std::string_view kJobEnv = "/stockade/env";          // "NAME=value", ...
+inline constexpr std::string_view kJobWorkdir = "/stockade/workdir";  // one path
+inline constexpr std::string_view kJobHostname = "/stockade/hostname";
+// "DEVICE ro|rw": an ext4 disk to mount and run the workload in (chroot), e.g. "/dev/vda rw".
+inline constexpr std::string_view kJobRoot = "/stockade/root";
+
+// Module lists written by the image builder: /etc/stockade/modules/<name> holds the .ko
+// paths to load, dependencies first; /etc/stockade/autoload holds names to load at boot.
+inline constexpr std::string_view kModuleListDir = "/etc/stockade/modules";
+inline constexpr std::string_view kAutoloadList = "/etc/stockade/autoload";
+
+}  // namespace stockade::guest_abi

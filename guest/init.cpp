@@ -1,0 +1,326 @@
+// stockade-init: PID 1 inside the guest.
+//
+// Mounts the pseudo file systems, loads the kernel modules the image lists, runs the job
+// the runner appended to the initramfs with the console as its terminal, and reports the
+// workload's exit status through the agent port (guest/abi.hpp) before powering off.
+// Statically linked and dependency-free: it is the only program the guest must have.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/io.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "guest/abi.hpp"
+
+namespace abi = stockade::guest_abi;
+
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+bool g_port_ok = false;
+
+void say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void say(const char* fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    std::string line = "stockade-init: ";
+    line.append(buf, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof buf - 1));
+    line.push_back('\n');
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
+
+void report(abi::Event e, std::uint8_t arg = 0) {
+    if (g_port_ok) outl(abi::encode(e, arg), abi::kAgentPort);
+}
+
+[[noreturn]] void power_off(int how = RB_POWER_OFF) {
+    ::sync();
+    ::reboot(how);
+    for (;;)
+        ::pause();  // PID 1 must never return
+}
+
+[[noreturn]] void fail(abi::InitFailure why, const char* what) {
+    say("%s: %s", what, std::strerror(errno));
+    report(abi::Event::init_failed, static_cast<std::uint8_t>(why));
+    power_off();
+}
+
+bool read_file(const std::string& path, std::string& out) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[4096];
+    ssize_t n;
+    out.clear();
+    while ((n = ::read(fd, buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return n == 0;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (start < s.size()) {
+        std::size_t end = s.find(sep, start);
+        if (end == std::string::npos) end = s.size();
+        if (end > start) parts.emplace_back(s, start, end - start);
+        start = end + 1;
+    }
+    return parts;
+}
+
+void mount_or_fail(const char* src, const char* target, const char* type, unsigned long flags,
+                   const char* data) {
+    ::mkdir(target, 0755);
+    if (::mount(src, target, type, flags, data) != 0 && errno != EBUSY)
+        fail(abi::InitFailure::mount, target);
+}
+
+// Loads a module and its dependencies from the list the image builder wrote.
+void load_module(const std::string& name) {
+    std::string list;
+    if (!read_file(std::string(abi::kModuleListDir) + "/" + name, list)) return;
+    for (const std::string& path : split(list, '\n')) {
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            say("module %s: %s", path.c_str(), std::strerror(errno));
+            continue;
+        }
+        if (::syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST)
+            say("loading %s: %s", path.c_str(), std::strerror(errno));
+        ::close(fd);
+    }
+}
+
+bool file_equals(const std::string& path, std::string_view want) {
+    std::string v;
+    if (!read_file(path, v)) return false;
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' '))
+        v.pop_back();
+    return v == want;
+}
+
+// Drivers for the virtio devices the runner attached (virtio-pci vendor 0x1af4).
+void load_device_modules() {
+    bool virtio = false;
+    if (DIR* d = ::opendir("/sys/bus/pci/devices")) {
+        while (dirent* e = ::readdir(d))
+            if (e->d_name[0] != '.' &&
+                file_equals(std::string("/sys/bus/pci/devices/") + e->d_name + "/vendor", "0x1af4"))
+                virtio = true;
+        ::closedir(d);
+    }
+    if (!virtio) return;
+    load_module("virtio_pci");
+    struct Driver {
+        const char* id;
+        const char* module;
+    };
+    static constexpr Driver kDrivers[] = {{"0x0001", "virtio_net"},
+                                          {"0x0002", "virtio_blk"},
+                                          {"0x0004", "virtio_rng"},
+                                          {"0x0013", "vmw_vsock_virtio_transport"}};
+    if (DIR* d = ::opendir("/sys/bus/virtio/devices")) {
+        while (dirent* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            std::string path = std::string("/sys/bus/virtio/devices/") + e->d_name + "/device";
+            for (const Driver& drv : kDrivers)
+                if (file_equals(path, drv.id)) load_module(drv.module);
+        }
+        ::closedir(d);
+    }
+}
+
+// Canonical mode with every special character but VEOF disabled: output bytes pass
+// unchanged, nothing is echoed, and the runner can signal end of input.
+bool configure_console(int fd) {
+    termios t{};
+    if (::tcgetattr(fd, &t) != 0) return false;
+    t.c_iflag = 0;
+    t.c_oflag = 0;
+    t.c_lflag = ICANON;
+    t.c_cflag = (t.c_cflag & ~(CSIZE | PARENB | CSTOPB)) | CS8 | CREAD | CLOCAL;
+    for (cc_t& c : t.c_cc)
+        c = _POSIX_VDISABLE;
+    t.c_cc[VEOF] = abi::kEndOfInput;
+    t.c_cc[VMIN] = 1;
+    return ::tcsetattr(fd, TCSANOW, &t) == 0;
+}
+
+struct Job {
+    std::vector<std::string> argv;
+    std::vector<std::string> env;
+    std::string workdir = "/";
+    std::string hostname = "sandbox";
+};
+
+// Items each terminated by NUL; empty items are kept (an argument may be "").
+std::vector<std::string> nul_terminated(const std::string& s) {
+    std::vector<std::string> items;
+    std::size_t start = 0;
+    for (std::size_t end; (end = s.find('\0', start)) != std::string::npos; start = end + 1)
+        items.emplace_back(s, start, end - start);
+    return items;
+}
+
+bool load_job(Job& job) {
+    std::string s;
+    if (!read_file(std::string(abi::kJobArgv), s)) return false;
+    job.argv = nul_terminated(s);
+    if (job.argv.empty() || job.argv.front().empty()) return false;
+    if (read_file(std::string(abi::kJobEnv), s)) job.env = nul_terminated(s);
+    if (read_file(std::string(abi::kJobWorkdir), s) && !s.empty()) job.workdir = s.c_str();
+    if (read_file(std::string(abi::kJobHostname), s) && !s.empty()) job.hostname = s.c_str();
+    return true;
+}
+
+[[noreturn]] void exec_workload(const Job& job, int console, const sigset_t& blocked) {
+    ::sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
+    for (int sig : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGCHLD})
+        ::signal(sig, SIG_DFL);
+    ::setsid();
+    ::ioctl(console, TIOCSCTTY, 0);
+    for (int fd = 0; fd < 3; ++fd)
+        ::dup2(console, fd);
+    if (console > 2) ::close(console);
+    if (::chdir(job.workdir.c_str()) != 0) {
+        say("%s: %s", job.workdir.c_str(), std::strerror(errno));
+        ::_exit(126);
+    }
+    std::vector<char*> argv, envp;
+    for (const auto& a : job.argv)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    bool has_path = false;
+    for (const auto& e : job.env) {
+        envp.push_back(const_cast<char*>(e.c_str()));
+        if (e.starts_with("PATH=")) {
+            has_path = true;
+            ::setenv("PATH", e.c_str() + 5, 1);  // execvpe searches the caller's PATH
+        }
+    }
+    std::string default_path = std::string("PATH=") + kDefaultPath;
+    if (!has_path) envp.push_back(default_path.data());
+    envp.push_back(nullptr);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    int err = errno;
+    say("%s: %s", argv[0], err == ENOENT ? "command not found" : std::strerror(err));
+    ::_exit(err == ENOENT ? 127 : 126);
+}
+
+int status_of(int wstatus) {
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+    return 125;
+}
+
+bool cmdline_has(std::string_view word) {
+    std::string cmdline;
+    if (!read_file("/proc/cmdline", cmdline)) return false;
+    for (const auto& w : split(cmdline, ' '))
+        if (w == word || (w.back() == '\n' && std::string_view(w).substr(0, w.size() - 1) == word))
+            return true;
+    return false;
+}
+
+}  // namespace
+
+int main() {
+    if (::getpid() != 1) {
+        say("must run as PID 1");
+        return 1;
+    }
+    g_port_ok = ::ioperm(abi::kAgentPort, 4, 1) == 0;
+    if (!g_port_ok) say("agent port: %s", std::strerror(errno));
+    ::setenv("PATH", kDefaultPath, 1);
+
+    mount_or_fail("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    mount_or_fail("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    mount_or_fail("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+    mount_or_fail("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+    mount_or_fail("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+    if (cmdline_has("stockade.announce")) {
+        std::string up;
+        read_file("/proc/uptime", up);
+        say("up %s", split(up, ' ').empty() ? "?" : split(up, ' ')[0].c_str());
+    }
+
+    std::string autoload;
+    if (read_file(std::string(abi::kAutoloadList), autoload))
+        for (const auto& name : split(autoload, '\n'))
+            load_module(name);
+    load_device_modules();
+
+    Job job;
+    if (!load_job(job)) {
+        errno = EINVAL;
+        fail(abi::InitFailure::bad_job, "reading the job archive");
+    }
+    ::sethostname(job.hostname.data(), job.hostname.size());
+
+    int console = ::open("/dev/ttyS0", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (console < 0) console = ::open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (console < 0 || !configure_console(console)) fail(abi::InitFailure::console, "console");
+
+    // Signals PID 1 receives from busybox reboot (TERM), halt (USR1) and poweroff (USR2),
+    // and SIGCHLD, arrive through a signalfd so the main loop is race-free.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    for (int sig : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGCHLD})
+        sigaddset(&sigs, sig);
+    ::sigprocmask(SIG_BLOCK, &sigs, nullptr);
+    int sfd = ::signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sfd < 0) fail(abi::InitFailure::fork, "signalfd");
+
+    pid_t child = ::fork();
+    if (child < 0) fail(abi::InitFailure::fork, "fork");
+    if (child == 0) exec_workload(job, console, sigs);
+    report(abi::Event::ready);
+
+    for (;;) {
+        signalfd_siginfo si{};
+        if (::read(sfd, &si, sizeof si) != sizeof si) continue;
+        if (si.ssi_signo == SIGCHLD) {
+            int wstatus = 0;
+            pid_t pid;
+            while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0) {
+                if (pid != child) continue;  // an orphan PID 1 adopted
+                ::sync();
+                ::tcdrain(console);  // every byte of output has left the UART
+                report(abi::Event::exited, static_cast<std::uint8_t>(status_of(wstatus)));
+                power_off();
+            }
+        } else if (si.ssi_signo == SIGTERM) {
+            report(abi::Event::reboot);
+            power_off(RB_AUTOBOOT);
+        } else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+            report(abi::Event::poweroff);
+            power_off();
+        }
+    }
+}

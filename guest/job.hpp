@@ -1,0 +1,25 @@
+#pragma once
+// The job archive (guest/abi.hpp): argv, environment, working directory and host name,
+// as a cpio appended to the initramfs. No size limit beyond guest memory, binary-safe.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace stockade {
+
+struct JobRoot {
+    std::string device;  // e.g. /dev/vda; empty: the workload runs in the initramfs
+    bool read_only = false;
+};
+
+struct Job {
+    std::vector<std::string> argv;
+    std::vector<std::string> env;
+    std::string workdir = "/";
+    std::string hostname = "sandbox";
+    JobRoot root;
+};
+
+[[nodiscard]] std::vector<std::uint8_t> build_job_archive(const Job& job);
+
+}  // namespace stockade

@@ -1,0 +1,34 @@
+#pragma once
+// Runs a program for a lab test: feeds stdin, captures stdout and stderr, optionally
+// sends a signal once stdout shows a marker, and reports status and duration.
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stockade::lab {
+
+struct RunOptions {
+    std::string stdin_data;
+    bool close_stdin = true;    // false: stdin stays /dev/null
+    std::optional<int> signal;  // sent once stdout contains signal_after
+    std::string signal_after;
+    std::chrono::seconds timeout{300};  // then SIGKILL, and status -1
+};
+
+struct RunResult {
+    int status = -1;  // exit status, or 128+signal, or -1 on timeout
+    std::string out, err;
+    double seconds = 0;
+    [[nodiscard]] std::string describe() const;
+};
+
+RunResult run_process(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+// `stockade run ARGS...` with the binary of this build tree.
+RunResult run_stockade(const std::vector<std::string>& args, const RunOptions& options = {});
+
+std::string build_dir();
+std::string read_text(const std::string& path);
+
+}  // namespace stockade::lab
