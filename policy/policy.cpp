@@ -1,0 +1,304 @@
+// The policy model's pure parts: names, the defaults, sizes and the JSON writer.
+// The reader is in policy_parse.cpp.
+#include "policy/policy.hpp"
+
+#include <sched.h>
+#include <sys/resource.h>
+
+#include <nlohmann/json.hpp>
+
+namespace stockade::policy {
+
+using nlohmann::json;
+
+std::string_view namespace_name(Namespace ns) {
+    switch (ns) {
+        case Namespace::mount:
+            return "mount";
+        case Namespace::pid:
+            return "pid";
+        case Namespace::ipc:
+            return "ipc";
+        case Namespace::uts:
+            return "uts";
+        case Namespace::cgroup:
+            return "cgroup";
+        case Namespace::net:
+            return "net";
+        case Namespace::user:
+            return "user";
+    }
+    return "?";
+}
+
+std::optional<Namespace> namespace_from_name(std::string_view name) {
+    for (Namespace ns : kAllNamespaces)
+        if (namespace_name(ns) == name) return ns;
+    return std::nullopt;
+}
+
+int namespace_clone_flag(Namespace ns) {
+    switch (ns) {
+        case Namespace::mount:
+            return CLONE_NEWNS;
+        case Namespace::pid:
+            return CLONE_NEWPID;
+        case Namespace::ipc:
+            return CLONE_NEWIPC;
+        case Namespace::uts:
+            return CLONE_NEWUTS;
+        case Namespace::cgroup:
+            return CLONE_NEWCGROUP;
+        case Namespace::net:
+            return CLONE_NEWNET;
+        case Namespace::user:
+            return CLONE_NEWUSER;
+    }
+    return 0;
+}
+
+int NamespaceSet::clone_flags() const {
+    int flags = 0;
+    for (Namespace ns : kAllNamespaces)
+        if (has(ns)) flags |= namespace_clone_flag(ns);
+    return flags;
+}
+
+std::vector<std::string> NamespaceSet::names() const {
+    std::vector<std::string> out;
+    for (Namespace ns : kAllNamespaces)
+        if (has(ns)) out.emplace_back(namespace_name(ns));
+    return out;
+}
+
+std::string_view rlimit_name(Rlimit r) {
+    switch (r) {
+        case Rlimit::nofile:
+            return "nofile";
+        case Rlimit::nproc:
+            return "nproc";
+        case Rlimit::fsize:
+            return "fsize";
+        case Rlimit::core:
+            return "core";
+        case Rlimit::memlock:
+            return "memlock";
+    }
+    return "?";
+}
+
+int rlimit_resource(Rlimit r) {
+    switch (r) {
+        case Rlimit::nofile:
+            return RLIMIT_NOFILE;
+        case Rlimit::nproc:
+            return RLIMIT_NPROC;
+        case Rlimit::fsize:
+            return RLIMIT_FSIZE;
+        case Rlimit::core:
+            return RLIMIT_CORE;
+        case Rlimit::memlock:
+            return RLIMIT_MEMLOCK;
+    }
+    return -1;
+}
+
+bool rlimit_is_bytes(Rlimit r) {
+    return r == Rlimit::fsize || r == Rlimit::core || r == Rlimit::memlock;
+}
+
+std::string_view selinux_mode_name(SelinuxMode m) {
+    switch (m) {
+        case SelinuxMode::required:
+            return "required";
+        case SelinuxMode::if_enabled:
+            return "if-enabled";
+        case SelinuxMode::off:
+            return "off";
+    }
+    return "?";
+}
+
+std::string_view seccomp_mode_name(SeccompMode m) {
+    return m == SeccompMode::log ? "log" : "kill";
+}
+
+Policy default_policy() {
+    Policy p;
+    // "nobody": owns no file on the host, and sandboxes that share it still cannot reach each
+    // other (separate PID namespaces, no kill/ptrace in seccomp, not dumpable, MCS categories).
+    p.uid = 65534;
+    p.gid = 65534;
+    // Everything but the user namespace: the runner starts as root and the jail needs real
+    // root's powers only until the drop; "user" is for unprivileged starts.
+    p.namespaces = {Namespace::mount, Namespace::pid,    Namespace::ipc,
+                    Namespace::uts,   Namespace::cgroup, Namespace::net};
+    p.jail.root_parent = "/run/stockade/jail";
+    p.jail.mount_proc = false;
+    p.cgroup.parent = "/sys/fs/cgroup/stockade";
+    // Guest memory must never reach swap unasked (it may hold the workload's secrets);
+    // pids.max bounds threads too: vCPUs + event loop + API with ample room.
+    p.cgroup.memory_swap_max = 0;
+    p.cgroup.pids_max = 128;
+    // A core dump would be a copy of guest memory; 1024 fds cover disks, taps, vhost and
+    // eventfds of a large sandbox; nothing the VMM does needs locked memory once VFIO has
+    // mapped (before the jail).
+    p.rlimits = {{Rlimit::nofile, 1024}, {Rlimit::core, 0}, {Rlimit::memlock, 0}};
+    p.selinux = SelinuxPolicy{};
+    p.seccomp_mode = SeccompMode::kill;
+    return p;
+}
+
+Result<> check_sandbox_id(std::string_view id) {
+    if (id.empty() || id.size() > 64)
+        return fail("sandbox id \"{}\": expected 1 to 64 characters", id);
+    if (id.front() == '.' || id.front() == '-')
+        return fail("sandbox id \"{}\": must not start with '.' or '-'", id);
+    for (char c : id) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok) return fail("sandbox id \"{}\": only letters, digits, '_', '.' and '-'", id);
+    }
+    return {};
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+    if (text.empty()) return std::nullopt;
+    std::uint64_t shift = 0;
+    switch (text.back()) {
+        case 'K':
+            shift = 10;
+            break;
+        case 'M':
+            shift = 20;
+            break;
+        case 'G':
+            shift = 30;
+            break;
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            break;
+    }
+    if (shift != 0) text.remove_suffix(1);
+    if (text.empty() || text.size() > 20) return std::nullopt;
+    std::uint64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
+        if (value > (kUnlimited - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+    }
+    if (shift != 0 && value > (kUnlimited >> shift)) return std::nullopt;
+    // kUnlimited itself is reserved for "max".
+    std::uint64_t bytes = value << shift;
+    if (bytes == kUnlimited) return std::nullopt;
+    return bytes;
+}
+
+std::string format_size(std::uint64_t bytes) {
+    static constexpr std::pair<std::uint64_t, char> kUnits[] = {
+        {40, 'T'}, {30, 'G'}, {20, 'M'}, {10, 'K'}};
+    if (bytes != 0)
+        for (auto [shift, suffix] : kUnits)
+            if (bytes % (std::uint64_t{1} << shift) == 0)
+                return fmt::format("{}{}", bytes >> shift, suffix);
+    return fmt::format("{}", bytes);
+}
+
+Result<> check_guest_memory_fits(const Policy& policy, std::uint64_t guest_bytes,
+                                 std::uint64_t overhead_bytes) {
+    const auto& max = policy.cgroup.memory_max;
+    if (!max || *max == kUnlimited) return {};
+    if (guest_bytes > *max || overhead_bytes > *max - guest_bytes)
+        return fail(
+            "policy: /cgroup/memory_max is {} but the guest needs {} of memory plus {} for the "
+            "VMM: the sandbox would be killed by the OOM killer",
+            format_size(*max), format_size(guest_bytes), format_size(overhead_bytes));
+    return {};
+}
+
+namespace {
+
+json limit_json(std::uint64_t v, bool bytes) {
+    if (v == kUnlimited) return "max";
+    if (bytes) return format_size(v);
+    return v;
+}
+
+json rlimit_json(Rlimit r, std::uint64_t v) {
+    if (v == kUnlimited) return "unlimited";
+    if (rlimit_is_bytes(r) && v != 0) return format_size(v);
+    return v;
+}
+
+}  // namespace
+
+json to_json(const Policy& p) {
+    json j = json::object();
+    j["version"] = kPolicyVersion;
+    j["user"] = {{"uid", p.uid}, {"gid", p.gid}};
+    j["namespaces"] = p.namespaces.names();
+
+    json binds = json::array();
+    for (const auto& b : p.jail.binds)
+        binds.push_back({{"source", b.source}, {"target", b.target}, {"writable", b.writable}});
+    j["jail"] = {
+        {"root_parent", p.jail.root_parent}, {"mount_proc", p.jail.mount_proc}, {"binds", binds}};
+
+    json cg = {{"parent", p.cgroup.parent}};
+    if (p.cgroup.memory_max) cg["memory_max"] = limit_json(*p.cgroup.memory_max, true);
+    if (p.cgroup.memory_swap_max)
+        cg["memory_swap_max"] = limit_json(*p.cgroup.memory_swap_max, true);
+    if (p.cgroup.pids_max) cg["pids_max"] = limit_json(*p.cgroup.pids_max, false);
+    if (p.cgroup.cpu_max) {
+        const auto& c = *p.cgroup.cpu_max;
+        cg["cpu_max"] = c.quota_us == kUnlimited ? fmt::format("max {}", c.period_us)
+                                                 : fmt::format("{} {}", c.quota_us, c.period_us);
+    }
+    if (!p.cgroup.io_max.empty()) {
+        json io = json::array();
+        for (const auto& d : p.cgroup.io_max) {
+            json e = {{"device", fmt::format("{}:{}", d.major, d.minor)}};
+            if (d.rbps) e["rbps"] = limit_json(*d.rbps, true);
+            if (d.wbps) e["wbps"] = limit_json(*d.wbps, true);
+            if (d.riops) e["riops"] = limit_json(*d.riops, false);
+            if (d.wiops) e["wiops"] = limit_json(*d.wiops, false);
+            io.push_back(std::move(e));
+        }
+        cg["io_max"] = std::move(io);
+    }
+    j["cgroup"] = std::move(cg);
+
+    json rl = json::object();
+    for (const auto& [r, v] : p.rlimits)
+        rl[std::string(rlimit_name(r))] = rlimit_json(r, v);
+    j["rlimits"] = std::move(rl);
+
+    json se = {{"mode", selinux_mode_name(p.selinux.mode)},
+               {"user", p.selinux.user},
+               {"role", p.selinux.role},
+               {"type", p.selinux.type},
+               {"sensitivity", p.selinux.sensitivity}};
+    if (p.selinux.categories)
+        se["categories"] = {p.selinux.categories->low, p.selinux.categories->high};
+    else
+        se["categories"] = "auto";
+    j["selinux"] = std::move(se);
+
+    json dg = json::object();
+    if (p.digests.kernel) dg["kernel"] = to_hex(*p.digests.kernel);
+    if (p.digests.initrd) dg["initrd"] = to_hex(*p.digests.initrd);
+    if (!p.digests.disks.empty()) {
+        json disks = json::object();
+        for (const auto& [name, d] : p.digests.disks)
+            disks[name] = to_hex(d);
+        dg["disks"] = std::move(disks);
+    }
+    j["digests"] = std::move(dg);
+    j["seccomp"] = {{"mode", seccomp_mode_name(p.seccomp_mode)}};
+    return j;
+}
+
+}  // namespace stockade::policy

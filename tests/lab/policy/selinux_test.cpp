@@ -1,0 +1,284 @@
+// SELinux in the lab (booted with --selinux): Debian's default policy with the stockade
+// module installed by semodule, enforcing. Proves: setcon into the sandbox context works; two
+// sandboxes in stockade_t with different MCS categories cannot open each other's files on
+// tmpfs (and it is SELinux that stops them: permissive lets the same open through); the
+// "required" mode refuses a permissive host; and the whole sequence (jail, SELinux switch
+// through the pre-opened attribute file, drop, seccomp) on a live process.
+//
+// In the lab the test process itself plays the supervisor: after the policy load it runs in
+// kernel_t, and the test module stockade_labtest.pp gives kernel_t what the stockade module
+// gives stockade_runner_t towards its sandboxes (stockade_run_sandbox).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <selinux/selinux.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "policy/cgroup.hpp"
+#include "policy/jail.hpp"
+#include "policy/namespaces.hpp"
+#include "policy/privileges.hpp"
+#include "policy/seccomp.hpp"
+#include "policy/selinux_context.hpp"
+#include "tests/lab/policy/lab_util.hpp"
+
+namespace stockade::policy {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace stockade::test;
+
+constexpr const char* kSnapshots = "/run/stockade-lab-mcs";
+const std::string kContextA = "system_u:system_r:stockade_t:s0:c1,c2";
+const std::string kContextB = "system_u:system_r:stockade_t:s0:c3,c4";
+
+class policy_lab_selinux : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        std::string out;
+        const double t0 = now_ms();
+        // Loading a policy and enforcing it is for the lab VM only, never a real host.
+        ASSERT_NE(text_of("/proc/cmdline").find("stockade.lab.job="), std::string::npos)
+            << "not inside the lab VM: refusing to load SELinux policy here";
+        ASSERT_TRUE(fs::exists("/sys/fs/selinux/enforce"))
+            << "no selinuxfs: the lab was not booted with --selinux";
+        // load_policy reads the policy name from /etc/selinux/config (the lab's root is a
+        // writable overlay): make sure it names Debian's "default" policy.
+        if (text_of("/etc/selinux/config").find("SELINUXTYPE=default") == std::string::npos) {
+            ASSERT_TRUE(write_file("/etc/selinux/config",
+                                   "SELINUX=permissive\nSELINUXTYPE=default\n", O_CREAT | O_TRUNC));
+        }
+        // Install the modules into the (tmpfs-overlaid, writable) store without loading, then
+        // load the whole policy once; /etc/selinux/config names the "default" policy.
+        ASSERT_EQ(run_command(fmt::format("semodule -n -i {} -i {}", STOCKADE_SELINUX_MODULE,
+                                          STOCKADE_SELINUX_LAB_MODULE),
+                              out),
+                  0)
+            << out;
+        ASSERT_EQ(run_command("load_policy -i", out), 0) << out;
+        ASSERT_EQ(security_setenforce(1), 0);
+        std::printf("FIGURE selinux (lab): semodule -i + load_policy + setenforce took %.0f ms\n",
+                    now_ms() - t0);
+    }
+    static void TearDownTestSuite() {
+        security_setenforce(0);
+        // What SELinux refused during the suite (expected: the cross-category opens only).
+        std::string out;
+        run_command("dmesg | grep 'avc: *denied' | sed 's/.*avc: *//' | sort | uniq -c", out);
+        std::printf("SELinux denials during the suite:\n%s", out.c_str());
+    }
+};
+
+// A tmpfs whose root is a snapshot directory, with one file per sandbox in its categories.
+struct SnapshotDir {
+    SnapshotDir() {
+        fs::create_directories(kSnapshots);
+        ok = ::mount("tmpfs", kSnapshots, "tmpfs", 0, "mode=0777") == 0 &&
+             ::setfilecon(kSnapshots, "system_u:object_r:stockade_snapshot_t:s0") == 0 &&
+             make("a", "s0:c1,c2") && make("b", "s0:c3,c4");
+    }
+    ~SnapshotDir() {
+        ::umount2(kSnapshots, MNT_DETACH);
+        ::rmdir(kSnapshots);
+    }
+    static bool make(const char* name, const char* level) {
+        auto con = fmt::format("system_u:object_r:stockade_snapshot_t:{}", level);
+        if (::setfscreatecon(con.c_str()) != 0) return false;
+        int fd = ::open(fmt::format("{}/{}", kSnapshots, name).c_str(),
+                        O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        ::setfscreatecon(nullptr);
+        if (fd < 0) return false;
+        bool written = ::write(fd, name, 1) == 1;
+        ::fchmod(fd, 0666);  // DAC lets everybody in: only SELinux may say no
+        ::close(fd);
+        return written;
+    }
+    bool ok = false;
+};
+
+std::string file_context(const std::string& path) {
+    char* con = nullptr;
+    if (::getfilecon(path.c_str(), &con) < 0) return "?";
+    std::string out(con);
+    ::freecon(con);
+    return out;
+}
+
+// A sandbox in `context` tries to open `names` in the snapshot directory; its exit code has bit
+// i set when names[i] opened. It switches, then drops to nobody, as the contract orders.
+int open_as(const std::string& context, const std::vector<std::string>& names,
+            const char* create = nullptr) {
+    int st = run_in_child([&] {
+        if (::chdir(kSnapshots) != 0) return 100;
+        if (!switch_context(context)) return 101;
+        if (!drop_privileges(65534, 65534)) return 102;
+        int bits = 0;
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            int fd = ::open(names[i].c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                bits |= 1 << i;
+                ::close(fd);
+            } else if (errno != EACCES) {
+                return 103;
+            }
+        }
+        if (create) {
+            int fd = ::open(create, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            if (fd < 0) return 104;
+            ::fchmod(fd, 0666);
+            ::close(fd);
+        }
+        return bits;
+    });
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+TEST_F(policy_lab_selinux, ModuleIsLoadedAndEnforcing) {
+    auto s = selinux_state();
+    EXPECT_TRUE(s.enabled);
+    EXPECT_TRUE(s.enforcing);
+    EXPECT_EQ(security_check_context(kContextA.c_str()), 0);
+    EXPECT_NE(current_context().value_or("?").find(":kernel_t:"), std::string::npos)
+        << "the lab's processes run in kernel_t: " << current_context().value_or("?");
+}
+
+TEST_F(policy_lab_selinux, SetconIntoTheSandboxContext) {
+    int st = run_in_child([] {
+        if (!switch_context(kContextA)) return 1;
+        return current_context().value_or("?") == kContextA ? 0 : 2;
+    });
+    EXPECT_TRUE(exited_ok(st)) << describe_status(st);
+    // An unknown type is refused by the kernel, named.
+    st = run_in_child([] {
+        auto r = switch_context("system_u:system_r:no_such_t:s0");
+        return !r && r.error().message.starts_with(
+                         "SELinux: setcon(system_u:system_r:no_such_t:s0)")
+                   ? 0
+                   : 1;
+    });
+    EXPECT_TRUE(exited_ok(st)) << describe_status(st);
+}
+
+TEST_F(policy_lab_selinux, SandboxesWithDifferentCategoriesCannotOpenEachOthersFiles) {
+    SnapshotDir dir;
+    ASSERT_TRUE(dir.ok) << "setting up the tmpfs snapshot directory: " << std::strerror(errno);
+    EXPECT_EQ(file_context(std::string(kSnapshots) + "/a"),
+              "system_u:object_r:stockade_snapshot_t:s0:c1,c2");
+    // A opens its own file and not B's; B the other way round. Each creates one.
+    EXPECT_EQ(open_as(kContextA, {"a", "b"}, "new-a"), 0b01);
+    EXPECT_EQ(open_as(kContextB, {"a", "b"}, "new-b"), 0b10);
+    // Files a sandbox creates carry its categories, and stay out of the other's reach.
+    EXPECT_EQ(file_context(std::string(kSnapshots) + "/new-a"),
+              "system_u:object_r:stockade_snapshot_t:s0:c1,c2");
+    EXPECT_EQ(open_as(kContextB, {"new-a", "new-b"}), 0b10);
+    EXPECT_EQ(open_as(kContextA, {"new-a", "new-b"}), 0b01);
+    // Same domain, same uid, mode 0666: permissive lets B in, so it is SELinux (MCS) that
+    // stopped it above.
+    ASSERT_EQ(security_setenforce(0), 0);
+    EXPECT_EQ(open_as(kContextB, {"a", "b"}), 0b11);
+    ASSERT_EQ(security_setenforce(1), 0);
+}
+
+TEST_F(policy_lab_selinux, RequiredModeRefusesAPermissiveHost) {
+    const std::string registry = "/run/stockade-lab-registry";
+    SelinuxPolicy p;
+    p.mode = SelinuxMode::required;
+    ASSERT_EQ(security_setenforce(0), 0);
+    auto plan = plan_sandbox_label(p, "sb-1", registry);
+    ASSERT_EQ(security_setenforce(1), 0);
+    ASSERT_FALSE(plan);
+    EXPECT_NE(plan.error().message.find("but it is permissive: refusing to start"),
+              std::string::npos)
+        << plan.error().message;
+    auto ok = plan_sandbox_label(p, "sb-1", registry);
+    ASSERT_TRUE(ok) << ok.error().message;
+    ASSERT_TRUE(*ok);
+    const auto pair = (*ok)->reservation.pair();
+    EXPECT_EQ((*ok)->context,
+              fmt::format("system_u:system_r:stockade_t:s0:c{},c{}", pair.low, pair.high));
+    EXPECT_EQ(pair, mcs_candidate("sb-1", 0));
+}
+
+TEST_F(policy_lab_selinux, WholeSequenceWithTheSwitchAfterTheJail) {
+    Policy p = default_policy();
+    p.cgroup.parent = "/sys/fs/cgroup/stockade-lab-se";
+    p.jail.root_parent = "/run/stockade-lab/jail-se";
+    p.selinux.mode = SelinuxMode::required;
+    const std::string mounts_before = text_of("/proc/self/mountinfo");
+
+    const double s0 = now_ms();
+    auto label = plan_sandbox_label(p.selinux, "sb-se", "/run/stockade-lab-registry");
+    ASSERT_TRUE(label && *label) << (label ? "no label" : label.error().message);
+    auto leaf = CgroupLeaf::create(p.cgroup, "sb-se");
+    ASSERT_TRUE(leaf) << leaf.error().message;
+    auto root = JailRoot::create(p.jail.root_parent, "sb-se");
+    ASSERT_TRUE(root) << root.error().message;
+    int report[2], go[2];
+    ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+    ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+    const std::string context = (*label)->context;
+
+    auto forked = fork_into_namespaces({p.namespaces, p.uid, p.gid, leaf->dir_fd(), leaf->path()});
+    ASSERT_TRUE(forked) << forked.error().message;
+    if (forked->in_child()) {
+        auto fail_out = [&](const Error& e) {
+            (void)write_all(report[1], "error " + e.message + "\n");
+            ::_exit(125);
+        };
+        const double t0 = now_ms();
+        auto se = SelinuxSwitch::prepare(context);
+        if (!se) fail_out(se.error());
+        if (auto r = enter_jail(jail_spec(p, root->path(), {report[1], go[0], se->fd()})); !r)
+            fail_out(r.error());
+        const double t1 = now_ms();
+        if (auto r = se->apply(); !r) fail_out(r.error());  // no /proc here: through the fd
+        const double t2 = now_ms();
+        if (auto r = drop_privileges(p.uid, p.gid); !r) fail_out(r.error());
+        if (auto r = SeccompProfile("lab-se").baseline().load(); !r) fail_out(r.error());
+        const double t3 = now_ms();
+        (void)write_all(report[1],
+                        fmt::format("ok {:.3f} {:.3f} {:.3f}\n", t1 - t0, t2 - t1, t3 - t0));
+        (void)read_line(go[0]);
+        ::_exit(0);
+    }
+    ::close(report[1]);
+    ::close(go[0]);
+    const std::string line = read_line(report[0]);
+    const double s1 = now_ms();
+    ASSERT_TRUE(line.starts_with("ok ")) << line;
+    std::istringstream times(line.substr(3));
+    double jail_ms = 0, switch_ms = 0, total_ms = 0;
+    times >> jail_ms >> switch_ms >> total_ms;
+    std::printf(
+        "FIGURE hardening with SELinux (lab): plan + leaf + root + fork through seccomp %.2f ms; "
+        "in the sandbox: jail %.2f ms, SELinux switch %.2f ms, all steps %.2f ms\n",
+        s1 - s0, jail_ms, switch_ms, total_ms);
+
+    const std::string spid = std::to_string(forked->pid);
+    std::string attr = text_of(fmt::format("/proc/{}/attr/current", spid));
+    while (!attr.empty() && (attr.back() == '\0' || attr.back() == '\n'))
+        attr.pop_back();
+    EXPECT_EQ(attr, context);
+    auto st = read_process_status(spid);
+    ASSERT_TRUE(st) << st.error().message;
+    EXPECT_TRUE(verify_dropped(*st, p.uid, p.gid));
+    EXPECT_EQ(st->seccomp, 2);
+    EXPECT_EQ(list_dir(fmt::format("/proc/{}/root", spid)), std::vector<std::string>{});
+
+    ASSERT_EQ(::write(go[1], "\n", 1), 1);
+    int status = wait_status(forked->pid);
+    EXPECT_TRUE(exited_ok(status)) << describe_status(status);
+    ::close(report[0]);
+    ::close(go[1]);
+    EXPECT_TRUE(leaf->remove());
+    EXPECT_TRUE(root->remove());
+    ::rmdir(p.cgroup.parent.c_str());
+    EXPECT_EQ(text_of("/proc/self/mountinfo"), mounts_before);
+}
+
+}  // namespace
+}  // namespace stockade::policy
