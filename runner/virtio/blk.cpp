@@ -1,0 +1,176 @@
+#include "runner/virtio/blk.hpp"
+
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.hpp"
+
+namespace stockade::virtio {
+namespace {
+
+struct BlkHeader {
+    std::uint32_t type;
+    std::uint32_t reserved;
+    std::uint64_t sector;
+};
+static_assert(sizeof(BlkHeader) == 16);
+
+constexpr std::uint64_t kMaxSegments = 254;  // advertised seg_max (queue size - 2)
+
+}  // namespace
+
+Result<BlkRequest> parse_blk_request(const Chain& chain, const GuestMemory& memory) {
+    BlkRequest r;
+    ChainReader reader(memory, chain.readable);
+    BlkHeader h{};
+    STOCKADE_TRY_VOID(reader.read(std::span(reinterpret_cast<std::uint8_t*>(&h), sizeof h)));
+    r.type = h.type;
+    r.sector = h.sector;
+    // The status byte is the last byte of the last writable descriptor.
+    if (chain.writable.empty()) return fail("block request has no status byte");
+    Descriptor last = chain.writable.back();
+    if (last.len == 0) return fail("block request's status descriptor is empty");
+    r.status = {last.addr + last.len - 1, 1};
+    std::vector<Descriptor> writable(chain.writable.begin(), chain.writable.end() - 1);
+    if (last.len > 1) writable.push_back({last.addr, last.len - 1});
+    // What follows the header in the readable part is write data.
+    std::vector<Descriptor> readable;
+    std::uint64_t skip = sizeof(BlkHeader);
+    for (const Descriptor& d : chain.readable) {
+        if (skip >= d.len) {
+            skip -= d.len;
+            continue;
+        }
+        readable.push_back({d.addr + skip, static_cast<std::uint32_t>(d.len - skip)});
+        skip = 0;
+    }
+    switch (r.type) {
+        case kBlkOut:
+            if (!writable.empty()) return fail("write request has device-writable data");
+            r.data = std::move(readable);
+            break;
+        case kBlkIn:
+        case kBlkGetId:
+            if (!readable.empty()) return fail("read request has device-readable data");
+            r.data = std::move(writable);
+            break;
+        default:
+            r.data.clear();  // flush and unknown types carry no data we look at
+            break;
+    }
+    if (r.data.size() > kMaxSegments) return fail("block request has {} segments", r.data.size());
+    return r;
+}
+
+Result<std::unique_ptr<VirtioDevice>> Blk::create(UniqueFd fd, bool read_only, std::string id) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return fail_sys("stat of the disk image");
+    std::uint64_t bytes = static_cast<std::uint64_t>(st.st_size);
+    if (S_ISBLK(st.st_mode)) {
+        off_t end = ::lseek(fd.get(), 0, SEEK_END);
+        if (end < 0) return fail_sys("size of the block device");
+        bytes = static_cast<std::uint64_t>(end);
+    } else if (!S_ISREG(st.st_mode)) {
+        return fail("disk image is neither a regular file nor a block device");
+    }
+    if (bytes % kSectorSize != 0)
+        return fail("disk image size {} is not a multiple of 512 bytes", bytes);
+    if (id.size() > 20) id.resize(20);
+    return std::unique_ptr<VirtioDevice>(new Blk(std::move(fd), read_only, std::move(id), bytes));
+}
+
+std::uint64_t Blk::offered_features() const {
+    return kTransportFeatures | kBlkFeatureSegMax | kBlkFeatureBlkSize | kBlkFeatureFlush |
+           (read_only_ ? kBlkFeatureRo : 0);
+}
+
+void Blk::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
+    std::uint8_t cfg[24] = {};
+    const std::uint64_t capacity = bytes_ / kSectorSize;
+    const std::uint32_t seg_max = kMaxSegments, blk_size = kSectorSize;
+    std::memcpy(cfg, &capacity, 8);
+    std::memcpy(cfg + 12, &seg_max, 4);
+    std::memcpy(cfg + 20, &blk_size, 4);
+    for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
+}
+
+std::uint8_t Blk::execute(const BlkRequest& r, const GuestMemory& memory, std::uint32_t& written) {
+    written = 0;
+    switch (r.type) {
+        case kBlkIn:
+        case kBlkOut: {
+            if (r.type == kBlkOut && read_only_) return kBlkIoErr;
+            std::uint64_t len = 0;
+            for (const auto& d : r.data)
+                len += d.len;
+            // Overflow-safe bounds check: sector and length both come from the guest.
+            if (len % kSectorSize != 0 || r.sector > bytes_ / kSectorSize ||
+                len > bytes_ - r.sector * kSectorSize)
+                return kBlkIoErr;
+            std::vector<iovec> iov;
+            for (const auto& d : r.data) {
+                auto s = memory.slice(d.addr, d.len);
+                if (!s) return kBlkIoErr;
+                iov.push_back({s->data(), s->size()});
+            }
+            off_t at = static_cast<off_t>(r.sector * kSectorSize);
+            std::size_t i = 0;
+            while (i < iov.size()) {
+                ssize_t n =
+                    r.type == kBlkIn
+                        ? ::preadv(fd_.get(), iov.data() + i,
+                                   static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX)),
+                                   at)
+                        : ::pwritev(
+                              fd_.get(), iov.data() + i,
+                              static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX)), at);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) return kBlkIoErr;
+                at += n;
+                if (r.type == kBlkIn) written += static_cast<std::uint32_t>(n);
+                // Advance past what was transferred (partial transfers resume mid-iovec).
+                auto left = static_cast<std::size_t>(n);
+                while (i < iov.size() && left >= iov[i].iov_len)
+                    left -= iov[i++].iov_len;
+                if (i < iov.size()) {
+                    iov[i].iov_base = static_cast<std::uint8_t*>(iov[i].iov_base) + left;
+                    iov[i].iov_len -= left;
+                }
+            }
+            return kBlkOk;
+        }
+        case kBlkFlush:
+            if (read_only_) return kBlkOk;
+            return ::fdatasync(fd_.get()) == 0 ? kBlkOk : kBlkIoErr;
+        case kBlkGetId: {
+            ChainWriter w(memory, r.data);
+            std::uint8_t id[20] = {};
+            std::memcpy(id, id_.data(), id_.size());
+            const std::uint64_t n = std::min<std::uint64_t>(w.remaining(), sizeof id);
+            if (!w.write(std::span(id, n))) return kBlkIoErr;
+            written = static_cast<std::uint32_t>(n);
+            return kBlkOk;
+        }
+        default:
+            return kBlkUnsupported;
+    }
+}
+
+Result<> Blk::serve(std::uint16_t, SplitQueue& queue, const GuestMemory& memory) {
+    for (;;) {
+        auto chain = STOCKADE_TRY(queue.pop());
+        if (!chain) return {};
+        auto req = parse_blk_request(*chain, memory);
+        if (!req) return std::unexpected(std::move(req).error());
+        std::uint32_t written = 0;
+        const std::uint8_t status = execute(*req, memory, written);
+        STOCKADE_TRY_VOID(memory.write_obj(req->status.addr, status));
+        STOCKADE_TRY_VOID(queue.push_used(chain->head, written + 1));
+    }
+}
+
+}  // namespace stockade::virtio

@@ -1,0 +1,87 @@
+#include "runner/virtio/queue_device.hpp"
+
+#include <unistd.h>
+
+namespace stockade::virtio {
+
+Result<> QueueDevice::activate(const ActivateContext& ctx) {
+    std::lock_guard lock(mu_);
+    queues_.clear();
+    kick_fds_.clear();
+    const bool event_idx = (ctx.features & kFeatureEventIdx) != 0;
+    for (std::size_t q = 0; q < ctx.queues.size() && q < queue_count(); ++q) {
+        if (!ctx.queues[q].enabled) {
+            queues_.emplace_back();
+            continue;
+        }
+        auto queue = SplitQueue::create(ctx.memory, ctx.queues[q], event_idx, queue_max_size());
+        if (!queue)
+            return std::unexpected(std::move(queue).error().context(fmt::format("queue {}", q)));
+        queues_.emplace_back(std::move(*queue));
+    }
+    memory_ = &ctx.memory;
+    watcher_ = &ctx.watcher;
+    notify_ = ctx.notify_queue;
+    needs_reset_ = ctx.needs_reset;
+    features_ = ctx.features;
+    broken_ = false;
+    on_activate(ctx);
+    kick_fds_.assign(queues_.size(), -1);
+    for (std::uint16_t q = 0; q < queues_.size(); ++q) {
+        if (!queues_[q]) continue;
+        const int fd = ctx.kick_fds[q];
+        STOCKADE_TRY_VOID(watcher_->watch(fd, [this, q] { kicked(q); }));
+        kick_fds_[q] = fd;
+    }
+    return {};
+}
+
+void QueueDevice::reset() {
+    std::vector<int> fds;
+    {
+        std::lock_guard lock(mu_);
+        fds.swap(kick_fds_);
+    }
+    for (int fd : fds)
+        if (fd >= 0 && watcher_ != nullptr) watcher_->unwatch(fd);
+    std::lock_guard lock(mu_);
+    on_reset();
+    queues_.clear();
+    memory_ = nullptr;
+    broken_ = false;
+}
+
+void QueueDevice::kicked(std::uint16_t q) {
+    std::lock_guard lock(mu_);
+    // Read the eventfd before serving: a kick that arrives while serving is kept.
+    if (q < kick_fds_.size() && kick_fds_[q] >= 0) {
+        std::uint64_t count;
+        (void)!::read(kick_fds_[q], &count, sizeof count);
+    }
+    run_queue(q);
+}
+
+void QueueDevice::kick(std::uint16_t q) {
+    std::lock_guard lock(mu_);
+    run_queue(q);
+}
+
+void QueueDevice::run_queue(std::uint16_t q) {
+    if (memory_ == nullptr || broken_ || q >= queues_.size() || !queues_[q]) return;
+    SplitQueue& queue = *queues_[q];
+    auto served = serve(q, queue, *memory_);
+    if (!served) {
+        broken_ = true;
+        needs_reset_(fmt::format("queue {}: {}", q, served.error().message));
+        return;
+    }
+    auto notify = queue.should_notify();
+    if (!notify) {
+        broken_ = true;
+        needs_reset_(fmt::format("queue {}: {}", q, notify.error().message));
+        return;
+    }
+    if (*notify) notify_(q);
+}
+
+}  // namespace stockade::virtio

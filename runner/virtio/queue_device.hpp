@@ -1,0 +1,48 @@
+#pragma once
+// A virtio device whose queues are served in userspace, on the event-loop thread: the
+// kick eventfds are watched, each kick drains its queue through serve(), and the guest is
+// interrupted when the ring's notification rules ask for it. A driver violation (any
+// Error from serve) stops the device and marks it NEEDS_RESET.
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "runner/virtio/queue.hpp"
+#include "runner/virtio/virtio.hpp"
+
+namespace stockade::virtio {
+
+class QueueDevice : public VirtioDevice {
+  public:
+    [[nodiscard]] Result<> activate(const ActivateContext& context) override;
+    void reset() override;
+
+  protected:
+    // Serves every available chain of queue `q`. Called with mu_ held.
+    [[nodiscard]] virtual Result<> serve(std::uint16_t q, SplitQueue& queue,
+                                         const GuestMemory& memory) = 0;
+    // Called with mu_ held after activation succeeded / before queues are dropped.
+    virtual void on_activate(const ActivateContext&) {}
+    virtual void on_reset() {}
+    // Serves queue `q` now (e.g. when a backend became readable). Takes mu_.
+    void kick(std::uint16_t q);
+    [[nodiscard]] std::uint64_t negotiated() const { return features_; }
+
+    std::mutex mu_;
+
+  private:
+    void kicked(std::uint16_t q);
+    void run_queue(std::uint16_t q);
+
+    std::vector<std::optional<SplitQueue>> queues_;
+    std::vector<int> kick_fds_;  // per queue; -1 when not enabled
+    const GuestMemory* memory_ = nullptr;
+    FdWatcher* watcher_ = nullptr;
+    std::function<void(std::uint16_t)> notify_;
+    std::function<void(std::string)> needs_reset_;
+    std::uint64_t features_ = 0;
+    bool broken_ = false;
+};
+
+}  // namespace stockade::virtio

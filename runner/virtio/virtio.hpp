@@ -1,0 +1,65 @@
+#pragma once
+// The virtio device model (virtio 1.x): what a device tells its transport, and what the
+// transport hands the device when the driver sets DRIVER_OK.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "base/error.hpp"
+#include "runner/devices/fd_watcher.hpp"
+#include "runner/memory/guest_memory.hpp"
+
+namespace stockade::virtio {
+
+// Device status bits (virtio 1.2, 2.1).
+inline constexpr std::uint8_t kStatusAcknowledge = 1, kStatusDriver = 2, kStatusDriverOk = 4,
+                              kStatusFeaturesOk = 8, kStatusNeedsReset = 0x40, kStatusFailed = 0x80;
+// Transport feature bits every stockade device offers (6.x).
+inline constexpr std::uint64_t kFeatureIndirectDesc = 1ull << 28;
+inline constexpr std::uint64_t kFeatureEventIdx = 1ull << 29;
+inline constexpr std::uint64_t kFeatureVersion1 = 1ull << 32;
+inline constexpr std::uint64_t kTransportFeatures =
+    kFeatureIndirectDesc | kFeatureEventIdx | kFeatureVersion1;
+
+// Device types (5.x).
+inline constexpr std::uint32_t kTypeNet = 1, kTypeBlock = 2, kTypeRng = 4, kTypeVsock = 19;
+
+struct QueueSetup {
+    std::uint16_t size = 0;
+    std::uint64_t desc = 0, driver = 0, device = 0;  // descriptor table, avail ring, used ring
+    std::uint16_t msix_vector = 0xffff;
+    bool enabled = false;
+};
+
+struct ActivateContext {
+    const GuestMemory& memory;
+    std::uint64_t features;              // negotiated
+    std::span<const QueueSetup> queues;  // index = queue number
+    std::span<const int> kick_fds;       // eventfd per queue, written on notify
+    std::span<const int> call_fds;       // eventfd per queue that interrupts the
+                                         // guest (-1: no vector assigned)
+    FdWatcher& watcher;
+    std::function<void(std::uint16_t queue)> notify_queue;
+    std::function<void(std::string why)> needs_reset;  // a driver violation: stop the device
+};
+
+class VirtioDevice {
+  public:
+    virtual ~VirtioDevice() = default;
+    [[nodiscard]] virtual std::uint32_t device_type() const = 0;
+    [[nodiscard]] virtual std::string name() const = 0;
+    // Everything offered, transport bits included.
+    [[nodiscard]] virtual std::uint64_t offered_features() const = 0;
+    [[nodiscard]] virtual std::uint16_t queue_count() const = 0;
+    [[nodiscard]] virtual std::uint16_t queue_max_size() const { return 256; }
+    // Bytes of device-specific configuration (at most 4 KiB).
+    virtual void config_read(std::uint64_t offset, std::span<std::uint8_t> out) = 0;
+    virtual void config_write(std::uint64_t /*offset*/, std::span<const std::uint8_t> /*in*/) {}
+    // The driver set DRIVER_OK. An error marks the device NEEDS_RESET.
+    [[nodiscard]] virtual Result<> activate(const ActivateContext& context) = 0;
+    // The driver wrote 0 to the status (or the device is being torn down).
+    virtual void reset() = 0;
+};
+
+}  // namespace stockade::virtio

@@ -1,0 +1,49 @@
+#pragma once
+// A kernel vhost device (/dev/vhost-net, /dev/vhost-vsock): the common protocol. The fd is
+// opened before the jail and handed in; this class takes ownership, claims it for this
+// process, tells the kernel where guest RAM is, and sets up each virtqueue's rings and
+// its kick (ioeventfd) and call (irqfd) eventfds. The datapath then runs in a vhost
+// kernel worker: no exit and no userspace work per packet.
+#include <cstdint>
+
+#include "base/error.hpp"
+#include "base/uapi.hpp"
+#include "base/unique_fd.hpp"
+#include "runner/memory/guest_memory.hpp"
+
+namespace stockade::vhost {
+
+struct VringSetup {
+    std::uint32_t index = 0;
+    std::uint16_t size = 0;
+    std::uint64_t desc = 0, avail = 0, used = 0;  // guest physical addresses
+    int kick_fd = -1;                             // the guest's notifications arrive here
+    int call_fd = -1;                             // written by vhost to interrupt the guest
+    bool event_idx = false;
+};
+
+class VhostDevice {
+public:
+    // Takes an open /dev/vhost-* fd and sets this process as its owner.
+    [[nodiscard]] static Result<VhostDevice> adopt(UniqueFd fd, const char* what);
+
+    [[nodiscard]] Result<std::uint64_t> features() const;
+    [[nodiscard]] Result<> set_features(std::uint64_t features);
+    // The guest RAM table: every region with its host address.
+    [[nodiscard]] Result<> set_memory(const GuestMemory& memory);
+    // Ring size, base index 0, ring addresses (host addresses of the guest rings, which
+    // must lie in RAM), kick and call eventfds.
+    [[nodiscard]] Result<> set_vring(const GuestMemory& memory, const VringSetup& vring);
+    // Stops the kernel using a ring (device reset): detaches kick and call.
+    [[nodiscard]] Result<std::uint16_t> stop_vring(std::uint32_t index);
+
+    [[nodiscard]] int fd() const { return fd_.get(); }
+    [[nodiscard]] const char* what() const { return what_; }
+
+private:
+    VhostDevice(UniqueFd fd, const char* what) : fd_(std::move(fd)), what_(what) {}
+    UniqueFd fd_;
+    const char* what_;
+};
+
+}  // namespace stockade::vhost
