@@ -1,0 +1,115 @@
+#include "runner/cli/run_args.hpp"
+
+#include <algorithm>
+#include <iterator>
+
+#include <CLI/CLI.hpp>
+
+namespace stockade {
+namespace {
+
+constexpr const char* kRunHelp = R"(Run CMD inside a fresh micro-VM and exit with its status.
+
+CMD's output and exit status are passed through; stdin is forwarded to it. Exit status
+follows docker: CMD's own status; 125 when stockade (or the guest) failed before CMD
+reported one; 126 when CMD could not be executed; 127 when it was not found; 128+N when
+stockade was stopped by signal N.
+
+The guest kernel's console is kept off stdout (use --console to see it on stderr).
+Defaults boot the Debian cloud kernel and initramfs built with this tree.)";
+
+}  // namespace
+
+namespace {
+
+void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
+    SandboxSpec& spec = out.spec;
+    run.add_option("--kernel", spec.kernel, "bzImage to boot")
+        ->envname("STOCKADE_KERNEL")
+        ->default_val(STOCKADE_DEFAULT_KERNEL);
+    run.add_option("--initrd", spec.initrd, "initramfs with stockade-init as /init")
+        ->envname("STOCKADE_INITRD")
+        ->default_val(STOCKADE_DEFAULT_INITRD);
+    run.add_option("--cmdline", spec.extra_cmdline, "extra kernel command line arguments");
+    run.add_option("--vcpus", spec.vcpus, "number of vCPUs (1..254)")->default_val(1);
+    run.add_option("--memory", spec.memory_mib, "guest memory in MiB (at least 64)")
+        ->default_val(256);
+    run.add_option("--huge-pages", huge, "guest RAM backing: thp (transparent huge pages) or off")
+        ->check(CLI::IsMember({"thp", "off"}))
+        ->default_val("thp");
+    run.add_option("-e,--env", spec.env, "environment variable NAME=value for CMD (repeatable)");
+    run.add_option("-w,--workdir", spec.workdir, "working directory of CMD in the guest")
+        ->default_val("/");
+    run.add_option("--hostname", spec.hostname, "host name of the guest")->default_val("sandbox");
+    run.add_option("--disk", out.disk_args,
+                   "raw disk image as virtio-blk (/dev/vda, vdb, ...); PATH[,ro] (repeatable)");
+    run.add_option("--rootfs", out.rootfs_arg,
+                   "ext4 image PATH[,ro] as /dev/vda and the workload's root file system");
+    run.add_flag("--rng", spec.rng, "add a virtio-rng device fed from the host's getrandom");
+    run.add_option("--policy", spec.policy_file,
+                   "sandbox policy file (JSON, see `stockade policy show`); default: the "
+                   "built-in policy");
+    run.add_option("--id", spec.id,
+                   "sandbox id (names its cgroup, jail root and SELinux categories); default: "
+                   "a fresh sb-XXXXXXXXXXXX");
+    run.add_flag("--console", spec.show_console, "copy the guest kernel console to stderr");
+    run.add_flag("--stats", spec.print_stats, "print timings and VM exit counts to stderr");
+    run.add_flag("-v,--verbose", out.verbose, "more diagnostics");
+    run.footer(kRunHelp);
+    // Parsing stops at CMD or at "--"; everything from there on is left for CMD.
+    run.prefix_command();
+    run.allow_extras();
+}
+
+}  // namespace
+
+Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
+    CLI::App app{
+        "Run a command in a fresh sandbox VM.\nUsage: stockade run [OPTIONS] [--] CMD [ARGS...]",
+        "stockade run"};
+    RunArgs out;
+    std::string huge;
+    add_run_options(app, out, huge);
+
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
+    try {
+        app.parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        out.help = app.help();
+        return out;
+    } catch (const CLI::ParseError& e) {
+        return fail("{}", e.what());
+    }
+    // What parsing left: "--" then CMD, or CMD itself, or an option we do not know
+    // (refused: it would otherwise run as the command).
+    std::vector<std::string> rest = app.remaining();
+    if (!rest.empty() && rest.front() == "--") {
+        rest.erase(rest.begin());
+    } else if (!rest.empty() && rest.front().size() > 1 && rest.front().front() == '-') {
+        return fail("unknown option {} (see stockade run --help)", rest.front());
+    }
+    out.spec.argv = std::move(rest);
+    auto disk = [](const std::string& arg) -> Result<DiskSpec> {
+        DiskSpec d{arg, false};
+        if (auto comma = arg.rfind(','); comma != std::string::npos) {
+            const std::string opt = arg.substr(comma + 1);
+            if (opt == "ro")
+                d = {arg.substr(0, comma), true};
+            else if (opt == "rw")
+                d = {arg.substr(0, comma), false};
+            else
+                return fail("--disk {}: unknown option '{}' (ro or rw)", arg, opt);
+        }
+        return d;
+    };
+    if (!out.rootfs_arg.empty()) {
+        out.spec.disks.push_back(STOCKADE_TRY(disk(out.rootfs_arg)));
+        out.spec.rootfs = true;
+    }
+    for (const auto& a : out.disk_args)
+        out.spec.disks.push_back(STOCKADE_TRY(disk(a)));
+    out.spec.huge_pages = huge == "off" ? HugePages::off : HugePages::transparent;
+    return out;
+}
+
+}  // namespace stockade

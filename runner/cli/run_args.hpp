@@ -1,0 +1,27 @@
+#pragma once
+// Parsing of `stockade run` arguments into a SandboxSpec (pure; unit-tested).
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "runner/vmm/sandbox_spec.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace stockade {
+
+struct RunArgs {
+    SandboxSpec spec;
+    bool verbose = false;
+    std::string help;  // non-empty when --help was asked for: print it and exit 0
+    std::vector<std::string> disk_args;
+    std::string rootfs_arg;
+};
+
+// Parses the arguments after `stockade run`. Everything after the first "--" is the
+// command; without "--", the command starts at the first argument that is not an option.
+[[nodiscard]] Result<RunArgs> parse_run_args(const std::vector<std::string>& args);
+
+}  // namespace stockade

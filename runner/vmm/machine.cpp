@@ -1,0 +1,300 @@
+#include "runner/vmm/machine.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "base/log.hpp"
+#include "runner/arch/x86/acpi.hpp"
+#include "runner/arch/x86/cpu_setup.hpp"
+#include "runner/arch/x86/cpuid.hpp"
+#include "runner/arch/x86/layout.hpp"
+#include "runner/arch/x86/memory_map.hpp"
+#include "runner/arch/x86/page_tables.hpp"
+
+namespace stockade {
+namespace {
+
+// vCPU threads are kicked out of KVM_RUN with this signal; its handler does nothing,
+// the point is the EINTR (together with kvm_run.immediate_exit).
+int kick_signal() {
+    return SIGRTMIN;
+}
+void on_kick(int) {}
+
+Result<> install_kick_handler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_kick;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
+    if (::sigaction(kick_signal(), &sa, nullptr) != 0)
+        return fail_sys("sigaction for the vCPU kick signal");
+    return {};
+}
+
+}  // namespace
+
+Machine::Machine(kvm::Kvm kvm, kvm::Vm vm, GuestMemory memory)
+    : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
+
+Machine::~Machine() {
+    stop();
+}
+
+namespace {
+
+// Where PCI BARs go: the 32-bit hole below the IOAPIC, and 16 GiB above the top of RAM.
+pci::MmioWindows pci_windows(const std::vector<MemoryRegion>& ram) {
+    std::uint64_t top = x86::kHighRamStart;
+    for (const auto& r : ram)
+        top = std::max(top, r.guest_phys + r.size);
+    const std::uint64_t high = (top + (1ull << 30) - 1) & ~((1ull << 30) - 1);
+    return {x86::kMmioHoleStart, x86::kIoApicAddr, high, high + (16ull << 30)};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Machine>> Machine::create(kvm::Kvm kvm, const MachineConfig& config,
+                                                 const BootImages& images, MachineDevices devices,
+                                                 Serial::Output serial_output,
+                                                 PlatformEventSink events) {
+    if (images.kernel == nullptr) return fail("no kernel image");
+    STOCKADE_TRY_VOID(kvm::check_required_capabilities(kvm));
+    const auto ram = x86::ram_regions(config.memory_bytes);
+    std::uint64_t initrd_size = 0;
+    for (auto p : images.initrd_parts)
+        initrd_size += p.size();
+    // Everything that can be wrong with sizes is found before the VM exists.
+    const x86::BootLayout layout =
+        STOCKADE_TRY(x86::plan_boot(*images.kernel, ram, initrd_size, config.cmdline));
+    const pci::MmioWindows windows = pci_windows(ram);
+    const x86::PciHostWindows host{static_cast<std::uint32_t>(windows.low_start),
+                                   static_cast<std::uint32_t>(windows.low_end - 1),
+                                   windows.high_start, windows.high_end - 1};
+    const bool has_pci = !devices.virtio.empty();
+    const auto acpi = STOCKADE_TRY(
+        x86::build_acpi_tables(x86::kAcpiAddr, config.vcpus, has_pci ? &host : nullptr));
+    const std::size_t run_size = STOCKADE_TRY(kvm.vcpu_mmap_size());
+    const auto supported = STOCKADE_TRY(kvm.supported_cpuid());
+
+    auto vm = STOCKADE_TRY(kvm::Vm::create(kvm));
+    // Order matters to KVM: TSS and identity map before vCPUs, irqchip before vCPUs.
+    STOCKADE_TRY_VOID(vm.set_tss_addr(x86::kTssAddr));
+    STOCKADE_TRY_VOID(vm.set_identity_map_addr(x86::kIdentityMapAddr));
+    STOCKADE_TRY_VOID(vm.create_irqchip());
+    STOCKADE_TRY_VOID(vm.create_pit2());
+    auto memory = STOCKADE_TRY(GuestMemory::create(ram, config.memory));
+    std::uint32_t slot = 0;
+    for (const auto& r : memory.host_regions())
+        STOCKADE_TRY_VOID(vm.set_user_memory_region(slot++, r.guest_phys, r.size, r.host));
+
+    std::unique_ptr<Machine> m(new Machine(std::move(kvm), std::move(vm), std::move(memory)));
+    m->counters_ = std::make_unique<Counters[]>(config.vcpus);
+    for (std::uint32_t i = 0; i < config.vcpus; ++i) {
+        auto vcpu = STOCKADE_TRY(kvm::Vcpu::create(m->vm_, i, run_size));
+        STOCKADE_TRY_VOID(vcpu.set_cpuid(x86::filter_cpuid(supported, i, config.vcpus)));
+        STOCKADE_TRY_VOID(x86::setup_common_cpu_state(vcpu));
+        STOCKADE_TRY_VOID(x86::setup_lapic_lint(vcpu));
+        m->vcpus_.push_back(std::move(vcpu));
+    }
+
+    const GuestMemory& mem = m->memory_;
+    STOCKADE_TRY_VOID(mem.write(x86::kAcpiAddr, acpi.blob));
+    STOCKADE_TRY_VOID(x86::write_identity_page_tables(mem));
+    const auto e820 = x86::e820_map(ram);
+    STOCKADE_TRY_VOID(x86::load_boot(mem, *images.kernel, layout, images.initrd_parts,
+                                     config.cmdline, e820, acpi.rsdp_addr));
+    STOCKADE_TRY_VOID(x86::setup_boot_cpu(m->vcpus_.front(), mem, layout.entry));
+    STOCKADE_TRY_VOID(m->add_devices(std::move(serial_output), std::move(events)));
+    m->irq_router_ = std::make_unique<kvm::IrqRouter>(m->vm_);
+    if (has_pci) {
+        m->pci_ = std::make_unique<pci::PciBus>(m->mmio_, windows);
+        STOCKADE_TRY_VOID(m->pio_.add(0xcf8, 8, *m->pci_, "PCI configuration"));
+        STOCKADE_TRY_VOID(m->add_pci(std::move(devices)));
+    }
+    return m;
+}
+
+Result<> Machine::add_pci(MachineDevices devices) {
+    if (devices.watcher == nullptr) return fail("PCI devices need an event loop");
+    for (auto& d : devices.virtio) {
+        const std::string name = d->name();
+        auto t = STOCKADE_TRY(virtio::PciTransport::create(std::move(d), vm_, *irq_router_, memory_,
+                                                           *devices.watcher));
+        auto slot = pci_->add(*t);
+        if (!slot) return std::unexpected(std::move(slot).error().context("virtio-" + name));
+        transports_.push_back(std::move(t));
+    }
+    return {};
+}
+
+Result<> Machine::add_devices(Serial::Output serial_output, PlatformEventSink events) {
+    kvm::Vm* vm = &vm_;
+    serial_ = std::make_unique<Serial>(std::move(serial_output), [vm](bool level) {
+        if (auto r = vm->irq_line(x86::kSerialIrq, level); !r)
+            log::warn("serial interrupt: {}", r.error().message);
+    });
+    STOCKADE_TRY_VOID(pio_.add(0x3f8, 8, *serial_, "COM1"));
+    auto add = [&](std::uint64_t base, std::uint64_t len, std::unique_ptr<BusDevice> d,
+                   const char* what) -> Result<> {
+        STOCKADE_TRY_VOID(pio_.add(base, len, *d, what));
+        devices_.push_back(std::move(d));
+        return {};
+    };
+    STOCKADE_TRY_VOID(add(0x60, 5, std::make_unique<I8042>(events), "i8042"));
+    STOCKADE_TRY_VOID(add(x86::kPvPanicPort, 1, std::make_unique<PvPanic>(events), "pvpanic"));
+    STOCKADE_TRY_VOID(
+        add(x86::kSleepControlPort, 2, std::make_unique<AcpiSleep>(events), "ACPI sleep"));
+    STOCKADE_TRY_VOID(
+        add(guest_abi::kAgentPort, 4, std::make_unique<AgentPort>(events), "agent port"));
+    return {};
+}
+
+Result<> Machine::start(VmControl& control, ThreadSetup thread_setup) {
+    if (!threads_.empty()) return fail("the machine is already running");
+    STOCKADE_TRY_VOID(install_kick_handler());
+    // vCPU threads start with every signal blocked but the kick; process signals go to
+    // the event loop's signalfd.
+    started_ = std::chrono::steady_clock::now();
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, kick_signal());
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (std::size_t i = 0; i < vcpus_.size(); ++i) {
+        try {
+            threads_.emplace_back(
+                [this, i, &control, thread_setup] { vcpu_main(i, control, thread_setup); });
+        } catch (const std::system_error& e) {
+            ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+            control.stop({StopKind::host_error, 0, "starting vCPU threads"});
+            stop();
+            return fail("starting the thread of vCPU {}: {}", i, e.what());
+        }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return {};
+}
+
+void Machine::release() {
+    {
+        std::lock_guard lock(release_mu_);
+        released_ = true;
+    }
+    release_cv_.notify_all();
+}
+
+void Machine::stop() {
+    if (threads_.empty()) return;
+    release();  // threads still waiting to start must see the stop and leave
+    for (auto& v : vcpus_)
+        v.set_immediate_exit(true);
+    for (auto& t : threads_)
+        ::pthread_kill(t.native_handle(), kick_signal());
+    for (auto& t : threads_)
+        t.join();
+    threads_.clear();
+}
+
+ExitCounts Machine::exit_counts() const {
+    ExitCounts c;
+    c.first_exit_us = first_exit_us_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < vcpus_.size(); ++i) {
+        c.io += counters_[i].io.load(std::memory_order_relaxed);
+        c.mmio += counters_[i].mmio.load(std::memory_order_relaxed);
+        c.interrupted += counters_[i].interrupted.load(std::memory_order_relaxed);
+        c.other += counters_[i].other.load(std::memory_order_relaxed);
+    }
+    return c;
+}
+
+void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup) {
+    if (setup) {
+        if (auto r = setup(); !r) {
+            control.stop({StopKind::host_error, 0,
+                          fmt::format("setting up vCPU {}: {}", index, r.error().message)});
+            return;
+        }
+    }
+    {
+        std::unique_lock lock(release_mu_);
+        release_cv_.wait(lock, [this] { return released_; });
+    }
+    kvm::Vcpu& vcpu = vcpus_[index];
+    Counters& n = counters_[index];
+    auto stop_with = [&](StopKind kind, std::string detail) {
+        control.stop({kind, 0, fmt::format("vCPU {}: {}", index, detail)});
+    };
+    while (!control.stopping()) {
+        auto exit = vcpu.run();
+        if (!exit) {
+            stop_with(StopKind::vcpu_error, exit.error().message);
+            break;
+        }
+        if (*exit != KVM_EXIT_INTR && first_exit_us_.load(std::memory_order_relaxed) < 0) {
+            std::int64_t expected = -1;
+            first_exit_us_.compare_exchange_strong(
+                expected, std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - started_)
+                              .count());
+        }
+        switch (*exit) {
+            case KVM_EXIT_IO: {
+                n.io.fetch_add(1, std::memory_order_relaxed);
+                auto io = vcpu.pio();
+                if (!io) {
+                    stop_with(StopKind::vcpu_error, io.error().message);
+                    break;
+                }
+                for (std::uint32_t k = 0; k < io->count; ++k) {
+                    auto chunk = io->data.subspan(std::size_t{k} * io->size, io->size);
+                    if (io->write)
+                        pio_.write(io->port, chunk);
+                    else
+                        pio_.read(io->port, chunk);
+                }
+                break;
+            }
+            case KVM_EXIT_MMIO: {
+                n.mmio.fetch_add(1, std::memory_order_relaxed);
+                auto mm = vcpu.mmio();
+                if (!mm) {
+                    stop_with(StopKind::vcpu_error, mm.error().message);
+                    break;
+                }
+                if (mm->write)
+                    mmio_.write(mm->addr, mm->data);
+                else
+                    mmio_.read(mm->addr, mm->data);
+                break;
+            }
+            case KVM_EXIT_INTR:
+                n.interrupted.fetch_add(1, std::memory_order_relaxed);
+                break;
+            case KVM_EXIT_SHUTDOWN:
+                control.stop({StopKind::triple_fault, 0, fmt::format("on vCPU {}", index)});
+                break;
+            case KVM_EXIT_SYSTEM_EVENT: {
+                const auto type = vcpu.run_state().system_event.type;
+                control.stop({type == KVM_SYSTEM_EVENT_RESET   ? StopKind::guest_reboot
+                              : type == KVM_SYSTEM_EVENT_CRASH ? StopKind::guest_panic
+                                                               : StopKind::guest_poweroff,
+                              0, fmt::format("system event {} on vCPU {}", type, index)});
+                break;
+            }
+            case KVM_EXIT_FAIL_ENTRY:
+                stop_with(StopKind::vcpu_error,
+                          fmt::format("KVM_EXIT_FAIL_ENTRY, hardware reason {:#x}",
+                                      vcpu.run_state().fail_entry.hardware_entry_failure_reason));
+                break;
+            case KVM_EXIT_INTERNAL_ERROR:
+                stop_with(StopKind::vcpu_error, fmt::format("KVM_EXIT_INTERNAL_ERROR, suberror {}",
+                                                            vcpu.run_state().internal.suberror));
+                break;
+            default:
+                n.other.fetch_add(1, std::memory_order_relaxed);
+                stop_with(StopKind::vcpu_error, fmt::format("unexpected exit reason {}", *exit));
+                break;
+        }
+    }
+}
+
+}  // namespace stockade

@@ -1,0 +1,112 @@
+#pragma once
+// A built micro-VM: KVM VM and vCPUs, guest memory with the kernel, initrd, ACPI tables
+// and page tables in place, and the platform devices on the port bus. create() opens
+// everything the VM will ever need; start() only spawns threads.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/error.hpp"
+#include "runner/arch/x86/bzimage.hpp"
+#include "runner/devices/bus.hpp"
+#include "runner/devices/platform.hpp"
+#include "runner/devices/serial.hpp"
+#include "runner/kvm/irq_router.hpp"
+#include "runner/kvm/kvm.hpp"
+#include "runner/kvm/vcpu.hpp"
+#include "runner/kvm/vm.hpp"
+#include "runner/memory/guest_memory.hpp"
+#include "runner/pci/pci_bus.hpp"
+#include "runner/virtio/pci_transport.hpp"
+#include "runner/virtio/virtio.hpp"
+#include "runner/vmm/vm_control.hpp"
+
+namespace stockade {
+
+struct MachineConfig {
+    std::uint32_t vcpus = 1;
+    std::uint64_t memory_bytes = 256ull << 20;
+    MemoryOptions memory;
+    std::string cmdline;
+};
+
+// Devices on the PCI bus, in slot order; their queues are served through `watcher`.
+struct MachineDevices {
+    std::vector<std::unique_ptr<virtio::VirtioDevice>> virtio;
+    FdWatcher* watcher = nullptr;
+};
+
+struct BootImages {
+    const x86::BzImage* kernel = nullptr;
+    std::vector<std::span<const std::uint8_t>> initrd_parts;  // concatenated in order
+};
+
+struct ExitCounts {
+    std::uint64_t io = 0, mmio = 0, interrupted = 0, other = 0;
+    std::int64_t first_exit_us = -1;  // after start(); -1: none yet
+};
+
+class Machine {
+  public:
+    [[nodiscard]] static Result<std::unique_ptr<Machine>> create(
+        kvm::Kvm kvm, const MachineConfig& config, const BootImages& images, MachineDevices devices,
+        Serial::Output serial_output, PlatformEventSink events);
+    ~Machine();
+    Machine(const Machine&) = delete;
+    Machine& operator=(const Machine&) = delete;
+
+    // Spawns one thread per vCPU. Each first runs `thread_setup` (its seccomp filter), then
+    // waits for release() before entering the guest, and runs until `control` says stop.
+    using ThreadSetup = std::function<Result<>()>;
+    [[nodiscard]] Result<> start(VmControl& control, ThreadSetup thread_setup = {});
+    // Lets the vCPUs run (startup step 9). start() alone never runs guest code.
+    void release();
+    // Makes every vCPU leave KVM_RUN and joins the threads. Idempotent.
+    void stop();
+
+    [[nodiscard]] Serial& serial() { return *serial_; }
+    [[nodiscard]] const GuestMemory& memory() const { return memory_; }
+    [[nodiscard]] ExitCounts exit_counts() const;
+    [[nodiscard]] std::size_t vcpu_count() const { return vcpus_.size(); }
+    [[nodiscard]] kvm::Vm& vm() { return vm_; }
+    [[nodiscard]] pci::PciBus* pci_bus() { return pci_.get(); }
+    [[nodiscard]] virtio::PciTransport& transport(std::size_t i) { return *transports_.at(i); }
+
+  private:
+    Machine(kvm::Kvm kvm, kvm::Vm vm, GuestMemory memory);
+    [[nodiscard]] Result<> add_devices(Serial::Output serial_output, PlatformEventSink events);
+    [[nodiscard]] Result<> add_pci(MachineDevices devices);
+    void vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup);
+
+    kvm::Kvm kvm_;
+    kvm::Vm vm_;
+    GuestMemory memory_;
+    std::vector<kvm::Vcpu> vcpus_;
+    Bus pio_{"port I/O"};
+    Bus mmio_{"MMIO"};
+    std::unique_ptr<Serial> serial_;
+    std::vector<std::unique_ptr<BusDevice>> devices_;
+    std::unique_ptr<kvm::IrqRouter> irq_router_;
+    std::unique_ptr<pci::PciBus> pci_;
+    std::vector<std::unique_ptr<virtio::PciTransport>> transports_;
+    std::vector<std::thread> threads_;
+    std::mutex release_mu_;
+    std::condition_variable release_cv_;
+    bool released_ = false;
+    struct Counters {
+        std::atomic<std::uint64_t> io{0}, mmio{0}, interrupted{0}, other{0};
+    };
+    std::unique_ptr<Counters[]> counters_;
+    std::chrono::steady_clock::time_point started_;
+    std::atomic<std::int64_t> first_exit_us_{-1};
+};
+
+}  // namespace stockade

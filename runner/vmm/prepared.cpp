@@ -1,0 +1,108 @@
+#include "runner/vmm/prepared.hpp"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "base/io.hpp"
+#include "guest/job.hpp"
+#include "policy/artefacts.hpp"
+#include "runner/arch/x86/memory_map.hpp"
+#include "runner/vmm/sandbox.hpp"
+
+namespace stockade {
+namespace {
+
+constexpr std::size_t kMaxKernelBytes = 256u << 20;
+constexpr std::size_t kMaxInitrdBytes = 2048u << 20;
+// What the runner itself may use beside guest memory under memory.max: page tables, thread
+// stacks, buffers (measured well under 16 MiB; the margin is deliberate).
+constexpr std::uint64_t kVmmOverhead = 64u << 20;
+
+Result<std::vector<std::uint8_t>> read_all_fd(int fd, std::size_t max, const std::string& what) {
+    std::vector<std::uint8_t> out;
+    std::uint8_t buf[65536];
+    std::uint64_t at = 0;
+    for (;;) {
+        ssize_t n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(at));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return fail_sys(fmt::format("read {}", what));
+        }
+        if (n == 0) return out;
+        out.insert(out.end(), buf, buf + n);
+        at += static_cast<std::uint64_t>(n);
+        if (out.size() > max) return fail("{}: larger than {} MiB", what, max >> 20);
+    }
+}
+
+// Opens a file the sandbox boots from; only regular files (or block devices for disks).
+Result<UniqueFd> open_artefact(const std::string& path, int flags, bool allow_block) {
+    auto fd = STOCKADE_TRY(open_file(path, flags));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return fail_sys(fmt::format("stat {}", path));
+    if (!S_ISREG(st.st_mode) && !(allow_block && S_ISBLK(st.st_mode)))
+        return fail("{}: not a regular file", path);
+    return fd;
+}
+
+}  // namespace
+
+std::string new_sandbox_id() {
+    std::uint8_t r[6] = {};
+    (void)!::getrandom(r, sizeof r, 0);
+    return fmt::format("sb-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", r[0], r[1], r[2], r[3], r[4],
+                       r[5]);
+}
+
+Result<Prepared> prepare(const SandboxSpec& spec) {
+    Prepared p;
+    p.spec = spec;
+    p.policy = spec.policy_file.empty() ? policy::default_policy()
+                                        : STOCKADE_TRY(policy::load_policy_file(spec.policy_file));
+    p.id = spec.id.empty() ? new_sandbox_id() : spec.id;
+    STOCKADE_TRY_VOID(policy::check_sandbox_id(p.id));
+
+    // Artefacts are opened once and checked on the same descriptors they are read from, so
+    // nothing can be swapped between the digest check and the use.
+    auto kernel_fd = STOCKADE_TRY(open_artefact(spec.kernel, O_RDONLY, false));
+    auto initrd_fd = STOCKADE_TRY(open_artefact(spec.initrd, O_RDONLY, false));
+    for (std::size_t i = 0; i < spec.disks.size(); ++i) {
+        const DiskSpec& d = spec.disks[i];
+        p.disks.push_back({STOCKADE_TRY(open_artefact(d.path, d.read_only ? O_RDONLY : O_RDWR, true)),
+                           d.read_only, d.path});
+    }
+    policy::SandboxArtefacts artefacts{
+        {spec.kernel, kernel_fd.get()}, policy::Artefact{spec.initrd, initrd_fd.get()}, {}};
+    for (std::size_t i = 0; i < p.disks.size(); ++i)
+        artefacts.disks[fmt::format("vd{}", char('a' + i))] = {p.disks[i].path,
+                                                               p.disks[i].fd.get()};
+    STOCKADE_TRY_VOID(policy::verify_artefacts(p.policy.digests, artefacts));
+
+    p.kernel_file = STOCKADE_TRY(read_all_fd(kernel_fd.get(), kMaxKernelBytes, spec.kernel));
+    auto kernel = x86::parse_bzimage(p.kernel_file);
+    if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
+    p.kernel = *kernel;
+    p.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
+
+    Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}};
+    if (spec.rootfs) job.root = JobRoot{"/dev/vda", spec.disks.front().read_only};
+    p.job = build_job_archive(job);
+    const bool has_pci = !spec.disks.empty() || spec.rng;
+    p.cmdline = default_kernel_cmdline(has_pci);
+    if (!spec.extra_cmdline.empty()) p.cmdline += " " + spec.extra_cmdline;
+    // Sizes against memory, and memory against the policy's memory.max, before KVM.
+    STOCKADE_TRY_VOID(x86::plan_boot(p.kernel, x86::ram_regions(spec.memory_mib << 20),
+                                     p.initrd.size() + p.job.size(), p.cmdline));
+    STOCKADE_TRY_VOID(
+        policy::check_guest_memory_fits(p.policy, spec.memory_mib << 20, kVmmOverhead));
+
+    p.kvm = STOCKADE_TRY(kvm::Kvm::open());
+    const HostLimits host{host_ram_bytes(), static_cast<std::uint32_t>(std::max(
+                                                1, p.kvm->check_extension(KVM_CAP_MAX_VCPUS)))};
+    STOCKADE_TRY_VOID(validate(spec, host));
+    STOCKADE_TRY_VOID(kvm::check_required_capabilities(*p.kvm));
+    return p;
+}
+
+}  // namespace stockade

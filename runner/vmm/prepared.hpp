@@ -1,0 +1,43 @@
+#pragma once
+// Everything a sandbox needs, read, checked and opened by the supervisor before anything is
+// created (startup steps 1, 2 and 4): the kernel and initrd contents, the job, every
+// descriptor the VM will use, and the policy. After this, no path is opened again.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/unique_fd.hpp"
+#include "policy/policy.hpp"
+#include "runner/arch/x86/bzimage.hpp"
+#include "runner/kvm/kvm.hpp"
+#include "runner/vmm/sandbox_spec.hpp"
+
+namespace stockade {
+
+struct PreparedDisk {
+    UniqueFd fd;
+    bool read_only = false;
+    std::string path;
+};
+
+struct Prepared {
+    SandboxSpec spec;
+    policy::Policy policy;
+    std::string id;
+    std::vector<std::uint8_t> kernel_file;
+    x86::BzImage kernel;  // views into kernel_file
+    std::vector<std::uint8_t> initrd;
+    std::vector<std::uint8_t> job;
+    std::string cmdline;
+    std::vector<PreparedDisk> disks;
+    std::optional<kvm::Kvm> kvm;
+};
+
+// Reads, checks and opens; fails (naming the field or file) before anything is created.
+[[nodiscard]] Result<Prepared> prepare(const SandboxSpec& spec);
+
+// Fresh sandbox id when none was given: "sb-" and 12 random hex digits.
+[[nodiscard]] std::string new_sandbox_id();
+
+}  // namespace stockade

@@ -1,0 +1,137 @@
+// `stockade run`: the supervisor. It prepares everything (steps 1-4 of the startup
+// contract), does the privileged host setup (cgroup leaf, jail root, SELinux categories),
+// forks the sandbox process into its namespaces, waits for it while forwarding
+// termination signals, and removes everything it set up. The supervisor never runs guest
+// code and never touches guest memory.
+#include "runner/vmm/sandbox.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/io.hpp"
+#include "base/log.hpp"
+#include "policy/cgroup.hpp"
+#include "policy/jail.hpp"
+#include "policy/namespaces.hpp"
+#include "policy/selinux_context.hpp"
+#include "runner/vmm/prepared.hpp"
+#include "runner/vmm/signals.hpp"
+#include "runner/vmm/vm_session.hpp"
+
+namespace stockade {
+namespace {
+
+constexpr const char* kMcsRegistry = "/run/stockade/mcs";
+
+// What the supervisor set up on the host for one sandbox; each part undoes itself.
+struct HostSetup {
+    policy::CgroupLeaf leaf;
+    policy::JailRoot root;
+    std::optional<policy::SandboxLabel> label;
+};
+
+Result<HostSetup> set_up_host(const Prepared& p) {
+    if (::geteuid() != 0 && !p.policy.namespaces.has(policy::Namespace::user))
+        return fail(
+            "stockade run needs root (cgroups, namespaces, pivot_root); an unprivileged "
+            "start needs a policy with the user namespace");
+    auto leaf = STOCKADE_TRY(policy::CgroupLeaf::create(p.policy.cgroup, p.id));
+    auto root = STOCKADE_TRY(policy::JailRoot::create(p.policy.jail.root_parent, p.id,
+                                                      policy::jail_root_owner(p.policy)));
+    auto label = STOCKADE_TRY(policy::plan_sandbox_label(p.policy.selinux, p.id, kMcsRegistry));
+    return HostSetup{std::move(leaf), std::move(root), std::move(label)};
+}
+
+// Waits for the sandbox process; SIGINT/SIGTERM/SIGHUP/SIGQUIT to the supervisor are passed
+// on to it (it stops its VM cleanly and exits 128+signal). Returns the wait status.
+Result<int> supervise(pid_t child, int sigfd) {
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+    UniqueFd owned(pidfd);
+    for (;;) {
+        pollfd fds[2] = {{sigfd, POLLIN, 0}, {pidfd, POLLIN, 0}};
+        const int n = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 100);
+        if (n < 0 && errno != EINTR) return fail_sys("poll in the supervisor");
+        if (fds[0].revents & POLLIN) {
+            signalfd_siginfo si{};
+            while (::read(sigfd, &si, sizeof si) == sizeof si)
+                ::kill(child, static_cast<int>(si.ssi_signo));
+        }
+        int status = 0;
+        const pid_t r = ::waitpid(child, &status, WNOHANG);
+        if (r == child) return status;
+        if (r < 0 && errno != EINTR) return fail_sys("waitpid for the sandbox process");
+    }
+}
+
+int exit_status(int wait_status) {
+    if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+    const int sig = WTERMSIG(wait_status);
+    if (sig == SIGSYS)
+        log::error(
+            "the sandbox process was killed by SIGSYS: it made a system call outside its "
+            "seccomp allowlist (a policy with \"seccomp\": {{\"mode\": \"log\"}} logs "
+            "the call instead)");
+    else
+        log::error("the sandbox process was killed by signal {} ({})", sig, ::strsignal(sig));
+    return 125;
+}
+
+Result<int> run(const SandboxSpec& spec) {
+    // Descriptors inherited from whoever started us are never the sandbox's.
+    close_fds_except({});
+    Prepared prepared = STOCKADE_TRY(prepare(spec));
+    HostSetup host = STOCKADE_TRY(set_up_host(prepared));
+    auto sigfd = STOCKADE_TRY(watch_termination_signals());
+
+    const policy::Policy& pol = prepared.policy;
+    auto forked = policy::fork_into_namespaces(
+        {pol.namespaces, pol.uid, pol.gid, host.leaf.dir_fd(), host.leaf.path()});
+    if (!forked) return std::unexpected(std::move(forked).error().context("starting the sandbox"));
+    if (forked->in_child()) {
+        Hardening h{&pol, host.root.path(), std::nullopt, {host.leaf.dir_fd(), sigfd.get()}};
+        if (host.label) {
+            h.selinux_context = host.label->context;
+            h.close_fds.push_back(host.label->reservation.lock_fd());
+        }
+        ::_exit(run_vm(prepared, h));
+    }
+    // The supervisor keeps nothing of the VM.
+    prepared.kvm.reset();
+    prepared.disks.clear();
+
+    auto waited = supervise(forked->pid, sigfd.get());
+    int status = waited ? exit_status(*waited) : 125;
+    if (!waited) log::error("{}", waited.error().message);
+    // Teardown: the leaf kills anything left in it; the jail root must be empty again.
+    if (auto r = host.leaf.remove(); !r) log::error("cleaning up: {}", r.error().message);
+    if (auto r = host.root.remove(); !r) log::error("cleaning up: {}", r.error().message);
+    return status;
+}
+
+}  // namespace
+
+std::string default_kernel_cmdline(bool has_pci) {
+    // console on COM1 but quiet (every byte on a UART is a VM exit); reset through the
+    // keyboard controller; reboot at once on panic (pvpanic has told us by then); one
+    // legacy UART to probe; no PCI bus scan when the machine has no PCI devices.
+    std::string c = "console=ttyS0 quiet reboot=k panic=-1 8250.nr_uarts=1";
+    if (!has_pci) c += " pci=off";
+    return c;
+}
+
+int run_sandbox(const SandboxSpec& spec) {
+    auto r = run(spec);
+    if (!r) {
+        log::error("{}", r.error().message);
+        return 125;
+    }
+    return *r;
+}
+
+}  // namespace stockade

@@ -1,0 +1,50 @@
+#pragma once
+// What `stockade run` was asked to do, validated before anything is created.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "runner/memory/guest_memory.hpp"
+
+namespace stockade {
+
+inline constexpr std::uint64_t kMinMemoryMiB = 64;
+inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..253, the IOAPIC takes one more
+
+struct DiskSpec {
+    std::string path;
+    bool read_only = false;
+};
+
+struct SandboxSpec {
+    std::string kernel;
+    std::string initrd;
+    std::string extra_cmdline;
+    std::uint32_t vcpus = 1;
+    std::uint64_t memory_mib = 256;
+    HugePages huge_pages = HugePages::transparent;
+    std::vector<std::string> argv;  // the workload
+    std::vector<std::string> env;   // NAME=value
+    std::string workdir = "/";
+    std::string hostname = "sandbox";
+    std::vector<DiskSpec> disks;  // virtio-blk: /dev/vda, /dev/vdb, ... in order
+    bool rootfs = false;          // the first disk is the workload's root file system
+    bool rng = false;             // a virtio-rng device
+    bool show_console = false;    // kernel console to stderr
+    bool print_stats = false;
+    std::string policy_file;  // empty: the default policy
+    std::string id;  // empty: a fresh one     // exit counts and timings to stderr at the end
+};
+
+struct HostLimits {
+    std::uint64_t ram_bytes = 0;          // physical memory of the host
+    std::uint32_t max_vcpus = kMaxVcpus;  // KVM_CAP_MAX_VCPUS, capped
+};
+
+// Checks every field on its own (no I/O): the first problem is returned, naming the field.
+[[nodiscard]] Result<> validate(const SandboxSpec& spec, const HostLimits& host);
+// The host's physical memory (sysinfo), for HostLimits.
+[[nodiscard]] std::uint64_t host_ram_bytes();
+
+}  // namespace stockade

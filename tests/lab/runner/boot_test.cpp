@@ -1,0 +1,162 @@
+// The VMM core against real KVM: Debian's cloud kernel boots, the workload runs, and its
+// output, status and stdin travel as `stockade run` promises.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <regex>
+#include <sstream>
+
+#include "tests/lab/support/process.hpp"
+
+namespace stockade {
+namespace {
+
+using lab::run_stockade;
+using lab::RunOptions;
+
+std::string kernel_version() {
+    std::string v = lab::read_text(lab::build_dir() + "/cache/kernels/cloud-amd64/version");
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' '))
+        v.pop_back();
+    return v;
+}
+
+// Sum of "System RAM" ranges in the guest's /proc/iomem.
+std::uint64_t system_ram(const std::string& iomem) {
+    std::uint64_t total = 0;
+    std::regex line(R"(^([0-9a-f]+)-([0-9a-f]+) : System RAM$)");
+    std::istringstream in(iomem);
+    for (std::string l; std::getline(in, l);) {
+        std::smatch m;
+        if (std::regex_match(l, m, line))
+            total += std::stoull(m[2], nullptr, 16) - std::stoull(m[1], nullptr, 16) + 1;
+    }
+    return total;
+}
+
+std::uint64_t meminfo_kib(const std::string& text, const std::string& key) {
+    auto pos = text.find(key + ":");
+    return pos == std::string::npos ? 0 : std::stoull(text.substr(pos + key.size() + 1));
+}
+
+TEST(Boot, OneVcpuCloudKernelWithTheRequestedMemory) {
+    auto r = run_stockade({"--memory", "256", "--", "sh", "-c",
+                           "nproc; uname -r; cat /proc/meminfo; echo @@; cat /proc/iomem"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    std::istringstream out(r.out);
+    std::string nproc, release;
+    std::getline(out, nproc);
+    std::getline(out, release);
+    EXPECT_EQ(nproc, "1");
+    EXPECT_EQ(release, kernel_version());
+    const std::string iomem = r.out.substr(r.out.find("@@"));
+    // All the RAM stockade gave is what the guest sees, less the 385 KiB EBDA/ROM hole of
+    // the e820 map and the first page, which Linux always keeps for itself.
+    EXPECT_EQ(system_ram(iomem), (256ull << 20) - (0x100000 - 0x9fc00) - 0x1000) << iomem;
+    // MemTotal is RAM less what the kernel keeps for itself; it must be close to 256 MiB.
+    const std::uint64_t total = meminfo_kib(r.out, "MemTotal");
+    EXPECT_GT(total, (256u - 48u) * 1024) << r.out;
+    EXPECT_LE(total, 256u * 1024);
+}
+
+TEST(Boot, TwoVcpusBothOnline) {
+    auto r = run_stockade({"--vcpus", "2", "--memory", "320", "--", "sh", "-c",
+                           "nproc; grep -c ^processor /proc/cpuinfo; "
+                           "grep '^apicid' /proc/cpuinfo | tr -d ' \\t'; cat /proc/meminfo"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out.substr(0, 4), "2\n2\n") << r.out;
+    EXPECT_NE(r.out.find("apicid:0\napicid:1\n"), std::string::npos) << r.out;
+    EXPECT_GT(meminfo_kib(r.out, "MemTotal"), (320u - 48u) * 1024);
+}
+
+TEST(Workload, ExitStatusIsPassedThrough) {
+    EXPECT_EQ(run_stockade({"--", "sh", "-c", "exit 7"}).status, 7);
+    auto killed = run_stockade({"--", "sh", "-c", "kill -9 $$"});
+    EXPECT_EQ(killed.status, 128 + 9) << killed.describe();
+}
+
+TEST(Workload, NotFoundIs127AndNotExecutableIs126) {
+    auto missing = run_stockade({"--", "/no/such/program"});
+    EXPECT_EQ(missing.status, 127) << missing.describe();
+    EXPECT_NE(missing.out.find("not found"), std::string::npos) << missing.describe();
+    auto denied = run_stockade({"--", "/etc/stockade/autoload"});
+    EXPECT_EQ(denied.status, 126) << denied.describe();
+}
+
+TEST(Workload, ArgumentsEnvironmentWorkdirAndHostname) {
+    auto r = run_stockade({"-e", "FOO=a b", "-w", "/tmp", "--hostname", "box", "--", "sh", "-c",
+                           "printf '%s|%s|%s|%s|%s|%s' \"$FOO\" \"$(pwd)\" \"$(hostname)\" $# "
+                           "\"$1\" \"$2\"",
+                           "argv0", "", "x  y"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out, "a b|/tmp|box|2||x  y") << "an empty argument survives";
+}
+
+TEST(Workload, StdinReachesTheGuestAndEndsWithEof) {
+    RunOptions o;
+    o.stdin_data = "alpha\nbeta\n\tgamma with no newline";
+    auto r = run_stockade({"--", "sh", "-c", "cat > /tmp/in; wc -c < /tmp/in; cat /tmp/in"}, o);
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out, std::to_string(o.stdin_data.size()) + "\n" + o.stdin_data);
+
+    RunOptions many;
+    for (int i = 1; i <= 2000; ++i)
+        many.stdin_data += std::to_string(i) + "\n";
+    auto w = run_stockade({"--", "sh", "-c", "wc -l; echo done"}, many);
+    ASSERT_EQ(w.status, 0) << w.describe();
+    EXPECT_EQ(w.out, "2000\ndone\n");
+}
+
+TEST(GuestEnd, RebootEndsTheRunWithAClearMessage) {
+    auto soft = run_stockade({"--", "reboot"});
+    EXPECT_EQ(soft.status, 125) << soft.describe();
+    EXPECT_NE(soft.err.find("guest rebooted before the workload finished"), std::string::npos)
+        << soft.describe();
+    auto hard = run_stockade({"--", "reboot", "-f"});
+    EXPECT_EQ(hard.status, 125) << hard.describe();
+    EXPECT_NE(hard.err.find("keyboard controller reset"), std::string::npos) << hard.describe();
+}
+
+TEST(GuestEnd, PowerOffEndsTheRunWithAClearMessage) {
+    auto r = run_stockade({"--", "poweroff", "-f"});
+    EXPECT_EQ(r.status, 125) << r.describe();
+    EXPECT_NE(r.err.find("guest powered off"), std::string::npos) << r.describe();
+    EXPECT_NE(r.err.find("ACPI S5"), std::string::npos) << r.describe();
+}
+
+TEST(GuestEnd, KernelPanicIsReportedWithTheConsoleTail) {
+    auto r = run_stockade({"--", "sh", "-c", "echo c > /proc/sysrq-trigger"});
+    EXPECT_EQ(r.status, 125) << r.describe();
+    EXPECT_NE(r.err.find("guest kernel panicked"), std::string::npos) << r.describe();
+    EXPECT_NE(r.err.find("Kernel panic - not syncing"), std::string::npos)
+        << "the guest's panic message is shown: " << r.describe();
+}
+
+TEST(Signals, TermAndIntStopTheVmCleanly) {
+    for (int sig : {SIGTERM, SIGINT}) {
+        RunOptions o;
+        o.signal = sig;
+        o.signal_after = "ready";
+        o.timeout = std::chrono::seconds(120);
+        auto r = run_stockade({"--", "sh", "-c", "echo ready; sleep 1000"}, o);
+        EXPECT_EQ(r.status, 128 + sig) << r.describe();
+        EXPECT_NE(r.err.find("stopped by a signal"), std::string::npos) << r.describe();
+    }
+}
+
+TEST(Stability, TwentyBootsInARow) {
+    std::vector<double> seconds;
+    for (int i = 0; i < 20; ++i) {
+        auto r = run_stockade({"--", "sh", "-c", "echo boot-$0", std::to_string(i)});
+        ASSERT_EQ(r.status, 0) << "boot " << i << ": " << r.describe();
+        ASSERT_EQ(r.out, "boot-" + std::to_string(i) + "\n") << r.describe();
+        seconds.push_back(r.seconds);
+    }
+    std::sort(seconds.begin(), seconds.end());
+    std::cout << "20 boots: min " << seconds.front() << " s, median " << seconds[10] << " s, max "
+              << seconds.back() << " s\n";
+}
+
+}  // namespace
+}  // namespace stockade

@@ -1,0 +1,75 @@
+// Guest memory: the one place a guest address becomes a host pointer.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "guest/cpio.hpp"
+#include "runner/memory/guest_memory.hpp"
+#include "guest/job.hpp"
+
+namespace stockade {
+namespace {
+
+TEST(GuestMemory, SlicesOnlyInsideOneRegion) {
+    const MemoryRegion regions[] = {{0, 0x10000}, {0x100000, 0x2000}};
+    auto mem = GuestMemory::create(regions, {HugePages::off, -1}).value();
+    EXPECT_TRUE(mem.slice(0, 0x10000));
+    EXPECT_TRUE(mem.slice(0xffff, 1));
+    EXPECT_TRUE(mem.slice(0x100000, 0x2000));
+    EXPECT_TRUE(mem.slice(0x5000, 0));
+    EXPECT_FALSE(mem.slice(0xffff, 2)) << "runs past the region";
+    EXPECT_FALSE(mem.slice(0x10000, 1)) << "in the gap";
+    EXPECT_FALSE(mem.slice(0x101fff, 2));
+    EXPECT_FALSE(mem.slice(~0ull, 1)) << "top of the address space";
+    EXPECT_FALSE(mem.slice(0x100, ~0ull)) << "a length that wraps";
+    EXPECT_FALSE(mem.slice(0x100, ~0ull - 0xff));
+    EXPECT_FALSE(mem.slice(0x8000, 0x100000)) << "spans both regions";
+    EXPECT_EQ(mem.total_size(), 0x12000u);
+}
+
+TEST(GuestMemory, ReadsAndWritesObjectsAndRejectsOutOfRange) {
+    auto mem = GuestMemory::create_unregistered(0x4000).value();
+    ASSERT_TRUE(mem.write_obj<std::uint64_t>(0x3ff8, 0x1122334455667788));
+    EXPECT_EQ(mem.read_obj<std::uint64_t>(0x3ff8).value(), 0x1122334455667788u);
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(0x3ff8).value(), 0x88);
+    EXPECT_FALSE(mem.write_obj<std::uint64_t>(0x3ffc, 1));
+    auto r = mem.read_obj<std::uint32_t>(0x4000);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("outside guest RAM"), std::string::npos);
+}
+
+TEST(GuestMemory, RefusesBadLayouts) {
+    const MemoryRegion unaligned[] = {{0, 0x1234}};
+    EXPECT_FALSE(GuestMemory::create(unaligned));
+    const MemoryRegion overlapping[] = {{0, 0x2000}, {0x1000, 0x2000}};
+    EXPECT_FALSE(GuestMemory::create(overlapping));
+    const MemoryRegion wrapping[] = {{~0ull & ~0xfffull, 0x2000}};
+    EXPECT_FALSE(GuestMemory::create(wrapping));
+}
+
+TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
+    auto mem = GuestMemory::create_unregistered(64 << 20).value();
+    const std::uint64_t before = mem.resident_bytes();
+    for (std::uint64_t a = 0; a < (8u << 20); a += 4096)
+        ASSERT_TRUE(mem.write_obj<std::uint8_t>(a, 1));
+    EXPECT_GE(mem.resident_bytes() - before, 8u << 20);
+    EXPECT_LT(mem.resident_bytes(), 64u << 20);
+}
+
+TEST(JobArchive, CarriesArgvEnvWorkdirAndHostnameBinarySafe) {
+    Job job{{"sh", "-c", "echo 'a b'\n", ""}, {"A=1", "B=x y"}, "/tmp", "box", {}};
+    auto archive = build_job_archive(job);
+    std::vector<cpio::Entry> entries;
+    ASSERT_TRUE(cpio::parse(archive, entries));
+    std::map<std::string, std::string> files;
+    for (const auto& e : entries)
+        files[e.path] = std::string(e.data.begin(), e.data.end());
+    EXPECT_EQ(files["stockade/argv"], std::string("sh\0-c\0echo 'a b'\n\0\0", 19));
+    EXPECT_EQ(files["stockade/env"], std::string("A=1\0B=x y\0", 10));
+    EXPECT_EQ(files["stockade/workdir"], "/tmp");
+    EXPECT_EQ(files["stockade/hostname"], "box");
+    EXPECT_EQ(archive, build_job_archive(job)) << "deterministic";
+}
+
+}  // namespace
+}  // namespace stockade

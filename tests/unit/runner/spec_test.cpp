@@ -1,0 +1,209 @@
+// What `stockade run` accepts: CLI parsing, spec validation, and bad input end to end
+// (these checks all happen before /dev/kvm is opened, so they run anywhere).
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <fstream>
+
+#include "runner/cli/run_args.hpp"
+#include "runner/vmm/sandbox_spec.hpp"
+
+namespace stockade {
+namespace {
+
+SandboxSpec good_spec() {
+    SandboxSpec s;
+    s.kernel = "/k";
+    s.initrd = "/i";
+    s.argv = {"true"};
+    return s;
+}
+
+const HostLimits kHost{8ull << 30, 64};
+
+TEST(Validate, AcceptsDefaults) {
+    EXPECT_TRUE(validate(good_spec(), kHost));
+}
+
+TEST(Validate, RejectsEachBadFieldByName) {
+    struct Case {
+        const char* field;
+        void (*change)(SandboxSpec&);
+    };
+    const Case cases[] = {
+        {"--kernel", [](SandboxSpec& s) { s.kernel.clear(); }},
+        {"--initrd", [](SandboxSpec& s) { s.initrd.clear(); }},
+        {"no command", [](SandboxSpec& s) { s.argv.clear(); }},
+        {"command name is empty", [](SandboxSpec& s) { s.argv = {""}; }},
+        {"--vcpus", [](SandboxSpec& s) { s.vcpus = 0; }},
+        {"--vcpus", [](SandboxSpec& s) { s.vcpus = 65; }},
+        {"--memory", [](SandboxSpec& s) { s.memory_mib = 63; }},
+        {"--memory", [](SandboxSpec& s) { s.memory_mib = 9000; }},
+        {"--env", [](SandboxSpec& s) { s.env = {"NOEQUALS"}; }},
+        {"--env", [](SandboxSpec& s) { s.env = {"=value"}; }},
+        {"--workdir", [](SandboxSpec& s) { s.workdir = "relative"; }},
+        {"--hostname", [](SandboxSpec& s) { s.hostname = "bad host"; }},
+        {"--hostname", [](SandboxSpec& s) { s.hostname = std::string(65, 'a'); }},
+        {"--cmdline", [](SandboxSpec& s) { s.extra_cmdline = "a\nb"; }},
+    };
+    for (const Case& c : cases) {
+        SandboxSpec s = good_spec();
+        c.change(s);
+        auto r = validate(s, kHost);
+        ASSERT_FALSE(r) << c.field;
+        EXPECT_NE(r.error().message.find(c.field), std::string::npos) << r.error().message;
+    }
+}
+
+TEST(Validate, VcpuLimitIsTheSmallerOfKvmAndTheAcpiLimit) {
+    SandboxSpec s = good_spec();
+    s.vcpus = 254;
+    EXPECT_TRUE(validate(s, {8ull << 30, 1024}));
+    s.vcpus = 255;
+    EXPECT_FALSE(validate(s, {8ull << 30, 1024}));
+}
+
+TEST(RunArgs, CommandAfterDoubleDashOrDirectly) {
+    auto a = parse_run_args({"--vcpus", "2", "--", "sh", "-c", "echo -- hi", "--memory"});
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(a->spec.vcpus, 2u);
+    EXPECT_EQ(a->spec.argv, (std::vector<std::string>{"sh", "-c", "echo -- hi", "--memory"}));
+    auto b = parse_run_args({"--memory", "512", "ls", "-l", "--", "x"});
+    ASSERT_TRUE(b) << b.error().message;
+    EXPECT_EQ(b->spec.memory_mib, 512u);
+    EXPECT_EQ(b->spec.argv, (std::vector<std::string>{"ls", "-l", "--", "x"}));
+}
+
+TEST(RunArgs, HelpIsReturnedNotExecuted) {
+    auto a = parse_run_args({"--help"});
+    ASSERT_TRUE(a);
+    EXPECT_NE(a->help.find("--vcpus"), std::string::npos);
+    EXPECT_TRUE(a->spec.argv.empty());
+}
+
+TEST(RunArgs, DefaultsJustWork) {
+    auto a = parse_run_args({"true"});
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->spec.vcpus, 1u);
+    EXPECT_EQ(a->spec.memory_mib, 256u);
+    EXPECT_EQ(a->spec.kernel, STOCKADE_TEST_KERNEL);
+    EXPECT_EQ(a->spec.initrd, STOCKADE_TEST_INITRD);
+    EXPECT_EQ(a->spec.huge_pages, HugePages::transparent);
+    EXPECT_EQ(a->spec.workdir, "/");
+}
+
+TEST(RunArgs, RejectsUnknownOptionsAndBadValues) {
+    for (auto args : std::vector<std::vector<std::string>>{
+             {"--bogus", "--", "true"},
+             {"--vcpus", "two", "true"},
+             {"--huge-pages", "maybe", "true"},
+             {"--memory"},
+         }) {
+        auto r = parse_run_args(args);
+        EXPECT_FALSE(r) << args.front();
+    }
+    auto r = parse_run_args({"--frobnicate", "true"});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("--frobnicate"), std::string::npos);
+}
+
+struct Outcome {
+    int status;
+    std::string err;
+};
+
+// Runs the real binary; these inputs are refused before KVM is touched.
+Outcome run_stockade(std::vector<std::string> args) {
+    std::array<int, 2> p{};
+    EXPECT_EQ(::pipe(p.data()), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(p[1], 2);
+        ::close(p[0]);
+        std::vector<char*> argv{const_cast<char*>(STOCKADE_BINARY), const_cast<char*>("run")};
+        for (auto& a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(STOCKADE_BINARY, argv.data());
+        ::_exit(99);
+    }
+    ::close(p[1]);
+    std::string err;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
+        err.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, err};
+}
+
+std::string temp_file(const std::string& content) {
+    char path[] = "/tmp/stockade-test.XXXXXX";
+    int fd = ::mkstemp(path);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+    ::close(fd);
+    return path;
+}
+
+TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
+    const std::string not_kernel = temp_file(std::string(8192, 'x'));
+    const std::string huge_initrd = temp_file("");
+    ASSERT_EQ(::truncate(huge_initrd.c_str(), 300 << 20), 0);
+    struct Case {
+        std::vector<std::string> args;
+        const char* message;
+    };
+    const std::vector<Case> cases = {
+        {{"--kernel", "/nonexistent/vmlinuz", "true"}, "open /nonexistent/vmlinuz: No such file"},
+        {{"--kernel", not_kernel, "true"}, "not a bzImage"},
+        {{"--kernel", "/etc", "true"}, "not a regular file"},
+        {{"--initrd", "/nonexistent/initrd", "true"}, "open /nonexistent/initrd"},
+        {{"--initrd", huge_initrd, "true"}, "initrd"},
+        {{"--memory", "16", "true"}, "below the minimum"},
+        {{"--memory", "99999999", "true"}, "more than this host"},
+        {{"--vcpus", "0", "true"}, "at least 1"},
+        {{"--vcpus", "300", "true"}, "--vcpus"},
+        {{"--nope", "true"}, "unknown option --nope"},
+        {{}, "no command given"},
+    };
+    for (const Case& c : cases) {
+        Outcome o = run_stockade(c.args);
+        EXPECT_EQ(o.status, 125) << o.err;
+        EXPECT_NE(o.err.find(c.message), std::string::npos)
+            << "want '" << c.message << "' in: " << o.err;
+    }
+    ::unlink(not_kernel.c_str());
+    ::unlink(huge_initrd.c_str());
+}
+
+TEST(BadInput, HelpExplainsAndSucceeds) {
+    std::array<int, 2> p{};
+    ASSERT_EQ(::pipe(p.data()), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(p[1], 1);
+        ::execl(STOCKADE_BINARY, STOCKADE_BINARY, "run", "--help", nullptr);
+        ::_exit(99);
+    }
+    ::close(p[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    EXPECT_EQ(WEXITSTATUS(st), 0);
+    for (const char* needle : {"--vcpus", "--memory", "--kernel", "125", "127", "126"})
+        EXPECT_NE(out.find(needle), std::string::npos) << needle;
+}
+
+}  // namespace
+}  // namespace stockade
