@@ -28,6 +28,7 @@
 #include "base/io.hpp"
 #include "guest/abi.hpp"
 #include "guest/cpio.hpp"
+#include "guest/job.hpp"
 
 namespace fs = std::filesystem;
 using stockade::Result;
@@ -302,6 +303,19 @@ Result<> build_rootfs(const RootfsOptions& o) {
     return {};
 }
 
+struct JobOptions {
+    std::string output;
+    stockade::Job job;
+};
+
+// The job archive `stockade run` appends to the initramfs, as a file: another VMM can boot
+// the same initramfs with it concatenated (the benchmarks do, to run QEMU on equal terms).
+Result<> build_job(const JobOptions& o) {
+    const auto archive = stockade::build_job_archive(o.job);
+    return stockade::write_file(
+        o.output, std::string_view(reinterpret_cast<const char*>(archive.data()), archive.size()));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -333,8 +347,18 @@ int main(int argc, char** argv) {
     rfs->add_option("--size-mib", ro.size_mib, "image size (default: content * 1.5 + 16 MiB)");
     rfs->add_option("--label", ro.label, "file system label");
 
+    JobOptions jo;
+    auto* job = app.add_subcommand("job", "the job archive for a workload, as `stockade run` makes it");
+    job->add_option("-o,--output", jo.output, "archive to write")->required();
+    job->add_option("-e,--env", jo.job.env, "NAME=value for the workload's environment");
+    job->add_option("-w,--workdir", jo.job.workdir, "the workload's working directory");
+    job->add_option("--hostname", jo.job.hostname, "the guest's host name");
+    job->add_option("argv", jo.job.argv, "the workload and its arguments (after --)")->required();
+
     CLI11_PARSE(app, argc, argv);
-    Result<> r = ini->parsed() ? build_initramfs(io) : build_rootfs(ro);
+    Result<> r = ini->parsed()   ? build_initramfs(io)
+                 : rfs->parsed() ? build_rootfs(ro)
+                                 : build_job(jo);
     if (!r) {
         std::fprintf(stderr, "stockade-mkimage: %s\n", r.error().message.c_str());
         return 1;

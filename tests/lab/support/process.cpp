@@ -95,6 +95,11 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& o)
                 in[1] = -1;
             }
         }
+        if (!o.mark.empty() && r.mark_seconds < 0 && r.out.find(o.mark) != std::string::npos) {
+            r.mark_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (o.on_mark) o.on_mark(pid);
+            if (o.kill_at_mark) ::kill(pid, SIGKILL);
+        }
         if (o.signal && !signalled && r.out.find(o.signal_after) != std::string::npos) {
             ::kill(pid, *o.signal);
             signalled = true;

@@ -1,7 +1,10 @@
 #pragma once
 // Runs a program for a lab test: feeds stdin, captures stdout and stderr, optionally
 // sends a signal once stdout shows a marker, and reports status and duration.
+#include <sys/types.h>
+
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,12 +17,18 @@ struct RunOptions {
     std::optional<int> signal;  // sent once stdout contains signal_after
     std::string signal_after;
     std::chrono::seconds timeout{300};  // then SIGKILL, and status -1
+    // Once stdout first contains `mark`: the time is recorded (RunResult::mark_seconds),
+    // on_mark is called with the child's pid, and the child is killed if kill_at_mark.
+    std::string mark;
+    std::function<void(pid_t)> on_mark;
+    bool kill_at_mark = false;
 };
 
 struct RunResult {
     int status = -1;  // exit status, or 128+signal, or -1 on timeout
     std::string out, err;
     double seconds = 0;
+    double mark_seconds = -1;  // when stdout first contained RunOptions::mark; -1: never
     [[nodiscard]] std::string describe() const;
 };
 

@@ -1,0 +1,208 @@
+// Boot-to-init and runner memory overhead: the same kernel, initramfs and workload booted
+// by stockade, by QEMU -M microvm and by QEMU -M q35 (both with KVM), interleaved run by
+// run so that load on the host touches all three alike. Needs /dev/kvm: in the lab,
+//   lab/run -- build/bench/boot/boot_bench --runs 10
+// Boot-to-init is the time from process start to the first line the guest's init prints
+// for the workload. Overhead is the VMM process's resident memory less the guest memory
+// it has touched (the resident part of the guest RAM mapping), sampled at that moment.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/lab/support/process.hpp"
+
+namespace {
+
+using stockade::lab::run_process;
+using stockade::lab::RunOptions;
+
+constexpr const char* kMark = "stockade-bench-ready";
+
+struct Memory {
+    double total_mib = 0;    // Rss of the whole process
+    double guest_mib = 0;    // Rss of the guest RAM mapping
+    bool found = false;
+};
+
+// Rss per mapping from /proc/PID/smaps; the guest RAM is the largest anonymous mapping of
+// at least the guest's size.
+Memory sample(pid_t pid, std::uint64_t guest_bytes) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+    Memory m;
+    std::uint64_t size = 0, best = 0;
+    bool anonymous = false;
+    for (std::string line; std::getline(in, line);) {
+        unsigned long long lo = 0, hi = 0;
+        char name[256] = "";
+        if (std::sscanf(line.c_str(), "%llx-%llx %*s %*s %*s %*s %255s", &lo, &hi, name) >= 2 &&
+            line.find(" kB") == std::string::npos) {
+            size = hi - lo;
+            anonymous = name[0] == '\0' || std::string(name).rfind("/memfd:", 0) == 0;
+            continue;
+        }
+        unsigned long long kb = 0;
+        if (std::sscanf(line.c_str(), "Rss: %llu kB", &kb) == 1) {
+            m.total_mib += kb / 1024.0;
+            if (anonymous && size >= guest_bytes && size > best) {
+                best = size;
+                m.guest_mib = kb / 1024.0;
+                m.found = true;
+            }
+        }
+    }
+    return m;
+}
+
+// The sandbox process stockade forks (its only child).
+pid_t child_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    pid_t c = 0;
+    in >> c;
+    return c;
+}
+
+struct Sample {
+    double seconds = -1;
+    Memory vmm;
+    double supervisor_mib = 0;
+};
+
+struct Column {
+    std::string name;
+    std::vector<Sample> samples;
+};
+
+double median(std::vector<double> v) {
+    if (v.empty()) return -1;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+std::string read_version(const std::string& dir) {
+    std::ifstream in(dir + "/version");
+    std::string v;
+    std::getline(in, v);
+    return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string build = STOCKADE_BUILD_DIR;
+    int runs = 10;
+    unsigned memory_mib = 256;
+    std::string qemu = "qemu-system-x86_64";
+    std::string kernel_dir = build + "/cache/kernels/cloud-amd64";
+    CLI::App app{"boot_bench: boot-to-init and memory overhead, stockade beside QEMU"};
+    app.add_option("--runs", runs, "boots per VMM (median reported)")->check(CLI::Range(1, 1000));
+    app.add_option("--memory", memory_mib, "guest memory in MiB")->check(CLI::Range(64, 4096));
+    app.add_option("--qemu", qemu, "QEMU binary");
+    CLI11_PARSE(app, argc, argv);
+
+    if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+        std::fprintf(stderr, "boot_bench: /dev/kvm is not usable here; run it in the lab:\n"
+                             "  lab/run -- %s\n", argv[0]);
+        return 1;
+    }
+    const std::string kernel = kernel_dir + "/vmlinuz";
+    const std::string initramfs = build + "/guest/initramfs.cpio";
+    const std::string workload = std::string("echo ") + kMark + "; sleep 2";
+    // The same initramfs with the same job archive appended, for QEMU.
+    char dir_template[] = "/tmp/stockade-boot-bench.XXXXXX";
+    const std::string dir = ::mkdtemp(dir_template);
+    const std::string job = dir + "/job.cpio", combined = dir + "/initramfs+job.cpio";
+    auto made = run_process({build + "/guest/stockade-mkimage", "job", "-o", job, "--", "sh",
+                             "-c", workload});
+    if (made.status != 0) {
+        std::fprintf(stderr, "boot_bench: stockade-mkimage job failed: %s\n", made.err.c_str());
+        return 1;
+    }
+    {
+        std::ofstream out(combined, std::ios::binary);
+        out << std::ifstream(initramfs, std::ios::binary).rdbuf()
+            << std::ifstream(job, std::ios::binary).rdbuf();
+    }
+    // stockade's own default command line, word for word (no PCI devices here).
+    const std::string cmdline = "console=ttyS0 quiet reboot=k panic=-1 8250.nr_uarts=1 pci=off";
+    const std::string mem = std::to_string(memory_mib);
+    auto qemu_argv = [&](const std::string& machine) {
+        return std::vector<std::string>{
+            qemu,      "-M",      machine,  "-enable-kvm", "-cpu",     "host",  "-smp",
+            "1",       "-m",      mem,      "-nodefaults", "-no-user-config",   "-nographic",
+            "-no-reboot",         "-serial", "stdio",      "-kernel",  kernel,  "-initrd",
+            combined,  "-append", cmdline};
+    };
+    const std::uint64_t guest_bytes = std::uint64_t{memory_mib} << 20;
+
+    std::vector<Column> cols{{"stockade", {}}, {"QEMU -M microvm", {}}, {"QEMU -M q35", {}}};
+    for (int i = 0; i < runs; ++i) {
+        for (std::size_t c = 0; c < cols.size(); ++c) {
+            Sample s;
+            RunOptions o;
+            o.mark = kMark;
+            o.timeout = std::chrono::seconds(180);
+            std::vector<std::string> cmd;
+            if (c == 0) {
+                cmd = {build + "/runner/stockade", "run", "--memory", mem, "--", "sh", "-c",
+                       workload};
+                o.on_mark = [&](pid_t pid) {
+                    s.supervisor_mib = sample(pid, ~0ull).total_mib;
+                    if (pid_t sandbox = child_of(pid); sandbox > 0) s.vmm = sample(sandbox, guest_bytes);
+                };
+            } else {
+                cmd = qemu_argv(c == 1 ? "microvm" : "q35");
+                o.on_mark = [&](pid_t pid) { s.vmm = sample(pid, guest_bytes); };
+                o.kill_at_mark = true;
+            }
+            auto r = run_process(cmd, o);
+            if (r.mark_seconds < 0) {
+                std::fprintf(stderr, "boot_bench: %s run %d never printed the mark (status %d)\n%s\n",
+                             cols[c].name.c_str(), i, r.status, r.describe().c_str());
+                return 1;
+            }
+            if (c == 0 && r.status != 0) {
+                std::fprintf(stderr, "boot_bench: stockade run %d ended with status %d\n%s\n", i,
+                             r.status, r.describe().c_str());
+                return 1;
+            }
+            s.seconds = r.mark_seconds;
+            cols[c].samples.push_back(s);
+        }
+    }
+    std::filesystem::remove_all(dir);
+
+    const double base = [&] {
+        std::vector<double> v;
+        for (auto& s : cols[1].samples) v.push_back(s.seconds);
+        return median(v);
+    }();
+    std::printf("kernel %s, %u MiB, 1 vCPU, workload `sh -c '%s'`, median of %d\n\n",
+                read_version(kernel_dir).c_str(), memory_mib, workload.c_str(), runs);
+    std::printf("| VMM | boot-to-init median (s) | min | max | vs microvm | VMM RSS (MiB) | guest "
+                "touched (MiB) | overhead (MiB) |\n|---|---|---|---|---|---|---|---|\n");
+    for (auto& col : cols) {
+        std::vector<double> t, rss, guest, over;
+        for (auto& s : col.samples) {
+            t.push_back(s.seconds);
+            rss.push_back(s.vmm.total_mib);
+            guest.push_back(s.vmm.guest_mib);
+            over.push_back(s.vmm.found ? s.vmm.total_mib - s.vmm.guest_mib : -1);
+        }
+        std::printf("| %s | %.3f | %.3f | %.3f | %.2f | %.1f | %.1f | %.2f |\n", col.name.c_str(),
+                    median(t), *std::min_element(t.begin(), t.end()),
+                    *std::max_element(t.begin(), t.end()), median(t) / base, median(rss),
+                    median(guest), median(over));
+    }
+    std::vector<double> sup;
+    for (auto& s : cols[0].samples) sup.push_back(s.supervisor_mib);
+    std::printf("\nstockade's supervisor process (waits for the sandbox, holds the cgroup and "
+                "jail for teardown): RSS %.1f MiB median\n", median(sup));
+    return 0;
+}
