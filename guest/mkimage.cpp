@@ -12,10 +12,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <lz4.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -303,6 +305,97 @@ Result<> build_rootfs(const RootfsOptions& o) {
     return {};
 }
 
+struct VmlinuxOptions {
+    std::string output;
+    std::string from;
+};
+
+std::uint32_t le32(std::span<const std::uint8_t> b, std::size_t at) {
+    return b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (std::uint32_t{b[at + 3]} << 24);
+}
+
+// LZ4's legacy frame (what the kernel's LZ4 compression writes): magic, then blocks of a
+// 32-bit compressed size and at most 8 MiB each once decompressed, to the end of input.
+Result<std::vector<std::uint8_t>> unlz4_legacy(std::span<const std::uint8_t> in) {
+    constexpr std::size_t kBlock = 8 << 20;
+    std::vector<std::uint8_t> out;
+    std::size_t at = 4;
+    while (at + 4 <= in.size()) {
+        const std::uint32_t n = le32(in, at);
+        if (n == 0x184c2102) {  // a concatenated frame starts again
+            at += 4;
+            continue;
+        }
+        at += 4;
+        if (n > in.size() - at) break;  // the kernel's payload may carry trailing bytes
+        const std::size_t old = out.size();
+        out.resize(old + kBlock);
+        const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in.data() + at),
+                                            reinterpret_cast<char*>(out.data() + old),
+                                            static_cast<int>(n), static_cast<int>(kBlock));
+        if (got < 0) return stockade::fail("LZ4 block at offset {} is corrupt", at);
+        out.resize(old + static_cast<std::size_t>(got));
+        at += n;
+    }
+    // The kernel's build appends the decompressed size.
+    if (in.size() < 8 || le32(in, in.size() - 4) != out.size())
+        return stockade::fail("LZ4 payload decompressed to {} bytes, its trailer says otherwise",
+                              out.size());
+    return out;
+}
+
+Result<std::vector<std::uint8_t>> gunzip(std::span<const std::uint8_t> in) {
+    std::vector<std::uint8_t> out;
+    z_stream z{};
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return stockade::fail("zlib init failed");
+    z.next_in = const_cast<Bytef*>(in.data());
+    z.avail_in = static_cast<uInt>(in.size());
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        out.resize(out.size() + (16 << 20));
+        z.next_out = out.data() + z.total_out;
+        z.avail_out = static_cast<uInt>(out.size() - z.total_out);
+        rc = inflate(&z, Z_NO_FLUSH);
+    }
+    out.resize(z.total_out);
+    inflateEnd(&z);
+    if (rc != Z_STREAM_END) return stockade::fail("gzip payload is corrupt (zlib {})", rc);
+    return out;
+}
+
+// The kernel inside a bzImage: the setup header's payload_offset/payload_length locate the
+// compressed vmlinux after the setup sectors; it is decompressed and checked to be ELF.
+Result<> build_vmlinux(const VmlinuxOptions& o) {
+    auto file = STOCKADE_TRY(stockade::read_file(o.from, 256u << 20));
+    const std::span<const std::uint8_t> f(file);
+    if (f.size() < 0x250 || le32(f, 0x202) != 0x53726448)
+        return stockade::fail("{}: not a bzImage (no \"HdrS\" setup header)", o.from);
+    if ((f[0x206] | (f[0x207] << 8)) < 0x0208)
+        return stockade::fail("{}: boot protocol too old to say where its payload is", o.from);
+    const std::size_t setup = (f[0x1f1] == 0 ? 4 : f[0x1f1]) + 1;
+    const std::size_t start = setup * 512 + le32(f, 0x248), length = le32(f, 0x24c);
+    if (start > f.size() || length > f.size() - start || length < 4)
+        return stockade::fail("{}: payload {}+{} is outside the file", o.from, start, length);
+    const auto payload = f.subspan(start, length);
+    std::vector<std::uint8_t> elf;
+    if (le32(payload, 0) == 0x184c2102)
+        elf = STOCKADE_TRY(unlz4_legacy(payload));
+    else if (payload[0] == 0x1f && payload[1] == 0x8b)
+        elf = STOCKADE_TRY(gunzip(payload));
+    else
+        return stockade::fail("{}: payload compression (magic {:02x}{:02x}{:02x}{:02x}) is not "
+                              "supported; LZ4 and gzip are", o.from, payload[0], payload[1],
+                              payload[2], payload[3]);
+    if (elf.size() < 64 || std::memcmp(elf.data(), "\x7f" "ELF", 4) != 0)
+        return stockade::fail("{}: the decompressed payload is not an ELF vmlinux", o.from);
+    const std::string tmp = o.output + ".tmp";
+    STOCKADE_TRY_VOID(stockade::write_file(
+        tmp, std::string_view(reinterpret_cast<const char*>(elf.data()), elf.size()), O_CREAT | O_TRUNC));
+    if (::rename(tmp.c_str(), o.output.c_str()) != 0)
+        return stockade::fail_sys(fmt::format("rename {} to {}", tmp, o.output));
+    return {};
+}
+
 struct JobOptions {
     std::string output;
     stockade::Job job;
@@ -313,7 +406,7 @@ struct JobOptions {
 Result<> build_job(const JobOptions& o) {
     const auto archive = stockade::build_job_archive(o.job);
     return stockade::write_file(
-        o.output, std::string_view(reinterpret_cast<const char*>(archive.data()), archive.size()));
+        o.output, std::string_view(reinterpret_cast<const char*>(archive.data()), archive.size()), O_CREAT | O_TRUNC);
 }
 
 }  // namespace
@@ -355,9 +448,18 @@ int main(int argc, char** argv) {
     job->add_option("--hostname", jo.job.hostname, "the guest's host name");
     job->add_option("argv", jo.job.argv, "the workload and its arguments (after --)")->required();
 
+    VmlinuxOptions vo;
+    auto* vml = app.add_subcommand(
+        "vmlinux", "the uncompressed kernel (ELF) inside a bzImage, for direct boot");
+    vml->add_option("-o,--output", vo.output, "file to write")->required();
+    vml->add_option("--from", vo.from, "bzImage (LZ4 or gzip payload)")
+        ->required()
+        ->check(CLI::ExistingFile);
+
     CLI11_PARSE(app, argc, argv);
     Result<> r = ini->parsed()   ? build_initramfs(io)
                  : rfs->parsed() ? build_rootfs(ro)
+                 : vml->parsed() ? build_vmlinux(vo)
                                  : build_job(jo);
     if (!r) {
         std::fprintf(stderr, "stockade-mkimage: %s\n", r.error().message.c_str());

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "base/error.hpp"
-#include "runner/arch/x86/bzimage.hpp"
+#include "runner/arch/x86/kernel_image.hpp"
 #include "runner/devices/bus.hpp"
 #include "runner/devices/platform.hpp"
 #include "runner/devices/serial.hpp"
@@ -45,7 +45,7 @@ struct MachineDevices {
 };
 
 struct BootImages {
-    const x86::BzImage* kernel = nullptr;
+    const x86::KernelImage* kernel = nullptr;
     std::vector<std::span<const std::uint8_t>> initrd_parts;  // concatenated in order
 };
 

@@ -80,7 +80,7 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
     STOCKADE_TRY_VOID(policy::verify_artefacts(p.policy.digests, artefacts));
 
     p.kernel_file = STOCKADE_TRY(read_all_fd(kernel_fd.get(), kMaxKernelBytes, spec.kernel));
-    auto kernel = x86::parse_bzimage(p.kernel_file);
+    auto kernel = x86::parse_kernel(p.kernel_file);
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     p.kernel = *kernel;
     p.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));

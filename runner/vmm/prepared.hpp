@@ -9,7 +9,7 @@
 #include "base/error.hpp"
 #include "base/unique_fd.hpp"
 #include "policy/policy.hpp"
-#include "runner/arch/x86/bzimage.hpp"
+#include "runner/arch/x86/kernel_image.hpp"
 #include "runner/kvm/kvm.hpp"
 #include "runner/vmm/sandbox_spec.hpp"
 
@@ -26,7 +26,7 @@ struct Prepared {
     policy::Policy policy;
     std::string id;
     std::vector<std::uint8_t> kernel_file;
-    x86::BzImage kernel;  // views into kernel_file
+    x86::KernelImage kernel;  // views into kernel_file
     std::vector<std::uint8_t> initrd;
     std::vector<std::uint8_t> job;
     std::string cmdline;

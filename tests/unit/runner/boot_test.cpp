@@ -1,10 +1,12 @@
 // The Linux boot protocol: setup header validation, boot planning, the zero page.
 #include <gtest/gtest.h>
 
+#include <elf.h>
+
 #include <cstring>
 
 #include "base/io.hpp"
-#include "runner/arch/x86/bzimage.hpp"
+#include "runner/arch/x86/kernel_image.hpp"
 #include "runner/arch/x86/layout.hpp"
 #include "runner/arch/x86/memory_map.hpp"
 
@@ -59,8 +61,8 @@ TEST(BzImage, RejectsCorruptHeaders) {
     };
     const Case cases[] = {
         {"tiny", std::vector<std::uint8_t>(100), "too small"},
-        {"no boot flag", with_header([](setup_header& h) { h.boot_flag = 0; }), "not a bzImage"},
-        {"no HdrS", with_header([](setup_header& h) { h.header = 0x12345678; }), "not a bzImage"},
+        {"no boot flag", with_header([](setup_header& h) { h.boot_flag = 0; }), "neither a bzImage"},
+        {"no HdrS", with_header([](setup_header& h) { h.header = 0x12345678; }), "neither a bzImage"},
         {"old protocol", with_header([](setup_header& h) { h.version = 0x0206; }), "too old"},
         {"no 64-bit entry", with_header([](setup_header& h) { h.xloadflags = 0; }), "64-bit"},
         {"zImage", with_header([](setup_header& h) { h.loadflags = 0; }), "zImage"},
@@ -147,6 +149,151 @@ TEST(ZeroPage, CarriesCmdlineInitrdE820AndRsdp) {
     EXPECT_EQ(mem.read_obj<std::uint8_t>(plan.initrd_addr + 4999).value(), 1);
     EXPECT_EQ(mem.read_obj<std::uint8_t>(plan.initrd_addr + 5000).value(), 2);
     EXPECT_EQ(mem.read_obj<std::uint8_t>(kKernelLoadAddr).value(), 0xcc);
+}
+
+// A minimal vmlinux: an ELF64 executable with one PT_LOAD per (paddr, filesz, memsz),
+// file bytes 0xa0 + segment index, entry at the start of the first segment.
+struct Seg {
+    std::uint64_t paddr, filesz, memsz;
+};
+std::vector<std::uint8_t> fake_vmlinux(std::vector<Seg> segs = {{0x1000000, 0x3000, 0x5000},
+                                                                {0x1005000, 0x1000, 0x3000}}) {
+    const std::size_t headers = sizeof(Elf64_Ehdr) + segs.size() * sizeof(Elf64_Phdr);
+    std::vector<std::uint8_t> f(headers);
+    Elf64_Ehdr eh{};
+    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_ident[EI_VERSION] = EV_CURRENT;
+    eh.e_type = ET_EXEC;
+    eh.e_machine = EM_X86_64;
+    eh.e_entry = segs.empty() ? 0 : segs[0].paddr;
+    eh.e_phoff = sizeof eh;
+    eh.e_phentsize = sizeof(Elf64_Phdr);
+    eh.e_phnum = static_cast<std::uint16_t>(segs.size());
+    std::memcpy(f.data(), &eh, sizeof eh);
+    for (std::size_t i = 0; i < segs.size(); ++i) {
+        Elf64_Phdr ph{};
+        ph.p_type = PT_LOAD;
+        ph.p_offset = f.size();
+        ph.p_paddr = segs[i].paddr;
+        ph.p_vaddr = 0xffffffff80000000ull + segs[i].paddr;
+        ph.p_filesz = segs[i].filesz;
+        ph.p_memsz = segs[i].memsz;
+        std::memcpy(f.data() + sizeof eh + i * sizeof ph, &ph, sizeof ph);
+        f.resize(f.size() + segs[i].filesz, static_cast<std::uint8_t>(0xa0 + i));
+    }
+    return f;
+}
+
+template <typename F>
+std::vector<std::uint8_t> with_elf(F change, std::vector<std::uint8_t> f = fake_vmlinux()) {
+    Elf64_Ehdr eh;
+    std::memcpy(&eh, f.data(), sizeof eh);
+    Elf64_Phdr ph;
+    std::memcpy(&ph, f.data() + eh.e_phoff, sizeof ph);
+    change(eh, ph);
+    std::memcpy(f.data(), &eh, sizeof eh);
+    std::memcpy(f.data() + sizeof eh, &ph, sizeof ph);
+    return f;
+}
+
+TEST(ElfKernel, LoadsSegmentsAtTheirPhysicalAddresses) {
+    auto f = fake_vmlinux();
+    auto img = parse_kernel(f);
+    ASSERT_TRUE(img) << img.error().message;
+    EXPECT_EQ(img->format, KernelFormat::elf);
+    ASSERT_EQ(img->segments.size(), 2u);
+    EXPECT_EQ(img->elf_entry, 0x1000000u);
+    EXPECT_EQ(img->header.init_size, 0x8000u) << "from the first segment to the end of the last";
+
+    auto ram = ram_regions(64 * kMiB);
+    auto mem = GuestMemory::create_unregistered(64 * kMiB).value();
+    auto plan = plan_boot(*img, ram, 4096, "console=ttyS0");
+    ASSERT_TRUE(plan) << plan.error().message;
+    EXPECT_EQ(plan->entry, 0x1000000u);
+    EXPECT_EQ(plan->kernel_end, 0x1008000u);
+    EXPECT_GE(plan->initrd_addr, plan->kernel_end);
+    const std::vector<std::uint8_t> initrd(4096, 7);
+    std::vector<std::span<const std::uint8_t>> parts{initrd};
+    ASSERT_TRUE(load_boot(mem, *img, *plan, parts, "console=ttyS0", e820_map(ram), kAcpiAddr));
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(0x1000000).value(), 0xa0);
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(0x1002fff).value(), 0xa0);
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(0x1003000).value(), 0) << "bss stays zero";
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(0x1005000).value(), 0xa1);
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(0x1006000).value(), 0);
+    EXPECT_EQ(mem.read_obj<std::uint8_t>(kKernelLoadAddr).value(), 0) << "nothing at 1 MiB";
+    auto bp = mem.read_obj<boot_params>(kZeroPageAddr).value();
+    EXPECT_EQ(bp.hdr.boot_flag, 0xaa55);
+    EXPECT_EQ(bp.hdr.header, 0x53726448u);
+    EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
+    EXPECT_EQ(bp.hdr.ramdisk_image, plan->initrd_addr);
+    EXPECT_EQ(bp.hdr.cmd_line_ptr, kCmdlineAddr);
+}
+
+TEST(ElfKernel, RejectsMalformedFiles) {
+    struct Case {
+        const char* what;
+        std::vector<std::uint8_t> file;
+        const char* message;
+    };
+    const auto whole = fake_vmlinux();
+    auto truncated = whole;
+    truncated.resize(truncated.size() - 100);
+    const Case cases[] = {
+        {"header only", std::vector<std::uint8_t>(whole.begin(), whole.begin() + 20), "too small"},
+        {"32-bit", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_ident[EI_CLASS] = ELFCLASS32; }),
+         "64-bit"},
+        {"not x86-64", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_machine = EM_AARCH64; }),
+         "x86-64"},
+        {"shared object", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_type = ET_DYN; }),
+         "not an executable"},
+        {"huge phnum", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_phnum = 5000; }),
+         "malformed"},
+        {"table outside", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_phoff = ~0ull - 8; }),
+         "outside"},
+        {"segment outside", truncated, "outside"},
+        {"offset wraps", with_elf([](Elf64_Ehdr&, Elf64_Phdr& p) { p.p_offset = ~0ull; }),
+         "outside"},
+        {"filesz > memsz", with_elf([](Elf64_Ehdr&, Elf64_Phdr& p) { p.p_memsz = 1; }),
+         "more file bytes"},
+        {"below 1 MiB", with_elf([](Elf64_Ehdr& e, Elf64_Phdr& p) { p.p_paddr = e.e_entry = 0x7000; }),
+         "not between"},
+        {"into the MMIO hole",
+         with_elf([](Elf64_Ehdr&, Elf64_Phdr& p) { p.p_memsz = 0xffff'ffff'0000'0000ull; }),
+         "not between"},
+        {"overlap", fake_vmlinux({{0x1000000, 0x1000, 0x6000}, {0x1005000, 0x1000, 0x1000}}),
+         "overlap"},
+        {"entry in bss", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_entry = 0x1004000; }),
+         "entry point"},
+        {"nothing to load", fake_vmlinux({}), "malformed"},
+    };
+    for (const auto& c : cases) {
+        auto r = parse_kernel(c.file);
+        ASSERT_FALSE(r) << c.what;
+        EXPECT_NE(r.error().message.find(c.message), std::string::npos)
+            << c.what << ": " << r.error().message;
+    }
+}
+
+TEST(ElfKernel, MemoryMustHoldTheWholeImage) {
+    auto f = fake_vmlinux({{0x1000000, 0x1000, 60 * kMiB}});
+    auto img = parse_kernel(f).value();
+    auto r = plan_boot(img, ram_regions(64 * kMiB), 0, "");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("too little"), std::string::npos) << r.error().message;
+    EXPECT_TRUE(plan_boot(img, ram_regions(128 * kMiB), 0, ""));
+}
+
+TEST(ElfKernel, ParsesTheVmlinuxBuiltFromTheCloudKernel) {
+    auto file = read_file(STOCKADE_TEST_VMLINUX, 512u << 20);
+    ASSERT_TRUE(file) << file.error().message;
+    auto img = parse_kernel(*file);
+    ASSERT_TRUE(img) << img.error().message;
+    EXPECT_EQ(img->format, KernelFormat::elf);
+    EXPECT_EQ(img->elf_entry, 0x1000000u) << "startup_64 at the kernel's physical start";
+    auto plan = plan_boot(*img, ram_regions(256 * kMiB), 8 * kMiB, "console=ttyS0");
+    ASSERT_TRUE(plan) << plan.error().message;
 }
 
 TEST(MemoryMap, SplitsAroundTheMmioHole) {

@@ -89,7 +89,7 @@ TEST(RunArgs, DefaultsJustWork) {
     ASSERT_TRUE(a);
     EXPECT_EQ(a->spec.vcpus, 1u);
     EXPECT_EQ(a->spec.memory_mib, 256u);
-    EXPECT_EQ(a->spec.kernel, STOCKADE_TEST_KERNEL);
+    EXPECT_EQ(a->spec.kernel, STOCKADE_TEST_VMLINUX);
     EXPECT_EQ(a->spec.initrd, STOCKADE_TEST_INITRD);
     EXPECT_EQ(a->spec.huge_pages, HugePages::transparent);
     EXPECT_EQ(a->spec.workdir, "/");
@@ -161,7 +161,7 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
     };
     const std::vector<Case> cases = {
         {{"--kernel", "/nonexistent/vmlinuz", "true"}, "open /nonexistent/vmlinuz: No such file"},
-        {{"--kernel", not_kernel, "true"}, "not a bzImage"},
+        {{"--kernel", not_kernel, "true"}, "neither a bzImage"},
         {{"--kernel", "/etc", "true"}, "not a regular file"},
         {{"--initrd", "/nonexistent/initrd", "true"}, "open /nonexistent/initrd"},
         {{"--initrd", huge_initrd, "true"}, "initrd"},
