@@ -32,9 +32,9 @@ struct SandboxSpec {
     bool rootfs = false;          // the first disk is the workload's root file system
     bool rng = false;             // a virtio-rng device
     bool show_console = false;    // kernel console to stderr
-    bool print_stats = false;
-    std::string policy_file;  // empty: the default policy
-    std::string id;  // empty: a fresh one     // exit counts and timings to stderr at the end
+    bool print_stats = false;     // exit counts and timings to stderr at the end
+    std::string policy_file;      // empty: the default policy
+    std::string id;               // empty: a fresh one
 };
 
 struct HostLimits {
