@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     const std::string build = STOCKADE_BUILD_DIR;
     int runs = 10;
     unsigned memory_mib = 256;
-    std::string qemu = "qemu-system-x86_64";
+    std::string qemu = "/usr/bin/qemu-system-x86_64";
     std::string kernel_dir = build + "/cache/kernels/cloud-amd64";
     CLI::App app{"boot_bench: boot-to-init and memory overhead, stockade beside QEMU"};
     app.add_option("--runs", runs, "boots per VMM (median reported)")->check(CLI::Range(1, 1000));

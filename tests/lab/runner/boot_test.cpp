@@ -70,6 +70,15 @@ TEST(Boot, TwoVcpusBothOnline) {
     EXPECT_GT(meminfo_kib(r.out, "MemTotal"), (320u - 48u) * 1024);
 }
 
+TEST(Boot, TheBzImageBootsTooWithItsDecompressor) {
+    // The default kernel is the uncompressed vmlinux; the same kernel as a bzImage must
+    // boot as well (its decompressor runs in the guest, and KASLR with it).
+    const std::string bzimage = lab::build_dir() + "/cache/kernels/cloud-amd64/vmlinuz";
+    auto r = run_stockade({"--kernel", bzimage, "--", "sh", "-c", "uname -r; nproc"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out, kernel_version() + "\n1\n");
+}
+
 TEST(Workload, ExitStatusIsPassedThrough) {
     EXPECT_EQ(run_stockade({"--", "sh", "-c", "exit 7"}).status, 7);
     auto killed = run_stockade({"--", "sh", "-c", "kill -9 $$"});
