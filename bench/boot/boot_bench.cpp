@@ -133,12 +133,18 @@ int main(int argc, char** argv) {
     // stockade's own default command line, word for word (no PCI devices here).
     const std::string cmdline = "console=ttyS0 quiet reboot=k panic=-1 8250.nr_uarts=1 pci=off";
     const std::string mem = std::to_string(memory_mib);
+    // q35 is a PCI machine (its ACPI tables need config space): no pci=off there. And
+    // there the init's `outl` to the agent port faults (#GP, the port is not granted in the
+    // guest's TSS as on the other two machines; not investigated), so init is told that no
+    // agent listens. That only spares q35 an exit per event.
+    const std::string q35_cmdline =
+        cmdline.substr(0, cmdline.rfind(" pci=off")) + " stockade.agent=off";
     auto qemu_argv = [&](const std::string& machine, const std::string& kernel) {
         return std::vector<std::string>{
             qemu,      "-M",      machine,  "-enable-kvm", "-cpu",     "host",  "-smp",
             "1",       "-m",      mem,      "-nodefaults", "-no-user-config",   "-nographic",
             "-no-reboot",         "-serial", "stdio",      "-kernel",  kernel,  "-initrd",
-            combined,  "-append", cmdline};
+            combined,  "-append", machine == "q35" ? q35_cmdline : cmdline};
     };
     auto stockade_argv = [&](const std::string& kernel) {
         return std::vector<std::string>{build + "/runner/stockade", "run", "--kernel", kernel,
