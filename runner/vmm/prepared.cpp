@@ -48,6 +48,14 @@ Result<UniqueFd> open_artefact(const std::string& path, int flags, bool allow_bl
 
 }  // namespace
 
+void release_boot_images(Prepared& p) {
+    // Swapping with empty vectors gives their storage back (assigning {} would keep it).
+    std::vector<std::uint8_t>().swap(p.kernel_file);
+    std::vector<std::uint8_t>().swap(p.initrd);
+    std::vector<std::uint8_t>().swap(p.job);
+    p.kernel = {};
+}
+
 std::string new_sandbox_id() {
     std::uint8_t r[6] = {};
     (void)!::getrandom(r, sizeof r, 0);

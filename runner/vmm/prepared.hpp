@@ -34,6 +34,11 @@ struct Prepared {
     std::optional<kvm::Kvm> kvm;
 };
 
+// Frees the boot images' memory (kernel file, initrd, job) once they are in guest memory,
+// or in the supervisor once the sandbox process has its own copy. The kernel's views into
+// the file go with it.
+void release_boot_images(Prepared& p);
+
 // Reads, checks and opens; fails (naming the field or file) before anything is created.
 [[nodiscard]] Result<Prepared> prepare(const SandboxSpec& spec);
 

@@ -104,6 +104,7 @@ Result<int> run(const SandboxSpec& spec) {
     // The supervisor keeps nothing of the VM.
     prepared.kvm.reset();
     prepared.disks.clear();
+    release_boot_images(prepared);
 
     auto waited = supervise(forked->pid, sigfd.get());
     int status = waited ? exit_status(*waited) : 125;

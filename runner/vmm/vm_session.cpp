@@ -269,8 +269,7 @@ Result<int> session(Prepared& p, const Hardening& h) {
     auto machine = STOCKADE_TRY(Machine::create(std::move(*p.kvm), config, images,
                                                 {std::move(devices), &loop}, output, events));
     // The boot images now live in guest memory.
-    p.kernel_file = {};
-    p.initrd = {};
+    release_boot_images(p);
     const auto built_us = us_since(start);
 
     // Startup steps 5-7, then 8 and 9: each vCPU thread loads its own filter and waits;
