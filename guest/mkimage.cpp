@@ -135,6 +135,18 @@ Result<std::vector<std::uint8_t>> gzip(std::span<const std::uint8_t> in) {
     return out;
 }
 
+// Writes `bytes` to `path` through a temporary file and a rename: a reader never sees a
+// half-written image, and a failed build leaves the old one.
+Result<> write_whole(const std::string& path, std::span<const std::uint8_t> bytes) {
+    const std::string tmp = path + ".tmp";
+    STOCKADE_TRY_VOID(stockade::write_file(
+        tmp, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+        O_CREAT | O_TRUNC));
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+        return stockade::fail_sys(fmt::format("rename {} to {}", tmp, path));
+    return {};
+}
+
 struct InitramfsOptions {
     std::string output;
     std::string init;
@@ -239,13 +251,7 @@ Result<> build_initramfs(const InitramfsOptions& o) {
 
     auto archive = w.finish();
     if (o.gzip) archive = STOCKADE_TRY(gzip(archive));
-    std::string tmp = o.output + ".tmp";
-    STOCKADE_TRY_VOID(stockade::write_file(
-        tmp, std::string_view(reinterpret_cast<const char*>(archive.data()), archive.size()),
-        O_CREAT | O_TRUNC));
-    if (::rename(tmp.c_str(), o.output.c_str()) != 0)
-        return stockade::fail_sys(fmt::format("rename {} to {}", tmp, o.output));
-    return {};
+    return write_whole(o.output, archive);
 }
 
 struct RootfsOptions {
@@ -388,12 +394,7 @@ Result<> build_vmlinux(const VmlinuxOptions& o) {
                               payload[2], payload[3]);
     if (elf.size() < 64 || std::memcmp(elf.data(), "\x7f" "ELF", 4) != 0)
         return stockade::fail("{}: the decompressed payload is not an ELF vmlinux", o.from);
-    const std::string tmp = o.output + ".tmp";
-    STOCKADE_TRY_VOID(stockade::write_file(
-        tmp, std::string_view(reinterpret_cast<const char*>(elf.data()), elf.size()), O_CREAT | O_TRUNC));
-    if (::rename(tmp.c_str(), o.output.c_str()) != 0)
-        return stockade::fail_sys(fmt::format("rename {} to {}", tmp, o.output));
-    return {};
+    return write_whole(o.output, elf);
 }
 
 struct JobOptions {
@@ -404,9 +405,7 @@ struct JobOptions {
 // The job archive `stockade run` appends to the initramfs, as a file: another VMM can boot
 // the same initramfs with it concatenated (the benchmarks do, to run QEMU on equal terms).
 Result<> build_job(const JobOptions& o) {
-    const auto archive = stockade::build_job_archive(o.job);
-    return stockade::write_file(
-        o.output, std::string_view(reinterpret_cast<const char*>(archive.data()), archive.size()), O_CREAT | O_TRUNC);
+    return write_whole(o.output, stockade::build_job_archive(o.job));
 }
 
 }  // namespace
