@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
         std::vector<std::string> a = {stockade, "run", "--memory", std::to_string(memory),
                                       "--disk", image, "--"};
         a.insert(a.end(), workload.begin(), workload.end());
-        rows.emplace_back("stockade (virtio-blk, event loop + ioeventfd)", parse(run(a), "stockade"));
+        rows.emplace_back("stockade (virtio-blk, event loop + ioeventfd)",
+                          parse(run(a), "stockade"));
     }
     if (!skip_qemu) {
         // The same initramfs with the same job appended, as stockade boots it.
@@ -166,20 +167,41 @@ int main(int argc, char** argv) {
             if (!out) die("writing " + initrd);
         }
         const std::vector<std::string> a = {
-            qemu, "-nodefaults", "-no-user-config", "-machine", "q35,accel=kvm", "-cpu", qemu_cpu,
-            "-m", std::to_string(memory), "-smp", "1", "-display", "none", "-no-reboot",
-            "-serial", "stdio", "-kernel", kernel, "-initrd", initrd, "-append",
-            "console=ttyS0 quiet reboot=k panic=-1 8250.nr_uarts=1 stockade.agent=off", "-drive",
+            qemu,
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "q35,accel=kvm",
+            "-cpu",
+            qemu_cpu,
+            "-m",
+            std::to_string(memory),
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-kernel",
+            kernel,
+            "-initrd",
+            initrd,
+            "-append",
+            "console=ttyS0 quiet reboot=k panic=-1 8250.nr_uarts=1 stockade.agent=off",
+            "-drive",
             "file=" + image + ",format=raw,if=none,id=d0,cache=writeback,aio=threads",
-            "-device", "virtio-blk-pci,drive=d0"};
+            "-device",
+            "virtio-blk-pci,drive=d0"};
         rows.emplace_back("QEMU q35 virtio-blk-pci (cache=writeback, aio=threads)",
                           parse(run(a), "qemu"));
     }
     fs::remove_all(dir);
 
-    std::printf("virtio-blk sequential throughput, dd bs=1M %u MiB O_DIRECT in the guest, "
-                "%d rounds, 1 vCPU, %u MiB (MB/s; median, then every round)\n\n",
-                mib, rounds, memory);
+    std::printf(
+        "virtio-blk sequential throughput, dd bs=1M %u MiB O_DIRECT in the guest, "
+        "%d rounds, 1 vCPU, %u MiB (MB/s; median, then every round)\n\n",
+        mib, rounds, memory);
     std::printf("| VMM | write median | read median | write rounds | read rounds |\n");
     std::printf("|---|---:|---:|---|---|\n");
     for (const auto& [name, r] : rows)

@@ -99,7 +99,9 @@ void Blk::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
 }
 
 std::string Blk::stats() const {
-    auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    auto get = [](const std::atomic<std::uint64_t>& v) {
+        return v.load(std::memory_order_relaxed);
+    };
     return fmt::format("{} reads ({} KiB), {} writes ({} KiB), {} flushes, {} failed requests",
                        get(reads_), get(read_bytes_) >> 10, get(writes_), get(written_bytes_) >> 10,
                        get(flushes_), get(errors_));

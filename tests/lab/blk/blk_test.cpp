@@ -35,7 +35,8 @@ fs::path make_tree(const fs::path& dir) {
     EXPECT_EQ(list.status, 0) << list.describe();
     std::istringstream in(list.out);
     for (std::string applet; std::getline(in, applet);)
-        if (!applet.empty() && applet != "busybox") fs::create_symlink("busybox", dir / "bin" / applet);
+        if (!applet.empty() && applet != "busybox")
+            fs::create_symlink("busybox", dir / "bin" / applet);
     std::ofstream(dir / "etc/greeting") << kGreeting << "\n";
     return dir;
 }
@@ -83,8 +84,9 @@ struct DiskStats {
     long reads = -1, writes = -1, flushes = -1, failed = -1;
 };
 DiskStats disk_stats(const std::string& err, const std::string& disk = "vda") {
-    std::regex re("stats: disk " + disk +
-                  R"(: (\d+) reads \(\d+ KiB\), (\d+) writes \(\d+ KiB\), (\d+) flushes, (\d+) failed requests)");
+    std::regex re(
+        "stats: disk " + disk +
+        R"(: (\d+) reads \(\d+ KiB\), (\d+) writes \(\d+ KiB\), (\d+) flushes, (\d+) failed requests)");
     std::smatch m;
     DiskStats s;
     if (std::regex_search(err, m, re))
@@ -157,8 +159,7 @@ TEST(Disk, ReadOnlyDataDiskRefusesWrites) {
                            "dd if=/dev/zero of=/dev/vda bs=512 count=1 2>/dev/null || "
                            "echo device-refused; umount /mnt; sync"});
     ASSERT_EQ(r.status, 0) << r.describe();
-    EXPECT_EQ(r.out, std::string("1\n") + kGreeting +
-                         "\nwrite-refused\ndevice-refused\n")
+    EXPECT_EQ(r.out, std::string("1\n") + kGreeting + "\nwrite-refused\ndevice-refused\n")
         << r.describe();
     EXPECT_EQ(disk_stats(r.err).writes, 0) << r.err;
     EXPECT_TRUE(file_bytes(image) == before) << "a read-only image is unchanged byte for byte";
@@ -185,8 +186,7 @@ TEST(Rootfs, ADiskThatIsNotExt4IsReportedAsSuch) {
     std::ofstream(junk, std::ios::binary) << std::string(1 << 20, '\0');
     auto r = run_stockade({"--rootfs", junk.string(), "--", "true"});
     EXPECT_EQ(r.status, 125) << r.describe();
-    EXPECT_NE(r.err.find("the root disk could not be mounted"), std::string::npos)
-        << r.describe();
+    EXPECT_NE(r.err.find("the root disk could not be mounted"), std::string::npos) << r.describe();
     // stockade-init's own message comes through the console, with the workload's output
     EXPECT_NE((r.out + r.err).find("mounting /dev/vda"), std::string::npos) << r.describe();
 }
@@ -196,13 +196,26 @@ TEST(Flush, TheGuestsSyncIsAnFdatasyncOfTheImage) {
     // the image file's descriptor that succeeds.
     const std::string image = make_image("strace");
     const std::string log = image + ".strace";
-    std::vector<std::string> argv{"/usr/bin/strace", "-f", "-qq", "-y", "-e", "trace=fdatasync", "-o", log,
-                                  lab::build_dir() + "/runner/stockade", "run", "--rootfs", image,
-                                  "--", "sh", "-c", "echo data > /f; sync"};
+    std::vector<std::string> argv{"/usr/bin/strace",
+                                  "-f",
+                                  "-qq",
+                                  "-y",
+                                  "-e",
+                                  "trace=fdatasync",
+                                  "-o",
+                                  log,
+                                  lab::build_dir() + "/runner/stockade",
+                                  "run",
+                                  "--rootfs",
+                                  image,
+                                  "--",
+                                  "sh",
+                                  "-c",
+                                  "echo data > /f; sync"};
     auto r = run_process(argv);
     ASSERT_EQ(r.status, 0) << r.describe();
     const std::string trace = file_bytes(log);
-    EXPECT_NE(trace.find("fdatasync(" ), std::string::npos) << trace;
+    EXPECT_NE(trace.find("fdatasync("), std::string::npos) << trace;
     std::regex synced(R"(fdatasync\(\d+<)" + image + R"(>\)\s+= 0)");
     EXPECT_TRUE(std::regex_search(trace, synced)) << trace;
 }
