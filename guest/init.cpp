@@ -177,6 +177,8 @@ struct Job {
     std::vector<std::string> env;
     std::string workdir = "/";
     std::string hostname = "sandbox";
+    std::string root_device;  // empty: the workload runs in the initramfs
+    bool root_read_only = false;
 };
 
 // Items each terminated by NUL; empty items are kept (an argument may be "").
@@ -196,7 +198,69 @@ bool load_job(Job& job) {
     if (read_file(std::string(abi::kJobEnv), s)) job.env = nul_terminated(s);
     if (read_file(std::string(abi::kJobWorkdir), s) && !s.empty()) job.workdir = s.c_str();
     if (read_file(std::string(abi::kJobHostname), s) && !s.empty()) job.hostname = s.c_str();
+    if (read_file(std::string(abi::kJobRoot), s)) {
+        // "DEVICE ro|rw"
+        std::vector<std::string> words = split(s, ' ');
+        if (words.size() != 2 || words[0].empty() || (words[1] != "ro" && words[1] != "rw"))
+            return false;
+        job.root_device = words[0];
+        job.root_read_only = words[1] == "ro";
+    }
     return true;
+}
+
+// The workload's root disk is mounted here, with proc, sys and dev inside it.
+constexpr const char* kNewRoot = "/run/stockade-root";
+constexpr const char* kRootMounts[] = {"/proc", "/sys", "/dev"};
+
+[[noreturn]] void fail_root(const std::string& what) {
+    say("root disk: %s: %s", what.c_str(), std::strerror(errno));
+    report(abi::Event::init_failed, static_cast<std::uint8_t>(abi::InitFailure::rootfs));
+    power_off();
+}
+
+// Mounts the job's ext4 root disk and the pseudo file systems inside it; the workload is
+// chrooted into it. Reports InitFailure::rootfs when any of it fails.
+void mount_root(const Job& job) {
+    load_module("ext4");
+    ::mkdir(kNewRoot, 0755);
+    const unsigned long flags = MS_NOATIME | (job.root_read_only ? MS_RDONLY : 0);
+    // The disk's node appears once virtio_blk has probed it; that is normally done by now.
+    int tries = 0;
+    while (::mount(job.root_device.c_str(), kNewRoot, "ext4", flags, nullptr) != 0) {
+        if (errno != ENOENT || ++tries > 100) fail_root("mounting " + job.root_device);
+        ::usleep(20'000);
+    }
+    for (const char* dir : kRootMounts) {
+        const std::string target = std::string(kNewRoot) + dir;
+        if (!job.root_read_only) ::mkdir(target.c_str(), 0755);
+        if (::mount(dir, target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+            fail_root(std::string("mounting ") + dir + " inside the root disk");
+    }
+}
+
+// Before power-off: ends what the workload left running and unmounts the root disk and
+// everything mounted inside it (newest first), so the image is clean (journal
+// checkpointed) once the VM stops. What cannot be unmounted is remounted read-only.
+void release_root(const Job& job) {
+    if (job.root_device.empty()) return;
+    ::kill(-1, SIGKILL);
+    while (::waitpid(-1, nullptr, 0) > 0) {
+    }
+    std::string mounts;
+    read_file("/proc/self/mounts", mounts);
+    std::vector<std::string> targets;
+    const std::string prefix = std::string(kNewRoot) + "/";
+    for (const std::string& line : split(mounts, '\n')) {
+        std::vector<std::string> fields = split(line, ' ');
+        if (fields.size() > 1 && (fields[1] == kNewRoot || fields[1].starts_with(prefix)))
+            targets.push_back(fields[1]);
+    }
+    for (auto it = targets.rbegin(); it != targets.rend(); ++it) {
+        if (::umount(it->c_str()) == 0 || errno == EINVAL) continue;  // EINVAL: already gone
+        if (::mount(nullptr, it->c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+            say("unmounting %s: %s", it->c_str(), std::strerror(errno));
+    }
 }
 
 [[noreturn]] void exec_workload(const Job& job, int console, const sigset_t& blocked) {
@@ -208,6 +272,10 @@ bool load_job(Job& job) {
     for (int fd = 0; fd < 3; ++fd)
         ::dup2(console, fd);
     if (console > 2) ::close(console);
+    if (!job.root_device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
+        say("chroot %s: %s", kNewRoot, std::strerror(errno));
+        ::_exit(126);
+    }
     if (::chdir(job.workdir.c_str()) != 0) {
         say("%s: %s", job.workdir.c_str(), std::strerror(errno));
         ::_exit(126);
@@ -284,6 +352,7 @@ int main() {
         fail(abi::InitFailure::bad_job, "reading the job archive");
     }
     ::sethostname(job.hostname.data(), job.hostname.size());
+    if (!job.root_device.empty()) mount_root(job);
 
     int console = ::open("/dev/ttyS0", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (console < 0) console = ::open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -312,15 +381,18 @@ int main() {
             pid_t pid;
             while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0) {
                 if (pid != child) continue;  // an orphan PID 1 adopted
+                release_root(job);
                 ::sync();
                 ::tcdrain(console);  // every byte of output has left the UART
                 report(abi::Event::exited, static_cast<std::uint8_t>(status_of(wstatus)));
                 power_off();
             }
         } else if (si.ssi_signo == SIGTERM) {
+            release_root(job);
             report(abi::Event::reboot);
             power_off(RB_AUTOBOOT);
         } else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+            release_root(job);
             report(abi::Event::poweroff);
             power_off();
         }

@@ -98,6 +98,15 @@ void Blk::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
         out[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
 }
 
+std::string Blk::stats() const {
+    auto get = [](const std::atomic<std::uint64_t>& v) {
+        return v.load(std::memory_order_relaxed);
+    };
+    return fmt::format("{} reads ({} KiB), {} writes ({} KiB), {} flushes, {} failed requests",
+                       get(reads_), get(read_bytes_) >> 10, get(writes_), get(written_bytes_) >> 10,
+                       get(flushes_), get(errors_));
+}
+
 std::uint8_t Blk::execute(const BlkRequest& r, const GuestMemory& memory, std::uint32_t& written) {
     written = 0;
     switch (r.type) {
@@ -141,11 +150,16 @@ std::uint8_t Blk::execute(const BlkRequest& r, const GuestMemory& memory, std::u
                     iov[i].iov_len -= left;
                 }
             }
+            (r.type == kBlkIn ? reads_ : writes_).fetch_add(1, std::memory_order_relaxed);
+            (r.type == kBlkIn ? read_bytes_ : written_bytes_)
+                .fetch_add(len, std::memory_order_relaxed);
             return kBlkOk;
         }
         case kBlkFlush:
             if (read_only_) return kBlkOk;
-            return ::fdatasync(fd_.get()) == 0 ? kBlkOk : kBlkIoErr;
+            if (::fdatasync(fd_.get()) != 0) return kBlkIoErr;
+            flushes_.fetch_add(1, std::memory_order_relaxed);
+            return kBlkOk;
         case kBlkGetId: {
             ChainWriter w(memory, r.data);
             std::uint8_t id[20] = {};
@@ -168,6 +182,7 @@ Result<> Blk::serve(std::uint16_t, SplitQueue& queue, const GuestMemory& memory)
         if (!req) return std::unexpected(std::move(req).error());
         std::uint32_t written = 0;
         const std::uint8_t status = execute(*req, memory, written);
+        if (status != kBlkOk) errors_.fetch_add(1, std::memory_order_relaxed);
         STOCKADE_TRY_VOID(memory.write_obj(req->status.addr, status));
         STOCKADE_TRY_VOID(queue.push_used(chain->head, written + 1));
     }

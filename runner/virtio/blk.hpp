@@ -2,6 +2,7 @@
 // virtio-blk over a raw image file: read, write, flush (fdatasync: it reaches stable
 // storage) and get-id; read-only disks refuse writes. Requests are parsed by a pure
 // function (parse_blk_request) that a fuzzer drives with arbitrary chains.
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -38,6 +39,8 @@ class Blk : public QueueDevice {
     std::uint64_t offered_features() const override;
     std::uint16_t queue_count() const override { return 1; }
     void config_read(std::uint64_t offset, std::span<std::uint8_t> out) override;
+    // Requests and bytes served, and flushes that reached stable storage (fdatasync).
+    std::string stats() const override;
 
   protected:
     Result<> serve(std::uint16_t q, SplitQueue& queue, const GuestMemory& memory) override;
@@ -53,6 +56,8 @@ class Blk : public QueueDevice {
     bool read_only_;
     std::string id_;
     std::uint64_t bytes_;
+    std::atomic<std::uint64_t> reads_{0}, writes_{0}, read_bytes_{0}, written_bytes_{0},
+        flushes_{0}, errors_{0};
 };
 
 }  // namespace stockade::virtio

@@ -60,6 +60,8 @@ class VirtioDevice {
     [[nodiscard]] virtual Result<> activate(const ActivateContext& context) = 0;
     // The driver wrote 0 to the status (or the device is being torn down).
     virtual void reset() = 0;
+    // What the device did, one line for `stockade run --stats`; empty: nothing to report.
+    [[nodiscard]] virtual std::string stats() const { return {}; }
 };
 
 }  // namespace stockade::virtio

@@ -257,10 +257,12 @@ Result<int> session(Prepared& p, const Hardening& h) {
     auto sigfd = STOCKADE_TRY(watch_termination_signals());
     auto loop = STOCKADE_TRY(EventLoop::create());
     std::vector<std::unique_ptr<virtio::VirtioDevice>> devices;
+    std::vector<std::pair<std::string, const virtio::VirtioDevice*>> disks;  // for --stats
     for (std::size_t i = 0; i < p.disks.size(); ++i) {
         auto blk = virtio::Blk::create(std::move(p.disks[i].fd), p.disks[i].read_only,
                                        fmt::format("stockade-vd{}", char('a' + i)));
         if (!blk) return std::unexpected(std::move(blk).error().context(p.disks[i].path));
+        disks.emplace_back(fmt::format("vd{}", char('a' + i)), blk->get());
         devices.push_back(std::move(*blk));
     }
     if (spec.rng) devices.push_back(std::make_unique<virtio::Rng>());
@@ -338,6 +340,8 @@ Result<int> session(Prepared& p, const Hardening& h) {
                         hardening.drop / 1e3, seccomp_us / 1e3, released_us / 1e3,
                         c.first_exit_us / 1e3, ready_us.load() / 1e3, us_since(start) / 1e3, c.io,
                         c.mmio, c.interrupted, machine->memory().resident_bytes() >> 20));
+        for (const auto& [name, dev] : disks)
+            log::write(log::Level::info, fmt::format("stats: disk {}: {}", name, dev->stats()));
     }
     return exit_status_of(reason);
 }

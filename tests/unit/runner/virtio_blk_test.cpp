@@ -295,6 +295,23 @@ TEST(Blk, AReadOnlyDiskRefusesWritesWithoutTouchingTheImage) {
     EXPECT_TRUE(r.violations.empty());
 }
 
+TEST(Blk, StatsCountRequestsBytesFlushesAndFailures) {
+    BlkRig r;
+    EXPECT_EQ(r.dev->stats(), "0 reads (0 KiB), 0 writes (0 KiB), 0 flushes, 0 failed requests");
+    const std::uint64_t a = r.ring.alloc(2048);
+    EXPECT_EQ(r.request(kBlkOut, 0, {{a, 2048, false}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkIn, 0, {{a, 1024, true}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkIn, 4, {{a, 1024, true}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkIn, kSectors, {{a, 512, true}}).first, kBlkIoErr);
+    EXPECT_EQ(r.dev->stats(), "2 reads (2 KiB), 1 writes (2 KiB), 1 flushes, 1 failed requests");
+    BlkRig ro(true);
+    EXPECT_EQ(ro.request(kBlkOut, 0, {{ro.ring.alloc(512), 512, false}}).first, kBlkIoErr);
+    EXPECT_EQ(ro.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(ro.dev->stats(), "0 reads (0 KiB), 0 writes (0 KiB), 0 flushes, 1 failed requests")
+        << "a read-only disk has nothing to flush";
+}
+
 TEST(Blk, OutOfRangeSectorsFailWithoutTouchingTheImageOrGuest) {
     BlkRig r;
     const auto before = r.file();
