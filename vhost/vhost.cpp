@@ -80,4 +80,11 @@ Result<std::uint16_t> VhostDevice::stop_vring(std::uint32_t index) {
     return static_cast<std::uint16_t>(base.num);
 }
 
+Result<> VhostDevice::net_set_backend(std::uint32_t index, int tap_fd) {
+    vhost_vring_file backend{index, tap_fd};
+    if (::ioctl(fd_.get(), VHOST_NET_SET_BACKEND, &backend) != 0)
+        return fail_sys(fmt::format("VHOST_NET_SET_BACKEND {} (fd {}) on {}", index, tap_fd, what_));
+    return {};
+}
+
 }  // namespace stockade::vhost

@@ -36,6 +36,9 @@ public:
     [[nodiscard]] Result<> set_vring(const GuestMemory& memory, const VringSetup& vring);
     // Stops the kernel using a ring (device reset): detaches kick and call.
     [[nodiscard]] Result<std::uint16_t> stop_vring(std::uint32_t index);
+    // vhost-net: the tap (or -1: none) whose frames ring `index` carries. Attaching the
+    // backend starts the kernel's datapath for that ring; -1 stops it.
+    [[nodiscard]] Result<> net_set_backend(std::uint32_t index, int tap_fd);
 
     [[nodiscard]] int fd() const { return fd_.get(); }
     [[nodiscard]] const char* what() const { return what_; }

@@ -104,6 +104,10 @@ Result<int> run(const SandboxSpec& spec) {
     // The supervisor keeps nothing of the VM.
     prepared.kvm.reset();
     prepared.disks.clear();
+    if (prepared.net) {  // it keeps the handle: tearing the network down is its job
+        prepared.net->tap.reset();
+        prepared.net->vhost.reset();
+    }
 
     auto waited = supervise(forked->pid, sigfd.get());
     int status = waited ? exit_status(*waited) : 125;
