@@ -54,7 +54,8 @@ class ConsoleTail {
         std::size_t pos = s.size();
         for (std::size_t i = 0; i <= n && pos != std::string::npos && pos > 0; ++i)
             pos = s.rfind('\n', pos - 1);
-        return pos == std::string::npos ? s : s.substr(pos + 1);
+        // An empty console (nothing printed yet) has no line to skip.
+        return pos == std::string::npos ? s : s.substr(std::min(pos + 1, s.size()));
     }
 
   private:
