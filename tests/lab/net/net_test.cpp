@@ -106,6 +106,23 @@ TEST_F(Net, Iperf3GuestToHostWithTheUserspaceDatapath) {
     EXPECT_GT(iperf("off", "userspace datapath"), kMinMbits);
 }
 
+// The driver resets the device (unbind) and starts it again (bind): the datapath stops and
+// restarts with fresh rings, and traffic flows again.
+TEST_F(Net, DeviceResetAndRestartKeepsWorkingOnBothDatapaths) {
+    for (const std::string vhost : {"on", "off"}) {
+        auto r = run_stockade(
+            {"--net", net_arg(vhost), "--", "sh", "-c",
+             std::string("ping -c 1 -W 5 ") + kHostAddr +
+                 " >/dev/null && d=$(basename $(readlink /sys/class/net/eth0/device)) && "
+                 "echo $d > /sys/bus/virtio/drivers/virtio_net/unbind && "
+                 "echo $d > /sys/bus/virtio/drivers/virtio_net/bind && ip addr add " +
+                 kGuestAddr + " dev eth0 && ip link set eth0 up && ping -c 2 -W 5 " + kHostAddr +
+                 "; echo status=$?"});
+        ASSERT_EQ(r.status, 0) << "vhost=" << vhost << "\n" << r.describe();
+        EXPECT_NE(r.out.find("status=0"), std::string::npos) << "vhost=" << vhost << "\n" << r.out;
+    }
+}
+
 // A source MAC other than its own never leaves the sandbox (netsetup's filter), and the
 // datapath does not stand in the way of that: the guest changes its MAC and loses the host.
 TEST_F(Net, ASpoofedMacIsDropped) {
