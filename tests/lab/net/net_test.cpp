@@ -19,9 +19,11 @@ using lab::run_stockade;
 constexpr const char* kBridge = "stkbr-labnet";
 constexpr const char* kHostAddr = "169.254.77.1";
 constexpr const char* kGuestAddr = "169.254.77.2/24";
-// What a guest must at least move to the host (lab under TCG; QEMU with vhost-net measured
-// ~780 Mbit/s there, without ~575).
-constexpr double kMinMbits = 100;
+// What a guest must at least move to the host. The lab runs under TCG on a shared host:
+// measured 400-700 Mbit/s with vhost-net and 135-480 without, depending on the host's load
+// (QEMU, same lab: ~500-780 with vhost-net, ~460-575 without). A datapath that works frame
+// by frame without offloads, or stalls, stays far below this.
+constexpr double kMinMbits = 50;
 
 std::string sh(const std::string& command) {
     auto r = run_process({"/bin/sh", "-c", command});
