@@ -5,8 +5,8 @@
 // workload's exit status through the agent port (guest/abi.hpp) before powering off.
 // Statically linked and dependency-free: it is the only program the guest must have.
 
-#include <dirent.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -223,8 +223,7 @@ void configure_network() {
     const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0) fail(abi::InitFailure::network, "socket");
     if (!interface_up(sock, "lo", nullptr, 0)) say("lo: %s", std::strerror(errno));
-    if (!interface_up(sock, ifname, &addr, prefix))
-        fail(abi::InitFailure::network, ifname.c_str());
+    if (!interface_up(sock, ifname, &addr, prefix)) fail(abi::InitFailure::network, ifname.c_str());
     ::close(sock);
 }
 

@@ -23,7 +23,7 @@ struct VringSetup {
 };
 
 class VhostDevice {
-public:
+  public:
     // Takes an open /dev/vhost-* fd and sets this process as its owner.
     [[nodiscard]] static Result<VhostDevice> adopt(UniqueFd fd, const char* what);
 
@@ -43,7 +43,7 @@ public:
     [[nodiscard]] int fd() const { return fd_.get(); }
     [[nodiscard]] const char* what() const { return what_; }
 
-private:
+  private:
     VhostDevice(UniqueFd fd, const char* what) : fd_(std::move(fd)), what_(what) {}
     UniqueFd fd_;
     const char* what_;

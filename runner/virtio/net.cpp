@@ -204,7 +204,8 @@ Result<> Net::transmit(SplitQueue& queue, const GuestMemory& memory) {
             for (auto s : spans)
                 iov.push_back({s.data(), s.size()});
             // The tap checks the header itself (the guest may still be changing it).
-            const ssize_t n = ::writev(backend_.tap.get(), iov.data(), static_cast<int>(iov.size()));
+            const ssize_t n =
+                ::writev(backend_.tap.get(), iov.data(), static_cast<int>(iov.size()));
             if (n < 0) {
                 ++counters_.tx_dropped;
                 if (!warned_tap_ && errno != EAGAIN && errno != EINVAL && errno != EIO) {

@@ -42,10 +42,10 @@ inline constexpr std::size_t kNetMaxFrame = 65536 + 256;
 [[nodiscard]] bool net_features_consistent(std::uint64_t features);
 
 struct NetBackend {
-    UniqueFd tap;                                // IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, hdr 12
-    std::array<std::uint8_t, 6> mac{};           // what the guest uses (and the host filters on)
-    std::optional<std::uint16_t> mtu;            // advertised with VIRTIO_NET_F_MTU
-    std::optional<vhost::VhostDevice> vhost;     // owned /dev/vhost-net; none: userspace
+    UniqueFd tap;                             // IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, hdr 12
+    std::array<std::uint8_t, 6> mac{};        // what the guest uses (and the host filters on)
+    std::optional<std::uint16_t> mtu;         // advertised with VIRTIO_NET_F_MTU
+    std::optional<vhost::VhostDevice> vhost;  // owned /dev/vhost-net; none: userspace
     bool is_tap = true;  // false (unit tests): a datagram socket stands in, no tap ioctls
 };
 

@@ -55,7 +55,8 @@ Result<UniqueFd> open_vhost_net(VhostMode mode) {
     if (mode == VhostMode::off) return UniqueFd{};
     auto fd = open_file(kVhostNetDevice, O_RDWR);
     if (fd) return std::move(*fd);
-    if (mode == VhostMode::on) return std::unexpected(std::move(fd).error().context("--net vhost=on"));
+    if (mode == VhostMode::on)
+        return std::unexpected(std::move(fd).error().context("--net vhost=on"));
     log::debug("{}; using the userspace network datapath", fd.error().message);
     return UniqueFd{};
 }

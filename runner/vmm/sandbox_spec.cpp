@@ -2,8 +2,8 @@
 
 #include <sys/sysinfo.h>
 
-#include <algorithm>
 #include <arpa/inet.h>
+#include <algorithm>
 
 #include <cctype>
 #include <charconv>
@@ -58,9 +58,10 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
             addr_seen = true;
             out.address = std::string(item.substr(5));
             if (!valid_ipv4_prefix(out.address))
-                return fail("--net: addr: '{}' is not an IPv4 address with a prefix length "
-                            "(A.B.C.D/N)",
-                            out.address);
+                return fail(
+                    "--net: addr: '{}' is not an IPv4 address with a prefix length "
+                    "(A.B.C.D/N)",
+                    out.address);
         } else {
             if (!out.netsetup.empty()) out.netsetup += ',';
             out.netsetup += item;

@@ -21,8 +21,8 @@ constexpr const char* kHostAddr = "169.254.77.1";
 constexpr const char* kGuestAddr = "169.254.77.2/24";
 // What a guest must at least move to the host. The lab runs under TCG on a shared host:
 // measured 400-700 Mbit/s with vhost-net and 135-480 without, depending on the host's load
-// (QEMU, same lab: ~500-780 with vhost-net, ~460-575 without). A datapath that works frame
-// by frame without offloads, or stalls, stays far below this.
+// (QEMU, same lab: ~500-780 with vhost-net, ~460-575 without). A datapath that stalls or
+// loses frames stays far below this.
 constexpr double kMinMbits = 50;
 
 std::string sh(const std::string& command) {
@@ -50,13 +50,12 @@ class Net : public ::testing::Test {
     }
 
     static std::string net_arg(const std::string& vhost) {
-        return std::string("bridge=") + kBridge + ",vlan=77,addr=" + kGuestAddr +
-               ",vhost=" + vhost;
+        return std::string("bridge=") + kBridge + ",vlan=77,addr=" + kGuestAddr + ",vhost=" + vhost;
     }
 
     static void ping(const std::string& vhost, const std::string& datapath) {
-        auto r = run_stockade({"--stats", "--net", net_arg(vhost), "--", "ping", "-c", "3", "-W",
-                               "5", kHostAddr});
+        auto r = run_stockade(
+            {"--stats", "--net", net_arg(vhost), "--", "ping", "-c", "3", "-W", "5", kHostAddr});
         ASSERT_EQ(r.status, 0) << r.describe();
         EXPECT_NE(r.out.find("3 packets transmitted, 3 packets received"), std::string::npos)
             << r.out;
@@ -74,10 +73,10 @@ class Net : public ::testing::Test {
             return run_process({"/usr/bin/iperf3", "-s", "-1", "-B", kHostAddr, "-p", "5977"}, o);
         });
         // The server needs a moment to listen; the guest's boot takes longer than that.
-        auto r = run_stockade(
-            {"--stats", "--memory", "512", "--initrd", STOCKADE_IPERF_INITRD, "-e",
-             "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu", "--net", net_arg(vhost), "--", "iperf3",
-             "-c", kHostAddr, "-p", "5977", "-t", "4", "-f", "m"});
+        auto r =
+            run_stockade({"--stats", "--memory", "512", "--initrd", STOCKADE_IPERF_INITRD, "-e",
+                          "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu", "--net", net_arg(vhost), "--",
+                          "iperf3", "-c", kHostAddr, "-p", "5977", "-t", "4", "-f", "m"});
         auto s = server.get();
         EXPECT_EQ(r.status, 0) << r.describe() << "\nserver:\n" << s.describe();
         EXPECT_NE(r.err.find(datapath), std::string::npos) << r.err;

@@ -32,11 +32,12 @@ constexpr std::uint16_t kQueueSize = 16;
 class DriverRing {
   public:
     DriverRing(const GuestMemory& mem, std::uint64_t base, std::uint16_t size)
-        : mem_(&mem), size_(size), desc_(base), avail_(base + 16ull * size),
+        : mem_(&mem),
+          size_(size),
+          desc_(base),
+          avail_(base + 16ull * size),
           used_((avail_ + 6 + 2ull * size + 0xfff) & ~0xfffull) {}
-    [[nodiscard]] QueueSetup setup() const {
-        return {size_, desc_, avail_, used_, 0, true};
-    }
+    [[nodiscard]] QueueSetup setup() const { return {size_, desc_, avail_, used_, 0, true}; }
     void desc(std::uint16_t i, std::uint64_t addr, std::uint32_t len, std::uint16_t flags = 0,
               std::uint16_t next = 0) const {
         ASSERT_TRUE(mem_->write_obj(desc_ + 16ull * i, RawDesc{addr, len, flags, next}));
@@ -449,10 +450,10 @@ TEST(NetDeviceSpec, RunnerKeysAreSplitFromTheNetsetupSpec) {
 }
 
 TEST(NetDeviceSpec, BadValuesNameTheirKey) {
-    for (const char* bad : {"vhost=maybe", "vhost=on,vhost=off", "addr=169.254.1.2",
-                            "addr=169.254.1.2/33", "addr=169.254.1/16", "addr=x/8",
-                            "addr=1.2.3.4/8,addr=1.2.3.5/8", "vlan=5000,bridge=b",
-                            "colour=blue", "queues=2"}) {
+    for (const char* bad :
+         {"vhost=maybe", "vhost=on,vhost=off", "addr=169.254.1.2", "addr=169.254.1.2/33",
+          "addr=169.254.1/16", "addr=x/8", "addr=1.2.3.4/8,addr=1.2.3.5/8", "vlan=5000,bridge=b",
+          "colour=blue", "queues=2"}) {
         auto r = parse_net_device_spec(bad);
         EXPECT_FALSE(r) << bad;
         if (!r) {
