@@ -17,6 +17,7 @@
 #define VIRTIO_RING_NO_LEGACY
 #endif
 
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/vfio.h>
 #include <linux/vhost.h>

@@ -25,6 +25,7 @@ enum class InitFailure : std::uint8_t {
     console = 3,  // the console could not be configured
     fork = 4,     // the workload process could not be created
     rootfs = 5,   // the root disk could not be mounted
+    network = 6,  // the network interface could not be configured
 };
 
 [[nodiscard]] constexpr std::uint32_t encode(Event e, std::uint8_t arg = 0) {
@@ -53,6 +54,9 @@ inline constexpr std::string_view kJobWorkdir = "/stockade/workdir";  // one pat
 inline constexpr std::string_view kJobHostname = "/stockade/hostname";
 // "DEVICE ro|rw": an ext4 disk to mount and run the workload in (chroot), e.g. "/dev/vda rw".
 inline constexpr std::string_view kJobRoot = "/stockade/root";
+// "MAC A.B.C.D/N": stockade-init brings up the interface with that MAC (and lo) and gives
+// it the address, e.g. "02:1a:2b:3c:4d:5e 169.254.10.2/16".
+inline constexpr std::string_view kJobNet = "/stockade/net";
 
 // Module lists written by the image builder: /etc/stockade/modules/<name> holds the .ko
 // paths to load, dependencies first; /etc/stockade/autoload holds names to load at boot.

@@ -5,8 +5,11 @@
 // workload's exit status through the agent port (guest/abi.hpp) before powering off.
 // Statically linked and dependency-free: it is the only program the guest must have.
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/io.h>
@@ -14,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -170,6 +174,57 @@ bool configure_console(int fd) {
     t.c_cc[VEOF] = abi::kEndOfInput;
     t.c_cc[VMIN] = 1;
     return ::tcsetattr(fd, TCSANOW, &t) == 0;
+}
+
+// Sets an interface's IPv4 address and netmask and brings it up (the kernel adds the
+// prefix route). ifname empty: only brings it up.
+bool interface_up(int sock, const std::string& ifname, const in_addr* addr, unsigned prefix) {
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+    if (addr != nullptr) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+        sin->sin_family = AF_INET;
+        sin->sin_addr = *addr;
+        if (::ioctl(sock, SIOCSIFADDR, &ifr) != 0) return false;
+        sin->sin_addr.s_addr = htonl(prefix == 0 ? 0 : ~0u << (32 - prefix));
+        if (::ioctl(sock, SIOCSIFNETMASK, &ifr) != 0) return false;
+    }
+    if (::ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) return false;
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    return ::ioctl(sock, SIOCSIFFLAGS, &ifr) == 0;
+}
+
+// The job's "MAC A.B.C.D/N": finds the interface with that MAC, gives it the address and
+// brings it and lo up.
+void configure_network() {
+    std::string spec;
+    if (!read_file(std::string(abi::kJobNet), spec)) return;
+    const auto parts = split(spec, ' ');
+    in_addr addr{};
+    const auto slash = parts.size() == 2 ? parts[1].find('/') : std::string::npos;
+    if (slash == std::string::npos ||
+        ::inet_pton(AF_INET, parts[1].substr(0, slash).c_str(), &addr) != 1) {
+        errno = EINVAL;
+        fail(abi::InitFailure::network, "the job's network address");
+    }
+    const unsigned prefix = static_cast<unsigned>(std::atoi(parts[1].c_str() + slash + 1));
+    std::string ifname;
+    if (DIR* d = ::opendir("/sys/class/net")) {
+        while (dirent* e = ::readdir(d))
+            if (e->d_name[0] != '.' &&
+                file_equals(std::string("/sys/class/net/") + e->d_name + "/address", parts[0]))
+                ifname = e->d_name;
+        ::closedir(d);
+    }
+    if (ifname.empty()) {
+        errno = ENODEV;
+        fail(abi::InitFailure::network, ("no interface with MAC " + parts[0]).c_str());
+    }
+    const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) fail(abi::InitFailure::network, "socket");
+    if (!interface_up(sock, "lo", nullptr, 0)) say("lo: %s", std::strerror(errno));
+    if (!interface_up(sock, ifname, &addr, prefix)) fail(abi::InitFailure::network, ifname.c_str());
+    ::close(sock);
 }
 
 struct Job {
@@ -352,6 +407,7 @@ int main() {
         fail(abi::InitFailure::bad_job, "reading the job archive");
     }
     ::sethostname(job.hostname.data(), job.hostname.size());
+    configure_network();
     if (!job.root_device.empty()) mount_root(job);
 
     int console = ::open("/dev/ttyS0", O_RDWR | O_NOCTTY | O_CLOEXEC);

@@ -27,6 +27,7 @@ std::vector<std::uint8_t> build_job_archive(const Job& job) {
     if (!job.root.device.empty())
         w.add_file(guest_abi::kJobRoot, job.root.device + (job.root.read_only ? " ro" : " rw"),
                    0600);
+    if (job.net) w.add_file(guest_abi::kJobNet, job.net->mac + " " + job.net->address, 0600);
     return w.finish();
 }
 

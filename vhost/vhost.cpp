@@ -28,7 +28,8 @@ Result<> VhostDevice::set_features(std::uint64_t features) {
 
 Result<> VhostDevice::set_memory(const GuestMemory& memory) {
     const auto regions = memory.host_regions();
-    std::vector<std::uint8_t> buf(sizeof(vhost_memory) + regions.size() * sizeof(vhost_memory_region));
+    std::vector<std::uint8_t> buf(sizeof(vhost_memory) +
+                                  regions.size() * sizeof(vhost_memory_region));
     auto* table = reinterpret_cast<vhost_memory*>(buf.data());
     table->nregions = static_cast<std::uint32_t>(regions.size());
     for (std::size_t i = 0; i < regions.size(); ++i) {
@@ -37,7 +38,8 @@ Result<> VhostDevice::set_memory(const GuestMemory& memory) {
         table->regions[i].userspace_addr = reinterpret_cast<std::uint64_t>(regions[i].host);
     }
     if (::ioctl(fd_.get(), VHOST_SET_MEM_TABLE, table) != 0)
-        return fail_sys(fmt::format("VHOST_SET_MEM_TABLE ({} regions) on {}", regions.size(), what_));
+        return fail_sys(
+            fmt::format("VHOST_SET_MEM_TABLE ({} regions) on {}", regions.size(), what_));
     return {};
 }
 
@@ -78,6 +80,14 @@ Result<std::uint16_t> VhostDevice::stop_vring(std::uint32_t index) {
     if (::ioctl(fd_.get(), VHOST_GET_VRING_BASE, &base) != 0)
         return fail_sys(fmt::format("VHOST_GET_VRING_BASE {} on {}", index, what_));
     return static_cast<std::uint16_t>(base.num);
+}
+
+Result<> VhostDevice::net_set_backend(std::uint32_t index, int tap_fd) {
+    vhost_vring_file backend{index, tap_fd};
+    if (::ioctl(fd_.get(), VHOST_NET_SET_BACKEND, &backend) != 0)
+        return fail_sys(
+            fmt::format("VHOST_NET_SET_BACKEND {} (fd {}) on {}", index, tap_fd, what_));
+    return {};
 }
 
 }  // namespace stockade::vhost

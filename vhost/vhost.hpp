@@ -23,7 +23,7 @@ struct VringSetup {
 };
 
 class VhostDevice {
-public:
+  public:
     // Takes an open /dev/vhost-* fd and sets this process as its owner.
     [[nodiscard]] static Result<VhostDevice> adopt(UniqueFd fd, const char* what);
 
@@ -36,11 +36,14 @@ public:
     [[nodiscard]] Result<> set_vring(const GuestMemory& memory, const VringSetup& vring);
     // Stops the kernel using a ring (device reset): detaches kick and call.
     [[nodiscard]] Result<std::uint16_t> stop_vring(std::uint32_t index);
+    // vhost-net: the tap (or -1: none) whose frames ring `index` carries. Attaching the
+    // backend starts the kernel's datapath for that ring; -1 stops it.
+    [[nodiscard]] Result<> net_set_backend(std::uint32_t index, int tap_fd);
 
     [[nodiscard]] int fd() const { return fd_.get(); }
     [[nodiscard]] const char* what() const { return what_; }
 
-private:
+  private:
     VhostDevice(UniqueFd fd, const char* what) : fd_(std::move(fd)), what_(what) {}
     UniqueFd fd_;
     const char* what_;

@@ -45,6 +45,11 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
                    "raw disk image as virtio-blk (/dev/vda, vdb, ...); PATH[,ro] (repeatable)");
     run.add_option("--rootfs", out.rootfs_arg,
                    "ext4 image PATH[,ro] as /dev/vda and the workload's root file system");
+    run.add_option("--net", out.net_arg,
+                   "a virtio-net interface on a fresh tap: a `stockade net` spec (id defaults "
+                   "to the sandbox id, e.g. bridge=br0,vlan=10) plus vhost=on|off (the "
+                   "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
+                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init)");
     run.add_flag("--rng", spec.rng, "add a virtio-rng device fed from the host's getrandom");
     run.add_option("--policy", spec.policy_file,
                    "sandbox policy file (JSON, see `stockade policy show`); default: the "
@@ -108,6 +113,7 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
     }
     for (const auto& a : out.disk_args)
         out.spec.disks.push_back(STOCKADE_TRY(disk(a)));
+    if (app.count("--net") > 0) out.spec.net = STOCKADE_TRY(parse_net_device_spec(out.net_arg));
     out.spec.huge_pages = huge == "off" ? HugePages::off : HugePages::transparent;
     return out;
 }

@@ -18,6 +18,7 @@ struct RunArgs {
     std::string help;  // non-empty when --help was asked for: print it and exit 0
     std::vector<std::string> disk_args;
     std::string rootfs_arg;
+    std::string net_arg;
 };
 
 // Parses the arguments after `stockade run`. Everything after the first "--" is the

@@ -317,7 +317,8 @@ void PciTransport::set_status(std::uint8_t status) {
     const std::uint8_t added = status & ~current;
     if (added & kStatusFeaturesOk) {
         const std::uint64_t offered = device_->offered_features();
-        if ((driver_features_ & ~offered) != 0 || !(driver_features_ & kFeatureVersion1)) {
+        if ((driver_features_ & ~offered) != 0 || !(driver_features_ & kFeatureVersion1) ||
+            !device_->accepts_features(driver_features_)) {
             // Leaving FEATURES_OK clear is how the device refuses (the driver reads it back).
             log::warn("virtio {}: driver features {:#x} refused (offered {:#x})", device_->name(),
                       driver_features_, offered);

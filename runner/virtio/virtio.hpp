@@ -51,6 +51,9 @@ class VirtioDevice {
     [[nodiscard]] virtual std::string name() const = 0;
     // Everything offered, transport bits included.
     [[nodiscard]] virtual std::uint64_t offered_features() const = 0;
+    // Whether the device can work with what the driver chose (a subset of the offer):
+    // false leaves FEATURES_OK clear, which is how a device refuses (3.1.1).
+    [[nodiscard]] virtual bool accepts_features(std::uint64_t /*features*/) const { return true; }
     [[nodiscard]] virtual std::uint16_t queue_count() const = 0;
     [[nodiscard]] virtual std::uint16_t queue_max_size() const { return 256; }
     // Bytes of device-specific configuration (at most 4 KiB).

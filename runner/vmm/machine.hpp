@@ -79,6 +79,7 @@ class Machine {
     [[nodiscard]] kvm::Vm& vm() { return vm_; }
     [[nodiscard]] pci::PciBus* pci_bus() { return pci_.get(); }
     [[nodiscard]] virtio::PciTransport& transport(std::size_t i) { return *transports_.at(i); }
+    [[nodiscard]] std::size_t transport_count() const { return transports_.size(); }
 
   private:
     Machine(kvm::Kvm kvm, kvm::Vm vm, GuestMemory memory);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "base/io.hpp"
+#include "base/log.hpp"
 #include "guest/job.hpp"
 #include "policy/artefacts.hpp"
 #include "runner/arch/x86/memory_map.hpp"
@@ -44,6 +45,20 @@ Result<UniqueFd> open_artefact(const std::string& path, int flags, bool allow_bl
     if (!S_ISREG(st.st_mode) && !(allow_block && S_ISBLK(st.st_mode)))
         return fail("{}: not a regular file", path);
     return fd;
+}
+
+constexpr const char* kVhostNetDevice = "/dev/vhost-net";
+
+// /dev/vhost-net for the chosen datapath: required with vhost=on, used when it opens with
+// the default, never with vhost=off.
+Result<UniqueFd> open_vhost_net(VhostMode mode) {
+    if (mode == VhostMode::off) return UniqueFd{};
+    auto fd = open_file(kVhostNetDevice, O_RDWR);
+    if (fd) return std::move(*fd);
+    if (mode == VhostMode::on)
+        return std::unexpected(std::move(fd).error().context("--net vhost=on"));
+    log::debug("{}; using the userspace network datapath", fd.error().message);
+    return UniqueFd{};
 }
 
 }  // namespace
@@ -93,10 +108,20 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
     p.kernel = *kernel;
     p.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
 
-    Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}};
+    Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}};
     if (spec.rootfs) job.root = JobRoot{"/dev/vda", spec.disks.front().read_only};
+    std::optional<net::NetSpec> net_spec;
+    if (spec.net) {
+        net::SpecDefaults defaults;
+        defaults.id = p.id;
+        auto parsed = net::parse_net_spec(spec.net->netsetup, defaults);
+        if (!parsed) return std::unexpected(std::move(parsed).error().context("--net"));
+        net_spec = std::move(*parsed);
+        if (!spec.net->address.empty())
+            job.net = JobNet{net_spec->mac.to_string(), spec.net->address};
+    }
     p.job = build_job_archive(job);
-    const bool has_pci = !spec.disks.empty() || spec.rng;
+    const bool has_pci = !spec.disks.empty() || spec.rng || spec.net.has_value();
     p.cmdline = default_kernel_cmdline(has_pci);
     if (!spec.extra_cmdline.empty()) p.cmdline += " " + spec.extra_cmdline;
     // Sizes against memory, and memory against the policy's memory.max, before KVM.
@@ -110,6 +135,23 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
                                                 1, p.kvm->check_extension(KVM_CAP_MAX_VCPUS)))};
     STOCKADE_TRY_VOID(validate(spec, host));
     STOCKADE_TRY_VOID(kvm::check_required_capabilities(*p.kvm));
+
+    // Host networking last: everything that can be refused has been checked.
+    if (net_spec) {
+        PreparedNet n;
+        n.vhost = STOCKADE_TRY(open_vhost_net(spec.net->vhost));
+        n.mac = net_spec->mac;
+        n.mtu = net_spec->mtu;
+        net::NetOptions options;
+        options.persistent = false;  // a per-run tap: gone with its last fd
+        auto handle = net::NetworkHandle::open(*net_spec, options);
+        if (!handle) return std::unexpected(std::move(handle).error().context("--net"));
+        auto fds = handle->take_tap_fds();
+        if (fds.size() != 1) return fail("--net: expected one tap queue, got {}", fds.size());
+        n.tap = std::move(fds.front());
+        n.handle = std::move(*handle);
+        p.net = std::move(n);
+    }
     return p;
 }
 

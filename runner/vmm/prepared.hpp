@@ -8,6 +8,7 @@
 
 #include "base/error.hpp"
 #include "base/unique_fd.hpp"
+#include "netsetup/network.hpp"
 #include "policy/policy.hpp"
 #include "runner/arch/x86/kernel_image.hpp"
 #include "runner/kvm/kvm.hpp"
@@ -21,6 +22,16 @@ struct PreparedDisk {
     std::string path;
 };
 
+// The sandbox's network interface: the tap netsetup made (and tears down with `handle`,
+// in the supervisor), and /dev/vhost-net unless the userspace datapath was chosen.
+struct PreparedNet {
+    std::optional<net::NetworkHandle> handle;
+    UniqueFd tap;
+    UniqueFd vhost;  // invalid: userspace datapath
+    net::MacAddress mac;
+    std::optional<std::uint32_t> mtu;
+};
+
 struct Prepared {
     SandboxSpec spec;
     policy::Policy policy;
@@ -32,6 +43,7 @@ struct Prepared {
     std::string cmdline;
     std::vector<PreparedDisk> disks;
     std::optional<kvm::Kvm> kvm;
+    std::optional<PreparedNet> net;  // last: set up after everything else was checked
 };
 
 // Frees the boot images' memory (kernel file, initrd, job) once they are in guest memory,

@@ -105,6 +105,10 @@ Result<int> run(const SandboxSpec& spec) {
     prepared.kvm.reset();
     prepared.disks.clear();
     release_boot_images(prepared);
+    if (prepared.net) {  // it keeps the handle: tearing the network down is its job
+        prepared.net->tap.reset();
+        prepared.net->vhost.reset();
+    }
 
     auto waited = supervise(forked->pid, sigfd.get());
     int status = waited ? exit_status(*waited) : 125;

@@ -2,8 +2,13 @@
 
 #include <sys/sysinfo.h>
 
+#include <arpa/inet.h>
 #include <algorithm>
+
 #include <cctype>
+#include <charconv>
+
+#include "netsetup/spec.hpp"
 
 namespace stockade {
 namespace {
@@ -14,7 +19,61 @@ bool valid_hostname(const std::string& h) {
                        [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '.'; });
 }
 
+bool valid_ipv4_prefix(std::string_view text) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) return false;
+    const std::string ip(text.substr(0, slash));
+    in_addr a{};
+    if (::inet_pton(AF_INET, ip.c_str(), &a) != 1) return false;
+    const std::string_view len = text.substr(slash + 1);
+    unsigned prefix = 0;
+    auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
+    return ec == std::errc{} && end == len.data() + len.size() && !len.empty() && prefix >= 1 &&
+           prefix <= 32;
+}
+
 }  // namespace
+
+Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
+    NetDeviceSpec out;
+    bool vhost_seen = false, addr_seen = false;
+    std::size_t pos = 0;
+    while (!text.empty() && pos <= text.size()) {
+        auto next = text.find(',', pos);
+        if (next == std::string_view::npos) next = text.size();
+        const std::string_view item = text.substr(pos, next - pos);
+        pos = next + 1;
+        if (item.starts_with("vhost=")) {
+            if (vhost_seen) return fail("--net: vhost: given twice");
+            vhost_seen = true;
+            const auto v = item.substr(6);
+            if (v == "on")
+                out.vhost = VhostMode::on;
+            else if (v == "off")
+                out.vhost = VhostMode::off;
+            else
+                return fail("--net: vhost: '{}' is not on or off", v);
+        } else if (item.starts_with("addr=")) {
+            if (addr_seen) return fail("--net: addr: given twice");
+            addr_seen = true;
+            out.address = std::string(item.substr(5));
+            if (!valid_ipv4_prefix(out.address))
+                return fail(
+                    "--net: addr: '{}' is not an IPv4 address with a prefix length "
+                    "(A.B.C.D/N)",
+                    out.address);
+        } else {
+            if (!out.netsetup.empty()) out.netsetup += ',';
+            out.netsetup += item;
+        }
+    }
+    net::SpecDefaults defaults;
+    defaults.id = "sandbox";
+    auto checked = net::parse_net_spec(out.netsetup, defaults);
+    if (!checked) return fail("--net: {}", checked.error().message);
+    if (checked->queues != 1) return fail("--net: queues: stockade run uses one queue pair");
+    return out;
+}
 
 Result<> validate(const SandboxSpec& s, const HostLimits& host) {
     if (s.kernel.empty()) return fail("--kernel: no kernel image given");

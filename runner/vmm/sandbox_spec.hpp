@@ -1,6 +1,8 @@
 #pragma once
 // What `stockade run` was asked to do, validated before anything is created.
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,22 @@ struct DiskSpec {
     bool read_only = false;
 };
 
+// --net: the sandbox's network interface. Everything but the runner's own keys is a netsetup
+// spec (netsetup/README.md); `vhost=on|off` picks the datapath (default: vhost-net when the
+// host has /dev/vhost-net), `addr=A.B.C.D/N` is the IPv4 address stockade-init gives the
+// guest's interface (none: the workload configures it).
+enum class VhostMode { automatic, on, off };
+struct NetDeviceSpec {
+    std::string netsetup;  // the spec handed to netsetup, runner keys removed
+    VhostMode vhost = VhostMode::automatic;
+    std::string address;  // "A.B.C.D/N", or empty
+    bool operator==(const NetDeviceSpec&) const = default;
+};
+
+// Splits and checks the text of --net (no I/O; netsetup's part is validated with a
+// placeholder id, the real one is the sandbox's).
+[[nodiscard]] Result<NetDeviceSpec> parse_net_device_spec(std::string_view text);
+
 struct SandboxSpec {
     std::string kernel;
     std::string initrd;
@@ -31,6 +49,7 @@ struct SandboxSpec {
     std::vector<DiskSpec> disks;  // virtio-blk: /dev/vda, /dev/vdb, ... in order
     bool rootfs = false;          // the first disk is the workload's root file system
     bool rng = false;             // a virtio-rng device
+    std::optional<NetDeviceSpec> net;  // a virtio-net interface on a tap
     bool show_console = false;    // kernel console to stderr
     bool print_stats = false;     // exit counts and timings to stderr at the end
     std::string policy_file;      // empty: the default policy

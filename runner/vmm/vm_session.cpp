@@ -20,6 +20,7 @@
 #include "policy/privileges.hpp"
 #include "policy/selinux_context.hpp"
 #include "runner/virtio/blk.hpp"
+#include "runner/virtio/net.hpp"
 #include "runner/virtio/rng.hpp"
 #include "runner/vmm/event_loop.hpp"
 #include "runner/vmm/machine.hpp"
@@ -53,7 +54,8 @@ class ConsoleTail {
         std::size_t pos = s.size();
         for (std::size_t i = 0; i <= n && pos != std::string::npos && pos > 0; ++i)
             pos = s.rfind('\n', pos - 1);
-        return pos == std::string::npos ? s : s.substr(pos + 1);
+        // An empty console (nothing printed yet) has no line to skip.
+        return pos == std::string::npos ? s : s.substr(std::min(pos + 1, s.size()));
     }
 
   private:
@@ -143,6 +145,8 @@ std::string init_failure_text(std::uint8_t code) {
             return "the workload process could not be created";
         case guest_abi::InitFailure::rootfs:
             return "the root disk could not be mounted";
+        case guest_abi::InitFailure::network:
+            return "the network interface could not be configured";
     }
     return fmt::format("failure code {}", code);
 }
@@ -197,6 +201,20 @@ Result<HardeningTimes> harden(const Hardening& h) {
     if (!dropped) return std::unexpected(std::move(dropped).error().context("dropping privileges"));
     t.drop = us_since(start);
     return t;
+}
+
+// The network datapath and, for the userspace one, its frame counts (--stats).
+std::string describe_net(Machine& machine) {
+    for (std::size_t i = 0; i < machine.transport_count(); ++i) {
+        auto& dev = machine.transport(i).device();
+        if (dev.device_type() != virtio::kTypeNet) continue;
+        auto& net = static_cast<virtio::Net&>(dev);
+        if (net.uses_vhost()) return "net: vhost-net datapath";
+        const auto n = net.counters();
+        return fmt::format("net: userspace datapath, frames rx {} tx {}, dropped rx {} tx {}",
+                           n.rx_frames, n.tx_frames, n.rx_dropped, n.tx_dropped);
+    }
+    return "net: none";
 }
 
 Result<int> session(Prepared& p, const Hardening& h) {
@@ -266,6 +284,17 @@ Result<int> session(Prepared& p, const Hardening& h) {
         devices.push_back(std::move(*blk));
     }
     if (spec.rng) devices.push_back(std::make_unique<virtio::Rng>());
+    if (p.net) {
+        virtio::NetBackend backend{std::move(p.net->tap), p.net->mac.bytes, {}, std::nullopt};
+        if (p.net->mtu) backend.mtu = static_cast<std::uint16_t>(*p.net->mtu);
+        // VHOST_SET_OWNER: the kernel's worker serves this process's memory from now on.
+        if (p.net->vhost)
+            backend.vhost =
+                STOCKADE_TRY(vhost::VhostDevice::adopt(std::move(p.net->vhost), "/dev/vhost-net"));
+        auto net = virtio::Net::create(std::move(backend));
+        if (!net) return std::unexpected(std::move(net).error().context("--net"));
+        devices.push_back(std::move(*net));
+    }
     MachineConfig config{spec.vcpus, spec.memory_mib << 20, {spec.huge_pages, -1}, p.cmdline};
     BootImages images{&p.kernel, {p.initrd, p.job}};
     auto machine = STOCKADE_TRY(Machine::create(std::move(*p.kvm), config, images,
@@ -342,6 +371,7 @@ Result<int> session(Prepared& p, const Hardening& h) {
                         c.mmio, c.interrupted, machine->memory().resident_bytes() >> 20));
         for (const auto& [name, dev] : disks)
             log::write(log::Level::info, fmt::format("stats: disk {}: {}", name, dev->stats()));
+        if (p.net) log::write(log::Level::info, "stats: " + describe_net(*machine));
     }
     return exit_status_of(reason);
 }

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -165,6 +166,38 @@ TEST(Hardening, LiveSandboxIsJailedUnprivilegedAndFiltered) {
     EXPECT_FALSE(fs::exists(leaf));
     EXPECT_FALSE(fs::exists("/run/stockade/jail/" + id));
     EXPECT_FALSE(fs::exists("/proc/" + pid));
+}
+
+// With --net the sandbox process also holds its tap and /dev/vhost-net, opened by the
+// supervisor before the jail; every thread is still filtered, and the tap goes with it.
+TEST(Hardening, NetSandboxHoldsOnlyItsTapAndVhostNet) {
+    const std::string id = "sb-hardening-net";
+    auto s = LiveSandbox::start({"--id", id, "--net", "tap=stk-hardening,vhost=on", "--", "sh",
+                                 "-c", "ip link set eth0 up && echo ready; sleep 600"});
+    ASSERT_TRUE(s.wait_for("ready")) << s.seen;
+    const pid_t child = s.sandbox();
+    ASSERT_GT(child, 0);
+    const std::string pid = std::to_string(child);
+    for (const auto& tid : dir_entries("/proc/" + pid + "/task")) {
+        auto t = policy::read_process_status(pid + "/task/" + tid);
+        ASSERT_TRUE(t) << t.error().message;
+        EXPECT_EQ(t->seccomp, 2) << "thread " << tid;
+    }
+    std::vector<std::string> devices;
+    for (const auto& fd : dir_entries("/proc/" + pid + "/fd")) {
+        char target[256] = {};
+        ASSERT_GT(::readlink(("/proc/" + pid + "/fd/" + fd).c_str(), target, sizeof target - 1), 0);
+        const std::string t = target;
+        if (t.starts_with("/") && std::stoi(fd) > 2) devices.push_back(t);
+    }
+    std::sort(devices.begin(), devices.end());
+    devices.erase(std::unique(devices.begin(), devices.end()), devices.end());
+    EXPECT_EQ(devices, (std::vector<std::string>{"/dev/kvm", "/dev/net/tun", "/dev/vhost-net"}));
+    EXPECT_TRUE(fs::exists("/sys/class/net/stk-hardening"));
+    ::kill(s.supervisor, SIGTERM);
+    EXPECT_EQ(s.finish(), 128 + SIGTERM);
+    EXPECT_FALSE(fs::exists("/sys/class/net/stk-hardening"));
+    EXPECT_FALSE(fs::exists("/run/stockade/net/" + id + ".json"));
 }
 
 TEST(Hardening, GuestStillBootsAndRunsUnderTheDefaultPolicy) {

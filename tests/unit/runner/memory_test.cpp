@@ -57,7 +57,7 @@ TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
 }
 
 TEST(JobArchive, CarriesArgvEnvWorkdirAndHostnameBinarySafe) {
-    Job job{{"sh", "-c", "echo 'a b'\n", ""}, {"A=1", "B=x y"}, "/tmp", "box", {}};
+    Job job{{"sh", "-c", "echo 'a b'\n", ""}, {"A=1", "B=x y"}, "/tmp", "box", {}, {}};
     auto archive = build_job_archive(job);
     std::vector<cpio::Entry> entries;
     ASSERT_TRUE(cpio::parse(archive, entries));
@@ -69,6 +69,21 @@ TEST(JobArchive, CarriesArgvEnvWorkdirAndHostnameBinarySafe) {
     EXPECT_EQ(files["stockade/workdir"], "/tmp");
     EXPECT_EQ(files["stockade/hostname"], "box");
     EXPECT_EQ(archive, build_job_archive(job)) << "deterministic";
+}
+
+TEST(JobArchive, CarriesTheNetworkInterfaceOnlyWhenAsked) {
+    Job job{{"true"}, {}, "/", "box", {}, {}};
+    auto files_of = [](const Job& j) {
+        std::vector<cpio::Entry> entries;
+        EXPECT_TRUE(cpio::parse(build_job_archive(j), entries));
+        std::map<std::string, std::string> files;
+        for (const auto& e : entries)
+            files[e.path] = std::string(e.data.begin(), e.data.end());
+        return files;
+    };
+    EXPECT_FALSE(files_of(job).contains("stockade/net"));
+    job.net = JobNet{"02:11:22:33:44:55", "169.254.10.2/24"};
+    EXPECT_EQ(files_of(job)["stockade/net"], "02:11:22:33:44:55 169.254.10.2/24");
 }
 
 }  // namespace

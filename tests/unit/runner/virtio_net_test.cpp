@@ -1,0 +1,466 @@
+// virtio-net without a tap or KVM: feature negotiation and its dependencies, the
+// configuration space, the offloads given to the tap, and the userspace datapath against a
+// datagram socket standing in for the tap, with a driver that follows the rules and one
+// that does not. Also the runner's --net spec.
+#include <gtest/gtest.h>
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "base/uapi.hpp"
+#include "runner/virtio/net.hpp"
+#include "runner/virtio/pci_transport.hpp"
+#include "runner/vmm/sandbox_spec.hpp"
+#include "tests/unit/runner/virtio_test_support.hpp"
+
+namespace stockade::virtio {
+namespace {
+
+using fake::FakeIoEvents;
+using fake::FakeRouter;
+using fake::FakeWatcher;
+using fake::RawDesc;
+
+constexpr std::array<std::uint8_t, 6> kMac{0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+constexpr std::uint16_t kQueueSize = 16;
+
+// A split ring the test writes as a driver would, anywhere in a shared guest memory.
+class DriverRing {
+  public:
+    DriverRing(const GuestMemory& mem, std::uint64_t base, std::uint16_t size)
+        : mem_(&mem),
+          size_(size),
+          desc_(base),
+          avail_(base + 16ull * size),
+          used_((avail_ + 6 + 2ull * size + 0xfff) & ~0xfffull) {}
+    [[nodiscard]] QueueSetup setup() const { return {size_, desc_, avail_, used_, 0, true}; }
+    void desc(std::uint16_t i, std::uint64_t addr, std::uint32_t len, std::uint16_t flags = 0,
+              std::uint16_t next = 0) const {
+        ASSERT_TRUE(mem_->write_obj(desc_ + 16ull * i, RawDesc{addr, len, flags, next}));
+    }
+    void offer(std::uint16_t head) {
+        ASSERT_TRUE(mem_->write_obj<std::uint16_t>(avail_ + 4 + 2ull * (idx_ % size_), head));
+        ++idx_;
+        ASSERT_TRUE(mem_->write_obj<std::uint16_t>(avail_ + 2, idx_));
+    }
+    [[nodiscard]] std::uint16_t used_idx() const {
+        return mem_->read_obj<std::uint16_t>(used_ + 2).value();
+    }
+    struct Used {
+        std::uint32_t id, len;
+    };
+    [[nodiscard]] Used used(std::uint16_t slot) const {
+        return mem_->read_obj<Used>(used_ + 4 + 8ull * (slot % size_)).value();
+    }
+
+  private:
+    const GuestMemory* mem_;
+    std::uint16_t size_;
+    std::uint64_t desc_, avail_, used_;
+    std::uint16_t idx_ = 0;
+};
+
+// A Net device on the userspace datapath whose "tap" is one end of a datagram socket pair.
+struct NetRig {
+    GuestMemory mem = GuestMemory::create_unregistered(4 << 20).value();
+    DriverRing rx{mem, 0x10000, kQueueSize}, tx{mem, 0x20000, kQueueSize};
+    UniqueFd peer;  // the host side: what the tap would carry
+    Net* net = nullptr;
+    std::unique_ptr<VirtioDevice> owned;
+    FakeWatcher watcher;
+    int tap_fd = -1;
+    int kicks[2] = {-1, -1};
+    std::vector<std::string> resets;
+    int notified[2] = {0, 0};
+    std::uint64_t next_buf = 0x100000;
+
+    explicit NetRig(std::optional<std::uint16_t> mtu = std::nullopt) {
+        int sv[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+        peer = UniqueFd(sv[1]);
+        tap_fd = sv[0];
+        for (int& k : kicks)
+            k = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        NetBackend b{UniqueFd(sv[0]), kMac, mtu, std::nullopt, false};
+        auto created = Net::create(std::move(b));
+        EXPECT_TRUE(created) << created.error().message;
+        owned = std::move(*created);
+        net = static_cast<Net*>(owned.get());
+    }
+    ~NetRig() {
+        owned.reset();
+        for (int k : kicks)
+            ::close(k);
+    }
+
+    std::uint64_t alloc(std::uint64_t len) {
+        const std::uint64_t at = next_buf;
+        next_buf = (next_buf + len + 15) & ~15ull;
+        return at;
+    }
+
+    Result<> activate(std::uint64_t features) {
+        QueueSetup queues[2] = {rx.setup(), tx.setup()};
+        int calls[2] = {-1, -1};
+        ActivateContext ctx{mem,
+                            features,
+                            queues,
+                            kicks,
+                            calls,
+                            watcher,
+                            [this](std::uint16_t q) { ++notified[q]; },
+                            [this](std::string why) { resets.push_back(why); }};
+        return net->activate(ctx);
+    }
+
+    void kick(std::uint16_t q) {
+        std::uint64_t one = 1;
+        ASSERT_EQ(::write(kicks[q], &one, sizeof one), 8);
+        watcher.fire(kicks[q]);
+    }
+
+    // Sends `frame` (virtio-net header first) from the host into the "tap".
+    void host_send(const std::vector<std::uint8_t>& frame) {
+        ASSERT_EQ(::send(peer.get(), frame.data(), frame.size(), 0),
+                  static_cast<ssize_t>(frame.size()));
+    }
+    // What the "tap" received from the guest; empty when nothing.
+    std::vector<std::uint8_t> host_receive() {
+        std::vector<std::uint8_t> buf(kNetMaxFrame + kNetHdrSize + 64);
+        const ssize_t n = ::recv(peer.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+        buf.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+        return buf;
+    }
+};
+
+constexpr std::uint64_t kModern = kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc;
+
+std::vector<std::uint8_t> frame_with_header(std::size_t payload, std::uint8_t fill = 0xab) {
+    std::vector<std::uint8_t> f(kNetHdrSize + payload, fill);
+    std::fill(f.begin(), f.begin() + kNetHdrSize, 0);
+    return f;
+}
+
+// ---- features ----
+
+TEST(VirtioNetFeatures, OffersOffloadsMacStatusAndModernRings) {
+    NetRig rig;
+    const std::uint64_t f = rig.net->offered_features();
+    for (std::uint64_t bit : {kNetFCsum, kNetFGuestCsum, kNetFMac, kNetFStatus, kNetFGuestTso4,
+                              kNetFGuestTso6, kNetFHostTso4, kNetFHostTso6, kNetFMrgRxbuf,
+                              kFeatureVersion1, kFeatureEventIdx, kFeatureIndirectDesc})
+        EXPECT_TRUE(f & bit) << std::hex << bit;
+    EXPECT_FALSE(f & kNetFMtu) << "MTU is only offered when the spec sets one";
+    EXPECT_EQ(rig.net->queue_count(), 2);
+    EXPECT_EQ(rig.net->device_type(), kTypeNet);
+}
+
+TEST(VirtioNetFeatures, DependenciesAreEnforced) {
+    EXPECT_TRUE(net_features_consistent(0));
+    EXPECT_TRUE(net_features_consistent(kNetFGuestCsum | kNetFGuestTso4 | kNetFGuestEcn));
+    EXPECT_TRUE(net_features_consistent(kNetFCsum | kNetFHostTso6 | kNetFHostEcn));
+    EXPECT_FALSE(net_features_consistent(kNetFGuestTso4));
+    EXPECT_FALSE(net_features_consistent(kNetFGuestTso6));
+    EXPECT_FALSE(net_features_consistent(kNetFGuestCsum | kNetFGuestEcn));
+    EXPECT_FALSE(net_features_consistent(kNetFHostTso4));
+    EXPECT_FALSE(net_features_consistent(kNetFCsum | kNetFHostEcn));
+}
+
+TEST(VirtioNetFeatures, TapOffloadsFollowWhatTheGuestAccepted) {
+    EXPECT_EQ(tap_offloads_for(0), 0u);
+    EXPECT_EQ(tap_offloads_for(kNetFGuestTso4), 0u) << "no TSO without checksum offload";
+    EXPECT_EQ(tap_offloads_for(kNetFGuestCsum), unsigned{TUN_F_CSUM});
+    EXPECT_EQ(tap_offloads_for(kNetFGuestCsum | kNetFGuestTso4 | kNetFGuestTso6 | kNetFGuestEcn),
+              unsigned{TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN});
+    // Host-side offloads are what the guest sends; they do not change what the tap may send.
+    EXPECT_EQ(tap_offloads_for(kNetFCsum | kNetFHostTso4), 0u);
+}
+
+TEST(VirtioNetFeatures, ActivationSetsAndResetClearsTapOffloads) {
+    NetRig rig;
+    EXPECT_EQ(rig.net->tap_offloads(), 0u);
+    ASSERT_TRUE(rig.activate(kModern | kNetFGuestCsum | kNetFGuestTso4));
+    EXPECT_EQ(rig.net->tap_offloads(), unsigned{TUN_F_CSUM | TUN_F_TSO4});
+    rig.net->reset();
+    EXPECT_EQ(rig.net->tap_offloads(), 0u);
+    EXPECT_FALSE(rig.watcher.watching(rig.tap_fd));
+}
+
+// Through the transport: a driver that asks for guest TSO without guest checksums does not
+// get FEATURES_OK.
+TEST(VirtioNetFeatures, TransportRefusesInconsistentFeatures) {
+    NetRig rig;
+    FakeRouter router;
+    FakeIoEvents ioevents;
+    auto t = PciTransport::create(std::move(rig.owned), ioevents, router, rig.mem, rig.watcher);
+    ASSERT_TRUE(t) << t.error().message;
+    auto w32 = [&](std::uint64_t off, std::uint32_t v) {
+        (*t)->bar_write(0, off, std::span(reinterpret_cast<const std::uint8_t*>(&v), 4));
+    };
+    auto status = [&] {
+        std::uint8_t s = 0;
+        (*t)->bar_read(0, 0x14, std::span(&s, 1));
+        return s;
+    };
+    auto set_status = [&](std::uint8_t s) { (*t)->bar_write(0, 0x14, std::span(&s, 1)); };
+    auto negotiate = [&](std::uint64_t features) {
+        set_status(0);
+        set_status(kStatusAcknowledge | kStatusDriver);
+        w32(0x08, 0);
+        w32(0x0c, static_cast<std::uint32_t>(features));
+        w32(0x08, 1);
+        w32(0x0c, static_cast<std::uint32_t>(features >> 32));
+        set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+        return (status() & kStatusFeaturesOk) != 0;
+    };
+    EXPECT_FALSE(negotiate(kFeatureVersion1 | kNetFGuestTso4));
+    EXPECT_FALSE(negotiate(kFeatureVersion1 | kNetFCsum | kNetFHostEcn));
+    EXPECT_FALSE(negotiate(kFeatureVersion1 | (1ull << 22))) << "not offered (MQ)";
+    EXPECT_TRUE(negotiate(kModern | kNetFMac | kNetFGuestCsum | kNetFGuestTso4 | kNetFMrgRxbuf));
+    rig.net = nullptr;
+}
+
+// ---- configuration space ----
+
+TEST(VirtioNetConfig, MacStatusPairsAndMtu) {
+    NetRig rig(std::uint16_t{9000});
+    EXPECT_TRUE(rig.net->offered_features() & kNetFMtu);
+    std::uint8_t cfg[16];
+    std::memset(cfg, 0xee, sizeof cfg);
+    rig.net->config_read(0, cfg);
+    EXPECT_EQ(0, std::memcmp(cfg, kMac.data(), 6));
+    std::uint16_t status, pairs, mtu;
+    std::memcpy(&status, cfg + 6, 2);
+    std::memcpy(&pairs, cfg + 8, 2);
+    std::memcpy(&mtu, cfg + 10, 2);
+    EXPECT_EQ(status, kNetSLinkUp);
+    EXPECT_EQ(pairs, 1);
+    EXPECT_EQ(mtu, 9000);
+    for (int i = 12; i < 16; ++i)
+        EXPECT_EQ(cfg[i], 0) << "bytes past the structure read as zero";
+    // Unaligned and partial reads see the same bytes.
+    std::uint8_t two[2];
+    rig.net->config_read(5, two);
+    EXPECT_EQ(two[0], kMac[5]);
+    EXPECT_EQ(two[1], kNetSLinkUp);
+    std::uint8_t far[4] = {1, 2, 3, 4};
+    rig.net->config_read(0xffc, far);
+    EXPECT_EQ(far[0] | far[1] | far[2] | far[3], 0);
+    // Writes (the MAC is read-only for a modern driver) change nothing.
+    const std::uint8_t junk[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    rig.net->config_write(0, junk);
+    rig.net->config_read(0, cfg);
+    EXPECT_EQ(0, std::memcmp(cfg, kMac.data(), 6));
+}
+
+TEST(VirtioNetConfig, MulticastMacIsRefused) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+    ::close(sv[1]);
+    NetBackend b{UniqueFd(sv[0]), {0x01, 0, 0x5e, 0, 0, 1}, std::nullopt, std::nullopt, false};
+    EXPECT_FALSE(Net::create(std::move(b)));
+}
+
+// ---- userspace datapath ----
+
+TEST(VirtioNetDatapath, TransmitPassesHeaderAndFrameToTheTap) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    auto frame = frame_with_header(100, 0x5a);
+    frame[0] = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM: passed through untouched
+    // Header and frame in two descriptors, as Linux sends without any_layout.
+    const std::uint64_t hdr = rig.alloc(kNetHdrSize), body = rig.alloc(100);
+    ASSERT_TRUE(rig.mem.write(hdr, std::span(frame.data(), kNetHdrSize)));
+    ASSERT_TRUE(rig.mem.write(body, std::span(frame.data() + kNetHdrSize, 100)));
+    rig.tx.desc(0, hdr, kNetHdrSize, kDescNext, 1);
+    rig.tx.desc(1, body, 100);
+    rig.tx.offer(0);
+    rig.kick(kNetTxQueue);
+    EXPECT_EQ(rig.host_receive(), frame);
+    EXPECT_EQ(rig.tx.used_idx(), 1);
+    EXPECT_EQ(rig.tx.used(0).id, 0u);
+    EXPECT_EQ(rig.notified[kNetTxQueue], 1);
+    EXPECT_TRUE(rig.resets.empty());
+    EXPECT_EQ(rig.net->counters().tx_frames, 1u);
+}
+
+TEST(VirtioNetDatapath, ReceiveFillsOneBufferWithNumBuffersOne) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    EXPECT_TRUE(rig.watcher.watching(rig.tap_fd));
+    const std::uint64_t buf = rig.alloc(2048);
+    rig.rx.desc(0, buf, 2048, kDescWrite);
+    rig.rx.offer(0);
+    rig.kick(kNetRxQueue);
+    auto frame = frame_with_header(60, 0x77);
+    rig.host_send(frame);
+    rig.watcher.fire(rig.tap_fd);
+    ASSERT_EQ(rig.rx.used_idx(), 1);
+    EXPECT_EQ(rig.rx.used(0).len, frame.size());
+    std::vector<std::uint8_t> got(frame.size());
+    ASSERT_TRUE(rig.mem.read(buf, got));
+    frame[10] = 1;  // num_buffers
+    EXPECT_EQ(got, frame);
+    EXPECT_GE(rig.notified[kNetRxQueue], 1);
+}
+
+TEST(VirtioNetDatapath, MergeableBuffersSpreadALargeFrame) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+    std::uint64_t bufs[4];
+    for (std::uint16_t i = 0; i < 4; ++i) {
+        bufs[i] = rig.alloc(1000);
+        rig.rx.desc(i, bufs[i], 1000, kDescWrite);
+        rig.rx.offer(i);
+    }
+    auto frame = frame_with_header(2500 - kNetHdrSize);
+    for (std::size_t i = kNetHdrSize; i < frame.size(); ++i)
+        frame[i] = static_cast<std::uint8_t>(i * 7);
+    rig.host_send(frame);
+    rig.watcher.fire(rig.tap_fd);
+    ASSERT_EQ(rig.rx.used_idx(), 3) << "2500 bytes in three 1000-byte buffers";
+    EXPECT_EQ(rig.rx.used(0).len, 1000u);
+    EXPECT_EQ(rig.rx.used(1).len, 1000u);
+    EXPECT_EQ(rig.rx.used(2).len, 500u);
+    std::vector<std::uint8_t> got(2500);
+    ASSERT_TRUE(rig.mem.read(bufs[0], std::span(got.data(), 1000)));
+    ASSERT_TRUE(rig.mem.read(bufs[1], std::span(got.data() + 1000, 1000)));
+    ASSERT_TRUE(rig.mem.read(bufs[2], std::span(got.data() + 2000, 500)));
+    frame[10] = 3;
+    EXPECT_EQ(got, frame);
+    // The fourth buffer is kept for the next frame.
+    auto small = frame_with_header(20);
+    rig.host_send(small);
+    rig.watcher.fire(rig.tap_fd);
+    EXPECT_EQ(rig.rx.used_idx(), 4);
+    EXPECT_EQ(rig.rx.used(3).id, 3u);
+}
+
+TEST(VirtioNetDatapath, WithoutBuffersTheFrameWaitsAndTheTapIsNotWatched) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    auto frame = frame_with_header(40, 0x42);
+    rig.host_send(frame);
+    rig.watcher.fire(rig.tap_fd);
+    EXPECT_FALSE(rig.watcher.watching(rig.tap_fd)) << "no busy loop on a readable tap";
+    EXPECT_EQ(rig.rx.used_idx(), 0);
+    for (std::uint16_t i = 0; i < 2; ++i) {
+        rig.rx.desc(i, rig.alloc(1600), 1600, kDescWrite);
+        rig.rx.offer(i);
+    }
+    rig.kick(kNetRxQueue);
+    ASSERT_EQ(rig.rx.used_idx(), 1) << "the guest's buffers bring the waiting frame in";
+    EXPECT_EQ(rig.rx.used(0).len, frame.size());
+    EXPECT_TRUE(rig.watcher.watching(rig.tap_fd)) << "a buffer is left: the tap is read again";
+}
+
+// ---- a hostile driver ----
+
+TEST(VirtioNetHostile, ShortAndOversizedTransmitChainsAreDropped) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    const std::uint64_t tiny = rig.alloc(4);
+    rig.tx.desc(0, tiny, 4);  // shorter than the header
+    rig.tx.offer(0);
+    // 80 KiB of frame: more than a tap takes.
+    for (std::uint16_t i = 1; i <= 5; ++i)
+        rig.tx.desc(i, rig.alloc(16384), 16384, i < 5 ? kDescNext : 0,
+                    static_cast<std::uint16_t>(i + 1));
+    rig.tx.offer(1);
+    rig.kick(kNetTxQueue);
+    EXPECT_TRUE(rig.host_receive().empty());
+    EXPECT_EQ(rig.tx.used_idx(), 2) << "dropped chains are still returned";
+    EXPECT_TRUE(rig.resets.empty());
+    EXPECT_EQ(rig.net->counters().tx_dropped, 2u);
+}
+
+TEST(VirtioNetHostile, TransmitChainWithWritableBufferNeedsReset) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    rig.tx.desc(0, rig.alloc(64), 64, kDescNext, 1);
+    rig.tx.desc(1, rig.alloc(64), 64, kDescWrite);
+    rig.tx.offer(0);
+    rig.kick(kNetTxQueue);
+    ASSERT_EQ(rig.resets.size(), 1u);
+    EXPECT_NE(rig.resets[0].find("device-writable"), std::string::npos) << rig.resets[0];
+}
+
+TEST(VirtioNetHostile, ReceiveChainWithReadableBufferNeedsReset) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    rig.rx.desc(0, rig.alloc(2048), 2048);  // device-readable: not a receive buffer
+    rig.rx.offer(0);
+    rig.host_send(frame_with_header(60));
+    rig.watcher.fire(rig.tap_fd);
+    ASSERT_EQ(rig.resets.size(), 1u);
+    EXPECT_NE(rig.resets[0].find("device-readable"), std::string::npos) << rig.resets[0];
+    // The device has stopped: more traffic does nothing.
+    rig.host_send(frame_with_header(60));
+    if (rig.watcher.watching(rig.tap_fd)) rig.watcher.fire(rig.tap_fd);
+    EXPECT_EQ(rig.rx.used_idx(), 0);
+}
+
+TEST(VirtioNetHostile, ReceiveBufferOutsideRamNeedsReset) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    rig.rx.desc(0, (4 << 20) - 100, 2048, kDescWrite);
+    rig.rx.offer(0);
+    rig.host_send(frame_with_header(60));
+    rig.watcher.fire(rig.tap_fd);
+    EXPECT_EQ(rig.resets.size(), 1u);
+    EXPECT_EQ(rig.rx.used_idx(), 0);
+}
+
+TEST(VirtioNetHostile, TooSmallBufferWithoutMergeableDropsTheFrame) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    rig.rx.desc(0, rig.alloc(64), 64, kDescWrite);
+    rig.rx.offer(0);
+    rig.host_send(frame_with_header(1000));
+    rig.watcher.fire(rig.tap_fd);
+    ASSERT_EQ(rig.rx.used_idx(), 1);
+    EXPECT_EQ(rig.rx.used(0).len, 0u);
+    EXPECT_TRUE(rig.resets.empty());
+    EXPECT_EQ(rig.net->counters().rx_dropped, 1u);
+}
+
+TEST(VirtioNetHostile, MisplacedRingsFailActivation) {
+    NetRig rig;
+    rig.rx = DriverRing(rig.mem, (4 << 20) - 64, kQueueSize);  // runs off the end of RAM
+    EXPECT_FALSE(rig.activate(kModern));
+}
+
+// ---- the --net spec ----
+
+TEST(NetDeviceSpec, RunnerKeysAreSplitFromTheNetsetupSpec) {
+    auto s = parse_net_device_spec("bridge=br0,vhost=off,vlan=10,addr=169.254.10.2/24");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(s->netsetup, "bridge=br0,vlan=10");
+    EXPECT_EQ(s->vhost, VhostMode::off);
+    EXPECT_EQ(s->address, "169.254.10.2/24");
+    auto d = parse_net_device_spec("");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->vhost, VhostMode::automatic);
+    EXPECT_TRUE(d->address.empty());
+    EXPECT_EQ(parse_net_device_spec("vhost=on")->vhost, VhostMode::on);
+}
+
+TEST(NetDeviceSpec, BadValuesNameTheirKey) {
+    for (const char* bad :
+         {"vhost=maybe", "vhost=on,vhost=off", "addr=169.254.1.2", "addr=169.254.1.2/33",
+          "addr=169.254.1/16", "addr=x/8", "addr=1.2.3.4/8,addr=1.2.3.5/8", "vlan=5000,bridge=b",
+          "colour=blue", "queues=2"}) {
+        auto r = parse_net_device_spec(bad);
+        EXPECT_FALSE(r) << bad;
+        if (!r) {
+            EXPECT_NE(r.error().message.find("--net"), std::string::npos) << r.error().message;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace stockade::virtio
