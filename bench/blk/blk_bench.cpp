@@ -155,7 +155,8 @@ int main(int argc, char** argv) {
     }
     if (!skip_qemu) {
         // The same initramfs with the same job appended, as stockade boots it.
-        stockade::Job job{workload, {}, "/", "sandbox", {}};
+        stockade::Job job;
+        job.argv = workload;
         const auto archive = stockade::build_job_archive(job);
         const std::string initrd = (dir / "initrd.cpio").string();
         {
