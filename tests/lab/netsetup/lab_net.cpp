@@ -135,7 +135,8 @@ UniqueFd NamedNetns::packet_socket(const std::string& ifname) const {
     return UniqueFd(fd);
 }
 
-std::string host_snapshot() {
+namespace {
+std::string host_snapshot_now() {
     auto links = json::parse(must("ip -d -j link show"));
     // The kernel attaches a device's default root qdisc (noqueue for a veth) the first time
     // the device comes up and keeps it after it goes down again; before that it shows
@@ -156,6 +157,21 @@ std::string host_snapshot() {
                                sh(fmt::format("tc -j filter show dev {} {}", name, dir)).output);
     }
     return out;
+}
+}  // namespace
+
+std::string host_snapshot() {
+    // Operational state (carrier, operstate) follows a change asynchronously: the kernel's
+    // link watch applies it up to a second later. Compare settled states only: two looks
+    // more than that apart that agree.
+    std::string prev = host_snapshot_now();
+    for (int i = 0; i < 10; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+        std::string cur = host_snapshot_now();
+        if (cur == prev) return cur;
+        prev = std::move(cur);
+    }
+    return prev;
 }
 
 std::vector<std::uint8_t> encode(const Frame& frame) {

@@ -35,9 +35,14 @@ std::uint64_t system_ram(const std::string& iomem) {
     return total;
 }
 
+// 0 when the key is missing or not followed by a number (the caller's EXPECT then shows
+// the whole output instead of an exception).
 std::uint64_t meminfo_kib(const std::string& text, const std::string& key) {
     auto pos = text.find(key + ":");
-    return pos == std::string::npos ? 0 : std::stoull(text.substr(pos + key.size() + 1));
+    if (pos == std::string::npos) return 0;
+    std::uint64_t v = 0;
+    std::istringstream in(text.substr(pos + key.size() + 1));
+    return (in >> v) ? v : 0;
 }
 
 TEST(Boot, OneVcpuCloudKernelWithTheRequestedMemory) {
