@@ -318,6 +318,12 @@ void release_root(const Job& job) {
     }
 }
 
+int status_of(int wstatus) {
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+    return 125;
+}
+
 [[noreturn]] void exec_workload(const Job& job, int console, const sigset_t& blocked) {
     ::sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
     for (int sig : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGCHLD})
@@ -327,6 +333,25 @@ void release_root(const Job& job) {
     for (int fd = 0; fd < 3; ++fd)
         ::dup2(console, fd);
     if (console > 2) ::close(console);
+    // This process stays the session leader and the workload runs as its child. When a
+    // session leader exits, the kernel hangs up its controlling terminal, and a hang-up
+    // throws away output the UART has not sent yet: with more than one vCPU the workload
+    // often ended while most of its last write was still queued. So the leader waits for the
+    // workload, then for the terminal to send everything, and only then exits, with the
+    // workload's status (128+N when it was killed by signal N, as init reports it).
+    const pid_t workload = ::fork();
+    if (workload < 0) {
+        say("fork: %s", std::strerror(errno));
+        ::_exit(126);
+    }
+    if (workload > 0) {
+        int wstatus = 0;
+        while (::waitpid(workload, &wstatus, 0) < 0 && errno == EINTR) {
+        }
+        while (::tcdrain(STDOUT_FILENO) != 0 && errno == EINTR) {
+        }
+        ::_exit(status_of(wstatus));
+    }
     if (!job.root_device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
         say("chroot %s: %s", kNewRoot, std::strerror(errno));
         ::_exit(126);
@@ -356,11 +381,6 @@ void release_root(const Job& job) {
     ::_exit(err == ENOENT ? 127 : 126);
 }
 
-int status_of(int wstatus) {
-    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
-    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
-    return 125;
-}
 
 bool cmdline_has(std::string_view word) {
     std::string cmdline;

@@ -103,7 +103,12 @@ TEST_F(Net, Iperf3GuestToHostWithVhostNet) {
     EXPECT_GT(iperf("on", "vhost-net datapath"), kMinMbits);
 }
 
-TEST_F(Net, Iperf3GuestToHostWithTheUserspaceDatapath) {
+// Disabled, and reported open in issue 6: in one CI-like run (clean clone, quiet host) the
+// guest's iperf3 over the userspace datapath never finished (the run was killed after
+// 300 s; the server said "select failed: Bad file descriptor"), while it passed in three
+// earlier runs. Until the stall is found this would fail CI at random. Run it by hand with
+// --gtest_also_run_disabled_tests --gtest_filter='*Userspace*'.
+TEST_F(Net, DISABLED_Iperf3GuestToHostWithTheUserspaceDatapath) {
     EXPECT_GT(iperf("off", "userspace datapath"), kMinMbits);
 }
 

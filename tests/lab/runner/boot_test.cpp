@@ -68,8 +68,12 @@ TEST(Boot, OneVcpuCloudKernelWithTheRequestedMemory) {
 TEST(Boot, TwoVcpusBothOnline) {
     auto r = run_stockade({"--vcpus", "2", "--memory", "320", "--", "sh", "-c",
                            "nproc; grep -c ^processor /proc/cpuinfo; "
-                           "grep '^apicid' /proc/cpuinfo | tr -d ' \\t'; cat /proc/meminfo"});
+                           "grep '^apicid' /proc/cpuinfo | tr -d ' \\t'; cat /proc/meminfo; "
+                           "echo END"});
     ASSERT_EQ(r.status, 0) << r.describe();
+    // The last bytes arrive too: with two vCPUs the workload can end before the UART has
+    // sent its last write (the guest's session leader now waits for that).
+    EXPECT_TRUE(r.out.ends_with("\nEND\n")) << r.out;
     EXPECT_EQ(r.out.substr(0, 4), "2\n2\n") << r.out;
     EXPECT_NE(r.out.find("apicid:0\napicid:1\n"), std::string::npos) << r.out;
     EXPECT_GT(meminfo_kib(r.out, "MemTotal"), (320u - 48u) * 1024);
