@@ -4,8 +4,6 @@
 // (timed by the guest's /proc/uptime, 10 ms resolution),
 // --rounds times in one boot. Prints a Markdown table of medians (MB/s, 10^6 bytes/s).
 //   lab/run -- build/bench/blk/blk_bench [--rounds 5] [--mib 128]
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "guest/job.hpp"
+#include "tests/lab/support/process.hpp"
 
 namespace {
 
@@ -34,31 +33,11 @@ namespace fs = std::filesystem;
 
 // Runs argv with stdin from /dev/null; returns stdout and stderr together.
 std::string run(const std::vector<std::string>& argv) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) die("pipe");
-    const pid_t pid = ::fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-        const int null = ::open("/dev/null", O_RDONLY);
-        ::dup2(null, 0);
-        ::dup2(p[1], 1);
-        ::dup2(p[1], 2);
-        std::vector<char*> c;
-        for (const auto& a : argv)
-            c.push_back(const_cast<char*>(a.c_str()));
-        c.push_back(nullptr);
-        ::execv(c[0], c.data());
-        ::_exit(127);
-    }
-    ::close(p[1]);
-    std::string out;
-    char buf[4096];
-    for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;)
-        out.append(buf, static_cast<std::size_t>(n));
-    ::close(p[0]);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    return out;
+    stockade::lab::RunOptions o;
+    o.close_stdin = false;              // /dev/null
+    o.timeout = std::chrono::hours(1);  // many rounds of a large image take a while
+    const auto r = stockade::lab::run_process(argv, o);
+    return r.out + r.err;
 }
 
 struct Result {
