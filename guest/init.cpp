@@ -381,7 +381,6 @@ int status_of(int wstatus) {
     ::_exit(err == ENOENT ? 127 : 126);
 }
 
-
 bool cmdline_has(std::string_view word) {
     std::string cmdline;
     if (!read_file("/proc/cmdline", cmdline)) return false;

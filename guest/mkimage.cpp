@@ -9,10 +9,10 @@
 // The rootfs is ext4 made by mke2fs -d with a fixed UUID, hash seed and time.
 
 #include <fcntl.h>
+#include <lz4.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <lz4.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -389,10 +389,14 @@ Result<> build_vmlinux(const VmlinuxOptions& o) {
     else if (payload[0] == 0x1f && payload[1] == 0x8b)
         elf = STOCKADE_TRY(gunzip(payload));
     else
-        return stockade::fail("{}: payload compression (magic {:02x}{:02x}{:02x}{:02x}) is not "
-                              "supported; LZ4 and gzip are", o.from, payload[0], payload[1],
-                              payload[2], payload[3]);
-    if (elf.size() < 64 || std::memcmp(elf.data(), "\x7f" "ELF", 4) != 0)
+        return stockade::fail(
+            "{}: payload compression (magic {:02x}{:02x}{:02x}{:02x}) is not "
+            "supported; LZ4 and gzip are",
+            o.from, payload[0], payload[1], payload[2], payload[3]);
+    if (elf.size() < 64 || std::memcmp(elf.data(),
+                                       "\x7f"
+                                       "ELF",
+                                       4) != 0)
         return stockade::fail("{}: the decompressed payload is not an ELF vmlinux", o.from);
     return write_whole(o.output, elf);
 }
@@ -440,7 +444,8 @@ int main(int argc, char** argv) {
     rfs->add_option("--label", ro.label, "file system label");
 
     JobOptions jo;
-    auto* job = app.add_subcommand("job", "the job archive for a workload, as `stockade run` makes it");
+    auto* job =
+        app.add_subcommand("job", "the job archive for a workload, as `stockade run` makes it");
     job->add_option("-o,--output", jo.output, "archive to write")->required();
     job->add_option("-e,--env", jo.job.env, "NAME=value for the workload's environment");
     job->add_option("-w,--workdir", jo.job.workdir, "the workload's working directory");

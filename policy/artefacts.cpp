@@ -5,8 +5,7 @@ namespace stockade::policy {
 Result<> verify_artefacts(const DigestPolicy& pins, const SandboxArtefacts& a) {
     auto check = [](std::string_view what, const Artefact& art, const Sha256& pin) -> Result<> {
         if (auto r = verify_digest_fd(art.fd, art.path, pin); !r)
-            return std::unexpected(
-                std::move(r).error().context(fmt::format("verifying {}", what)));
+            return std::unexpected(std::move(r).error().context(fmt::format("verifying {}", what)));
         return {};
     };
     if (pins.kernel) STOCKADE_TRY_VOID(check("the kernel", a.kernel, *pins.kernel));

@@ -26,8 +26,8 @@ using stockade::lab::RunOptions;
 constexpr const char* kMark = "stockade-bench-ready";
 
 struct Memory {
-    double total_mib = 0;    // Rss of the whole process
-    double guest_mib = 0;    // Rss of the guest RAM mapping
+    double total_mib = 0;  // Rss of the whole process
+    double guest_mib = 0;  // Rss of the guest RAM mapping
     bool found = false;
 };
 
@@ -107,8 +107,10 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-        std::fprintf(stderr, "boot_bench: /dev/kvm is not usable here; run it in the lab:\n"
-                             "  lab/run -- %s\n", argv[0]);
+        std::fprintf(stderr,
+                     "boot_bench: /dev/kvm is not usable here; run it in the lab:\n"
+                     "  lab/run -- %s\n",
+                     argv[0]);
         return 1;
     }
     const std::string bzimage = kernel_dir + "/vmlinuz";
@@ -119,8 +121,8 @@ int main(int argc, char** argv) {
     char dir_template[] = "/tmp/stockade-boot-bench.XXXXXX";
     const std::string dir = ::mkdtemp(dir_template);
     const std::string job = dir + "/job.cpio", combined = dir + "/initramfs+job.cpio";
-    auto made = run_process({build + "/guest/stockade-mkimage", "job", "-o", job, "--", "sh",
-                             "-c", workload});
+    auto made = run_process(
+        {build + "/guest/stockade-mkimage", "job", "-o", job, "--", "sh", "-c", workload});
     if (made.status != 0) {
         std::fprintf(stderr, "boot_bench: stockade-mkimage job failed: %s\n", made.err.c_str());
         return 1;
@@ -140,15 +142,29 @@ int main(int argc, char** argv) {
     const std::string q35_cmdline =
         cmdline.substr(0, cmdline.rfind(" pci=off")) + " stockade.agent=off";
     auto qemu_argv = [&](const std::string& machine, const std::string& kernel) {
-        return std::vector<std::string>{
-            qemu,      "-M",      machine,  "-enable-kvm", "-cpu",     "host",  "-smp",
-            "1",       "-m",      mem,      "-nodefaults", "-no-user-config",   "-nographic",
-            "-no-reboot",         "-serial", "stdio",      "-kernel",  kernel,  "-initrd",
-            combined,  "-append", machine == "q35" ? q35_cmdline : cmdline};
+        return std::vector<std::string>{qemu,          "-M",
+                                        machine,       "-enable-kvm",
+                                        "-cpu",        "host",
+                                        "-smp",        "1",
+                                        "-m",          mem,
+                                        "-nodefaults", "-no-user-config",
+                                        "-nographic",  "-no-reboot",
+                                        "-serial",     "stdio",
+                                        "-kernel",     kernel,
+                                        "-initrd",     combined,
+                                        "-append",     machine == "q35" ? q35_cmdline : cmdline};
     };
     auto stockade_argv = [&](const std::string& kernel) {
-        return std::vector<std::string>{build + "/runner/stockade", "run", "--kernel", kernel,
-                                        "--memory", mem, "--", "sh", "-c", workload};
+        return std::vector<std::string>{build + "/runner/stockade",
+                                        "run",
+                                        "--kernel",
+                                        kernel,
+                                        "--memory",
+                                        mem,
+                                        "--",
+                                        "sh",
+                                        "-c",
+                                        workload};
     };
     const std::uint64_t guest_bytes = std::uint64_t{memory_mib} << 20;
 
@@ -168,7 +184,8 @@ int main(int argc, char** argv) {
         {"QEMU -M q35, bzImage", qemu_argv("q35", bzimage), false},
     };
     std::vector<Column> cols;
-    for (const auto& v : vmms) cols.push_back({v.name, {}});
+    for (const auto& v : vmms)
+        cols.push_back({v.name, {}});
     for (int i = 0; i < runs; ++i) {
         for (std::size_t c = 0; c < cols.size(); ++c) {
             Sample s;
@@ -179,7 +196,8 @@ int main(int argc, char** argv) {
             if (vmms[c].stockade) {
                 o.on_mark = [&](pid_t pid) {
                     s.supervisor_mib = sample(pid, ~0ull).total_mib;
-                    if (pid_t sandbox = child_of(pid); sandbox > 0) s.vmm = sample(sandbox, guest_bytes);
+                    if (pid_t sandbox = child_of(pid); sandbox > 0)
+                        s.vmm = sample(sandbox, guest_bytes);
                 };
             } else {
                 o.on_mark = [&](pid_t pid) { s.vmm = sample(pid, guest_bytes); };
@@ -187,7 +205,8 @@ int main(int argc, char** argv) {
             }
             auto r = run_process(cmd, o);
             if (r.mark_seconds < 0) {
-                std::fprintf(stderr, "boot_bench: %s run %d never printed the mark (status %d)\n%s\n",
+                std::fprintf(stderr,
+                             "boot_bench: %s run %d never printed the mark (status %d)\n%s\n",
                              cols[c].name.c_str(), i, r.status, r.describe().c_str());
                 return 1;
             }
@@ -204,15 +223,19 @@ int main(int argc, char** argv) {
 
     auto median_of = [&](std::size_t c) {
         std::vector<double> v;
-        for (auto& s : cols[c].samples) v.push_back(s.seconds);
+        for (auto& s : cols[c].samples)
+            v.push_back(s.seconds);
         return median(v);
     };
     const double microvm_elf = median_of(2), microvm_bz = median_of(3);
-    std::printf("kernel %s (the same for all, as vmlinux or bzImage), %u MiB, 1 vCPU, workload `sh -c '%s'`, median of %d\n\n",
-                read_version(kernel_dir).c_str(), memory_mib, workload.c_str(), runs);
-    std::printf("| VMM, kernel | boot-to-init median (s) | min | max | vs microvm vmlinux | vs "
-                "microvm bzImage | VMM RSS (MiB) | guest touched (MiB) | overhead (MiB) "
-                "|\n|---|---|---|---|---|---|---|---|---|\n");
+    std::printf(
+        "kernel %s (the same for all, as vmlinux or bzImage), %u MiB, 1 vCPU, workload `sh -c "
+        "'%s'`, median of %d\n\n",
+        read_version(kernel_dir).c_str(), memory_mib, workload.c_str(), runs);
+    std::printf(
+        "| VMM, kernel | boot-to-init median (s) | min | max | vs microvm vmlinux | vs "
+        "microvm bzImage | VMM RSS (MiB) | guest touched (MiB) | overhead (MiB) "
+        "|\n|---|---|---|---|---|---|---|---|---|\n");
     for (auto& col : cols) {
         std::vector<double> t, rss, guest, over;
         for (auto& s : col.samples) {
@@ -227,8 +250,11 @@ int main(int argc, char** argv) {
                     median(t) / microvm_bz, median(rss), median(guest), median(over));
     }
     std::vector<double> sup;
-    for (auto& s : cols[0].samples) sup.push_back(s.supervisor_mib);
-    std::printf("\nstockade's supervisor process (waits for the sandbox, holds the cgroup and "
-                "jail for teardown): RSS %.1f MiB median\n", median(sup));
+    for (auto& s : cols[0].samples)
+        sup.push_back(s.supervisor_mib);
+    std::printf(
+        "\nstockade's supervisor process (waits for the sandbox, holds the cgroup and "
+        "jail for teardown): RSS %.1f MiB median\n",
+        median(sup));
     return 0;
 }

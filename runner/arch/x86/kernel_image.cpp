@@ -63,7 +63,8 @@ Result<KernelImage> parse_bzimage(std::span<const std::uint8_t> file) {
 
 Result<KernelImage> parse_elf_kernel(std::span<const std::uint8_t> file) {
     Elf64_Ehdr eh;
-    if (file.size() < sizeof eh) return fail("kernel: {} bytes is too small to be an ELF vmlinux", file.size());
+    if (file.size() < sizeof eh)
+        return fail("kernel: {} bytes is too small to be an ELF vmlinux", file.size());
     std::memcpy(&eh, file.data(), sizeof eh);
     if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return fail("kernel: not an ELF file");
     if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
@@ -148,8 +149,8 @@ Result<BootLayout> plan_boot(const KernelImage& image, std::span<const MemoryReg
         // pref_address (relocatable kernels never go lower). Nothing else may live there.
         std::uint64_t decompress_end =
             std::max(kKernelLoadAddr, std::uint64_t{h.pref_address}) + h.init_size;
-        l.kernel_end = align_up(
-            std::max(decompress_end, kKernelLoadAddr + image.protected_mode.size()), 4096);
+        l.kernel_end =
+            align_up(std::max(decompress_end, kKernelLoadAddr + image.protected_mode.size()), 4096);
     }
 
     if (cmdline.size() + 1 >
