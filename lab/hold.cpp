@@ -9,7 +9,9 @@
 // both lab CPUs looping in asm_exc_int3 / kprobe_int3_handler). A key that is already on
 // is only counted, never patched, so this process holds one of each for the lab's life:
 // a VM with an in-kernel irqchip and one vCPU that never runs (its APIC stays software
-// disabled) and a socket with receive timestamps on (netstamp_needed_key).
+// disabled), a VM whose vCPU has no in-kernel APIC, and a socket with receive timestamps
+// on (netstamp_needed_key). lab/run also boots the lab with cgroup.memory=nosocket, so
+// that creating and removing memory cgroups flips no key either.
 //
 // It prints "ready" on stdout once everything is held, then sleeps until killed.
 #include <fcntl.h>
@@ -39,12 +41,16 @@ int main() {
     if (vm < 0) return fail("KVM_CREATE_VM");
     if (ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) return fail("KVM_CREATE_IRQCHIP");
     if (ioctl(vm, KVM_CREATE_VCPU, 0) < 0) return fail("KVM_CREATE_VCPU");
+    // A vCPU without an in-kernel APIC holds kvm_has_noapic_vcpu (the KVM smoke test's VMs).
+    int bare_vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    if (bare_vm < 0) return fail("KVM_CREATE_VM (no irqchip)");
+    if (ioctl(bare_vm, KVM_CREATE_VCPU, 0) < 0) return fail("KVM_CREATE_VCPU (no irqchip)");
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0) return fail("socket");
     int on = 1;
-    if (setsockopt(sock, SOL_SOCKET, SO_TIMESTAMP, &on, sizeof on) < 0)
-        return fail("SO_TIMESTAMP");
+    if (setsockopt(sock, SOL_SOCKET, SO_TIMESTAMP, &on, sizeof on) < 0) return fail("SO_TIMESTAMP");
     std::puts("ready");
     std::fflush(stdout);
-    for (;;) pause();
+    for (;;)
+        pause();
 }
