@@ -127,6 +127,17 @@ std::string failures_text(const std::vector<UndoStack<Resource>::Failure>& faile
     return out;
 }
 
+// After an unwind that left `failed` behind: records exactly those (an incomplete state)
+// so that a later `stockade net down` can retry them.
+Result<> record_leftovers(const StateDir& dir, NetState& state,
+                          const std::vector<UndoStack<Resource>::Failure>& failed) {
+    state.complete = false;
+    state.resources.clear();
+    for (const auto& f : failed)
+        state.resources.push_back(f.item);
+    return dir.save(state);
+}
+
 // Carries out the build steps of up(), recording each, and unwinds on failure.
 class Builder {
   public:
@@ -159,11 +170,7 @@ class Builder {
                 cause.message += fmt::format("; {}", rm.error().message);
             return cause;
         }
-        state_.complete = false;
-        state_.resources.clear();
-        for (auto& f : failed)
-            state_.resources.push_back(f.item);
-        auto saved = dir_.save(state_);
+        auto saved = record_leftovers(dir_, state_, failed);
         cause.message += fmt::format(
             "; rolling back failed for: {}{}", failures_text(failed),
             saved ? fmt::format(" (recorded in {}; retry with `stockade net down {}`)",
@@ -401,11 +408,7 @@ Result<DownReport> down(std::string_view id, const NetOptions& options) {
         if (auto rm = dir.remove(id); !rm) return with_context(std::move(rm), doing);
         return report;
     }
-    state.complete = false;
-    state.resources.clear();
-    for (auto& f : failed)
-        state.resources.push_back(f.item);
-    auto saved = dir.save(state);
+    auto saved = record_leftovers(dir, state, failed);
     return fail("{}: could not remove {}{}", doing, failures_text(failed),
                 saved ? fmt::format(" (still recorded in {})", dir.file(id))
                       : fmt::format(" (and recording that failed: {})", saved.error().message));

@@ -10,14 +10,19 @@
 
 namespace stockade::test {
 
-inline int run_in_child(const std::function<int()>& body) {
-    pid_t pid = ::fork();
-    if (pid < 0) return -1;
-    if (pid == 0) ::_exit(body());
+// waitpid that survives EINTR; -1 when it fails.
+inline int wait_status(pid_t pid) {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return -1;
     return status;
+}
+
+inline int run_in_child(const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    if (pid < 0) return -1;
+    if (pid == 0) ::_exit(body());
+    return wait_status(pid);
 }
 
 inline std::string describe_status(int status) {

@@ -22,7 +22,7 @@
 #include "policy/jail.hpp"
 #include "policy/namespaces.hpp"
 #include "policy/privileges.hpp"
-#include "tests/unit/policy/child.hpp"
+#include "tests/support/child.hpp"
 
 namespace stockade::policy {
 namespace {

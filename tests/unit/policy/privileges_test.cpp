@@ -10,7 +10,7 @@
 #include "base/io.hpp"
 #include "policy/namespaces.hpp"
 #include "policy/privileges.hpp"
-#include "tests/unit/policy/child.hpp"
+#include "tests/support/child.hpp"
 
 namespace stockade::policy {
 namespace {

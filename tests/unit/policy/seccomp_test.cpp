@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policy/seccomp.hpp"
-#include "tests/unit/policy/child.hpp"
+#include "tests/support/child.hpp"
 
 namespace stockade::policy {
 namespace {

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "policy/selinux_context.hpp"
-#include "tests/unit/policy/child.hpp"
+#include "tests/support/child.hpp"
 
 namespace stockade::policy {
 namespace {
