@@ -16,61 +16,22 @@
 #include <string>
 #include <vector>
 
+#include "tests/lab/support/memory.hpp"
 #include "tests/lab/support/process.hpp"
 
 namespace {
 
+using stockade::lab::only_child_of;
+using stockade::lab::process_memory;
+using stockade::lab::ProcessMemory;
 using stockade::lab::run_process;
 using stockade::lab::RunOptions;
 
 constexpr const char* kMark = "stockade-bench-ready";
 
-struct Memory {
-    double total_mib = 0;  // Rss of the whole process
-    double guest_mib = 0;  // Rss of the guest RAM mapping
-    bool found = false;
-};
-
-// Rss per mapping from /proc/PID/smaps; the guest RAM is the largest anonymous mapping of
-// at least the guest's size.
-Memory sample(pid_t pid, std::uint64_t guest_bytes) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
-    Memory m;
-    std::uint64_t size = 0, best = 0;
-    bool anonymous = false;
-    for (std::string line; std::getline(in, line);) {
-        unsigned long long lo = 0, hi = 0;
-        char name[256] = "";
-        if (std::sscanf(line.c_str(), "%llx-%llx %*s %*s %*s %*s %255s", &lo, &hi, name) >= 2 &&
-            line.find(" kB") == std::string::npos) {
-            size = hi - lo;
-            anonymous = name[0] == '\0' || std::string(name).rfind("/memfd:", 0) == 0;
-            continue;
-        }
-        unsigned long long kb = 0;
-        if (std::sscanf(line.c_str(), "Rss: %llu kB", &kb) == 1) {
-            m.total_mib += kb / 1024.0;
-            if (anonymous && size >= guest_bytes && size > best) {
-                best = size;
-                m.guest_mib = kb / 1024.0;
-                m.found = true;
-            }
-        }
-    }
-    return m;
-}
-
-// The sandbox process stockade forks (its only child).
-pid_t child_of(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-    pid_t c = 0;
-    in >> c;
-    return c;
-}
-
 struct Sample {
     double seconds = -1;
-    Memory vmm;
+    ProcessMemory vmm;
     double supervisor_mib = 0;
 };
 
@@ -195,12 +156,12 @@ int main(int argc, char** argv) {
             const std::vector<std::string> cmd = vmms[c].argv;
             if (vmms[c].stockade) {
                 o.on_mark = [&](pid_t pid) {
-                    s.supervisor_mib = sample(pid, ~0ull).total_mib;
-                    if (pid_t sandbox = child_of(pid); sandbox > 0)
-                        s.vmm = sample(sandbox, guest_bytes);
+                    s.supervisor_mib = process_memory(pid, ~0ull).total_mib;
+                    if (pid_t sandbox = only_child_of(pid); sandbox > 0)
+                        s.vmm = process_memory(sandbox, guest_bytes);
                 };
             } else {
-                o.on_mark = [&](pid_t pid) { s.vmm = sample(pid, guest_bytes); };
+                o.on_mark = [&](pid_t pid) { s.vmm = process_memory(pid, guest_bytes); };
                 o.kill_at_mark = true;
             }
             auto r = run_process(cmd, o);

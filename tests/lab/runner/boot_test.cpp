@@ -7,6 +7,7 @@
 #include <regex>
 #include <sstream>
 
+#include "tests/lab/support/memory.hpp"
 #include "tests/lab/support/process.hpp"
 
 namespace stockade {
@@ -161,6 +162,28 @@ TEST(Signals, TermAndIntStopTheVmCleanly) {
         EXPECT_EQ(r.status, 128 + sig) << r.describe();
         EXPECT_NE(r.err.find("stopped by a signal"), std::string::npos) << r.describe();
     }
+}
+
+// What the runner itself keeps resident beside the guest's RAM, sampled while the workload
+// runs: the sandbox process under Firecracker's published 5 MiB bound, and a supervisor
+// that holds no copy of the boot images (both kept 8 MiB of freed heap before).
+TEST(Memory, RunnerOverheadStaysSmall) {
+    lab::ProcessMemory sandbox, supervisor;
+    RunOptions o;
+    o.mark = "measure-now";
+    o.on_mark = [&](pid_t pid) {
+        supervisor = lab::process_memory(pid, ~0ull);
+        if (pid_t child = lab::only_child_of(pid); child > 0)
+            sandbox = lab::process_memory(child, std::uint64_t{256} << 20);
+    };
+    auto r = run_stockade({"--memory", "256", "--", "sh", "-c", "echo measure-now; sleep 2"}, o);
+    ASSERT_EQ(r.status, 0) << r.describe();
+    ASSERT_TRUE(sandbox.found) << "no guest RAM mapping in the sandbox process";
+    std::cout << "sandbox RSS " << sandbox.total_mib << " MiB, guest " << sandbox.guest_mib
+              << " MiB, overhead " << sandbox.overhead_mib() << " MiB; supervisor RSS "
+              << supervisor.total_mib << " MiB\n";
+    EXPECT_LT(sandbox.overhead_mib(), 5.0);
+    EXPECT_LT(supervisor.total_mib, 10.0);
 }
 
 TEST(Stability, TwentyBootsInARow) {
