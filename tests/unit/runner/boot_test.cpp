@@ -4,6 +4,8 @@
 #include <elf.h>
 
 #include <cstring>
+#include <span>
+#include <vector>
 
 #include "base/io.hpp"
 #include "runner/arch/x86/kernel_image.hpp"
@@ -44,6 +46,23 @@ std::vector<std::uint8_t> with_header(F change) {
     return f;
 }
 
+// A kernel file a parser must refuse, with a word its message must contain.
+struct BadKernel {
+    const char* what;
+    std::vector<std::uint8_t> file;
+    const char* message;
+};
+
+template <typename Parse>
+void expect_each_refused(std::span<const BadKernel> cases, Parse parse) {
+    for (const BadKernel& c : cases) {
+        auto r = parse(c.file);
+        ASSERT_FALSE(r) << c.what;
+        EXPECT_NE(r.error().message.find(c.message), std::string::npos)
+            << c.what << ": " << r.error().message;
+    }
+}
+
 TEST(BzImage, AcceptsAValidHeader) {
     auto f = fake_bzimage();
     auto img = parse_bzimage(f);
@@ -54,15 +73,12 @@ TEST(BzImage, AcceptsAValidHeader) {
 }
 
 TEST(BzImage, RejectsCorruptHeaders) {
-    struct Case {
-        const char* what;
-        std::vector<std::uint8_t> file;
-        const char* message;
-    };
-    const Case cases[] = {
+    const BadKernel cases[] = {
         {"tiny", std::vector<std::uint8_t>(100), "too small"},
-        {"no boot flag", with_header([](setup_header& h) { h.boot_flag = 0; }), "neither a bzImage"},
-        {"no HdrS", with_header([](setup_header& h) { h.header = 0x12345678; }), "neither a bzImage"},
+        {"no boot flag", with_header([](setup_header& h) { h.boot_flag = 0; }),
+         "neither a bzImage"},
+        {"no HdrS", with_header([](setup_header& h) { h.header = 0x12345678; }),
+         "neither a bzImage"},
         {"old protocol", with_header([](setup_header& h) { h.version = 0x0206; }), "too old"},
         {"no 64-bit entry", with_header([](setup_header& h) { h.xloadflags = 0; }), "64-bit"},
         {"zImage", with_header([](setup_header& h) { h.loadflags = 0; }), "zImage"},
@@ -71,12 +87,7 @@ TEST(BzImage, RejectsCorruptHeaders) {
         {"init_size", with_header([](setup_header& h) { h.init_size = 100; }), "init_size"},
         {"alignment", with_header([](setup_header& h) { h.kernel_alignment = 3; }), "power of two"},
     };
-    for (const Case& c : cases) {
-        auto r = parse_bzimage(c.file);
-        ASSERT_FALSE(r) << c.what;
-        EXPECT_NE(r.error().message.find(c.message), std::string::npos)
-            << c.what << ": " << r.error().message;
-    }
+    expect_each_refused(cases, [](const auto& f) { return parse_bzimage(f); });
 }
 
 TEST(BzImage, ParsesTheDebianCloudKernel) {
@@ -232,15 +243,10 @@ TEST(ElfKernel, LoadsSegmentsAtTheirPhysicalAddresses) {
 }
 
 TEST(ElfKernel, RejectsMalformedFiles) {
-    struct Case {
-        const char* what;
-        std::vector<std::uint8_t> file;
-        const char* message;
-    };
     const auto whole = fake_vmlinux();
     auto truncated = whole;
     truncated.resize(truncated.size() - 100);
-    const Case cases[] = {
+    const BadKernel cases[] = {
         {"header only", std::vector<std::uint8_t>(whole.begin(), whole.begin() + 20), "too small"},
         {"32-bit", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_ident[EI_CLASS] = ELFCLASS32; }),
          "64-bit"},
@@ -248,8 +254,7 @@ TEST(ElfKernel, RejectsMalformedFiles) {
          "x86-64"},
         {"shared object", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_type = ET_DYN; }),
          "not an executable"},
-        {"huge phnum", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_phnum = 5000; }),
-         "malformed"},
+        {"huge phnum", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_phnum = 5000; }), "malformed"},
         {"table outside", with_elf([](Elf64_Ehdr& e, Elf64_Phdr&) { e.e_phoff = ~0ull - 8; }),
          "outside"},
         {"segment outside", truncated, "outside"},
@@ -257,7 +262,8 @@ TEST(ElfKernel, RejectsMalformedFiles) {
          "outside"},
         {"filesz > memsz", with_elf([](Elf64_Ehdr&, Elf64_Phdr& p) { p.p_memsz = 1; }),
          "more file bytes"},
-        {"below 1 MiB", with_elf([](Elf64_Ehdr& e, Elf64_Phdr& p) { p.p_paddr = e.e_entry = 0x7000; }),
+        {"below 1 MiB",
+         with_elf([](Elf64_Ehdr& e, Elf64_Phdr& p) { p.p_paddr = e.e_entry = 0x7000; }),
          "not between"},
         {"into the MMIO hole",
          with_elf([](Elf64_Ehdr&, Elf64_Phdr& p) { p.p_memsz = 0xffff'ffff'0000'0000ull; }),
@@ -268,12 +274,7 @@ TEST(ElfKernel, RejectsMalformedFiles) {
          "entry point"},
         {"nothing to load", fake_vmlinux({}), "malformed"},
     };
-    for (const auto& c : cases) {
-        auto r = parse_kernel(c.file);
-        ASSERT_FALSE(r) << c.what;
-        EXPECT_NE(r.error().message.find(c.message), std::string::npos)
-            << c.what << ": " << r.error().message;
-    }
+    expect_each_refused(cases, [](const auto& f) { return parse_kernel(f); });
 }
 
 TEST(ElfKernel, MemoryMustHoldTheWholeImage) {
