@@ -24,7 +24,8 @@ namespace {
 
 void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
     SandboxSpec& spec = out.spec;
-    run.add_option("--kernel", spec.kernel, "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
+    run.add_option("--kernel", spec.kernel,
+                   "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
         ->envname("STOCKADE_KERNEL")
         ->default_val(STOCKADE_DEFAULT_KERNEL);
     run.add_option("--initrd", spec.initrd, "initramfs with stockade-init as /init")

@@ -2,8 +2,8 @@
 // What `stockade run` was asked to do, validated before anything is created.
 #include <cstdint>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/error.hpp"
@@ -46,14 +46,14 @@ struct SandboxSpec {
     std::vector<std::string> env;   // NAME=value
     std::string workdir = "/";
     std::string hostname = "sandbox";
-    std::vector<DiskSpec> disks;  // virtio-blk: /dev/vda, /dev/vdb, ... in order
-    bool rootfs = false;          // the first disk is the workload's root file system
-    bool rng = false;             // a virtio-rng device
+    std::vector<DiskSpec> disks;       // virtio-blk: /dev/vda, /dev/vdb, ... in order
+    bool rootfs = false;               // the first disk is the workload's root file system
+    bool rng = false;                  // a virtio-rng device
     std::optional<NetDeviceSpec> net;  // a virtio-net interface on a tap
-    bool show_console = false;    // kernel console to stderr
-    bool print_stats = false;     // exit counts and timings to stderr at the end
-    std::string policy_file;      // empty: the default policy
-    std::string id;               // empty: a fresh one
+    bool show_console = false;         // kernel console to stderr
+    bool print_stats = false;          // exit counts and timings to stderr at the end
+    std::string policy_file;           // empty: the default policy
+    std::string id;                    // empty: a fresh one
 };
 
 struct HostLimits {

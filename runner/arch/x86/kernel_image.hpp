@@ -63,7 +63,8 @@ struct BootLayout {
 
 // Decides where everything goes for `mem` without writing anything, so bad sizes are
 // reported before the VM exists. `initrd_size` may be 0.
-[[nodiscard]] Result<BootLayout> plan_boot(const KernelImage& image, std::span<const MemoryRegion> ram,
+[[nodiscard]] Result<BootLayout> plan_boot(const KernelImage& image,
+                                           std::span<const MemoryRegion> ram,
                                            std::uint64_t initrd_size, std::string_view cmdline);
 
 // Copies the kernel, initrd (the concatenated parts, in order) and command line into

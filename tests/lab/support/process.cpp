@@ -96,7 +96,8 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& o)
             }
         }
         if (!o.mark.empty() && r.mark_seconds < 0 && r.out.find(o.mark) != std::string::npos) {
-            r.mark_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            r.mark_seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             if (o.on_mark) o.on_mark(pid);
             if (o.kill_at_mark) ::kill(pid, SIGKILL);
         }
