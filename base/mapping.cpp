@@ -1,19 +1,57 @@
 #include "base/mapping.hpp"
 
+#include <cerrno>
+#include <cstdint>
+
 namespace stockade {
 
-Result<Mapping> Mapping::anonymous(std::size_t size, int extra_flags) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
-    if (p == MAP_FAILED) return fail_sys(fmt::format("mmap anonymous {} bytes", size));
+namespace {
+
+// Reserves `size` bytes of address space at a multiple of `align` (inaccessible until mapped
+// over with MAP_FIXED), or returns nullptr (no placement wanted) when `align` is 0. The
+// reservation over-allocates by `align` and gives back the unaligned head and the tail.
+Result<void*> reserve(std::size_t size, std::size_t align) {
+    if (align == 0) return nullptr;
+    if ((align & (align - 1)) != 0 || align % 4096 != 0)
+        return fail("mapping alignment {:#x} is not a power-of-two multiple of the page size",
+                    align);
+    if (size > SIZE_MAX - align) return fail("mapping of {} bytes is too large to align", size);
+    void* p = ::mmap(nullptr, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (p == MAP_FAILED) return fail_sys(fmt::format("reserve {} bytes of address space", size));
+    const auto base = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t start = (base + align - 1) & ~(std::uintptr_t{align} - 1);
+    if (start > base) ::munmap(p, start - base);
+    const std::size_t tail = base + size + align - (start + size);
+    if (tail > 0) ::munmap(reinterpret_cast<void*>(start + size), tail);
+    return reinterpret_cast<void*>(start);
+}
+
+}  // namespace
+
+Result<Mapping> Mapping::place(void* at, std::size_t size, int prot, int flags, int fd,
+                               off_t offset, std::string_view what) {
+    void* p = ::mmap(at, size, prot, flags | (at != nullptr ? MAP_FIXED : 0), fd, offset);
+    if (p == MAP_FAILED) {
+        const int err = errno;
+        if (at != nullptr) ::munmap(at, size);  // give the reservation back
+        return fail_sys(what, err);
+    }
     return Mapping(p, size);
 }
 
-Result<Mapping> Mapping::of_fd(int fd, std::size_t size, int prot, int flags, off_t offset) {
-    void* p = ::mmap(nullptr, size, prot, flags, fd, offset);
-    if (p == MAP_FAILED)
-        return fail_sys(fmt::format("mmap fd {} ({} bytes at offset {})", fd, size, offset));
-    return Mapping(p, size);
+Result<Mapping> Mapping::anonymous(std::size_t size, int extra_flags, std::size_t align) {
+    void* at = STOCKADE_TRY(reserve(size, align));
+    return place(at, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0,
+                 fmt::format("mmap anonymous {} bytes", size));
+}
+
+Result<Mapping> Mapping::of_fd(int fd, std::size_t size, int prot, int flags, off_t offset,
+                               std::size_t align) {
+    void* at = STOCKADE_TRY(reserve(size, align));
+    return place(at, size, prot, flags, fd, offset,
+                 fmt::format("mmap fd {} ({} bytes at offset {})", fd, size, offset));
 }
 
 void Mapping::reset() noexcept {

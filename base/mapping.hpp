@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <utility>
 
 #include "base/error.hpp"
@@ -28,10 +29,14 @@ class Mapping {
     Mapping& operator=(const Mapping&) = delete;
     ~Mapping() { reset(); }
 
-    // Anonymous private memory (zero-filled), or a shared mapping of `fd` at `offset`.
-    [[nodiscard]] static Result<Mapping> anonymous(std::size_t size, int extra_flags = 0);
+    // Anonymous private memory (zero-filled), or a mapping of `fd` at `offset`. A non-zero
+    // `align` (a power of two) places the mapping at an address that is a multiple of it:
+    // guest RAM aligned to 2 MiB lets KVM map it with huge pages in the guest-physical
+    // tables, which needs the host address and the guest address to agree modulo 2 MiB.
+    [[nodiscard]] static Result<Mapping> anonymous(std::size_t size, int extra_flags = 0,
+                                                   std::size_t align = 0);
     [[nodiscard]] static Result<Mapping> of_fd(int fd, std::size_t size, int prot, int flags,
-                                               off_t offset = 0);
+                                               off_t offset = 0, std::size_t align = 0);
 
     [[nodiscard]] std::uint8_t* data() const noexcept { return static_cast<std::uint8_t*>(addr_); }
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
@@ -41,6 +46,9 @@ class Mapping {
 
   private:
     Mapping(void* addr, std::size_t size) : addr_(addr), size_(size) {}
+    // mmap at `at` (MAP_FIXED over a reservation) or anywhere when `at` is null.
+    static Result<Mapping> place(void* at, std::size_t size, int prot, int flags, int fd,
+                                 off_t offset, std::string_view what);
     void* addr_ = nullptr;
     std::size_t size_ = 0;
 };

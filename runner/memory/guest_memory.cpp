@@ -20,13 +20,19 @@ Result<GuestMemory> GuestMemory::create(std::span<const MemoryRegion> regions,
             if (r.guest_phys < other.where.guest_phys + other.where.size &&
                 other.where.guest_phys < r.guest_phys + r.size)
                 return fail("guest memory regions overlap at {:#x}", r.guest_phys);
+        // Host addresses agree with guest addresses modulo 2 MiB, so that KVM can back guest
+        // RAM with 2 MiB entries in its guest-physical tables wherever the host has a huge
+        // page; otherwise every 4 KiB the guest first touches is an exit of its own.
+        const std::size_t align = std::size_t{2} << 20;
+        const std::size_t host_align = r.guest_phys % align == 0 ? align : 0;
         Mapping m;
         if (options.backing_fd >= 0) {
             m = STOCKADE_TRY(Mapping::of_fd(options.backing_fd, r.size, PROT_READ | PROT_WRITE,
-                                            MAP_SHARED, static_cast<off_t>(file_offset)));
+                                            MAP_SHARED, static_cast<off_t>(file_offset),
+                                            host_align));
             file_offset += r.size;
         } else {
-            m = STOCKADE_TRY(Mapping::anonymous(r.size));
+            m = STOCKADE_TRY(Mapping::anonymous(r.size, 0, host_align));
         }
         // Huge pages make first touch of guest RAM far cheaper (one fault per 2 MiB);
         // a refusal (THP disabled on the host) only costs speed.

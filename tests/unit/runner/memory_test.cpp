@@ -47,6 +47,31 @@ TEST(GuestMemory, RefusesBadLayouts) {
     EXPECT_FALSE(GuestMemory::create(wrapping));
 }
 
+TEST(GuestMemory, HostAddressesAgreeWithGuestAddressesModulo2MiB) {
+    // KVM maps guest RAM with 2 MiB pages only where host and guest addresses are congruent.
+    constexpr std::uint64_t two_mib = 2 << 20;
+    const MemoryRegion regions[] = {{0, 6 << 20}, {4ull << 30, 4 << 20}, {0x7000, 0x1000}};
+    for (int i = 0; i < 8; ++i) {  // several placements, not one lucky address
+        auto mem = GuestMemory::create(std::span(regions, 2), {HugePages::transparent, -1}).value();
+        for (const auto& h : mem.host_regions())
+            EXPECT_EQ(reinterpret_cast<std::uintptr_t>(h.host) % two_mib, h.guest_phys % two_mib);
+    }
+    // A region that does not start on a 2 MiB boundary still works, unaligned.
+    auto odd = GuestMemory::create(std::span(regions + 2, 1), {HugePages::off, -1}).value();
+    EXPECT_TRUE(odd.write_obj<std::uint32_t>(0x7ffc, 7));
+}
+
+TEST(Mapping, AlignedMappingsAreAlignedAndBadAlignmentsRefused) {
+    for (std::size_t align : {std::size_t{4096}, std::size_t{2} << 20, std::size_t{1} << 30}) {
+        auto m = Mapping::anonymous(3 << 20, 0, align).value();
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m.data()) % align, 0u) << align;
+        m.data()[m.size() - 1] = 1;  // all of it is mapped read-write
+    }
+    EXPECT_FALSE(Mapping::anonymous(1 << 20, 0, 3 << 20)) << "not a power of two";
+    EXPECT_FALSE(Mapping::anonymous(1 << 20, 0, 512)) << "below the page size";
+    EXPECT_FALSE(Mapping::anonymous(SIZE_MAX - 4095, 0, 2 << 20)) << "size + alignment wraps";
+}
+
 TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
     auto mem = GuestMemory::create_unregistered(64 << 20).value();
     const std::uint64_t before = mem.resident_bytes();
