@@ -4,6 +4,14 @@ namespace stockade::policy {
 
 Result<> verify_artefacts(const DigestPolicy& pins, const SandboxArtefacts& a) {
     auto check = [](std::string_view what, const Artefact& art, const Sha256& pin) -> Result<> {
+        if (art.bytes) {
+            if (const Sha256 actual = sha256(*art.bytes); actual != pin)
+                return fail(
+                    "verifying {}: digest mismatch for {}: the policy pins sha256 {}, "
+                    "the content read has {}",
+                    what, art.path, to_hex(pin), to_hex(actual));
+            return {};
+        }
         if (auto r = verify_digest_fd(art.fd, art.path, pin); !r)
             return std::unexpected(std::move(r).error().context(fmt::format("verifying {}", what)));
         return {};

@@ -3,7 +3,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-
 namespace stockade {
 
 Result<GuestMemory> GuestMemory::create(std::span<const MemoryRegion> regions,
@@ -48,7 +47,8 @@ Result<GuestMemory> GuestMemory::create(std::span<const MemoryRegion> regions,
 
 std::vector<GuestMemory::HostRegion> GuestMemory::host_regions() const {
     std::vector<HostRegion> out;
-    for (const Region& r : regions_) out.push_back({r.where.guest_phys, r.where.size, r.map.data()});
+    for (const Region& r : regions_)
+        out.push_back({r.where.guest_phys, r.where.size, r.map.data()});
     return out;
 }
 

@@ -21,21 +21,22 @@ constexpr std::size_t kMaxInitrdBytes = 2048u << 20;
 // stacks, buffers (measured well under 16 MiB; the margin is deliberate).
 constexpr std::uint64_t kVmmOverhead = 64u << 20;
 
+// The whole of a boot image, read once into a buffer of its exact size (the file's size at
+// open; a file that changes size while it is read is refused rather than half-booted).
 Result<std::vector<std::uint8_t>> read_all_fd(int fd, std::size_t max, const std::string& what) {
-    std::vector<std::uint8_t> out;
-    std::uint8_t buf[65536];
-    std::uint64_t at = 0;
-    for (;;) {
-        ssize_t n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(at));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return fail_sys(fmt::format("read {}", what));
-        }
-        if (n == 0) return out;
-        out.insert(out.end(), buf, buf + n);
-        at += static_cast<std::uint64_t>(n);
-        if (out.size() > max) return fail("{}: larger than {} MiB", what, max >> 20);
-    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail_sys(fmt::format("stat {}", what));
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size > max) return fail("{}: larger than {} MiB", what, max >> 20);
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(size));
+    STOCKADE_TRY_VOID(pread_exact(fd, out, 0, what));
+    std::uint8_t probe = 0;
+    ssize_t more = 0;
+    do
+        more = ::pread(fd, &probe, 1, static_cast<off_t>(size));
+    while (more < 0 && errno == EINTR);
+    if (more != 0) return fail("{}: changed size while being read", what);
+    return out;
 }
 
 // Opens a file the sandbox boots from; only regular files (or block devices for disks).
@@ -101,18 +102,20 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
             {STOCKADE_TRY(open_artefact(d.path, d.read_only ? O_RDONLY : O_RDWR, true)),
              d.read_only, d.path});
     }
-    policy::SandboxArtefacts artefacts{
-        {spec.kernel, kernel_fd.get()}, policy::Artefact{spec.initrd, initrd_fd.get()}, {}};
+    // The boot images are read once and their digests checked on the bytes that boot.
+    p.kernel_file = STOCKADE_TRY(read_all_fd(kernel_fd.get(), kMaxKernelBytes, spec.kernel));
+    p.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
+    policy::SandboxArtefacts artefacts{{spec.kernel, kernel_fd.get(), p.kernel_file},
+                                       policy::Artefact{spec.initrd, initrd_fd.get(), p.initrd},
+                                       {}};
     for (std::size_t i = 0; i < p.disks.size(); ++i)
         artefacts.disks[fmt::format("vd{}", char('a' + i))] = {p.disks[i].path,
                                                                p.disks[i].fd.get()};
     STOCKADE_TRY_VOID(policy::verify_artefacts(p.policy.digests, artefacts));
 
-    p.kernel_file = STOCKADE_TRY(read_all_fd(kernel_fd.get(), kMaxKernelBytes, spec.kernel));
     auto kernel = x86::parse_kernel(p.kernel_file);
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     p.kernel = *kernel;
-    p.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
 
     Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}};
     if (spec.rootfs) job.root = JobRoot{"/dev/vda", spec.disks.front().read_only};

@@ -164,5 +164,31 @@ TEST(policy_artefacts, PinnedArtefactsMustBePresentAndMatch) {
         << r.error().message;
 }
 
+TEST(policy_artefacts, BytesAlreadyReadAreWhatIsVerifiedNotTheFile) {
+    // The runner reads a boot image once and boots those bytes: the digest must be of them,
+    // so a write to the file after the read can neither pass nor fail the check.
+    TempFile kernel("the kernel as read");
+    UniqueFd kfd(::open(kernel.path.c_str(), O_RDONLY | O_CLOEXEC));
+    const std::string read_then = "the kernel as read";
+    const std::span<const std::uint8_t> bytes(
+        reinterpret_cast<const std::uint8_t*>(read_then.data()), read_then.size());
+    DigestPolicy pins;
+    pins.kernel = sha256(read_then);
+    std::ofstream(kernel.path) << "rewritten after the read";
+    SandboxArtefacts a{{kernel.path, kfd.get(), bytes}, std::nullopt, {}};
+    auto ok = verify_artefacts(pins, a);
+    EXPECT_TRUE(ok) << ok.error().message;
+
+    pins.kernel = *sha256_file(kernel.path);  // the file now, not what was read
+    auto r = verify_artefacts(pins, a);
+    ASSERT_FALSE(r);
+    EXPECT_NE(
+        r.error().message.find("verifying the kernel: digest mismatch for " + kernel.path.string() +
+                               ": the policy pins sha256 " + to_hex(*pins.kernel) +
+                               ", the content read has " + to_hex(sha256(read_then))),
+        std::string::npos)
+        << r.error().message;
+}
+
 }  // namespace
 }  // namespace stockade::policy

@@ -4,8 +4,8 @@
 #include <map>
 
 #include "guest/cpio.hpp"
-#include "runner/memory/guest_memory.hpp"
 #include "guest/job.hpp"
+#include "runner/memory/guest_memory.hpp"
 
 namespace stockade {
 namespace {
