@@ -1,30 +1,32 @@
 #include "base/sha256.hpp"
 
-#include <openssl/evp.h>
+// OpenSSL's SHA-256 functions themselves rather than the EVP interface: EVP fetches the
+// digest through the provider framework, which links (into a static stockade) and relocates
+// at every start some 300 KiB of tables for every algorithm of the default provider, and
+// each sandbox would carry them resident. The functions are deprecated in OpenSSL 3 in
+// favour of EVP, not withdrawn, and compute the same digest with the same assembly.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <memory>
+#include <tuple>
 #include <vector>
 
 namespace stockade {
 namespace {
-
-struct EvpCtxFree {
-    void operator()(EVP_MD_CTX* ctx) const noexcept { EVP_MD_CTX_free(ctx); }
-};
-using EvpCtx = std::unique_ptr<EVP_MD_CTX, EvpCtxFree>;
 
 constexpr std::size_t kChunk = 1u << 20;
 
 }  // namespace
 
 Sha256 sha256(std::span<const std::uint8_t> data) {
+    static_assert(SHA256_DIGEST_LENGTH == std::tuple_size_v<Sha256>);
     Sha256 out{};
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
-        len != out.size())
+    SHA256_CTX ctx;
+    if (SHA256_Init(&ctx) != 1 || SHA256_Update(&ctx, data.data(), data.size()) != 1 ||
+        SHA256_Final(out.data(), &ctx) != 1)
         std::abort();
     return out;
 }
@@ -34,10 +36,8 @@ Sha256 sha256(std::string_view data) {
 }
 
 Result<Sha256> sha256_fd(int fd, std::string_view what) {
-    EvpCtx ctx(EVP_MD_CTX_new());
-    if (!ctx) return fail("SHA-256 of {}: EVP_MD_CTX_new failed", what);
-    if (EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
-        return fail("SHA-256 of {}: EVP_DigestInit_ex failed", what);
+    SHA256_CTX ctx;
+    if (SHA256_Init(&ctx) != 1) return fail("SHA-256 of {}: SHA256_Init failed", what);
     std::vector<std::uint8_t> buf(kChunk);
     off_t offset = 0;
     for (;;) {
@@ -47,14 +47,13 @@ Result<Sha256> sha256_fd(int fd, std::string_view what) {
             return fail_sys(fmt::format("SHA-256 of {}: read at offset {}", what, offset));
         }
         if (n == 0) break;
-        if (EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n)) != 1)
-            return fail("SHA-256 of {}: EVP_DigestUpdate failed", what);
+        if (SHA256_Update(&ctx, buf.data(), static_cast<std::size_t>(n)) != 1)
+            return fail("SHA-256 of {}: SHA256_Update failed", what);
         offset += n;
     }
     Sha256 out{};
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1 || len != out.size())
-        return fail("SHA-256 of {}: EVP_DigestFinal_ex failed", what);
+    if (SHA256_Final(out.data(), &ctx) != 1)
+        return fail("SHA-256 of {}: SHA256_Final failed", what);
     return out;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// SHA-256 (OpenSSL EVP) and hex: pinned artefact digests (policy/), derived MAC addresses
+// SHA-256 (OpenSSL) and hex: pinned artefact digests (policy/), derived MAC addresses
 // and tap names (netsetup/).
 #include <array>
 #include <cstdint>
@@ -14,7 +14,7 @@ namespace stockade {
 
 using Sha256 = std::array<std::uint8_t, 32>;
 
-// In-memory data. OpenSSL only fails here on allocation failure; that aborts, because a
+// In-memory data. OpenSSL's SHA-256 cannot fail here; if it ever did, that aborts, because a
 // digest silently made of zeros would be worse than stopping.
 [[nodiscard]] Sha256 sha256(std::span<const std::uint8_t> data);
 [[nodiscard]] Sha256 sha256(std::string_view data);

@@ -1,7 +1,6 @@
 #include "policy/digest.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>

@@ -1,7 +1,6 @@
 #include "policy/selinux_context.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <selinux/selinux.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -12,6 +11,7 @@
 #include <memory>
 
 #include "base/log.hpp"
+#include "base/sha256.hpp"
 
 namespace stockade::policy {
 namespace {
@@ -52,12 +52,10 @@ std::string sandbox_context(const SelinuxPolicy& p, McsPair c) {
 }
 
 McsPair mcs_candidate(std::string_view sandbox_id, std::uint32_t probe) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
+    const Sha256 md = sha256(sandbox_id);
     std::uint64_t h = 0;
-    if (EVP_Digest(sandbox_id.data(), sandbox_id.size(), md, &len, EVP_sha256(), nullptr) == 1)
-        for (int i = 0; i < 8; ++i)
-            h = h << 8 | md[i];
+    for (int i = 0; i < 8; ++i)
+        h = h << 8 | md[static_cast<std::size_t>(i)];
     // k walks all ordered pairs (a, b), a != b: a = k / 1023, b = a + 1 + k % 1023 (mod 1024).
     const std::uint32_t k = static_cast<std::uint32_t>((h + probe) % kOrderedPairs);
     const auto a = static_cast<std::uint16_t>(k / (kMcsCategories - 1u));
