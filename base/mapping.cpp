@@ -1,5 +1,7 @@
 #include "base/mapping.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdint>
 
@@ -16,6 +18,10 @@ Result<void*> reserve(std::size_t size, std::size_t align) {
         return fail("mapping alignment {:#x} is not a power-of-two multiple of the page size",
                     align);
     if (size > SIZE_MAX - align) return fail("mapping of {} bytes is too large to align", size);
+    // The trim below works in whole pages: a size that is not a multiple of the page size
+    // (a boot image's) reserves up to its last page.
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    size = (size + page - 1) & ~(page - 1);
     void* p = ::mmap(nullptr, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                      -1, 0);
     if (p == MAP_FAILED) return fail_sys(fmt::format("reserve {} bytes of address space", size));

@@ -1,6 +1,7 @@
 // Guest memory: the one place a guest address becomes a host pointer.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 
 #include "guest/cpio.hpp"
@@ -70,6 +71,25 @@ TEST(Mapping, AlignedMappingsAreAlignedAndBadAlignmentsRefused) {
     EXPECT_FALSE(Mapping::anonymous(1 << 20, 0, 3 << 20)) << "not a power of two";
     EXPECT_FALSE(Mapping::anonymous(1 << 20, 0, 512)) << "below the page size";
     EXPECT_FALSE(Mapping::anonymous(SIZE_MAX - 4095, 0, 2 << 20)) << "size + alignment wraps";
+}
+
+// Address space this process holds reserved but inaccessible (PROT_NONE private mappings).
+std::size_t inaccessible_mappings() {
+    std::ifstream maps("/proc/self/maps");
+    std::size_t n = 0;
+    for (std::string line; std::getline(maps, line);)
+        if (line.find(" ---p ") != std::string::npos) ++n;
+    return n;
+}
+
+TEST(Mapping, AlignedMappingOfAnOddSizeGivesBackAllOfItsReservation) {
+    const std::size_t before = inaccessible_mappings();
+    for (int i = 0; i < 4; ++i) {
+        auto m = Mapping::anonymous((3 << 20) + 4097 * i + 5, 0, 2 << 20).value();
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m.data()) % (2 << 20), 0u);
+        m.data()[m.size() - 1] = 1;
+    }
+    EXPECT_EQ(inaccessible_mappings(), before);
 }
 
 TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
