@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -23,13 +24,21 @@ constexpr std::uint64_t kVmmOverhead = 64u << 20;
 
 // The whole of a boot image, read once into a buffer of its exact size (the file's size at
 // open; a file that changes size while it is read is refused rather than half-booted).
-Result<std::vector<std::uint8_t>> read_all_fd(int fd, std::size_t max, const std::string& what) {
+// Reads a whole boot image into fresh anonymous memory of its exact size. Not a vector: a
+// vector zero-fills its 50 MB first (0.6 s of the lab's boot), which the kernel has already
+// done for fresh pages; 2 MiB-aligned huge pages make the copy fault once per 2 MiB.
+Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return fail_sys(fmt::format("stat {}", what));
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size > max) return fail("{}: larger than {} MiB", what, max >> 20);
-    std::vector<std::uint8_t> out(static_cast<std::size_t>(size));
-    STOCKADE_TRY_VOID(pread_exact(fd, out, 0, what));
+    Mapping out;
+    if (size > 0) {
+        constexpr std::size_t kHugePage = std::size_t{2} << 20;
+        out = STOCKADE_TRY(Mapping::anonymous(static_cast<std::size_t>(size), 0, kHugePage));
+        (void)::madvise(out.data(), out.size(), MADV_HUGEPAGE);  // a hint: speed only
+        STOCKADE_TRY_VOID(pread_exact(fd, out.bytes(), 0, what));
+    }
     std::uint8_t probe = 0;
     ssize_t more = 0;
     do
@@ -66,9 +75,9 @@ Result<UniqueFd> open_vhost_net(VhostMode mode) {
 }  // namespace
 
 void release_boot_images(Prepared& p) {
-    // Swapping with empty vectors gives their storage back (assigning {} would keep it).
-    std::vector<std::uint8_t>().swap(p.kernel_file);
-    std::vector<std::uint8_t>().swap(p.initrd);
+    p.kernel_file.reset();
+    p.initrd.reset();
+    // Swapping with an empty vector gives its storage back (assigning {} would keep it).
     std::vector<std::uint8_t>().swap(p.job);
     p.kernel = {};
     // Hand the freed pages back to the kernel now: glibc keeps a freed heap top until it
@@ -105,15 +114,16 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
     // The boot images are read once and their digests checked on the bytes that boot.
     p.kernel_file = STOCKADE_TRY(read_all_fd(kernel_fd.get(), kMaxKernelBytes, spec.kernel));
     p.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
-    policy::SandboxArtefacts artefacts{{spec.kernel, kernel_fd.get(), p.kernel_file},
-                                       policy::Artefact{spec.initrd, initrd_fd.get(), p.initrd},
-                                       {}};
+    policy::SandboxArtefacts artefacts{
+        {spec.kernel, kernel_fd.get(), p.kernel_file.bytes()},
+        policy::Artefact{spec.initrd, initrd_fd.get(), p.initrd.bytes()},
+        {}};
     for (std::size_t i = 0; i < p.disks.size(); ++i)
         artefacts.disks[fmt::format("vd{}", char('a' + i))] = {p.disks[i].path,
                                                                p.disks[i].fd.get()};
     STOCKADE_TRY_VOID(policy::verify_artefacts(p.policy.digests, artefacts));
 
-    auto kernel = x86::parse_kernel(p.kernel_file);
+    auto kernel = x86::parse_kernel(p.kernel_file.bytes());
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     p.kernel = *kernel;
 

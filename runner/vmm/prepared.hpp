@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/mapping.hpp"
 #include "base/unique_fd.hpp"
 #include "netsetup/network.hpp"
 #include "policy/policy.hpp"
@@ -36,9 +37,9 @@ struct Prepared {
     SandboxSpec spec;
     policy::Policy policy;
     std::string id;
-    std::vector<std::uint8_t> kernel_file;
+    Mapping kernel_file;      // the whole file, as read (and digest-checked)
     x86::KernelImage kernel;  // views into kernel_file
-    std::vector<std::uint8_t> initrd;
+    Mapping initrd;
     std::vector<std::uint8_t> job;
     std::string cmdline;
     std::vector<PreparedDisk> disks;

@@ -296,7 +296,7 @@ Result<int> session(Prepared& p, const Hardening& h) {
         devices.push_back(std::move(*net));
     }
     MachineConfig config{spec.vcpus, spec.memory_mib << 20, {spec.huge_pages, -1}, p.cmdline};
-    BootImages images{&p.kernel, {p.initrd, p.job}};
+    BootImages images{&p.kernel, {p.initrd.bytes(), p.job}};
     auto machine = STOCKADE_TRY(Machine::create(std::move(*p.kvm), config, images,
                                                 {std::move(devices), &loop}, output, events));
     // The boot images now live in guest memory.
