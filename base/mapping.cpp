@@ -17,10 +17,12 @@ Result<void*> reserve(std::size_t size, std::size_t align) {
     if ((align & (align - 1)) != 0 || align % 4096 != 0)
         return fail("mapping alignment {:#x} is not a power-of-two multiple of the page size",
                     align);
-    if (size > SIZE_MAX - align) return fail("mapping of {} bytes is too large to align", size);
     // The trim below works in whole pages: a size that is not a multiple of the page size
-    // (a boot image's) reserves up to its last page.
+    // (a boot image's) reserves up to its last page. Checked first, so that neither the
+    // rounding nor the over-allocation can wrap.
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    if (size > SIZE_MAX - align - page)
+        return fail("mapping of {} bytes is too large to align", size);
     size = (size + page - 1) & ~(page - 1);
     void* p = ::mmap(nullptr, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                      -1, 0);
