@@ -11,6 +11,10 @@
 
 namespace stockade {
 
+// An x86-64 huge page: mappings aligned to it can be backed by transparent huge pages, and
+// guest RAM aligned to it can be mapped by KVM with huge pages.
+inline constexpr std::size_t kHugePageSize = std::size_t{2} << 20;
+
 // Owns one mmap'ed region; unmaps it exactly once.
 class Mapping {
   public:

@@ -22,8 +22,7 @@ Result<GuestMemory> GuestMemory::create(std::span<const MemoryRegion> regions,
         // Host addresses agree with guest addresses modulo 2 MiB, so that KVM can back guest
         // RAM with 2 MiB entries in its guest-physical tables wherever the host has a huge
         // page; otherwise every 4 KiB the guest first touches is an exit of its own.
-        const std::size_t align = std::size_t{2} << 20;
-        const std::size_t host_align = r.guest_phys % align == 0 ? align : 0;
+        const std::size_t host_align = r.guest_phys % kHugePageSize == 0 ? kHugePageSize : 0;
         Mapping m;
         if (options.backing_fd >= 0) {
             m = STOCKADE_TRY(Mapping::of_fd(options.backing_fd, r.size, PROT_READ | PROT_WRITE,

@@ -22,11 +22,10 @@ constexpr std::size_t kMaxInitrdBytes = 2048u << 20;
 // stacks, buffers (measured well under 16 MiB; the margin is deliberate).
 constexpr std::uint64_t kVmmOverhead = 64u << 20;
 
-// The whole of a boot image, read once into a buffer of its exact size (the file's size at
-// open; a file that changes size while it is read is refused rather than half-booted).
-// Reads a whole boot image into fresh anonymous memory of its exact size. Not a vector: a
-// vector zero-fills its 50 MB first (0.6 s of the lab's boot), which the kernel has already
-// done for fresh pages; 2 MiB-aligned huge pages make the copy fault once per 2 MiB.
+// The whole of a boot image, read once into fresh anonymous memory of its exact size (the
+// file's size at open; a file that changes size while it is read is refused rather than
+// half-booted). Not a vector, which would zero-fill 50 MB the kernel has already zeroed;
+// huge pages make the read fault once per 2 MiB.
 Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return fail_sys(fmt::format("stat {}", what));
@@ -34,8 +33,7 @@ Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
     if (size > max) return fail("{}: larger than {} MiB", what, max >> 20);
     Mapping out;
     if (size > 0) {
-        constexpr std::size_t kHugePage = std::size_t{2} << 20;
-        out = STOCKADE_TRY(Mapping::anonymous(static_cast<std::size_t>(size), 0, kHugePage));
+        out = STOCKADE_TRY(Mapping::anonymous(static_cast<std::size_t>(size), 0, kHugePageSize));
         (void)::madvise(out.data(), out.size(), MADV_HUGEPAGE);  // a hint: speed only
         STOCKADE_TRY_VOID(pread_exact(fd, out.bytes(), 0, what));
     }
