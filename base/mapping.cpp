@@ -1,11 +1,23 @@
 #include "base/mapping.hpp"
 
+#include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 
 namespace stockade {
+
+void no_huge_pages_on_this_threads_stack() noexcept {
+    pthread_attr_t attr;
+    if (::pthread_getattr_np(::pthread_self(), &attr) != 0) return;
+    void* stack = nullptr;
+    std::size_t size = 0;
+    if (::pthread_attr_getstack(&attr, &stack, &size) == 0 && stack != nullptr)
+        (void)::madvise(stack, size, MADV_NOHUGEPAGE);
+    ::pthread_attr_destroy(&attr);
+}
 
 namespace {
 

@@ -90,4 +90,17 @@ Result<> VhostDevice::net_set_backend(std::uint32_t index, int tap_fd) {
     return {};
 }
 
+Result<> VhostDevice::vsock_set_running(bool running) {
+    int on = running ? 1 : 0;
+    if (::ioctl(fd_.get(), VHOST_VSOCK_SET_RUNNING, &on) != 0)
+        return fail_sys(fmt::format("VHOST_VSOCK_SET_RUNNING {} on {}", on, what_));
+    return {};
+}
+
+Result<> vsock_set_guest_cid(int fd, std::uint64_t cid) {
+    if (::ioctl(fd, VHOST_VSOCK_SET_GUEST_CID, &cid) != 0)
+        return fail_sys(fmt::format("VHOST_VSOCK_SET_GUEST_CID {}", cid));
+    return {};
+}
+
 }  // namespace stockade::vhost

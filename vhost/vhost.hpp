@@ -39,6 +39,8 @@ class VhostDevice {
     // vhost-net: the tap (or -1: none) whose frames ring `index` carries. Attaching the
     // backend starts the kernel's datapath for that ring; -1 stops it.
     [[nodiscard]] Result<> net_set_backend(std::uint32_t index, int tap_fd);
+    // vhost-vsock: starts (true) or stops the kernel's datapath for both rings.
+    [[nodiscard]] Result<> vsock_set_running(bool running);
 
     [[nodiscard]] int fd() const { return fd_.get(); }
     [[nodiscard]] const char* what() const { return what_; }
@@ -48,5 +50,9 @@ class VhostDevice {
     UniqueFd fd_;
     const char* what_;
 };
+
+// vhost-vsock: claims `cid` for the guest behind `fd` (an open /dev/vhost-vsock, before any
+// owner is set). CIDs are host-wide: EADDRINUSE when another VM holds it.
+[[nodiscard]] Result<> vsock_set_guest_cid(int fd, std::uint64_t cid);
 
 }  // namespace stockade::vhost

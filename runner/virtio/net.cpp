@@ -9,6 +9,7 @@
 
 #include "base/log.hpp"
 #include "base/uapi.hpp"
+#include "runner/virtio/vhost_rings.hpp"
 
 namespace stockade::virtio {
 namespace {
@@ -119,23 +120,12 @@ void Net::reset() {
 Result<> Net::start_vhost(const ActivateContext& ctx) {
     std::lock_guard lock(vhost_mu_);
     vhost::VhostDevice& v = *backend_.vhost;
-    // Only the ring features are the kernel's business; offloads are the tap's.
-    STOCKADE_TRY_VOID(v.set_features(ctx.features & (kRingFeatures | kFeatureVersion1)));
-    STOCKADE_TRY_VOID(v.set_memory(ctx.memory));
     vhost_running_ = true;  // from here on, stop_vhost() has something to undo
-    const bool event_idx = (ctx.features & kFeatureEventIdx) != 0;
-    for (std::uint16_t q : {kNetRxQueue, kNetTxQueue}) {
-        if (q >= ctx.queues.size() || !ctx.queues[q].enabled)
-            return fail("queue {} is not enabled", q);
-        const QueueSetup& s = ctx.queues[q];
-        // The same checks as a userspace queue: size, alignment, rings inside RAM.
-        auto checked = SplitQueue::create(ctx.memory, s, event_idx, queue_max_size());
-        if (!checked)
-            return std::unexpected(std::move(checked).error().context(fmt::format("queue {}", q)));
-        STOCKADE_TRY_VOID(v.set_vring(ctx.memory, {q, s.size, s.desc, s.driver, s.device,
-                                                   ctx.kick_fds[q], ctx.call_fds[q], event_idx}));
+    // Only the ring features are the kernel's business; offloads are the tap's.
+    STOCKADE_TRY_VOID(
+        start_vhost_rings(v, ctx, {kNetRxQueue, kNetTxQueue}, queue_max_size(), kRingFeatures));
+    for (std::uint16_t q : {kNetRxQueue, kNetTxQueue})
         STOCKADE_TRY_VOID(v.net_set_backend(q, backend_.tap.get()));
-    }
     return {};
 }
 

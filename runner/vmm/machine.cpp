@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include "base/log.hpp"
+#include "base/mapping.hpp"
 #include "runner/arch/x86/acpi.hpp"
 #include "runner/arch/x86/cpu_setup.hpp"
 #include "runner/arch/x86/cpuid.hpp"
@@ -207,6 +208,7 @@ ExitCounts Machine::exit_counts() const {
 }
 
 void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup) {
+    no_huge_pages_on_this_threads_stack();
     if (setup) {
         if (auto r = setup(); !r) {
             control.stop({StopKind::host_error, 0,

@@ -23,8 +23,9 @@ SeccompProfile& device_control(SeccompProfile& p) {
          STOCKADE_IOCTL(VHOST_SET_VRING_BASE), STOCKADE_IOCTL(VHOST_GET_VRING_BASE),
          STOCKADE_IOCTL(VHOST_SET_VRING_ADDR), STOCKADE_IOCTL(VHOST_SET_VRING_KICK),
          STOCKADE_IOCTL(VHOST_SET_VRING_CALL), STOCKADE_IOCTL(VHOST_NET_SET_BACKEND),
-         STOCKADE_IOCTL(VHOST_VSOCK_SET_GUEST_CID), STOCKADE_IOCTL(VHOST_VSOCK_SET_RUNNING),
-         STOCKADE_IOCTL(TUNSETOFFLOAD), STOCKADE_IOCTL(TUNSETVNETHDRSZ)});
+         // (the guest's CID is claimed by the supervisor, never by the sandbox)
+         STOCKADE_IOCTL(VHOST_VSOCK_SET_RUNNING), STOCKADE_IOCTL(TUNSETOFFLOAD),
+         STOCKADE_IOCTL(TUNSETVNETHDRSZ)});
 }
 
 }  // namespace
@@ -49,21 +50,27 @@ SeccompProfile event_loop_seccomp_profile(policy::SeccompMode mode) {
                 SYS_getrandom,
                 // guest RAM statistics (--stats)
                 SYS_mincore,
-                // the workload's streams
-                SYS_readv, SYS_writev, SYS_sendmsg, SYS_recvmsg, SYS_shutdown})
+                // the serial console's streams
+                SYS_readv, SYS_writev})
         // stopping the vCPU threads: glibc's pthread_kill asks getpid, then signals a
         // thread of this process only
         .allow({SYS_getpid})
         .allow_if(SYS_tgkill, {policy::arg_eq(0, static_cast<std::uint64_t>(::getpid()))})
-        // the host side of vsock streams: connect to our own guest only (AF_VSOCK)
-        .allow_if(SYS_socket, {policy::arg_eq(0, AF_VSOCK)})
-        .allow({SYS_connect, SYS_getsockopt, SYS_setsockopt})
         .deny_execve();
     return device_control(p);
 }
 
+SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode) {
+    SeccompProfile p("stdio-relay", mode);
+    // Accepting the guest's connections on the supervisor's listening socket, copying
+    // between them and the host's stdio, ending host input; no socket of its own.
+    p.baseline().allow({SYS_poll, SYS_ppoll, SYS_accept4, SYS_sendto, SYS_shutdown}).deny_execve();
+    return p;
+}
+
 std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
-    return {vcpu_seccomp_profile(p.seccomp_mode), event_loop_seccomp_profile(p.seccomp_mode)};
+    return {vcpu_seccomp_profile(p.seccomp_mode), event_loop_seccomp_profile(p.seccomp_mode),
+            stdio_relay_seccomp_profile(p.seccomp_mode)};
 }
 
 }  // namespace stockade

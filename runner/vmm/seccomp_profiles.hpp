@@ -8,6 +8,8 @@
 //               device (vhost ioctls, tap offloads, event-loop registration).
 //   event-loop  epoll, the console and the workload's streams, virtio-blk I/O, virtio-rng,
 //               userspace queues, signals, and stopping the vCPUs (tgkill).
+//   stdio-relay the workload's stdio over vsock: poll, accept on the listening socket the
+//               supervisor made, read and write, shutdown (runner/vmm/stdio_relay.hpp).
 // Neither may open a path, create a process, exec, or map executable memory.
 #include <vector>
 
@@ -18,6 +20,7 @@ namespace stockade {
 
 [[nodiscard]] policy::SeccompProfile vcpu_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] policy::SeccompProfile event_loop_seccomp_profile(policy::SeccompMode mode);
+[[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] std::vector<policy::SeccompProfile> runner_seccomp_profiles(const policy::Policy& p);
 
 }  // namespace stockade
