@@ -1,8 +1,9 @@
 // stockade-init: PID 1 inside the guest.
 //
 // Mounts the pseudo file systems, loads the kernel modules the image lists, runs the job
-// the runner appended to the initramfs with the console as its terminal, and reports the
-// workload's exit status through the agent port (guest/abi.hpp) before powering off.
+// the runner appended to the initramfs with its stdio on vsock streams to the host (or on
+// the console as its terminal), and reports the workload's exit status (on vsock, or
+// through the agent port; guest/abi.hpp) before powering off.
 // Statically linked and dependency-free: it is the only program the guest must have.
 
 #include <arpa/inet.h>
@@ -23,6 +24,8 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+// after sys/socket.h, which it needs
+#include <linux/vm_sockets.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -234,6 +237,7 @@ struct Job {
     std::string hostname = "sandbox";
     std::string root_device;  // empty: the workload runs in the initramfs
     bool root_read_only = false;
+    unsigned vsock_port = 0;  // 0: stdio on the console
 };
 
 // Items each terminated by NUL; empty items are kept (an argument may be "").
@@ -260,6 +264,12 @@ bool load_job(Job& job) {
             return false;
         job.root_device = words[0];
         job.root_read_only = words[1] == "ro";
+    }
+    if (read_file(std::string(abi::kJobVsock), s)) {
+        char* end = nullptr;
+        const unsigned long port = std::strtoul(s.c_str(), &end, 10);
+        if (end == s.c_str() || *end != '\0' || port == 0 || port >= VMADDR_PORT_ANY) return false;
+        job.vsock_port = static_cast<unsigned>(port);
     }
     return true;
 }
@@ -318,21 +328,96 @@ void release_root(const Job& job) {
     }
 }
 
+// The workload's streams: the console (all three the same descriptor), or four vsock
+// connections to the host (guest/abi.hpp, kJobVsock).
+struct Stdio {
+    int in = -1, out = -1, err = -1;
+    int status = -1;  // vsock only
+    [[nodiscard]] bool vsock() const { return status >= 0; }
+};
+
+// One stream to the host: connect to CID 2 on `port` and name the stream. The transport
+// driver has just been loaded; until it has probed the device a connect fails with
+// ENODEV, so that is retried for a while.
+int connect_stream(unsigned port, abi::VsockStream stream) {
+    for (int tries = 0;; ++tries) {
+        const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            if ((errno == EAFNOSUPPORT || errno == ENODEV) && tries < 100) {
+                ::usleep(20'000);
+                continue;
+            }
+            return -1;
+        }
+        timeval timeout{abi::kVsockConnectTimeoutSeconds, 0};
+        (void)::setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &timeout, sizeof timeout);
+        sockaddr_vm addr{};
+        addr.svm_family = AF_VSOCK;
+        addr.svm_cid = VMADDR_CID_HOST;
+        addr.svm_port = port;
+        const char id = static_cast<char>(stream);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+            ::write(fd, &id, 1) == 1)
+            return fd;
+        const int err = errno;
+        ::close(fd);
+        if ((err != ENODEV && err != EINTR) || tries >= 100) {
+            errno = err;
+            return -1;
+        }
+        ::usleep(20'000);
+    }
+}
+
+Stdio connect_stdio(const Job& job, int console) {
+    if (job.vsock_port == 0) return {console, console, console, -1};
+    using S = abi::VsockStream;
+    Stdio s;
+    // The status stream first: the host knows the guest is there before any output.
+    for (auto [fd, stream] : {std::pair{&s.status, S::status}, std::pair{&s.in, S::in},
+                              std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
+        *fd = connect_stream(job.vsock_port, stream);
+        if (*fd < 0) fail(abi::InitFailure::console, "connecting the vsock stdio streams");
+    }
+    return s;
+}
+
+// After the workload: its output streams end (for whatever it left running too), the status
+// follows, and the host closes the status stream once it has written every byte of output
+// and stops the VM. The console report is the fallback for a host that never does.
+void finish_vsock(const Stdio& s, int status) {
+    ::shutdown(s.out, SHUT_WR);
+    ::shutdown(s.err, SHUT_WR);
+    const std::uint32_t v = static_cast<std::uint32_t>(status);
+    const std::uint8_t bytes[4] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8),
+                                   static_cast<std::uint8_t>(v >> 16),
+                                   static_cast<std::uint8_t>(v >> 24)};
+    if (::write(s.status, bytes, sizeof bytes) != sizeof bytes) return;
+    pollfd p{s.status, POLLIN, 0};
+    char c;
+    while (::poll(&p, 1, abi::kVsockConnectTimeoutSeconds * 1000) > 0 &&
+           ::read(s.status, &c, 1) > 0) {
+    }
+}
+
 int status_of(int wstatus) {
     if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
     if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
     return 125;
 }
 
-[[noreturn]] void exec_workload(const Job& job, int console, const sigset_t& blocked) {
+[[noreturn]] void exec_workload(const Job& job, const Stdio& stdio, const sigset_t& blocked) {
     ::sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
     for (int sig : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGCHLD})
         ::signal(sig, SIG_DFL);
     ::setsid();
-    ::ioctl(console, TIOCSCTTY, 0);
-    for (int fd = 0; fd < 3; ++fd)
-        ::dup2(console, fd);
-    if (console > 2) ::close(console);
+    // On the console the workload gets it as its controlling terminal; over vsock it has
+    // none (as `docker run` without -t).
+    if (!stdio.vsock()) ::ioctl(stdio.out, TIOCSCTTY, 0);
+    // dup2 leaves the copies without FD_CLOEXEC; the originals go at exec.
+    ::dup2(stdio.in, 0);
+    ::dup2(stdio.out, 1);
+    ::dup2(stdio.err, 2);
     // This process stays the session leader and the workload runs as its child. When a
     // session leader exits, the kernel hangs up its controlling terminal, and a hang-up
     // throws away output the UART has not sent yet: with more than one vCPU the workload
@@ -443,9 +528,10 @@ int main() {
     int sfd = ::signalfd(-1, &sigs, SFD_CLOEXEC);
     if (sfd < 0) fail(abi::InitFailure::fork, "signalfd");
 
+    const Stdio stdio = connect_stdio(job, console);
     pid_t child = ::fork();
     if (child < 0) fail(abi::InitFailure::fork, "fork");
-    if (child == 0) exec_workload(job, console, sigs);
+    if (child == 0) exec_workload(job, stdio, sigs);
     report(abi::Event::ready);
 
     for (;;) {
@@ -458,7 +544,10 @@ int main() {
                 if (pid != child) continue;  // an orphan PID 1 adopted
                 release_root(job);
                 ::sync();
-                ::tcdrain(console);  // every byte of output has left the UART
+                if (stdio.vsock())
+                    finish_vsock(stdio, status_of(wstatus));
+                else
+                    ::tcdrain(console);  // every byte of output has left the UART
                 report(abi::Event::exited, static_cast<std::uint8_t>(status_of(wstatus)));
                 power_off();
             }

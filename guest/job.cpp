@@ -28,6 +28,7 @@ std::vector<std::uint8_t> build_job_archive(const Job& job) {
         w.add_file(guest_abi::kJobRoot, job.root.device + (job.root.read_only ? " ro" : " rw"),
                    0600);
     if (job.net) w.add_file(guest_abi::kJobNet, job.net->mac + " " + job.net->address, 0600);
+    if (job.vsock_port) w.add_file(guest_abi::kJobVsock, std::to_string(*job.vsock_port), 0600);
     return w.finish();
 }
 

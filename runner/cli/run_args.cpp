@@ -10,7 +10,10 @@ namespace {
 
 constexpr const char* kRunHelp = R"(Run CMD inside a fresh micro-VM and exit with its status.
 
-CMD's output and exit status are passed through; stdin is forwarded to it. Exit status
+CMD's stdout, stderr and exit status are passed through; stdin is forwarded to it. With
+/dev/vhost-vsock on the host they travel over virtio-vsock, byte-exact and binary-safe,
+stdout and stderr apart; otherwise (or with --stdio serial) over the serial console, where
+stdout and stderr are merged and stdin is line-based with ^D reserved. Exit status
 follows docker: CMD's own status; 125 when stockade (or the guest) failed before CMD
 reported one; 126 when CMD could not be executed; 127 when it was not found; 128+N when
 stockade was stopped by signal N.
@@ -22,7 +25,7 @@ Defaults boot the Debian cloud kernel and initramfs built with this tree.)";
 
 namespace {
 
-void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
+void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string& stdio) {
     SandboxSpec& spec = out.spec;
     run.add_option("--kernel", spec.kernel,
                    "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
@@ -51,6 +54,10 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
                    "to the sandbox id, e.g. bridge=br0,vlan=10) plus vhost=on|off (the "
                    "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
                    "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init)");
+    run.add_option("--stdio", stdio,
+                   "how CMD's stdin, stdout, stderr and status travel: vsock (required) or "
+                   "serial; default vsock when /dev/vhost-vsock exists, else serial")
+        ->check(CLI::IsMember({"vsock", "serial"}));
     run.add_flag("--rng", spec.rng, "add a virtio-rng device fed from the host's getrandom");
     run.add_option("--policy", spec.policy_file,
                    "sandbox policy file (JSON, see `stockade policy show`); default: the "
@@ -74,8 +81,8 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
         "Run a command in a fresh sandbox VM.\nUsage: stockade run [OPTIONS] [--] CMD [ARGS...]",
         "stockade run"};
     RunArgs out;
-    std::string huge;
-    add_run_options(app, out, huge);
+    std::string huge, stdio;
+    add_run_options(app, out, huge, stdio);
 
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
     try {
@@ -116,6 +123,7 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
         out.spec.disks.push_back(STOCKADE_TRY(disk(a)));
     if (app.count("--net") > 0) out.spec.net = STOCKADE_TRY(parse_net_device_spec(out.net_arg));
     out.spec.huge_pages = huge == "off" ? HugePages::off : HugePages::transparent;
+    if (!stdio.empty()) out.spec.stdio = stdio == "vsock" ? StdioMode::vsock : StdioMode::serial;
     return out;
 }
 

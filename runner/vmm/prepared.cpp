@@ -4,6 +4,9 @@
 #include <malloc.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+// after sys/socket.h, which it needs
+#include <linux/vm_sockets.h>
 #include <sys/stat.h>
 
 #include "base/io.hpp"
@@ -12,6 +15,7 @@
 #include "policy/artefacts.hpp"
 #include "runner/arch/x86/memory_map.hpp"
 #include "runner/vmm/sandbox.hpp"
+#include "vhost/vhost.hpp"
 
 namespace stockade {
 namespace {
@@ -70,6 +74,53 @@ Result<UniqueFd> open_vhost_net(VhostMode mode) {
     return UniqueFd{};
 }
 
+constexpr const char* kVhostVsockDevice = "/dev/vhost-vsock";
+// Guest CIDs are host-wide; a random one is taken again only when another VM holds it.
+constexpr int kCidAttempts = 32;
+
+Result<PreparedVsock> open_vsock() {
+    PreparedVsock v;
+    v.vhost = STOCKADE_TRY(open_file(kVhostVsockDevice, O_RDWR));
+    for (int attempt = 0;; ++attempt) {
+        std::uint32_t r = 0;
+        if (::getrandom(&r, sizeof r, 0) != sizeof r) return fail_sys("getrandom");
+        const std::uint32_t cid = 3 + r % (0xffff'fffeu - 3);  // 3 .. U32_MAX-1
+        auto claimed = vhost::vsock_set_guest_cid(v.vhost.get(), cid);
+        if (claimed) {
+            v.cid = cid;
+            break;
+        }
+        if (claimed.error().code != EADDRINUSE || attempt + 1 == kCidAttempts)
+            return std::unexpected(std::move(claimed).error());
+    }
+    v.listener = UniqueFd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!v.listener) return fail_sys("socket(AF_VSOCK)");
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_ANY;
+    addr.svm_port = VMADDR_PORT_ANY;
+    socklen_t len = sizeof addr;
+    if (::bind(v.listener.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
+        return fail_sys("binding the vsock stdio socket");
+    if (::listen(v.listener.get(), 4) != 0) return fail_sys("listening on the vsock stdio socket");
+    if (::getsockname(v.listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+        return fail_sys("getsockname on the vsock stdio socket");
+    v.port = addr.svm_port;
+    return v;
+}
+
+// The workload's stdio: vsock when asked (then required) or by default when the host
+// has vhost-vsock; the serial console otherwise.
+Result<std::optional<PreparedVsock>> prepare_stdio(StdioMode mode) {
+    if (mode == StdioMode::serial) return std::optional<PreparedVsock>{};
+    auto v = open_vsock();
+    if (v) return std::optional<PreparedVsock>(std::move(*v));
+    if (mode == StdioMode::vsock)
+        return std::unexpected(std::move(v).error().context("--stdio vsock"));
+    log::debug("{}; the workload's stdio uses the serial console", v.error().message);
+    return std::optional<PreparedVsock>{};
+}
+
 }  // namespace
 
 void release_boot_images(Prepared& p) {
@@ -125,7 +176,7 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     p.kernel = *kernel;
 
-    Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}};
+    Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}, {}};
     if (spec.rootfs) job.root = JobRoot{"/dev/vda", spec.disks.front().read_only};
     std::optional<net::NetSpec> net_spec;
     if (spec.net) {
@@ -137,8 +188,11 @@ Result<Prepared> prepare(const SandboxSpec& spec) {
         if (!spec.net->address.empty())
             job.net = JobNet{net_spec->mac.to_string(), spec.net->address};
     }
+    p.vsock = STOCKADE_TRY(prepare_stdio(spec.stdio));
+    if (p.vsock) job.vsock_port = p.vsock->port;
     p.job = build_job_archive(job);
-    const bool has_pci = !spec.disks.empty() || spec.rng || spec.net.has_value();
+    const bool has_pci =
+        !spec.disks.empty() || spec.rng || spec.net.has_value() || p.vsock.has_value();
     p.cmdline = default_kernel_cmdline(has_pci);
     if (!spec.extra_cmdline.empty()) p.cmdline += " " + spec.extra_cmdline;
     // Sizes against memory, and memory against the policy's memory.max, before KVM.

@@ -33,6 +33,16 @@ struct PreparedNet {
     std::optional<std::uint32_t> mtu;
 };
 
+// The workload's stdio over vsock: /dev/vhost-vsock with the guest's CID already claimed
+// (by the supervisor: the sandbox's seccomp profile has no VHOST_VSOCK_SET_GUEST_CID), and
+// a listening socket on `port` that stockade-init connects to (runner/vmm/stdio_relay.hpp).
+struct PreparedVsock {
+    UniqueFd vhost;
+    std::uint32_t cid = 0;
+    UniqueFd listener;
+    std::uint32_t port = 0;
+};
+
 struct Prepared {
     SandboxSpec spec;
     policy::Policy policy;
@@ -44,7 +54,8 @@ struct Prepared {
     std::string cmdline;
     std::vector<PreparedDisk> disks;
     std::optional<kvm::Kvm> kvm;
-    std::optional<PreparedNet> net;  // last: set up after everything else was checked
+    std::optional<PreparedVsock> vsock;  // none: stdio over the serial console
+    std::optional<PreparedNet> net;      // last: set up after everything else was checked
 };
 
 // Frees the boot images' memory (kernel file, initrd, job) once they are in guest memory,

@@ -104,6 +104,7 @@ Result<int> run(const SandboxSpec& spec) {
     // The supervisor keeps nothing of the VM.
     prepared.kvm.reset();
     prepared.disks.clear();
+    prepared.vsock.reset();
     release_boot_images(prepared);
     if (prepared.net) {  // it keeps the handle: tearing the network down is its job
         prepared.net->tap.reset();

@@ -35,6 +35,10 @@ struct NetDeviceSpec {
 // placeholder id, the real one is the sandbox's).
 [[nodiscard]] Result<NetDeviceSpec> parse_net_device_spec(std::string_view text);
 
+// How the workload's stdio and status travel (guest/abi.hpp): virtio-vsock on the host's
+// vhost-vsock, or the serial console. automatic: vsock when /dev/vhost-vsock opens.
+enum class StdioMode { automatic, vsock, serial };
+
 struct SandboxSpec {
     std::string kernel;
     std::string initrd;
@@ -50,10 +54,11 @@ struct SandboxSpec {
     bool rootfs = false;               // the first disk is the workload's root file system
     bool rng = false;                  // a virtio-rng device
     std::optional<NetDeviceSpec> net;  // a virtio-net interface on a tap
-    bool show_console = false;         // kernel console to stderr
-    bool print_stats = false;          // exit counts and timings to stderr at the end
-    std::string policy_file;           // empty: the default policy
-    std::string id;                    // empty: a fresh one
+    StdioMode stdio = StdioMode::automatic;
+    bool show_console = false;  // kernel console to stderr
+    bool print_stats = false;   // exit counts and timings to stderr at the end
+    std::string policy_file;    // empty: the default policy
+    std::string id;             // empty: a fresh one
 };
 
 struct HostLimits {

@@ -118,7 +118,7 @@ TEST(Hardening, LiveSandboxIsJailedUnprivilegedAndFiltered) {
     EXPECT_TRUE(policy::verify_dropped(*status, 65534, 65534)) << slurp("/proc/" + pid + "/status");
     EXPECT_EQ(status->seccomp, 2);
     const auto threads = dir_entries("/proc/" + pid + "/task");
-    EXPECT_GE(threads.size(), 3u) << "the event loop and two vCPU threads";
+    EXPECT_GE(threads.size(), 4u) << "the event loop, the stdio relay and two vCPU threads";
     for (const auto& tid : threads) {
         auto t = policy::read_process_status(pid + "/task/" + tid);
         ASSERT_TRUE(t) << t.error().message;
@@ -149,14 +149,15 @@ TEST(Hardening, LiveSandboxIsJailedUnprivilegedAndFiltered) {
     EXPECT_EQ(slurp(leaf + "/memory.swap.max"), "0\n");
     EXPECT_NE(slurp(leaf + "/cgroup.procs").find(pid), std::string::npos);
 
-    // Descriptors: nothing that names a host path but /dev/kvm and the inherited stdio.
+    // Descriptors: nothing that names a host path but /dev/kvm, /dev/vhost-vsock (the
+    // workload's stdio) and the inherited stdio.
     for (const auto& fd : dir_entries("/proc/" + pid + "/fd")) {
         char target[256] = {};
         ASSERT_GT(::readlink(("/proc/" + pid + "/fd/" + fd).c_str(), target, sizeof target - 1), 0);
         const std::string t = target;
         const bool ok = t.starts_with("anon_inode:") || t.starts_with("pipe:") ||
-                        t.starts_with("socket:") || t == "/dev/kvm" || t == "/dev/null" ||
-                        std::stoi(fd) <= 2;
+                        t.starts_with("socket:") || t == "/dev/kvm" || t == "/dev/vhost-vsock" ||
+                        t == "/dev/null" || std::stoi(fd) <= 2;
         EXPECT_TRUE(ok) << "fd " << fd << " -> " << t;
     }
 
@@ -168,7 +169,8 @@ TEST(Hardening, LiveSandboxIsJailedUnprivilegedAndFiltered) {
     EXPECT_FALSE(fs::exists("/proc/" + pid));
 }
 
-// With --net the sandbox process also holds its tap and /dev/vhost-net, opened by the
+// With --net the sandbox process also holds its tap and /dev/vhost-net (beside
+// /dev/vhost-vsock for the workload's stdio), opened by the
 // supervisor before the jail; every thread is still filtered, and the tap goes with it.
 TEST(Hardening, NetSandboxHoldsOnlyItsTapAndVhostNet) {
     const std::string id = "sb-hardening-net";
@@ -192,7 +194,8 @@ TEST(Hardening, NetSandboxHoldsOnlyItsTapAndVhostNet) {
     }
     std::sort(devices.begin(), devices.end());
     devices.erase(std::unique(devices.begin(), devices.end()), devices.end());
-    EXPECT_EQ(devices, (std::vector<std::string>{"/dev/kvm", "/dev/net/tun", "/dev/vhost-net"}));
+    EXPECT_EQ(devices, (std::vector<std::string>{"/dev/kvm", "/dev/net/tun", "/dev/vhost-net",
+                                                 "/dev/vhost-vsock"}));
     EXPECT_TRUE(fs::exists("/sys/class/net/stk-hardening"));
     ::kill(s.supervisor, SIGTERM);
     EXPECT_EQ(s.finish(), 128 + SIGTERM);

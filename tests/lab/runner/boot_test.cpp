@@ -98,7 +98,8 @@ TEST(Workload, ExitStatusIsPassedThrough) {
 TEST(Workload, NotFoundIs127AndNotExecutableIs126) {
     auto missing = run_stockade({"--", "/no/such/program"});
     EXPECT_EQ(missing.status, 127) << missing.describe();
-    EXPECT_NE(missing.out.find("not found"), std::string::npos) << missing.describe();
+    EXPECT_EQ(missing.err, "stockade-init: /no/such/program: command not found\n")
+        << missing.describe();
     auto denied = run_stockade({"--", "/etc/stockade/autoload"});
     EXPECT_EQ(denied.status, 126) << denied.describe();
 }

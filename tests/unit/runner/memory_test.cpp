@@ -102,7 +102,7 @@ TEST(GuestMemory, ResidentBytesCountsTouchedPages) {
 }
 
 TEST(JobArchive, CarriesArgvEnvWorkdirAndHostnameBinarySafe) {
-    Job job{{"sh", "-c", "echo 'a b'\n", ""}, {"A=1", "B=x y"}, "/tmp", "box", {}, {}};
+    Job job{{"sh", "-c", "echo 'a b'\n", ""}, {"A=1", "B=x y"}, "/tmp", "box", {}, {}, {}};
     auto archive = build_job_archive(job);
     std::vector<cpio::Entry> entries;
     ASSERT_TRUE(cpio::parse(archive, entries));
@@ -117,7 +117,7 @@ TEST(JobArchive, CarriesArgvEnvWorkdirAndHostnameBinarySafe) {
 }
 
 TEST(JobArchive, CarriesTheNetworkInterfaceOnlyWhenAsked) {
-    Job job{{"true"}, {}, "/", "box", {}, {}};
+    Job job{{"true"}, {}, "/", "box", {}, {}, {}};
     auto files_of = [](const Job& j) {
         std::vector<cpio::Entry> entries;
         EXPECT_TRUE(cpio::parse(build_job_archive(j), entries));
@@ -129,6 +129,9 @@ TEST(JobArchive, CarriesTheNetworkInterfaceOnlyWhenAsked) {
     EXPECT_FALSE(files_of(job).contains("stockade/net"));
     job.net = JobNet{"02:11:22:33:44:55", "169.254.10.2/24"};
     EXPECT_EQ(files_of(job)["stockade/net"], "02:11:22:33:44:55 169.254.10.2/24");
+    EXPECT_FALSE(files_of(job).contains("stockade/vsock")) << "stdio on the console";
+    job.vsock_port = 1027;
+    EXPECT_EQ(files_of(job)["stockade/vsock"], "1027");
 }
 
 }  // namespace

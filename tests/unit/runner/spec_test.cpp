@@ -93,6 +93,17 @@ TEST(RunArgs, DefaultsJustWork) {
     EXPECT_EQ(a->spec.initrd, STOCKADE_TEST_INITRD);
     EXPECT_EQ(a->spec.huge_pages, HugePages::transparent);
     EXPECT_EQ(a->spec.workdir, "/");
+    EXPECT_EQ(a->spec.stdio, StdioMode::automatic) << "vsock when the host has vhost-vsock";
+}
+
+TEST(RunArgs, StdioIsVsockOrSerial) {
+    auto v = parse_run_args({"--stdio", "vsock", "true"});
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->spec.stdio, StdioMode::vsock);
+    auto s = parse_run_args({"--stdio", "serial", "true"});
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->spec.stdio, StdioMode::serial);
+    EXPECT_FALSE(parse_run_args({"--stdio", "tcp", "true"}));
 }
 
 TEST(RunArgs, RejectsUnknownOptionsAndBadValues) {
@@ -159,7 +170,7 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
         std::vector<std::string> args;
         const char* message;
     };
-    const std::vector<Case> cases = {
+    std::vector<Case> cases = {
         {{"--kernel", "/nonexistent/vmlinuz", "true"}, "open /nonexistent/vmlinuz: No such file"},
         {{"--kernel", not_kernel, "true"}, "neither a bzImage"},
         {{"--kernel", "/etc", "true"}, "not a regular file"},
@@ -172,6 +183,9 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
         {{"--nope", "true"}, "unknown option --nope"},
         {{}, "no command given"},
     };
+    // Asked for, vsock stdio is required: a host without vhost-vsock refuses it up front.
+    if (::access("/dev/vhost-vsock", F_OK) != 0)
+        cases.push_back({{"--stdio", "vsock", "true"}, "--stdio vsock: open /dev/vhost-vsock"});
     for (const Case& c : cases) {
         Outcome o = run_stockade(c.args);
         EXPECT_EQ(o.status, 125) << o.err;
