@@ -63,8 +63,20 @@ Result<std::uint16_t> SplitQueue::avail_idx() const {
     return load_u16(*mem_, avail_ + 2);
 }
 
-Result<bool> SplitQueue::has_available() const {
-    return STOCKADE_TRY(avail_idx()) != last_avail_;
+Result<std::uint16_t> SplitQueue::avail_idx_or_arm() {
+    const std::uint16_t idx = STOCKADE_TRY(avail_idx());
+    if (idx != last_avail_ || !event_idx_) return idx;
+    // Drained: ask to be kicked for the next chain, then look once more, since a chain the
+    // driver made available before it could see the request came without a kick. While
+    // chains are still being served the request is left where it was, so a driver that
+    // keeps adding does not kick (a VM exit each) for every one of them.
+    STOCKADE_TRY_VOID(store_u16(*mem_, used_ + 4 + 8ull * size_, last_avail_));
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return avail_idx();
+}
+
+Result<bool> SplitQueue::has_available() {
+    return STOCKADE_TRY(avail_idx_or_arm()) != last_avail_;
 }
 
 // Follows a chain through `table` (the ring's own table, or an indirect one), copying and
@@ -108,7 +120,7 @@ Result<> SplitQueue::walk(std::uint64_t table, std::uint32_t entries, std::uint1
 }
 
 Result<std::optional<Chain>> SplitQueue::pop() {
-    const std::uint16_t idx = STOCKADE_TRY(avail_idx());
+    const std::uint16_t idx = STOCKADE_TRY(avail_idx_or_arm());
     if (idx == last_avail_) return std::optional<Chain>{};
     if (static_cast<std::uint16_t>(idx - last_avail_) > size_)
         return fail("avail index moved by {} in a queue of {}",
@@ -120,8 +132,6 @@ Result<std::optional<Chain>> SplitQueue::pop() {
     chain.head = head;
     std::uint32_t budget = size_;
     STOCKADE_TRY_VOID(walk(desc_, size_, head, false, chain, budget));
-    if (event_idx_)  // ask to be kicked again as soon as anything new is available
-        STOCKADE_TRY_VOID(store_u16(*mem_, used_ + 4 + 8ull * size_, last_avail_));
     return std::optional<Chain>(std::move(chain));
 }
 

@@ -40,14 +40,16 @@ class SplitQueue {
                                                    const QueueSetup& setup, bool event_idx,
                                                    std::uint16_t max_size);
 
-    // The next available chain, validated; nullopt when the driver has made none.
+    // The next available chain, validated; nullopt when the driver has made none. With
+    // EVENT_IDX, finding the ring empty is what asks the driver for the next kick.
     [[nodiscard]] Result<std::optional<Chain>> pop();
     // Returns a chain to the driver with `written` bytes filled in.
     [[nodiscard]] Result<> push_used(std::uint16_t head, std::uint32_t written);
     // Whether the driver wants an interrupt for what was pushed since the last call.
     [[nodiscard]] Result<bool> should_notify();
-    // Whether the driver made more chains available (after the device re-enabled kicks).
-    [[nodiscard]] Result<bool> has_available() const;
+    // Whether the driver made more chains available; when not, with EVENT_IDX, the driver
+    // is asked to kick for the next one (as pop() does).
+    [[nodiscard]] Result<bool> has_available();
 
     [[nodiscard]] std::uint16_t size() const { return size_; }
     [[nodiscard]] std::uint16_t last_avail() const { return last_avail_; }
@@ -62,6 +64,7 @@ class SplitQueue {
           used_(s.device),
           event_idx_(event_idx) {}
     [[nodiscard]] Result<std::uint16_t> avail_idx() const;
+    [[nodiscard]] Result<std::uint16_t> avail_idx_or_arm();
     [[nodiscard]] Result<> walk(std::uint64_t table, std::uint32_t entries, std::uint16_t first,
                                 bool indirect, Chain& chain, std::uint32_t& budget) const;
 

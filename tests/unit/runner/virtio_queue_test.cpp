@@ -463,6 +463,7 @@ TEST(SplitQueueUsed, IndicesWrapAt65536) {
         ASSERT_TRUE(r->has_value()) << "request " << n;
         ASSERT_EQ((*r)->head, head);
         ASSERT_EQ(q.last_avail(), static_cast<std::uint16_t>(n + 1));
+        ASSERT_FALSE(q.pop().value().has_value());  // drained: asks for the next kick
         ASSERT_EQ(ring.avail_event(), static_cast<std::uint16_t>(n + 1));
         ASSERT_TRUE(q.push_used(head, n));
         ASSERT_EQ(ring.used_idx(), static_cast<std::uint16_t>(n + 1));
@@ -566,17 +567,29 @@ TEST(SplitQueueNotify, EventIdxFollowsTheSpecFormulaAcrossWraparound) {
     EXPECT_GT(pushed, 65536) << "the used index wrapped at least once";
 }
 
-TEST(SplitQueueNotify, PopAsksForTheNextKickWithEventIdx) {
+TEST(SplitQueueNotify, PopAsksForTheNextKickWithEventIdxOnceDrained) {
     GuestRing ring(8);
     ring.desc(0, ring.alloc(8), 8);
+    ASSERT_TRUE(ring.mem().write_obj<std::uint16_t>(ring.used_ring() + 4 + 8 * 8, 0));
     for (int i = 0; i < 3; ++i)
         ring.make_available(0);
     auto q = ring.queue(true).value();
+    // While chains are being served, the driver is not asked to kick for each new one.
     (void)pop_one(q);
-    EXPECT_EQ(ring.avail_event(), 1);
+    (void)pop_one(q);
+    EXPECT_EQ(ring.avail_event(), 0);
+    ring.make_available(0);  // added meanwhile: no kick asked for, and none needed
     (void)pop_one(q);
     (void)pop_one(q);
-    EXPECT_EQ(ring.avail_event(), 3);
+    EXPECT_EQ(ring.avail_event(), 0);
+    // Drained: the next chain must kick.
+    EXPECT_FALSE(q.pop().value().has_value());
+    EXPECT_EQ(ring.avail_event(), 4);
+    ring.make_available(0);
+    EXPECT_TRUE(q.has_available().value());
+    (void)pop_one(q);
+    EXPECT_FALSE(q.has_available().value());  // has_available() asks as well
+    EXPECT_EQ(ring.avail_event(), 5);
 
     GuestRing plain(8);  // without EVENT_IDX the field is not touched
     plain.desc(0, plain.alloc(8), 8);
