@@ -1,6 +1,7 @@
 #pragma once
 // The contract between the runner (host) and stockade-init (guest PID 1).
 // Both sides include this header; nothing else defines these numbers.
+#include <array>
 #include <cstdint>
 #include <string_view>
 
@@ -69,6 +70,18 @@ enum class VsockStream : char {
     out = 'o',     // guest to host; shut down by stockade-init once the workload is gone
     err = 'e',     // guest to host; likewise
 };
+// The status stream's 4 bytes: the workload's status, little endian.
+using VsockStatus = std::array<std::uint8_t, 4>;
+[[nodiscard]] constexpr VsockStatus encode_status(std::uint32_t v) {
+    return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8),
+            static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 24)};
+}
+[[nodiscard]] constexpr std::uint32_t decode_status(const VsockStatus& b) {
+    return b[0] | (std::uint32_t{b[1]} << 8) | (std::uint32_t{b[2]} << 16) |
+           (std::uint32_t{b[3]} << 24);
+}
+static_assert(decode_status(encode_status(0x1234'5678)) == 0x1234'5678);
+
 // How long stockade-init waits for each connection: the host accepts from a thread that is
 // running before the first vCPU is, so this only bounds a host that broke.
 inline constexpr int kVsockConnectTimeoutSeconds = 30;

@@ -388,11 +388,8 @@ Stdio connect_stdio(const Job& job, int console) {
 void finish_vsock(const Stdio& s, int status) {
     ::shutdown(s.out, SHUT_WR);
     ::shutdown(s.err, SHUT_WR);
-    const std::uint32_t v = static_cast<std::uint32_t>(status);
-    const std::uint8_t bytes[4] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8),
-                                   static_cast<std::uint8_t>(v >> 16),
-                                   static_cast<std::uint8_t>(v >> 24)};
-    if (::write(s.status, bytes, sizeof bytes) != sizeof bytes) return;
+    const abi::VsockStatus bytes = abi::encode_status(static_cast<std::uint32_t>(status));
+    if (::write(s.status, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) return;
     pollfd p{s.status, POLLIN, 0};
     char c;
     while (::poll(&p, 1, abi::kVsockConnectTimeoutSeconds * 1000) > 0 &&

@@ -61,7 +61,7 @@ struct StdioRelay::State {
     std::vector<UniqueFd> unidentified;
     UniqueFd status_sock;
     bool status_seen = false;
-    std::uint8_t status[4] = {};
+    guest_abi::VsockStatus status{};
     std::size_t status_got = 0;
     bool reported = false;
     Input in;
@@ -140,7 +140,8 @@ void StdioRelay::State::identify(std::size_t i) {
 }
 
 void StdioRelay::State::read_status() {
-    const ssize_t n = ::read(status_sock.get(), status + status_got, sizeof status - status_got);
+    const ssize_t n =
+        ::read(status_sock.get(), status.data() + status_got, status.size() - status_got);
     if (n > 0) {
         status_got += static_cast<std::size_t>(n);
         return;
@@ -214,12 +215,10 @@ void StdioRelay::State::check_done() {
         in.shut = true;
     }
     const auto drained = [](const Output& o) { return o.seen && !o.sock && o.len == 0; };
-    if (reported || status_got < sizeof status || !drained(out) || !drained(err)) return;
+    if (reported || status_got < status.size() || !drained(out) || !drained(err)) return;
     reported = true;
     status_sock.reset();  // tells stockade-init that everything arrived
-    std::uint32_t value = 0;
-    for (std::size_t i = 0; i < sizeof status; ++i)
-        value |= static_cast<std::uint32_t>(status[i]) << (8 * i);
+    const std::uint32_t value = guest_abi::decode_status(status);
     // The guest's word is a status only in 0..255; anything else is its own failure.
     config.on_exit(value <= 255 ? static_cast<int>(value) : 125);
 }
@@ -244,7 +243,7 @@ void StdioRelay::State::run() {
         if (config.listener) add(config.listener.get(), POLLIN, {kListener, 0, false});
         for (std::size_t i = 0; i < unidentified.size(); ++i)
             add(unidentified[i].get(), POLLIN, {kUnidentified, i, false});
-        if (status_sock && status_got < sizeof status)
+        if (status_sock && status_got < status.size())
             add(status_sock.get(), POLLIN, {kStatus, 0, false});
         if (in.sock && !in.closed) {
             if (in.len > 0)
