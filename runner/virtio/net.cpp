@@ -207,6 +207,9 @@ Result<> Net::transmit(SplitQueue& queue, const GuestMemory& memory) {
             }
         }
         STOCKADE_TRY_VOID(queue.push_used(chain->head, 0));
+        // The driver frees the frame's memory (and, through TCP's small-queue limit, may send
+        // its next frame) only once told; a batch's first frame does not wait for its last.
+        STOCKADE_TRY_VOID(notify_if_needed(kNetTxQueue, queue));
     }
 }
 
@@ -238,6 +241,7 @@ Result<> Net::receive(SplitQueue& queue, const GuestMemory& memory) {
             set_tap_watch(false);  // the guest's next receive kick resumes
             return {};
         }
+        STOCKADE_TRY_VOID(notify_if_needed(kNetRxQueue, queue));
     }
     set_tap_watch(true);
     return {};

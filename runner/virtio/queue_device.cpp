@@ -27,6 +27,7 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
     broken_ = false;
     on_activate(ctx);
     kick_fds_.assign(queues_.size(), -1);
+    counters_.assign(queues_.size(), {});
     for (std::uint16_t q = 0; q < queues_.size(); ++q) {
         if (!queues_[q]) continue;
         const int fd = ctx.kick_fds[q];
@@ -55,8 +56,8 @@ void QueueDevice::kicked(std::uint16_t q) {
     std::lock_guard lock(mu_);
     // Read the eventfd before serving: a kick that arrives while serving is kept.
     if (q < kick_fds_.size() && kick_fds_[q] >= 0) {
-        std::uint64_t count;
-        (void)!::read(kick_fds_[q], &count, sizeof count);
+        std::uint64_t count = 0;
+        if (::read(kick_fds_[q], &count, sizeof count) == sizeof count) counters_[q].kicks += count;
     }
     run_queue(q);
 }
@@ -69,19 +70,29 @@ void QueueDevice::kick(std::uint16_t q) {
 void QueueDevice::run_queue(std::uint16_t q) {
     if (memory_ == nullptr || broken_ || q >= queues_.size() || !queues_[q]) return;
     SplitQueue& queue = *queues_[q];
+    ++counters_[q].runs;
     auto served = serve(q, queue, *memory_);
     if (!served) {
         broken_ = true;
         needs_reset_(fmt::format("queue {}: {}", q, served.error().message));
         return;
     }
-    auto notify = queue.should_notify();
-    if (!notify) {
+    if (auto notified = notify_if_needed(q, queue); !notified) {
         broken_ = true;
-        needs_reset_(fmt::format("queue {}: {}", q, notify.error().message));
-        return;
+        needs_reset_(fmt::format("queue {}: {}", q, notified.error().message));
     }
-    if (*notify) notify_(q);
+}
+
+Result<> QueueDevice::notify_if_needed(std::uint16_t q, SplitQueue& queue) {
+    if (!STOCKADE_TRY(queue.should_notify())) return {};
+    ++counters_[q].interrupts;
+    notify_(q);
+    return {};
+}
+
+std::vector<QueueDevice::QueueCounters> QueueDevice::queue_counters() {
+    std::lock_guard lock(mu_);
+    return counters_;
 }
 
 }  // namespace stockade::virtio

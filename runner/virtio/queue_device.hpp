@@ -18,6 +18,14 @@ class QueueDevice : public VirtioDevice {
     [[nodiscard]] Result<> activate(const ActivateContext& context) override;
     void reset() override;
 
+    // Per queue since activation: the driver's notifications (kicks; an eventfd counts
+    // those that came while the queue was being served), the times the queue was served, and
+    // the interrupts sent to the driver.
+    struct QueueCounters {
+        std::uint64_t kicks = 0, runs = 0, interrupts = 0;
+    };
+    [[nodiscard]] std::vector<QueueCounters> queue_counters();
+
   protected:
     // Serves every available chain of queue `q`. Called with mu_ held.
     [[nodiscard]] virtual Result<> serve(std::uint16_t q, SplitQueue& queue,
@@ -28,6 +36,10 @@ class QueueDevice : public VirtioDevice {
     // Serves queue `q` now (e.g. when a backend became readable). Takes mu_.
     void kick(std::uint16_t q);
     [[nodiscard]] std::uint64_t negotiated() const { return features_; }
+    // Interrupts the driver now if the ring's notification rules ask for it (called by serve
+    // after each completed request, so a driver waiting for its first buffer back does not
+    // wait for the whole batch). Called with mu_ held.
+    [[nodiscard]] Result<> notify_if_needed(std::uint16_t q, SplitQueue& queue);
 
     std::mutex mu_;
 
@@ -37,6 +49,7 @@ class QueueDevice : public VirtioDevice {
 
     std::vector<std::optional<SplitQueue>> queues_;
     std::vector<int> kick_fds_;  // per queue; -1 when not enabled
+    std::vector<QueueCounters> counters_;
     const GuestMemory* memory_ = nullptr;
     FdWatcher* watcher_ = nullptr;
     std::function<void(std::uint16_t)> notify_;

@@ -195,6 +195,13 @@ void Machine::stop() {
     threads_.clear();
 }
 
+std::uint64_t this_thread_cpu_ns() {
+    timespec ts{};
+    if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+           static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 ExitCounts Machine::exit_counts() const {
     ExitCounts c;
     c.first_exit_us = first_exit_us_.load(std::memory_order_relaxed);
@@ -203,6 +210,7 @@ ExitCounts Machine::exit_counts() const {
         c.mmio += counters_[i].mmio.load(std::memory_order_relaxed);
         c.interrupted += counters_[i].interrupted.load(std::memory_order_relaxed);
         c.other += counters_[i].other.load(std::memory_order_relaxed);
+        c.vcpu_cpu_ns += counters_[i].cpu_ns.load(std::memory_order_relaxed);
     }
     return c;
 }
@@ -297,6 +305,7 @@ void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup
                 break;
         }
     }
+    n.cpu_ns.store(this_thread_cpu_ns(), std::memory_order_relaxed);
 }
 
 }  // namespace stockade

@@ -49,9 +49,13 @@ struct BootImages {
     std::vector<std::span<const std::uint8_t>> initrd_parts;  // concatenated in order
 };
 
+// CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID); 0 if unavailable.
+[[nodiscard]] std::uint64_t this_thread_cpu_ns();
+
 struct ExitCounts {
     std::uint64_t io = 0, mmio = 0, interrupted = 0, other = 0;
     std::int64_t first_exit_us = -1;  // after start(); -1: none yet
+    std::uint64_t vcpu_cpu_ns = 0;    // CPU time of the vCPU threads that have ended
 };
 
 class Machine {
@@ -103,7 +107,7 @@ class Machine {
     std::condition_variable release_cv_;
     bool released_ = false;
     struct Counters {
-        std::atomic<std::uint64_t> io{0}, mmio{0}, interrupted{0}, other{0};
+        std::atomic<std::uint64_t> io{0}, mmio{0}, interrupted{0}, other{0}, cpu_ns{0};
     };
     std::unique_ptr<Counters[]> counters_;
     std::chrono::steady_clock::time_point started_;

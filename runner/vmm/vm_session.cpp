@@ -215,8 +215,15 @@ std::string describe_net(Machine& machine) {
         auto& net = static_cast<virtio::Net&>(dev);
         if (net.uses_vhost()) return "net: vhost-net datapath";
         const auto n = net.counters();
-        return fmt::format("net: userspace datapath, frames rx {} tx {}, dropped rx {} tx {}",
-                           n.rx_frames, n.tx_frames, n.rx_dropped, n.tx_dropped);
+        std::string text =
+            fmt::format("net: userspace datapath, frames rx {} tx {}, dropped rx {} tx {}",
+                        n.rx_frames, n.tx_frames, n.rx_dropped, n.tx_dropped);
+        const auto q = net.queue_counters();
+        for (std::size_t k = 0; k < q.size() && k < 2; ++k)
+            text += fmt::format("; {} queue: kicks {}, served {}, interrupts {}",
+                                k == virtio::kNetRxQueue ? "rx" : "tx", q[k].kicks, q[k].runs,
+                                q[k].interrupts);
+        return text;
     }
     return "net: none";
 }
@@ -359,6 +366,7 @@ Result<int> session(Prepared& p, const Hardening& h) {
     const auto seccomp_us = us_since(seccomp_start);
     machine->release();
     const auto released_us = us_since(start);
+    const std::uint64_t loop_cpu_start = this_thread_cpu_ns();
 
     while (!control.stopping()) {
         if (guest_ready && !vsock_stdio) stdin_fwd.start();
@@ -370,6 +378,7 @@ Result<int> session(Prepared& p, const Hardening& h) {
         if (auto r = loop.run_once(timeout); !r)
             control.stop({StopKind::host_error, 0, r.error().message});
     }
+    const std::uint64_t loop_cpu_ns = this_thread_cpu_ns() - loop_cpu_start;
     machine->stop();
     if (relay) relay->stop();
     machine->serial().flush();
@@ -397,11 +406,13 @@ Result<int> session(Prepared& p, const Hardening& h) {
                         "{:.1f} ms, privilege drop {:.1f} ms, seccomp {:.1f} ms; vCPUs "
                         "released at {:.1f} ms; first exit {:.1f} ms after start; init "
                         "ready at {:.1f} ms; ended at {:.1f} ms; exits: io {}, mmio {}, "
-                        "interrupted {}; guest RAM touched {} MiB",
+                        "interrupted {}; CPU: vCPUs {:.2f} s, event loop {:.2f} s; guest RAM "
+                        "touched {} MiB",
                         built_us / 1e3, hardening.jail / 1e3, hardening.selinux / 1e3,
                         hardening.drop / 1e3, seccomp_us / 1e3, released_us / 1e3,
                         c.first_exit_us / 1e3, ready_us.load() / 1e3, us_since(start) / 1e3, c.io,
-                        c.mmio, c.interrupted, machine->memory().resident_bytes() >> 20));
+                        c.mmio, c.interrupted, c.vcpu_cpu_ns / 1e9, loop_cpu_ns / 1e9,
+                        machine->memory().resident_bytes() >> 20));
         for (const auto& [name, dev] : disks)
             log::write(log::Level::info, fmt::format("stats: disk {}: {}", name, dev->stats()));
         if (p.net) log::write(log::Level::info, "stats: " + describe_net(*machine));

@@ -76,6 +76,7 @@ struct NetRig {
     int kicks[2] = {-1, -1};
     std::vector<std::string> resets;
     int notified[2] = {0, 0};
+    std::vector<std::uint16_t> used_at_notify[2];  // the used index each interrupt saw
     std::uint64_t next_buf = 0x100000;
 
     explicit NetRig(std::optional<std::uint16_t> mtu = std::nullopt) {
@@ -106,14 +107,18 @@ struct NetRig {
     Result<> activate(std::uint64_t features) {
         QueueSetup queues[2] = {rx.setup(), tx.setup()};
         int calls[2] = {-1, -1};
-        ActivateContext ctx{mem,
-                            features,
-                            queues,
-                            kicks,
-                            calls,
-                            watcher,
-                            [this](std::uint16_t q) { ++notified[q]; },
-                            [this](std::string why) { resets.push_back(why); }};
+        ActivateContext ctx{
+            mem,
+            features,
+            queues,
+            kicks,
+            calls,
+            watcher,
+            [this](std::uint16_t q) {
+                ++notified[q];
+                used_at_notify[q].push_back((q == kNetRxQueue ? rx : tx).used_idx());
+            },
+            [this](std::string why) { resets.push_back(why); }};
         return net->activate(ctx);
     }
 
@@ -286,6 +291,45 @@ TEST(VirtioNetDatapath, TransmitPassesHeaderAndFrameToTheTap) {
     EXPECT_EQ(rig.notified[kNetTxQueue], 1);
     EXPECT_TRUE(rig.resets.empty());
     EXPECT_EQ(rig.net->counters().tx_frames, 1u);
+}
+
+// With EVENT_IDX and used_event 0 the driver wants one interrupt, once its first frame is
+// back: it comes before the rest of the batch is written, not after (the driver's TCP may be
+// waiting for that frame's memory to send the next).
+TEST(VirtioNetDatapath, TransmitInterruptsAfterTheFirstFrameOfABatch) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    auto frame = frame_with_header(200, 0x3c);
+    for (std::uint16_t i = 0; i < 3; ++i) {
+        const std::uint64_t at = rig.alloc(frame.size());
+        ASSERT_TRUE(rig.mem.write(at, frame));
+        rig.tx.desc(i, at, static_cast<std::uint32_t>(frame.size()));
+        rig.tx.offer(i);
+    }
+    rig.kick(kNetTxQueue);
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(rig.host_receive(), frame);
+    EXPECT_EQ(rig.tx.used_idx(), 3);
+    EXPECT_EQ(rig.used_at_notify[kNetTxQueue], std::vector<std::uint16_t>{1});
+    EXPECT_TRUE(rig.resets.empty());
+}
+
+TEST(VirtioNetDatapath, ReceiveInterruptsAfterTheFirstFrameOfABatch) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern));
+    for (std::uint16_t i = 0; i < 2; ++i) {
+        rig.rx.desc(i, rig.alloc(2048), 2048, kDescWrite);
+        rig.rx.offer(i);
+    }
+    rig.kick(kNetRxQueue);
+    rig.used_at_notify[kNetRxQueue].clear();  // the first check after activation interrupts
+    auto frame = frame_with_header(60, 0x11);
+    rig.host_send(frame);
+    rig.host_send(frame);
+    rig.watcher.fire(rig.tap_fd);
+    EXPECT_EQ(rig.rx.used_idx(), 2);
+    EXPECT_EQ(rig.used_at_notify[kNetRxQueue], std::vector<std::uint16_t>{1});
+    EXPECT_EQ(rig.net->counters().rx_frames, 2u);
 }
 
 TEST(VirtioNetDatapath, ReceiveFillsOneBufferWithNumBuffersOne) {
