@@ -66,7 +66,8 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
                    "sandbox id (names its cgroup, jail root and SELinux categories); default: "
                    "a fresh sb-XXXXXXXXXXXX");
     run.add_flag("--console", spec.show_console, "copy the guest kernel console to stderr");
-    run.add_flag("--stats", spec.print_stats, "print timings and VM exit counts to stderr");
+    run.add_flag("--stats", spec.print_stats,
+                 "print timings, VM exit counts, CPU time and device counters to stderr");
     run.add_flag("-v,--verbose", out.verbose, "more diagnostics");
     run.footer(kRunHelp);
     // Parsing stops at CMD or at "--"; everything from there on is left for CMD.
