@@ -27,7 +27,7 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
     broken_ = false;
     on_activate(ctx);
     kick_fds_.assign(queues_.size(), -1);
-    counters_.assign(queues_.size(), {});
+    queue_counters_.assign(queues_.size(), {});
     for (std::uint16_t q = 0; q < queues_.size(); ++q) {
         if (!queues_[q]) continue;
         const int fd = ctx.kick_fds[q];
@@ -57,7 +57,8 @@ void QueueDevice::kicked(std::uint16_t q) {
     // Read the eventfd before serving: a kick that arrives while serving is kept.
     if (q < kick_fds_.size() && kick_fds_[q] >= 0) {
         std::uint64_t count = 0;
-        if (::read(kick_fds_[q], &count, sizeof count) == sizeof count) counters_[q].kicks += count;
+        if (::read(kick_fds_[q], &count, sizeof count) == sizeof count)
+            queue_counters_[q].kicks += count;
     }
     run_queue(q);
 }
@@ -70,7 +71,7 @@ void QueueDevice::kick(std::uint16_t q) {
 void QueueDevice::run_queue(std::uint16_t q) {
     if (memory_ == nullptr || broken_ || q >= queues_.size() || !queues_[q]) return;
     SplitQueue& queue = *queues_[q];
-    ++counters_[q].runs;
+    ++queue_counters_[q].runs;
     auto served = serve(q, queue, *memory_);
     if (!served) {
         broken_ = true;
@@ -85,14 +86,14 @@ void QueueDevice::run_queue(std::uint16_t q) {
 
 Result<> QueueDevice::notify_if_needed(std::uint16_t q, SplitQueue& queue) {
     if (!STOCKADE_TRY(queue.should_notify())) return {};
-    ++counters_[q].interrupts;
+    ++queue_counters_[q].interrupts;
     notify_(q);
     return {};
 }
 
 std::vector<QueueDevice::QueueCounters> QueueDevice::queue_counters() {
     std::lock_guard lock(mu_);
-    return counters_;
+    return queue_counters_;
 }
 
 }  // namespace stockade::virtio

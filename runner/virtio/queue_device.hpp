@@ -49,7 +49,7 @@ class QueueDevice : public VirtioDevice {
 
     std::vector<std::optional<SplitQueue>> queues_;
     std::vector<int> kick_fds_;  // per queue; -1 when not enabled
-    std::vector<QueueCounters> counters_;
+    std::vector<QueueCounters> queue_counters_;
     const GuestMemory* memory_ = nullptr;
     FdWatcher* watcher_ = nullptr;
     std::function<void(std::uint16_t)> notify_;
