@@ -2,8 +2,12 @@
 // output, status and stdin travel as `stockade run` promises.
 #include <gtest/gtest.h>
 
+#include <elf.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cstring>
+#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -151,6 +155,61 @@ TEST(GuestEnd, KernelPanicIsReportedWithTheConsoleTail) {
     EXPECT_NE(r.err.find("guest kernel panicked"), std::string::npos) << r.describe();
     EXPECT_NE(r.err.find("Kernel panic - not syncing"), std::string::npos)
         << "the guest's panic message is shown: " << r.describe();
+}
+
+// A "kernel" whose first instruction is ud2. A vmlinux is entered with no IDT (the boot
+// protocol's state), so the #UD cannot be delivered, nor the #GP that follows, nor the
+// double fault: the CPU shuts down. Returns the instruction's address.
+std::uint64_t write_ud2_kernel(const std::string& path) {
+    constexpr std::uint64_t kLoad = 0x100000;  // 1 MiB, where a vmlinux loads
+    constexpr unsigned char kCode[] = {0x0f, 0x0b};
+    Elf64_Ehdr eh{};
+    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_ident[EI_VERSION] = EV_CURRENT;
+    eh.e_type = ET_EXEC;
+    eh.e_machine = EM_X86_64;
+    eh.e_version = EV_CURRENT;
+    eh.e_phoff = sizeof eh;
+    eh.e_ehsize = sizeof eh;
+    eh.e_phentsize = sizeof(Elf64_Phdr);
+    eh.e_phnum = 1;
+    const std::uint64_t code_at = sizeof eh + sizeof(Elf64_Phdr);
+    eh.e_entry = kLoad + code_at;
+    Elf64_Phdr ph{};
+    ph.p_type = PT_LOAD;
+    ph.p_flags = PF_R | PF_X;
+    ph.p_vaddr = ph.p_paddr = kLoad;
+    ph.p_filesz = ph.p_memsz = code_at + sizeof kCode;
+    ph.p_align = 0x1000;
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(&eh), sizeof eh);
+    f.write(reinterpret_cast<const char*>(&ph), sizeof ph);
+    f.write(reinterpret_cast<const char*>(kCode), sizeof kCode);
+    return f.good() ? eh.e_entry : 0;
+}
+
+TEST(GuestEnd, TripleFaultEndsTheRunWithAClearMessage) {
+    const std::string kernel = "/tmp/stockade-ud2-kernel";
+    const std::uint64_t ud2 = write_ud2_kernel(kernel);
+    ASSERT_NE(ud2, 0u);
+    auto r = run_stockade({"--kernel", kernel, "--", "true"});
+    ::unlink(kernel.c_str());
+    EXPECT_EQ(r.status, 125) << r.describe();
+    EXPECT_NE(r.err.find("the guest triple-faulted (KVM shutdown exit): on vCPU 0"),
+              std::string::npos)
+        << r.describe();
+    EXPECT_LT(r.seconds, 60) << r.describe();
+    // The lab traces KVM's triple-fault exits (lab/stage2) so that a guest dying this way in
+    // any lab test names its instruction in the lab's output; here the instruction is known.
+    std::ostringstream line;
+    line << "kvm_exit: vcpu 0 reason (shutdown|TRIPLE_FAULT) rip 0x" << std::hex << ud2 << " ";
+    const std::string trace = lab::read_text("/sys/kernel/tracing/trace");
+    EXPECT_TRUE(std::regex_search(trace, std::regex(line.str())))
+        << "the lab's trace of KVM exits lacks this guest's triple fault at " << std::hex << ud2
+        << ":\n"
+        << trace;
 }
 
 TEST(Signals, TermAndIntStopTheVmCleanly) {
