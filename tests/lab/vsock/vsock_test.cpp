@@ -85,8 +85,8 @@ TEST(Vsock, WhatTheWorkloadLeavesRunningDoesNotHoldTheRunOpen) {
 TEST(Vsock, ALargeOutputIsCompleteWhenTheWorkloadEndsRightAfterWritingIt) {
     // Two vCPUs (the workload can end on one while the other still sends), output written
     // up to the last instruction: nothing is cut off. (Four vCPUs on the lab's two CPUs
-    // triple-faulted once in CI and once took the lab's own kernel down — not stockade's
-    // code, but not a reliable test either; see the closing note of 2026-12-04.)
+    // make TCG's nested SVM fail in about one run of eight: guest triple faults and lab
+    // kernel crashes after `vmrun`; README, "The lab".)
     auto r = run_stockade({"--vcpus", "2", "--memory", "320", "--", "sh", "-c",
                            "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; "
                            "head -c 3000000 /dev/zero"});
