@@ -2,17 +2,16 @@
 // output, status and stdin travel as `stockade run` promises.
 #include <gtest/gtest.h>
 
-#include <elf.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
 #include "tests/lab/support/memory.hpp"
 #include "tests/lab/support/process.hpp"
+#include "tests/support/vmlinux.hpp"
 
 namespace stockade {
 namespace {
@@ -162,32 +161,11 @@ TEST(GuestEnd, KernelPanicIsReportedWithTheConsoleTail) {
 // double fault: the CPU shuts down. Returns the instruction's address.
 std::uint64_t write_ud2_kernel(const std::string& path) {
     constexpr std::uint64_t kLoad = 0x100000;  // 1 MiB, where a vmlinux loads
-    constexpr unsigned char kCode[] = {0x0f, 0x0b};
-    Elf64_Ehdr eh{};
-    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_version = EV_CURRENT;
-    eh.e_phoff = sizeof eh;
-    eh.e_ehsize = sizeof eh;
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 1;
-    const std::uint64_t code_at = sizeof eh + sizeof(Elf64_Phdr);
-    eh.e_entry = kLoad + code_at;
-    Elf64_Phdr ph{};
-    ph.p_type = PT_LOAD;
-    ph.p_flags = PF_R | PF_X;
-    ph.p_vaddr = ph.p_paddr = kLoad;
-    ph.p_filesz = ph.p_memsz = code_at + sizeof kCode;
-    ph.p_align = 0x1000;
+    const auto image = test::elf_vmlinux({{kLoad, {0x0f, 0x0b}, 2}}, kLoad);
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(&eh), sizeof eh);
-    f.write(reinterpret_cast<const char*>(&ph), sizeof ph);
-    f.write(reinterpret_cast<const char*>(kCode), sizeof kCode);
-    return f.good() ? eh.e_entry : 0;
+    f.write(reinterpret_cast<const char*>(image.data()),
+            static_cast<std::streamsize>(image.size()));
+    return f.good() ? kLoad : 0;
 }
 
 TEST(GuestEnd, TripleFaultEndsTheRunWithAClearMessage) {

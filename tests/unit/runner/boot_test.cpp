@@ -11,6 +11,7 @@
 #include "runner/arch/x86/kernel_image.hpp"
 #include "runner/arch/x86/layout.hpp"
 #include "runner/arch/x86/memory_map.hpp"
+#include "tests/support/vmlinux.hpp"
 
 namespace stockade::x86 {
 namespace {
@@ -162,39 +163,20 @@ TEST(ZeroPage, CarriesCmdlineInitrdE820AndRsdp) {
     EXPECT_EQ(mem.read_obj<std::uint8_t>(kKernelLoadAddr).value(), 0xcc);
 }
 
-// A minimal vmlinux: an ELF64 executable with one PT_LOAD per (paddr, filesz, memsz),
-// file bytes 0xa0 + segment index, entry at the start of the first segment.
+// A minimal vmlinux with one PT_LOAD per (paddr, filesz, memsz), file bytes 0xa0 + segment
+// index, entry at the start of the first segment.
 struct Seg {
     std::uint64_t paddr, filesz, memsz;
 };
 std::vector<std::uint8_t> fake_vmlinux(std::vector<Seg> segs = {{0x1000000, 0x3000, 0x5000},
                                                                 {0x1005000, 0x1000, 0x3000}}) {
-    const std::size_t headers = sizeof(Elf64_Ehdr) + segs.size() * sizeof(Elf64_Phdr);
-    std::vector<std::uint8_t> f(headers);
-    Elf64_Ehdr eh{};
-    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_X86_64;
-    eh.e_entry = segs.empty() ? 0 : segs[0].paddr;
-    eh.e_phoff = sizeof eh;
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = static_cast<std::uint16_t>(segs.size());
-    std::memcpy(f.data(), &eh, sizeof eh);
-    for (std::size_t i = 0; i < segs.size(); ++i) {
-        Elf64_Phdr ph{};
-        ph.p_type = PT_LOAD;
-        ph.p_offset = f.size();
-        ph.p_paddr = segs[i].paddr;
-        ph.p_vaddr = 0xffffffff80000000ull + segs[i].paddr;
-        ph.p_filesz = segs[i].filesz;
-        ph.p_memsz = segs[i].memsz;
-        std::memcpy(f.data() + sizeof eh + i * sizeof ph, &ph, sizeof ph);
-        f.resize(f.size() + segs[i].filesz, static_cast<std::uint8_t>(0xa0 + i));
-    }
-    return f;
+    std::vector<test::ElfSegment> elf;
+    for (std::size_t i = 0; i < segs.size(); ++i)
+        elf.push_back(
+            {segs[i].paddr,
+             std::vector<std::uint8_t>(segs[i].filesz, static_cast<std::uint8_t>(0xa0 + i)),
+             segs[i].memsz});
+    return test::elf_vmlinux(elf, segs.empty() ? 0 : segs[0].paddr);
 }
 
 template <typename F>
