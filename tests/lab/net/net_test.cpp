@@ -108,7 +108,7 @@ TEST_F(Net, Iperf3GuestToHostWithVhostNet) {
 // before stdio moved to vsock, and before the ring changes since). It passed 11 of 11 runs by
 // hand on 2026-12-05 and over thirty 5-10 s benchmark runs that day; a stall fails it
 // (run_stockade's 300 s limit), loudly. Its first CI run after that saw the guest
-// triple-fault three seconds into iperf3; about a hundred runs here since have not (the lab's
+// triple-fault three seconds into iperf3; about eighty runs here since have not (the lab's
 // nested SVM is the suspect: README, "The lab"; the lab now prints such a fault's rip).
 TEST_F(Net, Iperf3GuestToHostWithTheUserspaceDatapath) {
     EXPECT_GT(iperf("off", "userspace datapath"), kMinMbits);
