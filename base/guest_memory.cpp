@@ -1,4 +1,4 @@
-#include "runner/memory/guest_memory.hpp"
+#include "base/guest_memory.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -59,10 +59,11 @@ inline constexpr std::string_view kJobRoot = "/stockade/root";
 // it the address, e.g. "02:1a:2b:3c:4d:5e 169.254.10.2/16".
 inline constexpr std::string_view kJobNet = "/stockade/net";
 
-// "PORT": the workload's stdio travels over vsock (virtio-vsock on the host's vhost-vsock)
-// instead of the serial console. stockade-init connects to the host (CID 2) on PORT once per
-// stream and sends the stream's byte first; the host accepts only connections from this
-// guest's CID. Absent: the serial console carries stdio (a host without /dev/vhost-vsock).
+// "PORT" (ten decimal digits, leading zeros): the workload's stdio travels over vsock
+// (virtio-vsock on the host's vhost-vsock) instead of the serial console. stockade-init
+// connects to the host (CID 2) on PORT once per stream and sends the stream's byte first;
+// the host accepts only connections from this guest's CID. Absent: the serial console
+// carries stdio (a host without /dev/vhost-vsock).
 inline constexpr std::string_view kJobVsock = "/stockade/vsock";
 enum class VsockStream : char {
     status = 's',  // guest to host: the workload's status as 4 bytes (little endian), last

@@ -1,5 +1,7 @@
 #include "guest/job.hpp"
 
+#include <cstdio>
+
 #include "guest/abi.hpp"
 #include "guest/cpio.hpp"
 
@@ -28,7 +30,13 @@ std::vector<std::uint8_t> build_job_archive(const Job& job) {
         w.add_file(guest_abi::kJobRoot, job.root.device + (job.root.read_only ? " ro" : " rw"),
                    0600);
     if (job.net) w.add_file(guest_abi::kJobNet, job.net->mac + " " + job.net->address, 0600);
-    if (job.vsock_port) w.add_file(guest_abi::kJobVsock, std::to_string(*job.vsock_port), 0600);
+    if (job.vsock_port) {
+        // Ten digits whatever the port: the archive's size does not depend on it, so the
+        // boot can be planned before the port is known.
+        char port[16];
+        std::snprintf(port, sizeof port, "%010u", static_cast<unsigned>(*job.vsock_port));
+        w.add_file(guest_abi::kJobVsock, port, 0600);
+    }
     return w.finish();
 }
 

@@ -25,7 +25,7 @@ struct Job {
     std::string hostname = "sandbox";
     JobRoot root;
     std::optional<JobNet> net;
-    std::optional<std::uint32_t> vsock_port;  // stdio over vsock on this host port
+    std::optional<std::uint32_t> vsock_port;  // stdio over vsock on this host port (fixed width)
 };
 
 [[nodiscard]] std::vector<std::uint8_t> build_job_archive(const Job& job);

@@ -7,9 +7,9 @@
 #include <cstdint>
 
 #include "base/error.hpp"
+#include "base/guest_memory.hpp"
 #include "base/uapi.hpp"
 #include "base/unique_fd.hpp"
-#include "runner/memory/guest_memory.hpp"
 
 namespace stockade::vhost {
 

@@ -9,7 +9,7 @@
 #include "netsetup/cli.hpp"
 #include "policy/cli.hpp"
 #include "runner/cli/run_args.hpp"
-#include "runner/vmm/sandbox.hpp"
+#include "runner/supervisor/supervisor.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
 
 namespace {

@@ -25,7 +25,7 @@ Defaults boot the Debian cloud kernel and initramfs built with this tree.)";
 
 namespace {
 
-void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string& stdio) {
+void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
     SandboxSpec& spec = out.spec;
     run.add_option("--kernel", spec.kernel,
                    "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
@@ -45,20 +45,6 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_option("-w,--workdir", spec.workdir, "working directory of CMD in the guest")
         ->default_val("/");
     run.add_option("--hostname", spec.hostname, "host name of the guest")->default_val("sandbox");
-    run.add_option("--disk", out.disk_args,
-                   "raw disk image as virtio-blk (/dev/vda, vdb, ...); PATH[,ro] (repeatable)");
-    run.add_option("--rootfs", out.rootfs_arg,
-                   "ext4 image PATH[,ro] as /dev/vda and the workload's root file system");
-    run.add_option("--net", out.net_arg,
-                   "a virtio-net interface on a fresh tap: a `stockade net` spec (id defaults "
-                   "to the sandbox id, e.g. bridge=br0,vlan=10) plus vhost=on|off (the "
-                   "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
-                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init)");
-    run.add_option("--stdio", stdio,
-                   "how CMD's stdin, stdout, stderr and status travel: vsock (required) or "
-                   "serial; default vsock when /dev/vhost-vsock exists, else serial")
-        ->check(CLI::IsMember({"vsock", "serial"}));
-    run.add_flag("--rng", spec.rng, "add a virtio-rng device fed from the host's getrandom");
     run.add_option("--policy", spec.policy_file,
                    "sandbox policy file (JSON, see `stockade policy show`); default: the "
                    "built-in policy");
@@ -69,6 +55,9 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_flag("--stats", spec.print_stats,
                  "print timings, VM exit counts, CPU time and device counters to stderr");
     run.add_flag("-v,--verbose", out.verbose, "more diagnostics");
+    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+        K::add_options(run, part_of<K>(out.device_options));
+    });
     run.footer(kRunHelp);
     // Parsing stops at CMD or at "--"; everything from there on is left for CMD.
     run.prefix_command();
@@ -82,8 +71,8 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
         "Run a command in a fresh sandbox VM.\nUsage: stockade run [OPTIONS] [--] CMD [ARGS...]",
         "stockade run"};
     RunArgs out;
-    std::string huge, stdio;
-    add_run_options(app, out, huge, stdio);
+    std::string huge;
+    add_run_options(app, out, huge);
 
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
     try {
@@ -103,28 +92,10 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
         return fail("unknown option {} (see stockade run --help)", rest.front());
     }
     out.spec.argv = std::move(rest);
-    auto disk = [](const std::string& arg) -> Result<DiskSpec> {
-        DiskSpec d{arg, false};
-        if (auto comma = arg.rfind(','); comma != std::string::npos) {
-            const std::string opt = arg.substr(comma + 1);
-            if (opt == "ro")
-                d = {arg.substr(0, comma), true};
-            else if (opt == "rw")
-                d = {arg.substr(0, comma), false};
-            else
-                return fail("--disk {}: unknown option '{}' (ro or rw)", arg, opt);
-        }
-        return d;
-    };
-    if (!out.rootfs_arg.empty()) {
-        out.spec.disks.push_back(STOCKADE_TRY(disk(out.rootfs_arg)));
-        out.spec.rootfs = true;
-    }
-    for (const auto& a : out.disk_args)
-        out.spec.disks.push_back(STOCKADE_TRY(disk(a)));
-    if (app.count("--net") > 0) out.spec.net = STOCKADE_TRY(parse_net_device_spec(out.net_arg));
+    STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>, auto) {
+        return K::apply(part_of<K>(out.device_options), out.spec.device<K>());
+    }));
     out.spec.huge_pages = huge == "off" ? HugePages::off : HugePages::transparent;
-    if (!stdio.empty()) out.spec.stdio = stdio == "vsock" ? StdioMode::vsock : StdioMode::serial;
     return out;
 }
 

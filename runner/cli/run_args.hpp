@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "base/error.hpp"
-#include "runner/vmm/sandbox_spec.hpp"
+#include "runner/supervisor/sandbox_spec.hpp"
 
 namespace CLI {
 class App;
@@ -16,9 +16,7 @@ struct RunArgs {
     SandboxSpec spec;
     bool verbose = false;
     std::string help;  // non-empty when --help was asked for: print it and exit 0
-    std::vector<std::string> disk_args;
-    std::string rootfs_arg;
-    std::string net_arg;
+    DeviceKinds::Options device_options;  // what each device kind's options were given
 };
 
 // Parses the arguments after `stockade run`. Everything after the first "--" is the

@@ -98,7 +98,7 @@ void Blk::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
         out[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
 }
 
-std::string Blk::stats() const {
+std::string Blk::stats() {
     auto get = [](const std::atomic<std::uint64_t>& v) {
         return v.load(std::memory_order_relaxed);
     };

@@ -32,7 +32,7 @@ class Blk : public QueueDevice {
   public:
     // `fd` is the open image (O_RDWR, or O_RDONLY when read_only); `id` is what GET_ID says.
     [[nodiscard]] static Result<std::unique_ptr<VirtioDevice>> create(UniqueFd fd, bool read_only,
-                                                             std::string id);
+                                                                      std::string id);
 
     std::uint32_t device_type() const override { return kTypeBlock; }
     std::string name() const override { return "blk"; }
@@ -40,7 +40,8 @@ class Blk : public QueueDevice {
     std::uint16_t queue_count() const override { return 1; }
     void config_read(std::uint64_t offset, std::span<std::uint8_t> out) override;
     // Requests and bytes served, and flushes that reached stable storage (fdatasync).
-    std::string stats() const override;
+    std::string stats() override;
+    std::uint32_t pci_class() const override { return 0x010000; }  // mass storage
 
   protected:
     Result<> serve(std::uint16_t q, SplitQueue& queue, const GuestMemory& memory) override;

@@ -78,6 +78,18 @@ Net::Counters Net::counters() {
     return counters_;
 }
 
+std::string Net::stats() {
+    if (uses_vhost()) return "vhost-net datapath";
+    const Counters n = counters();
+    std::string text = fmt::format("userspace datapath, frames rx {} tx {}, dropped rx {} tx {}",
+                                   n.rx_frames, n.tx_frames, n.rx_dropped, n.tx_dropped);
+    const auto q = queue_counters();
+    for (std::size_t k = 0; k < q.size() && k < 2; ++k)
+        text += fmt::format("; {} queue: kicks {}, served {}, interrupts {}",
+                            k == kNetRxQueue ? "rx" : "tx", q[k].kicks, q[k].runs, q[k].interrupts);
+    return text;
+}
+
 Result<> Net::set_offloads(unsigned offloads) {
     if (backend_.is_tap &&
         ::ioctl(backend_.tap.get(), TUNSETOFFLOAD, static_cast<unsigned long>(offloads)) != 0)

@@ -16,17 +16,6 @@ constexpr std::uint64_t kDeviceCfgSize = 0x1000;
 constexpr std::uint8_t kCapCommon = 1, kCapNotify = 2, kCapIsr = 3, kCapDevice = 4, kCapPciCfg = 5;
 constexpr std::uint16_t kVirtioVendor = 0x1af4;
 
-std::uint32_t class_code_of(std::uint32_t type) {
-    switch (type) {
-        case kTypeNet:
-            return 0x020000;  // network controller
-        case kTypeBlock:
-            return 0x010000;  // mass storage
-        default:
-            return 0xff0000;  // unclassified
-    }
-}
-
 // The body of a virtio_pci_cap (after cap_vndr and cap_next).
 std::vector<std::uint8_t> virtio_cap(std::uint8_t type, std::uint32_t offset, std::uint32_t length,
                                      std::size_t extra = 0) {
@@ -69,7 +58,7 @@ PciTransport::PciTransport(std::unique_ptr<VirtioDevice> device, kvm::IoEventReg
       memory_(memory),
       watcher_(watcher),
       config_({kVirtioVendor, static_cast<std::uint16_t>(0x1040 + device_->device_type()), 1,
-               class_code_of(device_->device_type()), kVirtioVendor, 0x1100}),
+               device_->pci_class(), kVirtioVendor, 0x1100}),
       msix_(std::move(msix)) {}
 
 Result<std::unique_ptr<PciTransport>> PciTransport::create(std::unique_ptr<VirtioDevice> device,

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "base/error.hpp"
-#include "runner/memory/guest_memory.hpp"
+#include "base/guest_memory.hpp"
 #include "runner/virtio/virtio.hpp"
 
 namespace stockade::virtio {

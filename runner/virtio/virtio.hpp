@@ -7,8 +7,8 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "base/guest_memory.hpp"
 #include "runner/devices/fd_watcher.hpp"
-#include "runner/memory/guest_memory.hpp"
 
 namespace stockade::virtio {
 
@@ -64,7 +64,9 @@ class VirtioDevice {
     // The driver wrote 0 to the status (or the device is being torn down).
     virtual void reset() = 0;
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.
-    [[nodiscard]] virtual std::string stats() const { return {}; }
+    [[nodiscard]] virtual std::string stats() { return {}; }
+    // PCI class code (base class, subclass, interface) its transport reports.
+    [[nodiscard]] virtual std::uint32_t pci_class() const { return 0xff0000; }  // unclassified
 };
 
 }  // namespace stockade::virtio

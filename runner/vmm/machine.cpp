@@ -34,8 +34,7 @@ Result<> install_kick_handler() {
 
 }  // namespace
 
-Machine::Machine(kvm::Kvm kvm, kvm::Vm vm, GuestMemory memory)
-    : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
+Machine::Machine(kvm::Vm vm, GuestMemory memory) : vm_(std::move(vm)), memory_(std::move(memory)) {}
 
 Machine::~Machine() {
     stop();
@@ -54,24 +53,23 @@ pci::MmioWindows pci_windows(const std::vector<MemoryRegion>& ram) {
 
 }  // namespace
 
-Result<std::unique_ptr<Machine>> Machine::create(kvm::Kvm kvm, const MachineConfig& config,
+Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const MachineConfig& config,
                                                  const BootImages& images, MachineDevices devices,
                                                  Serial::Output serial_output,
                                                  PlatformEventSink events) {
     if (images.kernel == nullptr) return fail("no kernel image");
-    STOCKADE_TRY_VOID(kvm::check_required_capabilities(kvm));
+    // The plan's PCI bus and the devices given must agree: a device on a machine planned
+    // without PCI (pci=off) would never be seen by the guest.
+    if (config.has_pci != !devices.virtio.empty())
+        return fail("the boot plan {} a PCI bus but {} devices were built",
+                    config.has_pci ? "has" : "has no", devices.virtio.size());
     const auto ram = x86::ram_regions(config.memory_bytes);
-    std::uint64_t initrd_size = 0;
-    for (auto p : images.initrd_parts)
-        initrd_size += p.size();
-    // Everything that can be wrong with sizes is found before the VM exists.
-    const x86::BootLayout layout =
-        STOCKADE_TRY(x86::plan_boot(*images.kernel, ram, initrd_size, config.cmdline));
+    const x86::BootLayout& layout = config.layout;
     const pci::MmioWindows windows = pci_windows(ram);
     const x86::PciHostWindows host{static_cast<std::uint32_t>(windows.low_start),
                                    static_cast<std::uint32_t>(windows.low_end - 1),
                                    windows.high_start, windows.high_end - 1};
-    const bool has_pci = !devices.virtio.empty();
+    const bool has_pci = config.has_pci;
     const auto acpi = STOCKADE_TRY(
         x86::build_acpi_tables(x86::kAcpiAddr, config.vcpus, has_pci ? &host : nullptr));
     const std::size_t run_size = STOCKADE_TRY(kvm.vcpu_mmap_size());
@@ -88,7 +86,7 @@ Result<std::unique_ptr<Machine>> Machine::create(kvm::Kvm kvm, const MachineConf
     for (const auto& r : memory.host_regions())
         STOCKADE_TRY_VOID(vm.set_user_memory_region(slot++, r.guest_phys, r.size, r.host));
 
-    std::unique_ptr<Machine> m(new Machine(std::move(kvm), std::move(vm), std::move(memory)));
+    std::unique_ptr<Machine> m(new Machine(std::move(vm), std::move(memory)));
     m->counters_ = std::make_unique<Counters[]>(config.vcpus);
     for (std::uint32_t i = 0; i < config.vcpus; ++i) {
         auto vcpu = STOCKADE_TRY(kvm::Vcpu::create(m->vm_, i, run_size));
@@ -215,6 +213,73 @@ ExitCounts Machine::exit_counts() const {
     return c;
 }
 
+// One exit of vCPU `index`: device emulation, or why the run stops.
+void Machine::handle_exit(std::size_t index, std::uint32_t exit, VmControl& control) {
+    kvm::Vcpu& vcpu = vcpus_[index];
+    Counters& n = counters_[index];
+    auto stop_with = [&](StopKind kind, std::string detail) {
+        control.stop({kind, 0, fmt::format("vCPU {}: {}", index, detail)});
+    };
+    switch (exit) {
+        case KVM_EXIT_IO: {
+            n.io.fetch_add(1, std::memory_order_relaxed);
+            auto io = vcpu.pio();
+            if (!io) {
+                stop_with(StopKind::vcpu_error, io.error().message);
+                break;
+            }
+            for (std::uint32_t k = 0; k < io->count; ++k) {
+                auto chunk = io->data.subspan(std::size_t{k} * io->size, io->size);
+                if (io->write)
+                    pio_.write(io->port, chunk);
+                else
+                    pio_.read(io->port, chunk);
+            }
+            break;
+        }
+        case KVM_EXIT_MMIO: {
+            n.mmio.fetch_add(1, std::memory_order_relaxed);
+            auto mm = vcpu.mmio();
+            if (!mm) {
+                stop_with(StopKind::vcpu_error, mm.error().message);
+                break;
+            }
+            if (mm->write)
+                mmio_.write(mm->addr, mm->data);
+            else
+                mmio_.read(mm->addr, mm->data);
+            break;
+        }
+        case KVM_EXIT_INTR:
+            n.interrupted.fetch_add(1, std::memory_order_relaxed);
+            break;
+        case KVM_EXIT_SHUTDOWN:
+            control.stop({StopKind::triple_fault, 0, fmt::format("on vCPU {}", index)});
+            break;
+        case KVM_EXIT_SYSTEM_EVENT: {
+            const auto type = vcpu.run_state().system_event.type;
+            control.stop({type == KVM_SYSTEM_EVENT_RESET   ? StopKind::guest_reboot
+                          : type == KVM_SYSTEM_EVENT_CRASH ? StopKind::guest_panic
+                                                           : StopKind::guest_poweroff,
+                          0, fmt::format("system event {} on vCPU {}", type, index)});
+            break;
+        }
+        case KVM_EXIT_FAIL_ENTRY:
+            stop_with(StopKind::vcpu_error,
+                      fmt::format("KVM_EXIT_FAIL_ENTRY, hardware reason {:#x}",
+                                  vcpu.run_state().fail_entry.hardware_entry_failure_reason));
+            break;
+        case KVM_EXIT_INTERNAL_ERROR:
+            stop_with(StopKind::vcpu_error, fmt::format("KVM_EXIT_INTERNAL_ERROR, suberror {}",
+                                                        vcpu.run_state().internal.suberror));
+            break;
+        default:
+            n.other.fetch_add(1, std::memory_order_relaxed);
+            stop_with(StopKind::vcpu_error, fmt::format("unexpected exit reason {}", exit));
+            break;
+    }
+}
+
 void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup) {
     no_huge_pages_on_this_threads_stack();
     if (setup) {
@@ -230,13 +295,11 @@ void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup
     }
     kvm::Vcpu& vcpu = vcpus_[index];
     Counters& n = counters_[index];
-    auto stop_with = [&](StopKind kind, std::string detail) {
-        control.stop({kind, 0, fmt::format("vCPU {}: {}", index, detail)});
-    };
     while (!control.stopping()) {
         auto exit = vcpu.run();
         if (!exit) {
-            stop_with(StopKind::vcpu_error, exit.error().message);
+            control.stop(
+                {StopKind::vcpu_error, 0, fmt::format("vCPU {}: {}", index, exit.error().message)});
             break;
         }
         if (*exit != KVM_EXIT_INTR && first_exit_us_.load(std::memory_order_relaxed) < 0) {
@@ -246,64 +309,7 @@ void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup
                               std::chrono::steady_clock::now() - started_)
                               .count());
         }
-        switch (*exit) {
-            case KVM_EXIT_IO: {
-                n.io.fetch_add(1, std::memory_order_relaxed);
-                auto io = vcpu.pio();
-                if (!io) {
-                    stop_with(StopKind::vcpu_error, io.error().message);
-                    break;
-                }
-                for (std::uint32_t k = 0; k < io->count; ++k) {
-                    auto chunk = io->data.subspan(std::size_t{k} * io->size, io->size);
-                    if (io->write)
-                        pio_.write(io->port, chunk);
-                    else
-                        pio_.read(io->port, chunk);
-                }
-                break;
-            }
-            case KVM_EXIT_MMIO: {
-                n.mmio.fetch_add(1, std::memory_order_relaxed);
-                auto mm = vcpu.mmio();
-                if (!mm) {
-                    stop_with(StopKind::vcpu_error, mm.error().message);
-                    break;
-                }
-                if (mm->write)
-                    mmio_.write(mm->addr, mm->data);
-                else
-                    mmio_.read(mm->addr, mm->data);
-                break;
-            }
-            case KVM_EXIT_INTR:
-                n.interrupted.fetch_add(1, std::memory_order_relaxed);
-                break;
-            case KVM_EXIT_SHUTDOWN:
-                control.stop({StopKind::triple_fault, 0, fmt::format("on vCPU {}", index)});
-                break;
-            case KVM_EXIT_SYSTEM_EVENT: {
-                const auto type = vcpu.run_state().system_event.type;
-                control.stop({type == KVM_SYSTEM_EVENT_RESET   ? StopKind::guest_reboot
-                              : type == KVM_SYSTEM_EVENT_CRASH ? StopKind::guest_panic
-                                                               : StopKind::guest_poweroff,
-                              0, fmt::format("system event {} on vCPU {}", type, index)});
-                break;
-            }
-            case KVM_EXIT_FAIL_ENTRY:
-                stop_with(StopKind::vcpu_error,
-                          fmt::format("KVM_EXIT_FAIL_ENTRY, hardware reason {:#x}",
-                                      vcpu.run_state().fail_entry.hardware_entry_failure_reason));
-                break;
-            case KVM_EXIT_INTERNAL_ERROR:
-                stop_with(StopKind::vcpu_error, fmt::format("KVM_EXIT_INTERNAL_ERROR, suberror {}",
-                                                            vcpu.run_state().internal.suberror));
-                break;
-            default:
-                n.other.fetch_add(1, std::memory_order_relaxed);
-                stop_with(StopKind::vcpu_error, fmt::format("unexpected exit reason {}", *exit));
-                break;
-        }
+        handle_exit(index, *exit, control);
     }
     n.cpu_ns.store(this_thread_cpu_ns(), std::memory_order_relaxed);
 }

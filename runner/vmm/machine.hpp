@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/guest_memory.hpp"
 #include "runner/arch/x86/kernel_image.hpp"
 #include "runner/devices/bus.hpp"
 #include "runner/devices/platform.hpp"
@@ -23,7 +24,6 @@
 #include "runner/kvm/kvm.hpp"
 #include "runner/kvm/vcpu.hpp"
 #include "runner/kvm/vm.hpp"
-#include "runner/memory/guest_memory.hpp"
 #include "runner/pci/pci_bus.hpp"
 #include "runner/virtio/pci_transport.hpp"
 #include "runner/virtio/virtio.hpp"
@@ -31,11 +31,15 @@
 
 namespace stockade {
 
+// The machine takes its boot as planned and checked in preparation (runner/supervisor/
+// preparation.hpp): it never plans or validates a second time.
 struct MachineConfig {
     std::uint32_t vcpus = 1;
     std::uint64_t memory_bytes = 256ull << 20;
     MemoryOptions memory;
     std::string cmdline;
+    x86::BootLayout layout;  // x86::plan_boot for this kernel, initrd, memory and cmdline
+    bool has_pci = false;    // whether the guest has a PCI bus: exactly when it has devices
 };
 
 // Devices on the PCI bus, in slot order; their queues are served through `watcher`.
@@ -61,8 +65,8 @@ struct ExitCounts {
 class Machine {
   public:
     [[nodiscard]] static Result<std::unique_ptr<Machine>> create(
-        kvm::Kvm kvm, const MachineConfig& config, const BootImages& images, MachineDevices devices,
-        Serial::Output serial_output, PlatformEventSink events);
+        const kvm::Kvm& kvm, const MachineConfig& config, const BootImages& images,
+        MachineDevices devices, Serial::Output serial_output, PlatformEventSink events);
     ~Machine();
     Machine(const Machine&) = delete;
     Machine& operator=(const Machine&) = delete;
@@ -86,12 +90,12 @@ class Machine {
     [[nodiscard]] std::size_t transport_count() const { return transports_.size(); }
 
   private:
-    Machine(kvm::Kvm kvm, kvm::Vm vm, GuestMemory memory);
+    Machine(kvm::Vm vm, GuestMemory memory);
     [[nodiscard]] Result<> add_devices(Serial::Output serial_output, PlatformEventSink events);
     [[nodiscard]] Result<> add_pci(MachineDevices devices);
     void vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup);
+    void handle_exit(std::size_t index, std::uint32_t exit, VmControl& control);
 
-    kvm::Kvm kvm_;
     kvm::Vm vm_;
     GuestMemory memory_;
     std::vector<kvm::Vcpu> vcpus_;

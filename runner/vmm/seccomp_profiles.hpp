@@ -4,23 +4,34 @@
 //
 //   vcpu        KVM_RUN and the exits it handles: port/MMIO device emulation, which may
 //               raise interrupts (KVM_IRQ_LINE), reroute MSI-X (KVM_SET_GSI_ROUTING,
-//               KVM_IRQFD), follow a moved BAR (KVM_IOEVENTFD), and start or reset a
-//               device (vhost ioctls, tap offloads, event-loop registration).
-//   event-loop  epoll, the console and the workload's streams, virtio-blk I/O, virtio-rng,
-//               userspace queues, signals, and stopping the vCPUs (tgkill).
+//               KVM_IRQFD), follow a moved BAR (KVM_IOEVENTFD, event-loop registration),
+//               and start or reset a device (what its kind adds).
+//   event-loop  epoll, the console and the workload's streams, signals, stopping the vCPUs
+//               (tgkill), and what each device kind adds for the queues it serves there.
 //   stdio-relay the workload's stdio over vsock: poll, accept on the listening socket the
-//               supervisor made, read and write, shutdown (runner/vmm/stdio_relay.hpp).
-// Neither may open a path, create a process, exec, or map executable memory.
+//               supervisor made, read and write, shutdown (runner/stdio/stdio_relay.hpp).
+// None may open a path, create a process, exec, or map executable memory. A sandbox's
+// vcpu and event-loop filters carry the additions of the device kinds it has, no others
+// (runner/registry/device_registry.hpp).
 #include <vector>
 
 #include "policy/policy.hpp"
 #include "policy/seccomp.hpp"
+#include "runner/registry/device_registry.hpp"
 
 namespace stockade {
 
-[[nodiscard]] policy::SeccompProfile vcpu_seccomp_profile(policy::SeccompMode mode);
-[[nodiscard]] policy::SeccompProfile event_loop_seccomp_profile(policy::SeccompMode mode);
-[[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);
+struct SandboxSeccompProfiles {
+    policy::SeccompProfile vcpu;
+    policy::SeccompProfile event_loop;
+    policy::SeccompProfile stdio_relay;
+};
+
+// The profiles of a sandbox with the devices `present` (engaged entries) hands over.
+[[nodiscard]] SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
+                                                              const DeviceKinds::Handed& present);
+// Every thread's profile with every device kind's additions: the most a sandbox may get.
 [[nodiscard]] std::vector<policy::SeccompProfile> runner_seccomp_profiles(const policy::Policy& p);
+[[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);
 
 }  // namespace stockade

@@ -17,7 +17,7 @@
 #include <cstring>
 #include <span>
 
-#include "runner/memory/guest_memory.hpp"
+#include "base/guest_memory.hpp"
 #include "runner/virtio/queue.hpp"
 
 namespace stockade::fuzz {

@@ -5,9 +5,9 @@
 #include <cstdint>
 
 #include "base/error.hpp"
+#include "base/guest_memory.hpp"
 #include "base/uapi.hpp"
 #include "runner/kvm/vcpu.hpp"
-#include "runner/memory/guest_memory.hpp"
 
 namespace stockade::x86 {
 

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/guest_memory.hpp"
 #include "base/uapi.hpp"
-#include "runner/memory/guest_memory.hpp"
 
 #include <asm/bootparam.h>
 

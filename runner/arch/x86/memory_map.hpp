@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/guest_memory.hpp"
 #include "base/uapi.hpp"
-#include "runner/memory/guest_memory.hpp"
 
 #include <asm/bootparam.h>
 

@@ -2,7 +2,7 @@
 // Identity-mapped page tables for the 64-bit entry: the first 4 GiB with 2 MiB pages,
 // enough for the kernel, zero page, command line and initrd wherever they are below 4 GiB.
 #include "base/error.hpp"
-#include "runner/memory/guest_memory.hpp"
+#include "base/guest_memory.hpp"
 
 namespace stockade::x86 {
 

@@ -4,9 +4,9 @@
 #include <fstream>
 #include <map>
 
+#include "base/guest_memory.hpp"
 #include "guest/cpio.hpp"
 #include "guest/job.hpp"
-#include "runner/memory/guest_memory.hpp"
 
 namespace stockade {
 namespace {
@@ -131,7 +131,12 @@ TEST(JobArchive, CarriesTheNetworkInterfaceOnlyWhenAsked) {
     EXPECT_EQ(files_of(job)["stockade/net"], "02:11:22:33:44:55 169.254.10.2/24");
     EXPECT_FALSE(files_of(job).contains("stockade/vsock")) << "stdio on the console";
     job.vsock_port = 1027;
-    EXPECT_EQ(files_of(job)["stockade/vsock"], "1027");
+    EXPECT_EQ(files_of(job)["stockade/vsock"], "0000001027");
+    // The port's width is fixed, so the boot can be planned before the port is known.
+    const std::size_t size = build_job_archive(job).size();
+    job.vsock_port = 4'294'967'295u;
+    EXPECT_EQ(files_of(job)["stockade/vsock"], "4294967295");
+    EXPECT_EQ(build_job_archive(job).size(), size);
 }
 
 }  // namespace

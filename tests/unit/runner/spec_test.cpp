@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "runner/cli/run_args.hpp"
-#include "runner/vmm/sandbox_spec.hpp"
+#include "runner/supervisor/sandbox_spec.hpp"
 
 namespace stockade {
 namespace {
@@ -93,16 +93,17 @@ TEST(RunArgs, DefaultsJustWork) {
     EXPECT_EQ(a->spec.initrd, STOCKADE_TEST_INITRD);
     EXPECT_EQ(a->spec.huge_pages, HugePages::transparent);
     EXPECT_EQ(a->spec.workdir, "/");
-    EXPECT_EQ(a->spec.stdio, StdioMode::automatic) << "vsock when the host has vhost-vsock";
+    EXPECT_EQ(a->spec.device<VsockKind>().stdio, StdioMode::automatic)
+        << "vsock when the host has vhost-vsock";
 }
 
 TEST(RunArgs, StdioIsVsockOrSerial) {
     auto v = parse_run_args({"--stdio", "vsock", "true"});
     ASSERT_TRUE(v);
-    EXPECT_EQ(v->spec.stdio, StdioMode::vsock);
+    EXPECT_EQ(v->spec.device<VsockKind>().stdio, StdioMode::vsock);
     auto s = parse_run_args({"--stdio", "serial", "true"});
     ASSERT_TRUE(s);
-    EXPECT_EQ(s->spec.stdio, StdioMode::serial);
+    EXPECT_EQ(s->spec.device<VsockKind>().stdio, StdioMode::serial);
     EXPECT_FALSE(parse_run_args({"--stdio", "tcp", "true"}));
 }
 

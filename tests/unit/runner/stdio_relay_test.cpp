@@ -1,7 +1,7 @@
-// The vsock stdio relay (runner/vmm/stdio_relay.hpp) with Unix stream sockets standing in
+// The vsock stdio relay (runner/stdio/stdio_relay.hpp) with Unix stream sockets standing in
 // for vsock: the guest side is this test, connecting and naming streams as stockade-init
 // does, or misbehaving.
-#include "runner/vmm/stdio_relay.hpp"
+#include "runner/stdio/stdio_relay.hpp"
 
 #include <gtest/gtest.h>
 

@@ -12,9 +12,9 @@
 #include <string>
 
 #include "base/uapi.hpp"
+#include "runner/registry/net.hpp"
 #include "runner/virtio/net.hpp"
 #include "runner/virtio/pci_transport.hpp"
-#include "runner/vmm/sandbox_spec.hpp"
 #include "tests/unit/runner/virtio_test_support.hpp"
 
 namespace stockade::virtio {

@@ -50,11 +50,13 @@ constexpr std::uint16_t kQueues = 2;
 // that the transport never asks for configuration bytes outside its 4 KiB window.
 class FakeDevice : public QueueDevice {
   public:
-    explicit FakeDevice(std::uint32_t type) : type_(type) {
+    explicit FakeDevice(std::uint32_t type, std::uint32_t pci_class = 0xff0000)
+        : type_(type), pci_class_(pci_class) {
         for (std::size_t i = 0; i < sizeof config; ++i)
             config[i] = static_cast<std::uint8_t>(0xc0 + i);
     }
     std::uint32_t device_type() const override { return type_; }
+    std::uint32_t pci_class() const override { return pci_class_; }
     std::string name() const override { return "fake"; }
     std::uint64_t offered_features() const override { return kTransportFeatures | kDeviceBit; }
     std::uint16_t queue_count() const override { return kQueues; }
@@ -92,6 +94,7 @@ class FakeDevice : public QueueDevice {
 
   private:
     std::uint32_t type_;
+    std::uint32_t pci_class_;
 };
 
 struct Rig {
@@ -102,8 +105,8 @@ struct Rig {
     FakeDevice* dev = nullptr;
     std::unique_ptr<PciTransport> t;
 
-    explicit Rig(std::uint32_t type = kTypeRng) {
-        auto d = std::make_unique<FakeDevice>(type);
+    explicit Rig(std::uint32_t type = kTypeRng, std::uint32_t pci_class = 0xff0000) {
+        auto d = std::make_unique<FakeDevice>(type, pci_class);
         dev = d.get();
         auto r = PciTransport::create(std::move(d), ioevents, router, ring.mem(), watcher);
         EXPECT_TRUE(r) << r.error().message;
@@ -221,7 +224,7 @@ constexpr std::uint64_t kGoodFeatures = kFeatureVersion1 | kFeatureEventIdx | kD
 TEST(VirtioPciTransport, IdentifiesAsAModernVirtioDevice) {
     for (auto [type, cls] : {std::pair{kTypeNet, 0x020000u}, std::pair{kTypeBlock, 0x010000u},
                              std::pair{kTypeRng, 0xff0000u}}) {
-        Rig r(type);
+        Rig r(type, cls);  // the class is the device's to say
         EXPECT_EQ(r.cfg<std::uint16_t>(0x00), 0x1af4);
         EXPECT_EQ(r.cfg<std::uint16_t>(0x02), 0x1040 + type);
         EXPECT_GE(r.cfg<std::uint8_t>(0x08), 1) << "modern devices have revision >= 1";

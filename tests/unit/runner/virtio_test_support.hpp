@@ -10,10 +10,10 @@
 #include <map>
 #include <vector>
 
+#include "base/guest_memory.hpp"
 #include "runner/devices/fd_watcher.hpp"
 #include "runner/kvm/irq_router.hpp"
 #include "runner/kvm/vm.hpp"
-#include "runner/memory/guest_memory.hpp"
 #include "runner/virtio/queue.hpp"
 
 namespace stockade::virtio::fake {

@@ -1,4 +1,4 @@
-#include "runner/vmm/stdio_relay.hpp"
+#include "runner/stdio/stdio_relay.hpp"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -68,7 +68,17 @@ struct StdioRelay::State {
     Output out, err;
     std::atomic<std::uint64_t> refused{0};
 
+    // What the thread polls, and what each entry is.
+    enum SlotKind { kWake, kListener, kUnidentified, kStatus, kInSock, kInHost, kOut, kErr };
+    struct Slot {
+        SlotKind kind;
+        std::size_t index;
+        bool host;  // kOut/kErr: the host descriptor rather than the socket
+    };
     void run();
+    void watch_set(std::vector<pollfd>& fds, std::vector<Slot>& slots) const;
+    // Serves one ready entry; false: the relay was told to stop.
+    bool serve(Slot s, short revents);
     void accept_some();
     void identify(std::size_t i);
     void read_status();
@@ -223,86 +233,85 @@ void StdioRelay::State::check_done() {
     config.on_exit(value <= 255 ? static_cast<int>(value) : 125);
 }
 
-void StdioRelay::State::run() {
-    enum Kind { kWake, kListener, kUnidentified, kStatus, kInSock, kInHost, kOut, kErr };
-    struct Slot {
-        Kind kind;
-        std::size_t index;
-        bool host;  // kOut/kErr: the host descriptor rather than the socket
+void StdioRelay::State::watch_set(std::vector<pollfd>& fds, std::vector<Slot>& slots) const {
+    fds.clear();
+    slots.clear();
+    auto add = [&](int fd, short events, Slot s) {
+        fds.push_back({fd, events, 0});
+        slots.push_back(s);
     };
+    add(wake, POLLIN, {kWake, 0, false});
+    if (config.listener) add(config.listener.get(), POLLIN, {kListener, 0, false});
+    for (std::size_t i = 0; i < unidentified.size(); ++i)
+        add(unidentified[i].get(), POLLIN, {kUnidentified, i, false});
+    if (status_sock && status_got < status.size())
+        add(status_sock.get(), POLLIN, {kStatus, 0, false});
+    if (in.sock && !in.closed) {
+        if (in.len > 0)
+            add(in.sock.get(), POLLOUT, {kInSock, 0, false});
+        else if (!in.host_ended)
+            add(in.host, POLLIN, {kInHost, 0, true});
+    }
+    for (const Output* o : {&out, &err}) {
+        const SlotKind k = o == &out ? kOut : kErr;
+        if (o->len > 0)
+            add(o->host, POLLOUT, {k, 0, true});
+        else if (o->sock)
+            add(o->sock.get(), POLLIN, {k, 0, false});
+    }
+}
+
+bool StdioRelay::State::serve(Slot s, short ev) {
+    switch (s.kind) {
+        case kWake:
+            return false;
+        case kListener:
+            accept_some();
+            break;
+        case kUnidentified:
+            identify(s.index);
+            break;
+        case kStatus:
+            read_status();
+            break;
+        case kInSock:
+            write_input();
+            break;
+        case kInHost:
+            if (ev & POLLNVAL)
+                in.host_ended = true;
+            else
+                read_host_input();
+            break;
+        case kOut:
+        case kErr: {
+            Output& o = s.kind == kOut ? out : err;
+            if (!s.host) {
+                read_output(o);
+            } else if (ev & POLLNVAL) {
+                o.host_broken = true;
+                o.len = 0;
+            } else {
+                write_output(o);
+            }
+            break;
+        }
+    }
+    return true;
+}
+
+void StdioRelay::State::run() {
     std::vector<pollfd> fds;
     std::vector<Slot> slots;
     for (;;) {
-        fds.clear();
-        slots.clear();
-        auto add = [&](int fd, short events, Slot s) {
-            fds.push_back({fd, events, 0});
-            slots.push_back(s);
-        };
-        add(wake, POLLIN, {kWake, 0, false});
-        if (config.listener) add(config.listener.get(), POLLIN, {kListener, 0, false});
-        for (std::size_t i = 0; i < unidentified.size(); ++i)
-            add(unidentified[i].get(), POLLIN, {kUnidentified, i, false});
-        if (status_sock && status_got < status.size())
-            add(status_sock.get(), POLLIN, {kStatus, 0, false});
-        if (in.sock && !in.closed) {
-            if (in.len > 0)
-                add(in.sock.get(), POLLOUT, {kInSock, 0, false});
-            else if (!in.host_ended)
-                add(in.host, POLLIN, {kInHost, 0, true});
-        }
-        for (Output* o : {&out, &err}) {
-            const Kind k = o == &out ? kOut : kErr;
-            if (o->len > 0)
-                add(o->host, POLLOUT, {k, 0, true});
-            else if (o->sock)
-                add(o->sock.get(), POLLIN, {k, 0, false});
-        }
+        watch_set(fds, slots);
         if (::poll(fds.data(), fds.size(), -1) < 0) {
             if (errno == EINTR) continue;
             return;  // cannot happen with valid arguments; the session's stop ends the run
         }
         // In order: of two connections naming the same stream, the first one wins.
-        for (std::size_t i = 0; i < fds.size(); ++i) {
-            const short ev = fds[i].revents;
-            if (ev == 0) continue;
-            const Slot s = slots[i];
-            switch (s.kind) {
-                case kWake:
-                    return;
-                case kListener:
-                    accept_some();
-                    break;
-                case kUnidentified:
-                    identify(s.index);
-                    break;
-                case kStatus:
-                    read_status();
-                    break;
-                case kInSock:
-                    write_input();
-                    break;
-                case kInHost:
-                    if (ev & POLLNVAL)
-                        in.host_ended = true;
-                    else
-                        read_host_input();
-                    break;
-                case kOut:
-                case kErr: {
-                    Output& o = s.kind == kOut ? out : err;
-                    if (!s.host) {
-                        read_output(o);
-                    } else if (ev & POLLNVAL) {
-                        o.host_broken = true;
-                        o.len = 0;
-                    } else {
-                        write_output(o);
-                    }
-                    break;
-                }
-            }
-        }
+        for (std::size_t i = 0; i < fds.size(); ++i)
+            if (fds[i].revents != 0 && !serve(slots[i], fds[i].revents)) return;
         std::erase_if(unidentified, [](const UniqueFd& fd) { return !fd; });
         check_done();
     }

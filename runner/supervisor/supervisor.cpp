@@ -3,7 +3,7 @@
 // forks the sandbox process into its namespaces, waits for it while forwarding
 // termination signals, and removes everything it set up. The supervisor never runs guest
 // code and never touches guest memory.
-#include "runner/vmm/sandbox.hpp"
+#include "runner/supervisor/supervisor.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -20,9 +20,9 @@
 #include "policy/jail.hpp"
 #include "policy/namespaces.hpp"
 #include "policy/selinux_context.hpp"
-#include "runner/vmm/prepared.hpp"
+#include "runner/supervisor/preparation.hpp"
+#include "runner/vmm/sandbox_process.hpp"
 #include "runner/vmm/signals.hpp"
-#include "runner/vmm/vm_session.hpp"
 
 namespace stockade {
 namespace {
@@ -36,7 +36,7 @@ struct HostSetup {
     std::optional<policy::SandboxLabel> label;
 };
 
-Result<HostSetup> set_up_host(const Prepared& p) {
+Result<HostSetup> set_up_host(const SupervisorState& p) {
     if (::geteuid() != 0 && !p.policy.namespaces.has(policy::Namespace::user))
         return fail(
             "stockade run needs root (cgroups, namespaces, pivot_root); an unprivileged "
@@ -85,54 +85,33 @@ int exit_status(int wait_status) {
 Result<int> run(const SandboxSpec& spec) {
     // Descriptors inherited from whoever started us are never the sandbox's.
     close_fds_except({});
-    Prepared prepared = STOCKADE_TRY(prepare(spec));
-    HostSetup host = STOCKADE_TRY(set_up_host(prepared));
+    auto [supervisor, sandbox] = STOCKADE_TRY(prepare(spec));
+    HostSetup host = STOCKADE_TRY(set_up_host(supervisor));
     auto sigfd = STOCKADE_TRY(watch_termination_signals());
 
-    const policy::Policy& pol = prepared.policy;
+    const policy::Policy& pol = supervisor.policy;
     auto forked = policy::fork_into_namespaces(
         {pol.namespaces, pol.uid, pol.gid, host.leaf.dir_fd(), host.leaf.path()});
     if (!forked) return std::unexpected(std::move(forked).error().context("starting the sandbox"));
     if (forked->in_child()) {
-        Hardening h{&pol, host.root.path(), std::nullopt, {host.leaf.dir_fd(), sigfd.get()}};
-        if (host.label) {
-            h.selinux_context = host.label->context;
-            h.close_fds.push_back(host.label->reservation.lock_fd());
-        }
-        ::_exit(run_vm(prepared, h));
+        SandboxJail jail{host.root.path(), std::nullopt};
+        if (host.label) jail.selinux_context = host.label->context;
+        ::_exit(run_sandbox_process(std::move(sandbox), jail));
     }
-    // The supervisor keeps nothing of the VM.
-    prepared.kvm.reset();
-    prepared.disks.clear();
-    prepared.vsock.reset();
-    release_boot_images(prepared);
-    if (prepared.net) {  // it keeps the handle: tearing the network down is its job
-        prepared.net->tap.reset();
-        prepared.net->vhost.reset();
-    }
+    // The supervisor keeps nothing of the VM: the sandbox's resources end here.
+    { SandboxResources handed_over = std::move(sandbox); }
 
     auto waited = supervise(forked->pid, sigfd.get());
     int status = waited ? exit_status(*waited) : 125;
     if (!waited) log::error("{}", waited.error().message);
-    // Teardown: the leaf kills anything left in it; the jail root must be empty again.
+    // Teardown: the leaf kills anything left in it; the jail root must be empty again; the
+    // device kinds' host state (a tap) goes with `supervisor`.
     if (auto r = host.leaf.remove(); !r) log::error("cleaning up: {}", r.error().message);
     if (auto r = host.root.remove(); !r) log::error("cleaning up: {}", r.error().message);
     return status;
 }
 
 }  // namespace
-
-std::string default_kernel_cmdline(bool has_pci) {
-    // console on COM1 but quiet (every byte on a UART is a VM exit); reset through the
-    // keyboard controller; reboot at once on panic (pvpanic has told us by then); one
-    // legacy UART to probe; no PCI bus scan when the machine has no PCI devices; no boot-time
-    // self-tests of the kernel's crypto algorithms (a diagnostic outside FIPS mode, as in Kata
-    // Containers' defaults: 0.35 s of a 2.7 s boot in the lab; `--cmdline
-    // cryptomgr.notests=0` brings them back).
-    std::string c = "console=ttyS0 quiet reboot=k panic=-1 8250.nr_uarts=1 cryptomgr.notests";
-    if (!has_pci) c += " pci=off";
-    return c;
-}
 
 int run_sandbox(const SandboxSpec& spec) {
     auto r = run(spec);

@@ -1,0 +1,162 @@
+#include "runner/registry/net.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <sys/syscall.h>
+
+#include <charconv>
+
+#include <CLI/CLI.hpp>
+
+#include "base/io.hpp"
+#include "base/log.hpp"
+#include "base/uapi.hpp"
+#include "netsetup/spec.hpp"
+#include "runner/virtio/net.hpp"
+#include "vhost/vhost.hpp"
+
+namespace stockade {
+namespace {
+
+constexpr const char* kVhostNetDevice = "/dev/vhost-net";
+
+bool valid_ipv4_prefix(std::string_view text) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) return false;
+    const std::string ip(text.substr(0, slash));
+    in_addr a{};
+    if (::inet_pton(AF_INET, ip.c_str(), &a) != 1) return false;
+    const std::string_view len = text.substr(slash + 1);
+    unsigned prefix = 0;
+    auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
+    return ec == std::errc{} && end == len.data() + len.size() && !len.empty() && prefix >= 1 &&
+           prefix <= 32;
+}
+
+// /dev/vhost-net for the chosen datapath: required with vhost=on, used when it opens with
+// the default, never with vhost=off.
+Result<UniqueFd> open_vhost_net(VhostMode mode) {
+    if (mode == VhostMode::off) return UniqueFd{};
+    auto fd = open_file(kVhostNetDevice, O_RDWR);
+    if (fd) return std::move(*fd);
+    if (mode == VhostMode::on)
+        return std::unexpected(std::move(fd).error().context("--net vhost=on"));
+    log::debug("{}; using the userspace network datapath", fd.error().message);
+    return UniqueFd{};
+}
+
+}  // namespace
+
+Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
+    NetDeviceSpec out;
+    bool vhost_seen = false, addr_seen = false;
+    std::size_t pos = 0;
+    while (!text.empty() && pos <= text.size()) {
+        auto next = text.find(',', pos);
+        if (next == std::string_view::npos) next = text.size();
+        const std::string_view item = text.substr(pos, next - pos);
+        pos = next + 1;
+        if (item.starts_with("vhost=")) {
+            if (vhost_seen) return fail("--net: vhost: given twice");
+            vhost_seen = true;
+            const auto v = item.substr(6);
+            if (v == "on")
+                out.vhost = VhostMode::on;
+            else if (v == "off")
+                out.vhost = VhostMode::off;
+            else
+                return fail("--net: vhost: '{}' is not on or off", v);
+        } else if (item.starts_with("addr=")) {
+            if (addr_seen) return fail("--net: addr: given twice");
+            addr_seen = true;
+            out.address = std::string(item.substr(5));
+            if (!valid_ipv4_prefix(out.address))
+                return fail(
+                    "--net: addr: '{}' is not an IPv4 address with a prefix length "
+                    "(A.B.C.D/N)",
+                    out.address);
+        } else {
+            if (!out.netsetup.empty()) out.netsetup += ',';
+            out.netsetup += item;
+        }
+    }
+    net::SpecDefaults defaults;
+    defaults.id = "sandbox";
+    auto checked = net::parse_net_spec(out.netsetup, defaults);
+    if (!checked) return fail("--net: {}", checked.error().message);
+    if (checked->queues != 1) return fail("--net: queues: stockade run uses one queue pair");
+    return out;
+}
+
+void NetKind::add_options(CLI::App& app, Options& options) {
+    app.add_option("--net", options.text,
+                   "a virtio-net interface on a fresh tap: a `stockade net` spec (id defaults "
+                   "to the sandbox id, e.g. bridge=br0,vlan=10) plus vhost=on|off (the "
+                   "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
+                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init)")
+        ->each([&options](const std::string&) { options.given = true; });
+}
+
+Result<> NetKind::apply(const Options& options, Spec& spec) {
+    if (options.given) spec = STOCKADE_TRY(parse_net_device_spec(options.text));
+    return {};
+}
+
+Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenContext& ctx) {
+    if (!spec) return std::optional<Handed>{};
+    net::SpecDefaults defaults;
+    defaults.id = std::string(ctx.sandbox_id);
+    auto parsed = net::parse_net_spec(spec->netsetup, defaults);
+    if (!parsed) return std::unexpected(std::move(parsed).error().context("--net"));
+    Handed h{std::move(*parsed), {}, {}};
+    if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address};
+    h.vhost = STOCKADE_TRY(open_vhost_net(spec->vhost));
+    return std::optional<Handed>(std::move(h));
+}
+
+Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec&, ClaimContext&) {
+    net::NetOptions options;
+    options.persistent = false;  // a per-run tap: gone with its last fd
+    auto handle = net::NetworkHandle::open(handed.spec, options);
+    if (!handle) return std::unexpected(std::move(handle).error().context("--net"));
+    auto fds = handle->take_tap_fds();
+    if (fds.size() != 1) return fail("--net: expected one tap queue, got {}", fds.size());
+    handed.tap = std::move(fds.front());
+    return Host(std::move(*handle));
+}
+
+std::vector<int> NetKind::fds(const Handed& handed) {
+    std::vector<int> out{handed.tap.get()};
+    if (handed.vhost) out.push_back(handed.vhost.get());
+    return out;
+}
+
+Result<std::vector<BuiltDevice>> NetKind::build(Handed handed, BuildContext&) {
+    virtio::NetBackend backend{std::move(handed.tap), handed.spec.mac.bytes, {}, std::nullopt};
+    if (handed.spec.mtu) backend.mtu = static_cast<std::uint16_t>(*handed.spec.mtu);
+    // VHOST_SET_OWNER: the kernel's worker serves this process's memory from now on.
+    if (handed.vhost)
+        backend.vhost =
+            STOCKADE_TRY(vhost::VhostDevice::adopt(std::move(handed.vhost), kVhostNetDevice));
+    auto net = virtio::Net::create(std::move(backend));
+    if (!net) return std::unexpected(std::move(net).error().context("--net"));
+    std::vector<BuiltDevice> out;
+    out.push_back({std::move(*net), "net"});
+    return out;
+}
+
+void NetKind::add_seccomp_rules(DeviceThreadProfiles profiles) {
+    for (policy::SeccompProfile* p : {&profiles.vcpu, &profiles.event_loop})
+        // starting and stopping vhost-net with the driver (activation, reset), and telling
+        // the tap which offloads the guest accepted
+        p->allow_ioctl({STOCKADE_IOCTL(VHOST_SET_FEATURES), STOCKADE_IOCTL(VHOST_SET_MEM_TABLE),
+                        STOCKADE_IOCTL(VHOST_SET_VRING_NUM), STOCKADE_IOCTL(VHOST_SET_VRING_BASE),
+                        STOCKADE_IOCTL(VHOST_GET_VRING_BASE), STOCKADE_IOCTL(VHOST_SET_VRING_ADDR),
+                        STOCKADE_IOCTL(VHOST_SET_VRING_KICK), STOCKADE_IOCTL(VHOST_SET_VRING_CALL),
+                        STOCKADE_IOCTL(VHOST_NET_SET_BACKEND), STOCKADE_IOCTL(TUNSETOFFLOAD)});
+    // the userspace datapath moves frames on the event loop (writev of a frame to the tap)
+    profiles.event_loop.allow({SYS_writev});
+}
+
+}  // namespace stockade

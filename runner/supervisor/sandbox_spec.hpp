@@ -1,0 +1,58 @@
+#pragma once
+// What `stockade run` was asked to do, validated before anything is created.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/guest_memory.hpp"
+#include "runner/registry/device_registry.hpp"
+
+namespace stockade {
+
+inline constexpr std::uint64_t kMinMemoryMiB = 64;
+inline constexpr std::uint32_t kMaxVcpus = 254;  // APIC ids 0..253, the IOAPIC takes one more
+
+struct SandboxSpec {
+    std::string kernel;
+    std::string initrd;
+    std::string extra_cmdline;
+    std::uint32_t vcpus = 1;
+    std::uint64_t memory_mib = 256;
+    HugePages huge_pages = HugePages::transparent;
+    std::vector<std::string> argv;  // the workload
+    std::vector<std::string> env;   // NAME=value
+    std::string workdir = "/";
+    std::string hostname = "sandbox";
+    DeviceKinds::Specs devices;  // each device kind's part (runner/registry/)
+    bool show_console = false;   // kernel console to stderr
+    bool print_stats = false;    // exit counts and timings to stderr at the end
+    std::string policy_file;     // empty: the default policy
+    std::string id;              // empty: a fresh one
+
+    template <DeviceKind K>
+    [[nodiscard]] typename K::Spec& device() {
+        return part_of<K>(devices);
+    }
+    template <DeviceKind K>
+    [[nodiscard]] const typename K::Spec& device() const {
+        return part_of<K>(devices);
+    }
+};
+
+struct HostLimits {
+    std::uint64_t ram_bytes = 0;          // physical memory of the host
+    std::uint32_t max_vcpus = kMaxVcpus;  // KVM_CAP_MAX_VCPUS, capped
+};
+
+// Checks every field on its own (no I/O), the devices' included: the first problem is
+// returned, naming the field.
+[[nodiscard]] Result<> validate(const SandboxSpec& spec, const HostLimits& host);
+// --vcpus against the smaller of `host_max` (KVM_CAP_MAX_VCPUS) and kMaxVcpus.
+[[nodiscard]] Result<> check_vcpus(std::uint32_t vcpus, std::uint32_t host_max);
+// The host's physical memory (sysinfo), for HostLimits.
+[[nodiscard]] std::uint64_t host_ram_bytes();
+
+}  // namespace stockade

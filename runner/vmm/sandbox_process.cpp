@@ -1,0 +1,352 @@
+// The sandbox process: build / harden / start / run / report, each a step of its own.
+#include "runner/vmm/sandbox_process.hpp"
+
+#include <dirent.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+// after sys/socket.h, which it needs
+#include <linux/vm_sockets.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstring>
+
+#include "base/io.hpp"
+#include "base/log.hpp"
+#include "policy/jail.hpp"
+#include "policy/privileges.hpp"
+#include "policy/selinux_context.hpp"
+#include "runner/stdio/console_tail.hpp"
+#include "runner/stdio/stdin_forwarder.hpp"
+#include "runner/stdio/stdio_relay.hpp"
+#include "runner/vmm/event_loop.hpp"
+#include "runner/vmm/machine.hpp"
+#include "runner/vmm/platform_outcome.hpp"
+#include "runner/vmm/seccomp_profiles.hpp"
+#include "runner/vmm/signals.hpp"
+#include "runner/vmm/vm_control.hpp"
+
+namespace stockade {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t us_since(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
+}
+
+// Descriptors this process holds now (from /proc, which the jail later hides).
+std::vector<int> open_fds() {
+    std::vector<int> fds;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        const int self = ::dirfd(d);
+        while (dirent* e = ::readdir(d)) {
+            char* end = nullptr;
+            const long v = std::strtol(e->d_name, &end, 10);
+            if (end != e->d_name && *end == '\0' && v > 2 && v != self)
+                fds.push_back(static_cast<int>(v));
+        }
+        ::closedir(d);
+    }
+    return fds;
+}
+
+// How long each hardening step took (µs), for --stats.
+struct HardeningTimes {
+    std::int64_t jail = 0, selinux = 0, drop = 0, seccomp = 0;
+};
+
+// The devices built, in slot order, and where --stats finds their counters.
+struct BuiltDevices {
+    std::vector<std::unique_ptr<virtio::VirtioDevice>> devices;
+    std::vector<std::pair<std::string, virtio::VirtioDevice*>> stats;
+    BuildContext context;
+};
+
+// Every device kind builds its devices from what it was handed.
+Result<BuiltDevices> build_devices(DeviceKinds::Handed& handed) {
+    BuiltDevices out;
+    STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>, auto) {
+        auto& part = part_of<K>(handed);
+        if (!part) return Result<>{};
+        auto built = K::build(std::move(*part), out.context);
+        if (!built) return Result<>(std::unexpected(std::move(built).error()));
+        for (BuiltDevice& b : *built) {
+            if (!b.stats_label.empty()) out.stats.emplace_back(b.stats_label, b.device.get());
+            out.devices.push_back(std::move(b.device));
+        }
+        return Result<>{};
+    }));
+    return out;
+}
+
+class Sandbox {
+  public:
+    Sandbox(SandboxResources resources, const SandboxJail& jail, VmControl control, EventLoop loop,
+            UniqueFd sigfd)
+        : res_(std::move(resources)),
+          jail_(jail),
+          control_(std::move(control)),
+          loop_(std::move(loop)),
+          sigfd_(std::move(sigfd)),
+          profiles_(sandbox_seccomp_profiles(res_.policy.seccomp_mode, res_.devices)) {}
+
+    Result<> build();   // startup step 4's end: devices and the machine
+    Result<> harden();  // steps 5-7: jail, SELinux, privilege drop
+    Result<> start();   // steps 8-9: each thread's filter, then the vCPUs released
+    void run();         // the event loop, until something stops the run
+    int report();       // the stop's message, the console's tail, --stats; the exit status
+
+  private:
+    [[nodiscard]] Serial::Output serial_output();
+    void on_platform_event(const PlatformEvent& e);
+    [[nodiscard]] Result<> start_stdio_relay();
+    [[nodiscard]] Result<> watch_control_and_signals();
+    void print_stats() const;
+
+    SandboxResources res_;
+    const SandboxJail& jail_;
+    VmControl control_;
+    EventLoop loop_;
+    UniqueFd sigfd_;
+    SandboxSeccompProfiles profiles_;
+    const Clock::time_point start_ = Clock::now();
+    std::atomic<std::int64_t> ready_us_{-1};
+    std::atomic<bool> guest_ready_{false};
+    ConsoleTail console_;
+    std::unique_ptr<Machine> machine_;
+    std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
+    std::optional<VsockStdio> vsock_stdio_;
+    std::unique_ptr<StdioRelay> relay_;
+    std::uint32_t relay_cid_ = 0;
+    std::optional<StdinForwarder> stdin_;
+    std::int64_t built_us_ = 0, released_us_ = 0;
+    std::uint64_t loop_cpu_ns_ = 0;
+    HardeningTimes hardening_;
+};
+
+Serial::Output Sandbox::serial_output() {
+    // With vsock stdio the workload's streams do not use the console: whatever still
+    // reaches its terminal is the console's, so stdout stays exactly the workload's.
+    const bool vsock_stdio = vsock_stdio_.has_value();
+    const bool show_console = res_.spec.show_console;
+    return
+        [this, vsock_stdio, show_console](SerialStream stream, std::span<const std::uint8_t> data) {
+            if (stream == SerialStream::terminal && !vsock_stdio) {
+                (void)write_all(STDOUT_FILENO, data);  // EPIPE: nobody reads; keep running
+            } else {
+                console_.append(data);
+                if (show_console) (void)write_all(STDERR_FILENO, data);
+            }
+        };
+}
+
+void Sandbox::on_platform_event(const PlatformEvent& e) {
+    const PlatformOutcome o = outcome_of(e);
+    switch (o.action) {
+        case PlatformOutcome::Action::none:
+            return;
+        case PlatformOutcome::Action::ready:
+            if (ready_us_.load() < 0) ready_us_ = us_since(start_);
+            guest_ready_ = true;
+            control_.wake();
+            return;
+        case PlatformOutcome::Action::stop:
+            control_.stop(o.reason);
+            return;
+        case PlatformOutcome::Action::stop_after_grace:
+            control_.stop_after(o.reason, o.grace_ms);
+            return;
+    }
+}
+
+Result<> Sandbox::build() {
+    BuiltDevices built = STOCKADE_TRY(build_devices(res_.devices));
+    device_stats_ = std::move(built.stats);
+    vsock_stdio_ = std::move(built.context.stdio);
+    const BootPlan& boot = res_.boot;
+    MachineConfig config{res_.spec.vcpus,
+                         res_.spec.memory_mib << 20,
+                         {res_.spec.huge_pages, -1},
+                         boot.cmdline,
+                         boot.layout,
+                         boot.has_pci};
+    BootImages images{&boot.kernel, {boot.initrd.bytes(), boot.job}};
+    machine_ = STOCKADE_TRY(
+        Machine::create(*res_.kvm, config, images, {std::move(built.devices), &loop_},
+                        serial_output(), [this](const PlatformEvent& e) { on_platform_event(e); }));
+    // The boot images now live in guest memory, and /dev/kvm has made the VM: neither is
+    // needed again.
+    res_.boot.release();
+    res_.kvm.reset();
+    built_us_ = us_since(start_);
+    return {};
+}
+
+Result<> Sandbox::harden() {
+    std::optional<policy::SelinuxSwitch> se;
+    if (jail_.selinux_context)
+        se = STOCKADE_TRY(policy::SelinuxSwitch::prepare(*jail_.selinux_context));
+    // Every descriptor open now was handed over by the supervisor or made here for the VM.
+    auto t = Clock::now();
+    auto jailed = policy::enter_jail(policy::jail_spec(res_.policy, jail_.root, open_fds()));
+    if (!jailed) return std::unexpected(std::move(jailed).error().context("jail"));
+    hardening_.jail = us_since(t);
+    t = Clock::now();
+    if (se) {
+        auto switched = se->apply();
+        if (!switched) return std::unexpected(std::move(switched).error().context("SELinux"));
+    }
+    hardening_.selinux = us_since(t);
+    t = Clock::now();
+    auto dropped = policy::drop_privileges(res_.policy.uid, res_.policy.gid);
+    if (!dropped) return std::unexpected(std::move(dropped).error().context("dropping privileges"));
+    hardening_.drop = us_since(t);
+    return {};
+}
+
+Result<> Sandbox::start_stdio_relay() {
+    if (!vsock_stdio_) return {};
+    const std::uint32_t cid = relay_cid_ = vsock_stdio_->cid;
+    StdioRelayConfig rc;
+    rc.listener = std::move(vsock_stdio_->listener);
+    rc.is_guest = [cid](const sockaddr_storage& peer, socklen_t len) {
+        const auto* vm = reinterpret_cast<const sockaddr_vm*>(&peer);
+        return len >= sizeof(sockaddr_vm) && vm->svm_family == AF_VSOCK && vm->svm_cid == cid;
+    };
+    rc.on_exit = [this](int status) { control_.stop({StopKind::workload_exited, status, ""}); };
+    // The relay thread loads its own filter before it touches a guest connection.
+    rc.on_thread_start = [this] { return profiles_.stdio_relay.load(); };
+    relay_ = STOCKADE_TRY(StdioRelay::start(std::move(rc)));
+    return {};
+}
+
+Result<> Sandbox::watch_control_and_signals() {
+    STOCKADE_TRY_VOID(
+        loop_.add(control_.event_fd(), EPOLLIN, [this](std::uint32_t) { control_.drain(); }));
+    return loop_.add(sigfd_.get(), EPOLLIN, [this](std::uint32_t) {
+        signalfd_siginfo si{};
+        while (::read(sigfd_.get(), &si, sizeof si) == sizeof si)
+            control_.stop({StopKind::signal, 128 + static_cast<int>(si.ssi_signo),
+                           ::strsignal(static_cast<int>(si.ssi_signo))});
+    });
+}
+
+Result<> Sandbox::start() {
+    const auto t = Clock::now();
+    STOCKADE_TRY_VOID(start_stdio_relay());
+    STOCKADE_TRY_VOID(watch_control_and_signals());
+    stdin_.emplace(machine_->serial(), loop_);
+    // Each vCPU thread loads its filter and waits; this thread then loads the event loop's.
+    STOCKADE_TRY_VOID(machine_->start(control_, [this] { return profiles_.vcpu.load(); }));
+    if (auto r = profiles_.event_loop.load(); !r) {
+        control_.stop({StopKind::host_error, 0, r.error().message});
+        machine_->stop();
+        return std::unexpected(std::move(r).error().context("seccomp"));
+    }
+    hardening_.seccomp = us_since(t);
+    machine_->release();
+    released_us_ = us_since(start_);
+    return {};
+}
+
+void Sandbox::run() {
+    const std::uint64_t cpu_start = this_thread_cpu_ns();
+    while (!control_.stopping()) {
+        if (guest_ready_ && !vsock_stdio_) stdin_->start();
+        stdin_->tick();
+        const int deadline = control_.check_deadline();
+        if (control_.stopping()) break;
+        int timeout = stdin_->timeout_ms();
+        if (deadline >= 0 && (timeout < 0 || deadline < timeout)) timeout = deadline;
+        if (auto r = loop_.run_once(timeout); !r)
+            control_.stop({StopKind::host_error, 0, r.error().message});
+    }
+    loop_cpu_ns_ = this_thread_cpu_ns() - cpu_start;
+    machine_->stop();
+    if (relay_) relay_->stop();
+    machine_->serial().flush();
+}
+
+int Sandbox::report() {
+    const StopReason reason = *control_.reason();
+    const std::string message = describe(reason);
+    if (!message.empty()) {
+        log::error("{}", message);
+        // The console explains crashes; a reboot or power-off the workload asked for needs
+        // no explanation.
+        const bool crash =
+            reason.kind == StopKind::guest_panic || reason.kind == StopKind::triple_fault ||
+            reason.kind == StopKind::init_failed || reason.kind == StopKind::vcpu_error;
+        std::string tail = console_.last_lines(40);
+        while (!tail.empty() && std::isspace(static_cast<unsigned char>(tail.back())))
+            tail.pop_back();
+        if (crash && !tail.empty() && !res_.spec.show_console)
+            log::error("last guest console output:\n{}", tail);
+    }
+    if (res_.spec.print_stats) print_stats();
+    return exit_status_of(reason);
+}
+
+void Sandbox::print_stats() const {
+    const ExitCounts c = machine_->exit_counts();
+    const HardeningTimes& h = hardening_;
+    log::write(
+        log::Level::info,
+        fmt::format("stats: vm built in {:.1f} ms; hardening: jail {:.1f} ms, SELinux "
+                    "{:.1f} ms, privilege drop {:.1f} ms, seccomp {:.1f} ms; vCPUs "
+                    "released at {:.1f} ms; first exit {:.1f} ms after start; init "
+                    "ready at {:.1f} ms; ended at {:.1f} ms; exits: io {}, mmio {}, "
+                    "interrupted {}; CPU: vCPUs {:.2f} s, event loop {:.2f} s; guest RAM "
+                    "touched {} MiB",
+                    built_us_ / 1e3, h.jail / 1e3, h.selinux / 1e3, h.drop / 1e3, h.seccomp / 1e3,
+                    released_us_ / 1e3, c.first_exit_us / 1e3, ready_us_.load() / 1e3,
+                    us_since(start_) / 1e3, c.io, c.mmio, c.interrupted, c.vcpu_cpu_ns / 1e9,
+                    loop_cpu_ns_ / 1e9, machine_->memory().resident_bytes() >> 20));
+    for (const auto& [label, dev] : device_stats_)
+        log::write(log::Level::info, fmt::format("stats: {}: {}", label, dev->stats()));
+    if (relay_) {
+        const auto io = relay_->counters();
+        log::write(log::Level::info,
+                   fmt::format("stats: stdio over vsock (guest CID {}): in {} B, out {} B, "
+                               "err {} B, connections refused {}",
+                               relay_cid_, io.in, io.out, io.err, io.refused));
+    }
+}
+
+Result<int> run_sandbox(SandboxResources resources, const SandboxJail& jail) {
+    auto control = STOCKADE_TRY(VmControl::create());
+    auto sigfd = STOCKADE_TRY(watch_termination_signals());
+    auto loop = STOCKADE_TRY(EventLoop::create());
+    auto sandbox = std::make_unique<Sandbox>(std::move(resources), jail, std::move(control),
+                                             std::move(loop), std::move(sigfd));
+    STOCKADE_TRY_VOID(sandbox->build());
+    STOCKADE_TRY_VOID(sandbox->harden());
+    STOCKADE_TRY_VOID(sandbox->start());
+    sandbox->run();
+    return sandbox->report();
+}
+
+}  // namespace
+
+int run_sandbox_process(SandboxResources resources, const SandboxJail& jail) {
+    // Descriptors reach the sandbox by an allowlist: whatever else it inherited from the
+    // supervisor (the cgroup leaf, its signalfd, the MCS reservation) is closed first.
+    close_fds_except(resources.fds());
+    // One malloc arena for every thread: glibc would give each vCPU thread and the stdio
+    // relay its own (64 KiB resident each, measured in the lab) for the few allocations
+    // they make; small ones go through the per-thread cache without the arena's lock anyway.
+    ::mallopt(M_ARENA_MAX, 1);
+    auto r = run_sandbox(std::move(resources), jail);
+    if (!r) {
+        log::error("{}", r.error().message);
+        return 125;
+    }
+    return *r;
+}
+
+}  // namespace stockade
