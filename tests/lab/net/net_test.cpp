@@ -8,7 +8,7 @@
 #include <regex>
 #include <string>
 
-#include "tests/lab/support/process.hpp"
+#include "lab/support/process.hpp"
 
 namespace stockade {
 namespace {

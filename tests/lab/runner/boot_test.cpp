@@ -9,8 +9,8 @@
 #include <regex>
 #include <sstream>
 
-#include "tests/lab/support/memory.hpp"
-#include "tests/lab/support/process.hpp"
+#include "lab/support/memory.hpp"
+#include "lab/support/process.hpp"
 #include "tests/support/vmlinux.hpp"
 
 namespace stockade {
