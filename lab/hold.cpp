@@ -5,8 +5,8 @@
 // (preempt notifiers, the local APIC's "software disabled" key), and the kernel patches
 // its code live for each flip (int3, then IPIs to the other CPU). QEMU 7.2's TCG loses
 // such a cross-CPU code change now and then: a lab CPU keeps executing the old int3,
-// the kernel sees no int3 there and retries, forever, with interrupts off (seen in CI:
-// both lab CPUs looping in asm_exc_int3 / kprobe_int3_handler). A key that is already on
+// the kernel sees no int3 there and retries, forever, with interrupts off (both lab CPUs
+// loop in asm_exc_int3 / kprobe_int3_handler; docs/lab-notes.md). A key that is already on
 // is only counted, never patched, so this process holds one of each for the lab's life:
 // a VM with an in-kernel irqchip and one vCPU that never runs (its APIC stays software
 // disabled), a VM whose vCPU has no in-kernel APIC, and a socket with receive timestamps

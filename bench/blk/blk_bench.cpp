@@ -20,7 +20,7 @@
 #include <fmt/format.h>
 
 #include "guest/job.hpp"
-#include "tests/lab/support/process.hpp"
+#include "lab/support/process.hpp"
 
 namespace {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/lab/support/memory.hpp"
-#include "tests/lab/support/process.hpp"
+#include "lab/support/memory.hpp"
+#include "lab/support/process.hpp"
 
 namespace {
 

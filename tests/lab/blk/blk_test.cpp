@@ -13,7 +13,7 @@
 #include <regex>
 #include <sstream>
 
-#include "tests/lab/support/process.hpp"
+#include "lab/support/process.hpp"
 
 namespace stockade {
 namespace {

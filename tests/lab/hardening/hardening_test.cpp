@@ -20,8 +20,8 @@
 
 #include <fmt/format.h>
 
+#include "lab/support/process.hpp"
 #include "policy/privileges.hpp"
-#include "tests/lab/support/process.hpp"
 
 namespace stockade {
 namespace {

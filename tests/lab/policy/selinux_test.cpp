@@ -1,7 +1,8 @@
 // SELinux in the lab (booted with --selinux): Debian's default policy with the stockade
 // module installed by semodule, enforcing. Proves: setcon into the sandbox context works; two
 // sandboxes in stockade_t with different MCS categories cannot open each other's files on
-// tmpfs (and it is SELinux that stops them: permissive lets the same open through); the
+// tmpfs (files of the test module's stockade_labtest_file_t; and it is SELinux that stops
+// them: permissive lets the same open through); the
 // "required" mode refuses a permissive host; and the whole sequence (jail, SELinux switch
 // through the pre-opened attribute file, drop, seccomp) on a live process.
 //
@@ -32,7 +33,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace stockade::test;
 
-constexpr const char* kSnapshots = "/run/stockade-lab-mcs";
+constexpr const char* kMcsDir = "/run/stockade-lab-mcs";
+constexpr const char* kFileType = "stockade_labtest_file_t";
 const std::string kContextA = "system_u:system_r:stockade_t:s0:c1,c2";
 const std::string kContextB = "system_u:system_r:stockade_t:s0:c3,c4";
 
@@ -73,23 +75,25 @@ class policy_lab_selinux : public ::testing::Test {
     }
 };
 
-// A tmpfs whose root is a snapshot directory, with one file per sandbox in its categories.
-struct SnapshotDir {
-    SnapshotDir() {
-        fs::create_directories(kSnapshots);
-        ok = ::mount("tmpfs", kSnapshots, "tmpfs", 0, "mode=0777") == 0 &&
-             ::setfilecon(kSnapshots, "system_u:object_r:stockade_snapshot_t:s0") == 0 &&
-             make("a", "s0:c1,c2") && make("b", "s0:c3,c4");
+// A tmpfs of sandbox files (the test module's type), with one file per sandbox in its
+// categories.
+struct McsDir {
+    McsDir() {
+        fs::create_directories(kMcsDir);
+        ok =
+            ::mount("tmpfs", kMcsDir, "tmpfs", 0, "mode=0777") == 0 &&
+            ::setfilecon(kMcsDir, fmt::format("system_u:object_r:{}:s0", kFileType).c_str()) == 0 &&
+            make("a", "s0:c1,c2") && make("b", "s0:c3,c4");
     }
-    ~SnapshotDir() {
-        ::umount2(kSnapshots, MNT_DETACH);
-        ::rmdir(kSnapshots);
+    ~McsDir() {
+        ::umount2(kMcsDir, MNT_DETACH);
+        ::rmdir(kMcsDir);
     }
     static bool make(const char* name, const char* level) {
-        auto con = fmt::format("system_u:object_r:stockade_snapshot_t:{}", level);
+        auto con = fmt::format("system_u:object_r:{}:{}", kFileType, level);
         if (::setfscreatecon(con.c_str()) != 0) return false;
-        int fd = ::open(fmt::format("{}/{}", kSnapshots, name).c_str(),
-                        O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        int fd = ::open(fmt::format("{}/{}", kMcsDir, name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC,
+                        0666);
         ::setfscreatecon(nullptr);
         if (fd < 0) return false;
         bool written = ::write(fd, name, 1) == 1;
@@ -108,12 +112,12 @@ std::string file_context(const std::string& path) {
     return out;
 }
 
-// A sandbox in `context` tries to open `names` in the snapshot directory; its exit code has bit
+// A sandbox in `context` tries to open `names` in the McsDir; its exit code has bit
 // i set when names[i] opened. It switches, then drops to nobody, as the contract orders.
 int open_as(const std::string& context, const std::vector<std::string>& names,
             const char* create = nullptr) {
     int st = run_in_child([&] {
-        if (::chdir(kSnapshots) != 0) return 100;
+        if (::chdir(kMcsDir) != 0) return 100;
         if (!switch_context(context)) return 101;
         if (!drop_privileges(65534, 65534)) return 102;
         int bits = 0;
@@ -164,16 +168,16 @@ TEST_F(policy_lab_selinux, SetconIntoTheSandboxContext) {
 }
 
 TEST_F(policy_lab_selinux, SandboxesWithDifferentCategoriesCannotOpenEachOthersFiles) {
-    SnapshotDir dir;
-    ASSERT_TRUE(dir.ok) << "setting up the tmpfs snapshot directory: " << std::strerror(errno);
-    EXPECT_EQ(file_context(std::string(kSnapshots) + "/a"),
-              "system_u:object_r:stockade_snapshot_t:s0:c1,c2");
+    McsDir dir;
+    ASSERT_TRUE(dir.ok) << "setting up the tmpfs of sandbox files: " << std::strerror(errno);
+    EXPECT_EQ(file_context(std::string(kMcsDir) + "/a"),
+              fmt::format("system_u:object_r:{}:s0:c1,c2", kFileType));
     // A opens its own file and not B's; B the other way round. Each creates one.
     EXPECT_EQ(open_as(kContextA, {"a", "b"}, "new-a"), 0b01);
     EXPECT_EQ(open_as(kContextB, {"a", "b"}, "new-b"), 0b10);
     // Files a sandbox creates carry its categories, and stay out of the other's reach.
-    EXPECT_EQ(file_context(std::string(kSnapshots) + "/new-a"),
-              "system_u:object_r:stockade_snapshot_t:s0:c1,c2");
+    EXPECT_EQ(file_context(std::string(kMcsDir) + "/new-a"),
+              fmt::format("system_u:object_r:{}:s0:c1,c2", kFileType));
     EXPECT_EQ(open_as(kContextB, {"new-a", "new-b"}), 0b10);
     EXPECT_EQ(open_as(kContextA, {"new-a", "new-b"}), 0b01);
     // Same domain, same uid, mode 0666: permissive lets B in, so it is SELinux (MCS) that

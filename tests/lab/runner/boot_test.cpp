@@ -9,8 +9,8 @@
 #include <regex>
 #include <sstream>
 
-#include "tests/lab/support/memory.hpp"
-#include "tests/lab/support/process.hpp"
+#include "lab/support/memory.hpp"
+#include "lab/support/process.hpp"
 #include "tests/support/vmlinux.hpp"
 
 namespace stockade {
@@ -204,7 +204,7 @@ TEST(Signals, TermAndIntStopTheVmCleanly) {
 
 // What the runner itself keeps resident beside the guest's RAM, sampled while the workload
 // runs: the sandbox process under Firecracker's published 5 MiB bound, and a supervisor
-// that holds no copy of the boot images (both kept 8 MiB of freed heap before).
+// that holds no copy of the boot images and no freed heap of them (docs/lab-notes.md).
 TEST(Memory, RunnerOverheadStaysSmall) {
     lab::ProcessMemory sandbox, supervisor;
     RunOptions o;

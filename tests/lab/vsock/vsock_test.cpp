@@ -7,7 +7,7 @@
 #include <regex>
 
 #include "base/sha256.hpp"
-#include "tests/lab/support/process.hpp"
+#include "lab/support/process.hpp"
 
 namespace stockade {
 namespace {

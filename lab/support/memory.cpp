@@ -1,4 +1,4 @@
-#include "tests/lab/support/memory.hpp"
+#include "lab/support/memory.hpp"
 
 #include <cstdio>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "tests/lab/support/process.hpp"
+#include "lab/support/process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
