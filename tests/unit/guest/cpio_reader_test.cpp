@@ -1,5 +1,5 @@
-// The initramfs reader, on archives made by our own writer the way stockade-mkimage lays
-// them out.
+// The initramfs reader and the module release it finds, on archives made by our own writer
+// the way stockade-mkimage lays them out.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -10,6 +10,7 @@
 #include "guest/abi.hpp"
 #include "guest/cpio.hpp"
 #include "guest/cpio_reader.hpp"
+#include "guest/initramfs_modules.hpp"
 
 namespace stockade {
 namespace {
@@ -157,6 +158,73 @@ TEST(CpioReader, RefusesHeadersThatLie) {
     EXPECT_EQ(read_all(with(0, "070707")).stop, cpio::Reader::Stop::malformed);
     // The name "stockade" (9 bytes with its NUL) said to be 8: its NUL is missing.
     EXPECT_EQ(read_all(with(94, "00000008")).stop, cpio::Reader::Stop::malformed);
+}
+
+TEST(InitramfsModules, FindsTheReleaseMkimageWrote) {
+    EXPECT_EQ(initramfs_module_release(initramfs("6.1.0-28-cloud-amd64")), "6.1.0-28-cloud-amd64");
+    EXPECT_EQ(initramfs_module_releases(initramfs("6.1.0-28-cloud-amd64")),
+              std::vector<std::string>{"6.1.0-28-cloud-amd64"});
+}
+
+TEST(InitramfsModules, HasNoneWithoutModules) {
+    EXPECT_EQ(initramfs_module_release(initramfs("")), std::nullopt);
+    EXPECT_EQ(initramfs_module_release({}), std::nullopt);
+}
+
+TEST(InitramfsModules, HasNoneWhenCompressed) {
+    EXPECT_EQ(initramfs_module_release(kGzip), std::nullopt);
+}
+
+TEST(InitramfsModules, ReadsEveryConcatenatedArchive) {
+    // The runner appends the job archive to the initramfs.
+    EXPECT_EQ(initramfs_module_release(concat({initramfs("6.1.0-28-cloud-amd64"), job_archive()})),
+              "6.1.0-28-cloud-amd64");
+    // Modules in a later archive count too.
+    EXPECT_EQ(initramfs_module_release(
+                  concat({initramfs(""), Bytes(64, 0), initramfs("6.1.0-30-amd64")})),
+              "6.1.0-30-amd64");
+    // What comes before compressed data is still read.
+    EXPECT_EQ(initramfs_module_release(concat({initramfs("6.1.0-28-cloud-amd64"), kGzip})),
+              "6.1.0-28-cloud-amd64");
+}
+
+TEST(InitramfsModules, ListsEachReleaseOnceInOrder) {
+    const auto both = concat({initramfs("6.1.0-30-amd64"), initramfs("6.1.0-28-cloud-amd64"),
+                              initramfs("6.1.0-30-amd64")});
+    EXPECT_EQ(initramfs_module_releases(both),
+              (std::vector<std::string>{"6.1.0-30-amd64", "6.1.0-28-cloud-amd64"}));
+}
+
+TEST(InitramfsModules, KnowsOtherBuildersLayouts) {
+    auto only = [](std::string_view path, std::uint32_t mode = 0644) {
+        cpio::Writer w;
+        if (S_ISLNK(mode))
+            w.add_symlink(path, "elsewhere.ko");
+        else
+            w.add_file(path, std::string_view("module"), mode);
+        Bytes a = w.finish();
+        return initramfs_module_release(a);
+    };
+    EXPECT_EQ(only("./lib/modules/6.12.9-amd64/kernel/fs/ext4/ext4.ko.xz"), "6.12.9-amd64");
+    EXPECT_EQ(only("usr/lib/modules/6.12.9-amd64/kernel/fs/ext4/ext4.ko.zst"), "6.12.9-amd64");
+    EXPECT_EQ(only("lib/modules/6.12.9-amd64/ext4.ko"), "6.12.9-amd64");
+    // Not modules: index files, names that only look alike, links, files elsewhere.
+    EXPECT_EQ(only("lib/modules/6.12.9-amd64/modules.dep"), std::nullopt);
+    EXPECT_EQ(only("lib/modules/6.12.9-amd64/kernel/notes.kobj"), std::nullopt);
+    EXPECT_EQ(only("lib/modules/6.12.9-amd64/kernel/.ko"), std::nullopt);
+    EXPECT_EQ(only("lib/modules/ext4.ko"), std::nullopt);
+    EXPECT_EQ(only("lib/modules/6.12.9-amd64/ext4.ko", S_IFLNK), std::nullopt);
+    EXPECT_EQ(only("opt/lib/modules/6.12.9-amd64/ext4.ko"), std::nullopt);
+    EXPECT_EQ(only("lib/modules/" + std::string(65, '6') + "/ext4.ko"), std::nullopt);
+}
+
+TEST(InitramfsModules, SuggestsTheDefaultImagesCommandForARelease) {
+    const std::string cmd = initramfs_build_command("6.1.0-30-amd64");
+    for (const char* part :
+         {"stockade-mkimage initramfs -o FILE --init ", "stockade-init --busybox /bin/busybox",
+          " --modules-dir /lib/modules/6.1.0-30-amd64 ", " --module=virtio_pci ",
+          " --module=vmw_vsock_virtio_transport ", " --autoload=pvpanic_mmio"})
+        EXPECT_NE(cmd.find(part), std::string::npos) << part << " in " << cmd;
 }
 
 }  // namespace
