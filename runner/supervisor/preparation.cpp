@@ -9,6 +9,7 @@
 #include "base/log.hpp"
 #include "guest/job.hpp"
 #include "policy/artefacts.hpp"
+#include "runner/arch/x86/kernel_release.hpp"
 #include "runner/arch/x86/memory_map.hpp"
 #include "runner/kvm/kvm.hpp"
 
@@ -90,7 +91,10 @@ Result<> read_boot_images(const SandboxSpec& spec, BootPlan& boot,
     auto kernel = x86::parse_kernel(boot.kernel_file.bytes());
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     boot.kernel = *kernel;
-    return {};
+    // A kernel whose release differs from the initramfs's modules would fail only inside
+    // the guest ("the console could not be configured"): name both releases now.
+    return x86::check_kernel_matches_initramfs(boot.kernel_file.bytes(), boot.initrd.bytes(),
+                                               spec.kernel, spec.initrd);
 }
 
 // The one checked boot plan: command line, job and where everything goes in guest memory.

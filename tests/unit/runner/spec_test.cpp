@@ -8,6 +8,7 @@
 #include <array>
 #include <fstream>
 
+#include "guest/cpio.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/supervisor/sandbox_spec.hpp"
 
@@ -165,6 +166,12 @@ std::string temp_file(const std::string& content) {
 
 TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
     const std::string not_kernel = temp_file(std::string(8192, 'x'));
+    // An initramfs whose modules are for another kernel than the default one.
+    cpio::Writer other;
+    other.add_file("lib/modules/9.9.9-other/kernel/virtio_pci.ko", "\x7f" "ELF");
+    const auto other_bytes = other.finish();
+    const std::string other_initrd =
+        temp_file(std::string(other_bytes.begin(), other_bytes.end()));
     const std::string huge_initrd = temp_file("");
     ASSERT_EQ(::truncate(huge_initrd.c_str(), 300 << 20), 0);
     struct Case {
@@ -177,6 +184,7 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
         {{"--kernel", "/etc", "true"}, "not a regular file"},
         {{"--initrd", "/nonexistent/initrd", "true"}, "open /nonexistent/initrd"},
         {{"--initrd", huge_initrd, "true"}, "initrd"},
+        {{"--initrd", other_initrd, "true"}, "holds modules for 9.9.9-other"},
         {{"--memory", "16", "true"}, "below the minimum"},
         {{"--memory", "99999999", "true"}, "more than this host"},
         {{"--vcpus", "0", "true"}, "at least 1"},
@@ -195,6 +203,7 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
     }
     ::unlink(not_kernel.c_str());
     ::unlink(huge_initrd.c_str());
+    ::unlink(other_initrd.c_str());
 }
 
 TEST(BadInput, HelpExplainsAndSucceeds) {
