@@ -132,32 +132,37 @@ bool file_equals(const std::string& path, std::string_view want) {
     return v == want;
 }
 
-// Drivers for the virtio devices the runner attached (virtio-pci vendor 0x1af4).
+// A sysfs id such as "0x1af4\n"; -1 when the file is missing or holds no number.
+long sysfs_id(const std::string& path) {
+    std::string v;
+    if (!read_file(path, v)) return -1;
+    char* end = nullptr;
+    const unsigned long id = std::strtoul(v.c_str(), &end, 16);
+    if (end == v.c_str() || (*end != '\0' && *end != '\n') || id > 0xffff) return -1;
+    return static_cast<long>(id);
+}
+
+// Drivers for the virtio devices the runner attached (guest/abi.hpp's table).
 void load_device_modules() {
     bool virtio = false;
     if (DIR* d = ::opendir("/sys/bus/pci/devices")) {
         while (dirent* e = ::readdir(d))
-            if (e->d_name[0] != '.' &&
-                file_equals(std::string("/sys/bus/pci/devices/") + e->d_name + "/vendor", "0x1af4"))
+            if (e->d_name[0] != '.' && sysfs_id(std::string("/sys/bus/pci/devices/") + e->d_name +
+                                                "/vendor") == abi::kVirtioPciVendor)
                 virtio = true;
         ::closedir(d);
     }
     if (!virtio) return;
-    load_module("virtio_pci");
-    struct Driver {
-        const char* id;
-        const char* module;
-    };
-    static constexpr Driver kDrivers[] = {{"0x0001", "virtio_net"},
-                                          {"0x0002", "virtio_blk"},
-                                          {"0x0004", "virtio_rng"},
-                                          {"0x0013", "vmw_vsock_virtio_transport"}};
+    load_module(std::string(abi::kVirtioTransportModule));
     if (DIR* d = ::opendir("/sys/bus/virtio/devices")) {
         while (dirent* e = ::readdir(d)) {
             if (e->d_name[0] == '.') continue;
-            std::string path = std::string("/sys/bus/virtio/devices/") + e->d_name + "/device";
-            for (const Driver& drv : kDrivers)
-                if (file_equals(path, drv.id)) load_module(drv.module);
+            const long id =
+                sysfs_id(std::string("/sys/bus/virtio/devices/") + e->d_name + "/device");
+            if (id < 0) continue;
+            const std::string_view module =
+                abi::virtio_driver_module(static_cast<std::uint32_t>(id));
+            if (!module.empty()) load_module(std::string(module));
         }
         ::closedir(d);
     }
@@ -287,7 +292,7 @@ constexpr const char* kRootMounts[] = {"/proc", "/sys", "/dev"};
 // Mounts the job's ext4 root disk and the pseudo file systems inside it; the workload is
 // chrooted into it. Reports InitFailure::rootfs when any of it fails.
 void mount_root(const Job& job) {
-    load_module("ext4");
+    load_module(std::string(abi::kRootFsModule));
     ::mkdir(kNewRoot, 0755);
     const unsigned long flags = MS_NOATIME | (job.root_read_only ? MS_RDONLY : 0);
     // The disk's node appears once virtio_blk has probed it; that is normally done by now.
