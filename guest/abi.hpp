@@ -67,7 +67,8 @@ enum class InitFailure : std::uint8_t {
 inline constexpr char kEndOfInput = 0x04;
 
 // The job: a newc cpio archive the runner appends to the initramfs. Files (all optional
-// except argv): NUL-terminated strings each.
+// except argv): argv and env hold NUL-terminated items, the others one string without a NUL.
+// guest/job.hpp writes and parses them (one format, one parser, for both sides).
 inline constexpr std::string_view kJobDir = "/stockade";
 inline constexpr std::string_view kJobArgv = "/stockade/argv";        // argv[0], argv[1], ...
 inline constexpr std::string_view kJobEnv = "/stockade/env";          // "NAME=value", ...
