@@ -29,6 +29,26 @@ enum class InitFailure : std::uint8_t {
     network = 6,  // the network interface could not be configured
 };
 
+// What the runner reports for each InitFailure ("the guest's init failed: " + text); empty
+// for a code this table does not know.
+[[nodiscard]] constexpr std::string_view init_failure_text(InitFailure f) {
+    switch (f) {
+        case InitFailure::bad_job:
+            return "the job archive is missing or malformed";
+        case InitFailure::mount:
+            return "a mount failed";
+        case InitFailure::console:
+            return "the console could not be configured";
+        case InitFailure::fork:
+            return "the workload process could not be created";
+        case InitFailure::rootfs:
+            return "the root disk could not be mounted";
+        case InitFailure::network:
+            return "the network interface could not be configured";
+    }
+    return {};
+}
+
 [[nodiscard]] constexpr std::uint32_t encode(Event e, std::uint8_t arg = 0) {
     return kMagic | (static_cast<std::uint32_t>(e) << 8) | arg;
 }
@@ -47,7 +67,8 @@ enum class InitFailure : std::uint8_t {
 inline constexpr char kEndOfInput = 0x04;
 
 // The job: a newc cpio archive the runner appends to the initramfs. Files (all optional
-// except argv): NUL-terminated strings each.
+// except argv): argv and env hold NUL-terminated items, the others one string without a NUL.
+// guest/job.hpp writes and parses them (one format, one parser, for both sides).
 inline constexpr std::string_view kJobDir = "/stockade";
 inline constexpr std::string_view kJobArgv = "/stockade/argv";        // argv[0], argv[1], ...
 inline constexpr std::string_view kJobEnv = "/stockade/env";          // "NAME=value", ...
@@ -86,6 +107,37 @@ static_assert(decode_status(encode_status(0x1234'5678)) == 0x1234'5678);
 // How long stockade-init waits for each connection: the host accepts from a thread that is
 // running before the first vCPU is, so this only bounds a host that broke.
 inline constexpr int kVsockConnectTimeoutSeconds = 30;
+
+// Virtio devices (virtio 1.x, section 5: device ids) the runner attaches over virtio-pci,
+// and the guest module that drives each. stockade-init loads kVirtioTransportModule when
+// any device of kVirtioPciVendor is on the PCI bus, then the driver of each device id it
+// finds on the virtio bus (the ids it reads from sysfs, "0x%04x").
+inline constexpr std::uint16_t kVirtioPciVendor = 0x1af4;
+inline constexpr std::uint16_t kVirtioNet = 1, kVirtioBlock = 2, kVirtioRng = 4, kVirtioVsock = 19;
+inline constexpr std::string_view kVirtioTransportModule = "virtio_pci";
+struct VirtioDriver {
+    std::uint16_t device_id;
+    std::string_view module;
+};
+inline constexpr std::array<VirtioDriver, 4> kVirtioDrivers{{
+    {kVirtioNet, "virtio_net"},
+    {kVirtioBlock, "virtio_blk"},
+    {kVirtioRng, "virtio_rng"},
+    {kVirtioVsock, "vmw_vsock_virtio_transport"},
+}};
+// The module of a device id; empty for one stockade-init has no driver for.
+[[nodiscard]] constexpr std::string_view virtio_driver_module(std::uint32_t device_id) {
+    for (const VirtioDriver& d : kVirtioDrivers)
+        if (d.device_id == device_id) return d.module;
+    return {};
+}
+// The root disk's file system (kJobRoot).
+inline constexpr std::string_view kRootFsModule = "ext4";
+// Every module stockade-init loads by name: the image must carry each of them
+// (guest/CMakeLists.txt's STOCKADE_GUEST_MODULES; a unit test compares the two).
+inline constexpr std::array<std::string_view, 6> kGuestModules{
+    kVirtioTransportModule,   kVirtioDrivers[0].module, kVirtioDrivers[1].module,
+    kVirtioDrivers[2].module, kVirtioDrivers[3].module, kRootFsModule};
 
 // Module lists written by the image builder: /etc/stockade/modules/<name> holds the .ko
 // paths to load, dependencies first; /etc/stockade/autoload holds names to load at boot.

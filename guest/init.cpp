@@ -37,8 +37,10 @@
 #include <vector>
 
 #include "guest/abi.hpp"
+#include "guest/job.hpp"
 
 namespace abi = stockade::guest_abi;
+using stockade::Job;
 
 namespace {
 
@@ -71,10 +73,14 @@ void report(abi::Event e, std::uint8_t arg = 0) {
         ::pause();  // PID 1 must never return
 }
 
-[[noreturn]] void fail(abi::InitFailure why, const char* what) {
-    say("%s: %s", what, std::strerror(errno));
+[[noreturn]] void fail_with(abi::InitFailure why, const std::string& message) {
+    say("%s", message.c_str());
     report(abi::Event::init_failed, static_cast<std::uint8_t>(why));
     power_off();
+}
+
+[[noreturn]] void fail(abi::InitFailure why, const char* what) {
+    fail_with(why, std::string(what) + ": " + std::strerror(errno));
 }
 
 bool read_file(const std::string& path, std::string& out) {
@@ -132,32 +138,37 @@ bool file_equals(const std::string& path, std::string_view want) {
     return v == want;
 }
 
-// Drivers for the virtio devices the runner attached (virtio-pci vendor 0x1af4).
+// A sysfs id such as "0x1af4\n"; -1 when the file is missing or holds no number.
+long sysfs_id(const std::string& path) {
+    std::string v;
+    if (!read_file(path, v)) return -1;
+    char* end = nullptr;
+    const unsigned long id = std::strtoul(v.c_str(), &end, 16);
+    if (end == v.c_str() || (*end != '\0' && *end != '\n') || id > 0xffff) return -1;
+    return static_cast<long>(id);
+}
+
+// Drivers for the virtio devices the runner attached (guest/abi.hpp's table).
 void load_device_modules() {
     bool virtio = false;
     if (DIR* d = ::opendir("/sys/bus/pci/devices")) {
         while (dirent* e = ::readdir(d))
-            if (e->d_name[0] != '.' &&
-                file_equals(std::string("/sys/bus/pci/devices/") + e->d_name + "/vendor", "0x1af4"))
+            if (e->d_name[0] != '.' && sysfs_id(std::string("/sys/bus/pci/devices/") + e->d_name +
+                                                "/vendor") == abi::kVirtioPciVendor)
                 virtio = true;
         ::closedir(d);
     }
     if (!virtio) return;
-    load_module("virtio_pci");
-    struct Driver {
-        const char* id;
-        const char* module;
-    };
-    static constexpr Driver kDrivers[] = {{"0x0001", "virtio_net"},
-                                          {"0x0002", "virtio_blk"},
-                                          {"0x0004", "virtio_rng"},
-                                          {"0x0013", "vmw_vsock_virtio_transport"}};
+    load_module(std::string(abi::kVirtioTransportModule));
     if (DIR* d = ::opendir("/sys/bus/virtio/devices")) {
         while (dirent* e = ::readdir(d)) {
             if (e->d_name[0] == '.') continue;
-            std::string path = std::string("/sys/bus/virtio/devices/") + e->d_name + "/device";
-            for (const Driver& drv : kDrivers)
-                if (file_equals(path, drv.id)) load_module(drv.module);
+            const long id =
+                sysfs_id(std::string("/sys/bus/virtio/devices/") + e->d_name + "/device");
+            if (id < 0) continue;
+            const std::string_view module =
+                abi::virtio_driver_module(static_cast<std::uint32_t>(id));
+            if (!module.empty()) load_module(std::string(module));
         }
         ::closedir(d);
     }
@@ -197,81 +208,45 @@ bool interface_up(int sock, const std::string& ifname, const in_addr* addr, unsi
     return ::ioctl(sock, SIOCSIFFLAGS, &ifr) == 0;
 }
 
-// The job's "MAC A.B.C.D/N": finds the interface with that MAC, gives it the address and
-// brings it and lo up.
-void configure_network() {
-    std::string spec;
-    if (!read_file(std::string(abi::kJobNet), spec)) return;
-    const auto parts = split(spec, ' ');
+// The job's network ("MAC A.B.C.D/N", checked by the parser): finds the interface with that
+// MAC, gives it the address and brings it and lo up.
+void configure_network(const stockade::JobNet& net) {
+    const auto prefix = stockade::parse_ipv4_prefix(net.address);
+    if (!prefix) fail_with(abi::InitFailure::network, "the job's network address " + net.address);
     in_addr addr{};
-    const auto slash = parts.size() == 2 ? parts[1].find('/') : std::string::npos;
-    if (slash == std::string::npos ||
-        ::inet_pton(AF_INET, parts[1].substr(0, slash).c_str(), &addr) != 1) {
-        errno = EINVAL;
-        fail(abi::InitFailure::network, "the job's network address");
-    }
-    const unsigned prefix = static_cast<unsigned>(std::atoi(parts[1].c_str() + slash + 1));
+    addr.s_addr = htonl(prefix->address);
     std::string ifname;
     if (DIR* d = ::opendir("/sys/class/net")) {
         while (dirent* e = ::readdir(d))
             if (e->d_name[0] != '.' &&
-                file_equals(std::string("/sys/class/net/") + e->d_name + "/address", parts[0]))
+                file_equals(std::string("/sys/class/net/") + e->d_name + "/address", net.mac))
                 ifname = e->d_name;
         ::closedir(d);
     }
-    if (ifname.empty()) {
-        errno = ENODEV;
-        fail(abi::InitFailure::network, ("no interface with MAC " + parts[0]).c_str());
-    }
+    if (ifname.empty()) fail_with(abi::InitFailure::network, "no interface with MAC " + net.mac);
     const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0) fail(abi::InitFailure::network, "socket");
     if (!interface_up(sock, "lo", nullptr, 0)) say("lo: %s", std::strerror(errno));
-    if (!interface_up(sock, ifname, &addr, prefix)) fail(abi::InitFailure::network, ifname.c_str());
+    if (!interface_up(sock, ifname, &addr, prefix->length))
+        fail(abi::InitFailure::network, ifname.c_str());
     ::close(sock);
 }
 
-struct Job {
-    std::vector<std::string> argv;
-    std::vector<std::string> env;
-    std::string workdir = "/";
-    std::string hostname = "sandbox";
-    std::string root_device;  // empty: the workload runs in the initramfs
-    bool root_read_only = false;
-    unsigned vsock_port = 0;  // 0: stdio on the console
-};
-
-// Items each terminated by NUL; empty items are kept (an argument may be "").
-std::vector<std::string> nul_terminated(const std::string& s) {
-    std::vector<std::string> items;
-    std::size_t start = 0;
-    for (std::size_t end; (end = s.find('\0', start)) != std::string::npos; start = end + 1)
-        items.emplace_back(s, start, end - start);
-    return items;
-}
-
-bool load_job(Job& job) {
-    std::string s;
-    if (!read_file(std::string(abi::kJobArgv), s)) return false;
-    job.argv = nul_terminated(s);
-    if (job.argv.empty() || job.argv.front().empty()) return false;
-    if (read_file(std::string(abi::kJobEnv), s)) job.env = nul_terminated(s);
-    if (read_file(std::string(abi::kJobWorkdir), s) && !s.empty()) job.workdir = s.c_str();
-    if (read_file(std::string(abi::kJobHostname), s) && !s.empty()) job.hostname = s.c_str();
-    if (read_file(std::string(abi::kJobRoot), s)) {
-        // "DEVICE ro|rw"
-        std::vector<std::string> words = split(s, ' ');
-        if (words.size() != 2 || words[0].empty() || (words[1] != "ro" && words[1] != "rw"))
-            return false;
-        job.root_device = words[0];
-        job.root_read_only = words[1] == "ro";
+// The job the runner appended to the initramfs, through the one parser of its format
+// (guest/job.hpp). Anything missing or malformed ends the boot with InitFailure::bad_job.
+Job load_job() {
+    stockade::JobFiles files;
+    for (const stockade::JobFile& f : stockade::kJobFiles) {
+        const std::string path(f.path);
+        std::string data;
+        if (read_file(path, data))
+            files.*f.member = std::move(data);
+        else if (errno != ENOENT)
+            fail(abi::InitFailure::bad_job, path.c_str());
     }
-    if (read_file(std::string(abi::kJobVsock), s)) {
-        char* end = nullptr;
-        const unsigned long port = std::strtoul(s.c_str(), &end, 10);
-        if (end == s.c_str() || *end != '\0' || port == 0 || port >= VMADDR_PORT_ANY) return false;
-        job.vsock_port = static_cast<unsigned>(port);
-    }
-    return true;
+    auto job = stockade::parse_job_files(files);
+    if (!job) fail_with(abi::InitFailure::bad_job, "the job archive: " + job.error());
+    return std::move(*job);
 }
 
 // The workload's root disk is mounted here, with proc, sys and dev inside it.
@@ -287,18 +262,18 @@ constexpr const char* kRootMounts[] = {"/proc", "/sys", "/dev"};
 // Mounts the job's ext4 root disk and the pseudo file systems inside it; the workload is
 // chrooted into it. Reports InitFailure::rootfs when any of it fails.
 void mount_root(const Job& job) {
-    load_module("ext4");
+    load_module(std::string(abi::kRootFsModule));
     ::mkdir(kNewRoot, 0755);
-    const unsigned long flags = MS_NOATIME | (job.root_read_only ? MS_RDONLY : 0);
+    const unsigned long flags = MS_NOATIME | (job.root.read_only ? MS_RDONLY : 0);
     // The disk's node appears once virtio_blk has probed it; that is normally done by now.
     int tries = 0;
-    while (::mount(job.root_device.c_str(), kNewRoot, "ext4", flags, nullptr) != 0) {
-        if (errno != ENOENT || ++tries > 100) fail_root("mounting " + job.root_device);
+    while (::mount(job.root.device.c_str(), kNewRoot, "ext4", flags, nullptr) != 0) {
+        if (errno != ENOENT || ++tries > 100) fail_root("mounting " + job.root.device);
         ::usleep(20'000);
     }
     for (const char* dir : kRootMounts) {
         const std::string target = std::string(kNewRoot) + dir;
-        if (!job.root_read_only) ::mkdir(target.c_str(), 0755);
+        if (!job.root.read_only) ::mkdir(target.c_str(), 0755);
         if (::mount(dir, target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
             fail_root(std::string("mounting ") + dir + " inside the root disk");
     }
@@ -308,7 +283,7 @@ void mount_root(const Job& job) {
 // everything mounted inside it (newest first), so the image is clean (journal
 // checkpointed) once the VM stops. What cannot be unmounted is remounted read-only.
 void release_root(const Job& job) {
-    if (job.root_device.empty()) return;
+    if (job.root.device.empty()) return;
     ::kill(-1, SIGKILL);
     while (::waitpid(-1, nullptr, 0) > 0) {
     }
@@ -370,13 +345,13 @@ int connect_stream(unsigned port, abi::VsockStream stream) {
 }
 
 Stdio connect_stdio(const Job& job, int console) {
-    if (job.vsock_port == 0) return {console, console, console, -1};
+    if (!job.vsock_port) return {console, console, console, -1};
     using S = abi::VsockStream;
     Stdio s;
     // The status stream first: the host knows the guest is there before any output.
     for (auto [fd, stream] : {std::pair{&s.status, S::status}, std::pair{&s.in, S::in},
                               std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
-        *fd = connect_stream(job.vsock_port, stream);
+        *fd = connect_stream(*job.vsock_port, stream);
         if (*fd < 0) fail(abi::InitFailure::console, "connecting the vsock stdio streams");
     }
     return s;
@@ -434,7 +409,7 @@ int status_of(int wstatus) {
         }
         ::_exit(status_of(wstatus));
     }
-    if (!job.root_device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
+    if (!job.root.device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
         say("chroot %s: %s", kNewRoot, std::strerror(errno));
         ::_exit(126);
     }
@@ -502,14 +477,10 @@ int main() {
             load_module(name);
     load_device_modules();
 
-    Job job;
-    if (!load_job(job)) {
-        errno = EINVAL;
-        fail(abi::InitFailure::bad_job, "reading the job archive");
-    }
+    const Job job = load_job();
     ::sethostname(job.hostname.data(), job.hostname.size());
-    configure_network();
-    if (!job.root_device.empty()) mount_root(job);
+    if (job.net) configure_network(*job.net);
+    if (!job.root.device.empty()) mount_root(job);
 
     int console = ::open("/dev/ttyS0", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (console < 0) console = ::open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);

@@ -24,17 +24,8 @@ Result<> validate_ifname(std::string_view field, std::string_view name) {
 }
 
 Result<> validate_sandbox_id(std::string_view id) {
-    if (id.empty()) return fail("id: the sandbox id cannot be empty");
-    if (id.size() > kMaxSandboxIdLength)
-        return fail("id: '{}' is {} bytes, longer than the limit of {}", id, id.size(),
-                    kMaxSandboxIdLength);
-    auto alnum = [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    };
-    if (!alnum(id.front())) return fail("id: '{}' must start with a letter or digit", id);
-    for (char c : id)
-        if (!alnum(c) && c != '_' && c != '.' && c != '-')
-            return fail("id: '{}' contains '{}' (allowed: letters, digits, '_', '.', '-')", id, c);
+    if (auto ok = check_sandbox_id(id); !ok)
+        return std::unexpected(std::move(ok).error().context("id"));
     return {};
 }
 

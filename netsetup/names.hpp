@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "base/sandbox_id.hpp"
 
 namespace stockade::net {
 
@@ -16,9 +17,10 @@ inline constexpr std::size_t kMaxIfnameLength = 15;
 // The message names the offending `field`.
 [[nodiscard]] Result<> validate_ifname(std::string_view field, std::string_view name);
 
-// A sandbox id becomes a file name (/run/stockade/net/<id>.json) and part of a tap name:
-// 1..64 bytes of [A-Za-z0-9_.-], starting with a letter or digit.
-inline constexpr std::size_t kMaxSandboxIdLength = 64;
+// A sandbox id becomes a file name (/run/stockade/net/<id>.json) and part of a tap name.
+// The rule is base/sandbox_id.hpp's (the runner's too); the message starts with "id: ",
+// the spec field.
+using stockade::kMaxSandboxIdLength;
 [[nodiscard]] Result<> validate_sandbox_id(std::string_view id);
 
 // The tap of a sandbox that was given none: "stk-" + id when that fits in 15 bytes

@@ -149,19 +149,6 @@ Policy default_policy() {
     return p;
 }
 
-Result<> check_sandbox_id(std::string_view id) {
-    if (id.empty() || id.size() > 64)
-        return fail("sandbox id \"{}\": expected 1 to 64 characters", id);
-    if (id.front() == '.' || id.front() == '-')
-        return fail("sandbox id \"{}\": must not start with '.' or '-'", id);
-    for (char c : id) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-';
-        if (!ok) return fail("sandbox id \"{}\": only letters, digits, '_', '.' and '-'", id);
-    }
-    return {};
-}
-
 std::optional<std::uint64_t> parse_size(std::string_view text) {
     if (text.empty()) return std::nullopt;
     std::uint64_t shift = 0;

@@ -16,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "base/error.hpp"
+#include "base/sandbox_id.hpp"
 #include "policy/digest.hpp"
 
 namespace stockade::policy {
@@ -169,9 +170,9 @@ struct Policy {
 [[nodiscard]] Result<> check_guest_memory_fits(const Policy& policy, std::uint64_t guest_bytes,
                                                std::uint64_t overhead_bytes);
 
-// A sandbox id names the cgroup leaf, the jail root and the MCS reservation: 1 to 64 of
-// [A-Za-z0-9_.-], not starting with '.' or '-', so it can never be a path of its own.
-[[nodiscard]] Result<> check_sandbox_id(std::string_view id);
+// A sandbox id names the cgroup leaf, the jail root and the MCS reservation; the rule is
+// base/sandbox_id.hpp's, shared with netsetup.
+using stockade::check_sandbox_id;
 
 // "512M" style sizes (binary units K, M, G, T; plain digits are bytes) and back.
 [[nodiscard]] std::optional<std::uint64_t> parse_size(std::string_view text);

@@ -8,6 +8,7 @@
 
 #include "base/error.hpp"
 #include "base/guest_memory.hpp"
+#include "guest/abi.hpp"
 #include "runner/devices/fd_watcher.hpp"
 
 namespace stockade::virtio {
@@ -22,8 +23,11 @@ inline constexpr std::uint64_t kFeatureVersion1 = 1ull << 32;
 inline constexpr std::uint64_t kTransportFeatures =
     kFeatureIndirectDesc | kFeatureEventIdx | kFeatureVersion1;
 
-// Device types (5.x).
-inline constexpr std::uint32_t kTypeNet = 1, kTypeBlock = 2, kTypeRng = 4, kTypeVsock = 19;
+// Device types (5.x): guest/abi.hpp's, where each is paired with the guest's driver module.
+inline constexpr std::uint32_t kTypeNet = guest_abi::kVirtioNet,
+                               kTypeBlock = guest_abi::kVirtioBlock,
+                               kTypeRng = guest_abi::kVirtioRng,
+                               kTypeVsock = guest_abi::kVirtioVsock;
 
 struct QueueSetup {
     std::uint16_t size = 0;

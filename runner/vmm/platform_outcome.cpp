@@ -31,21 +31,9 @@ PlatformOutcome agent_outcome(std::uint32_t value) {
 }  // namespace
 
 std::string init_failure_text(std::uint8_t code) {
-    switch (static_cast<guest_abi::InitFailure>(code)) {
-        case guest_abi::InitFailure::bad_job:
-            return "the job archive is missing or malformed";
-        case guest_abi::InitFailure::mount:
-            return "a mount failed";
-        case guest_abi::InitFailure::console:
-            return "the console could not be configured";
-        case guest_abi::InitFailure::fork:
-            return "the workload process could not be created";
-        case guest_abi::InitFailure::rootfs:
-            return "the root disk could not be mounted";
-        case guest_abi::InitFailure::network:
-            return "the network interface could not be configured";
-    }
-    return fmt::format("failure code {}", code);
+    const std::string_view text =
+        guest_abi::init_failure_text(static_cast<guest_abi::InitFailure>(code));
+    return text.empty() ? fmt::format("failure code {}", code) : std::string(text);
 }
 
 PlatformOutcome outcome_of(const PlatformEvent& e) {

@@ -89,6 +89,14 @@ TEST(DeviceRegistry, KindsHaveDistinctNamesAndVirtioIds) {
     EXPECT_EQ(ids.size(), count);
 }
 
+// stockade-init loads the driver of every device the runner attaches from guest/abi.hpp's
+// table: a kind without an entry there would boot a guest that never sees its device.
+TEST(DeviceRegistry, EveryKindHasItsGuestDriverInTheContract) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+        EXPECT_FALSE(guest_abi::virtio_driver_module(K::kVirtioId).empty()) << K::kName;
+    });
+}
+
 // The PCI class each device reports through its transport.
 TEST(DeviceRegistry, DevicesSayTheirPciClass) {
     EXPECT_EQ(virtio::Rng().pci_class(), 0xff0000u);  // unclassified

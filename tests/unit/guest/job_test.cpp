@@ -1,0 +1,227 @@
+// The job archive's one format: what build_job_archive writes, parse_job_files (the parser
+// stockade-init runs) reads back unchanged, and what is malformed it refuses by name.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "guest/abi.hpp"
+#include "guest/cpio.hpp"
+#include "guest/job.hpp"
+
+namespace stockade {
+namespace {
+
+using namespace std::string_literals;
+
+// The job files as the kernel would unpack them from the archive.
+JobFiles files_in(const std::vector<std::uint8_t>& archive) {
+    std::vector<cpio::Entry> entries;
+    EXPECT_TRUE(cpio::parse(archive, entries));
+    JobFiles files;
+    for (const cpio::Entry& e : entries) {
+        const std::string path = "/" + e.path;
+        if (path == guest_abi::kJobDir) {
+            EXPECT_TRUE(S_ISDIR(e.mode));
+            EXPECT_EQ(e.mode & 07777, 0700u);
+            continue;
+        }
+        const JobFile* file = nullptr;
+        for (const JobFile& f : kJobFiles)
+            if (f.path == path) file = &f;
+        if (file == nullptr) {
+            ADD_FAILURE() << "the archive holds " << path << ", which no parser reads";
+            continue;
+        }
+        EXPECT_TRUE(S_ISREG(e.mode)) << path;
+        EXPECT_EQ(e.mode & 07777, 0600u) << path;
+        EXPECT_FALSE(files.*file->member) << path << " twice";
+        files.*file->member = std::string(e.data.begin(), e.data.end());
+    }
+    return files;
+}
+
+std::vector<Job> sample_jobs() {
+    std::vector<Job> jobs;
+    jobs.push_back(Job{{"true"}, {}, "/", "sandbox", {}, {}, {}});  // empty env, defaults
+    // Binary-ish arguments: spaces, newlines, quotes, empty items, high bytes, '=' anywhere.
+    jobs.push_back(Job{{"sh", "-c", "echo 'a b'\n\tprintf \"%s\" x\n", "", " ", "\xff\x01", "a=b"},
+                       {"A=1", "B=x y", "C=", "D=line1\nline2", "E==", "F=\xc3\xa9"},
+                       "/tmp/dir with spaces",
+                       "box.example-1",
+                       {},
+                       {},
+                       {}});
+    jobs.push_back(Job{{"/bin/ls"}, {"PATH=/bin"}, "/root", "h", {"/dev/vda", false}, {}, {}});
+    jobs.push_back(Job{{"cat"}, {}, "/", "ro-root", {"/dev/vdb", true}, {}, {}});
+    jobs.push_back(Job{{"ping", "-c1", "10.0.0.1"},
+                       {},
+                       "/",
+                       "net",
+                       {},
+                       JobNet{"02:1a:2b:3c:4d:5e", "169.254.10.2/16"},
+                       {}});
+    jobs.push_back(Job{{"cat"}, {}, "/", "vsock", {}, {}, 1027u});
+    jobs.push_back(Job{{"x"},
+                       {"TERM=dumb"},
+                       "/srv",
+                       std::string(64, 'h'),
+                       {"/dev/vda", true},
+                       JobNet{"ff:ff:ff:ff:ff:00", "0.0.0.0/32"},
+                       0xffff'fffeu});
+    jobs.push_back(Job{{"y"}, {}, "/", "one", {}, JobNet{"02:00:00:00:00:01", "10.1.2.3/1"}, 1u});
+    return jobs;
+}
+
+TEST(JobFiles, RoundTripsThroughTheArchive) {
+    for (const Job& job : sample_jobs()) {
+        const JobFiles files = files_in(build_job_archive(job));
+        EXPECT_EQ(files, job_files(job));
+        auto parsed = parse_job_files(files);
+        ASSERT_TRUE(parsed) << job.argv.front() << ": " << parsed.error();
+        EXPECT_EQ(*parsed, job) << job.argv.front();
+    }
+}
+
+TEST(JobFiles, WritesTheDocumentedFiles) {
+    Job job{{"sh", "-c", ""},
+            {"A=1"},
+            "/w",
+            "h",
+            {"/dev/vda", true},
+            JobNet{"02:11:22:33:44:55", "169.254.10.2/24"},
+            1027u};
+    const JobFiles f = files_in(build_job_archive(job));
+    EXPECT_EQ(f.argv, "sh\0-c\0\0"s);
+    EXPECT_EQ(f.env, "A=1\0"s);
+    EXPECT_EQ(f.workdir, "/w");
+    EXPECT_EQ(f.hostname, "h");
+    EXPECT_EQ(f.root, "/dev/vda ro");
+    EXPECT_EQ(f.net, "02:11:22:33:44:55 169.254.10.2/24");
+    EXPECT_EQ(f.vsock, "1027");
+    job.root.read_only = false;
+    EXPECT_EQ(files_in(build_job_archive(job)).root, "/dev/vda rw");
+}
+
+TEST(JobFiles, OptionalFilesMayBeAbsent) {
+    // Only argv is required; the rest keep Job's defaults (a console job in the initramfs).
+    JobFiles files;
+    files.argv = "true\0"s;
+    auto job = parse_job_files(files);
+    ASSERT_TRUE(job) << job.error();
+    EXPECT_EQ(*job, (Job{{"true"}, {}, "/", "sandbox", {}, {}, {}}));
+    files.env = ""s;
+    EXPECT_EQ(parse_job_files(files)->env, std::vector<std::string>{});
+}
+
+// The refusal names the file and contains `fragment`.
+void expect_refused(const JobFiles& files, std::string_view file, std::string_view fragment) {
+    auto job = parse_job_files(files);
+    ASSERT_FALSE(job) << "accepted a job with " << file << " malformed";
+    EXPECT_EQ(job.error().rfind(std::string(file) + ": ", 0), 0u) << job.error();
+    EXPECT_NE(job.error().find(fragment), std::string::npos) << job.error();
+}
+
+// A valid job's files with one of them replaced (nullopt: removed).
+JobFiles with(std::optional<std::string> JobFiles::*member, std::optional<std::string> value) {
+    JobFiles files = job_files(Job{{"true"}, {"A=1"}, "/", "h", {}, {}, {}});
+    files.*member = std::move(value);
+    return files;
+}
+
+TEST(JobFiles, RefusesAMalformedArgv) {
+    using guest_abi::kJobArgv;
+    expect_refused(with(&JobFiles::argv, std::nullopt), kJobArgv, "missing");
+    expect_refused(with(&JobFiles::argv, ""), kJobArgv, "the command (the first item) is empty");
+    expect_refused(with(&JobFiles::argv, "\0x\0"s), kJobArgv, "is empty");
+    expect_refused(with(&JobFiles::argv, "true"), kJobArgv, "not NUL-terminated");
+    expect_refused(with(&JobFiles::argv, "sh\0-c"s), kJobArgv, "not NUL-terminated");
+}
+
+TEST(JobFiles, RefusesAMalformedEnv) {
+    using guest_abi::kJobEnv;
+    expect_refused(with(&JobFiles::env, "A=1"), kJobEnv, "not NUL-terminated");
+    expect_refused(with(&JobFiles::env, "A=1\0NOVALUE\0"s), kJobEnv,
+                   "\"NOVALUE\" is not NAME=value");
+    expect_refused(with(&JobFiles::env, "=x\0"s), kJobEnv, "is not NAME=value");
+    expect_refused(with(&JobFiles::env, "\0"s), kJobEnv, "\"\" is not NAME=value");
+}
+
+TEST(JobFiles, RefusesAMalformedWorkdirOrHostname) {
+    using guest_abi::kJobHostname, guest_abi::kJobWorkdir;
+    expect_refused(with(&JobFiles::workdir, ""), kJobWorkdir, "not an absolute path");
+    expect_refused(with(&JobFiles::workdir, "tmp"), kJobWorkdir, "\"tmp\" is not an absolute");
+    expect_refused(with(&JobFiles::workdir, "/tmp\0"s), kJobWorkdir, "contains a NUL byte");
+    expect_refused(with(&JobFiles::hostname, ""), kJobHostname, "not 1 to 64 bytes");
+    expect_refused(with(&JobFiles::hostname, std::string(65, 'h')), kJobHostname,
+                   "not 1 to 64 bytes");
+    expect_refused(with(&JobFiles::hostname, "a\0b"s), kJobHostname, "contains a NUL byte");
+}
+
+TEST(JobFiles, RefusesAMalformedRoot) {
+    using guest_abi::kJobRoot;
+    for (const char* bad : {"", "/dev/vda", "/dev/vda rx", "/dev/vda  rw", " /dev/vda rw",
+                            "/dev/vda rw ", "/dev/vda ro\n", "vda rw", " rw", "/dev/vda RW"})
+        expect_refused(with(&JobFiles::root, bad), kJobRoot, "is not \"DEVICE ro|rw\"");
+    expect_refused(with(&JobFiles::root, "/dev/vda\0 rw"s), kJobRoot, "contains a NUL byte");
+    // The text is shown escaped, so the console line stays one line.
+    expect_refused(with(&JobFiles::root, "/dev/vda ro\n"), kJobRoot, "\"/dev/vda ro\\x0a\"");
+}
+
+TEST(JobFiles, RefusesAMalformedNet) {
+    using guest_abi::kJobNet;
+    const std::string addr = " 169.254.10.2/16";
+    for (const char* mac : {"02:1A:2B:3C:4D:5E", "02:1a:2b:3c:4d", "02:1a:2b:3c:4d:5e:6f",
+                            "021a2b3c4d5e", "02-1a-2b-3c-4d-5e", "02:1a:2b:3c:4d:5g", ""})
+        expect_refused(with(&JobFiles::net, mac + addr), kJobNet, "is not a MAC address");
+    for (const char* ip :
+         {"169.254.10.2", "169.254.10.2/0", "169.254.10.2/33", "169.254.10.256/16", "169.254.10/16",
+          "169.254.10.2.1/16", "169.254.010.2/16", "169.254.10.2/016", "169.254.10.2/", "/16",
+          "169.254.10.-2/16", "169.254.10.+2/16", "a.b.c.d/8", ""})
+        expect_refused(with(&JobFiles::net, std::string("02:1a:2b:3c:4d:5e ") + ip), kJobNet,
+                       "is not an address A.B.C.D/N");
+    for (const char* bad : {"02:1a:2b:3c:4d:5e", "02:1a:2b:3c:4d:5e  169.254.10.2/16",
+                            "02:1a:2b:3c:4d:5e 169.254.10.2/16 x", ""})
+        expect_refused(with(&JobFiles::net, bad), kJobNet, "is not \"MAC A.B.C.D/N\"");
+}
+
+TEST(JobFiles, RefusesAMalformedVsockPort) {
+    using guest_abi::kJobVsock;
+    for (const char* bad : {"", "0", "-1", "+5", " 5", "5 ", "5\n", "0x10", "1e3", "4294967295",
+                            "4294967296", "99999999999999999999"})
+        expect_refused(with(&JobFiles::vsock, bad), kJobVsock, "is not a port number");
+    expect_refused(with(&JobFiles::vsock, "5\0"s), kJobVsock, "is not a port number");
+}
+
+TEST(JobFiles, VsockPortMayBeZeroPadded) {
+    // A fixed-width port ("%010u") keeps the archive's size independent of the port.
+    JobFiles files = with(&JobFiles::vsock, "0000001027");
+    auto job = parse_job_files(files);
+    ASSERT_TRUE(job) << job.error();
+    EXPECT_EQ(job->vsock_port, 1027u);
+    files.vsock = "4294967294";
+    EXPECT_EQ(parse_job_files(files)->vsock_port, 0xffff'fffeu);
+}
+
+TEST(JobFiles, ParsesIpv4Prefixes) {
+    auto p = parse_ipv4_prefix("169.254.10.2/16");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->address, 0xa9fe'0a02u);
+    EXPECT_EQ(p->length, 16u);
+    p = parse_ipv4_prefix("255.255.255.255/32");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->address, 0xffff'ffffu);
+    EXPECT_EQ(p->length, 32u);
+    p = parse_ipv4_prefix("0.0.0.0/1");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->address, 0u);
+    EXPECT_FALSE(parse_ipv4_prefix("1.2.3.4"));
+    EXPECT_FALSE(parse_ipv4_prefix("1.2.3.4/8/8"));
+    EXPECT_FALSE(parse_ipv4_prefix("1.2.3.4 /8"));
+    EXPECT_FALSE(parse_ipv4_prefix("1..3.4/8"));
+}
+
+}  // namespace
+}  // namespace stockade
