@@ -13,6 +13,7 @@
 #include "base/log.hpp"
 #include "base/uapi.hpp"
 #include "netsetup/spec.hpp"
+#include "runner/registry/vhost_rules.hpp"
 #include "runner/virtio/net.hpp"
 #include "vhost/vhost.hpp"
 
@@ -147,14 +148,11 @@ Result<std::vector<BuiltDevice>> NetKind::build(Handed handed, BuildContext&) {
 }
 
 void NetKind::add_seccomp_rules(DeviceThreadProfiles profiles) {
+    // vhost-net started and stopped with the driver (activation, reset), and the tap told
+    // which offloads the guest accepted
     for (policy::SeccompProfile* p : {&profiles.vcpu, &profiles.event_loop})
-        // starting and stopping vhost-net with the driver (activation, reset), and telling
-        // the tap which offloads the guest accepted
-        p->allow_ioctl({STOCKADE_IOCTL(VHOST_SET_FEATURES), STOCKADE_IOCTL(VHOST_SET_MEM_TABLE),
-                        STOCKADE_IOCTL(VHOST_SET_VRING_NUM), STOCKADE_IOCTL(VHOST_SET_VRING_BASE),
-                        STOCKADE_IOCTL(VHOST_GET_VRING_BASE), STOCKADE_IOCTL(VHOST_SET_VRING_ADDR),
-                        STOCKADE_IOCTL(VHOST_SET_VRING_KICK), STOCKADE_IOCTL(VHOST_SET_VRING_CALL),
-                        STOCKADE_IOCTL(VHOST_NET_SET_BACKEND), STOCKADE_IOCTL(TUNSETOFFLOAD)});
+        allow_vhost_rings(*p).allow_ioctl(
+            {STOCKADE_IOCTL(VHOST_NET_SET_BACKEND), STOCKADE_IOCTL(TUNSETOFFLOAD)});
     // the userspace datapath moves frames on the event loop (writev of a frame to the tap)
     profiles.event_loop.allow({SYS_writev});
 }

@@ -11,6 +11,7 @@
 #include "base/io.hpp"
 #include "base/log.hpp"
 #include "base/uapi.hpp"
+#include "runner/registry/vhost_rules.hpp"
 #include "runner/virtio/vsock.hpp"
 #include "vhost/vhost.hpp"
 
@@ -108,14 +109,10 @@ Result<std::vector<BuiltDevice>> VsockKind::build(Handed handed, BuildContext& c
 }
 
 void VsockKind::add_seccomp_rules(DeviceThreadProfiles profiles) {
+    // vhost-vsock started and stopped with the driver (activation, reset); the guest's CID
+    // was claimed by the supervisor
     for (policy::SeccompProfile* p : {&profiles.vcpu, &profiles.event_loop})
-        // starting and stopping vhost-vsock with the driver (activation, reset); the guest's
-        // CID was claimed by the supervisor
-        p->allow_ioctl({STOCKADE_IOCTL(VHOST_SET_FEATURES), STOCKADE_IOCTL(VHOST_SET_MEM_TABLE),
-                        STOCKADE_IOCTL(VHOST_SET_VRING_NUM), STOCKADE_IOCTL(VHOST_SET_VRING_BASE),
-                        STOCKADE_IOCTL(VHOST_GET_VRING_BASE), STOCKADE_IOCTL(VHOST_SET_VRING_ADDR),
-                        STOCKADE_IOCTL(VHOST_SET_VRING_KICK), STOCKADE_IOCTL(VHOST_SET_VRING_CALL),
-                        STOCKADE_IOCTL(VHOST_VSOCK_SET_RUNNING)});
+        allow_vhost_rings(*p).allow_ioctl({STOCKADE_IOCTL(VHOST_VSOCK_SET_RUNNING)});
 }
 
 }  // namespace stockade
