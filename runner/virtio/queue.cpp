@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstring>
 
+#include "base/uapi.hpp"
+
 namespace stockade::virtio {
 namespace {
 
@@ -20,12 +22,9 @@ Result<> store_u16(const GuestMemory& m, std::uint64_t gpa, std::uint16_t v) {
     return {};
 }
 
-struct RawDesc {
-    std::uint64_t addr;
-    std::uint32_t len;
-    std::uint16_t flags;
-    std::uint16_t next;
-};
+// A descriptor as the driver wrote it (virtio 1.2, 2.7.5): the kernel's vring_desc, from
+// <linux/virtio_ring.h> through base/uapi.hpp.
+using RawDesc = vring_desc;
 static_assert(sizeof(RawDesc) == 16);
 
 }  // namespace
