@@ -2,6 +2,8 @@
 
 #include <sys/ioctl.h>
 
+#include "base/flex_buffer.hpp"
+
 namespace stockade::kvm {
 
 Result<Vm> Vm::create(const Kvm& kvm) {
@@ -59,11 +61,9 @@ Result<> Vm::irq_line(std::uint32_t irq, bool level) {
 }
 
 Result<> Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) {
-    std::vector<std::uint8_t> buf(sizeof(kvm_irq_routing) + entries.size_bytes());
-    auto* r = reinterpret_cast<kvm_irq_routing*>(buf.data());
+    FlexBuffer<kvm_irq_routing, kvm_irq_routing_entry> r(entries);
     r->nr = static_cast<std::uint32_t>(entries.size());
-    std::copy(entries.begin(), entries.end(), r->entries);
-    if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, r) != 0)
+    if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, r.get()) != 0)
         return fail_sys(fmt::format("KVM_SET_GSI_ROUTING ({} entries)", entries.size()));
     return {};
 }
