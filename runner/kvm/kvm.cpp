@@ -10,17 +10,14 @@
 namespace stockade::kvm {
 
 Result<Kvm> Kvm::open(const char* path) {
-    int fd = ::open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
+    int raw = ::open(path, O_RDWR | O_CLOEXEC);
+    if (raw < 0) {
         int err = errno;
         if (err == ENOENT)
             return fail("open {}: no such device (this host has no KVM; run inside lab/run)", path);
         return fail_sys(fmt::format("open {}", path), err);
     }
-    return adopt(UniqueFd(fd));
-}
-
-Result<Kvm> Kvm::adopt(UniqueFd fd) {
+    UniqueFd fd(raw);
     int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
     if (version < 0) return fail_sys("KVM_GET_API_VERSION");
     if (version != KVM_API_VERSION)

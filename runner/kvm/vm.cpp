@@ -102,13 +102,4 @@ Result<kvm_clock_data> Vm::get_clock() const {
     return c;
 }
 
-Result<> Vm::enable_cap(std::uint32_t cap, std::uint64_t arg0) {
-    kvm_enable_cap c{};
-    c.cap = cap;
-    c.args[0] = arg0;
-    if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &c) != 0)
-        return fail_sys(fmt::format("KVM_ENABLE_CAP {}", cap));
-    return {};
-}
-
 }  // namespace stockade::kvm
