@@ -8,6 +8,8 @@
 // struct (KVM_SET_CPUID2, KVM_SET_MSRS, KVM_SET_GSI_ROUTING, ...) is wrong: the kernel
 // answers EINVAL. Redefining the macro before the headers use it restores the C layout;
 // the static_asserts below catch any path that included the headers first.
+#include <cstddef>
+
 #include <linux/stddef.h>
 #undef __DECLARE_FLEX_ARRAY
 #define __DECLARE_FLEX_ARRAY(TYPE, NAME) TYPE NAME[0]
@@ -30,3 +32,10 @@ static_assert(sizeof(kvm_xsave) == 4096, "kvm_xsave has its C layout");
 static_assert(sizeof(kvm_signal_mask) == 4, "kvm_signal_mask has its C layout");
 static_assert(sizeof(vhost_memory) == 8, "vhost_memory has its C layout");
 static_assert(KVM_SET_CPUID2 == 0x4008ae90, "KVM_SET_CPUID2 encodes the C struct size");
+
+// FlexBuffer (base/flex_buffer.hpp) puts the entries right after the header.
+static_assert(offsetof(kvm_cpuid2, entries) == sizeof(kvm_cpuid2));
+static_assert(offsetof(kvm_msrs, entries) == sizeof(kvm_msrs));
+static_assert(offsetof(kvm_msr_list, indices) == sizeof(kvm_msr_list));
+static_assert(offsetof(kvm_irq_routing, entries) == sizeof(kvm_irq_routing));
+static_assert(offsetof(vhost_memory, regions) == sizeof(vhost_memory));

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <string>
 
+#include "base/table.hpp"
+
 namespace stockade::net {
 namespace {
 
@@ -65,45 +67,32 @@ int on_error(sockaddr_nl*, nlmsgerr* e, void* arg) {
 }  // namespace
 
 int errno_of_nl_error(int nl_error) {
-    switch (nl_error < 0 ? -nl_error : nl_error) {
-        case NLE_PERM:
-            return EPERM;
-        case NLE_NOACCESS:
-            return EACCES;
-        case NLE_EXIST:
-            return EEXIST;
-        case NLE_NODEV:
-            return ENODEV;
-        case NLE_OBJ_NOTFOUND:
-            return ENOENT;
-        case NLE_BUSY:
-            return EBUSY;
-        case NLE_INVAL:
-            return EINVAL;
-        case NLE_RANGE:
-            return ERANGE;
-        case NLE_NOMEM:
-            return ENOMEM;
-        case NLE_AGAIN:
-            return EAGAIN;
-        case NLE_INTR:
-            return EINTR;
-        case NLE_OPNOTSUPP:
-            return EOPNOTSUPP;
-        case NLE_AF_NOSUPPORT:
-            return EAFNOSUPPORT;
-        case NLE_PROTO_MISMATCH:
-            return EPROTONOSUPPORT;
-        case NLE_MSGSIZE:
-            return EMSGSIZE;
-        case NLE_NOADDR:
-            return EADDRNOTAVAIL;
-        case NLE_MSG_TOOSHORT:
-        case NLE_MSG_TRUNC:
-            return EBADMSG;
-        default:
-            return EIO;
-    }
+    // libnl's error codes and the errno each stands for; any other is EIO.
+    struct ErrnoRow {
+        int nl_error, errno_value;
+    };
+    static constexpr ErrnoRow kErrnos[] = {
+        {NLE_PERM, EPERM},
+        {NLE_NOACCESS, EACCES},
+        {NLE_EXIST, EEXIST},
+        {NLE_NODEV, ENODEV},
+        {NLE_OBJ_NOTFOUND, ENOENT},
+        {NLE_BUSY, EBUSY},
+        {NLE_INVAL, EINVAL},
+        {NLE_RANGE, ERANGE},
+        {NLE_NOMEM, ENOMEM},
+        {NLE_AGAIN, EAGAIN},
+        {NLE_INTR, EINTR},
+        {NLE_OPNOTSUPP, EOPNOTSUPP},
+        {NLE_AF_NOSUPPORT, EAFNOSUPPORT},
+        {NLE_PROTO_MISMATCH, EPROTONOSUPPORT},
+        {NLE_MSGSIZE, EMSGSIZE},
+        {NLE_NOADDR, EADDRNOTAVAIL},
+        {NLE_MSG_TOOSHORT, EBADMSG},
+        {NLE_MSG_TRUNC, EBADMSG},
+    };
+    const auto* row = find_row(kErrnos, &ErrnoRow::nl_error, nl_error < 0 ? -nl_error : nl_error);
+    return row ? row->errno_value : EIO;
 }
 
 Error netlink_error(std::string_view what, int err, std::string_view extack) {

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <map>
 
+#include "base/table.hpp"
 #include "netsetup/names.hpp"
 
 namespace stockade::net {
@@ -74,11 +75,17 @@ Result<bool> parse_bool(std::string_view key, std::string_view text) {
     return fail("{}: '{}' is not yes or no", key, text);
 }
 
+// Each filter's name in a network spec.
+constexpr NamedValue<MacFilter> kFilters[] = {
+    {MacFilter::off, "off"},
+    {MacFilter::source, "mac"},
+    {MacFilter::strict, "strict"},
+};
+
 Result<MacFilter> parse_filter(std::string_view text) {
-    if (text == "off") return MacFilter::off;
-    if (text == "mac") return MacFilter::source;
-    if (text == "strict") return MacFilter::strict;
-    return fail("filter: '{}' is not one of off, mac, strict", text);
+    auto filter = value_named(kFilters, text);
+    if (!filter) return fail("filter: '{}' is not one of off, mac, strict", text);
+    return *filter;
 }
 
 std::string format_trunk(const std::vector<std::uint16_t>& vids) {
@@ -98,15 +105,7 @@ std::string format_trunk(const std::vector<std::uint16_t>& vids) {
 }  // namespace
 
 std::string_view to_string(MacFilter filter) {
-    switch (filter) {
-        case MacFilter::off:
-            return "off";
-        case MacFilter::source:
-            return "mac";
-        case MacFilter::strict:
-            return "strict";
-    }
-    return "?";
+    return name_of(kFilters, filter);
 }
 
 std::vector<std::uint16_t> NetSpec::vlans() const {

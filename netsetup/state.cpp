@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/io.hpp"
+#include "base/table.hpp"
 
 namespace stockade::net {
 namespace {
@@ -19,29 +20,25 @@ using nlohmann::json;
 
 constexpr int kStateVersion = 1;
 
+// Each kind's name in the state file.
+constexpr NamedValue<ResourceKind> kKinds[] = {
+    {ResourceKind::bridge, "bridge"},
+    {ResourceKind::bridge_port, "bridge_port"},
+    {ResourceKind::port_vlan, "port_vlan"},
+    {ResourceKind::link_up, "link_up"},
+    {ResourceKind::tap, "tap"},
+};
+
 Result<ResourceKind> kind_from_string(std::string_view s) {
-    for (auto k : {ResourceKind::bridge, ResourceKind::bridge_port, ResourceKind::port_vlan,
-                   ResourceKind::link_up, ResourceKind::tap})
-        if (to_string(k) == s) return k;
-    return fail("unknown resource kind '{}'", s);
+    auto kind = value_named(kKinds, s);
+    if (!kind) return fail("unknown resource kind '{}'", s);
+    return *kind;
 }
 
 }  // namespace
 
 std::string_view to_string(ResourceKind kind) {
-    switch (kind) {
-        case ResourceKind::bridge:
-            return "bridge";
-        case ResourceKind::bridge_port:
-            return "bridge_port";
-        case ResourceKind::port_vlan:
-            return "port_vlan";
-        case ResourceKind::link_up:
-            return "link_up";
-        case ResourceKind::tap:
-            return "tap";
-    }
-    return "?";
+    return name_of(kKinds, kind);
 }
 
 std::string Resource::key() const {

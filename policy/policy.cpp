@@ -5,56 +5,80 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <iterator>
 #include <nlohmann/json.hpp>
+
+#include "base/table.hpp"
 
 namespace stockade::policy {
 
 using nlohmann::json;
 
+namespace {
+
+// One row per value: its name in policy files and what it means to the kernel.
+struct NamespaceRow {
+    Namespace ns;
+    std::string_view name;
+    int clone_flag;
+};
+constexpr NamespaceRow kNamespaces[] = {
+    {Namespace::mount, "mount", CLONE_NEWNS},       {Namespace::pid, "pid", CLONE_NEWPID},
+    {Namespace::ipc, "ipc", CLONE_NEWIPC},          {Namespace::uts, "uts", CLONE_NEWUTS},
+    {Namespace::cgroup, "cgroup", CLONE_NEWCGROUP}, {Namespace::net, "net", CLONE_NEWNET},
+    {Namespace::user, "user", CLONE_NEWUSER},
+};
+static_assert(std::size(kNamespaces) == kAllNamespaces.size());
+
+struct RlimitRow {
+    Rlimit rlimit;
+    std::string_view name;
+    int resource;
+    bool bytes;  // the limit is a size (policy files may write it with a unit)
+};
+constexpr RlimitRow kRlimits[] = {
+    {Rlimit::nofile, "nofile", RLIMIT_NOFILE, false},
+    {Rlimit::nproc, "nproc", RLIMIT_NPROC, false},
+    {Rlimit::fsize, "fsize", RLIMIT_FSIZE, true},
+    {Rlimit::core, "core", RLIMIT_CORE, true},
+    {Rlimit::memlock, "memlock", RLIMIT_MEMLOCK, true},
+};
+static_assert(std::size(kRlimits) == kAllRlimits.size());
+
+constexpr NamedValue<SelinuxMode> kSelinuxModes[] = {
+    {SelinuxMode::required, "required"},
+    {SelinuxMode::if_enabled, "if-enabled"},
+    {SelinuxMode::off, "off"},
+};
+
+constexpr NamedValue<SeccompMode> kSeccompModes[] = {
+    {SeccompMode::kill, "kill"},
+    {SeccompMode::log, "log"},
+};
+
+const NamespaceRow* row_of(Namespace ns) {
+    return find_row(kNamespaces, &NamespaceRow::ns, ns);
+}
+
+const RlimitRow* row_of(Rlimit r) {
+    return find_row(kRlimits, &RlimitRow::rlimit, r);
+}
+
+}  // namespace
+
 std::string_view namespace_name(Namespace ns) {
-    switch (ns) {
-        case Namespace::mount:
-            return "mount";
-        case Namespace::pid:
-            return "pid";
-        case Namespace::ipc:
-            return "ipc";
-        case Namespace::uts:
-            return "uts";
-        case Namespace::cgroup:
-            return "cgroup";
-        case Namespace::net:
-            return "net";
-        case Namespace::user:
-            return "user";
-    }
-    return "?";
+    const auto* row = row_of(ns);
+    return row ? row->name : "?";
 }
 
 std::optional<Namespace> namespace_from_name(std::string_view name) {
-    for (Namespace ns : kAllNamespaces)
-        if (namespace_name(ns) == name) return ns;
-    return std::nullopt;
+    const auto* row = find_row(kNamespaces, &NamespaceRow::name, name);
+    return row ? std::optional(row->ns) : std::nullopt;
 }
 
 int namespace_clone_flag(Namespace ns) {
-    switch (ns) {
-        case Namespace::mount:
-            return CLONE_NEWNS;
-        case Namespace::pid:
-            return CLONE_NEWPID;
-        case Namespace::ipc:
-            return CLONE_NEWIPC;
-        case Namespace::uts:
-            return CLONE_NEWUTS;
-        case Namespace::cgroup:
-            return CLONE_NEWCGROUP;
-        case Namespace::net:
-            return CLONE_NEWNET;
-        case Namespace::user:
-            return CLONE_NEWUSER;
-    }
-    return 0;
+    const auto* row = row_of(ns);
+    return row ? row->clone_flag : 0;
 }
 
 int NamespaceSet::clone_flags() const {
@@ -72,55 +96,34 @@ std::vector<std::string> NamespaceSet::names() const {
 }
 
 std::string_view rlimit_name(Rlimit r) {
-    switch (r) {
-        case Rlimit::nofile:
-            return "nofile";
-        case Rlimit::nproc:
-            return "nproc";
-        case Rlimit::fsize:
-            return "fsize";
-        case Rlimit::core:
-            return "core";
-        case Rlimit::memlock:
-            return "memlock";
-    }
-    return "?";
+    const auto* row = row_of(r);
+    return row ? row->name : "?";
 }
 
 int rlimit_resource(Rlimit r) {
-    switch (r) {
-        case Rlimit::nofile:
-            return RLIMIT_NOFILE;
-        case Rlimit::nproc:
-            return RLIMIT_NPROC;
-        case Rlimit::fsize:
-            return RLIMIT_FSIZE;
-        case Rlimit::core:
-            return RLIMIT_CORE;
-        case Rlimit::memlock:
-            return RLIMIT_MEMLOCK;
-    }
-    return -1;
+    const auto* row = row_of(r);
+    return row ? row->resource : -1;
 }
 
 bool rlimit_is_bytes(Rlimit r) {
-    return r == Rlimit::fsize || r == Rlimit::core || r == Rlimit::memlock;
+    const auto* row = row_of(r);
+    return row && row->bytes;
 }
 
 std::string_view selinux_mode_name(SelinuxMode m) {
-    switch (m) {
-        case SelinuxMode::required:
-            return "required";
-        case SelinuxMode::if_enabled:
-            return "if-enabled";
-        case SelinuxMode::off:
-            return "off";
-    }
-    return "?";
+    return name_of(kSelinuxModes, m);
+}
+
+std::optional<SelinuxMode> selinux_mode_from_name(std::string_view name) {
+    return value_named(kSelinuxModes, name);
 }
 
 std::string_view seccomp_mode_name(SeccompMode m) {
-    return m == SeccompMode::log ? "log" : "kill";
+    return name_of(kSeccompModes, m, "kill");
+}
+
+std::optional<SeccompMode> seccomp_mode_from_name(std::string_view name) {
+    return value_named(kSeccompModes, name);
 }
 
 Policy default_policy() {

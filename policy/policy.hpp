@@ -111,6 +111,7 @@ inline constexpr std::array kAllRlimits = {Rlimit::nofile, Rlimit::nproc, Rlimit
 
 enum class SelinuxMode : std::uint8_t { required, if_enabled, off };
 [[nodiscard]] std::string_view selinux_mode_name(SelinuxMode m);
+[[nodiscard]] std::optional<SelinuxMode> selinux_mode_from_name(std::string_view name);
 
 // An MCS category pair cLOW,cHIGH with LOW < HIGH < 1024 (sVirt style).
 struct McsPair {
@@ -139,6 +140,7 @@ struct DigestPolicy {
 
 enum class SeccompMode : std::uint8_t { kill, log };
 [[nodiscard]] std::string_view seccomp_mode_name(SeccompMode m);
+[[nodiscard]] std::optional<SeccompMode> seccomp_mode_from_name(std::string_view name);
 
 struct Policy {
     std::uint32_t uid = 0;

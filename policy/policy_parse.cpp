@@ -268,16 +268,12 @@ Result<> read_selinux(const json& v, Policy& p) {
     auto& se = p.selinux;
     if (const json* e = obj.get("mode")) {
         auto m = STOCKADE_TRY(detail::read_string(*e, "/selinux/mode"));
-        if (m == "required")
-            se.mode = SelinuxMode::required;
-        else if (m == "if-enabled")
-            se.mode = SelinuxMode::if_enabled;
-        else if (m == "off")
-            se.mode = SelinuxMode::off;
-        else
+        auto mode = selinux_mode_from_name(m);
+        if (!mode)
             return fail_at("/selinux/mode",
                            "expected \"required\", \"if-enabled\" or \"off\", got {}",
                            detail::describe(*e));
+        se.mode = *mode;
     }
     for (auto [key, field] :
          {std::pair{"user", &se.user}, std::pair{"role", &se.role}, std::pair{"type", &se.type}}) {
@@ -350,13 +346,11 @@ Result<> read_seccomp(const json& v, Policy& p) {
     auto obj = STOCKADE_TRY(ObjectReader::open(v, "/seccomp"));
     if (const json* e = obj.get("mode")) {
         auto m = STOCKADE_TRY(detail::read_string(*e, "/seccomp/mode"));
-        if (m == "kill")
-            p.seccomp_mode = SeccompMode::kill;
-        else if (m == "log")
-            p.seccomp_mode = SeccompMode::log;
-        else
+        auto mode = seccomp_mode_from_name(m);
+        if (!mode)
             return fail_at("/seccomp/mode", "expected \"kill\" or \"log\", got {}",
                            detail::describe(*e));
+        p.seccomp_mode = *mode;
     }
     return obj.finish();
 }

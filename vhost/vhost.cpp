@@ -2,7 +2,7 @@
 
 #include <sys/ioctl.h>
 
-#include <vector>
+#include "base/flex_buffer.hpp"
 
 namespace stockade::vhost {
 
@@ -28,16 +28,15 @@ Result<> VhostDevice::set_features(std::uint64_t features) {
 
 Result<> VhostDevice::set_memory(const GuestMemory& memory) {
     const auto regions = memory.host_regions();
-    std::vector<std::uint8_t> buf(sizeof(vhost_memory) +
-                                  regions.size() * sizeof(vhost_memory_region));
-    auto* table = reinterpret_cast<vhost_memory*>(buf.data());
+    FlexBuffer<vhost_memory, vhost_memory_region> table(regions.size());
     table->nregions = static_cast<std::uint32_t>(regions.size());
     for (std::size_t i = 0; i < regions.size(); ++i) {
-        table->regions[i].guest_phys_addr = regions[i].guest_phys;
-        table->regions[i].memory_size = regions[i].size;
-        table->regions[i].userspace_addr = reinterpret_cast<std::uint64_t>(regions[i].host);
+        vhost_memory_region& r = table.entries()[i];
+        r.guest_phys_addr = regions[i].guest_phys;
+        r.memory_size = regions[i].size;
+        r.userspace_addr = reinterpret_cast<std::uint64_t>(regions[i].host);
     }
-    if (::ioctl(fd_.get(), VHOST_SET_MEM_TABLE, table) != 0)
+    if (::ioctl(fd_.get(), VHOST_SET_MEM_TABLE, table.get()) != 0)
         return fail_sys(
             fmt::format("VHOST_SET_MEM_TABLE ({} regions) on {}", regions.size(), what_));
     return {};

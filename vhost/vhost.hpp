@@ -42,9 +42,6 @@ class VhostDevice {
     // vhost-vsock: starts (true) or stops the kernel's datapath for both rings.
     [[nodiscard]] Result<> vsock_set_running(bool running);
 
-    [[nodiscard]] int fd() const { return fd_.get(); }
-    [[nodiscard]] const char* what() const { return what_; }
-
   private:
     VhostDevice(UniqueFd fd, const char* what) : fd_(std::move(fd)), what_(what) {}
     UniqueFd fd_;

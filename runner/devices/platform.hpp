@@ -24,49 +24,48 @@ struct PlatformEvent {
 
 using PlatformEventSink = std::function<void(const PlatformEvent&)>;
 
-// Ports 0x60..0x64. Status reads 0 (input buffer empty), so the kernel's reset loop
-// proceeds to write the reset command.
-class I8042 : public BusDevice {
+// The shape all four share: the sink that a guest write's event goes to, and reads that
+// return zeros unless a device says otherwise. Each device decodes its own writes.
+class PlatformPort : public BusDevice {
   public:
-    explicit I8042(PlatformEventSink sink) : sink_(std::move(sink)) {}
+    explicit PlatformPort(PlatformEventSink sink) : sink_(std::move(sink)) {}
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
-    void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
+
+  protected:
+    void raise(const PlatformEvent& event) const { sink_(event); }
 
   private:
     PlatformEventSink sink_;
+};
+
+// Ports 0x60..0x64. Status reads 0 (input buffer empty), so the kernel's reset loop
+// proceeds to write the reset command.
+class I8042 final : public PlatformPort {
+  public:
+    using PlatformPort::PlatformPort;
+    void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 };
 
 // Two one-byte registers: sleep control (offset 0) and sleep status (offset 1).
-class AcpiSleep : public BusDevice {
+class AcpiSleep final : public PlatformPort {
   public:
-    explicit AcpiSleep(PlatformEventSink sink) : sink_(std::move(sink)) {}
-    void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
+    using PlatformPort::PlatformPort;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
-
-  private:
-    PlatformEventSink sink_;
 };
 
 // pvpanic: reads tell the driver which events are supported; bit 0 written = panicked.
-class PvPanic : public BusDevice {
+class PvPanic final : public PlatformPort {
   public:
-    explicit PvPanic(PlatformEventSink sink) : sink_(std::move(sink)) {}
+    using PlatformPort::PlatformPort;
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
-
-  private:
-    PlatformEventSink sink_;
 };
 
 // 32-bit writes of guest_abi values; anything without the magic is ignored.
-class AgentPort : public BusDevice {
+class AgentPort final : public PlatformPort {
   public:
-    explicit AgentPort(PlatformEventSink sink) : sink_(std::move(sink)) {}
-    void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
+    using PlatformPort::PlatformPort;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
-
-  private:
-    PlatformEventSink sink_;
 };
 
 }  // namespace stockade

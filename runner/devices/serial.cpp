@@ -1,28 +1,32 @@
 #include "runner/devices/serial.hpp"
 
+// Register offsets and bits by the names the kernel's 8250 driver uses.
+#include <linux/serial_reg.h>
+
 namespace stockade {
 namespace {
 
-constexpr std::uint8_t kIerRdi = 0x01, kIerThri = 0x02, kIerRlsi = 0x04, kIerMsi = 0x08;
-constexpr std::uint8_t kIirNone = 0x01, kIirThri = 0x02, kIirRdi = 0x04, kIirFifo = 0xc0;
-constexpr std::uint8_t kFcrEnable = 0x01;
-constexpr std::uint8_t kLcrDlab = 0x80;
-constexpr std::uint8_t kMcrLoop = 0x10;
-constexpr std::uint8_t kLsrDr = 0x01, kLsrThre = 0x20, kLsrTemt = 0x40;
-constexpr std::uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
+// IIR bits 7:6: FIFOs enabled (this header names no constant for them).
+constexpr std::uint8_t kIirFifoEnabled = 0xc0;
+// The bits of IER, FCR and MCR that are state (FCR's FIFO clear bits are commands).
+constexpr std::uint8_t kFcrKept =
+    UART_FCR_ENABLE_FIFO | UART_FCR_DMA_SELECT | UART_FCR_TRIGGER_MASK;
+constexpr std::uint8_t kMcrKept =
+    UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT1 | UART_MCR_OUT2 | UART_MCR_LOOP;
+constexpr std::uint8_t kIerKept = UART_IER_RDI | UART_IER_THRI | UART_IER_RLSI | UART_IER_MSI;
 constexpr std::size_t kFlushAt = 512;
 
 }  // namespace
 
 std::uint8_t Serial::iir() const {
-    const std::uint8_t fifo = (s_.fcr & kFcrEnable) ? kIirFifo : 0;
-    if ((s_.ier & kIerRdi) && !s_.rx.empty()) return fifo | kIirRdi;
-    if ((s_.ier & kIerThri) && s_.thr_interrupt) return fifo | kIirThri;
-    return fifo | kIirNone;
+    const std::uint8_t fifo = (s_.fcr & UART_FCR_ENABLE_FIFO) ? kIirFifoEnabled : 0;
+    if ((s_.ier & UART_IER_RDI) && !s_.rx.empty()) return fifo | UART_IIR_RDI;
+    if ((s_.ier & UART_IER_THRI) && s_.thr_interrupt) return fifo | UART_IIR_THRI;
+    return fifo | UART_IIR_NO_INT;
 }
 
 void Serial::update_irq() {
-    const bool level = (iir() & kIirNone) == 0;
+    const bool level = (iir() & UART_IIR_NO_INT) == 0;
     if (level != irq_level_) {
         irq_level_ = level;
         if (irq_) irq_(level);
@@ -51,9 +55,9 @@ void Serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
     // The guest reading anything ends a burst of transmit writes: pass the output on.
     flush_locked();
     std::uint8_t v = 0;
-    const bool dlab = (s_.lcr & kLcrDlab) != 0;
+    const bool dlab = (s_.lcr & UART_LCR_DLAB) != 0;
     switch (offset) {
-        case 0:
+        case UART_RX:  // UART_DLL with DLAB set
             if (dlab) {
                 v = s_.dll;
             } else if (!s_.rx.empty()) {
@@ -61,33 +65,36 @@ void Serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
                 s_.rx.pop_front();
             }
             break;
-        case 1:
+        case UART_IER:  // UART_DLM with DLAB set
             v = dlab ? s_.dlm : s_.ier;
             break;
-        case 2:
+        case UART_IIR:
             v = iir();
-            if ((v & 0x0f) == kIirThri) s_.thr_interrupt = false;  // reading IIR acknowledges THRE
+            // Reading IIR acknowledges THRE. (The interrupt is only reported while no other
+            // is pending, so UART_IIR_NO_INT is clear whenever the ID is THRI.)
+            if ((v & UART_IIR_ID) == UART_IIR_THRI) s_.thr_interrupt = false;
             break;
-        case 3:
+        case UART_LCR:
             v = s_.lcr;
             break;
-        case 4:
+        case UART_MCR:
             v = s_.mcr;
             break;
-        case 5:
-            v = kLsrThre | kLsrTemt | (s_.rx.empty() ? 0 : kLsrDr);
+        case UART_LSR:
+            v = UART_LSR_THRE | UART_LSR_TEMT | (s_.rx.empty() ? 0 : UART_LSR_DR);
             break;
-        case 6:
-            if (s_.mcr & kMcrLoop) {
+        case UART_MSR:
+            if (s_.mcr & UART_MCR_LOOP) {
                 // Loopback: RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD.
-                v = static_cast<std::uint8_t>(
-                    ((s_.mcr & 0x02) ? kMsrCts : 0) | ((s_.mcr & 0x01) ? kMsrDsr : 0) |
-                    ((s_.mcr & 0x04) ? kMsrRi : 0) | ((s_.mcr & 0x08) ? kMsrDcd : 0));
+                v = static_cast<std::uint8_t>(((s_.mcr & UART_MCR_RTS) ? UART_MSR_CTS : 0) |
+                                              ((s_.mcr & UART_MCR_DTR) ? UART_MSR_DSR : 0) |
+                                              ((s_.mcr & UART_MCR_OUT1) ? UART_MSR_RI : 0) |
+                                              ((s_.mcr & UART_MCR_OUT2) ? UART_MSR_DCD : 0));
             } else {
-                v = kMsrDcd | kMsrDsr | kMsrCts;
+                v = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
             }
             break;
-        case 7:
+        case UART_SCR:
             v = s_.scr;
             break;
         default:
@@ -103,40 +110,41 @@ void Serial::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     if (data.empty()) return;
     const std::uint8_t v = data[0];
     std::lock_guard lock(mu_);
-    const bool dlab = (s_.lcr & kLcrDlab) != 0;
+    const bool dlab = (s_.lcr & UART_LCR_DLAB) != 0;
     switch (offset) {
-        case 0:
+        case UART_TX:  // UART_DLL with DLAB set
             if (dlab) {
                 s_.dll = v;
             } else {
-                if (s_.mcr & kMcrLoop)
+                if (s_.mcr & UART_MCR_LOOP)
                     s_.rx.push_back(v);
                 else
-                    emit((s_.ier & kIerThri) ? SerialStream::terminal : SerialStream::console, v);
+                    emit((s_.ier & UART_IER_THRI) ? SerialStream::terminal : SerialStream::console,
+                         v);
                 s_.thr_interrupt = true;  // sent at once: THR is empty again
             }
             break;
-        case 1:
+        case UART_IER:  // UART_DLM with DLAB set
             if (dlab) {
                 s_.dlm = v;
             } else {
                 const std::uint8_t old = s_.ier;
-                s_.ier = v & (kIerRdi | kIerThri | kIerRlsi | kIerMsi);
-                if ((s_.ier & kIerThri) && !(old & kIerThri)) s_.thr_interrupt = true;
+                s_.ier = v & kIerKept;
+                if ((s_.ier & UART_IER_THRI) && !(old & UART_IER_THRI)) s_.thr_interrupt = true;
             }
             break;
-        case 2:
+        case UART_FCR:
             // FIFO control. Received host input is not discarded on "clear RX FIFO": the
             // runner only sends it once the guest asked for it (the agent's ready event).
-            s_.fcr = v & 0xc9;
+            s_.fcr = v & kFcrKept;
             break;
-        case 3:
+        case UART_LCR:
             s_.lcr = v;
             break;
-        case 4:
-            s_.mcr = v & 0x1f;
+        case UART_MCR:
+            s_.mcr = v & kMcrKept;
             break;
-        case 7:
+        case UART_SCR:
             s_.scr = v;
             break;
         default:

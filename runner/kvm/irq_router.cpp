@@ -1,7 +1,5 @@
 #include "runner/kvm/irq_router.hpp"
 
-#include <sys/ioctl.h>
-
 #include <vector>
 
 namespace stockade::kvm {
@@ -59,15 +57,6 @@ Result<> IrqRouter::attach(std::uint32_t gsi, int event_fd) {
 
 Result<> IrqRouter::detach(std::uint32_t gsi, int event_fd) {
     return vm_.irqfd(event_fd, gsi, false);
-}
-
-Result<> IrqRouter::signal_msi(std::uint64_t address, std::uint32_t data) {
-    kvm_msi m{};
-    m.address_lo = static_cast<std::uint32_t>(address);
-    m.address_hi = static_cast<std::uint32_t>(address >> 32);
-    m.data = data;
-    if (::ioctl(vm_.fd(), KVM_SIGNAL_MSI, &m) < 0) return fail_sys("KVM_SIGNAL_MSI");
-    return {};
 }
 
 }  // namespace stockade::kvm

@@ -37,8 +37,6 @@ class IrqRouter : public MsiRouter {
                                    std::uint32_t data) override;
     [[nodiscard]] Result<> attach(std::uint32_t gsi, int event_fd) override;
     [[nodiscard]] Result<> detach(std::uint32_t gsi, int event_fd) override;
-    // Injects an MSI directly (no routing entry needed).
-    [[nodiscard]] Result<> signal_msi(std::uint64_t address, std::uint32_t data);
 
   private:
     [[nodiscard]] Result<> commit();

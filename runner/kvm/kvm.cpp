@@ -3,20 +3,21 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
+
+#include "base/flex_buffer.hpp"
+
 namespace stockade::kvm {
 
 Result<Kvm> Kvm::open(const char* path) {
-    int fd = ::open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
+    int raw = ::open(path, O_RDWR | O_CLOEXEC);
+    if (raw < 0) {
         int err = errno;
         if (err == ENOENT)
             return fail("open {}: no such device (this host has no KVM; run inside lab/run)", path);
         return fail_sys(fmt::format("open {}", path), err);
     }
-    return adopt(UniqueFd(fd));
-}
-
-Result<Kvm> Kvm::adopt(UniqueFd fd) {
+    UniqueFd fd(raw);
     int version = ::ioctl(fd.get(), KVM_GET_API_VERSION, 0);
     if (version < 0) return fail_sys("KVM_GET_API_VERSION");
     if (version != KVM_API_VERSION)
@@ -38,11 +39,12 @@ Result<> Kvm::require(int cap, std::string_view name) const {
 Result<CpuidEntries> Kvm::supported_cpuid() const {
     // Grow the buffer until KVM stops answering E2BIG.
     for (std::uint32_t n = 64; n <= 4096; n *= 2) {
-        std::vector<std::uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
-        auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+        FlexBuffer<kvm_cpuid2, kvm_cpuid_entry2> c(n);
         c->nent = n;
-        if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, c) == 0)
-            return CpuidEntries(c->entries, c->entries + c->nent);
+        if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, c.get()) == 0) {
+            const auto filled = c.entries().first(std::min(c->nent, n));
+            return CpuidEntries(filled.begin(), filled.end());
+        }
         if (errno != E2BIG) return fail_sys("KVM_GET_SUPPORTED_CPUID");
     }
     return fail("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
@@ -58,12 +60,12 @@ Result<std::vector<std::uint32_t>> Kvm::msr_index_list() const {
     kvm_msr_list probe{};  // nmsrs = 0: KVM answers E2BIG with the count filled in
     if (::ioctl(fd_.get(), KVM_GET_MSR_INDEX_LIST, &probe) != 0 && errno != E2BIG)
         return fail_sys("KVM_GET_MSR_INDEX_LIST");
-    std::vector<std::uint8_t> buf(sizeof(kvm_msr_list) + probe.nmsrs * sizeof(std::uint32_t));
-    auto* l = reinterpret_cast<kvm_msr_list*>(buf.data());
+    FlexBuffer<kvm_msr_list, std::uint32_t> l(probe.nmsrs);
     l->nmsrs = probe.nmsrs;
-    if (::ioctl(fd_.get(), KVM_GET_MSR_INDEX_LIST, l) != 0)
+    if (::ioctl(fd_.get(), KVM_GET_MSR_INDEX_LIST, l.get()) != 0)
         return fail_sys("KVM_GET_MSR_INDEX_LIST");
-    return std::vector<std::uint32_t>(l->indices, l->indices + l->nmsrs);
+    const auto filled = l.entries().first(std::min(l->nmsrs, probe.nmsrs));
+    return std::vector<std::uint32_t>(filled.begin(), filled.end());
 }
 
 Result<> check_required_capabilities(const Kvm& kvm) {

@@ -19,8 +19,6 @@ class Kvm {
   public:
     // Opens /dev/kvm (or `path`) and checks KVM_GET_API_VERSION == 12.
     [[nodiscard]] static Result<Kvm> open(const char* path = "/dev/kvm");
-    // Wraps an already-open fd (the runner opens everything before entering its jail).
-    [[nodiscard]] static Result<Kvm> adopt(UniqueFd fd);
 
     [[nodiscard]] int check_extension(int cap) const;
     // Fails with "KVM lacks <name> (KVM_CAP_...)" when the capability is absent.

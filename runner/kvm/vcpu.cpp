@@ -2,6 +2,8 @@
 
 #include <sys/ioctl.h>
 
+#include "base/flex_buffer.hpp"
+
 namespace stockade::kvm {
 
 Result<Vcpu> Vcpu::create(Vm& vm, std::uint32_t id, std::size_t mmap_size) {
@@ -93,21 +95,17 @@ Result<std::uint32_t> Vcpu::tsc_khz() const {
 #undef STOCKADE_SET
 
 Result<> Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) {
-    std::vector<std::uint8_t> buf(sizeof(kvm_cpuid2) + entries.size_bytes());
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+    FlexBuffer<kvm_cpuid2, kvm_cpuid_entry2> c(entries);
     c->nent = static_cast<std::uint32_t>(entries.size());
-    std::copy(entries.begin(), entries.end(), c->entries);
-    if (::ioctl(fd_.get(), KVM_SET_CPUID2, c) != 0)
+    if (::ioctl(fd_.get(), KVM_SET_CPUID2, c.get()) != 0)
         return fail_sys(fmt::format("KVM_SET_CPUID2 ({} entries) vCPU {}", entries.size(), id_));
     return {};
 }
 
 Result<> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) {
-    std::vector<std::uint8_t> buf(sizeof(kvm_msrs) + entries.size_bytes());
-    auto* m = reinterpret_cast<kvm_msrs*>(buf.data());
+    FlexBuffer<kvm_msrs, kvm_msr_entry> m(entries);
     m->nmsrs = static_cast<std::uint32_t>(entries.size());
-    std::copy(entries.begin(), entries.end(), m->entries);
-    int r = ::ioctl(fd_.get(), KVM_SET_MSRS, m);
+    int r = ::ioctl(fd_.get(), KVM_SET_MSRS, m.get());
     if (r < 0) return fail_sys(fmt::format("KVM_SET_MSRS vCPU {}", id_));
     if (static_cast<std::size_t>(r) != entries.size())
         return fail("KVM_SET_MSRS vCPU {}: MSR {:#x} refused", id_,

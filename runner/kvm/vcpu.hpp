@@ -56,9 +56,6 @@ class Vcpu {
     [[nodiscard]] Result<> set_tsc_khz(std::uint32_t khz);
     [[nodiscard]] Result<std::uint32_t> tsc_khz() const;
 
-    [[nodiscard]] std::uint32_t id() const { return id_; }
-    [[nodiscard]] int fd() const { return fd_.get(); }
-
   private:
     Vcpu(UniqueFd fd, Mapping run, std::uint32_t id)
         : fd_(std::move(fd)),

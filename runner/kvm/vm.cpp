@@ -2,6 +2,8 @@
 
 #include <sys/ioctl.h>
 
+#include "base/flex_buffer.hpp"
+
 namespace stockade::kvm {
 
 Result<Vm> Vm::create(const Kvm& kvm) {
@@ -59,11 +61,9 @@ Result<> Vm::irq_line(std::uint32_t irq, bool level) {
 }
 
 Result<> Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) {
-    std::vector<std::uint8_t> buf(sizeof(kvm_irq_routing) + entries.size_bytes());
-    auto* r = reinterpret_cast<kvm_irq_routing*>(buf.data());
+    FlexBuffer<kvm_irq_routing, kvm_irq_routing_entry> r(entries);
     r->nr = static_cast<std::uint32_t>(entries.size());
-    std::copy(entries.begin(), entries.end(), r->entries);
-    if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, r) != 0)
+    if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, r.get()) != 0)
         return fail_sys(fmt::format("KVM_SET_GSI_ROUTING ({} entries)", entries.size()));
     return {};
 }
@@ -100,15 +100,6 @@ Result<kvm_clock_data> Vm::get_clock() const {
     kvm_clock_data c{};
     if (::ioctl(fd_.get(), KVM_GET_CLOCK, &c) != 0) return fail_sys("KVM_GET_CLOCK");
     return c;
-}
-
-Result<> Vm::enable_cap(std::uint32_t cap, std::uint64_t arg0) {
-    kvm_enable_cap c{};
-    c.cap = cap;
-    c.args[0] = arg0;
-    if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &c) != 0)
-        return fail_sys(fmt::format("KVM_ENABLE_CAP {}", cap));
-    return {};
 }
 
 }  // namespace stockade::kvm

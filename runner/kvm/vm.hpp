@@ -41,7 +41,6 @@ class Vm : public IoEventRegistry {
                                      bool assign = true) override;
     [[nodiscard]] Result<> set_clock(std::uint64_t ns);
     [[nodiscard]] Result<kvm_clock_data> get_clock() const;
-    [[nodiscard]] Result<> enable_cap(std::uint32_t cap, std::uint64_t arg0 = 0);
 
     [[nodiscard]] int fd() const { return fd_.get(); }
 

@@ -62,16 +62,8 @@ std::uint16_t ConfigSpace::u16(std::size_t off) const {
     std::memcpy(&v, bytes_.data() + off, 2);
     return v;
 }
-std::uint32_t ConfigSpace::u32(std::size_t off) const {
-    std::uint32_t v;
-    std::memcpy(&v, bytes_.data() + off, 4);
-    return v;
-}
 void ConfigSpace::set_u16(std::size_t off, std::uint16_t v) {
     std::memcpy(bytes_.data() + off, &v, 2);
-}
-void ConfigSpace::set_u32(std::size_t off, std::uint32_t v) {
-    std::memcpy(bytes_.data() + off, &v, 4);
 }
 
 }  // namespace stockade::pci

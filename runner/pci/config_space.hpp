@@ -36,11 +36,8 @@ class ConfigSpace {
     std::size_t add_capability(std::uint8_t id, std::span<const std::uint8_t> body,
                                std::span<const std::uint8_t> writable = {});
 
-    [[nodiscard]] std::uint16_t command() const { return u16(kOffCommand); }
     [[nodiscard]] std::uint16_t u16(std::size_t off) const;
-    [[nodiscard]] std::uint32_t u32(std::size_t off) const;
     void set_u16(std::size_t off, std::uint16_t v);
-    void set_u32(std::size_t off, std::uint32_t v);
 
   private:
     std::array<std::uint8_t, kConfigSize> bytes_{};

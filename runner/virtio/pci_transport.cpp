@@ -1,9 +1,12 @@
 #include "runner/virtio/pci_transport.hpp"
 
+#include <linux/virtio_pci.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 
 #include "base/log.hpp"
@@ -11,20 +14,55 @@
 namespace stockade::virtio {
 namespace {
 
-constexpr std::uint64_t kCommonSize = 0x38;
+// The common configuration structure (virtio 1.2, 4.1.4.3), its fields named as the kernel
+// names them: "guest" features are the driver's, "avail" is the driver area, "used" the
+// device area.
+using CommonCfg = virtio_pci_common_cfg;
+constexpr std::uint64_t kCommonSize = sizeof(CommonCfg);
+static_assert(kCommonSize == 0x38);
+constexpr std::size_t kDeviceFeatureSelect = offsetof(CommonCfg, device_feature_select),
+                      kDeviceFeature = offsetof(CommonCfg, device_feature),
+                      kDriverFeatureSelect = offsetof(CommonCfg, guest_feature_select),
+                      kDriverFeature = offsetof(CommonCfg, guest_feature),
+                      kMsixConfig = offsetof(CommonCfg, msix_config),
+                      kNumQueues = offsetof(CommonCfg, num_queues),
+                      kDeviceStatus = offsetof(CommonCfg, device_status),
+                      kConfigGeneration = offsetof(CommonCfg, config_generation),
+                      kQueueSelect = offsetof(CommonCfg, queue_select),
+                      kQueueSize = offsetof(CommonCfg, queue_size),
+                      kQueueMsixVector = offsetof(CommonCfg, queue_msix_vector),
+                      kQueueEnable = offsetof(CommonCfg, queue_enable),
+                      kQueueNotifyOff = offsetof(CommonCfg, queue_notify_off),
+                      kQueueDesc = offsetof(CommonCfg, queue_desc_lo),
+                      kQueueDriver = offsetof(CommonCfg, queue_avail_lo),
+                      kQueueDevice = offsetof(CommonCfg, queue_used_lo);
+
 constexpr std::uint64_t kDeviceCfgSize = 0x1000;
-constexpr std::uint8_t kCapCommon = 1, kCapNotify = 2, kCapIsr = 3, kCapDevice = 4, kCapPciCfg = 5;
 constexpr std::uint16_t kVirtioVendor = 0x1af4;
 
-// The body of a virtio_pci_cap (after cap_vndr and cap_next).
+// ConfigSpace::add_capability writes a capability's cap_vndr and cap_next itself and takes
+// the rest, the body; offsets into a body are the structure's offsets less this.
+constexpr std::size_t kCapBodyStart = offsetof(virtio_pci_cap, cap_len);
+constexpr std::size_t in_body(std::size_t field_offset) {
+    return field_offset - kCapBodyStart;
+}
+// Where, in the VIRTIO_PCI_CAP_PCI_CFG capability, the window's data lies.
+constexpr std::size_t kPciCfgData = offsetof(virtio_pci_cfg_cap, pci_cfg_data);
+constexpr std::size_t kPciCfgDataSize = sizeof(virtio_pci_cfg_cap::pci_cfg_data);
+
+// The body of a virtio_pci_cap in BAR 0, with `extra` bytes after it (zero) for the
+// capabilities that extend it.
 std::vector<std::uint8_t> virtio_cap(std::uint8_t type, std::uint32_t offset, std::uint32_t length,
                                      std::size_t extra = 0) {
-    std::vector<std::uint8_t> b(14 + extra, 0);
-    b[0] = static_cast<std::uint8_t>(16 + extra);  // cap_len, counting vndr and next
-    b[1] = type;
-    b[2] = 0;  // BAR 0
-    std::memcpy(b.data() + 6, &offset, 4);
-    std::memcpy(b.data() + 10, &length, 4);
+    virtio_pci_cap cap{};
+    cap.cap_len = static_cast<std::uint8_t>(sizeof cap + extra);  // counting vndr and next
+    cap.cfg_type = type;
+    cap.bar = 0;
+    cap.offset = offset;
+    cap.length = length;
+    std::vector<std::uint8_t> b(sizeof cap - kCapBodyStart + extra, 0);
+    std::memcpy(b.data(), reinterpret_cast<const std::uint8_t*>(&cap) + kCapBodyStart,
+                sizeof cap - kCapBodyStart);
     return b;
 }
 
@@ -81,19 +119,27 @@ Result<std::unique_ptr<PciTransport>> PciTransport::create(std::unique_ptr<Virti
         t->kick_fds_.emplace_back(fd);
     }
     auto& c = t->config_;
-    c.add_capability(pci::kCapVendor, virtio_cap(kCapCommon, kCommonOffset, kCommonSize));
-    auto notify = virtio_cap(kCapNotify, kNotifyOffset, kNotifyMultiplier * queues, 4);
-    std::memcpy(notify.data() + 14, &kNotifyMultiplier, 4);
+    c.add_capability(pci::kCapVendor,
+                     virtio_cap(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, kCommonSize));
+    constexpr std::size_t kMultiplierSize = sizeof(virtio_pci_notify_cap) - sizeof(virtio_pci_cap);
+    auto notify = virtio_cap(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset, kNotifyMultiplier * queues,
+                             kMultiplierSize);
+    std::memcpy(notify.data() + in_body(offsetof(virtio_pci_notify_cap, notify_off_multiplier)),
+                &kNotifyMultiplier, kMultiplierSize);
     c.add_capability(pci::kCapVendor, notify);
-    c.add_capability(pci::kCapVendor, virtio_cap(kCapIsr, kIsrOffset, 4));
-    c.add_capability(pci::kCapVendor, virtio_cap(kCapDevice, kDeviceCfgOffset, kDeviceCfgSize));
+    c.add_capability(pci::kCapVendor, virtio_cap(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 4));
+    c.add_capability(pci::kCapVendor,
+                     virtio_cap(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceCfgOffset, kDeviceCfgSize));
     // VIRTIO_PCI_CAP_PCI_CFG: a window into the BARs through configuration space. The
     // driver writes bar, offset and length, then reads or writes pci_cfg_data.
-    std::vector<std::uint8_t> pci_cfg_writable(18, 0);
-    for (std::size_t i : {2u, 6u, 7u, 8u, 9u, 10u, 11u, 12u, 13u, 14u, 15u, 16u, 17u})
-        pci_cfg_writable[i] = 0xff;
+    std::vector<std::uint8_t> pci_cfg_writable(sizeof(virtio_pci_cfg_cap) - kCapBodyStart, 0);
+    pci_cfg_writable[in_body(offsetof(virtio_pci_cfg_cap, cap.bar))] = 0xff;
+    // cap.offset, cap.length and pci_cfg_data: everything from cap.offset to the end.
+    std::fill(pci_cfg_writable.begin() + in_body(offsetof(virtio_pci_cfg_cap, cap.offset)),
+              pci_cfg_writable.end(), 0xff);
     t->pci_cfg_cap_ =
-        c.add_capability(pci::kCapVendor, virtio_cap(kCapPciCfg, 0, 0, 4), pci_cfg_writable);
+        c.add_capability(pci::kCapVendor, virtio_cap(VIRTIO_PCI_CAP_PCI_CFG, 0, 0, kPciCfgDataSize),
+                         pci_cfg_writable);
     const std::vector<std::uint8_t> msix_writable = {0x00, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0};
     c.add_capability(pci::kCapMsix, t->msix_.capability(0, kMsixTableOffset, kMsixPbaOffset),
                      msix_writable);
@@ -120,8 +166,8 @@ std::uint8_t PciTransport::status() const {
 
 void PciTransport::config_read(std::size_t offset, std::span<std::uint8_t> out) {
     std::lock_guard lock(mu_);
-    const std::size_t data = pci_cfg_cap_ + 16;
-    if (offset >= data && offset < data + 4) pci_cfg_access(false);
+    const std::size_t data = pci_cfg_cap_ + kPciCfgData;
+    if (offset >= data && offset < data + kPciCfgDataSize) pci_cfg_access(false);
     config_.read(offset, out);
 }
 
@@ -135,26 +181,25 @@ void PciTransport::config_write(std::size_t offset, std::span<const std::uint8_t
             msix_.set_control(config_.u16(cap + 2));
         cap = hdr[1];
     }
-    const std::size_t data = pci_cfg_cap_ + 16;
-    if (touches(offset, in.size(), data, 4)) pci_cfg_access(true);
+    const std::size_t data = pci_cfg_cap_ + kPciCfgData;
+    if (touches(offset, in.size(), data, kPciCfgDataSize)) pci_cfg_access(true);
 }
 
 // Performs the access the VIRTIO_PCI_CAP_PCI_CFG window describes.
 void PciTransport::pci_cfg_access(bool write) {
-    std::uint8_t cap[20];
-    config_.read(pci_cfg_cap_, cap);
-    const std::uint8_t bar = cap[4];
-    // struct virtio_pci_cfg_cap: cap.bar at 4, cap.offset at 8, cap.length at 12, data at 16.
-    const std::uint32_t off = get<std::uint32_t>(cap, 8), len = get<std::uint32_t>(cap, 12);
+    virtio_pci_cfg_cap window{};
+    config_.read(pci_cfg_cap_, std::span(reinterpret_cast<std::uint8_t*>(&window), sizeof window));
+    const std::uint8_t bar = window.cap.bar;
+    const std::uint32_t off = window.cap.offset, len = window.cap.length;
     if (bar != 0 || (len != 1 && len != 2 && len != 4) || off >= kBar0Size || off + len > kBar0Size)
         return;
-    std::uint8_t buf[4] = {};
+    std::uint8_t buf[sizeof window.pci_cfg_data] = {};
     if (write) {
-        std::memcpy(buf, cap + 16, len);
+        std::memcpy(buf, window.pci_cfg_data, len);
         bar_write_locked(off, std::span<const std::uint8_t>(buf, len));
     } else {
         bar_read_locked(off, std::span(buf, len));
-        config_.write(pci_cfg_cap_ + 16, std::span<const std::uint8_t>(buf, 4));
+        config_.write(pci_cfg_cap_ + kPciCfgData, std::span<const std::uint8_t>(buf, sizeof buf));
     }
 }
 
@@ -230,31 +275,31 @@ void PciTransport::register_notifiers(std::uint64_t base) {
 void PciTransport::common_read(std::uint64_t offset, std::span<std::uint8_t> out) {
     std::uint8_t img[kCommonSize] = {};
     const std::uint64_t offered = device_->offered_features();
-    put<std::uint32_t>(img, 0x00, device_feature_select_);
-    put<std::uint32_t>(img, 0x04,
+    put<std::uint32_t>(img, kDeviceFeatureSelect, device_feature_select_);
+    put<std::uint32_t>(img, kDeviceFeature,
                        device_feature_select_ < 2
                            ? static_cast<std::uint32_t>(offered >> (32 * device_feature_select_))
                            : 0);
-    put<std::uint32_t>(img, 0x08, driver_feature_select_);
+    put<std::uint32_t>(img, kDriverFeatureSelect, driver_feature_select_);
     put<std::uint32_t>(
-        img, 0x0c,
+        img, kDriverFeature,
         driver_feature_select_ < 2
             ? static_cast<std::uint32_t>(driver_features_ >> (32 * driver_feature_select_))
             : 0);
-    put<std::uint16_t>(img, 0x10, msix_config_.load());
-    put<std::uint16_t>(img, 0x12, static_cast<std::uint16_t>(queues_.size()));
-    img[0x14] = status_.load();
-    img[0x15] = config_generation_;
-    put<std::uint16_t>(img, 0x16, queue_select_);
+    put<std::uint16_t>(img, kMsixConfig, msix_config_.load());
+    put<std::uint16_t>(img, kNumQueues, static_cast<std::uint16_t>(queues_.size()));
+    img[kDeviceStatus] = status_.load();
+    img[kConfigGeneration] = config_generation_;
+    put<std::uint16_t>(img, kQueueSelect, queue_select_);
     if (queue_select_ < queues_.size()) {
         const QueueSetup& q = queues_[queue_select_];
-        put<std::uint16_t>(img, 0x18, q.size);
-        put<std::uint16_t>(img, 0x1a, q.msix_vector);
-        put<std::uint16_t>(img, 0x1c, q.enabled ? 1 : 0);
-        put<std::uint16_t>(img, 0x1e, queue_select_);  // notify offset in multiplier units
-        put<std::uint64_t>(img, 0x20, q.desc);
-        put<std::uint64_t>(img, 0x28, q.driver);
-        put<std::uint64_t>(img, 0x30, q.device);
+        put<std::uint16_t>(img, kQueueSize, q.size);
+        put<std::uint16_t>(img, kQueueMsixVector, q.msix_vector);
+        put<std::uint16_t>(img, kQueueEnable, q.enabled ? 1 : 0);
+        put<std::uint16_t>(img, kQueueNotifyOff, queue_select_);  // in multiplier units
+        put<std::uint64_t>(img, kQueueDesc, q.desc);
+        put<std::uint64_t>(img, kQueueDriver, q.driver);
+        put<std::uint64_t>(img, kQueueDevice, q.device);
     }
     if (offset + out.size() <= kCommonSize) std::memcpy(out.data(), img + offset, out.size());
 }
@@ -266,33 +311,39 @@ void PciTransport::common_write(std::uint64_t offset, std::span<const std::uint8
     std::memcpy(img + offset, in.data(), in.size());
     const std::size_t n = in.size();
     const bool running = (status_.load() & kStatusDriverOk) != 0;
+    // Whether the write touched the field at `field` (of the field's own size).
+    auto wrote = [&](std::size_t field, std::size_t size) {
+        return touches(offset, n, field, size);
+    };
 
-    if (touches(offset, n, 0x00, 4)) device_feature_select_ = get<std::uint32_t>(img, 0x00);
-    if (touches(offset, n, 0x08, 4)) driver_feature_select_ = get<std::uint32_t>(img, 0x08);
-    if (touches(offset, n, 0x0c, 4) && driver_feature_select_ < 2 &&
+    if (wrote(kDeviceFeatureSelect, 4))
+        device_feature_select_ = get<std::uint32_t>(img, kDeviceFeatureSelect);
+    if (wrote(kDriverFeatureSelect, 4))
+        driver_feature_select_ = get<std::uint32_t>(img, kDriverFeatureSelect);
+    if (wrote(kDriverFeature, 4) && driver_feature_select_ < 2 &&
         !(status_.load() & kStatusFeaturesOk)) {
         const unsigned shift = 32 * driver_feature_select_;
         driver_features_ = (driver_features_ & ~(0xffff'ffffull << shift)) |
-                           (std::uint64_t{get<std::uint32_t>(img, 0x0c)} << shift);
+                           (std::uint64_t{get<std::uint32_t>(img, kDriverFeature)} << shift);
     }
-    if (touches(offset, n, 0x10, 2)) {
-        const std::uint16_t v = get<std::uint16_t>(img, 0x10);
+    if (wrote(kMsixConfig, 2)) {
+        const std::uint16_t v = get<std::uint16_t>(img, kMsixConfig);
         msix_config_ = v < msix_.vector_count() ? v : pci::kNoVector;
     }
-    if (touches(offset, n, 0x16, 2)) queue_select_ = get<std::uint16_t>(img, 0x16);
+    if (wrote(kQueueSelect, 2)) queue_select_ = get<std::uint16_t>(img, kQueueSelect);
     if (queue_select_ < queues_.size() && !running) {
         QueueSetup& q = queues_[queue_select_];
-        if (touches(offset, n, 0x18, 2)) q.size = get<std::uint16_t>(img, 0x18);
-        if (touches(offset, n, 0x1a, 2)) {
-            const std::uint16_t v = get<std::uint16_t>(img, 0x1a);
+        if (wrote(kQueueSize, 2)) q.size = get<std::uint16_t>(img, kQueueSize);
+        if (wrote(kQueueMsixVector, 2)) {
+            const std::uint16_t v = get<std::uint16_t>(img, kQueueMsixVector);
             q.msix_vector = v < msix_.vector_count() ? v : pci::kNoVector;
         }
-        if (touches(offset, n, 0x1c, 2)) q.enabled = get<std::uint16_t>(img, 0x1c) == 1;
-        if (touches(offset, n, 0x20, 8)) q.desc = get<std::uint64_t>(img, 0x20);
-        if (touches(offset, n, 0x28, 8)) q.driver = get<std::uint64_t>(img, 0x28);
-        if (touches(offset, n, 0x30, 8)) q.device = get<std::uint64_t>(img, 0x30);
+        if (wrote(kQueueEnable, 2)) q.enabled = get<std::uint16_t>(img, kQueueEnable) == 1;
+        if (wrote(kQueueDesc, 8)) q.desc = get<std::uint64_t>(img, kQueueDesc);
+        if (wrote(kQueueDriver, 8)) q.driver = get<std::uint64_t>(img, kQueueDriver);
+        if (wrote(kQueueDevice, 8)) q.device = get<std::uint64_t>(img, kQueueDevice);
     }
-    if (touches(offset, n, 0x14, 1)) set_status(img[0x14]);
+    if (wrote(kDeviceStatus, 1)) set_status(img[kDeviceStatus]);
 }
 
 void PciTransport::set_status(std::uint8_t status) {
@@ -353,7 +404,7 @@ void PciTransport::mark_needs_reset(const std::string& why) {
     if (!reported_violation_.exchange(true))
         log::warn("virtio {}: driver error, device needs reset: {}", device_->name(), why);
     status_.fetch_or(kStatusNeedsReset);
-    isr_.fetch_or(2);  // configuration change
+    isr_.fetch_or(VIRTIO_PCI_ISR_CONFIG);
     msix_.notify(msix_config_.load());
 }
 

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstring>
 
+#include "base/uapi.hpp"
+
 namespace stockade::virtio {
 namespace {
 
@@ -20,12 +22,9 @@ Result<> store_u16(const GuestMemory& m, std::uint64_t gpa, std::uint16_t v) {
     return {};
 }
 
-struct RawDesc {
-    std::uint64_t addr;
-    std::uint32_t len;
-    std::uint16_t flags;
-    std::uint16_t next;
-};
+// A descriptor as the driver wrote it (virtio 1.2, 2.7.5): the kernel's vring_desc, from
+// <linux/virtio_ring.h> through base/uapi.hpp.
+using RawDesc = vring_desc;
 static_assert(sizeof(RawDesc) == 16);
 
 }  // namespace
@@ -161,28 +160,42 @@ Result<bool> SplitQueue::should_notify() {
     return static_cast<std::uint16_t>(now - used_event - 1) < static_cast<std::uint16_t>(now - old);
 }
 
-Result<> ChainReader::read(std::span<std::uint8_t> out) {
-    std::size_t done = 0;
-    while (done < out.size()) {
-        if (index_ >= descs_.size()) return fail("request is shorter than its header");
-        const Descriptor& d = descs_[index_];
-        const std::uint64_t n = std::min<std::uint64_t>(d.len - offset_, out.size() - done);
-        STOCKADE_TRY_VOID(mem_.read(d.addr + offset_, out.subspan(done, n)));
-        done += n;
-        offset_ += n;
-        if (offset_ == d.len) {
-            ++index_;
-            offset_ = 0;
-        }
-    }
-    return {};
-}
-
-std::uint64_t ChainReader::remaining() const {
+std::uint64_t ChainCursor::remaining() const {
     std::uint64_t n = 0;
     for (std::size_t i = index_; i < descs_.size(); ++i)
         n += descs_[i].len;
     return n - offset_;
+}
+
+void ChainCursor::step(std::uint64_t n) {
+    offset_ += n;
+    if (offset_ == descs_[index_].len) {
+        ++index_;
+        offset_ = 0;
+    }
+}
+
+template <typename Access, typename Moved>
+Result<> ChainCursor::walk(std::size_t size, const char* short_chain, Access access, Moved moved) {
+    std::size_t done = 0;
+    while (done < size) {
+        if (index_ >= descs_.size()) return fail("{}", short_chain);
+        const Descriptor& d = descs_[index_];
+        const std::uint64_t n = std::min<std::uint64_t>(d.len - offset_, size - done);
+        STOCKADE_TRY_VOID(access(d.addr + offset_, done, n));
+        done += n;
+        moved(n);
+    }
+    return {};
+}
+
+Result<> ChainReader::read(std::span<std::uint8_t> out) {
+    return walk(
+        out.size(), "request is shorter than its header",
+        [&](std::uint64_t gpa, std::size_t done, std::uint64_t n) {
+            return mem_.read(gpa, out.subspan(done, n));
+        },
+        [this](std::uint64_t n) { step(n); });
 }
 
 Result<std::vector<std::span<std::uint8_t>>> ChainReader::spans(std::uint64_t max) {
@@ -192,48 +205,29 @@ Result<std::vector<std::span<std::uint8_t>>> ChainReader::spans(std::uint64_t ma
         const std::uint64_t n = std::min<std::uint64_t>(d.len - offset_, max);
         if (n > 0) out.push_back(STOCKADE_TRY(mem_.slice(d.addr + offset_, n)));
         max -= n;
-        offset_ += n;
-        if (offset_ == d.len) {
-            ++index_;
-            offset_ = 0;
-        }
+        step(n);
     }
     return out;
 }
 
 Result<> ChainWriter::write(std::span<const std::uint8_t> in) {
-    std::size_t done = 0;
-    while (done < in.size()) {
-        if (index_ >= descs_.size()) return fail("the driver's buffers are too small");
-        const Descriptor& d = descs_[index_];
-        const std::uint64_t n = std::min<std::uint64_t>(d.len - offset_, in.size() - done);
-        STOCKADE_TRY_VOID(mem_.write(d.addr + offset_, in.subspan(done, n)));
-        done += n;
-        advance(n);
-    }
-    return {};
+    return walk(
+        in.size(), "the driver's buffers are too small",
+        [&](std::uint64_t gpa, std::size_t done, std::uint64_t n) {
+            return mem_.write(gpa, in.subspan(done, n));
+        },
+        [this](std::uint64_t n) { advance(n); });
 }
 
 void ChainWriter::advance(std::uint64_t n) {
     written_ += n;
     while (n > 0 && index_ < descs_.size()) {
-        const std::uint64_t step = std::min<std::uint64_t>(descs_[index_].len - offset_, n);
-        offset_ += step;
-        n -= step;
-        if (offset_ == descs_[index_].len) {
-            ++index_;
-            offset_ = 0;
-        }
+        const std::uint64_t part = std::min<std::uint64_t>(descs_[index_].len - offset_, n);
+        step(part);
+        n -= part;
     }
     while (index_ < descs_.size() && descs_[index_].len == 0)
         ++index_;
-}
-
-std::uint64_t ChainWriter::remaining() const {
-    std::uint64_t n = 0;
-    for (std::size_t i = index_; i < descs_.size(); ++i)
-        n += descs_[i].len;
-    return n - offset_;
 }
 
 Result<std::vector<std::span<std::uint8_t>>> ChainWriter::spans(std::uint64_t max) {

@@ -78,37 +78,49 @@ class SplitQueue {
     bool signalled_valid_ = false;
 };
 
-// Reads and writes across a chain's descriptors as one byte stream.
-class ChainReader {
+// A position in a chain's descriptors, which ChainReader and ChainWriter read or write
+// as one byte stream.
+class ChainCursor {
   public:
-    ChainReader(const GuestMemory& m, std::span<const Descriptor> d) : mem_(m), descs_(d) {}
-    // Copies exactly out.size() bytes or fails (short chain).
-    [[nodiscard]] Result<> read(std::span<std::uint8_t> out);
+    // The bytes from the position to the end of the chain.
     [[nodiscard]] std::uint64_t remaining() const;
-    // The remaining bytes as guest-memory spans (for zero-copy I/O).
-    [[nodiscard]] Result<std::vector<std::span<std::uint8_t>>> spans(std::uint64_t max);
 
-  private:
+  protected:
+    ChainCursor(const GuestMemory& m, std::span<const Descriptor> d) : mem_(m), descs_(d) {}
+    // Moves the position on by `n` bytes inside the current descriptor (to the start of the
+    // next one when that ends the current one).
+    void step(std::uint64_t n);
+    // Walks the next `size` bytes one descriptor's piece at a time: access(gpa, done, n) for
+    // the n bytes at gpa that follow the `done` already walked, then moved(n). Fails with
+    // `short_chain` when the chain ends first.
+    template <typename Access, typename Moved>
+    [[nodiscard]] Result<> walk(std::size_t size, const char* short_chain, Access access,
+                                Moved moved);
+
     const GuestMemory& mem_;
     std::span<const Descriptor> descs_;
     std::size_t index_ = 0;
     std::uint64_t offset_ = 0;
 };
 
-class ChainWriter {
+class ChainReader : public ChainCursor {
   public:
-    ChainWriter(const GuestMemory& m, std::span<const Descriptor> d) : mem_(m), descs_(d) {}
+    ChainReader(const GuestMemory& m, std::span<const Descriptor> d) : ChainCursor(m, d) {}
+    // Copies exactly out.size() bytes or fails (short chain).
+    [[nodiscard]] Result<> read(std::span<std::uint8_t> out);
+    // The remaining bytes as guest-memory spans (for zero-copy I/O).
+    [[nodiscard]] Result<std::vector<std::span<std::uint8_t>>> spans(std::uint64_t max);
+};
+
+class ChainWriter : public ChainCursor {
+  public:
+    ChainWriter(const GuestMemory& m, std::span<const Descriptor> d) : ChainCursor(m, d) {}
     [[nodiscard]] Result<> write(std::span<const std::uint8_t> in);
-    [[nodiscard]] std::uint64_t remaining() const;
     [[nodiscard]] std::uint64_t written() const { return written_; }
     [[nodiscard]] Result<std::vector<std::span<std::uint8_t>>> spans(std::uint64_t max);
     void advance(std::uint64_t n);
 
   private:
-    const GuestMemory& mem_;
-    std::span<const Descriptor> descs_;
-    std::size_t index_ = 0;
-    std::uint64_t offset_ = 0;
     std::uint64_t written_ = 0;
 };
 

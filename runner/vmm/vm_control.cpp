@@ -3,7 +3,24 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/table.hpp"
+
 namespace stockade {
+namespace {
+
+// What describe() says for each kind of stop (a workload that exited needs no message).
+constexpr NamedValue<StopKind> kStopTexts[] = {
+    {StopKind::init_failed, "the guest's init could not run the workload"},
+    {StopKind::guest_reboot, "the guest rebooted before the workload finished"},
+    {StopKind::guest_poweroff, "the guest powered off before the workload finished"},
+    {StopKind::guest_panic, "the guest kernel panicked"},
+    {StopKind::triple_fault, "the guest triple-faulted (KVM shutdown exit)"},
+    {StopKind::vcpu_error, "a vCPU stopped"},
+    {StopKind::signal, "stopped by a signal"},
+    {StopKind::host_error, "host error"},
+};
+
+}  // namespace
 
 Result<VmControl> VmControl::create() {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -63,39 +80,15 @@ void VmControl::drain() const {
 }
 
 int exit_status_of(const StopReason& r) {
-    switch (r.kind) {
-        case StopKind::workload_exited:
-            return r.status;
-        case StopKind::signal:
-            return r.status;
-        default:
-            return 125;
-    }
+    const bool own_status = r.kind == StopKind::workload_exited || r.kind == StopKind::signal;
+    return own_status ? r.status : 125;
 }
 
 std::string describe(const StopReason& r) {
-    const std::string d = r.detail.empty() ? "" : ": " + r.detail;
-    switch (r.kind) {
-        case StopKind::workload_exited:
-            return "";
-        case StopKind::init_failed:
-            return "the guest's init could not run the workload" + d;
-        case StopKind::guest_reboot:
-            return "the guest rebooted before the workload finished" + d;
-        case StopKind::guest_poweroff:
-            return "the guest powered off before the workload finished" + d;
-        case StopKind::guest_panic:
-            return "the guest kernel panicked" + d;
-        case StopKind::triple_fault:
-            return "the guest triple-faulted (KVM shutdown exit)" + d;
-        case StopKind::vcpu_error:
-            return "a vCPU stopped" + d;
-        case StopKind::signal:
-            return "stopped by a signal" + d;
-        case StopKind::host_error:
-            return "host error" + d;
-    }
-    return "stopped" + d;
+    if (r.kind == StopKind::workload_exited) return "";
+    std::string text(name_of(kStopTexts, r.kind, "stopped"));
+    if (!r.detail.empty()) text += ": " + r.detail;
+    return text;
 }
 
 }  // namespace stockade

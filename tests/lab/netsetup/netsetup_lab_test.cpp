@@ -23,6 +23,7 @@
 #include "netsetup/spec.hpp"
 #include "netsetup/tap.hpp"
 #include "tests/lab/netsetup/lab_net.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace stockade::net {
 namespace {
@@ -102,12 +103,9 @@ std::uint64_t filter_packets(const std::string& dev, const std::string& dir, int
 class NetsetupLab : public ::testing::Test {
   protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/stockade-net-lab.XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        state_dir_ = tmpl;
-        options_.state_dir = state_dir_ + "/net";
+        ASSERT_FALSE(state_dir_.path.empty());
+        options_.state_dir = (state_dir_.path / "net").string();
     }
-    void TearDown() override { std::filesystem::remove_all(state_dir_); }
 
     static NetSpec spec(std::string_view text) {
         auto s = parse_net_spec(text);
@@ -145,7 +143,7 @@ class NetsetupLab : public ::testing::Test {
 
     FreshNetns netns_;  // first member: the namespace outlives everything the test made
     NetOptions options_;
-    std::string state_dir_;
+    test::TempDir state_dir_{"stockade-net-lab"};
 };
 
 MacAddress mac_of(const NetworkHandle& h) {

@@ -1,5 +1,6 @@
 #pragma once
-// Helpers of the policy lab tests: children, pipes, /proc readers, commands.
+// Helpers of the policy lab tests: children, pipes, /proc readers, commands (with those
+// of tests/support/child.hpp: run_in_child, read_all, ...).
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -27,15 +28,6 @@ inline std::string read_line(int fd) {
     char c;
     while (::read(fd, &c, 1) == 1 && c != '\n')
         out.push_back(c);
-    return out;
-}
-
-inline std::string read_all(int fd) {
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0)
-        out.append(buf, static_cast<std::size_t>(n));
     return out;
 }
 

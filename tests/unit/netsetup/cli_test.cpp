@@ -7,6 +7,7 @@
 
 #include "netsetup/cli.hpp"
 #include "netsetup/state.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace stockade::net {
 namespace {
@@ -51,9 +52,9 @@ TEST(netsetup_cli, BadSpecIsRejectedBeforeAnythingElse) {
 }
 
 TEST(netsetup_cli, ShowReadsTheRecords) {
-    char tmpl[] = "/tmp/stockade-net-cli.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    std::string dir = tmpl;
+    test::TempDir tmp("stockade-net-cli");
+    ASSERT_FALSE(tmp.path.empty());
+    const std::string dir = tmp.path.string();
     auto empty = run({"--state-dir", dir, "show"});
     EXPECT_EQ(empty.status, 0) << empty.err;
     EXPECT_NE(empty.out.find("no sandbox networks"), std::string::npos);
@@ -76,7 +77,6 @@ TEST(netsetup_cli, ShowReadsTheRecords) {
     auto unknown = run({"--state-dir", dir, "show", "sb9"});
     EXPECT_EQ(unknown.status, 125);
     EXPECT_NE(unknown.err.find("sb9: not up"), std::string::npos) << unknown.err;
-    std::filesystem::remove_all(dir);
 }
 
 }  // namespace

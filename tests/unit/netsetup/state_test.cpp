@@ -8,6 +8,7 @@
 
 #include "base/io.hpp"
 #include "netsetup/state.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace stockade::net {
 namespace {
@@ -30,13 +31,9 @@ NetState sample() {
 
 class netsetup_state_dir : public ::testing::Test {
   protected:
-    void SetUp() override {
-        char tmpl[] = "/tmp/stockade-net-test.XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        root_ = tmpl;
-    }
-    void TearDown() override { std::filesystem::remove_all(root_); }
-    std::string root_;
+    void SetUp() override { ASSERT_FALSE(tmp_.path.empty()); }
+    test::TempDir tmp_{"stockade-net-test"};
+    const std::string root_ = tmp_.path.string();
 };
 
 TEST(netsetup_state, JsonRoundTrip) {

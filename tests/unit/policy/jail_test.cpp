@@ -23,27 +23,19 @@
 #include "policy/namespaces.hpp"
 #include "policy/privileges.hpp"
 #include "tests/support/child.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/unit/policy/namespace_child.hpp"
 
 namespace stockade::policy {
 namespace {
 
 using test::describe_status;
+using test::exit_code_of;
 using test::exited_ok;
 using test::run_in_child;
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "stockade-jail-test.XXXXXX").string();
-        if (::mkdtemp(tmpl.data())) path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using test::TempDir;
 
 std::string ns_inode(const std::string& pid, const std::string& ns) {
     struct stat st {};
@@ -132,9 +124,7 @@ TEST(policy_jail, UnprivilegedSandboxEntersItsJail) {
         }
         if (!forked->in_child()) {
             ::close(report[1]);
-            int inner = 0;
-            ::waitpid(forked->pid, &inner, 0);
-            return WIFEXITED(inner) ? WEXITSTATUS(inner) : 100 + WTERMSIG(inner);
+            return exit_code_of(forked->pid);
         }
         // The sandbox process.
         if (auto r = enter_jail(spec); !r) {
@@ -221,17 +211,8 @@ TEST(policy_jail, PrivilegesDropAfterAPivotWithoutProc) {
     if (::geteuid() == 0) owner = JailRoot::Owner{1000, 1000};
     auto root = JailRoot::create(tmp.path.string(), "sb-noproc", owner);
     ASSERT_TRUE(root) << root.error().message;
-    int st = run_in_child([&] {
-        NamespaceSpec ns;
-        ns.namespaces = {Namespace::user, Namespace::mount, Namespace::pid};
-        ns.uid = ns.gid = 1000;
-        auto forked = fork_into_namespaces(ns);
-        if (!forked) return 10;
-        if (!forked->in_child()) {
-            int inner = 0;
-            ::waitpid(forked->pid, &inner, 0);
-            return WIFEXITED(inner) ? WEXITSTATUS(inner) : 99;
-        }
+    int st = run_in_child([&]() -> int {
+        continue_in_namespaces({Namespace::user, Namespace::mount, Namespace::pid}, 1000);
         JailSpec spec;
         spec.root = root->path();
         if (!enter_jail(spec)) ::_exit(11);
@@ -271,17 +252,8 @@ TEST(policy_jail, FailingStepIsNamed) {
     TempDir tmp;
     auto root = JailRoot::create(tmp.path.string(), "sb-fail");
     ASSERT_TRUE(root);
-    int st = run_in_child([&] {
-        NamespaceSpec ns;
-        ns.namespaces = {Namespace::user};
-        ns.uid = ns.gid = 1000;
-        auto forked = fork_into_namespaces(ns);
-        if (!forked) return 10;
-        if (!forked->in_child()) {
-            int inner = 0;
-            ::waitpid(forked->pid, &inner, 0);
-            return WIFEXITED(inner) ? WEXITSTATUS(inner) : 99;
-        }
+    int st = run_in_child([&]() -> int {
+        continue_in_namespaces({Namespace::user}, 1000);
         JailSpec spec;
         spec.root = root->path();
         auto r = enter_jail(spec);
@@ -333,17 +305,8 @@ TEST(policy_rlimits, AppliedSoftAndHard) {
 
 TEST(policy_rlimits, RaisingPastTheHardLimitIsRefusedByName) {
     // Not even root may raise a hard limit from inside a user namespace.
-    int st = run_in_child([] {
-        NamespaceSpec ns;
-        ns.namespaces = {Namespace::user};
-        ns.uid = ns.gid = 1000;
-        auto forked = fork_into_namespaces(ns);
-        if (!forked) return 10;
-        if (!forked->in_child()) {
-            int inner = 0;
-            ::waitpid(forked->pid, &inner, 0);
-            return WIFEXITED(inner) ? WEXITSTATUS(inner) : 99;
-        }
+    int st = run_in_child([]() -> int {
+        continue_in_namespaces({Namespace::user}, 1000);
         struct rlimit rl {};
         ::getrlimit(RLIMIT_NOFILE, &rl);
         if (rl.rlim_max == RLIM_INFINITY) ::_exit(3);

@@ -11,6 +11,7 @@
 #include "policy/namespaces.hpp"
 #include "policy/privileges.hpp"
 #include "tests/support/child.hpp"
+#include "tests/unit/policy/namespace_child.hpp"
 
 namespace stockade::policy {
 namespace {
@@ -48,18 +49,8 @@ TEST(policy_privileges, DropInUserNamespaceClearsEverything) {
     // In a user namespace the child holds every capability (and uid kId is all that is
     // mapped), which exercises the explicit clearing: a drop to the same uid would keep them.
     const bool unprivileged = ::geteuid() != 0;
-    int st = run_in_child([unprivileged] {
-        NamespaceSpec spec;
-        spec.namespaces = {Namespace::user};
-        spec.uid = kId;
-        spec.gid = kId;
-        auto forked = fork_into_namespaces(spec);
-        if (!forked) return 10;
-        if (!forked->in_child()) {
-            int inner = 0;
-            ::waitpid(forked->pid, &inner, 0);
-            return WIFEXITED(inner) ? WEXITSTATUS(inner) : 99;
-        }
+    int st = run_in_child([unprivileged]() -> int {
+        continue_in_namespaces({Namespace::user}, kId);
         auto before = read_process_status("self");
         if (!before || before->cap_eff == 0) ::_exit(11);  // nothing to drop: test is void
         if (auto r = drop_privileges(kId, kId); !r) {
@@ -88,18 +79,8 @@ TEST(policy_privileges, DropAsRealRoot) {
 
 TEST(policy_privileges, FailureNamesTheStep) {
     // Only kId is mapped in the namespace: another gid cannot be set.
-    int st = run_in_child([] {
-        NamespaceSpec spec;
-        spec.namespaces = {Namespace::user};
-        spec.uid = kId;
-        spec.gid = kId;
-        auto forked = fork_into_namespaces(spec);
-        if (!forked) return 10;
-        if (!forked->in_child()) {
-            int inner = 0;
-            ::waitpid(forked->pid, &inner, 0);
-            return WIFEXITED(inner) ? WEXITSTATUS(inner) : 99;
-        }
+    int st = run_in_child([]() -> int {
+        continue_in_namespaces({Namespace::user}, kId);
         auto r = drop_privileges(kId, kId + 1);
         if (r) ::_exit(1);
         ::_exit(r.error().message.find("dropping privileges: setresgid(12346): Invalid argument") !=

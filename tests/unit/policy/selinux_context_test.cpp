@@ -9,23 +9,13 @@
 
 #include "policy/selinux_context.hpp"
 #include "tests/support/child.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace stockade::policy {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "stockade-mcs.XXXXXX").string();
-        if (::mkdtemp(tmpl.data())) path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using test::TempDir;
 
 TEST(policy_selinux_context, Format) {
     SelinuxPolicy p;

@@ -5,12 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <fstream>
 
 #include "guest/cpio.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/supervisor/sandbox_spec.hpp"
+#include "tests/support/child.hpp"
 
 namespace stockade {
 namespace {
@@ -130,29 +130,9 @@ struct Outcome {
 
 // Runs the real binary; these inputs are refused before KVM is touched.
 Outcome run_stockade(std::vector<std::string> args) {
-    std::array<int, 2> p{};
-    EXPECT_EQ(::pipe(p.data()), 0);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(p[1], 2);
-        ::close(p[0]);
-        std::vector<char*> argv{const_cast<char*>(STOCKADE_BINARY), const_cast<char*>("run")};
-        for (auto& a : args)
-            argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::execv(STOCKADE_BINARY, argv.data());
-        ::_exit(99);
-    }
-    ::close(p[1]);
-    std::string err;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
-        err.append(buf, static_cast<std::size_t>(n));
-    ::close(p[0]);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, err};
+    args.insert(args.begin(), {STOCKADE_BINARY, "run"});
+    auto run = test::run_program(args, 2);
+    return {WIFEXITED(run.status) ? WEXITSTATUS(run.status) : -1, run.output};
 }
 
 std::string temp_file(const std::string& content) {
@@ -207,23 +187,7 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
 }
 
 TEST(BadInput, HelpExplainsAndSucceeds) {
-    std::array<int, 2> p{};
-    ASSERT_EQ(::pipe(p.data()), 0);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(p[1], 1);
-        ::execl(STOCKADE_BINARY, STOCKADE_BINARY, "run", "--help", nullptr);
-        ::_exit(99);
-    }
-    ::close(p[1]);
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
-        out.append(buf, static_cast<std::size_t>(n));
-    ::close(p[0]);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
+    auto [st, out] = test::run_program({STOCKADE_BINARY, "run", "--help"}, 1);
     EXPECT_EQ(WEXITSTATUS(st), 0);
     for (const char* needle : {"--vcpus", "--memory", "--kernel", "125", "127", "126"})
         EXPECT_NE(out.find(needle), std::string::npos) << needle;

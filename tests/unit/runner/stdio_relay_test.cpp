@@ -24,6 +24,7 @@
 #include "guest/abi.hpp"
 #include "policy/policy.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
+#include "tests/support/child.hpp"
 
 namespace stockade {
 namespace {
@@ -67,15 +68,6 @@ void send_all(int fd, std::string_view data) {
         ASSERT_GT(n, 0) << std::strerror(errno);
         data.remove_prefix(static_cast<std::size_t>(n));
     }
-}
-
-std::string read_to_end(int fd) {
-    std::string s;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0)
-        s.append(buf, static_cast<std::size_t>(n));
-    return s;
 }
 
 std::string status_bytes(std::uint32_t v) {
@@ -187,7 +179,7 @@ TEST(StdioRelay, HostInputReachesTheGuestAndItsEndIsPassedOn) {
         send_all(host_in_w.get(), input);
         host_in_w.reset();  // end of input
     });
-    EXPECT_TRUE(read_to_end(gin.get()) == input) << "then EOF";
+    EXPECT_TRUE(test::read_all(gin.get()) == input) << "then EOF";
     feeder.join();
     EXPECT_EQ(r.relay().counters().in, input.size());
 }
@@ -285,7 +277,7 @@ TEST(StdioRelay, StopReturnsPromptlyWhileTheHostStdoutIsFull) {
     writer.join();
     // What reached the pipe came in pieces a pipe takes whole: plain 'x's.
     EXPECT_EQ(::fcntl(read_end.get(), F_SETFL, O_NONBLOCK), 0);
-    const std::string got = read_to_end(read_end.get());
+    const std::string got = test::read_all(read_end.get());
     EXPECT_GT(got.size(), 0u);
     EXPECT_EQ(got.find_first_not_of('x'), std::string::npos);
 }

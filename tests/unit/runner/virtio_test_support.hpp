@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/guest_memory.hpp"
+#include "base/uapi.hpp"
 #include "runner/devices/fd_watcher.hpp"
 #include "runner/kvm/irq_router.hpp"
 #include "runner/kvm/vm.hpp"
@@ -19,12 +20,7 @@
 namespace stockade::virtio::fake {
 
 // The descriptor layout of virtio 1.2, 2.7.5, as the driver writes it.
-struct RawDesc {
-    std::uint64_t addr;
-    std::uint32_t len;
-    std::uint16_t flags;
-    std::uint16_t next;
-};
+using RawDesc = vring_desc;
 static_assert(sizeof(RawDesc) == 16);
 
 class GuestRing {
