@@ -148,10 +148,11 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
     const std::string not_kernel = temp_file(std::string(8192, 'x'));
     // An initramfs whose modules are for another kernel than the default one.
     cpio::Writer other;
-    other.add_file("lib/modules/9.9.9-other/kernel/virtio_pci.ko", "\x7f" "ELF");
+    other.add_file("lib/modules/9.9.9-other/kernel/virtio_pci.ko",
+                   "\x7f"
+                   "ELF");
     const auto other_bytes = other.finish();
-    const std::string other_initrd =
-        temp_file(std::string(other_bytes.begin(), other_bytes.end()));
+    const std::string other_initrd = temp_file(std::string(other_bytes.begin(), other_bytes.end()));
     const std::string huge_initrd = temp_file("");
     ASSERT_EQ(::truncate(huge_initrd.c_str(), 300 << 20), 0);
     struct Case {
