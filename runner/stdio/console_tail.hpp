@@ -7,6 +7,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace stockade {
 
@@ -28,6 +29,31 @@ class ConsoleTail {
             pos = s.rfind('\n', pos - 1);
         // An empty console (nothing printed yet) has no line to skip.
         return pos == std::string::npos ? s : s.substr(std::min(pos + 1, s.size()));
+    }
+
+    // From the start of the line that holds the last `marker` to the end, when that is at
+    // most `max_lines` lines; empty otherwise. A kernel's panic report is longer than a
+    // fixed tail whenever its call trace carries stale stack entries.
+    [[nodiscard]] std::string from_last(std::string_view marker, std::size_t max_lines) const {
+        std::lock_guard lock(mu_);
+        const std::string s(buf_.begin(), buf_.end());
+        // The last line where `marker` begins the message (after a printk timestamp at
+        // most), not where a closing "---[ end <marker> ]---" line repeats it.
+        std::size_t at = s.size(), start = 0;
+        for (;;) {
+            at = at == 0 ? std::string::npos : s.rfind(marker, at - 1);
+            if (at == std::string::npos) return {};
+            const std::size_t nl = at == 0 ? std::string::npos : s.rfind('\n', at - 1);
+            start = nl == std::string::npos ? 0 : nl + 1;
+            if (s.compare(start, at - start, "") == 0 || s[at - 1] == ' ') {
+                const std::string_view before(s.data() + start, at - start);
+                if (before.find("---[") == std::string_view::npos) break;
+            }
+        }
+        std::string out = s.substr(start);
+        if (static_cast<std::size_t>(std::count(out.begin(), out.end(), '\n')) > max_lines)
+            return {};
+        return out;
     }
 
   private:

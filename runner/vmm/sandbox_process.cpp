@@ -35,6 +35,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// How much of the guest console an abnormal end shows: the last lines, or for a panic the
+// kernel's whole report when it is no longer than this.
+constexpr std::size_t kConsoleTailLines = 40;
+constexpr std::size_t kMaxPanicReportLines = 200;
+
 std::int64_t us_since(Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
 }
@@ -282,7 +287,10 @@ int Sandbox::report() {
         const bool crash =
             reason.kind == StopKind::guest_panic || reason.kind == StopKind::triple_fault ||
             reason.kind == StopKind::init_failed || reason.kind == StopKind::vcpu_error;
-        std::string tail = console_.last_lines(40);
+        std::string tail;
+        if (reason.kind == StopKind::guest_panic)
+            tail = console_.from_last("Kernel panic - not syncing", kMaxPanicReportLines);
+        if (tail.empty()) tail = console_.last_lines(kConsoleTailLines);
         while (!tail.empty() && std::isspace(static_cast<unsigned char>(tail.back())))
             tail.pop_back();
         if (crash && !tail.empty() && !res_.spec.show_console)

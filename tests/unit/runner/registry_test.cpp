@@ -14,6 +14,7 @@
 #include "guest/abi.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/registry/device_registry.hpp"
+#include "runner/stdio/console_tail.hpp"
 #include "runner/supervisor/preparation.hpp"
 #include "runner/virtio/blk.hpp"
 #include "runner/virtio/net.hpp"
@@ -74,6 +75,22 @@ TEST(PlatformOutcome, ReadyIsNotAStopAndUnknownEventsAreIgnored) {
     const PlatformEvent unknown{PlatformEventKind::agent, guest_abi::kMagic | (0x7f << 8)};
     EXPECT_EQ(outcome_of(unknown).action, Action::none);
     EXPECT_EQ(init_failure_text(200), "failure code 200");
+}
+
+// A panic's report is shown whole even when its call trace outgrows the usual tail.
+TEST(ConsoleTail, APanicReportIsShownFromItsFirstLine) {
+    ConsoleTail console;
+    std::string text = "boot\n[ 1.0] Kernel panic - not syncing: sysrq triggered crash\n";
+    for (int i = 0; i < 60; ++i)
+        text += "[ 1.0]  ? frame+0x10/0x20\n";
+    text += "[ 1.0] ---[ end Kernel panic - not syncing: sysrq triggered crash ]---\n";
+    console.append(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+    EXPECT_EQ(console.last_lines(40).find("] Kernel panic"), std::string::npos) << "cut off";
+    const std::string report = console.from_last("Kernel panic - not syncing", 200);
+    EXPECT_TRUE(report.starts_with("[ 1.0] Kernel panic - not syncing: sysrq")) << report;
+    EXPECT_TRUE(report.ends_with("]---\n"));
+    EXPECT_EQ(console.from_last("Kernel panic - not syncing", 10), "") << "too long: none";
+    EXPECT_EQ(console.from_last("Oops", 200), "");
 }
 
 TEST(DeviceRegistry, KindsHaveDistinctNamesAndVirtioIds) {
