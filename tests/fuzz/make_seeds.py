@@ -72,3 +72,54 @@ write('fuzz_blk_request/read_only_write', image(8, 4, [None], {
     AVAIL: ring(8, [0]),
     0x800: blk_header(OUT, 1),
 }))
+
+
+# newc cpio archives, as guest/cpio.cpp writes them.
+def newc(entries):
+    out = b''
+    for i, (path, mode, data) in enumerate(entries + [('TRAILER!!!', 0, b'')]):
+        name = path.encode() + b'\0'
+        out += b'070701' + b''.join(b'%08X' % v for v in (
+            i + 1, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name), 0))
+        out += name + b'\0' * (-(110 + len(name)) % 4)
+        out += data + b'\0' * (-len(data) % 4)
+    return out
+
+
+REG, DIR = 0o100600, 0o40700
+# fuzz_job_archive: the files stockade-init reads (guest/abi.hpp).
+write('fuzz_job_archive/console', newc([
+    ('stockade', DIR, b''), ('stockade/argv', REG, b'sh\0-c\0echo hi\0'),
+    ('stockade/env', REG, b'A=1\0'), ('stockade/workdir', REG, b'/'),
+    ('stockade/hostname', REG, b'sandbox')]))
+write('fuzz_job_archive/everything', newc([
+    ('stockade', DIR, b''), ('stockade/argv', REG, b'true\0'), ('stockade/env', REG, b''),
+    ('stockade/workdir', REG, b'/w'), ('stockade/hostname', REG, b'h'),
+    ('stockade/root', REG, b'/dev/vda ro'),
+    ('stockade/net', REG, b'02:11:22:33:44:55 169.254.10.2/24'),
+    ('stockade/vsock', REG, b'0000001027')]))
+
+
+# fuzz_boot_images: two bytes (where the kernel ends), the kernel, the initramfs.
+def bzimage(version):
+    setup = bytearray(2 * 512)
+    setup[0x1f1] = 1                                  # setup_sects
+    setup[0x1fe:0x200] = b'\x55\xaa'
+    setup[0x202:0x206] = b'HdrS'
+    setup[0x206:0x208] = struct.pack('<H', 0x20f)     # boot protocol 2.15
+    setup[0x20e:0x210] = struct.pack('<H', 0x300 - 0x200)
+    text = version.encode() + b'\0'
+    setup[0x300:0x300 + len(text)] = text
+    setup[0x211] = 1                                  # loadflags: LOADED_HIGH
+    return bytes(setup) + b'\0' * 512
+
+
+def boot_images(kernel, initrd):
+    return struct.pack('>H', len(kernel)) + kernel + initrd
+
+
+MODULES = [('lib', DIR, b''), ('lib/modules/6.1.0-1-amd64/kernel/virtio_pci.ko', REG, b'\x7fELF')]
+write('fuzz_boot_images/matching', boot_images(
+    bzimage('6.1.0-1-amd64 (debian) #1 SMP'), newc(MODULES)))
+write('fuzz_boot_images/mismatched', boot_images(
+    bzimage('6.1.0-2-amd64 (debian) #1 SMP'), newc(MODULES) + b'\0' * 8 + newc(MODULES)))
