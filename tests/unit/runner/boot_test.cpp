@@ -11,31 +11,13 @@
 #include "runner/arch/x86/kernel_image.hpp"
 #include "runner/arch/x86/layout.hpp"
 #include "runner/arch/x86/memory_map.hpp"
+#include "tests/support/bzimage.hpp"
 #include "tests/support/vmlinux.hpp"
 
 namespace stockade::x86 {
 namespace {
 
-// A minimal, valid bzImage: 4 setup sectors + boot sector, then `pm_size` bytes of kernel.
-std::vector<std::uint8_t> fake_bzimage(std::size_t pm_size = 64 * 1024) {
-    std::vector<std::uint8_t> f(5 * 512 + pm_size, 0xcc);
-    setup_header h{};
-    h.setup_sects = 4;
-    h.syssize = static_cast<std::uint32_t>(pm_size / 16);
-    h.boot_flag = 0xaa55;
-    h.header = 0x53726448;
-    h.version = 0x020f;
-    h.loadflags = 0x01;
-    h.kernel_alignment = 0x200000;
-    h.relocatable_kernel = 1;
-    h.xloadflags = 0x1;
-    h.cmdline_size = 2047;
-    h.initrd_addr_max = 0x7fffffff;
-    h.pref_address = 0x1000000;
-    h.init_size = 8 << 20;
-    std::memcpy(f.data() + 0x1f1, &h, sizeof h);
-    return f;
-}
+using test::fake_bzimage;
 
 template <typename F>
 std::vector<std::uint8_t> with_header(F change) {

@@ -13,6 +13,7 @@
 #include "guest/initramfs_modules.hpp"
 #include "runner/arch/x86/kernel_image.hpp"
 #include "runner/arch/x86/kernel_release.hpp"
+#include "tests/support/bzimage.hpp"
 #include "tests/support/vmlinux.hpp"
 
 namespace stockade::x86 {
@@ -20,27 +21,12 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-constexpr std::size_t kSetupSize = 5 * 512;  // boot sector and 4 setup sectors
-constexpr std::size_t kVersionAt = 0x400;    // where the fake puts kernel_version's string
+constexpr std::size_t kSetupSize = test::kBzSetupSize;
+constexpr std::size_t kVersionAt = test::kBzVersionAt;
 
 // A bzImage parse_bzimage accepts, whose kernel_version points at `version` (NUL added).
 Bytes bzimage(std::string_view version, std::size_t pm_size = 64 * 1024) {
-    Bytes f(kSetupSize + pm_size, 0xcc);
-    setup_header h{};
-    h.setup_sects = 4;
-    h.syssize = static_cast<std::uint32_t>(pm_size / 16);
-    h.boot_flag = 0xaa55;
-    h.header = 0x53726448;
-    h.version = 0x020f;
-    h.loadflags = 0x01;
-    h.kernel_alignment = 0x200000;
-    h.xloadflags = 0x1;
-    h.init_size = 8 << 20;
-    h.kernel_version = kVersionAt - 0x200;
-    std::memcpy(f.data() + 0x1f1, &h, sizeof h);
-    std::memcpy(f.data() + kVersionAt, version.data(), version.size());
-    f[kVersionAt + version.size()] = 0;
-    return f;
+    return test::fake_bzimage(pm_size, version);
 }
 
 void set_kernel_version(Bytes& f, std::uint16_t v) {
