@@ -5,11 +5,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "guest/cpio_reader.hpp"
+
 namespace stockade::cpio {
 namespace {
 
 constexpr std::string_view kMagic = "070701";
-constexpr std::size_t kHeaderSize = 110;
 
 void pad4(std::vector<std::uint8_t>& out) {
     while (out.size() % 4 != 0)
@@ -26,22 +27,6 @@ std::string_view strip_slash(std::string_view p) {
     while (!p.empty() && p.front() == '/')
         p.remove_prefix(1);
     return p;
-}
-
-bool read_hex(std::span<const std::uint8_t> s, std::uint32_t& v) {
-    v = 0;
-    for (std::uint8_t c : s) {
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= c - '0';
-        else if (c >= 'A' && c <= 'F')
-            v |= c - 'A' + 10;
-        else if (c >= 'a' && c <= 'f')
-            v |= c - 'a' + 10;
-        else
-            return false;
-    }
-    return true;
 }
 
 }  // namespace
@@ -108,19 +93,18 @@ bool parse(std::span<const std::uint8_t> a, std::vector<Entry>& entries) {
         if (a.size() - pos < kHeaderSize) return false;
         auto h = a.subspan(pos, kHeaderSize);
         if (std::memcmp(h.data(), kMagic.data(), 6) != 0) return false;
-        std::uint32_t mode = 0, filesize = 0, namesize = 0;
-        if (!read_hex(h.subspan(14, 8), mode) || !read_hex(h.subspan(54, 8), filesize) ||
-            !read_hex(h.subspan(94, 8), namesize) || namesize == 0)
-            return false;
+        const auto mode = header_field(h, kModeAt), filesize = header_field(h, kFileSizeAt),
+                   namesize = header_field(h, kNameSizeAt);
+        if (!mode || !filesize || !namesize || *namesize == 0) return false;
         pos += kHeaderSize;
-        if (a.size() - pos < namesize) return false;
-        std::string name(reinterpret_cast<const char*>(a.data() + pos), namesize - 1);
-        pos = (pos + namesize + 3) & ~std::size_t{3};
-        if (pos > a.size() || a.size() - pos < filesize) return false;
+        if (a.size() - pos < *namesize) return false;
+        std::string name(reinterpret_cast<const char*>(a.data() + pos), *namesize - 1);
+        pos = (pos + *namesize + 3) & ~std::size_t{3};
+        if (pos > a.size() || a.size() - pos < *filesize) return false;
         if (name == "TRAILER!!!") return true;
-        Entry e{std::move(name), mode, {a.begin() + pos, a.begin() + pos + filesize}};
+        Entry e{std::move(name), *mode, {a.begin() + pos, a.begin() + pos + *filesize}};
         entries.push_back(std::move(e));
-        pos = (pos + filesize + 3) & ~std::size_t{3};
+        pos = (pos + *filesize + 3) & ~std::size_t{3};
     }
 }
 

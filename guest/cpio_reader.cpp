@@ -6,15 +6,15 @@
 namespace stockade::cpio {
 namespace {
 
-constexpr std::size_t kHeaderSize = 110;
-constexpr std::size_t kModeAt = 14, kFileSizeAt = 54, kNameSizeAt = 94;
 constexpr std::string_view kTrailer = "TRAILER!!!";
 
 std::size_t align4(std::size_t v) {
     return (v + 3) & ~std::size_t{3};
 }
 
-std::optional<std::uint32_t> hex8(std::span<const std::uint8_t> header, std::size_t at) {
+}  // namespace
+
+std::optional<std::uint32_t> header_field(std::span<const std::uint8_t> header, std::size_t at) {
     std::uint32_t v = 0;
     for (std::uint8_t c : header.subspan(at, 8)) {
         v <<= 4;
@@ -30,8 +30,6 @@ std::optional<std::uint32_t> hex8(std::span<const std::uint8_t> header, std::siz
     return v;
 }
 
-}  // namespace
-
 std::optional<EntryView> Reader::next() {
     while (stop_ == Stop::none) {
         const std::size_t size = bytes_.size();
@@ -45,9 +43,9 @@ std::optional<EntryView> Reader::next() {
         // "070701" is newc, "070702" newc with checksums; the kernel takes both.
         if (std::memcmp(header.data(), "07070", 5) != 0 || (header[5] != '1' && header[5] != '2'))
             return halt(Stop::malformed);
-        const auto mode = hex8(header, kModeAt);
-        const auto file_size = hex8(header, kFileSizeAt);
-        const auto name_size = hex8(header, kNameSizeAt);  // with its NUL
+        const auto mode = header_field(header, kModeAt);
+        const auto file_size = header_field(header, kFileSizeAt);
+        const auto name_size = header_field(header, kNameSizeAt);  // with its NUL
         if (!mode || !file_size || !name_size || *name_size == 0) return halt(Stop::malformed);
         const std::size_t name_at = pos_ + kHeaderSize;
         if (size - name_at < *name_size || bytes_[name_at + *name_size - 1] != 0)

@@ -12,6 +12,13 @@
 
 namespace stockade::cpio {
 
+// A newc header: 110 bytes, "070701" then thirteen 8-digit hex fields.
+inline constexpr std::size_t kHeaderSize = 110;
+inline constexpr std::size_t kModeAt = 14, kFileSizeAt = 54, kNameSizeAt = 94;
+// The hex field of `header` at `at`; nullopt when it is not 8 hex digits.
+[[nodiscard]] std::optional<std::uint32_t> header_field(std::span<const std::uint8_t> header,
+                                                        std::size_t at);
+
 struct EntryView {
     std::string_view path;  // as stored (our writer drops the leading "/"; others may
                             // write "./lib/..." or "/lib/...")
