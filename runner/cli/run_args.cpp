@@ -55,7 +55,7 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
     run.add_flag("--stats", spec.print_stats,
                  "print timings, VM exit counts, CPU time and device counters to stderr");
     run.add_flag("-v,--verbose", out.verbose, "more diagnostics");
-    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_options(run, part_of<K>(out.device_options));
     });
     run.footer(kRunHelp);
@@ -92,7 +92,7 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
         return fail("unknown option {} (see stockade run --help)", rest.front());
     }
     out.spec.argv = std::move(rest);
-    STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>, auto) {
+    STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>) {
         return K::apply(part_of<K>(out.device_options), out.spec.device<K>());
     }));
     out.spec.huge_pages = huge == "off" ? HugePages::off : HugePages::transparent;

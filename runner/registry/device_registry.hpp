@@ -5,6 +5,7 @@
 // keeps, whether the guest has a PCI bus, the devices built, the seccomp additions and the
 // guest drivers they need. A new device is its own files plus one line here.
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "runner/registry/blk.hpp"
@@ -22,19 +23,17 @@ struct KindList {
     using Handed = std::tuple<std::optional<typename Kinds::Handed>...>;
     using Hosts = std::tuple<std::optional<typename Kinds::Host>...>;
 
-    // Calls f(Kind tag, I) for every kind, in order.
+    // Calls f(std::type_identity<Kind>{}) for every kind, in order.
     template <class F>
     static void each(F&& f) {
-        [&]<std::size_t... I>(std::index_sequence<I...>) {
-            (f(std::type_identity<Kinds>{}, std::integral_constant<std::size_t, I>{}), ...);
-        }(std::index_sequence_for<Kinds...>{});
+        (f(std::type_identity<Kinds>{}), ...);
     }
     // Like each(), stopping at the first error.
     template <class F>
     static Result<> each_until_error(F&& f) {
         Result<> r;
-        each([&](auto kind, auto index) {
-            if (r) r = f(kind, index);
+        each([&](auto kind) {
+            if (r) r = f(kind);
         });
         return r;
     }
@@ -42,14 +41,18 @@ struct KindList {
 
 using DeviceKinds = KindList<BlkKind, RngKind, NetKind, VsockKind>;
 
+// Where kind K stands in DeviceKinds (the list's length when it is not there).
+template <DeviceKind K, class... Ks>
+constexpr std::size_t index_of(KindList<Ks...>*) {
+    std::size_t i = 0;
+    ((std::is_same_v<K, Ks> ? false : (++i, true)) && ...);
+    return i;
+}
+
 // A kind's part of a tuple indexed like DeviceKinds.
 template <DeviceKind K, class Tuple>
 [[nodiscard]] constexpr auto& part_of(Tuple& t) {
-    constexpr std::size_t index = []<class... Ks>(KindList<Ks...>*) {
-        std::size_t i = 0, found = sizeof...(Ks);
-        ((std::is_same_v<K, Ks> ? (found = i, ++i) : ++i), ...);
-        return found;
-    }(static_cast<DeviceKinds*>(nullptr));
+    constexpr std::size_t index = index_of<K>(static_cast<DeviceKinds*>(nullptr));
     static_assert(index < std::tuple_size_v<std::remove_const_t<Tuple>>, "not a registered kind");
     return std::get<index>(t);
 }

@@ -62,7 +62,7 @@ Job core_job(const SandboxSpec& spec) {
 
 // Phase 1 of every device kind: files and device nodes, nothing the host sees.
 Result<> open_devices(const SandboxSpec& spec, OpenContext& ctx, DeviceKinds::Handed& handed) {
-    return DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>, auto) -> Result<> {
+    return DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>) -> Result<> {
         part_of<K>(handed) = STOCKADE_TRY(K::open(spec.device<K>(), ctx));
         return {};
     });
@@ -71,7 +71,7 @@ Result<> open_devices(const SandboxSpec& spec, OpenContext& ctx, DeviceKinds::Ha
 // Phase 2: host resources, once every check has passed.
 Result<> claim_devices(const SandboxSpec& spec, ClaimContext& ctx, DeviceKinds::Handed& handed,
                        DeviceKinds::Hosts& hosts) {
-    return DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>, auto) -> Result<> {
+    return DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>) -> Result<> {
         if (auto& h = part_of<K>(handed))
             part_of<K>(hosts) = STOCKADE_TRY(K::claim(*h, spec.device<K>(), ctx));
         return {};
@@ -121,7 +121,7 @@ Result<kvm::Kvm> open_kvm(const SandboxSpec& spec) {
 
 bool plans_pci_bus(const DeviceKinds::Handed& handed) {
     std::size_t n = 0;
-    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (const auto& h = part_of<K>(handed)) n += K::device_count(*h);
     });
     return n > 0;

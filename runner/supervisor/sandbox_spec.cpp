@@ -51,7 +51,7 @@ Result<> validate(const SandboxSpec& s, const HostLimits& host) {
     if (s.extra_cmdline.find('\n') != std::string::npos)
         return fail("--cmdline: contains a newline");
     return DeviceKinds::each_until_error(
-        [&]<class K>(std::type_identity<K>, auto) { return K::validate(s.device<K>()); });
+        [&]<class K>(std::type_identity<K>) { return K::validate(s.device<K>()); });
 }
 
 std::uint64_t host_ram_bytes() {

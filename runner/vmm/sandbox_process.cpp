@@ -75,7 +75,7 @@ struct BuiltDevices {
 // Every device kind builds its devices from what it was handed.
 Result<BuiltDevices> build_devices(DeviceKinds::Handed& handed) {
     BuiltDevices out;
-    STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>, auto) {
+    STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>) {
         auto& part = part_of<K>(handed);
         if (!part) return Result<>{};
         auto built = K::build(std::move(*part), out.context);

@@ -56,7 +56,7 @@ SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
                                                 const DeviceKinds::Handed& present) {
     SandboxSeccompProfiles out{vcpu_profile(mode), event_loop_profile(mode),
                                stdio_relay_seccomp_profile(mode)};
-    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (part_of<K>(present)) K::add_seccomp_rules({out.vcpu, out.event_loop});
     });
     return out;
@@ -65,7 +65,7 @@ SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
 std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
     SandboxSeccompProfiles all{vcpu_profile(p.seccomp_mode), event_loop_profile(p.seccomp_mode),
                                stdio_relay_seccomp_profile(p.seccomp_mode)};
-    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_seccomp_rules({all.vcpu, all.event_loop});
     });
     return {std::move(all.vcpu), std::move(all.event_loop), std::move(all.stdio_relay)};

@@ -97,7 +97,7 @@ TEST(DeviceRegistry, KindsHaveDistinctNamesAndVirtioIds) {
     std::set<std::string> names;
     std::set<std::uint32_t> ids;
     std::size_t count = 0;
-    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         names.insert(std::string(K::kName));
         ids.insert(K::kVirtioId);
         ++count;
@@ -109,7 +109,7 @@ TEST(DeviceRegistry, KindsHaveDistinctNamesAndVirtioIds) {
 // stockade-init loads the driver of every device the runner attaches from guest/abi.hpp's
 // table: a kind without an entry there would boot a guest that never sees its device.
 TEST(DeviceRegistry, EveryKindHasItsGuestDriverInTheContract) {
-    DeviceKinds::each([&]<class K>(std::type_identity<K>, auto) {
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         EXPECT_FALSE(guest_abi::virtio_driver_module(K::kVirtioId).empty()) << K::kName;
     });
 }
