@@ -288,6 +288,7 @@ json to_json(const Policy& p) {
     }
     j["digests"] = std::move(dg);
     j["seccomp"] = {{"mode", seccomp_mode_name(p.seccomp_mode)}};
+    j["vfio_devices"] = p.vfio_devices;
     return j;
 }
 

@@ -152,6 +152,9 @@ struct Policy {
     SelinuxPolicy selinux;
     DigestPolicy digests;
     SeccompMode seccomp_mode = SeccompMode::kill;
+    // Host PCI devices a sandbox may take with VFIO ("0000:01:00.0", canonical, sorted);
+    // empty: none.
+    std::vector<std::string> vfio_devices;
     bool operator==(const Policy&) const = default;
 };
 

@@ -2,9 +2,11 @@
 // Missing sections and fields keep default_policy()'s values.
 #include <fcntl.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "base/io.hpp"
+#include "base/pci_address.hpp"
 #include "policy/json_reader.hpp"
 #include "policy/policy.hpp"
 
@@ -355,6 +357,26 @@ Result<> read_seccomp(const json& v, Policy& p) {
     return obj.finish();
 }
 
+Result<> read_vfio_devices(const json& v, Policy& p) {
+    if (!v.is_array())
+        return fail_at("/vfio_devices",
+                       "expected a list of PCI addresses like \"0000:01:00.0\", got {}",
+                       detail::describe(v));
+    p.vfio_devices.clear();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const std::string path = fmt::format("/vfio_devices/{}", i);
+        const std::string text = STOCKADE_TRY(detail::read_string(v[i], path));
+        auto address = parse_pci_address(text);
+        if (!address) return fail_at(path, "{}", address.error().message);
+        p.vfio_devices.push_back(address->str());
+    }
+    std::sort(p.vfio_devices.begin(), p.vfio_devices.end());
+    if (auto d = std::adjacent_find(p.vfio_devices.begin(), p.vfio_devices.end());
+        d != p.vfio_devices.end())
+        return fail_at("/vfio_devices", "{} is listed twice", *d);
+    return {};
+}
+
 }  // namespace
 
 Result<Policy> parse_policy(std::string_view json_text) {
@@ -376,6 +398,7 @@ Result<Policy> parse_policy(std::string_view json_text) {
     if (const json* e = top.get("selinux")) STOCKADE_TRY_VOID(read_selinux(*e, p));
     if (const json* e = top.get("digests")) STOCKADE_TRY_VOID(read_digests(*e, p));
     if (const json* e = top.get("seccomp")) STOCKADE_TRY_VOID(read_seccomp(*e, p));
+    if (const json* e = top.get("vfio_devices")) STOCKADE_TRY_VOID(read_vfio_devices(*e, p));
     STOCKADE_TRY_VOID(top.finish());
 
     // Cross-field rules.

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "base/error.hpp"
-#include "vfio/pci_address.hpp"
+#include "base/pci_address.hpp"
 
 namespace stockade::vfio {
 

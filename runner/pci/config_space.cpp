@@ -40,6 +40,7 @@ void ConfigSpace::write(std::size_t offset, std::span<const std::uint8_t> in) {
 
 std::size_t ConfigSpace::add_capability(std::uint8_t id, std::span<const std::uint8_t> body,
                                         std::span<const std::uint8_t> writable) {
+    if (body.size() > capability_room() || writable.size() > body.size()) return 0;  // no room
     const std::size_t off = next_cap_;
     bytes_[off] = id;
     bytes_[off + 1] = 0;

@@ -31,10 +31,16 @@ class ConfigSpace {
     void read(std::size_t offset, std::span<std::uint8_t> out) const;
     void write(std::size_t offset, std::span<const std::uint8_t> in);
 
-    // Appends a capability (id, next pointer, then `body`) and returns its offset.
+    // Appends a capability (id, next pointer, then `body`) and returns its offset (0, and
+    // nothing added, when it does not fit: see capability_room()).
     // `writable` marks which bytes of the body the guest may change (same size as body).
     std::size_t add_capability(std::uint8_t id, std::span<const std::uint8_t> body,
                                std::span<const std::uint8_t> writable = {});
+
+    // How many body bytes the next capability may have and still fit in the 256 bytes.
+    [[nodiscard]] std::size_t capability_room() const {
+        return next_cap_ + 2 <= kConfigSize ? kConfigSize - next_cap_ - 2 : 0;
+    }
 
     [[nodiscard]] std::uint16_t u16(std::size_t off) const;
     void set_u16(std::size_t off, std::uint16_t v);

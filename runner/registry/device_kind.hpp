@@ -11,8 +11,11 @@
 //                                 keeps (Host) and completes what the sandbox gets (Handed)
 //   fds                           the descriptors Handed carries into the sandbox process:
 //                                 the only inherited ones it keeps
-//   device_count, build           sandbox process: the virtio devices made from Handed
-//   kVirtioId                     which guest driver it needs (guest/abi.hpp's table)
+//   device_count, build           sandbox process: the devices made from Handed (virtio
+//                                 devices, or PCI functions passed through from the host)
+//   kVirtioId                     which guest driver it needs (guest/abi.hpp's table);
+//                                 kNotVirtio for a passed-through device, whose own driver
+//                                 the guest loads
 //   add_seccomp_rules             what the threads that serve it may call beyond the baseline
 //
 // Counters reach `--stats` through VirtioDevice::stats() (BuiltDevice::stats_label names
@@ -30,7 +33,9 @@
 #include "base/unique_fd.hpp"
 #include "guest/job.hpp"
 #include "policy/artefacts.hpp"
+#include "policy/policy.hpp"
 #include "policy/seccomp.hpp"
+#include "runner/pci/passthrough.hpp"
 #include "runner/virtio/virtio.hpp"
 
 namespace CLI {
@@ -39,9 +44,13 @@ class App;
 
 namespace stockade {
 
+// Virtio device id 0 is reserved (virtio 1.x, 5): a kind that is not virtio says so with it.
+inline constexpr std::uint32_t kNotVirtio = 0;
+
 // Supervisor, phase 1: opening files and device nodes, and telling stockade-init about them.
 struct OpenContext {
     std::string_view sandbox_id;
+    const policy::Policy& policy;
     policy::SandboxArtefacts& artefacts;  // descriptors the policy may pin digests of
     Job& job;
 };
@@ -63,10 +72,12 @@ struct BuildContext {
     std::optional<VsockStdio> stdio;
 };
 
-// A device made in the sandbox process, and the name of its `--stats` line.
+// A device made in the sandbox process: a virtio device (and the name of its `--stats`
+// line) or a PCI function passed through from the host.
 struct BuiltDevice {
     std::unique_ptr<virtio::VirtioDevice> device;
     std::string stats_label;  // empty: no line
+    std::unique_ptr<pci::PassthroughSource> passthrough = nullptr;
 };
 
 // The seccomp profiles of the threads that serve devices: a vCPU thread activates and

@@ -12,6 +12,7 @@
 #include "runner/registry/device_kind.hpp"
 #include "runner/registry/net.hpp"
 #include "runner/registry/rng.hpp"
+#include "runner/registry/vfio.hpp"
 #include "runner/registry/vsock.hpp"
 
 namespace stockade {
@@ -39,7 +40,7 @@ struct KindList {
     }
 };
 
-using DeviceKinds = KindList<BlkKind, RngKind, NetKind, VsockKind>;
+using DeviceKinds = KindList<BlkKind, RngKind, NetKind, VsockKind, VfioKind>;
 
 // Where kind K stands in DeviceKinds (the list's length when it is not there).
 template <DeviceKind K, class... Ks>

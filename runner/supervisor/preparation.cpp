@@ -164,7 +164,7 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     // descriptors that were read, so nothing can be swapped between the check and the use.
     policy::SandboxArtefacts artefacts;
     Job job = core_job(spec);
-    OpenContext open{supervisor.id, artefacts, job};
+    OpenContext open{supervisor.id, supervisor.policy, artefacts, job};
     STOCKADE_TRY_VOID(open_devices(spec, open, sandbox.devices));
     STOCKADE_TRY_VOID(read_boot_images(spec, sandbox.boot, artefacts, supervisor.policy));
     STOCKADE_TRY_VOID(plan(spec, job, plans_pci_bus(sandbox.devices), sandbox.boot));

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <set>
+
 #include "base/log.hpp"
 #include "base/mapping.hpp"
 #include "runner/arch/x86/acpi.hpp"
@@ -60,9 +62,10 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
     if (images.kernel == nullptr) return fail("no kernel image");
     // The plan's PCI bus and the devices given must agree: a device on a machine planned
     // without PCI (pci=off) would never be seen by the guest.
-    if (config.has_pci != !devices.virtio.empty())
+    const std::size_t built = devices.virtio.size() + devices.passthrough.size();
+    if (config.has_pci != (built != 0))
         return fail("the boot plan {} a PCI bus but {} devices were built",
-                    config.has_pci ? "has" : "has no", devices.virtio.size());
+                    config.has_pci ? "has" : "has no", built);
     const auto ram = x86::ram_regions(config.memory_bytes);
     const x86::BootLayout& layout = config.layout;
     const pci::MmioWindows windows = pci_windows(ram);
@@ -113,8 +116,37 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
     return m;
 }
 
+// Guest memory slots for passed-through BARs, after the slots of guest RAM.
+class Machine::VmBarSlots final : public pci::BarSlots {
+  public:
+    VmBarSlots(kvm::Vm& vm, std::uint32_t first) : vm_(vm), first_(first) {}
+    Result<std::uint32_t> map(std::uint64_t guest_phys, std::uint64_t size, void* host) override {
+        std::lock_guard lock(mu_);
+        std::uint32_t slot = first_;
+        while (used_.contains(slot))
+            ++slot;
+        if (slot >= kLastSlot) return fail("no KVM memory slot left for a BAR");
+        STOCKADE_TRY_VOID(vm_.set_user_memory_region(slot, guest_phys, size, host));
+        used_.insert(slot);
+        return slot;
+    }
+    Result<> unmap(std::uint32_t slot) override {
+        std::lock_guard lock(mu_);
+        if (!used_.erase(slot)) return fail("KVM memory slot {} is not a BAR's", slot);
+        return vm_.set_user_memory_region(slot, 0, 0, nullptr);
+    }
+
+  private:
+    static constexpr std::uint32_t kLastSlot = 500;  // x86 KVM offers 509 user slots
+    kvm::Vm& vm_;
+    const std::uint32_t first_;
+    std::mutex mu_;
+    std::set<std::uint32_t> used_;
+};
+
 Result<> Machine::add_pci(MachineDevices devices) {
-    if (devices.watcher == nullptr) return fail("PCI devices need an event loop");
+    if (devices.watcher == nullptr && !devices.virtio.empty())
+        return fail("virtio devices need an event loop");
     for (auto& d : devices.virtio) {
         const std::string name = d->name();
         auto t = STOCKADE_TRY(virtio::PciTransport::create(std::move(d), vm_, *irq_router_, memory_,
@@ -122,6 +154,17 @@ Result<> Machine::add_pci(MachineDevices devices) {
         auto slot = pci_->add(*t);
         if (!slot) return std::unexpected(std::move(slot).error().context("virtio-" + name));
         transports_.push_back(std::move(t));
+    }
+    if (devices.passthrough.empty()) return {};
+    bar_slots_ = std::make_unique<VmBarSlots>(
+        vm_, static_cast<std::uint32_t>(memory_.host_regions().size()));
+    for (auto& source : devices.passthrough) {
+        auto f = source->attach(memory_, *bar_slots_, *irq_router_);
+        if (!f) return std::unexpected(std::move(f).error());
+        auto slot = pci_->add(**f);
+        if (!slot) return std::unexpected(std::move(slot).error().context(source->name()));
+        passthrough_.push_back(std::move(*f));
+        passthrough_sources_.push_back(std::move(source));
     }
     return {};
 }

@@ -24,6 +24,7 @@
 #include "runner/kvm/kvm.hpp"
 #include "runner/kvm/vcpu.hpp"
 #include "runner/kvm/vm.hpp"
+#include "runner/pci/passthrough.hpp"
 #include "runner/pci/pci_bus.hpp"
 #include "runner/virtio/pci_transport.hpp"
 #include "runner/virtio/virtio.hpp"
@@ -42,9 +43,11 @@ struct MachineConfig {
     bool has_pci = false;    // whether the guest has a PCI bus: exactly when it has devices
 };
 
-// Devices on the PCI bus, in slot order; their queues are served through `watcher`.
+// Devices on the PCI bus, in slot order (virtio first, then passed-through functions);
+// virtio queues are served through `watcher`.
 struct MachineDevices {
     std::vector<std::unique_ptr<virtio::VirtioDevice>> virtio;
+    std::vector<std::unique_ptr<pci::PassthroughSource>> passthrough;
     FdWatcher* watcher = nullptr;
 };
 
@@ -93,6 +96,7 @@ class Machine {
     Machine(kvm::Vm vm, GuestMemory memory);
     [[nodiscard]] Result<> add_devices(Serial::Output serial_output, PlatformEventSink events);
     [[nodiscard]] Result<> add_pci(MachineDevices devices);
+    class VmBarSlots;
     void vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup);
     void handle_exit(std::size_t index, std::uint32_t exit, VmControl& control);
 
@@ -106,6 +110,10 @@ class Machine {
     std::unique_ptr<kvm::IrqRouter> irq_router_;
     std::unique_ptr<pci::PciBus> pci_;
     std::vector<std::unique_ptr<virtio::PciTransport>> transports_;
+    // Passed-through functions: the sources own the host side and outlive the functions.
+    std::vector<std::unique_ptr<pci::PassthroughSource>> passthrough_sources_;
+    std::unique_ptr<pci::BarSlots> bar_slots_;
+    std::vector<std::unique_ptr<pci::PciDevice>> passthrough_;
     std::vector<std::thread> threads_;
     std::mutex release_mu_;
     std::condition_variable release_cv_;

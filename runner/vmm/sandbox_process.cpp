@@ -68,6 +68,7 @@ struct HardeningTimes {
 // The devices built, in slot order, and where --stats finds their counters.
 struct BuiltDevices {
     std::vector<std::unique_ptr<virtio::VirtioDevice>> devices;
+    std::vector<std::unique_ptr<pci::PassthroughSource>> passthrough;
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> stats;
     BuildContext context;
 };
@@ -81,6 +82,10 @@ Result<BuiltDevices> build_devices(DeviceKinds::Handed& handed) {
         auto built = K::build(std::move(*part), out.context);
         if (!built) return Result<>(std::unexpected(std::move(built).error()));
         for (BuiltDevice& b : *built) {
+            if (b.passthrough) {
+                out.passthrough.push_back(std::move(b.passthrough));
+                continue;
+            }
             if (!b.stats_label.empty()) out.stats.emplace_back(b.stats_label, b.device.get());
             out.devices.push_back(std::move(b.device));
         }
@@ -181,9 +186,9 @@ Result<> Sandbox::build() {
                          boot.layout,
                          boot.has_pci};
     BootImages images{&boot.kernel, {boot.initrd.bytes(), boot.job}};
-    machine_ = STOCKADE_TRY(
-        Machine::create(*res_.kvm, config, images, {std::move(built.devices), &loop_},
-                        serial_output(), [this](const PlatformEvent& e) { on_platform_event(e); }));
+    machine_ = STOCKADE_TRY(Machine::create(
+        *res_.kvm, config, images, {std::move(built.devices), std::move(built.passthrough), &loop_},
+        serial_output(), [this](const PlatformEvent& e) { on_platform_event(e); }));
     // The boot images now live in guest memory, and /dev/kvm has made the VM: neither is
     // needed again.
     res_.boot.release();

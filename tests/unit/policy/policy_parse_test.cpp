@@ -107,6 +107,18 @@ TEST(policy_defaults, AreSecure) {
     EXPECT_TRUE(d.jail.binds.empty());
     EXPECT_EQ(d.cgroup.memory_swap_max, 0u);
     EXPECT_TRUE(d.cgroup.pids_max);
+    EXPECT_TRUE(d.vfio_devices.empty()) << "no host device may be passed through unless listed";
+}
+
+TEST(policy_vfio_devices, AreCanonicalSortedAndRoundTrip) {
+    auto p = parse_policy(
+        R"({"version": 1, "vfio_devices": ["0000:81:00.1", "00:1F.3", "0001:00:02.0"]})");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->vfio_devices,
+              (std::vector<std::string>{"0000:00:1f.3", "0000:81:00.1", "0001:00:02.0"}));
+    auto again = parse_policy(to_json(*p).dump());
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(*again, *p);
 }
 
 TEST(policy_json, RoundTripsEveryExampleAndTheDefault) {
@@ -227,6 +239,11 @@ const BadCase kBadCases[] = {
     {"digest unknown artefact", R"({"version": 1, "digests": {"bios": "x"}})", "/digests/bios", "unknown key"},
     {"seccomp mode unknown", R"({"version": 1, "seccomp": {"mode": "trap"}})", "/seccomp/mode", "\"kill\" or \"log\""},
     {"seccomp mode bool", R"({"version": 1, "seccomp": {"mode": false}})", "/seccomp/mode", "expected a string, got false"},
+    {"vfio devices not a list", R"({"version": 1, "vfio_devices": "0000:01:00.0"})", "/vfio_devices", "a list of PCI addresses"},
+    {"vfio device not a string", R"({"version": 1, "vfio_devices": [1]})", "/vfio_devices/0", "expected a string"},
+    {"vfio device not an address", R"({"version": 1, "vfio_devices": ["0000:01:00.0", "eth0"]})", "/vfio_devices/1", "'eth0'"},
+    {"vfio device function 8", R"({"version": 1, "vfio_devices": ["01:00.8"]})", "/vfio_devices/0", "function"},
+    {"vfio device twice", R"({"version": 1, "vfio_devices": ["01:00.0", "0000:01:00.0"]})", "/vfio_devices", "0000:01:00.0 is listed twice"},
 };
 // clang-format on
 

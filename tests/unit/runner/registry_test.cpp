@@ -108,8 +108,13 @@ TEST(DeviceRegistry, KindsHaveDistinctNamesAndVirtioIds) {
 
 // stockade-init loads the driver of every device the runner attaches from guest/abi.hpp's
 // table: a kind without an entry there would boot a guest that never sees its device.
+// A passed-through device is the one exception: the guest's driver is the device's own.
 TEST(DeviceRegistry, EveryKindHasItsGuestDriverInTheContract) {
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
+        if (K::kVirtioId == kNotVirtio) {
+            EXPECT_EQ(K::kName, VfioKind::kName) << "only passthrough is not virtio";
+            return;
+        }
         EXPECT_FALSE(guest_abi::virtio_driver_module(K::kVirtioId).empty()) << K::kName;
     });
 }
@@ -197,17 +202,36 @@ TEST(DeviceRegistry, ASandboxsFiltersCarryOnlyItsOwnDevicesAdditions) {
     EXPECT_TRUE(allows(with_disk.event_loop, "fdatasync"));
     EXPECT_FALSE(allows(with_disk.vcpu, "preadv")) << "requests are served on the event loop";
     EXPECT_FALSE(allows_ioctl(with_disk.vcpu, VHOST_SET_MEM_TABLE));
+    // VFIO: the vCPU threads serve the passed-through function's trapped accesses.
+    for (const auto* p : {&bare.vcpu, &bare.event_loop, &with_disk.vcpu}) {
+        EXPECT_FALSE(allows(*p, "pread64")) << p->name();
+        EXPECT_FALSE(allows_ioctl(*p, VFIO_DEVICE_SET_IRQS)) << p->name();
+        EXPECT_FALSE(allows_ioctl(*p, KVM_SET_USER_MEMORY_REGION)) << p->name();
+    }
+    DeviceKinds::Handed passthrough;
+    part_of<VfioKind>(passthrough).emplace();
+    const auto with_vfio = sandbox_seccomp_profiles(policy::SeccompMode::kill, passthrough);
+    EXPECT_TRUE(allows(with_vfio.vcpu, "pread64"));
+    EXPECT_TRUE(allows(with_vfio.vcpu, "pwrite64"));
+    EXPECT_TRUE(allows_ioctl(with_vfio.vcpu, VFIO_DEVICE_SET_IRQS));
+    EXPECT_TRUE(allows_ioctl(with_vfio.vcpu, KVM_SET_USER_MEMORY_REGION)) << "BARs that move";
+    EXPECT_FALSE(allows(with_vfio.event_loop, "pread64"));
+    EXPECT_FALSE(allows_ioctl(with_vfio.vcpu, VFIO_IOMMU_MAP_DMA)) << "mapped before the filters";
+    EXPECT_FALSE(allows_ioctl(with_vfio.vcpu, VFIO_DEVICE_RESET)) << "reset before the filters";
 }
 
 // Calls no thread makes once its filter is loaded are in no profile: vhost features are
 // read when the device is built (before the filters), MSIs go through irqfds, the tap's
-// header size is set by netsetup, and disk I/O is vectored.
+// header size is set by netsetup, disk I/O is vectored, and only the vCPU threads touch a
+// passed-through device (pread64/pwrite64 on its descriptor).
 TEST(DeviceRegistry, NoProfileAllowsWhatNoThreadCalls) {
     for (const auto& p : runner_seccomp_profiles(policy::default_policy())) {
         for (std::uint64_t r : {std::uint64_t{KVM_SIGNAL_MSI}, std::uint64_t{VHOST_GET_FEATURES},
-                                std::uint64_t{TUNSETVNETHDRSZ}})
+                                std::uint64_t{TUNSETVNETHDRSZ}, std::uint64_t{VFIO_IOMMU_MAP_DMA}})
             EXPECT_FALSE(allows_ioctl(p, r)) << p.name() << ": " << r;
-        for (const char* call : {"pread64", "pwrite64", "readv"})
+        EXPECT_FALSE(allows(p, "readv")) << p.name();
+        if (p.name() == "vcpu") continue;
+        for (const char* call : {"pread64", "pwrite64"})
             EXPECT_FALSE(allows(p, call)) << p.name() << ": " << call;
     }
 }

@@ -1,8 +1,8 @@
-#include "vfio/pci_address.hpp"
+#include "base/pci_address.hpp"
 
 #include <cstddef>
 
-namespace stockade::vfio {
+namespace stockade {
 namespace {
 
 constexpr std::string_view kExpected =
@@ -68,4 +68,4 @@ Result<PciAddress> parse_pci_address(std::string_view text) {
                       static_cast<std::uint8_t>(device), static_cast<std::uint8_t>(function)};
 }
 
-}  // namespace stockade::vfio
+}  // namespace stockade

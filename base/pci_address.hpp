@@ -9,7 +9,7 @@
 
 #include "base/error.hpp"
 
-namespace stockade::vfio {
+namespace stockade {
 
 struct PciAddress {
     std::uint16_t domain = 0;
@@ -31,4 +31,4 @@ struct PciAddress {
 // expected DDDD:BB:DD.F or BB:DD.F ...".
 [[nodiscard]] Result<PciAddress> parse_pci_address(std::string_view text);
 
-}  // namespace stockade::vfio
+}  // namespace stockade

@@ -1,13 +1,13 @@
 // PCI addresses as users give them (`--device vfio=...`) and as sysfs lists them: the parser's
 // acceptances and refusals, and the canonical form.
-#include "vfio/pci_address.hpp"
+#include "base/pci_address.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <string_view>
 
-namespace stockade::vfio {
+namespace stockade {
 namespace {
 
 constexpr std::string_view kForm = "expected DDDD:BB:DD.F or BB:DD.F";
@@ -166,4 +166,4 @@ TEST(vfio_pci_address, ShowsUnprintableBytesEscaped) {
 }
 
 }  // namespace
-}  // namespace stockade::vfio
+}  // namespace stockade
