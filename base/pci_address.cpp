@@ -2,6 +2,8 @@
 
 #include <cstddef>
 
+#include "base/printable.hpp"
+
 namespace stockade {
 namespace {
 
@@ -24,19 +26,6 @@ bool hex_field(std::string_view text, std::size_t at, std::size_t n, unsigned& v
         value = value * 16 + static_cast<unsigned>(v);
     }
     return true;
-}
-
-// The text as it can be shown on one line: bytes outside printable ASCII as \xNN.
-std::string printable(std::string_view text) {
-    std::string out;
-    for (char c : text) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u >= 0x7f || c == '\\')
-            out += fmt::format("\\x{:02x}", u);
-        else
-            out.push_back(c);
-    }
-    return out;
 }
 
 }  // namespace

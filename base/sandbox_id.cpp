@@ -2,24 +2,13 @@
 
 #include <string>
 
+#include "base/printable.hpp"
+
 namespace stockade {
 namespace {
 
 constexpr bool is_alnum(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-// The id as it can be shown on one line: bytes outside printable ASCII as \xNN.
-std::string printable(std::string_view id) {
-    std::string out;
-    for (char c : id) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u >= 0x7f || c == '\\')
-            out += fmt::format("\\x{:02x}", u);
-        else
-            out.push_back(c);
-    }
-    return out;
 }
 
 }  // namespace
