@@ -123,3 +123,35 @@ write('fuzz_boot_images/matching', boot_images(
     bzimage('6.1.0-1-amd64 (debian) #1 SMP'), newc(MODULES)))
 write('fuzz_boot_images/mismatched', boot_images(
     bzimage('6.1.0-2-amd64 (debian) #1 SMP'), newc(MODULES) + b'\0' * 8 + newc(MODULES)))
+
+
+# fuzz_passthrough: a virtio-net-like function (PM, vendor, MSI-X in BAR 1, MSI), BAR 1 4 KiB
+# and BAR 4 16 KiB 64-bit mappable, then a guest that enables decoding and MSI-X, programs a
+# vector, moves BAR 4 and reads around the table.
+def passthrough_config():
+    c = bytearray(256)
+    c[0:4] = struct.pack('<HH', 0x1af4, 0x1041)
+    c[0x06:0x08] = struct.pack('<H', 0x10)             # capability list
+    c[0x0b] = 2
+    c[0x34] = 0x40
+    c[0x40:0x42] = bytes([0x01, 0x50])                 # PM
+    c[0x50:0x53] = bytes([0x09, 0x70, 16])             # vendor, 16 bytes
+    c[0x70:0x72] = bytes([0x11, 0x84])                 # MSI-X: 3 vectors, table BAR 1 @ 0, PBA @ 0x800
+    c[0x72:0x7c] = struct.pack('<HII', 2, 1, 0x801)
+    c[0x84:0x86] = bytes([0x05, 0x00])                 # MSI
+    return bytes(c)
+
+
+def op(kind, target, size_exp, offset, value):
+    return struct.pack('<BBBBHH', kind, target, size_exp, 0, offset, value)
+
+
+bars = bytes([0, 0x10 | 4, 0, 0, 0x30 | 6, 0])  # 4 KiB, 16 KiB
+write('fuzz_passthrough/virtio_net', passthrough_config() + bars + bytes([3]) + b''.join([
+    op(0, 0x04, 1, 0, 0x0006),        # command: memory, bus master
+    op(0, 0x42, 1, 0, 0x8000),        # MSI-X control (first capability at 0x40): enable
+    op(2, 1, 2, 16, 0x0000), op(2, 1, 2, 18, 0xfee0), op(2, 1, 2, 28, 0),
+    op(0, 0x20, 2, 0, 0x0000), op(0, 0x22, 1, 0, 0x1000),  # BAR 4 moved
+    op(1, 1, 2, 0x800, 0), op(1, 4, 3, 0x100, 0), op(1, 0, 2, 0x10, 0),
+    op(0, 0x04, 1, 0, 0x0000),
+]))
