@@ -159,6 +159,7 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     STOCKADE_TRY_VOID(policy::check_sandbox_id(supervisor.id));
     sandbox.spec = spec;
     sandbox.policy = supervisor.policy;
+    sandbox.id = supervisor.id;
 
     // Steps 2 and 4: every file and device node, opened once; pinned digests checked on the
     // descriptors that were read, so nothing can be swapped between the check and the use.

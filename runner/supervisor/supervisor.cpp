@@ -20,6 +20,7 @@
 #include "policy/jail.hpp"
 #include "policy/namespaces.hpp"
 #include "policy/selinux_context.hpp"
+#include "runner/supervisor/api_socket.hpp"
 #include "runner/supervisor/preparation.hpp"
 #include "runner/vmm/sandbox_process.hpp"
 #include "runner/vmm/signals.hpp"
@@ -86,6 +87,14 @@ Result<int> run(const SandboxSpec& spec) {
     // Descriptors inherited from whoever started us are never the sandbox's.
     close_fds_except({});
     auto [supervisor, sandbox] = STOCKADE_TRY(prepare(spec));
+    // The state directory and the control API's socket first: the directory is the id's
+    // (a second sandbox with a live id stops here). Root only: an unprivileged start has no
+    // /run/stockade to put it in.
+    std::optional<ApiSocket> api;
+    if (::geteuid() == 0) {
+        api.emplace(STOCKADE_TRY(ApiSocket::create(supervisor.id)));
+        sandbox.api_listener = api->take_listener();
+    }
     HostSetup host = STOCKADE_TRY(set_up_host(supervisor));
     auto sigfd = STOCKADE_TRY(watch_termination_signals());
 

@@ -193,6 +193,7 @@ Result<> Machine::add_devices(Serial::Output serial_output, PlatformEventSink ev
 
 Result<> Machine::start(VmControl& control, ThreadSetup thread_setup) {
     if (!threads_.empty()) return fail("the machine is already running");
+    control_ = &control;
     STOCKADE_TRY_VOID(install_kick_handler());
     // vCPU threads start with every signal blocked but the kick; process signals go to
     // the event loop's signalfd.
@@ -227,6 +228,10 @@ void Machine::release() {
 void Machine::stop() {
     if (threads_.empty()) return;
     release();  // threads still waiting to start must see the stop and leave
+    {
+        std::lock_guard lock(pause_mu_);  // parked threads must see the stop and leave
+    }
+    pause_cv_.notify_all();
     for (auto& v : vcpus_)
         v.set_immediate_exit(true);
     for (auto& t : threads_)
@@ -234,6 +239,60 @@ void Machine::stop() {
     for (auto& t : threads_)
         t.join();
     threads_.clear();
+}
+
+Result<> Machine::pause() {
+    std::unique_lock lock(pause_mu_);
+    if (pause_requested_) return {};
+    if (threads_.empty() || control_ == nullptr) return fail("the machine is not running");
+    {
+        std::lock_guard released(release_mu_);
+        if (!released_) return fail("the sandbox is still starting");
+    }
+    if (control_->stopping()) return fail("the sandbox is stopping");
+    pause_requested_ = true;
+    for (auto& v : vcpus_)
+        v.set_immediate_exit(true);
+    for (auto& t : threads_)
+        ::pthread_kill(t.native_handle(), kick_signal());
+    const bool all = pause_cv_.wait_for(lock, std::chrono::seconds(5), [this] {
+        return parked_ == threads_.size() || control_->stopping();
+    });
+    if (!all || control_->stopping()) {
+        pause_requested_ = false;
+        for (auto& v : vcpus_)
+            if (!control_->stopping()) v.set_immediate_exit(false);
+        pause_cv_.notify_all();
+        if (control_->stopping()) return fail("the sandbox is stopping");
+        return fail("the vCPUs did not stop within 5 s");
+    }
+    auto clock = vm_.get_clock();
+    if (!clock) log::warn("pausing: {}", clock.error().message);
+    paused_clock_ = clock ? clock->clock : 0;
+    return {};
+}
+
+Result<> Machine::resume() {
+    std::unique_lock lock(pause_mu_);
+    if (!pause_requested_) return {};
+    if (paused_clock_ != 0)
+        if (auto r = vm_.set_clock(paused_clock_); !r) log::warn("resuming: {}", r.error().message);
+    for (auto& v : vcpus_)
+        if (control_ == nullptr || !control_->stopping()) v.set_immediate_exit(false);
+    pause_requested_ = false;
+    pause_cv_.notify_all();
+    return {};
+}
+
+// Called by a vCPU thread between runs: waits here while the machine is paused.
+void Machine::park_if_paused(VmControl& control) {
+    if (!pause_requested_.load()) return;
+    std::unique_lock lock(pause_mu_);
+    if (!pause_requested_) return;
+    ++parked_;
+    pause_cv_.notify_all();
+    pause_cv_.wait(lock, [&] { return !pause_requested_ || control.stopping(); });
+    --parked_;
 }
 
 std::uint64_t this_thread_cpu_ns() {
@@ -339,6 +398,8 @@ void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup
     kvm::Vcpu& vcpu = vcpus_[index];
     Counters& n = counters_[index];
     while (!control.stopping()) {
+        park_if_paused(control);
+        if (control.stopping()) break;
         auto exit = vcpu.run();
         if (!exit) {
             control.stop(

@@ -82,6 +82,12 @@ class Machine {
     void release();
     // Makes every vCPU leave KVM_RUN and joins the threads. Idempotent.
     void stop();
+    // Parks every vCPU outside KVM_RUN and holds the guest's clock (KVM_GET_CLOCK); returns
+    // once all are parked. resume() restores the clock (the guest does not see the paused
+    // time pass) and lets them run. Both are idempotent; a stop ends a pause.
+    [[nodiscard]] Result<> pause();
+    [[nodiscard]] Result<> resume();
+    [[nodiscard]] bool paused() const { return pause_requested_.load(); }
 
     [[nodiscard]] Serial& serial() { return *serial_; }
     [[nodiscard]] const GuestMemory& memory() const { return memory_; }
@@ -98,6 +104,7 @@ class Machine {
     [[nodiscard]] Result<> add_pci(MachineDevices devices);
     class VmBarSlots;
     void vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup);
+    void park_if_paused(VmControl& control);
     void handle_exit(std::size_t index, std::uint32_t exit, VmControl& control);
 
     kvm::Vm vm_;
@@ -118,6 +125,13 @@ class Machine {
     std::mutex release_mu_;
     std::condition_variable release_cv_;
     bool released_ = false;
+    // Pausing: the API thread asks, vCPU threads park (under pause_mu_).
+    std::mutex pause_mu_;
+    std::condition_variable pause_cv_;
+    std::atomic<bool> pause_requested_{false};
+    std::size_t parked_ = 0;
+    std::uint64_t paused_clock_ = 0;
+    VmControl* control_ = nullptr;
     struct Counters {
         std::atomic<std::uint64_t> io{0}, mmio{0}, interrupted{0}, other{0}, cpu_ns{0};
     };

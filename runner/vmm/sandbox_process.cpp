@@ -20,6 +20,7 @@
 #include "policy/jail.hpp"
 #include "policy/privileges.hpp"
 #include "policy/selinux_context.hpp"
+#include "runner/api/api_server.hpp"
 #include "runner/stdio/console_tail.hpp"
 #include "runner/stdio/stdin_forwarder.hpp"
 #include "runner/stdio/stdio_relay.hpp"
@@ -94,7 +95,7 @@ Result<BuiltDevices> build_devices(DeviceKinds::Handed& handed) {
     return out;
 }
 
-class Sandbox {
+class Sandbox final : public api::ApiController {
   public:
     Sandbox(SandboxResources resources, const SandboxJail& jail, VmControl control, EventLoop loop,
             UniqueFd sigfd)
@@ -111,10 +112,21 @@ class Sandbox {
     void run();         // the event loop, until something stops the run
     int report();       // the stop's message, the console's tail, --stats; the exit status
 
+    // The control API's view (runner/api/routes.hpp), called on the API thread.
+    std::string id() const override { return res_.id; }
+    std::string version() const override { return STOCKADE_VERSION; }
+    bool paused() const override { return machine_->paused(); }
+    Result<> pause() override { return machine_->pause(); }
+    Result<> resume() override { return machine_->resume(); }
+    nlohmann::json machine_config() const override;
+    nlohmann::json vm_config() const override;
+    nlohmann::json metrics() const override;
+
   private:
     [[nodiscard]] Serial::Output serial_output();
     void on_platform_event(const PlatformEvent& e);
     [[nodiscard]] Result<> start_stdio_relay();
+    [[nodiscard]] Result<> start_api();
     [[nodiscard]] Result<> watch_control_and_signals();
     void print_stats() const;
 
@@ -132,6 +144,7 @@ class Sandbox {
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
     std::optional<VsockStdio> vsock_stdio_;
     std::unique_ptr<StdioRelay> relay_;
+    std::unique_ptr<api::ApiServer> api_;
     std::uint32_t relay_cid_ = 0;
     std::optional<StdinForwarder> stdin_;
     std::int64_t built_us_ = 0, released_us_ = 0;
@@ -249,6 +262,7 @@ Result<> Sandbox::watch_control_and_signals() {
 Result<> Sandbox::start() {
     const auto t = Clock::now();
     STOCKADE_TRY_VOID(start_stdio_relay());
+    STOCKADE_TRY_VOID(start_api());
     STOCKADE_TRY_VOID(watch_control_and_signals());
     stdin_.emplace(machine_->serial(), loop_);
     // Each vCPU thread loads its filter and waits; this thread then loads the event loop's.
@@ -264,6 +278,53 @@ Result<> Sandbox::start() {
     return {};
 }
 
+// The control API's thread, started (like the relay's) before this thread's own filter
+// forbids making threads; it loads its own filter first.
+Result<> Sandbox::start_api() {
+    if (!res_.api_listener) return {};
+    api_ = STOCKADE_TRY(api::ApiServer::start(
+        {std::move(res_.api_listener), this, [this] { return profiles_.api.load(); }}));
+    return {};
+}
+
+nlohmann::json Sandbox::machine_config() const {
+    return {{"vcpu_count", res_.spec.vcpus},
+            {"mem_size_mib", res_.spec.memory_mib},
+            {"smt", false},
+            {"track_dirty_pages", false},
+            {"huge_pages", res_.spec.huge_pages == HugePages::off ? "None" : "2M"}};
+}
+
+nlohmann::json Sandbox::vm_config() const {
+    return {{"boot-source",
+             {{"kernel_image_path", res_.spec.kernel},
+              {"initrd_path", res_.spec.initrd},
+              {"boot_args", res_.boot.cmdline}}},
+            {"machine-config", machine_config()}};
+}
+
+nlohmann::json Sandbox::metrics() const {
+    const ExitCounts c = machine_->exit_counts();
+    nlohmann::json devices = nlohmann::json::object();
+    for (const auto& [label, dev] : device_stats_)
+        devices[label] = dev->stats();
+    nlohmann::json m{{"vcpu",
+                      {{"exit_io", c.io},
+                       {"exit_mmio", c.mmio},
+                       {"exit_interrupted", c.interrupted},
+                       {"exit_other", c.other}}},
+                     {"devices", std::move(devices)},
+                     {"uptime_ms", us_since(start_) / 1000}};
+    if (relay_) {
+        const auto io = relay_->counters();
+        m["stdio"] = {{"in_bytes", io.in},
+                      {"out_bytes", io.out},
+                      {"err_bytes", io.err},
+                      {"connections_refused", io.refused}};
+    }
+    return m;
+}
+
 void Sandbox::run() {
     const std::uint64_t cpu_start = this_thread_cpu_ns();
     while (!control_.stopping()) {
@@ -277,6 +338,7 @@ void Sandbox::run() {
             control_.stop({StopKind::host_error, 0, r.error().message});
     }
     loop_cpu_ns_ = this_thread_cpu_ns() - cpu_start;
+    api_.reset();  // before the machine stops: a pause in progress sees the stop and returns
     machine_->stop();
     if (relay_) relay_->stop();
     machine_->serial().flush();

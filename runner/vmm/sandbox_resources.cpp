@@ -19,6 +19,7 @@ void BootPlan::release() {
 std::vector<int> SandboxResources::fds() const {
     std::vector<int> out;
     if (kvm) out.push_back(kvm->fd());
+    if (api_listener) out.push_back(api_listener.get());
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (const auto& handed = part_of<K>(devices))
             for (int fd : K::fds(*handed))

@@ -34,11 +34,13 @@ struct BootPlan {
 };
 
 struct SandboxResources {
+    std::string id;    // the sandbox's id
     SandboxSpec spec;  // sizes and switches (vcpus, memory, --console, --stats)
     policy::Policy policy;
     BootPlan boot;
     std::optional<kvm::Kvm> kvm;  // the system descriptor: closed once the VM exists
     DeviceKinds::Handed devices;
+    UniqueFd api_listener;  // the control API's listening socket; invalid: no API
 
     // Every descriptor this carries: the sandbox process keeps these and closes the rest.
     [[nodiscard]] std::vector<int> fds() const;

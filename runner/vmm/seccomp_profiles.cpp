@@ -52,10 +52,23 @@ SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode) {
     return p;
 }
 
+SeccompProfile api_seccomp_profile(policy::SeccompMode mode) {
+    SeccompProfile p("api", mode);
+    p.baseline()
+        .allow({SYS_poll, SYS_ppoll, SYS_accept4})
+        // pausing: kicking the vCPU threads out of KVM_RUN (glibc's pthread_kill asks getpid,
+        // then signals a thread of this process only), and holding the guest's clock
+        .allow({SYS_getpid})
+        .allow_if(SYS_tgkill, {policy::arg_eq(0, static_cast<std::uint64_t>(::getpid()))})
+        .allow_ioctl({STOCKADE_IOCTL(KVM_GET_CLOCK), STOCKADE_IOCTL(KVM_SET_CLOCK)})
+        .deny_execve();
+    return p;
+}
+
 SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
                                                 const DeviceKinds::Handed& present) {
     SandboxSeccompProfiles out{vcpu_profile(mode), event_loop_profile(mode),
-                               stdio_relay_seccomp_profile(mode)};
+                               stdio_relay_seccomp_profile(mode), api_seccomp_profile(mode)};
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (part_of<K>(present)) K::add_seccomp_rules({out.vcpu, out.event_loop});
     });
@@ -64,11 +77,13 @@ SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
 
 std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
     SandboxSeccompProfiles all{vcpu_profile(p.seccomp_mode), event_loop_profile(p.seccomp_mode),
-                               stdio_relay_seccomp_profile(p.seccomp_mode)};
+                               stdio_relay_seccomp_profile(p.seccomp_mode),
+                               api_seccomp_profile(p.seccomp_mode)};
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_seccomp_rules({all.vcpu, all.event_loop});
     });
-    return {std::move(all.vcpu), std::move(all.event_loop), std::move(all.stdio_relay)};
+    return {std::move(all.vcpu), std::move(all.event_loop), std::move(all.stdio_relay),
+            std::move(all.api)};
 }
 
 }  // namespace stockade

@@ -10,6 +10,10 @@
 //               (tgkill), and what each device kind adds for the queues it serves there.
 //   stdio-relay the workload's stdio over vsock: poll, accept on the listening socket the
 //               supervisor made, read and write, shutdown (runner/stdio/stdio_relay.hpp).
+//   api         the control API (runner/api/api_server.hpp): poll, accept on the listening
+//               socket the supervisor bound, read and write; pausing and resuming the vCPUs
+//               (tgkill to this process's threads) and the guest's clock (KVM_GET_CLOCK,
+//               KVM_SET_CLOCK).
 // None may open a path, create a process, exec, or map executable memory. A sandbox's
 // vcpu and event-loop filters carry the additions of the device kinds it has, no others
 // (runner/registry/device_registry.hpp).
@@ -25,6 +29,7 @@ struct SandboxSeccompProfiles {
     policy::SeccompProfile vcpu;
     policy::SeccompProfile event_loop;
     policy::SeccompProfile stdio_relay;
+    policy::SeccompProfile api;
 };
 
 // The profiles of a sandbox with the devices `present` (engaged entries) hands over.
@@ -33,5 +38,6 @@ struct SandboxSeccompProfiles {
 // Every thread's profile with every device kind's additions: the most a sandbox may get.
 [[nodiscard]] std::vector<policy::SeccompProfile> runner_seccomp_profiles(const policy::Policy& p);
 [[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);
+[[nodiscard]] policy::SeccompProfile api_seccomp_profile(policy::SeccompMode mode);
 
 }  // namespace stockade

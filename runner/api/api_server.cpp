@@ -1,0 +1,175 @@
+#include "runner/api/api_server.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <vector>
+
+#include "base/log.hpp"
+#include "base/mapping.hpp"
+#include "runner/api/http_connection.hpp"
+
+namespace stockade::api {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Client {
+    UniqueFd fd;
+    HttpConnection http;
+    std::string out;  // response bytes not written yet
+    bool close_after_write = false;
+    Clock::time_point deadline;
+};
+
+}  // namespace
+
+struct ApiServer::State {
+    ApiServerConfig config;
+    int wake = -1;
+    std::vector<Client> clients;
+
+    void accept_clients() {
+        for (;;) {
+            const int fd =
+                ::accept4(config.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) return;  // EAGAIN: no more; anything else: try again on the next poll
+            UniqueFd owned(fd);
+            if (clients.size() >= kMaxClients) {
+                const std::string busy = serialize(
+                    fault(503, fmt::format("too many API connections (at most {})", kMaxClients)),
+                    false);
+                (void)!::write(fd, busy.data(), busy.size());
+                continue;
+            }
+            clients.push_back({std::move(owned), HttpConnection(), "", false,
+                               Clock::now() + config.idle_timeout});
+        }
+    }
+
+    // Reads what the client sent and answers every complete request; false: close it now.
+    bool serve(Client& c) {
+        char buf[4096];
+        const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+        if (n == 0) return false;
+        if (n < 0) return errno == EAGAIN || errno == EINTR;
+        c.deadline = Clock::now() + config.idle_timeout;
+        std::span<const char> bytes(buf, static_cast<std::size_t>(n));
+        for (;;) {
+            auto outcome = c.http.feed(bytes);
+            bytes = {};
+            if (outcome.error) {
+                c.out += serialize(*outcome.error, false);
+                c.close_after_write = true;
+                return true;
+            }
+            if (!outcome.request) return true;
+            const Response r = handle(*outcome.request, *config.controller);
+            c.out += serialize(r, outcome.request->keep_alive);
+            if (!outcome.request->keep_alive) {
+                c.close_after_write = true;
+                return true;
+            }
+            if (c.http.pending() == 0) return true;
+        }
+    }
+
+    // Writes what it can; false: close it now (done, or the client went away).
+    static bool flush(Client& c) {
+        while (!c.out.empty()) {
+            const ssize_t n = ::write(c.fd.get(), c.out.data(), c.out.size());
+            if (n < 0) return errno == EAGAIN || errno == EINTR;
+            c.out.erase(0, static_cast<std::size_t>(n));
+        }
+        return !c.close_after_write;
+    }
+
+    void run() {
+        std::vector<pollfd> fds;
+        for (;;) {
+            fds.clear();
+            fds.push_back({wake, POLLIN, 0});
+            fds.push_back({config.listener.get(), POLLIN, 0});
+            auto next = Clock::time_point::max();
+            for (const Client& c : clients) {
+                fds.push_back(
+                    {c.fd.get(), static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+                next = std::min(next, c.deadline);
+            }
+            int timeout = -1;
+            if (next != Clock::time_point::max())
+                timeout = static_cast<int>(std::max<std::int64_t>(
+                    0, std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now())
+                               .count() +
+                           1));
+            if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
+                log::warn("control API: poll: {}", std::strerror(errno));
+                return;
+            }
+            if (fds[0].revents & POLLIN) return;
+            // Clients first (their slots in fds match), then new ones.
+            const auto now = Clock::now();
+            std::vector<Client> kept;
+            for (std::size_t i = 0; i < clients.size(); ++i) {
+                Client& c = clients[i];
+                const short ev = fds[i + 2].revents;
+                bool keep = true;
+                if (ev & (POLLERR | POLLNVAL))
+                    keep = false;
+                else if (ev & POLLOUT)
+                    keep = flush(c);
+                else if (ev & (POLLIN | POLLHUP))
+                    keep = serve(c) && flush(c);
+                else if (now >= c.deadline)
+                    keep = false;  // connected and never sent a request
+                if (keep) kept.push_back(std::move(c));
+            }
+            clients = std::move(kept);
+            if (fds[1].revents & POLLIN) accept_clients();
+        }
+    }
+};
+
+Result<std::unique_ptr<ApiServer>> ApiServer::start(ApiServerConfig config) {
+    if (!config.listener) return fail("control API: no listening socket");
+    if (config.controller == nullptr) return fail("control API: no controller");
+    const int flags = ::fcntl(config.listener.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(config.listener.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+        return fail_sys("control API: making the listening socket non-blocking");
+    std::unique_ptr<ApiServer> server(new ApiServer());
+    server->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!server->wake_) return fail_sys("control API: eventfd");
+    server->state_ = std::make_unique<State>();
+    server->state_->wake = server->wake_.get();
+    server->state_->config = std::move(config);
+    std::promise<Result<>> started;
+    auto ready = started.get_future();
+    State* s = server->state_.get();
+    server->thread_ = std::thread([s, started = std::move(started)]() mutable {
+        no_huge_pages_on_this_threads_stack();
+        Result<> r = s->config.on_thread_start ? s->config.on_thread_start() : Result<>{};
+        const bool ok = r.has_value();
+        started.set_value(std::move(r));
+        if (ok) s->run();
+    });
+    auto r = ready.get();
+    if (!r) {
+        server->thread_.join();
+        return std::unexpected(std::move(r).error().context("control API thread"));
+    }
+    return server;
+}
+
+ApiServer::~ApiServer() {
+    if (thread_.joinable()) {
+        std::uint64_t one = 1;
+        (void)!::write(wake_.get(), &one, sizeof one);
+        thread_.join();
+    }
+}
+
+}  // namespace stockade::api

@@ -1,0 +1,36 @@
+#pragma once
+// The control API's socket: the supervisor makes the sandbox's state directory
+// (/run/stockade/ID, mode 0700; two sandboxes cannot share an id) and binds api.sock in it
+// (mode 0600), listening, before the sandbox starts. The sandbox process gets the listening
+// descriptor and parses every request itself; the supervisor never reads from it. Both go
+// when the ApiSocket does.
+#include <string>
+#include <string_view>
+
+#include "base/error.hpp"
+#include "base/unique_fd.hpp"
+
+namespace stockade {
+
+inline constexpr std::string_view kStateRoot = "/run/stockade";
+
+class ApiSocket {
+  public:
+    [[nodiscard]] static Result<ApiSocket> create(std::string_view sandbox_id,
+                                                  std::string_view root = kStateRoot);
+    ApiSocket(ApiSocket&& o) noexcept;
+    ApiSocket& operator=(ApiSocket&&) = delete;
+    ~ApiSocket();
+
+    [[nodiscard]] const std::string& path() const { return path_; }
+    // The listening socket, for the sandbox process: the supervisor keeps none, so a client
+    // of a sandbox that has gone is refused rather than left waiting.
+    [[nodiscard]] UniqueFd take_listener() { return std::move(listener_); }
+
+  private:
+    ApiSocket() = default;
+    std::string dir_, path_;
+    UniqueFd listener_;
+};
+
+}  // namespace stockade

@@ -1,0 +1,276 @@
+// The control API without a VM: HTTP parsing and its limits, Firecracker-shaped routes and
+// faults against a fake controller, and the server thread on a real Unix socket made by the
+// supervisor's ApiSocket (state directory and socket modes, one id per sandbox, an idle
+// client closed, nothing left behind).
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/uapi.hpp"
+#include "runner/api/api_server.hpp"
+#include "runner/api/http_connection.hpp"
+#include "runner/api/routes.hpp"
+#include "runner/supervisor/api_socket.hpp"
+#include "runner/vmm/seccomp_profiles.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace stockade::api {
+namespace {
+
+using nlohmann::json;
+
+HttpConnection::Outcome feed(HttpConnection& c, std::string_view s) {
+    return c.feed(std::span(s.data(), s.size()));
+}
+
+TEST(ApiHttp, ARequestSplitAcrossReadsAndTwoPipelined) {
+    HttpConnection c;
+    EXPECT_FALSE(feed(c, "PATCH /vm HTTP/1.1\r\nHost: x\r\nContent-Le").request);
+    auto r = feed(c, "ngth: 20\r\n\r\n{\"state\": \"Paused\"}\nGET / HTTP/1.1\r\n\r\n");
+    ASSERT_TRUE(r.request);
+    EXPECT_EQ(r.request->method, "PATCH");
+    EXPECT_EQ(r.request->target, "/vm");
+    EXPECT_EQ(r.request->body, "{\"state\": \"Paused\"}\n");
+    EXPECT_TRUE(r.request->keep_alive);
+    EXPECT_GT(c.pending(), 0u);
+    auto second = feed(c, "");
+    ASSERT_TRUE(second.request);
+    EXPECT_EQ(second.request->method, "GET");
+    EXPECT_EQ(c.pending(), 0u);
+}
+
+TEST(ApiHttp, LimitsAndGarbageAreFaults) {
+    {
+        HttpConnection c;
+        auto r = feed(c, "PUT /actions HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
+        ASSERT_TRUE(r.error);
+        EXPECT_EQ(r.error->status, 413);
+        EXPECT_NE(r.error->body.find("fault_message"), std::string::npos);
+    }
+    {
+        HttpConnection c;
+        const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(kMaxHeaderBytes, 'a');
+        auto r = feed(c, big);
+        ASSERT_TRUE(r.error);
+        EXPECT_EQ(r.error->status, 431);
+    }
+    {
+        HttpConnection c;
+        auto r = feed(c, "\x16\x03\x01 hello\r\n\r\n");
+        ASSERT_TRUE(r.error);
+        EXPECT_EQ(r.error->status, 400);
+    }
+    {
+        HttpConnection c;
+        auto r = feed(c, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        ASSERT_TRUE(r.request);
+        EXPECT_FALSE(r.request->keep_alive);
+    }
+}
+
+TEST(ApiHttp, ResponsesCarryLengthTypeAndConnection) {
+    EXPECT_EQ(serialize({204, ""}, true),
+              "HTTP/1.1 204 No Content\r\nServer: stockade\r\nContent-Length: 0\r\nConnection: "
+              "keep-alive\r\n\r\n");
+    const std::string s = serialize(fault(400, "bad \"x\""), false);
+    EXPECT_NE(s.find("HTTP/1.1 400 Bad Request\r\n"), std::string::npos);
+    EXPECT_NE(s.find("Content-Type: application/json\r\n"), std::string::npos);
+    EXPECT_NE(s.find("Connection: close\r\n"), std::string::npos);
+    EXPECT_EQ(json::parse(s.substr(s.find("\r\n\r\n") + 4))["fault_message"], "bad \"x\"");
+}
+
+class FakeController : public ApiController {
+  public:
+    std::string id() const override { return "sb-1"; }
+    std::string version() const override { return "9.9"; }
+    bool paused() const override { return paused_; }
+    Result<> pause() override {
+        ++pauses;
+        if (refuse) return fail("the sandbox is stopping");
+        paused_ = true;
+        return {};
+    }
+    Result<> resume() override {
+        ++resumes;
+        paused_ = false;
+        return {};
+    }
+    json machine_config() const override { return {{"vcpu_count", 2}, {"mem_size_mib", 256}}; }
+    json vm_config() const override { return {{"machine-config", machine_config()}}; }
+    json metrics() const override { return {{"vcpu", {{"exit_io", 5}}}}; }
+    bool paused_ = false, refuse = false;
+    int pauses = 0, resumes = 0;
+};
+
+Response call(FakeController& c, std::string method, std::string target, std::string body = "") {
+    return handle({std::move(method), std::move(target), std::move(body), true}, c);
+}
+std::string fault_of(const Response& r) {
+    return json::parse(r.body).value("fault_message", "");
+}
+
+TEST(ApiRoutes, InstanceInfoAndConfigurationsHaveFirecrackersShapes) {
+    FakeController c;
+    auto info = call(c, "GET", "/");
+    ASSERT_EQ(info.status, 200);
+    EXPECT_EQ(json::parse(info.body), (json{{"app_name", "stockade"},
+                                            {"id", "sb-1"},
+                                            {"state", "Running"},
+                                            {"vmm_version", "9.9"}}));
+    EXPECT_EQ(json::parse(call(c, "GET", "/machine-config").body)["vcpu_count"], 2);
+    EXPECT_EQ(json::parse(call(c, "GET", "/vm/config").body)["machine-config"]["mem_size_mib"],
+              256);
+    EXPECT_EQ(json::parse(call(c, "GET", "/metrics?x=1").body)["vcpu"]["exit_io"], 5);
+}
+
+TEST(ApiRoutes, PatchVmPausesAndResumes) {
+    FakeController c;
+    auto r = call(c, "PATCH", "/vm", R"({"state": "Paused"})");
+    EXPECT_EQ(r.status, 204);
+    EXPECT_EQ(r.body, "");
+    EXPECT_EQ(json::parse(call(c, "GET", "/").body)["state"], "Paused");
+    EXPECT_EQ(call(c, "PATCH", "/vm", R"({"state": "Resumed"})").status, 204);
+    EXPECT_EQ(c.pauses, 1);
+    EXPECT_EQ(c.resumes, 1);
+    c.refuse = true;
+    auto refused = call(c, "PATCH", "/vm", R"({"state": "Paused"})");
+    EXPECT_EQ(refused.status, 400);
+    EXPECT_EQ(fault_of(refused), "the sandbox is stopping");
+}
+
+TEST(ApiRoutes, BadRequestsGetFaultsThatSayWhy) {
+    FakeController c;
+    struct Case {
+        const char *method, *target, *body, *says;
+    };
+    for (const Case& k : {
+             Case{"PATCH", "/vm", "{not json", "must be a JSON object"},
+             Case{"PATCH", "/vm", "[1]", "must be a JSON object"},
+             Case{"PATCH", "/vm", R"({"state": "Paused", "x": 1})", "unknown field \"x\""},
+             Case{"PATCH", "/vm", R"({"state": "Stopped"})", "not \"Stopped\""},
+             Case{"PATCH", "/vm", R"({"state": 1})", "\"Paused\" or \"Resumed\""},
+             Case{"PATCH", "/vm", "{}", "\"Paused\" or \"Resumed\""},
+             Case{"PUT", "/actions", R"({"action_type": "Explode"})", "unknown action_type"},
+             Case{"PUT", "/actions", R"({"action_type": "InstanceStart"})", "already running"},
+             Case{"DELETE", "/", "", "Invalid request method and/or path: DELETE /"},
+             Case{"GET", "/nope", "", "Invalid request method and/or path: GET /nope"},
+         }) {
+        auto r = call(c, k.method, k.target, k.body);
+        EXPECT_EQ(r.status, 400) << k.method << " " << k.target << " " << k.body;
+        EXPECT_NE(fault_of(r).find(k.says), std::string::npos)
+            << k.method << " " << k.target << " " << k.body << ": " << fault_of(r);
+    }
+    EXPECT_EQ(c.pauses + c.resumes, 0);
+}
+
+// Found by fuzz_api_request: a client's invalid UTF-8 reached a fault message, and the JSON
+// serializer threw in the API thread (the sandbox would have aborted).
+TEST(ApiRoutes, InvalidUtf8FromTheClientStaysInsideTheFault) {
+    FakeController c;
+    for (const Request& r :
+         {Request{"GET", "/\x9c\xff", "", true}, Request{"PATCH", "/vm", "{\"\xc3\x28\": 1}", true},
+          Request{"PATCH", "/vm", "{\"state\": \"\xe2\x82\"}", true}}) {
+        const Response out = handle(r, c);
+        EXPECT_EQ(out.status, 400);
+        EXPECT_FALSE(json::parse(out.body, nullptr, false).is_discarded()) << out.body;
+    }
+}
+
+// A client on the real socket: connect, send, read until the peer closes or `until` appears.
+std::string talk(const std::string& path, const std::string& request,
+                 const std::string& until = "") {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return "connect failed";
+    }
+    if (!request.empty()) (void)!::write(fd, request.data(), request.size());
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+        if (!until.empty() && out.find(until) != std::string::npos) break;
+    }
+    ::close(fd);
+    return out;
+}
+
+TEST(ApiServer, ServesOnTheSupervisorsSocketAndLeavesNothingBehind) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::string root = (dir.path / "run").string();
+    std::string sock_path, sandbox_dir;
+    {
+        auto sock = ApiSocket::create("sb-1", root);
+        ASSERT_TRUE(sock) << sock.error().message;
+        sock_path = sock->path();
+        sandbox_dir = root + "/sb-1";
+        struct stat st {};
+        ASSERT_EQ(::stat(sandbox_dir.c_str(), &st), 0);
+        EXPECT_EQ(st.st_mode & 0777, 0700u);
+        ASSERT_EQ(::stat(sock_path.c_str(), &st), 0);
+        EXPECT_TRUE(S_ISSOCK(st.st_mode));
+        EXPECT_EQ(st.st_mode & 0777, 0600u);
+        auto twice = ApiSocket::create("sb-1", root);
+        ASSERT_FALSE(twice);
+        EXPECT_NE(twice.error().message.find("another sandbox has this id"), std::string::npos);
+
+        FakeController c;
+        ApiServerConfig config{sock->take_listener(), &c, {}, std::chrono::milliseconds(300)};
+        auto server = ApiServer::start(std::move(config));
+        ASSERT_TRUE(server) << server.error().message;
+        const std::string got =
+            talk(sock_path, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        EXPECT_NE(got.find("HTTP/1.1 200 OK"), std::string::npos) << got;
+        EXPECT_NE(got.find("\"id\":\"sb-1\""), std::string::npos) << got;
+        const std::string paused = talk(sock_path,
+                                        "PATCH /vm HTTP/1.1\r\nContent-Length: "
+                                        "18\r\nConnection: close\r\n\r\n{\"state\":\"Paused\"}",
+                                        "");
+        EXPECT_NE(paused.find("HTTP/1.1 204"), std::string::npos) << paused;
+        EXPECT_TRUE(c.paused_);
+        // Connects and never sends: closed after the idle timeout, with nothing written.
+        EXPECT_EQ(talk(sock_path, ""), "");
+        // Garbage: a fault, then the connection closes.
+        const std::string bad = talk(sock_path, "HELLO\r\n\r\n");
+        EXPECT_NE(bad.find("HTTP/1.1 400"), std::string::npos) << bad;
+        EXPECT_NE(bad.find("Connection: close"), std::string::npos) << bad;
+    }
+    struct stat st {};
+    EXPECT_NE(::stat(sock_path.c_str(), &st), 0) << "the socket is removed";
+    EXPECT_NE(::stat(sandbox_dir.c_str(), &st), 0) << "the state directory is removed";
+}
+
+// The API thread's filter: its sockets come from the supervisor, it controls no device, and
+// the only KVM calls it makes hold and restore the guest's clock around a pause.
+TEST(ApiServer, TheApiThreadsFilterIsNarrow) {
+    const auto p = api_seccomp_profile(policy::SeccompMode::kill);
+    const auto names = p.allowed_syscalls();
+    for (const char* call :
+         {"socket", "bind", "listen", "connect", "open", "openat", "execve", "pread64", "mincore"})
+        EXPECT_EQ(std::count(names.begin(), names.end(), call), 0) << call;
+    EXPECT_EQ(std::count(names.begin(), names.end(), "accept4"), 1);
+    std::vector<std::uint64_t> ioctls;
+    for (const auto& i : p.allowed_ioctls())
+        ioctls.push_back(i.number);
+    std::sort(ioctls.begin(), ioctls.end());
+    std::vector<std::uint64_t> want{KVM_GET_CLOCK, KVM_SET_CLOCK};
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(ioctls, want);
+}
+
+}  // namespace
+}  // namespace stockade::api
