@@ -155,3 +155,13 @@ write('fuzz_passthrough/virtio_net', passthrough_config() + bars + bytes([3]) + 
     op(1, 1, 2, 0x800, 0), op(1, 4, 3, 0x100, 0), op(1, 0, 2, 0x10, 0),
     op(0, 0x04, 1, 0, 0x0000),
 ]))
+
+
+# fuzz_api_request: requests as curl sends them, one split across two writes (0xff + a byte).
+write('fuzz_api_request/get', b'GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n')
+write('fuzz_api_request/pause_split',
+      b'PATCH /vm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Le'
+      b'\xff\x00ngth: 19\r\n\r\n{"state": "Paused"}GET /metrics HTTP/1.1\r\n\r\n')
+write('fuzz_api_request/actions', b'PUT /actions HTTP/1.1\r\nContent-Length: 31\r\nConnection: close\r\n\r\n{"action_type": "FlushMetrics"}')
+# What the fuzzer found first: invalid UTF-8 in the path reached a fault message's JSON.
+write('fuzz_api_request/invalid_utf8_path', b'GET /\x9c\xff HTTP/1.1\r\nHost: x\r\n\r\n')

@@ -118,7 +118,8 @@ TEST(Hardening, LiveSandboxIsJailedUnprivilegedAndFiltered) {
     EXPECT_TRUE(policy::verify_dropped(*status, 65534, 65534)) << slurp("/proc/" + pid + "/status");
     EXPECT_EQ(status->seccomp, 2);
     const auto threads = dir_entries("/proc/" + pid + "/task");
-    EXPECT_GE(threads.size(), 4u) << "the event loop, the stdio relay and two vCPU threads";
+    EXPECT_GE(threads.size(), 5u)
+        << "the event loop, the stdio relay, the control API and two vCPU threads";
     for (const auto& tid : threads) {
         auto t = policy::read_process_status(pid + "/task/" + tid);
         ASSERT_TRUE(t) << t.error().message;
@@ -167,6 +168,7 @@ TEST(Hardening, LiveSandboxIsJailedUnprivilegedAndFiltered) {
     // Teardown leaves no cgroup leaf, no jail root and no process.
     EXPECT_FALSE(fs::exists(leaf));
     EXPECT_FALSE(fs::exists("/run/stockade/jail/" + id));
+    EXPECT_FALSE(fs::exists("/run/stockade/" + id)) << "the state directory and its API socket";
     EXPECT_FALSE(fs::exists("/proc/" + pid));
 }
 
