@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 
 #include <CLI/CLI.hpp>
+
+#include "base/io.hpp"
+#include "runner/cli/firecracker_config.hpp"
 
 namespace stockade {
 namespace {
@@ -25,8 +29,36 @@ Defaults boot the Debian cloud kernel and initramfs built with this tree.)";
 
 namespace {
 
-void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
+constexpr std::string_view kConfigFile = "--config-file";
+constexpr std::size_t kMaxConfigBytes = 1 << 20;
+
+// The options a Firecracker configuration file may give (firecracker_config.hpp): given again
+// on the command line after it, the last one counts.
+constexpr const char* kConfigurable[] = {"--kernel", "--initrd",     "--cmdline", "--vcpus",
+                                         "--memory", "--huge-pages", "--rootfs",  "--rng"};
+
+// Where --config-file is among the options (before "--" or the command), and its file.
+struct ConfigFileArg {
+    std::size_t at = 0, count = 0;  // the arguments to take out
+    std::string path;
+};
+std::optional<ConfigFileArg> find_config_file(const std::vector<std::string>& args) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--") return std::nullopt;
+        if (a == kConfigFile && i + 1 < args.size()) return ConfigFileArg{i, 2, args[i + 1]};
+        if (a.starts_with(std::string(kConfigFile) + "="))
+            return ConfigFileArg{i, 1, a.substr(kConfigFile.size() + 1)};
+    }
+    return std::nullopt;
+}
+
+void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string& config_file) {
     SandboxSpec& spec = out.spec;
+    run.add_option(std::string(kConfigFile), config_file,
+                   "Firecracker's JSON configuration (boot-source, machine-config, drives, "
+                   "entropy; what stockade cannot honour is refused by its JSON path); options "
+                   "given after it override it");
     run.add_option("--kernel", spec.kernel,
                    "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
         ->envname("STOCKADE_KERNEL")
@@ -59,6 +91,8 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
         K::add_options(run, part_of<K>(out.device_options));
     });
     run.footer(kRunHelp);
+    for (const char* name : kConfigurable)
+        run.get_option(name)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     // Parsing stops at CMD or at "--"; everything from there on is left for CMD.
     run.prefix_command();
     run.allow_extras();
@@ -66,14 +100,26 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge) {
 
 }  // namespace
 
-Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
+Result<RunArgs> parse_run_args(const std::vector<std::string>& given) {
     CLI::App app{
         "Run a command in a fresh sandbox VM.\nUsage: stockade run [OPTIONS] [--] CMD [ARGS...]",
         "stockade run"};
     RunArgs out;
-    std::string huge;
-    add_run_options(app, out, huge);
+    std::string huge, config_file;
+    add_run_options(app, out, huge, config_file);
 
+    // A configuration file stands for the options it means, placed first so that the
+    // command line's own come after it and win.
+    std::vector<std::string> args = given;
+    if (auto cfg = find_config_file(args)) {
+        auto text = read_text_file(cfg->path, kMaxConfigBytes);
+        if (!text) return std::unexpected(std::move(text).error().context("--config-file"));
+        auto from_file = firecracker_config_args(*text);
+        if (!from_file) return std::unexpected(std::move(from_file).error().context(cfg->path));
+        args.erase(args.begin() + static_cast<std::ptrdiff_t>(cfg->at),
+                   args.begin() + static_cast<std::ptrdiff_t>(cfg->at + cfg->count));
+        args.insert(args.begin(), from_file->begin(), from_file->end());
+    }
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
     try {
         app.parse(reversed);

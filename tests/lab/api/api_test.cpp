@@ -4,6 +4,7 @@
 // gone when the sandbox is.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,7 +13,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -158,6 +161,63 @@ TEST(Api, RequestLatency) {
     std::cout << "[api] GET / over the Unix socket, 100 requests: median " << ms[50] << " ms, min "
               << ms.front() << " ms, max " << ms.back() << " ms\n";
     EXPECT_LT(ms[50], 50) << "a request is a few system calls and a JSON object";
+}
+
+// A paused sandbox still stops on SIGTERM, promptly, and cleans up: the pause holds the vCPUs,
+// not the event loop.
+TEST(Api, SigtermStopsAPausedSandbox) {
+    Reply pause;
+    lab::RunOptions o;
+    o.mark = "up";
+    o.signal = SIGTERM;
+    o.signal_after = "up";
+    o.on_mark = [&](pid_t) { pause = curl("PATCH", "/vm", R"({"state": "Paused"})"); };
+    auto r = run_stockade({"--id", kId, "--", "sh", "-c", "echo up; sleep 600"}, o);
+    EXPECT_EQ(pause.code, 204) << pause.body;
+    EXPECT_EQ(r.status, 128 + SIGTERM) << r.describe();
+    EXPECT_LT(r.seconds - r.mark_seconds, 10) << r.describe();
+    struct stat st {};
+    EXPECT_NE(::stat((std::string("/run/stockade/") + kId).c_str(), &st), 0);
+}
+
+// A configuration file in Firecracker's format (its documented fields) boots and runs: the
+// guest has the machine, the read-only drive and the entropy device it names.
+TEST(Api, AFirecrackerConfigFileBootsAndRuns) {
+    const std::string disk = "/tmp/stockade-fc-data.img", config = "/tmp/stockade-fc-vm.json";
+    ASSERT_EQ(run_process({"/usr/bin/truncate", "-s", "2M", disk}).status, 0);
+    std::ofstream(config) << json{
+        {"boot-source",
+         {{"kernel_image_path", STOCKADE_TEST_VMLINUX},
+          {"initrd_path", STOCKADE_TEST_INITRD},
+          {"boot_args", "quiet"}}},
+        {"machine-config",
+         {{"vcpu_count", 2}, {"mem_size_mib", 320}, {"smt", false}, {"track_dirty_pages", false}}},
+        {"drives",
+         {{{"drive_id", "data"},
+           {"path_on_host", disk},
+           {"is_root_device", false},
+           {"is_read_only", true},
+           {"cache_type", "Unsafe"},
+           {"io_engine", "Sync"},
+           {"rate_limiter", nullptr}}}},
+        {"network-interfaces", json::array()},
+        {"entropy", json::object()}};
+    auto r = run_stockade({"--config-file", config, "--", "sh", "-c",
+                           "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2; "
+                           "cat /sys/block/vda/size /sys/block/vda/ro; head -c 4 /dev/hwrng | "
+                           "wc -c"});
+    ::unlink(disk.c_str());
+    ::unlink(config.c_str());
+    ASSERT_EQ(r.status, 0) << r.describe();
+    std::istringstream out(r.out);
+    long cpus = 0, mem_kib = 0, sectors = 0, ro = 0, rng = 0;
+    out >> cpus >> mem_kib >> sectors >> ro >> rng;
+    EXPECT_EQ(cpus, 2) << r.out;
+    EXPECT_GT(mem_kib, 250 * 1024) << r.out;
+    EXPECT_LE(mem_kib, 320 * 1024) << r.out;
+    EXPECT_EQ(sectors, 4096) << r.out;
+    EXPECT_EQ(ro, 1) << r.out;
+    EXPECT_EQ(rng, 4) << r.out;
 }
 
 TEST(Api, TwoSandboxesCannotShareAnId) {
