@@ -49,14 +49,18 @@ Response patch_vm(const Request& r, ApiController& c) {
     return no_content();
 }
 
-Response put_actions(const Request& r, ApiController&) {
+Response put_actions(const Request& r, ApiController& c) {
     auto body = object_body(r, {"action_type"});
     if (!body) return fault(400, body.error().message);
     const json* type = body->contains("action_type") ? &(*body)["action_type"] : nullptr;
     if (type == nullptr || !type->is_string()) return fault(400, "\"action_type\" is missing");
     const std::string t = type->get<std::string>();
     if (t == "InstanceStart") return fault(400, "the sandbox is already running");
-    if (t == "FlushMetrics" || t == "SendCtrlAltDel")
+    if (t == "FlushMetrics") {
+        if (auto done = c.flush_metrics(); !done) return fault(400, done.error().message);
+        return no_content();
+    }
+    if (t == "SendCtrlAltDel")
         return fault(400, fmt::format("{} is not supported by this stockade yet", t));
     return fault(400, fmt::format("unknown action_type \"{}\"", t));
 }

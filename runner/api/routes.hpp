@@ -26,6 +26,8 @@ class ApiController {
     [[nodiscard]] virtual nlohmann::json machine_config() const = 0;  // MachineConfiguration
     [[nodiscard]] virtual nlohmann::json vm_config() const = 0;       // FullVmConfiguration
     [[nodiscard]] virtual nlohmann::json metrics() const = 0;
+    // Appends metrics() as a JSON line to the metrics file (--metrics-path).
+    [[nodiscard]] virtual Result<> flush_metrics() = 0;
 };
 
 [[nodiscard]] Response handle(const Request& request, ApiController& controller);

@@ -167,8 +167,11 @@ Result<std::vector<std::string>> firecracker_config_args(std::string_view json_t
                       "stockade's vsock carries the workload's stdio");
     if (member(doc, "logger") != nullptr)
         return refuse("/logger", "a log file is not supported yet (stockade logs to stderr)");
-    if (member(doc, "metrics") != nullptr)
-        return refuse("/metrics", "a metrics file is not supported yet (GET /metrics on the API)");
+    if (const json* m = member(doc, "metrics")) {
+        STOCKADE_TRY(object_at(*m, "/metrics", {"metrics_path"}));
+        args.insert(args.end(), {"--metrics-path",
+                                 STOCKADE_TRY(string_at(*m, "/metrics", "metrics_path", true))});
+    }
     for (const char* key : {"balloon", "cpu-config", "mmds-config"})
         STOCKADE_TRY_VOID(only_null(doc, "", key, "not supported"));
     return args;

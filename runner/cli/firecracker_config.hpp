@@ -20,7 +20,8 @@
 //                      makes one)
 //   vsock              refused: Firecracker's hybrid vsock over a Unix socket (uds_path) is
 //                      not offered; stockade's vsock carries the workload's stdio
-//   logger, metrics    refused: log and metrics files are not supported yet
+//   metrics            metrics_path -> --metrics-path
+//   logger             refused: a log file is not supported yet
 //   balloon, cpu-config, mmds-config   only null
 #include <string>
 #include <string_view>

@@ -34,8 +34,9 @@ constexpr std::size_t kMaxConfigBytes = 1 << 20;
 
 // The options a Firecracker configuration file may give (firecracker_config.hpp): given again
 // on the command line after it, the last one counts.
-constexpr const char* kConfigurable[] = {"--kernel", "--initrd",     "--cmdline", "--vcpus",
-                                         "--memory", "--huge-pages", "--rootfs",  "--rng"};
+constexpr const char* kConfigurable[] = {"--kernel", "--initrd", "--cmdline",
+                                         "--vcpus",  "--memory", "--huge-pages",
+                                         "--rootfs", "--rng",    "--metrics-path"};
 
 // Where --config-file is among the options (before "--" or the command), and its file.
 struct ConfigFileArg {
@@ -86,6 +87,9 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_flag("--console", spec.show_console, "copy the guest kernel console to stderr");
     run.add_flag("--stats", spec.print_stats,
                  "print timings, VM exit counts, CPU time and device counters to stderr");
+    run.add_option("--metrics-path", spec.metrics_path,
+                   "append the sandbox's metrics (the control API's GET /metrics) as a JSON line "
+                   "to FILE on each PUT /actions FlushMetrics and when the sandbox ends");
     run.add_flag("-v,--verbose", out.verbose, "more diagnostics");
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_options(run, part_of<K>(out.device_options));

@@ -172,6 +172,12 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     STOCKADE_TRY_VOID(
         policy::check_guest_memory_fits(supervisor.policy, spec.memory_mib << 20, kVmmOverhead));
     sandbox.kvm = STOCKADE_TRY(open_kvm(spec));
+    if (!spec.metrics_path.empty()) {
+        auto metrics = open_file(spec.metrics_path,
+                                 O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (!metrics) return std::unexpected(std::move(metrics).error().context("--metrics-path"));
+        sandbox.metrics_file = std::move(*metrics);
+    }
 
     // Step 3, last: host resources, now that nothing can be refused.
     ClaimContext claim{supervisor.id, job};

@@ -29,6 +29,7 @@ struct SandboxSpec {
     DeviceKinds::Specs devices;  // each device kind's part (runner/registry/)
     bool show_console = false;   // kernel console to stderr
     bool print_stats = false;    // exit counts and timings to stderr at the end
+    std::string metrics_path;    // JSON lines of metrics (FlushMetrics, and at the end)
     std::string policy_file;     // empty: the default policy
     std::string id;              // empty: a fresh one
 

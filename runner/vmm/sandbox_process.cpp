@@ -121,6 +121,7 @@ class Sandbox final : public api::ApiController {
     nlohmann::json machine_config() const override;
     nlohmann::json vm_config() const override;
     nlohmann::json metrics() const override;
+    Result<> flush_metrics() override;
 
   private:
     [[nodiscard]] Serial::Output serial_output();
@@ -145,6 +146,7 @@ class Sandbox final : public api::ApiController {
     std::optional<VsockStdio> vsock_stdio_;
     std::unique_ptr<StdioRelay> relay_;
     std::unique_ptr<api::ApiServer> api_;
+    std::mutex metrics_mu_;  // one line at a time in the metrics file
     std::uint32_t relay_cid_ = 0;
     std::optional<StdinForwarder> stdin_;
     std::int64_t built_us_ = 0, released_us_ = 0;
@@ -303,6 +305,12 @@ nlohmann::json Sandbox::vm_config() const {
             {"machine-config", machine_config()}};
 }
 
+Result<> Sandbox::flush_metrics() {
+    if (!res_.metrics_file) return fail("no metrics file: start the sandbox with --metrics-path");
+    std::lock_guard lock(metrics_mu_);
+    return write_all(res_.metrics_file.get(), api::to_json_text(metrics()) + "\n");
+}
+
 nlohmann::json Sandbox::metrics() const {
     const ExitCounts c = machine_->exit_counts();
     nlohmann::json devices = nlohmann::json::object();
@@ -345,6 +353,9 @@ void Sandbox::run() {
 }
 
 int Sandbox::report() {
+    // The last line of the metrics file: the run's totals.
+    if (res_.metrics_file)
+        if (auto r = flush_metrics(); !r) log::warn("--metrics-path: {}", r.error().message);
     const StopReason reason = *control_.reason();
     const std::string message = describe(reason);
     if (!message.empty()) {

@@ -41,6 +41,7 @@ struct SandboxResources {
     std::optional<kvm::Kvm> kvm;  // the system descriptor: closed once the VM exists
     DeviceKinds::Handed devices;
     UniqueFd api_listener;  // the control API's listening socket; invalid: no API
+    UniqueFd metrics_file;  // --metrics-path, opened for appending; invalid: none
 
     // Every descriptor this carries: the sandbox process keeps these and closes the rest.
     [[nodiscard]] std::vector<int> fds() const;

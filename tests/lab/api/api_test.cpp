@@ -220,6 +220,33 @@ TEST(Api, AFirecrackerConfigFileBootsAndRuns) {
     EXPECT_EQ(rng, 4) << r.out;
 }
 
+// --metrics-path: a JSON line on each FlushMetrics, and the run's totals when it ends.
+TEST(Api, FlushMetricsAppendsJsonLines) {
+    const std::string file = "/tmp/stockade-api-metrics.json";
+    ::unlink(file.c_str());
+    Reply flushed;
+    lab::RunOptions o;
+    o.mark = "up";
+    o.on_mark = [&](pid_t) {
+        flushed = curl("PUT", "/actions", R"({"action_type": "FlushMetrics"})");
+    };
+    auto r = run_stockade(
+        {"--id", kId, "--metrics-path", file, "--", "sh", "-c", "echo up; sleep 3"}, o);
+    EXPECT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(flushed.code, 204) << flushed.body;
+    std::ifstream in(file);
+    std::vector<json> lines;
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(json::parse(line, nullptr, false));
+    ::unlink(file.c_str());
+    ASSERT_EQ(lines.size(), 2u) << "one flushed, one at the end";
+    for (const json& j : lines) {
+        ASSERT_FALSE(j.is_discarded());
+        EXPECT_TRUE(j.contains("vcpu")) << j.dump();
+    }
+    EXPECT_GE(lines[1]["uptime_ms"].get<std::int64_t>(), lines[0]["uptime_ms"].get<std::int64_t>());
+}
+
 TEST(Api, TwoSandboxesCannotShareAnId) {
     lab::RunOptions o;
     o.mark = "up";

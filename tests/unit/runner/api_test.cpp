@@ -106,6 +106,13 @@ class FakeController : public ApiController {
     json machine_config() const override { return {{"vcpu_count", 2}, {"mem_size_mib", 256}}; }
     json vm_config() const override { return {{"machine-config", machine_config()}}; }
     json metrics() const override { return {{"vcpu", {{"exit_io", 5}}}}; }
+    Result<> flush_metrics() override {
+        if (!metrics_file) return fail("no metrics file: start the sandbox with --metrics-path");
+        ++flushes;
+        return {};
+    }
+    bool metrics_file = false;
+    int flushes = 0;
     bool paused_ = false, refuse = false;
     int pauses = 0, resumes = 0;
 };
@@ -129,6 +136,16 @@ TEST(ApiRoutes, InstanceInfoAndConfigurationsHaveFirecrackersShapes) {
     EXPECT_EQ(json::parse(call(c, "GET", "/vm/config").body)["machine-config"]["mem_size_mib"],
               256);
     EXPECT_EQ(json::parse(call(c, "GET", "/metrics?x=1").body)["vcpu"]["exit_io"], 5);
+}
+
+TEST(ApiRoutes, FlushMetricsWritesALineOrSaysWhyNot) {
+    FakeController c;
+    auto none = call(c, "PUT", "/actions", R"({"action_type": "FlushMetrics"})");
+    EXPECT_EQ(none.status, 400);
+    EXPECT_NE(fault_of(none).find("--metrics-path"), std::string::npos);
+    c.metrics_file = true;
+    EXPECT_EQ(call(c, "PUT", "/actions", R"({"action_type": "FlushMetrics"})").status, 204);
+    EXPECT_EQ(c.flushes, 1);
 }
 
 TEST(ApiRoutes, PatchVmPausesAndResumes) {

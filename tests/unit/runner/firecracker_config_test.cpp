@@ -32,17 +32,19 @@ constexpr const char* kExample = R"({
   "balloon": null,
   "network-interfaces": [],
   "mmds-config": null,
-  "entropy": {"rate_limiter": null}
+  "entropy": {"rate_limiter": null},
+  "metrics": {"metrics_path": "/run/vm-metrics.json"}
 })";
 
 TEST(FirecrackerConfig, TheExampleMeansTheseOptions) {
     auto args = firecracker_config_args(kExample);
     ASSERT_TRUE(args) << args.error().message;
-    EXPECT_EQ(*args, (std::vector<std::string>{
-                         "--kernel", "/images/vmlinux", "--initrd", "/images/initrd.cpio",
-                         "--cmdline", "console=ttyS0 reboot=k panic=1", "--vcpus", "2", "--memory",
-                         "1024", "--huge-pages", "off", "--rootfs", "/images/rootfs.ext4", "--disk",
-                         "/images/data.img,ro", "--rng"}));
+    EXPECT_EQ(*args,
+              (std::vector<std::string>{
+                  "--kernel", "/images/vmlinux", "--initrd", "/images/initrd.cpio", "--cmdline",
+                  "console=ttyS0 reboot=k panic=1", "--vcpus", "2", "--memory", "1024",
+                  "--huge-pages", "off", "--rootfs", "/images/rootfs.ext4", "--disk",
+                  "/images/data.img,ro", "--rng", "--metrics-path", "/run/vm-metrics.json"}));
 }
 
 TEST(FirecrackerConfig, RunReadsTheFileAndTheCommandLineOverridesIt) {
@@ -64,6 +66,7 @@ TEST(FirecrackerConfig, RunReadsTheFileAndTheCommandLineOverridesIt) {
     EXPECT_EQ(blk.disks[0], (DiskSpec{"/images/rootfs.ext4", false}));
     EXPECT_EQ(blk.disks[1], (DiskSpec{"/images/data.img", true}));
     EXPECT_TRUE(s.device<RngKind>().enabled);
+    EXPECT_EQ(s.metrics_path, "/run/vm-metrics.json");
     EXPECT_EQ(s.argv, (std::vector<std::string>{"echo", "hi"}));
 
     auto eq = parse_run_args({"--config-file=" + file, "--vcpus", "1", "true"});
@@ -128,7 +131,8 @@ const Refusal kRefusals[] = {
     {"existing tap", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]})", "/network-interfaces", "existing tap"},
     {"hybrid vsock", R"({)" BOOT R"(, "vsock": {"guest_cid": 3, "uds_path": "/v.sock"}})", "/vsock", "uds_path"},
     {"logger", R"({)" BOOT R"(, "logger": {"log_path": "/l"}})", "/logger", "log file"},
-    {"metrics", R"({)" BOOT R"(, "metrics": {"metrics_path": "/m"}})", "/metrics", "metrics file"},
+    {"metrics without a path", R"({)" BOOT R"(, "metrics": {}})", "/metrics/metrics_path", "missing"},
+    {"metrics unknown field", R"({)" BOOT R"(, "metrics": {"metrics_path": "/m", "x": 1}})", "/metrics/x", "unknown field"},
     {"balloon", R"({)" BOOT R"(, "balloon": {"amount_mib": 1}})", "/balloon", "not supported"},
     {"mmds", R"({)" BOOT R"(, "mmds-config": {}})", "/mmds-config", "not supported"},
     {"not json", R"({"boot-source": )", "/", "not JSON"},
