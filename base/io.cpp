@@ -66,6 +66,13 @@ Result<> write_all(int fd, std::span<const std::uint8_t> data) {
     return {};
 }
 
+Result<> set_nonblocking(int fd, std::string_view what) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+        return fail_sys(fmt::format("making {} non-blocking", what));
+    return {};
+}
+
 Result<> write_all(int fd, std::string_view data) {
     return write_all(fd,
                      std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()));

@@ -23,6 +23,8 @@ namespace stockade {
 // Reads exactly data.size() bytes at `offset`, or fails (EOF counts as failure).
 [[nodiscard]] Result<> pread_exact(int fd, std::span<std::uint8_t> data, std::uint64_t offset,
                                    std::string_view what);
+// Sets O_NONBLOCK on `fd`; `what` names it in the error.
+[[nodiscard]] Result<> set_nonblocking(int fd, std::string_view what);
 // Closes every descriptor >= lowest that is not in keep.
 void close_fds_except(std::span<const int> keep, int lowest = 3);
 

@@ -9,8 +9,9 @@
 #include <future>
 #include <vector>
 
+#include "base/io.hpp"
 #include "base/log.hpp"
-#include "base/mapping.hpp"
+#include "base/thread.hpp"
 #include "runner/api/http_connection.hpp"
 
 namespace stockade::api {
@@ -137,30 +138,17 @@ struct ApiServer::State {
 Result<std::unique_ptr<ApiServer>> ApiServer::start(ApiServerConfig config) {
     if (!config.listener) return fail("control API: no listening socket");
     if (config.controller == nullptr) return fail("control API: no controller");
-    const int flags = ::fcntl(config.listener.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(config.listener.get(), F_SETFL, flags | O_NONBLOCK) != 0)
-        return fail_sys("control API: making the listening socket non-blocking");
+    STOCKADE_TRY_VOID(set_nonblocking(config.listener.get(), "the control API's listening socket"));
     std::unique_ptr<ApiServer> server(new ApiServer());
     server->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!server->wake_) return fail_sys("control API: eventfd");
     server->state_ = std::make_unique<State>();
     server->state_->wake = server->wake_.get();
     server->state_->config = std::move(config);
-    std::promise<Result<>> started;
-    auto ready = started.get_future();
     State* s = server->state_.get();
-    server->thread_ = std::thread([s, started = std::move(started)]() mutable {
-        no_huge_pages_on_this_threads_stack();
-        Result<> r = s->config.on_thread_start ? s->config.on_thread_start() : Result<>{};
-        const bool ok = r.has_value();
-        started.set_value(std::move(r));
-        if (ok) s->run();
-    });
-    auto r = ready.get();
-    if (!r) {
-        server->thread_.join();
-        return std::unexpected(std::move(r).error().context("control API thread"));
-    }
+    auto thread = start_thread(s->config.on_thread_start, [s] { s->run(); });
+    if (!thread) return std::unexpected(std::move(thread).error().context("control API thread"));
+    server->thread_ = std::move(*thread);
     return server;
 }
 

@@ -11,7 +11,9 @@
 #include <future>
 #include <vector>
 
+#include "base/io.hpp"
 #include "base/mapping.hpp"
+#include "base/thread.hpp"
 #include "guest/abi.hpp"
 
 namespace stockade {
@@ -319,9 +321,7 @@ void StdioRelay::State::run() {
 
 Result<std::unique_ptr<StdioRelay>> StdioRelay::start(StdioRelayConfig config) {
     if (!config.listener) return fail("stdio relay: no listening socket");
-    const int flags = ::fcntl(config.listener.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(config.listener.get(), F_SETFL, flags | O_NONBLOCK) != 0)
-        return fail_sys("stdio relay: making the listening socket non-blocking");
+    STOCKADE_TRY_VOID(set_nonblocking(config.listener.get(), "the stdio relay's listening socket"));
     std::unique_ptr<StdioRelay> relay(new StdioRelay());
     relay->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!relay->wake_) return fail_sys("stdio relay: eventfd");
@@ -335,21 +335,8 @@ Result<std::unique_ptr<StdioRelay>> StdioRelay::start(StdioRelayConfig config) {
     state->config = std::move(config);
     relay->state_ = std::move(state);
 
-    std::promise<Result<>> started;
-    auto ready = started.get_future();
     State* s = relay->state_.get();
-    relay->thread_ = std::thread([s, started = std::move(started)]() mutable {
-        no_huge_pages_on_this_threads_stack();
-        Result<> r = s->config.on_thread_start ? s->config.on_thread_start() : Result<>{};
-        const bool ok = r.has_value();
-        started.set_value(std::move(r));
-        if (ok) s->run();
-    });
-    auto r = ready.get();
-    if (!r) {
-        relay->thread_.join();
-        return std::unexpected(std::move(r).error());
-    }
+    relay->thread_ = STOCKADE_TRY(start_thread(s->config.on_thread_start, [s] { s->run(); }));
     return relay;
 }
 
