@@ -23,11 +23,11 @@ Result<Msix> Msix::create(kvm::MsiRouter& router, std::uint16_t vectors) {
     return m;
 }
 
-std::vector<std::uint8_t> Msix::capability(std::uint8_t bar, std::uint32_t table_offset,
-                                           std::uint32_t pba_offset) const {
+std::vector<std::uint8_t> Msix::capability(std::uint8_t table_bar, std::uint32_t table_offset,
+                                           std::uint8_t pba_bar, std::uint32_t pba_offset) const {
     std::vector<std::uint8_t> body(10, 0);
     const std::uint16_t ctl = static_cast<std::uint16_t>(entries_.size() - 1);
-    const std::uint32_t table = table_offset | bar, pba = pba_offset | bar;
+    const std::uint32_t table = table_offset | table_bar, pba = pba_offset | pba_bar;
     std::memcpy(body.data(), &ctl, 2);
     std::memcpy(body.data() + 2, &table, 4);
     std::memcpy(body.data() + 6, &pba, 4);

@@ -4,6 +4,7 @@
 // what a device (or a vhost worker) writes to interrupt the guest. While a vector is
 // masked its eventfd is detached from KVM, so writes accumulate in its counter and KVM
 // delivers them when the vector is unmasked (KVM polls an eventfd when it is attached).
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -17,6 +18,18 @@ namespace stockade::pci {
 inline constexpr std::uint16_t kMsixEnable = 1u << 15, kMsixFunctionMask = 1u << 14;
 inline constexpr std::uint32_t kMsixVectorMasked = 1;
 inline constexpr std::uint16_t kNoVector = 0xffff;  // virtio's VIRTIO_MSI_NO_VECTOR
+
+// The bytes of the vector table and of the pending-bit array for `vectors` vectors.
+[[nodiscard]] constexpr std::uint64_t msix_table_bytes(std::uint32_t vectors) {
+    return std::uint64_t{vectors} * 16;
+}
+[[nodiscard]] constexpr std::uint64_t msix_pba_bytes(std::uint32_t vectors) {
+    return (std::uint64_t{vectors} + 63) / 64 * 8;
+}
+// Which bytes of the capability's body (after id and next) the guest may write: the enable
+// and function-mask bits of the message control.
+inline constexpr std::array<std::uint8_t, 10> kMsixCapabilityWritable = {
+    0x00, static_cast<std::uint8_t>((kMsixEnable | kMsixFunctionMask) >> 8)};
 
 struct MsixEntry {
     std::uint64_t address = 0;
@@ -32,7 +45,9 @@ class Msix {
         return static_cast<std::uint16_t>(entries_.size());
     }
     // The capability body (after id and next): control, table BIR/offset, PBA BIR/offset.
-    [[nodiscard]] std::vector<std::uint8_t> capability(std::uint8_t bar, std::uint32_t table_offset,
+    [[nodiscard]] std::vector<std::uint8_t> capability(std::uint8_t table_bar,
+                                                       std::uint32_t table_offset,
+                                                       std::uint8_t pba_bar,
                                                        std::uint32_t pba_offset) const;
     // Message control as the guest wrote it (enable, function mask).
     void set_control(std::uint16_t control);

@@ -94,26 +94,24 @@ Result<std::unique_ptr<PassthroughFunction>> PassthroughFunction::create(Passthr
     const std::uint32_t table = u32_at(c, msix_at + 4), pba = u32_at(c, msix_at + 8);
     std::uint32_t vectors = (msix_control & kMsixTableSizeMask) + 1u;
     if (setup.msix_vectors != 0) vectors = std::min(vectors, setup.msix_vectors);
-    const std::uint8_t table_bar = table & 7, pba_bar = pba & 7;
-    const std::uint64_t table_offset = table & ~7u, pba_offset = pba & ~7u;
-    const std::uint64_t table_size = std::uint64_t{vectors} * 16,
-                        pba_size = (vectors + 63) / 64 * 8;
-    if (table_bar > 5 || setup.bars[table_bar].size < table_offset + table_size || pba_bar > 5 ||
-        setup.bars[pba_bar].size < pba_offset + pba_size)
-        return fail(
-            "{}: its MSI-X table (BAR {} at {:#x}) or PBA (BAR {} at {:#x}) lies outside "
-            "the BAR",
-            name, table_bar, table_offset, pba_bar, pba_offset);
+    const MsixPlace table_at{static_cast<std::uint8_t>(table & 7),
+                             {table & ~7u, msix_table_bytes(vectors)}};
+    const MsixPlace pba_at{static_cast<std::uint8_t>(pba & 7),
+                           {pba & ~7u, msix_pba_bytes(vectors)}};
+    for (const MsixPlace& p : {table_at, pba_at})
+        if (p.bar > 5 || setup.bars[p.bar].size < p.range.first + p.range.second)
+            return fail(
+                "{}: its MSI-X table (BAR {} at {:#x}) or PBA (BAR {} at {:#x}) lies outside "
+                "the BAR",
+                name, table_at.bar, table_at.range.first, pba_at.bar, pba_at.range.first);
     auto msix = STOCKADE_TRY(Msix::create(router, static_cast<std::uint16_t>(vectors)));
 
-    // MSI-X: the same table and PBA places as the device; enable and function mask writable.
-    std::vector<std::uint8_t> msix_body(10, 0), msix_writable(10, 0);
-    const std::uint16_t ctl = static_cast<std::uint16_t>(vectors - 1);
-    std::memcpy(msix_body.data(), &ctl, 2);
-    std::memcpy(msix_body.data() + 2, &table, 4);
-    std::memcpy(msix_body.data() + 6, &pba, 4);
-    msix_writable[1] = static_cast<std::uint8_t>((kMsixEnable | kMsixFunctionMask) >> 8);
-    const std::size_t msix_cap = config.add_capability(kCapMsix, msix_body, msix_writable);
+    // MSI-X: the same table and PBA places as the device.
+    const std::size_t msix_cap = config.add_capability(
+        kCapMsix,
+        msix.capability(table_at.bar, static_cast<std::uint32_t>(table_at.range.first), pba_at.bar,
+                        static_cast<std::uint32_t>(pba_at.range.first)),
+        kMsixCapabilityWritable);
     for (const auto& [at, cap] : kept) {
         const std::size_t len = c[at + 2];  // a vendor capability's length, header included
         if (len < 3 || at + len > kConfigSize || len - 2 > config.capability_room()) {
@@ -127,10 +125,8 @@ Result<std::unique_ptr<PassthroughFunction>> PassthroughFunction::create(Passthr
     std::unique_ptr<PassthroughFunction> f(
         new PassthroughFunction(std::move(setup), io, slots, std::move(msix), std::move(config)));
     f->msix_cap_ = msix_cap;
-    f->table_bar_ = table_bar;
-    f->pba_bar_ = pba_bar;
-    f->table_offset_ = table_offset;
-    f->pba_offset_ = pba_offset;
+    f->table_ = table_at;
+    f->pba_ = pba_at;
     // The device starts with decoding and bus mastering off and INTx disabled; the guest's
     // command writes turn the first two on.
     f->push_command();
@@ -169,8 +165,8 @@ std::vector<BarSpec> PassthroughFunction::bar_specs() const {
 std::vector<Range> PassthroughFunction::direct(std::size_t bar) const {
     if (bar >= 6 || setup_.bars[bar].host == nullptr) return {};
     std::vector<Range> trapped;
-    if (bar == table_bar_) trapped.emplace_back(table_offset_, msix_.vector_count() * 16ull);
-    if (bar == pba_bar_) trapped.emplace_back(pba_offset_, (msix_.vector_count() + 63) / 64 * 8ull);
+    for (const MsixPlace* p : {&table_, &pba_})
+        if (p->bar == bar) trapped.push_back(p->range);
     return direct_ranges(setup_.bars[bar].mappable, trapped);
 }
 
@@ -223,12 +219,9 @@ void PassthroughFunction::msix_control_changed() {
     msix_.set_control(control);
 }
 
-bool PassthroughFunction::in_table(std::size_t bar, std::uint64_t offset, std::size_t len) const {
-    return bar == table_bar_ && overlaps(offset, len, table_offset_, msix_.vector_count() * 16ull);
-}
-bool PassthroughFunction::in_pba(std::size_t bar, std::uint64_t offset, std::size_t len) const {
-    return bar == pba_bar_ &&
-           overlaps(offset, len, pba_offset_, (msix_.vector_count() + 63) / 64 * 8ull);
+bool PassthroughFunction::MsixPlace::covers(std::size_t b, std::uint64_t offset,
+                                            std::size_t len) const {
+    return b == bar && overlaps(offset, len, range.first, range.second);
 }
 
 void PassthroughFunction::bar_read(std::size_t bar, std::uint64_t offset,
@@ -236,12 +229,12 @@ void PassthroughFunction::bar_read(std::size_t bar, std::uint64_t offset,
     std::fill(out.begin(), out.end(), 0xff);
     if (bar >= 6) return;
     std::lock_guard lock(mu_);
-    if (in_table(bar, offset, out.size())) {
-        if (offset >= table_offset_) msix_.table_read(offset - table_offset_, out);
+    if (table_.covers(bar, offset, out.size())) {
+        if (offset >= table_.range.first) msix_.table_read(offset - table_.range.first, out);
         return;
     }
-    if (in_pba(bar, offset, out.size())) {
-        if (offset >= pba_offset_) msix_.pba_read(offset - pba_offset_, out);
+    if (pba_.covers(bar, offset, out.size())) {
+        if (offset >= pba_.range.first) msix_.pba_read(offset - pba_.range.first, out);
         return;
     }
     const std::uint64_t size = setup_.bars[bar].size;
@@ -254,11 +247,11 @@ void PassthroughFunction::bar_write(std::size_t bar, std::uint64_t offset,
                                     std::span<const std::uint8_t> in) {
     if (bar >= 6) return;
     std::lock_guard lock(mu_);
-    if (in_table(bar, offset, in.size())) {
-        if (offset >= table_offset_) msix_.table_write(offset - table_offset_, in);
+    if (table_.covers(bar, offset, in.size())) {
+        if (offset >= table_.range.first) msix_.table_write(offset - table_.range.first, in);
         return;
     }
-    if (in_pba(bar, offset, in.size())) return;  // read-only
+    if (pba_.covers(bar, offset, in.size())) return;  // read-only
     const std::uint64_t size = setup_.bars[bar].size;
     if (offset >= size || in.size() > size - offset) return;
     if (auto r = io_.write(static_cast<std::uint32_t>(bar), offset, in); !r)

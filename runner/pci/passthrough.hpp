@@ -106,8 +106,12 @@ class PassthroughFunction : public PciDevice {
                         ConfigSpace config);
     void push_command();
     void msix_control_changed();
-    [[nodiscard]] bool in_table(std::size_t bar, std::uint64_t offset, std::size_t len) const;
-    [[nodiscard]] bool in_pba(std::size_t bar, std::uint64_t offset, std::size_t len) const;
+    // Where the MSI-X table or PBA lies: its BAR and its bytes there.
+    struct MsixPlace {
+        std::uint8_t bar = 0;
+        Range range;
+        [[nodiscard]] bool covers(std::size_t b, std::uint64_t offset, std::size_t len) const;
+    };
 
     PassthroughSetup setup_;
     PassthroughIo& io_;
@@ -116,8 +120,7 @@ class PassthroughFunction : public PciDevice {
     Msix msix_;
     ConfigSpace config_;
     std::size_t msix_cap_ = 0;
-    std::uint8_t table_bar_ = 0, pba_bar_ = 0;
-    std::uint64_t table_offset_ = 0, pba_offset_ = 0;
+    MsixPlace table_, pba_;
     bool msix_on_device_ = false;
     std::array<std::vector<std::uint32_t>, 6> bar_slots_;
 };

@@ -140,9 +140,8 @@ Result<std::unique_ptr<PciTransport>> PciTransport::create(std::unique_ptr<Virti
     t->pci_cfg_cap_ =
         c.add_capability(pci::kCapVendor, virtio_cap(VIRTIO_PCI_CAP_PCI_CFG, 0, 0, kPciCfgDataSize),
                          pci_cfg_writable);
-    const std::vector<std::uint8_t> msix_writable = {0x00, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0};
-    c.add_capability(pci::kCapMsix, t->msix_.capability(0, kMsixTableOffset, kMsixPbaOffset),
-                     msix_writable);
+    c.add_capability(pci::kCapMsix, t->msix_.capability(0, kMsixTableOffset, 0, kMsixPbaOffset),
+                     pci::kMsixCapabilityWritable);
     return t;
 }
 
