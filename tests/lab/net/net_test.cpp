@@ -9,12 +9,14 @@
 #include <string>
 
 #include "lab/support/process.hpp"
+#include "tests/support/lab_shell.hpp"
 
 namespace stockade {
 namespace {
 
 using lab::run_process;
 using lab::run_stockade;
+using test::sh;
 
 constexpr const char* kBridge = "stkbr-labnet";
 constexpr const char* kHostAddr = "169.254.77.1";
@@ -24,12 +26,6 @@ constexpr const char* kGuestAddr = "169.254.77.2/24";
 // (QEMU, same lab: ~500-780 with vhost-net, ~460-575 without). A datapath that stalls or
 // loses frames stays far below this.
 constexpr double kMinMbits = 50;
-
-std::string sh(const std::string& command) {
-    auto r = run_process({"/bin/sh", "-c", command});
-    EXPECT_EQ(r.status, 0) << command << "\n" << r.describe();
-    return r.out;
-}
 
 class Net : public ::testing::Test {
   protected:

@@ -17,12 +17,14 @@
 #include <string>
 
 #include "lab/support/process.hpp"
+#include "tests/support/lab_shell.hpp"
 
 namespace stockade {
 namespace {
 
 using lab::run_process;
 using lab::run_stockade;
+using test::sh;
 
 constexpr const char* kPassed = "0000:01:00.0";  // lab/run's spare virtio-net
 constexpr const char* kLabNic = "0000:00:11.0";  // the lab kernel's e1000e, its peer
@@ -32,12 +34,6 @@ constexpr const char* kPolicy = "/tmp/stockade-vfio-policy.json";
 // The guest's traffic crosses two emulated NICs and the emulated IOMMU under TCG; a datapath
 // that loses interrupts or DMA stalls far below this.
 constexpr double kMinMbits = 10;
-
-std::string sh(const std::string& command) {
-    auto r = run_process({"/bin/sh", "-c", command});
-    EXPECT_EQ(r.status, 0) << command << "\n" << r.describe();
-    return r.out;
-}
 
 std::string sysfs_link_name(const std::string& path) {
     std::error_code ec;
