@@ -57,6 +57,14 @@ Response fault(int status, std::string_view message) {
     return {status, to_json_text({{"fault_message", message}})};
 }
 
+namespace {
+
+Response header_too_large() {
+    return fault(431, fmt::format("the request header is larger than {} bytes", kMaxHeaderBytes));
+}
+
+}  // namespace
+
 struct HttpConnection::State {
     std::string buffer;
     std::optional<http::request_parser<http::string_body>> parser;
@@ -91,10 +99,7 @@ HttpConnection::Outcome HttpConnection::feed(std::span<const char> bytes) {
         if (ec == http::error::body_limit)
             return {std::nullopt, fault(413, fmt::format("the request body is larger than {} bytes",
                                                          kMaxBodyBytes))};
-        if (ec == http::error::header_limit)
-            return {std::nullopt,
-                    fault(431, fmt::format("the request header is larger than {} bytes",
-                                           kMaxHeaderBytes))};
+        if (ec == http::error::header_limit) return {std::nullopt, header_too_large()};
         if (ec)
             return {std::nullopt,
                     fault(400, fmt::format("not an HTTP/1.1 request: {}", ec.message()))};
@@ -102,8 +107,7 @@ HttpConnection::Outcome HttpConnection::feed(std::span<const char> bytes) {
     }
     // Beast buffers the header internally until it is whole: an over-long one never completes.
     if (!p.is_header_done() && s_->buffer.size() > kMaxHeaderBytes)
-        return {std::nullopt, fault(431, fmt::format("the request header is larger than {} bytes",
-                                                     kMaxHeaderBytes))};
+        return {std::nullopt, header_too_large()};
     if (!p.is_done()) return {};
     const auto& req = p.get();
     Request out{std::string(req.method_string()), std::string(req.target()), req.body(),
