@@ -91,6 +91,9 @@ enum class VsockStream : char {
     in = 'i',      // host to guest; the host shuts its side down at the end of its input
     out = 'o',     // guest to host; shut down by stockade-init once the workload is gone
     err = 'e',     // guest to host; likewise
+    // host to guest, connected first: the host's requests (guest/control.hpp: start,
+    // signal, power off, exec); stockade-init sends nothing on it
+    control = 'c',
 };
 // The status stream's 4 bytes: the workload's status, little endian.
 using VsockStatus = std::array<std::uint8_t, 4>;
@@ -103,6 +106,10 @@ using VsockStatus = std::array<std::uint8_t, 4>;
            (std::uint32_t{b[3]} << 24);
 }
 static_assert(decode_status(encode_status(0x1234'5678)) == 0x1234'5678);
+
+// Present (holding "wait"): a sandbox made with `stockade create`. stockade-init connects its
+// streams, reports ready, and runs the workload only once the control stream says start.
+inline constexpr std::string_view kJobWaitStart = "/stockade/wait-start";
 
 // How long stockade-init waits for each connection: the host accepts from a thread that is
 // running before the first vCPU is, so this only bounds a host that broke.

@@ -32,6 +32,11 @@ struct SandboxSpec {
     std::string metrics_path;    // JSON lines of metrics (FlushMetrics, and at the end)
     std::string policy_file;     // empty: the default policy
     std::string id;              // empty: a fresh one
+    // `run -d` / `create`: the supervisor lives on in the background; the workload's stdout
+    // and stderr go to the sandbox's logs (/run/stockade/ID/stdout.log, stderr.log)
+    bool detach = false;
+    // `create`: boot and connect, then wait for `stockade start ID` before running argv
+    bool wait_for_start = false;
 
     template <DeviceKind K>
     [[nodiscard]] typename K::Spec& device() {

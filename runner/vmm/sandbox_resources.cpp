@@ -21,6 +21,7 @@ std::vector<int> SandboxResources::fds() const {
     if (kvm) out.push_back(kvm->fd());
     if (api_listener) out.push_back(api_listener.get());
     if (metrics_file) out.push_back(metrics_file.get());
+    if (status_pipe) out.push_back(status_pipe.get());
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (const auto& handed = part_of<K>(devices))
             for (int fd : K::fds(*handed))

@@ -42,6 +42,9 @@ struct SandboxResources {
     DeviceKinds::Handed devices;
     UniqueFd api_listener;  // the control API's listening socket; invalid: no API
     UniqueFd metrics_file;  // --metrics-path, opened for appending; invalid: none
+    // The write end of a pipe the supervisor reads: one SandboxStatus byte per change
+    // (runner/vmm/sandbox_status.hpp), never blocking; invalid: nobody listens
+    UniqueFd status_pipe;
 
     // Every descriptor this carries: the sandbox process keeps these and closes the rest.
     [[nodiscard]] std::vector<int> fds() const;

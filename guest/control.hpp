@@ -1,0 +1,66 @@
+#pragma once
+// The control stream between the runner and stockade-init (guest/abi.hpp, VsockStream::
+// control): how a sandbox that lives on is told to start its workload, to signal it, to
+// power off, and to run more processes (exec). Only the host sends on it; stockade-init
+// sends nothing back (an exec's status travels on the exec's own status stream).
+//
+// A message is a 4-byte little-endian length N (1..kMaxControlMessage) and N bytes: a type
+// byte and its payload. Exec streams are connected by the process stockade-init forks for
+// the exec: the stream byte (ExecStream) and the exec's id (4 bytes, little endian).
+//
+// Standard library only: stockade-init (static, no fmt) compiles control.cpp too.
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace stockade::guest_control {
+
+inline constexpr std::size_t kMaxControlMessage = 64 * 1024;
+
+enum class MessageType : char {
+    start = 'S',     // run the workload now (a sandbox made with `create`); no payload
+    signal = 'K',    // signal the workload (its whole process group); payload: 1 byte signal
+    poweroff = 'P',  // end the workload (SIGTERM to its group); the usual exit path follows
+    exec = 'X',      // run another process; payload: an encoded ExecRequest
+};
+
+struct ExecRequest {
+    std::uint32_t id = 0;  // the host's, unique per sandbox; names the exec's streams
+    std::vector<std::string> argv;
+    std::vector<std::string> env;  // NAME=value
+    std::string workdir = "/";
+    bool stdin_open = false;  // false: the host shuts the in stream at once
+    bool operator==(const ExecRequest&) const = default;
+};
+
+struct Message {
+    MessageType type = MessageType::start;
+    int signal = 0;                   // signal
+    std::optional<ExecRequest> exec;  // exec
+    bool operator==(const Message&) const = default;
+};
+
+// The message as bytes on the stream (length prefix included).
+[[nodiscard]] std::string encode(const Message& m);
+
+// Parses one message from the front of `bytes`: nullopt while it is incomplete, an error when
+// it is malformed (the stream is then unusable), else the message and how many bytes it took.
+struct Decoded {
+    Message message;
+    std::size_t used = 0;
+};
+[[nodiscard]] std::expected<std::optional<Decoded>, std::string> decode(
+    std::span<const char> bytes);
+
+// The streams of one exec: connected by the exec's process in the guest, each named by this
+// byte followed by the exec's id. Status, in, out and err mean what the workload's do
+// (guest/abi.hpp's VsockStream): the 4-byte status comes last, after out and err ended.
+enum class ExecStream : char { status = 'S', in = 'I', out = 'O', err = 'E' };
+inline constexpr std::size_t kExecStreamHeader = 5;  // stream byte + id
+[[nodiscard]] std::string exec_stream_header(ExecStream s, std::uint32_t id);
+
+}  // namespace stockade::guest_control

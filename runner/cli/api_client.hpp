@@ -1,0 +1,31 @@
+#pragma once
+// The CLI's side of the control API (/run/stockade/ID/api.sock): one HTTP/1.1 request on a
+// fresh connection, the reply parsed with Boost.Beast under size limits (the sandbox process
+// answering is the less trusted side).
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "base/error.hpp"
+#include "base/unique_fd.hpp"
+
+namespace stockade::cli {
+
+struct ApiReply {
+    int status = 0;
+    std::string body;
+};
+
+// The socket of sandbox `id` under `root` (/run/stockade).
+[[nodiscard]] std::string api_socket_path(std::string_view id);
+
+// Connects, sends one request (a JSON body, or none), reads the whole reply. An error names
+// the socket and what failed ("not running" when nothing listens).
+[[nodiscard]] Result<ApiReply> api_request(
+    std::string_view id, std::string_view method, std::string_view target,
+    std::string_view body = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// The fault message of an error reply ({"fault_message": ...}), or the body as it is.
+[[nodiscard]] std::string fault_text(const ApiReply& r);
+
+}  // namespace stockade::cli

@@ -1,0 +1,15 @@
+#pragma once
+// The commands that talk to a running sandbox through its control API: exec, kill, stop,
+// pause, resume, start. Each returns the process exit status (125: stockade's own error).
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace stockade::cli {
+
+// True for a command name control_cli handles.
+[[nodiscard]] bool is_control_command(std::string_view command);
+// `stockade COMMAND ARGS...` for one of those commands.
+[[nodiscard]] int control_cli(std::string_view command, std::span<const std::string> args);
+
+}  // namespace stockade::cli
