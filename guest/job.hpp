@@ -1,10 +1,11 @@
 #pragma once
 // The job archive (guest/abi.hpp): argv, environment, working directory, host name, root
-// disk, network and vsock stdio, as a cpio appended to the initramfs. No size limit beyond
-// guest memory, binary-safe. The format lives here alone: the runner writes a Job with
-// build_job_archive, stockade-init reads it back with parse_job_files, and a unit test
-// proves the one inverts the other. This header and job_files.cpp use the standard
-// library only: stockade-init (static, no fmt) compiles them too.
+// disk, network, vsock stdio and whether to wait for start, as a cpio appended to the
+// initramfs. No size limit beyond guest memory, binary-safe. The format lives here alone:
+// the runner writes a Job with build_job_archive, stockade-init reads it back with
+// parse_job_files, and a unit test proves the one inverts the other. This header and
+// job_files.cpp use the standard library only: stockade-init (static, no fmt) compiles them
+// too.
 #include <array>
 #include <cstdint>
 #include <expected>
@@ -39,12 +40,14 @@ struct Job {
     // stdio over vsock on this host port; written in a fixed width (ten digits), so the
     // archive's size does not depend on it and the boot can be planned before it is known
     std::optional<std::uint32_t> vsock_port;
+    // run the workload only once the control stream says start (`stockade create`)
+    bool wait_for_start = false;
     bool operator==(const Job&) const = default;
 };
 
 // The archive's files, each one's bytes or nullopt where the archive has none.
 struct JobFiles {
-    std::optional<std::string> argv, env, workdir, hostname, root, net, vsock;
+    std::optional<std::string> argv, env, workdir, hostname, root, net, vsock, wait_start;
     bool operator==(const JobFiles&) const = default;
 };
 
@@ -54,7 +57,7 @@ struct JobFile {
     std::string_view path;
     std::optional<std::string> JobFiles::*member;
 };
-inline constexpr std::array<JobFile, 7> kJobFiles{{
+inline constexpr std::array<JobFile, 8> kJobFiles{{
     {guest_abi::kJobArgv, &JobFiles::argv},
     {guest_abi::kJobEnv, &JobFiles::env},
     {guest_abi::kJobWorkdir, &JobFiles::workdir},
@@ -62,19 +65,21 @@ inline constexpr std::array<JobFile, 7> kJobFiles{{
     {guest_abi::kJobRoot, &JobFiles::root},
     {guest_abi::kJobNet, &JobFiles::net},
     {guest_abi::kJobVsock, &JobFiles::vsock},
+    {guest_abi::kJobWaitStart, &JobFiles::wait_start},
 }};
 
 // The files that carry `job`: argv and env as NUL-terminated items, workdir and hostname
-// always, root, net and vsock only when the job has them. `job` is expected to be valid
-// (the runner's SandboxSpec checks); parse_job_files refuses what is not.
+// always, root, net, vsock and wait-start only when the job has them. `job` is expected to
+// be valid (the runner's SandboxSpec checks); parse_job_files refuses what is not.
 [[nodiscard]] JobFiles job_files(const Job& job);
 
 // The files back into the Job, checking each: argv (required) and env are NUL-terminated
 // items, argv[0] not empty, each env item NAME=value; workdir an absolute path; hostname 1
 // to 64 bytes; root "DEVICE ro|rw" with DEVICE an absolute path; net "MAC A.B.C.D/N" with a
-// lower-case MAC and N 1 to 32; vsock a decimal port 1 to 4294967294. No file may hold a
-// NUL except argv and env. An absent optional file leaves Job's default. The error names
-// the file and what is wrong, e.g. "/stockade/root: \"/dev/vda rx\" is not \"DEVICE ro|rw\"".
+// lower-case MAC and N 1 to 32; vsock a decimal port 1 to 4294967294; wait-start exactly
+// "wait". No file may hold a NUL except argv and env. An absent optional file leaves Job's
+// default. The error names the file and what is wrong, e.g.
+// "/stockade/root: \"/dev/vda rx\" is not \"DEVICE ro|rw\"".
 [[nodiscard]] std::expected<Job, std::string> parse_job_files(const JobFiles& files);
 
 // "A.B.C.D/N" (N 1 to 32, decimal, no leading zeros): the address in host byte order.

@@ -10,6 +10,7 @@ namespace {
 
 constexpr std::size_t kMaxHostnameLength = 64;        // the kernel's __NEW_UTS_LEN
 constexpr std::uint32_t kMaxVsockPort = 0xffff'fffe;  // 0xffffffff is VMADDR_PORT_ANY
+constexpr std::string_view kWaitStart = "wait";       // guest/abi.hpp's kJobWaitStart
 
 std::string nul_terminated(const std::vector<std::string>& items) {
     std::string out;
@@ -131,6 +132,7 @@ JobFiles job_files(const Job& job) {
         std::snprintf(port, sizeof port, "%010u", static_cast<unsigned>(*job.vsock_port));
         f.vsock = port;
     }
+    if (job.wait_for_start) f.wait_start = std::string(kWaitStart);
     return f;
 }
 
@@ -202,6 +204,12 @@ std::expected<Job, std::string> parse_job_files(const JobFiles& files) {
             return bad(abi::kJobVsock,
                        quoted(*files.vsock) + " is not a port number (1 to 4294967294)");
         job.vsock_port = *port;
+    }
+
+    if (files.wait_start) {
+        if (*files.wait_start != kWaitStart)
+            return bad(abi::kJobWaitStart, quoted(*files.wait_start) + " is not \"wait\"");
+        job.wait_for_start = true;
     }
     return job;
 }

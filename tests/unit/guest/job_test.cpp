@@ -72,6 +72,7 @@ std::vector<Job> sample_jobs() {
                        JobNet{"ff:ff:ff:ff:ff:00", "0.0.0.0/32"},
                        0xffff'fffeu});
     jobs.push_back(Job{{"y"}, {}, "/", "one", {}, JobNet{"02:00:00:00:00:01", "10.1.2.3/1"}, 1u});
+    jobs.push_back(Job{{"sleep", "9"}, {}, "/", "created", {}, {}, 1028u, true});
     return jobs;
 }
 
@@ -101,8 +102,12 @@ TEST(JobFiles, WritesTheDocumentedFiles) {
     EXPECT_EQ(f.root, "/dev/vda ro");
     EXPECT_EQ(f.net, "02:11:22:33:44:55 169.254.10.2/24");
     EXPECT_EQ(f.vsock, "0000001027") << "ten digits: the size does not depend on the port";
+    EXPECT_EQ(f.wait_start, std::nullopt) << "written only for a job that waits";
     job.root.read_only = false;
-    EXPECT_EQ(files_in(build_job_archive(job)).root, "/dev/vda rw");
+    job.wait_for_start = true;
+    const JobFiles again = files_in(build_job_archive(job));
+    EXPECT_EQ(again.root, "/dev/vda rw");
+    EXPECT_EQ(again.wait_start, "wait");
 }
 
 TEST(JobFiles, OptionalFilesMayBeAbsent) {
@@ -193,6 +198,17 @@ TEST(JobFiles, RefusesAMalformedVsockPort) {
                             "4294967296", "99999999999999999999"})
         expect_refused(with(&JobFiles::vsock, bad), kJobVsock, "is not a port number");
     expect_refused(with(&JobFiles::vsock, "5\0"s), kJobVsock, "is not a port number");
+}
+
+TEST(JobFiles, RefusesAMalformedWaitStart) {
+    using guest_abi::kJobWaitStart;
+    for (const char* bad : {"", "Wait", "wait\n", " wait", "wai", "waitwait", "1"})
+        expect_refused(with(&JobFiles::wait_start, bad), kJobWaitStart, "is not \"wait\"");
+    expect_refused(with(&JobFiles::wait_start, "wait\0"s), kJobWaitStart, "\"wait\\x00\"");
+    auto job = parse_job_files(with(&JobFiles::wait_start, "wait"));
+    ASSERT_TRUE(job) << job.error();
+    EXPECT_TRUE(job->wait_for_start);
+    EXPECT_FALSE(parse_job_files(with(&JobFiles::wait_start, std::nullopt))->wait_for_start);
 }
 
 TEST(JobFiles, VsockPortMayBeZeroPadded) {
