@@ -3,7 +3,8 @@
 // Mounts the pseudo file systems, loads the kernel modules the image lists, runs the job
 // the runner appended to the initramfs with its stdio on vsock streams to the host (or on
 // the console as its terminal), and reports the workload's exit status (on vsock, or
-// through the agent port; guest/abi.hpp) before powering off.
+// through the agent port; guest/abi.hpp) before powering off. Over vsock it also serves the
+// host's requests on the control stream (guest/control.hpp): start, signal, power off, exec.
 // Statically linked and dependency-free: it is the only program the guest must have.
 
 #include <arpa/inet.h>
@@ -32,14 +33,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "guest/abi.hpp"
+#include "guest/control.hpp"
 #include "guest/job.hpp"
 
 namespace abi = stockade::guest_abi;
+namespace control = stockade::guest_control;
 using stockade::Job;
 
 namespace {
@@ -303,18 +308,19 @@ void release_root(const Job& job) {
     }
 }
 
-// The workload's streams: the console (all three the same descriptor), or four vsock
-// connections to the host (guest/abi.hpp, kJobVsock).
+// The workload's streams: the console (all three the same descriptor), or vsock connections
+// to the host (guest/abi.hpp, kJobVsock). An exec's streams are the same but for control.
 struct Stdio {
     int in = -1, out = -1, err = -1;
-    int status = -1;  // vsock only
+    int status = -1;   // vsock only
+    int control = -1;  // vsock only, the workload's: the host's requests (guest/control.hpp)
     [[nodiscard]] bool vsock() const { return status >= 0; }
 };
 
-// One stream to the host: connect to CID 2 on `port` and name the stream. The transport
-// driver has just been loaded; until it has probed the device a connect fails with
-// ENODEV, so that is retried for a while.
-int connect_stream(unsigned port, abi::VsockStream stream) {
+// One stream to the host: connect to CID 2 on `port` and send `name`, the bytes that name
+// the stream. The transport driver has just been loaded; until it has probed the device a
+// connect fails with ENODEV, so that is retried for a while.
+int connect_stream(unsigned port, std::string_view name) {
     for (int tries = 0;; ++tries) {
         const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -330,9 +336,8 @@ int connect_stream(unsigned port, abi::VsockStream stream) {
         addr.svm_family = AF_VSOCK;
         addr.svm_cid = VMADDR_CID_HOST;
         addr.svm_port = port;
-        const char id = static_cast<char>(stream);
         if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-            ::write(fd, &id, 1) == 1)
+            ::write(fd, name.data(), name.size()) == static_cast<ssize_t>(name.size()))
             return fd;
         const int err = errno;
         ::close(fd);
@@ -348,12 +353,18 @@ Stdio connect_stdio(const Job& job, int console) {
     if (!job.vsock_port) return {console, console, console, -1};
     using S = abi::VsockStream;
     Stdio s;
-    // The status stream first: the host knows the guest is there before any output.
-    for (auto [fd, stream] : {std::pair{&s.status, S::status}, std::pair{&s.in, S::in},
-                              std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
-        *fd = connect_stream(*job.vsock_port, stream);
+    // The control stream first, then the status stream: the host knows the guest is there
+    // before any output.
+    for (auto [fd, stream] :
+         {std::pair{&s.control, S::control}, std::pair{&s.status, S::status},
+          std::pair{&s.in, S::in}, std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
+        const char name = static_cast<char>(stream);
+        *fd = connect_stream(*job.vsock_port, {&name, 1});
         if (*fd < 0) fail(abi::InitFailure::console, "connecting the vsock stdio streams");
     }
+    // PID 1 reads it between signals and must never wait for a host that stops mid-message.
+    if (::fcntl(s.control, F_SETFL, O_NONBLOCK) != 0)
+        fail(abi::InitFailure::console, "the control stream");
     return s;
 }
 
@@ -378,10 +389,61 @@ int status_of(int wstatus) {
     return 125;
 }
 
-[[noreturn]] void exec_workload(const Job& job, const Stdio& stdio, const sigset_t& blocked) {
-    ::sigprocmask(SIG_UNBLOCK, &blocked, nullptr);
-    for (int sig : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT, SIGCHLD})
-        ::signal(sig, SIG_DFL);
+// Every signal back to its default disposition and none blocked: a command must not inherit
+// what PID 1 or its own parent set for themselves (both survive exec).
+void default_signals() {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) (void)::sigaction(sig, &dfl, nullptr);
+}
+
+// Runs a command as the workload runs: chrooted into the root disk when the job has one, in
+// `workdir`, with `env` (and the default PATH when it sets none), on this process's stdio.
+// Exits 127 when the command is not found and 126 when it cannot run, the reason on stderr.
+[[noreturn]] void exec_command(const Job& job, const std::vector<std::string>& args,
+                               const std::vector<std::string>& env, const std::string& workdir) {
+    default_signals();
+    if (!job.root.device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
+        say("chroot %s: %s", kNewRoot, std::strerror(errno));
+        ::_exit(126);
+    }
+    if (::chdir(workdir.c_str()) != 0) {
+        say("%s: %s", workdir.c_str(), std::strerror(errno));
+        ::_exit(126);
+    }
+    std::vector<char*> argv, envp;
+    for (const auto& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    bool has_path = false;
+    for (const auto& e : env) {
+        envp.push_back(const_cast<char*>(e.c_str()));
+        if (e.starts_with("PATH=")) {
+            has_path = true;
+            ::setenv("PATH", e.c_str() + 5, 1);  // execvpe searches the caller's PATH
+        }
+    }
+    std::string default_path = std::string("PATH=") + kDefaultPath;
+    if (!has_path) envp.push_back(default_path.data());
+    envp.push_back(nullptr);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    int err = errno;
+    say("%s: %s", argv[0], err == ENOENT ? "command not found" : std::strerror(err));
+    ::_exit(err == ENOENT ? 127 : 126);
+}
+
+[[noreturn]] void exec_workload(const Job& job, const Stdio& stdio) {
+    // The host signals the workload through its process group (kill(-leader)), which holds
+    // this leader too: every signal it can block stays blocked here for good, so none ends
+    // the leader (the workload starts from the defaults, exec_command). A signal sent before
+    // the workload exists reaches only the leader, and is lost.
+    sigset_t all;
+    sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, nullptr);
     ::setsid();
     // On the console the workload gets it as its controlling terminal; over vsock it has
     // none (as `docker run` without -t).
@@ -409,33 +471,130 @@ int status_of(int wstatus) {
         }
         ::_exit(status_of(wstatus));
     }
-    if (!job.root.device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
-        say("chroot %s: %s", kNewRoot, std::strerror(errno));
-        ::_exit(126);
+    exec_command(job, job.argv, job.env, job.workdir);
+}
+
+// Waits for `pid` while watching `status`, an exec's status stream: the wait status, or
+// nullopt once the host has closed or reset that stream before the command ended (its client
+// left) or the wait failed.
+std::optional<int> wait_watching(pid_t pid, int status) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+    // Without a signalfd the wait is polled instead (poll skips a negative descriptor).
+    const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC);
+    for (;;) {
+        int wstatus = 0;
+        const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
+        if (done == pid) return wstatus;
+        if (done < 0 && errno != EINTR) {
+            say("waiting for the command: %s", std::strerror(errno));
+            return std::nullopt;
+        }
+        pollfd p[2] = {{status, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (::poll(p, 2, sfd < 0 ? 100 : -1) <= 0) continue;
+        signalfd_siginfo si{};
+        if ((p[1].revents & POLLIN) != 0) (void)!::read(sfd, &si, sizeof si);
+        char c;
+        if ((p[0].revents & (POLLHUP | POLLERR)) != 0 ||
+            ((p[0].revents & POLLIN) != 0 && ::read(status, &c, 1) <= 0))
+            return std::nullopt;
     }
-    if (::chdir(job.workdir.c_str()) != 0) {
-        say("%s: %s", job.workdir.c_str(), std::strerror(errno));
-        ::_exit(126);
-    }
-    std::vector<char*> argv, envp;
-    for (const auto& a : job.argv)
-        argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    bool has_path = false;
-    for (const auto& e : job.env) {
-        envp.push_back(const_cast<char*>(e.c_str()));
-        if (e.starts_with("PATH=")) {
-            has_path = true;
-            ::setenv("PATH", e.c_str() + 5, 1);  // execvpe searches the caller's PATH
+}
+
+// An exec (guest/control.hpp), in a process PID 1 forked for it: connects the exec's streams
+// itself (a connect may block, PID 1 must not), runs the command on them in a process group
+// of its own, and reports its status as the workload's is reported. The host closing the
+// status stream before that means its client left: the command's group is killed.
+[[noreturn]] void run_exec(const Job& job, const control::ExecRequest& exec) {
+    ::setsid();
+    ::signal(SIGPIPE, SIG_IGN);  // a stream the host closed fails a write, nothing more
+    using S = control::ExecStream;
+    Stdio s;
+    for (auto [fd, stream] : {std::pair{&s.status, S::status}, std::pair{&s.in, S::in},
+                              std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
+        *fd = connect_stream(*job.vsock_port, control::exec_stream_header(stream, exec.id));
+        if (*fd < 0) {
+            say("exec %u: connecting its streams: %s", exec.id, std::strerror(errno));
+            ::_exit(1);
         }
     }
-    std::string default_path = std::string("PATH=") + kDefaultPath;
-    if (!has_path) envp.push_back(default_path.data());
-    envp.push_back(nullptr);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    int err = errno;
-    say("%s: %s", argv[0], err == ENOENT ? "command not found" : std::strerror(err));
-    ::_exit(err == ENOENT ? 127 : 126);
+    // The command's stdio, and where this process reports its own failures from now on.
+    ::dup2(s.in, 0);
+    ::dup2(s.out, 1);
+    ::dup2(s.err, 2);
+    const pid_t command = ::fork();
+    if (command < 0) {
+        say("fork: %s", std::strerror(errno));
+        finish_vsock(s, 126);
+        ::_exit(0);
+    }
+    if (command == 0) {
+        ::setpgid(0, 0);
+        exec_command(job, exec.argv, exec.env, exec.workdir);
+    }
+    (void)::setpgid(command, command);  // as the child does: whichever runs first
+    const std::optional<int> wstatus = wait_watching(command, s.status);
+    if (!wstatus) {
+        ::kill(-command, SIGKILL);
+        ::_exit(0);
+    }
+    finish_vsock(s, status_of(*wstatus));
+    ::_exit(0);
+}
+
+// PID 1's end of the control stream: read a chunk at a time between signals, never waiting
+// (non-blocking), and given up (closed) at its end or at the first malformed message, after
+// which nothing on it can be trusted.
+struct ControlReader {
+    int fd = -1;
+    std::string pending;  // an incomplete message: under 4 + kMaxControlMessage bytes
+
+    // The messages that what has arrived completes.
+    std::vector<control::Message> read() {
+        std::vector<control::Message> messages;
+        char buf[4096];
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return messages;
+        if (n <= 0) {
+            stop(n == 0 ? "closed by the host" : std::strerror(errno));
+            return messages;
+        }
+        pending.append(buf, static_cast<std::size_t>(n));
+        std::span<const char> rest(pending);
+        for (;;) {
+            auto d = control::decode(rest);
+            if (!d) {
+                stop(d.error());
+                return messages;
+            }
+            if (!*d) break;
+            messages.push_back(std::move((*d)->message));
+            rest = rest.subspan((*d)->used);
+        }
+        pending.erase(0, pending.size() - rest.size());
+        return messages;
+    }
+
+    void stop(const std::string& why) {
+        say("control stream: %s; no longer read", why.c_str());
+        ::close(fd);
+        fd = -1;
+        pending.clear();
+    }
+};
+
+// The end: the workload's status to the host (after its output) and power-off.
+[[noreturn]] void finish(const Job& job, const Stdio& stdio, int status) {
+    release_root(job);
+    ::sync();
+    if (stdio.vsock())
+        finish_vsock(stdio, status);
+    else
+        ::tcdrain(stdio.out);  // the console: every byte of output has left the UART
+    report(abi::Event::exited, static_cast<std::uint8_t>(status));
+    power_off();
 }
 
 bool cmdline_has(std::string_view word) {
@@ -497,28 +656,73 @@ int main() {
     if (sfd < 0) fail(abi::InitFailure::fork, "signalfd");
 
     const Stdio stdio = connect_stdio(job, console);
-    pid_t child = ::fork();
-    if (child < 0) fail(abi::InitFailure::fork, "fork");
-    if (child == 0) exec_workload(job, stdio, sigs);
+    ControlReader requests{stdio.control, {}};
+    pid_t child = -1;  // the workload's session leader, once it runs
+    // A child of PID 1 leaves PID 1's own descriptors behind: the host sees the control
+    // stream end when PID 1 closes it.
+    const auto fork_child = [&] {
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::close(sfd);
+            if (requests.fd >= 0) ::close(requests.fd);
+        }
+        return pid;
+    };
+    const auto start = [&] {
+        child = fork_child();
+        if (child < 0) fail(abi::InitFailure::fork, "fork");
+        if (child == 0) exec_workload(job, stdio);
+    };
+    const auto handle = [&](const control::Message& m) {
+        switch (m.type) {
+            case control::MessageType::start:
+                if (child > 0)
+                    say("control stream: start, but the workload runs already");
+                else
+                    start();
+                break;
+            case control::MessageType::signal:
+                if (child < 0)
+                    say("control stream: signal %d before start, ignored", m.signal);
+                else if (::kill(-child, m.signal) != 0)
+                    say("signal %d: %s", m.signal, std::strerror(errno));
+                break;
+            case control::MessageType::poweroff:
+                // The workload's exit, when it comes, ends the sandbox. Before start it ends
+                // now, as if the workload had been terminated.
+                if (child < 0)
+                    finish(job, stdio, 128 + SIGTERM);
+                else if (::kill(-child, SIGTERM) != 0)
+                    say("poweroff: %s", std::strerror(errno));
+                break;
+            case control::MessageType::exec: {
+                const pid_t pid = fork_child();
+                if (pid < 0)
+                    say("exec %u: fork: %s", m.exec->id, std::strerror(errno));
+                else if (pid == 0)
+                    run_exec(job, *m.exec);
+                break;
+            }
+        }
+    };
+    // Without a control stream nothing could say start.
+    if (!job.wait_for_start || requests.fd < 0) start();
     report(abi::Event::ready);
 
     for (;;) {
+        pollfd p[2] = {{sfd, POLLIN, 0}, {requests.fd, POLLIN, 0}};
+        if (::poll(p, 2, -1) <= 0) continue;  // poll skips the stream once it is closed
+        if (p[1].revents != 0)
+            for (const control::Message& m : requests.read())
+                handle(m);
         signalfd_siginfo si{};
-        if (::read(sfd, &si, sizeof si) != sizeof si) continue;
+        if ((p[0].revents & POLLIN) == 0 || ::read(sfd, &si, sizeof si) != sizeof si) continue;
         if (si.ssi_signo == SIGCHLD) {
             int wstatus = 0;
             pid_t pid;
-            while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0) {
-                if (pid != child) continue;  // an orphan PID 1 adopted
-                release_root(job);
-                ::sync();
-                if (stdio.vsock())
-                    finish_vsock(stdio, status_of(wstatus));
-                else
-                    ::tcdrain(console);  // every byte of output has left the UART
-                report(abi::Event::exited, static_cast<std::uint8_t>(status_of(wstatus)));
-                power_off();
-            }
+            // Anything else is an exec's process or an orphan PID 1 adopted.
+            while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0)
+                if (pid == child) finish(job, stdio, status_of(wstatus));
         } else if (si.ssi_signo == SIGTERM) {
             release_root(job);
             report(abi::Event::reboot);
