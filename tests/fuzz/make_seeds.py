@@ -97,8 +97,27 @@ write('fuzz_job_archive/everything', newc([
     ('stockade/workdir', REG, b'/w'), ('stockade/hostname', REG, b'h'),
     ('stockade/root', REG, b'/dev/vda ro'),
     ('stockade/net', REG, b'02:11:22:33:44:55 169.254.10.2/24'),
-    ('stockade/vsock', REG, b'0000001027')]))
+    ('stockade/vsock', REG, b'0000001027'), ('stockade/wait-start', REG, b'wait')]))
 
+
+# fuzz_control_message: messages as the runner sends them (guest/control.hpp), back to back.
+def message(body):
+    return struct.pack('<I', len(body)) + body
+
+
+def blob(data):
+    return struct.pack('<I', len(data)) + data
+
+
+def exec_request(id_, argv, env, workdir, stdin_open):
+    items = [blob(b''.join(i + b'\0' for i in list_)) for list_ in (argv, env)]
+    return message(b'X' + struct.pack('<IB', id_, stdin_open) + b''.join(items) + blob(workdir))
+
+
+write('fuzz_control_message/session', message(b'S') + message(b'K\x0f') + exec_request(
+    1, [b'sh', b'-c', b'echo hi'], [b'A=1'], b'/', 0) + message(b'P'))
+write('fuzz_control_message/exec', exec_request(
+    0xffffffff, [b'cat', b''], [b'PATH=/bin', b'B=x=y'], b'/tmp/w d', 1))
 
 # fuzz_boot_images: two bytes (where the kernel ends), the kernel, the initramfs.
 def bzimage(version):
