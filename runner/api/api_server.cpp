@@ -12,6 +12,7 @@
 #include "base/io.hpp"
 #include "base/log.hpp"
 #include "base/thread.hpp"
+#include "runner/api/exec_stream.hpp"
 #include "runner/api/http_connection.hpp"
 
 namespace stockade::api {
@@ -69,7 +70,18 @@ struct ApiServer::State {
                 return true;
             }
             if (!outcome.request) return true;
-            const Response r = handle(*outcome.request, *config.controller);
+            Handled h = handle(*outcome.request, *config.controller);
+            if (h.exec) {
+                // The connection becomes the exec's, after whatever was answered before.
+                auto taken = config.controller->exec(
+                    std::move(*h.exec), c.fd, c.out + exec_response_head(), c.http.take_pending());
+                if (taken) return false;  // handed over: dropped here without closing it
+                // What the client sent after the request was meant as stdin: not HTTP.
+                c.out += serialize(fault(400, taken.error().message), false);
+                c.close_after_write = true;
+                return true;
+            }
+            const Response& r = h.response;
             c.out += serialize(r, outcome.request->keep_alive);
             if (!outcome.request->keep_alive) {
                 c.close_after_write = true;

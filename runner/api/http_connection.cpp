@@ -4,6 +4,8 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <utility>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -85,6 +87,10 @@ HttpConnection& HttpConnection::operator=(HttpConnection&&) noexcept = default;
 
 std::size_t HttpConnection::pending() const {
     return s_->buffer.size();
+}
+
+std::string HttpConnection::take_pending() {
+    return std::exchange(s_->buffer, {});
 }
 
 HttpConnection::Outcome HttpConnection::feed(std::span<const char> bytes) {

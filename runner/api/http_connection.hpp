@@ -53,6 +53,8 @@ class HttpConnection {
     [[nodiscard]] Outcome feed(std::span<const char> bytes);
     // Bytes buffered that belong to no finished request yet.
     [[nodiscard]] std::size_t pending() const;
+    // Takes those bytes (the connection is not HTTP any more: an exec's stdin).
+    [[nodiscard]] std::string take_pending();
 
   private:
     struct State;

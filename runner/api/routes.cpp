@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "base/signal_name.hpp"
+
 namespace stockade::api {
 namespace {
 
@@ -55,21 +57,98 @@ Response put_actions(const Request& r, ApiController& c) {
     const json* type = body->contains("action_type") ? &(*body)["action_type"] : nullptr;
     if (type == nullptr || !type->is_string()) return fault(400, "\"action_type\" is missing");
     const std::string t = type->get<std::string>();
-    if (t == "InstanceStart") return fault(400, "the sandbox is already running");
-    if (t == "FlushMetrics") {
-        if (auto done = c.flush_metrics(); !done) return fault(400, done.error().message);
-        return no_content();
-    }
-    if (t == "SendCtrlAltDel")
-        return fault(400, fmt::format("{} is not supported by this stockade yet", t));
-    return fault(400, fmt::format("unknown action_type \"{}\"", t));
+    Result<> done;
+    if (t == "InstanceStart")
+        done = c.start_workload();
+    else if (t == "FlushMetrics")
+        done = c.flush_metrics();
+    else if (t == "SendCtrlAltDel")
+        done = c.power_off();
+    else
+        return fault(400, fmt::format("unknown action_type \"{}\"", t));
+    if (!done) return fault(400, done.error().message);
+    return no_content();
 }
+
+// {"signal": 9} or {"signal": "KILL"} / "SIGKILL".
+Response put_kill(const Request& r, ApiController& c) {
+    auto body = object_body(r, {"signal"});
+    if (!body) return fault(400, body.error().message);
+    const json* sig = body->contains("signal") ? &(*body)["signal"] : nullptr;
+    std::optional<int> n;
+    if (sig != nullptr && sig->is_number_integer()) {
+        const auto v = sig->get<std::int64_t>();
+        if (v >= 1 && v <= 64) n = static_cast<int>(v);
+    } else if (sig != nullptr && sig->is_string()) {
+        n = parse_signal(sig->get<std::string>());
+    }
+    if (!n) return fault(400, "\"signal\" must be a signal number (1-64) or name (\"TERM\")");
+    if (auto done = c.signal_workload(*n); !done) return fault(400, done.error().message);
+    return no_content();
+}
+
+Result<std::vector<std::string>> string_list(const json& body, std::string_view key) {
+    if (!body.contains(key)) return std::vector<std::string>{};
+    const json& v = body[std::string(key)];
+    if (!v.is_array()) return fail("\"{}\" must be an array of strings", key);
+    std::vector<std::string> out;
+    for (const json& item : v) {
+        if (!item.is_string()) return fail("\"{}\" must be an array of strings", key);
+        out.push_back(item.get<std::string>());
+    }
+    return out;
+}
+
+Response respond(const Request& r, std::string_view path, ApiController& c);
 
 }  // namespace
 
-Response handle(const Request& r, ApiController& c) {
+Result<guest_control::ExecRequest> parse_exec_request(const Request& r) {
+    const json body = STOCKADE_TRY(object_body(r, {"cmd", "env", "workdir", "stdin"}));
+    guest_control::ExecRequest out;
+    out.argv = STOCKADE_TRY(string_list(body, "cmd"));
+    if (out.argv.empty() || out.argv.front().empty())
+        return fail("\"cmd\" must name a command: [\"CMD\", \"ARG\", ...]");
+    out.env = STOCKADE_TRY(string_list(body, "env"));
+    for (const std::string& e : out.env)
+        if (e.find('=') == std::string::npos || e.front() == '=')
+            return fail("\"env\": \"{}\" is not NAME=value", e);
+    // The guest takes NUL-terminated items: a NUL inside one would split it.
+    for (const auto* list : {&out.argv, &out.env})
+        for (const std::string& item : *list)
+            if (item.find('\0') != std::string::npos)
+                return fail("a NUL byte in \"cmd\" or \"env\"");
+    if (body.contains("workdir")) {
+        if (!body["workdir"].is_string()) return fail("\"workdir\" must be a string");
+        out.workdir = body["workdir"].get<std::string>();
+        if (out.workdir.empty() || out.workdir.front() != '/' ||
+            out.workdir.find('\0') != std::string::npos)
+            return fail("\"workdir\" must be an absolute path");
+    }
+    if (body.contains("stdin")) {
+        if (!body["stdin"].is_boolean()) return fail("\"stdin\" must be true or false");
+        out.stdin_open = body["stdin"].get<bool>();
+    }
+    if (guest_control::encode({guest_control::MessageType::exec, 0, out}).size() >
+        guest_control::kMaxControlMessage)
+        return fail("the exec request is larger than {} bytes", guest_control::kMaxControlMessage);
+    return out;
+}
+
+Handled handle(const Request& r, ApiController& c) {
     std::string_view path = r.target;
     if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+    if (path == "/exec" && r.method == "PUT") {
+        auto exec = parse_exec_request(r);
+        if (!exec) return {fault(400, exec.error().message), std::nullopt};
+        return {{200, ""}, std::move(*exec)};
+    }
+    return {respond(r, path, c), std::nullopt};
+}
+
+namespace {
+
+Response respond(const Request& r, std::string_view path, ApiController& c) {
     const std::string_view m = r.method;
     if (path == "/" && m == "GET")
         return ok({{"app_name", "stockade"},
@@ -81,7 +160,10 @@ Response handle(const Request& r, ApiController& c) {
     if (path == "/metrics" && m == "GET") return ok(c.metrics());
     if (path == "/vm" && m == "PATCH") return patch_vm(r, c);
     if (path == "/actions" && m == "PUT") return put_actions(r, c);
+    if (path == "/kill" && m == "PUT") return put_kill(r, c);
     return fault(400, fmt::format("Invalid request method and/or path: {} {}", m, path));
 }
+
+}  // namespace
 
 }  // namespace stockade::api

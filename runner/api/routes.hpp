@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "base/unique_fd.hpp"
+#include "guest/control.hpp"
 #include "runner/api/http_connection.hpp"
 
 namespace stockade::api {
@@ -28,8 +30,28 @@ class ApiController {
     [[nodiscard]] virtual nlohmann::json metrics() const = 0;
     // Appends metrics() as a JSON line to the metrics file (--metrics-path).
     [[nodiscard]] virtual Result<> flush_metrics() = 0;
+    // Through stockade-init's control stream: start the workload of a sandbox made with
+    // `create` (InstanceStart), end it and power off (SendCtrlAltDel), signal it (PUT /kill).
+    [[nodiscard]] virtual Result<> start_workload() = 0;
+    [[nodiscard]] virtual Result<> power_off() = 0;
+    [[nodiscard]] virtual Result<> signal_workload(int signal) = 0;
+    // PUT /exec: on success `client` is taken and is the exec's from here on
+    // (runner/api/exec_stream.hpp): it is sent `head` first, and `client_input` is what it
+    // sent after its request. On an error `client` stays the caller's.
+    [[nodiscard]] virtual Result<> exec(guest_control::ExecRequest request, UniqueFd& client,
+                                        std::string head, std::string client_input) = 0;
 };
 
-[[nodiscard]] Response handle(const Request& request, ApiController& controller);
+// The request's answer; for PUT /exec, a request to hand the connection over instead
+// (`exec`), which the server does with ApiController::exec.
+struct Handled {
+    Response response;
+    std::optional<guest_control::ExecRequest> exec;
+};
+[[nodiscard]] Handled handle(const Request& request, ApiController& controller);
+
+// PUT /exec's body: {"cmd": [...], "env": ["NAME=value", ...], "workdir": "/...",
+// "stdin": bool}; only cmd is required.
+[[nodiscard]] Result<guest_control::ExecRequest> parse_exec_request(const Request& request);
 
 }  // namespace stockade::api

@@ -28,4 +28,15 @@ struct ApiReply {
 // The fault message of an error reply ({"fault_message": ...}), or the body as it is.
 [[nodiscard]] std::string fault_text(const ApiReply& r);
 
+// A request whose reply streams (PUT /exec): connects, sends the request, reads the reply's
+// header. A status other than 200 comes back with its whole body in `reply` and no
+// connection; a 200 with the connection, blocking, and the body's first bytes in `body`.
+struct ApiStream {
+    ApiReply reply;
+    UniqueFd conn;
+    std::string body;
+};
+[[nodiscard]] Result<ApiStream> api_open_stream(std::string_view id, std::string_view method,
+                                                std::string_view target, std::string_view body);
+
 }  // namespace stockade::cli

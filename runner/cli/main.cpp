@@ -8,6 +8,7 @@
 #include "base/log.hpp"
 #include "netsetup/cli.hpp"
 #include "policy/cli.hpp"
+#include "runner/cli/control_commands.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/supervisor/supervisor.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     // Subcommands own their arguments (run's command line is the workload's).
     if (!args.empty() && args.front() == "run") return run_command({args.begin() + 1, args.end()});
+    if (!args.empty() && stockade::cli::is_control_command(args.front()))
+        return stockade::cli::control_cli(args.front(), std::span(args).subspan(1));
     if (!args.empty() && args.front() == "net")
         return stockade::net::net_cli(std::span(args).subspan(1));
     if (!args.empty() && args.front() == "policy")

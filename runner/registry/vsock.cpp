@@ -45,7 +45,8 @@ Result<std::pair<UniqueFd, std::uint32_t>> listen_on_free_port() {
     socklen_t len = sizeof addr;
     if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
         return fail_sys("binding the vsock stdio socket");
-    if (::listen(listener.get(), 4) != 0) return fail_sys("listening on the vsock stdio socket");
+    // The workload's five streams, then four per exec, may all be connecting at once.
+    if (::listen(listener.get(), 32) != 0) return fail_sys("listening on the vsock stdio socket");
     if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
         return fail_sys("getsockname on the vsock stdio socket");
     return std::pair{std::move(listener), addr.svm_port};

@@ -8,21 +8,25 @@
 
 #include <cerrno>
 #include <cstring>
-#include <future>
+#include <mutex>
 #include <vector>
 
 #include "base/io.hpp"
-#include "base/mapping.hpp"
 #include "base/thread.hpp"
 #include "guest/abi.hpp"
+#include "runner/api/exec_stream.hpp"
 
 namespace stockade {
 namespace {
 
 // Per stream, allocated when the stream first carries data.
 constexpr std::size_t kBufferSize = 16u << 10;
-// Connections accepted but not yet named by their stream byte.
-constexpr std::size_t kMaxUnidentified = 4;
+// Connections accepted but not yet named by their stream byte (and an exec's id).
+constexpr std::size_t kMaxUnidentified = 16;
+// Execs running at once.
+constexpr std::size_t kMaxExecs = 16;
+// Bytes waiting for an exec's client before its output is no longer read.
+constexpr std::size_t kClientBacklog = 64u << 10;
 // Connections taken per wake-up, so a guest that keeps connecting cannot hold the thread.
 constexpr int kAcceptsPerRound = 16;
 
@@ -55,12 +59,40 @@ struct Input {
     std::atomic<std::uint64_t> bytes{0};
 };
 
+namespace gc = guest_control;
+
+// A connection until its stream is named: the stream byte, then for an exec's stream the
+// exec's id.
+struct Unidentified {
+    UniqueFd fd;
+    std::array<char, gc::kExecStreamHeader> head{};
+    std::size_t got = 0;
+};
+
+// One exec: its client (the control API's connection) and the guest's four streams.
+struct Exec {
+    std::uint32_t id = 0;
+    bool stdin_open = false;
+    UniqueFd client;
+    std::string to_client;  // response head and frames not yet written
+    bool client_in_ended = false;
+    std::string in_buf;  // client bytes for the guest's in stream
+    bool in_shut = false, in_closed = false;
+    UniqueFd status, in, out, err;
+    bool status_seen = false, in_seen = false, out_seen = false, err_seen = false;
+    guest_abi::VsockStatus status_bytes{};
+    std::size_t status_got = 0;
+    bool finished = false;  // the exit frame is queued
+    bool gone = false;      // to be dropped after this round
+};
+
 }  // namespace
 
 struct StdioRelay::State {
     StdioRelayConfig config;
     int wake = -1;
-    std::vector<UniqueFd> unidentified;
+    std::atomic<bool> stopping{false};
+    std::vector<Unidentified> unidentified;
     UniqueFd status_sock;
     bool status_seen = false;
     guest_abi::VsockStatus status{};
@@ -69,9 +101,37 @@ struct StdioRelay::State {
     Input in;
     Output out, err;
     std::atomic<std::uint64_t> refused{0};
+    std::atomic<std::uint64_t> exec_count{0};
+    // The control stream, and the messages queued for it.
+    UniqueFd control;
+    bool control_seen = false;
+    std::atomic<bool> control_up{false};
+    std::string control_out;
+    std::vector<std::unique_ptr<Exec>> execs;
+    std::atomic<std::size_t> execs_running{0};
+    std::uint32_t next_exec_id = 1;  // under mu
+    // Handed over by other threads, taken when the thread wakes.
+    std::mutex mu;
+    std::string queued_control;
+    std::vector<std::unique_ptr<Exec>> queued_execs;
 
     // What the thread polls, and what each entry is.
-    enum SlotKind { kWake, kListener, kUnidentified, kStatus, kInSock, kInHost, kOut, kErr };
+    enum SlotKind {
+        kWake,
+        kListener,
+        kUnidentified,
+        kStatus,
+        kInSock,
+        kInHost,
+        kOut,
+        kErr,
+        kControl,
+        kExecClient,
+        kExecStatus,
+        kExecIn,
+        kExecOut,
+        kExecErr
+    };
     struct Slot {
         SlotKind kind;
         std::size_t index;
@@ -83,6 +143,11 @@ struct StdioRelay::State {
     bool serve(Slot s, short revents);
     void accept_some();
     void identify(std::size_t i);
+    bool take_exec_stream(gc::ExecStream stream, std::uint32_t id, UniqueFd& conn);
+    void take_queued();
+    void serve_control(short revents);
+    void serve_exec(Exec& e, SlotKind kind, short revents);
+    void check_exec(Exec& e);
     void read_status();
     void read_output(Output& o);
     void write_output(Output& o);
@@ -112,16 +177,37 @@ void StdioRelay::State::accept_some() {
             ++refused;
             continue;
         }
-        unidentified.push_back(std::move(conn));
+        unidentified.push_back({std::move(conn)});
     }
 }
 
 void StdioRelay::State::identify(std::size_t i) {
-    char id = 0;
-    const ssize_t n = ::read(unidentified[i].get(), &id, 1);
+    Unidentified& u = unidentified[i];
+    // The stream byte alone first: a workload stream's data follows it at once.
+    const bool exec = u.got > 0;
+    const std::size_t want = exec ? gc::kExecStreamHeader - u.got : 1;
+    const ssize_t n = ::read(u.fd.get(), u.head.data() + u.got, want);
     if (n < 0 && transient(errno)) return;
+    if (n > 0) u.got += static_cast<std::size_t>(n);
+    const char id = u.head[0];
+    const bool exec_byte = id == static_cast<char>(gc::ExecStream::status) ||
+                           id == static_cast<char>(gc::ExecStream::in) ||
+                           id == static_cast<char>(gc::ExecStream::out) ||
+                           id == static_cast<char>(gc::ExecStream::err);
+    if (n > 0 && exec_byte && u.got < gc::kExecStreamHeader) return;  // the id follows
     // Taken or closed here; the emptied entry is dropped after this round.
-    UniqueFd conn = std::move(unidentified[i]);
+    UniqueFd conn = std::move(u.fd);
+    if (n <= 0) {
+        ++refused;
+        return;
+    }
+    if (exec_byte) {
+        std::uint32_t exec_id = 0;
+        for (std::size_t b = 0; b < 4; ++b)
+            exec_id |= std::uint32_t{static_cast<unsigned char>(u.head[1 + b])} << (8 * b);
+        if (!take_exec_stream(static_cast<gc::ExecStream>(id), exec_id, conn)) ++refused;
+        return;
+    }
     using S = guest_abi::VsockStream;
     auto take = [&](bool& seen, UniqueFd& slot) {
         if (seen) return false;
@@ -130,25 +216,55 @@ void StdioRelay::State::identify(std::size_t i) {
         return true;
     };
     bool taken = false;
-    if (n == 1) {
-        switch (static_cast<S>(id)) {
-            case S::status:
-                taken = take(status_seen, status_sock);
-                break;
-            case S::in:
-                taken = take(in.seen, in.sock);
-                break;
-            case S::out:
-                taken = take(out.seen, out.sock);
-                break;
-            case S::err:
-                taken = take(err.seen, err.sock);
-                break;
-        }
+    switch (static_cast<S>(id)) {
+        case S::status:
+            taken = take(status_seen, status_sock);
+            break;
+        case S::in:
+            taken = take(in.seen, in.sock);
+            break;
+        case S::out:
+            taken = take(out.seen, out.sock);
+            break;
+        case S::err:
+            taken = take(err.seen, err.sock);
+            break;
+        case S::control:
+            taken = take(control_seen, control);
+            if (taken) control_up = true;
+            break;
     }
     if (!taken) ++refused;
-    // Every stream is there: nobody else gets to connect.
-    if (status_seen && in.seen && out.seen && err.seen) config.listener.reset();
+}
+
+bool StdioRelay::State::take_exec_stream(gc::ExecStream stream, std::uint32_t id, UniqueFd& conn) {
+    for (auto& e : execs) {
+        if (e->id != id || e->gone) continue;
+        auto take = [&](bool& seen, UniqueFd& slot) {
+            if (seen) return false;
+            seen = true;
+            slot = std::move(conn);
+            return true;
+        };
+        switch (stream) {
+            case gc::ExecStream::status:
+                return take(e->status_seen, e->status);
+            case gc::ExecStream::in: {
+                if (!take(e->in_seen, e->in)) return false;
+                // Without stdin, the exec's input ends at once.
+                if (!e->stdin_open) {
+                    (void)::shutdown(e->in.get(), SHUT_WR);
+                    e->in_shut = true;
+                }
+                return true;
+            }
+            case gc::ExecStream::out:
+                return take(e->out_seen, e->out);
+            case gc::ExecStream::err:
+                return take(e->err_seen, e->err);
+        }
+    }
+    return false;
 }
 
 void StdioRelay::State::read_status() {
@@ -235,6 +351,113 @@ void StdioRelay::State::check_done() {
     config.on_exit(value <= 255 ? static_cast<int>(value) : 125);
 }
 
+void StdioRelay::State::take_queued() {
+    std::lock_guard lock(mu);
+    control_out += queued_control;
+    queued_control.clear();
+    for (auto& e : queued_execs)
+        execs.push_back(std::move(e));
+    queued_execs.clear();
+}
+
+void StdioRelay::State::serve_control(short revents) {
+    if (revents & POLLOUT) {
+        const ssize_t n =
+            ::send(control.get(), control_out.data(), control_out.size(), MSG_NOSIGNAL);
+        if (n > 0) control_out.erase(0, static_cast<std::size_t>(n));
+        if (n < 0 && !transient(errno)) revents |= POLLHUP;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        // stockade-init sends nothing here: whatever comes is dropped, a bounded read a round.
+        char sink[512];
+        const ssize_t n = ::read(control.get(), sink, sizeof sink);
+        if (n == 0 || (n < 0 && !transient(errno))) {
+            control.reset();
+            control_up = false;
+            control_out.clear();
+        }
+    }
+}
+
+void StdioRelay::State::serve_exec(Exec& e, SlotKind kind, short revents) {
+    char buf[16 * 1024];
+    switch (kind) {
+        case kExecClient: {
+            if ((revents & POLLOUT) && !e.to_client.empty()) {
+                const ssize_t n =
+                    ::send(e.client.get(), e.to_client.data(), e.to_client.size(), MSG_NOSIGNAL);
+                if (n > 0) e.to_client.erase(0, static_cast<std::size_t>(n));
+                if (n < 0 && !transient(errno)) e.gone = true;  // the client went away
+            }
+            if (revents & POLLIN) {
+                const ssize_t n = ::read(e.client.get(), buf, sizeof buf);
+                if (n > 0 && e.stdin_open && !e.in_closed)
+                    e.in_buf.append(buf, static_cast<std::size_t>(n));
+                else if (n == 0 || (n < 0 && !transient(errno)))
+                    e.client_in_ended = true;
+            }
+            // The client closed its connection: the exec is not wanted any more. Closing its
+            // streams tells the guest to kill it.
+            if ((revents & (POLLHUP | POLLERR)) && !(revents & POLLIN)) e.gone = true;
+            break;
+        }
+        case kExecStatus: {
+            const ssize_t n = ::read(e.status.get(), e.status_bytes.data() + e.status_got,
+                                     e.status_bytes.size() - e.status_got);
+            if (n > 0)
+                e.status_got += static_cast<std::size_t>(n);
+            else if (n == 0 || !transient(errno))
+                e.status.reset();
+            break;
+        }
+        case kExecIn: {
+            const ssize_t n = ::send(e.in.get(), e.in_buf.data(), e.in_buf.size(), MSG_NOSIGNAL);
+            if (n > 0) {
+                e.in_buf.erase(0, static_cast<std::size_t>(n));
+            } else if (n < 0 && !transient(errno)) {
+                e.in_closed = true;  // the command closed its stdin
+                e.in_buf.clear();
+            }
+            break;
+        }
+        case kExecOut:
+        case kExecErr: {
+            UniqueFd& sock = kind == kExecOut ? e.out : e.err;
+            const ssize_t n = ::read(sock.get(), buf, sizeof buf);
+            if (n > 0)
+                e.to_client +=
+                    api::exec_frame(kind == kExecOut ? api::ExecFrame::out : api::ExecFrame::err,
+                                    {buf, static_cast<std::size_t>(n)});
+            else if (n == 0 || !transient(errno))
+                sock.reset();
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+void StdioRelay::State::check_exec(Exec& e) {
+    if (e.gone) return;
+    if (e.in && !e.in_shut && !e.in_closed && e.client_in_ended && e.in_buf.empty()) {
+        (void)::shutdown(e.in.get(), SHUT_WR);
+        e.in_shut = true;
+    }
+    if (!e.finished && e.status_got == e.status_bytes.size() && e.out_seen && !e.out &&
+        e.err_seen && !e.err) {
+        const std::uint32_t v = guest_abi::decode_status(e.status_bytes);
+        e.to_client += api::exec_exit_frame(v <= 255 ? static_cast<int>(v) : 125);
+        e.finished = true;
+        // Closing the status stream tells the exec's process in the guest that all arrived.
+        e.status.reset();
+        e.in.reset();
+    }
+    // A status stream that ended without a status: the guest gave the exec up.
+    if (!e.finished && e.status_seen && !e.status && e.status_got < e.status_bytes.size())
+        e.gone = true;
+    if (e.finished && e.to_client.empty()) e.gone = true;
+}
+
 void StdioRelay::State::watch_set(std::vector<pollfd>& fds, std::vector<Slot>& slots) const {
     fds.clear();
     slots.clear();
@@ -245,7 +468,24 @@ void StdioRelay::State::watch_set(std::vector<pollfd>& fds, std::vector<Slot>& s
     add(wake, POLLIN, {kWake, 0, false});
     if (config.listener) add(config.listener.get(), POLLIN, {kListener, 0, false});
     for (std::size_t i = 0; i < unidentified.size(); ++i)
-        add(unidentified[i].get(), POLLIN, {kUnidentified, i, false});
+        add(unidentified[i].fd.get(), POLLIN, {kUnidentified, i, false});
+    if (control)
+        add(control.get(), static_cast<short>(POLLIN | (control_out.empty() ? 0 : POLLOUT)),
+            {kControl, 0, false});
+    for (std::size_t i = 0; i < execs.size(); ++i) {
+        const Exec& e = *execs[i];
+        short ev = e.to_client.empty() ? 0 : POLLOUT;
+        if (!e.client_in_ended && e.in_buf.size() < kBufferSize) ev |= POLLIN;
+        add(e.client.get(), ev, {kExecClient, i, false});
+        if (e.status && e.status_got < e.status_bytes.size())
+            add(e.status.get(), POLLIN, {kExecStatus, i, false});
+        if (e.in && !e.in_closed && !e.in_buf.empty())
+            add(e.in.get(), POLLOUT, {kExecIn, i, false});
+        if (e.to_client.size() < kClientBacklog) {
+            if (e.out) add(e.out.get(), POLLIN, {kExecOut, i, false});
+            if (e.err) add(e.err.get(), POLLIN, {kExecErr, i, false});
+        }
+    }
     if (status_sock && status_got < status.size())
         add(status_sock.get(), POLLIN, {kStatus, 0, false});
     if (in.sock && !in.closed) {
@@ -265,8 +505,23 @@ void StdioRelay::State::watch_set(std::vector<pollfd>& fds, std::vector<Slot>& s
 
 bool StdioRelay::State::serve(Slot s, short ev) {
     switch (s.kind) {
-        case kWake:
-            return false;
+        case kWake: {
+            std::uint64_t n = 0;
+            (void)!::read(wake, &n, sizeof n);
+            if (stopping) return false;
+            take_queued();
+            break;
+        }
+        case kControl:
+            serve_control(ev);
+            break;
+        case kExecClient:
+        case kExecStatus:
+        case kExecIn:
+        case kExecOut:
+        case kExecErr:
+            serve_exec(*execs[s.index], s.kind, ev);
+            break;
         case kListener:
             accept_some();
             break;
@@ -314,7 +569,11 @@ void StdioRelay::State::run() {
         // In order: of two connections naming the same stream, the first one wins.
         for (std::size_t i = 0; i < fds.size(); ++i)
             if (fds[i].revents != 0 && !serve(slots[i], fds[i].revents)) return;
-        std::erase_if(unidentified, [](const UniqueFd& fd) { return !fd; });
+        std::erase_if(unidentified, [](const Unidentified& u) { return !u.fd; });
+        for (auto& e : execs)
+            check_exec(*e);
+        std::erase_if(execs, [](const std::unique_ptr<Exec>& e) { return e->gone; });
+        execs_running = execs.size();
         check_done();
     }
 }
@@ -344,8 +603,47 @@ StdioRelay::~StdioRelay() {
     stop();
 }
 
+bool StdioRelay::control_connected() const {
+    return state_->control_up;
+}
+
+Result<> StdioRelay::send_control(const guest_control::Message& m) {
+    if (!state_->control_up) return fail("stockade-init's control stream is not connected");
+    {
+        std::lock_guard lock(state_->mu);
+        state_->queued_control += guest_control::encode(m);
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+    return {};
+}
+
+Result<> StdioRelay::start_exec(guest_control::ExecRequest request, UniqueFd& client,
+                                std::string head, std::string client_input) {
+    if (!state_->control_up) return fail("stockade-init's control stream is not connected");
+    auto e = std::make_unique<Exec>();
+    e->stdin_open = request.stdin_open;
+    e->to_client = std::move(head);
+    if (request.stdin_open) e->in_buf = std::move(client_input);
+    {
+        std::lock_guard lock(state_->mu);
+        if (state_->execs_running + state_->queued_execs.size() >= kMaxExecs)
+            return fail("{} execs are running: wait for one to end", kMaxExecs);
+        e->client = std::move(client);
+        request.id = e->id = state_->next_exec_id++;
+        state_->queued_control +=
+            guest_control::encode({guest_control::MessageType::exec, 0, std::move(request)});
+        state_->queued_execs.push_back(std::move(e));
+    }
+    ++state_->exec_count;
+    const std::uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+    return {};
+}
+
 void StdioRelay::stop() {
     if (!thread_.joinable()) return;
+    state_->stopping = true;
     const std::uint64_t one = 1;
     (void)!::write(wake_.get(), &one, sizeof one);
     thread_.join();
@@ -353,7 +651,7 @@ void StdioRelay::stop() {
 
 StdioRelay::Counters StdioRelay::counters() const {
     return {state_->in.bytes.load(), state_->out.bytes.load(), state_->err.bytes.load(),
-            state_->refused.load()};
+            state_->refused.load(), state_->exec_count.load()};
 }
 
 }  // namespace stockade

@@ -7,9 +7,15 @@
 // and reports the workload's status only once both output streams have ended and every
 // byte of them has been written: a run's output is never cut short by the VM stopping.
 //
+// The same thread carries the control stream to stockade-init (guest/control.hpp: start,
+// signal, power off, exec) and every exec's streams: an exec's client (the control API's
+// connection, handed over by the API thread) gets the exec's output as frames
+// (runner/api/exec_stream.hpp) and its bytes become the exec's stdin.
+//
 // The guest is hostile: a connection from any peer but the guest is closed unread, as is
 // one naming an unknown or already connected stream, and at most a few unidentified ones
-// are held. Nothing the guest sends is interpreted except the stream byte and the status.
+// are held. Nothing the guest sends is interpreted except the stream names and the statuses;
+// what it sends on the control stream is read and dropped.
 //
 // The thread never blocks in a read or a write: sockets are non-blocking, and host
 // descriptors are written only when poll says they take data, in pieces of at most
@@ -27,6 +33,7 @@
 
 #include "base/error.hpp"
 #include "base/unique_fd.hpp"
+#include "guest/control.hpp"
 
 namespace stockade {
 
@@ -52,9 +59,21 @@ class StdioRelay {
     // Ends the thread (whatever it was waiting for) and joins it.
     void stop();
 
+    // Whether stockade-init's control stream is connected (and not ended).
+    [[nodiscard]] bool control_connected() const;
+    // Queues a message for stockade-init (start, signal, power off); any thread.
+    [[nodiscard]] Result<> send_control(const guest_control::Message& m);
+    // Starts an exec (any thread): the request goes to stockade-init with an id of the
+    // relay's; `client` is taken (left as it is on an error) and gets `head` and then the
+    // exec's frames, and what it sends (after `client_input`, bytes it sent already) is the
+    // exec's stdin when the request says so.
+    [[nodiscard]] Result<> start_exec(guest_control::ExecRequest request, UniqueFd& client,
+                                      std::string head, std::string client_input);
+
     struct Counters {
         std::uint64_t in = 0, out = 0, err = 0;  // bytes relayed
         std::uint64_t refused = 0;               // connections closed unread
+        std::uint64_t execs = 0;                 // execs started
     };
     [[nodiscard]] Counters counters() const;
 

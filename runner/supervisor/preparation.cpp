@@ -57,7 +57,9 @@ Result<UniqueFd> open_boot_image(const std::string& path) {
 
 // The job archive stockade-init reads: the workload, and what each device kind added.
 Job core_job(const SandboxSpec& spec) {
-    return Job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}, {}};
+    Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}, {}};
+    job.wait_for_start = spec.wait_for_start;
+    return job;
 }
 
 // Phase 1 of every device kind: files and device nodes, nothing the host sees.
@@ -182,6 +184,9 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     // Step 3, last: host resources, now that nothing can be refused.
     ClaimContext claim{supervisor.id, job};
     STOCKADE_TRY_VOID(claim_devices(spec, claim, sandbox.devices, supervisor.hosts));
+    // Only the control stream can say start.
+    if (spec.wait_for_start && !job.vsock_port)
+        return fail("stockade create needs stdio over vsock (/dev/vhost-vsock and --stdio vsock)");
     const std::size_t planned = sandbox.boot.job.size();
     sandbox.boot.job = build_job_archive(job);
     if (sandbox.boot.job.size() != planned)

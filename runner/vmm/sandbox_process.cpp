@@ -27,6 +27,7 @@
 #include "runner/vmm/event_loop.hpp"
 #include "runner/vmm/machine.hpp"
 #include "runner/vmm/platform_outcome.hpp"
+#include "runner/vmm/sandbox_status.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
 #include "runner/vmm/signals.hpp"
 #include "runner/vmm/vm_control.hpp"
@@ -116,14 +117,31 @@ class Sandbox final : public api::ApiController {
     std::string id() const override { return res_.id; }
     std::string version() const override { return STOCKADE_VERSION; }
     bool paused() const override { return machine_->paused(); }
-    Result<> pause() override { return machine_->pause(); }
-    Result<> resume() override { return machine_->resume(); }
+    Result<> pause() override {
+        STOCKADE_TRY_VOID(machine_->pause());
+        tell_supervisor(SandboxStatus::paused);
+        return {};
+    }
+    Result<> resume() override {
+        STOCKADE_TRY_VOID(machine_->resume());
+        tell_supervisor(SandboxStatus::resumed);
+        return {};
+    }
     nlohmann::json machine_config() const override;
     nlohmann::json vm_config() const override;
     nlohmann::json metrics() const override;
     Result<> flush_metrics() override;
+    Result<> start_workload() override;
+    Result<> power_off() override;
+    Result<> signal_workload(int signal) override;
+    Result<> exec(guest_control::ExecRequest request, UniqueFd& client, std::string head,
+                  std::string client_input) override;
 
   private:
+    // The relay, when stockade-init's control stream is there to ask.
+    [[nodiscard]] Result<StdioRelay*> control_stream() const;
+    // One byte to the supervisor (runner/vmm/sandbox_status.hpp); never blocks.
+    void tell_supervisor(SandboxStatus s) const;
     [[nodiscard]] Serial::Output serial_output();
     void on_platform_event(const PlatformEvent& e);
     [[nodiscard]] Result<> start_stdio_relay();
@@ -140,6 +158,9 @@ class Sandbox final : public api::ApiController {
     const Clock::time_point start_ = Clock::now();
     std::atomic<std::int64_t> ready_us_{-1};
     std::atomic<bool> guest_ready_{false};
+    // The workload runs (false only for a sandbox made with `create`, until start).
+    std::atomic<bool> started_{!res_.spec.wait_for_start};
+    std::mutex start_mu_;  // one start at a time
     ConsoleTail console_;
     std::unique_ptr<Machine> machine_;
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
@@ -177,7 +198,7 @@ void Sandbox::on_platform_event(const PlatformEvent& e) {
             return;
         case PlatformOutcome::Action::ready:
             if (ready_us_.load() < 0) ready_us_ = us_since(start_);
-            guest_ready_ = true;
+            if (!guest_ready_.exchange(true)) tell_supervisor(SandboxStatus::ready);
             control_.wake();
             return;
         case PlatformOutcome::Action::stop:
@@ -289,6 +310,49 @@ Result<> Sandbox::start_api() {
     return {};
 }
 
+void Sandbox::tell_supervisor(SandboxStatus s) const {
+    if (!res_.status_pipe) return;
+    const char c = static_cast<char>(s);
+    (void)!::write(res_.status_pipe.get(), &c, 1);  // non-blocking; a full pipe loses nothing
+                                                    // that matters more than the run
+}
+
+Result<StdioRelay*> Sandbox::control_stream() const {
+    if (!relay_) return fail("this sandbox has no vsock stdio, so no control stream to its guest");
+    if (!guest_ready_ || !relay_->control_connected())
+        return fail("the guest's init is not connected (still booting, or gone)");
+    return relay_.get();
+}
+
+Result<> Sandbox::start_workload() {
+    std::lock_guard lock(start_mu_);
+    if (started_) return fail("the workload has already started");
+    StdioRelay* relay = STOCKADE_TRY(control_stream());
+    STOCKADE_TRY_VOID(relay->send_control({guest_control::MessageType::start, 0, std::nullopt}));
+    started_ = true;
+    tell_supervisor(SandboxStatus::started);
+    return {};
+}
+
+Result<> Sandbox::power_off() {
+    StdioRelay* relay = STOCKADE_TRY(control_stream());
+    if (machine_->paused()) return fail("the sandbox is paused: resume it first");
+    return relay->send_control({guest_control::MessageType::poweroff, 0, std::nullopt});
+}
+
+Result<> Sandbox::signal_workload(int signal) {
+    if (!started_) return fail("the workload has not started (stockade start)");
+    StdioRelay* relay = STOCKADE_TRY(control_stream());
+    return relay->send_control({guest_control::MessageType::signal, signal, std::nullopt});
+}
+
+Result<> Sandbox::exec(guest_control::ExecRequest request, UniqueFd& client, std::string head,
+                       std::string client_input) {
+    StdioRelay* relay = STOCKADE_TRY(control_stream());
+    if (machine_->paused()) return fail("the sandbox is paused: resume it first");
+    return relay->start_exec(std::move(request), client, std::move(head), std::move(client_input));
+}
+
 nlohmann::json Sandbox::machine_config() const {
     return {{"vcpu_count", res_.spec.vcpus},
             {"mem_size_mib", res_.spec.memory_mib},
@@ -328,6 +392,7 @@ nlohmann::json Sandbox::metrics() const {
         m["stdio"] = {{"in_bytes", io.in},
                       {"out_bytes", io.out},
                       {"err_bytes", io.err},
+                      {"execs", io.execs},
                       {"connections_refused", io.refused}};
     }
     return m;

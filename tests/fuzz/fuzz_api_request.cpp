@@ -33,6 +33,15 @@ struct Controller : api::ApiController {
     nlohmann::json vm_config() const override { return nlohmann::json::object(); }
     nlohmann::json metrics() const override { return nlohmann::json::object(); }
     Result<> flush_metrics() override { return {}; }
+    Result<> start_workload() override { return {}; }
+    Result<> power_off() override { return {}; }
+    Result<> signal_workload(int signal) override {
+        if (signal < 1 || signal > 64) __builtin_trap();
+        return {};
+    }
+    Result<> exec(guest_control::ExecRequest, UniqueFd&, std::string, std::string) override {
+        return {};
+    }
 };
 
 void check(const api::Response& r) {
@@ -72,7 +81,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
             if (!outcome.request) break;
             if (outcome.request->body.size() > api::kMaxBodyBytes) __builtin_trap();
-            check(api::handle(*outcome.request, c));
+            const api::Handled h = api::handle(*outcome.request, c);
+            check(h.response);
+            // What an exec asks must be what stockade-init accepts.
+            if (h.exec) {
+                const auto bytes =
+                    guest_control::encode({guest_control::MessageType::exec, 0, *h.exec});
+                auto back = guest_control::decode(bytes);
+                if (!back || !*back || (*back)->message.exec != h.exec) __builtin_trap();
+            }
             if (conn.pending() == 0) break;
         }
     }

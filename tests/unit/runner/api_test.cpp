@@ -111,6 +111,25 @@ class FakeController : public ApiController {
         ++flushes;
         return {};
     }
+    Result<> start_workload() override {
+        if (started) return fail("the workload has already started");
+        started = true;
+        return {};
+    }
+    Result<> power_off() override {
+        ++power_offs;
+        return {};
+    }
+    Result<> signal_workload(int signal) override {
+        signals.push_back(signal);
+        return {};
+    }
+    Result<> exec(guest_control::ExecRequest, UniqueFd&, std::string, std::string) override {
+        return fail("not here");
+    }
+    bool started = true;
+    int power_offs = 0;
+    std::vector<int> signals;
     bool metrics_file = false;
     int flushes = 0;
     bool paused_ = false, refuse = false;
@@ -118,7 +137,7 @@ class FakeController : public ApiController {
 };
 
 Response call(FakeController& c, std::string method, std::string target, std::string body = "") {
-    return handle({std::move(method), std::move(target), std::move(body), true}, c);
+    return handle({std::move(method), std::move(target), std::move(body), true}, c).response;
 }
 std::string fault_of(const Response& r) {
     return json::parse(r.body).value("fault_message", "");
@@ -176,7 +195,7 @@ TEST(ApiRoutes, BadRequestsGetFaultsThatSayWhy) {
              Case{"PATCH", "/vm", R"({"state": 1})", "\"Paused\" or \"Resumed\""},
              Case{"PATCH", "/vm", "{}", "\"Paused\" or \"Resumed\""},
              Case{"PUT", "/actions", R"({"action_type": "Explode"})", "unknown action_type"},
-             Case{"PUT", "/actions", R"({"action_type": "InstanceStart"})", "already running"},
+             Case{"PUT", "/actions", R"({"action_type": "InstanceStart"})", "already started"},
              Case{"DELETE", "/", "", "Invalid request method and/or path: DELETE /"},
              Case{"GET", "/nope", "", "Invalid request method and/or path: GET /nope"},
          }) {
@@ -188,6 +207,70 @@ TEST(ApiRoutes, BadRequestsGetFaultsThatSayWhy) {
     EXPECT_EQ(c.pauses + c.resumes, 0);
 }
 
+TEST(ApiRoutes, StartSignalsAndPowerOffGoToTheController) {
+    FakeController c;
+    c.started = false;
+    EXPECT_EQ(call(c, "PUT", "/actions", R"({"action_type": "InstanceStart"})").status, 204);
+    EXPECT_TRUE(c.started);
+    EXPECT_EQ(call(c, "PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})").status, 204);
+    EXPECT_EQ(c.power_offs, 1);
+    for (const char* body :
+         {R"({"signal": 9})", R"({"signal": "TERM"})", R"({"signal": "sigusr1"})"})
+        EXPECT_EQ(call(c, "PUT", "/kill", body).status, 204) << body;
+    EXPECT_EQ(c.signals, (std::vector<int>{9, 15, 10}));
+    for (const char* body : {R"({"signal": 0})", R"({"signal": 65})", R"({"signal": "NOPE"})",
+                             R"({"signal": 1.5})", R"({})", R"({"signal": 9, "x": 1})"}) {
+        auto r = call(c, "PUT", "/kill", body);
+        EXPECT_EQ(r.status, 400) << body;
+        EXPECT_FALSE(fault_of(r).empty());
+    }
+    EXPECT_EQ(c.signals.size(), 3u);
+}
+
+TEST(ApiRoutes, ExecRequestsAreCheckedBeforeTheConnectionIsHandedOver) {
+    FakeController c;
+    const auto h = handle({"PUT", "/exec",
+                           R"({"cmd": ["sh", "-c", "echo hi"], "env": ["A=1"], "workdir": "/tmp",
+                               "stdin": true})",
+                           true},
+                          c);
+    ASSERT_TRUE(h.exec);
+    EXPECT_EQ(h.exec->argv, (std::vector<std::string>{"sh", "-c", "echo hi"}));
+    EXPECT_EQ(h.exec->env, (std::vector<std::string>{"A=1"}));
+    EXPECT_EQ(h.exec->workdir, "/tmp");
+    EXPECT_TRUE(h.exec->stdin_open);
+    const auto plain = handle({"PUT", "/exec", R"({"cmd": ["true"]})", true}, c);
+    ASSERT_TRUE(plain.exec);
+    EXPECT_EQ(plain.exec->workdir, "/");
+    EXPECT_FALSE(plain.exec->stdin_open);
+    struct Case {
+        const char *body, *says;
+    };
+    for (const Case& k : {
+             Case{"{}", "\"cmd\" must name a command"},
+             Case{R"({"cmd": []})", "\"cmd\" must name a command"},
+             Case{R"({"cmd": [""]})", "\"cmd\" must name a command"},
+             Case{R"({"cmd": "ls"})", "array of strings"},
+             Case{R"({"cmd": ["ls", 1]})", "array of strings"},
+             Case{R"({"cmd": ["ls"], "env": ["NOEQUALS"]})", "not NAME=value"},
+             Case{R"({"cmd": ["ls"], "env": ["=x"]})", "not NAME=value"},
+             Case{R"({"cmd": ["ls"], "workdir": "tmp"})", "absolute path"},
+             Case{R"({"cmd": ["ls"], "stdin": "yes"})", "true or false"},
+             Case{R"({"cmd": ["a\u0000b"]})", "NUL"},
+             Case{R"({"cmd": ["ls"], "tty": true})", "unknown field \"tty\""},
+             Case{"not json", "JSON object"},
+         }) {
+        const auto r = handle({"PUT", "/exec", k.body, true}, c);
+        EXPECT_FALSE(r.exec) << k.body;
+        EXPECT_EQ(r.response.status, 400) << k.body;
+        EXPECT_NE(fault_of(r.response).find(k.says), std::string::npos)
+            << k.body << ": " << fault_of(r.response);
+    }
+    // A request stockade-init would refuse for its size is refused here first.
+    const std::string big = R"({"cmd": ["echo", ")" + std::string(70'000, 'x') + R"("]})";
+    EXPECT_FALSE(parse_exec_request({"PUT", "/exec", big, true}));
+}
+
 // Found by fuzz_api_request: a client's invalid UTF-8 reached a fault message, and the JSON
 // serializer threw in the API thread (the sandbox would have aborted).
 TEST(ApiRoutes, InvalidUtf8FromTheClientStaysInsideTheFault) {
@@ -195,7 +278,7 @@ TEST(ApiRoutes, InvalidUtf8FromTheClientStaysInsideTheFault) {
     for (const Request& r :
          {Request{"GET", "/\x9c\xff", "", true}, Request{"PATCH", "/vm", "{\"\xc3\x28\": 1}", true},
           Request{"PATCH", "/vm", "{\"state\": \"\xe2\x82\"}", true}}) {
-        const Response out = handle(r, c);
+        const Response out = handle(r, c).response;
         EXPECT_EQ(out.status, 400);
         EXPECT_FALSE(json::parse(out.body, nullptr, false).is_discarded()) << out.body;
     }

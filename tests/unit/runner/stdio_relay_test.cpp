@@ -22,7 +22,9 @@
 
 #include "base/uapi.hpp"
 #include "guest/abi.hpp"
+#include "guest/control.hpp"
 #include "policy/policy.hpp"
+#include "runner/api/exec_stream.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
 #include "tests/support/child.hpp"
 
@@ -227,6 +229,166 @@ TEST(StdioRelay, ConnectionsFromOthersAndUnknownOrRepeatedStreamsAreClosedUnread
     EXPECT_EQ(r.status(), 3);
     EXPECT_EQ(contents(out.get()), "real\n");
     EXPECT_EQ(r.relay().counters().refused, 3u);
+}
+
+namespace gc = guest_control;
+
+// Reads from `fd` until `n` bytes came or it ended (within a few seconds).
+std::string read_some(int fd, std::size_t n) {
+    std::string out;
+    char buf[4096];
+    while (out.size() < n) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 5000) != 1) break;
+        const ssize_t got = ::read(fd, buf, std::min(sizeof buf, n - out.size()));
+        if (got <= 0) break;
+        out.append(buf, static_cast<std::size_t>(got));
+    }
+    return out;
+}
+
+// Everything until the peer closes.
+std::string read_to_end(int fd) {
+    return read_some(fd, std::size_t{1} << 30);
+}
+
+// stockade-init's side of the control stream: connected, then one message read off it.
+gc::Message next_message(int control) {
+    std::string bytes;
+    for (;;) {
+        auto d = gc::decode(bytes);
+        EXPECT_TRUE(d) << d.error();
+        if (!d) return {};
+        if (*d) return (*d)->message;
+        const std::string more = read_some(control, 1);
+        EXPECT_EQ(more.size(), 1u) << "the control stream ended";
+        if (more.empty()) return {};
+        bytes += more;
+    }
+}
+
+UniqueFd connect_exec(Relay& r, gc::ExecStream s, std::uint32_t id) {
+    auto fd = r.connect(std::nullopt);
+    send_all(fd.get(), gc::exec_stream_header(s, id));
+    return fd;
+}
+
+bool wait_for(const std::function<bool()>& cond) {
+    for (int i = 0; i < 500 && !cond(); ++i)
+        std::this_thread::sleep_for(10ms);
+    return cond();
+}
+
+TEST(StdioRelay, AnExecRunsOnItsOwnStreamsAndItsClientGetsFramesThenTheStatus) {
+    UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC)), out = memfd(), err = memfd();
+    Relay r(in.get(), out.get(), err.get());
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd client(pair[0]), api_side(pair[1]);
+    gc::ExecRequest req{0, {"cat"}, {"A=1"}, "/", true};
+    auto refused = r.relay().start_exec(req, api_side, "HEAD", "");
+    EXPECT_FALSE(refused) << "no control stream yet";
+    EXPECT_TRUE(api_side) << "a refused exec leaves the connection with the caller";
+
+    auto control = r.connect(S::control);
+    ASSERT_TRUE(wait_for([&] { return r.relay().control_connected(); }));
+    ASSERT_TRUE(r.relay().start_exec(req, api_side, "HEAD", "early "));
+    EXPECT_FALSE(api_side);
+    const gc::Message m = next_message(control.get());
+    ASSERT_EQ(m.type, gc::MessageType::exec);
+    ASSERT_TRUE(m.exec);
+    EXPECT_EQ(m.exec->argv, req.argv);
+    EXPECT_EQ(m.exec->env, req.env);
+    const std::uint32_t id = m.exec->id;
+    EXPECT_EQ(r.relay().counters().execs, 1u);
+
+    // A stream naming another exec is refused; the exec's own are taken.
+    auto stray = connect_exec(r, gc::ExecStream::out, id + 7);
+    EXPECT_TRUE(closed_by_peer(stray.get()));
+    auto status = connect_exec(r, gc::ExecStream::status, id);
+    auto gin = connect_exec(r, gc::ExecStream::in, id);
+    auto gout = connect_exec(r, gc::ExecStream::out, id);
+    auto gerr = connect_exec(r, gc::ExecStream::err, id);
+    auto again = connect_exec(r, gc::ExecStream::out, id);
+    EXPECT_TRUE(closed_by_peer(again.get()));
+
+    // stdin: what the client sent with its request, then more, then its end.
+    send_all(client.get(), "input");
+    ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);
+    EXPECT_EQ(read_to_end(gin.get()), "early input");
+
+    const std::string binary = random_bytes(100'000, 7);
+    send_all(gout.get(), binary);
+    send_all(gerr.get(), "oops\n");
+    gout.reset();
+    gerr.reset();
+    send_all(status.get(), status_bytes(3));
+    // The relay closes the status stream once the client has it all.
+    EXPECT_TRUE(closed_by_peer(status.get()));
+
+    const std::string got = read_to_end(client.get());
+    ASSERT_TRUE(got.starts_with("HEAD"));
+    api::ExecFrameDecoder d;
+    d.feed(std::string_view(got).substr(4));
+    std::string o, e;
+    std::optional<int> code;
+    for (;;) {
+        auto f = d.next();
+        ASSERT_TRUE(f) << f.error();
+        if (!*f) break;
+        if ((*f)->kind == api::ExecFrame::out) o += (*f)->payload;
+        if ((*f)->kind == api::ExecFrame::err) e += (*f)->payload;
+        if ((*f)->kind == api::ExecFrame::exit) {
+            EXPECT_FALSE(code) << "one exit frame";
+            code = (*f)->status;
+        }
+    }
+    EXPECT_EQ(o, binary);
+    EXPECT_EQ(e, "oops\n");
+    EXPECT_EQ(code, 3);
+    EXPECT_EQ(contents(out.get()), "") << "an exec's output is not the workload's";
+}
+
+TEST(StdioRelay, AnExecsClientThatGoesAwayEndsItsStreamsInTheGuest) {
+    UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC)), out = memfd(), err = memfd();
+    Relay r(in.get(), out.get(), err.get());
+    auto control = r.connect(S::control);
+    ASSERT_TRUE(wait_for([&] { return r.relay().control_connected(); }));
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd client(pair[0]), api_side(pair[1]);
+    ASSERT_TRUE(r.relay().start_exec({0, {"sleep", "100"}, {}, "/", false}, api_side, "", ""));
+    const gc::Message m = next_message(control.get());
+    ASSERT_TRUE(m.exec);
+    auto status = connect_exec(r, gc::ExecStream::status, m.exec->id);
+    auto gin = connect_exec(r, gc::ExecStream::in, m.exec->id);
+    auto gout = connect_exec(r, gc::ExecStream::out, m.exec->id);
+    // Without stdin, the exec's input ends at once.
+    EXPECT_EQ(read_to_end(gin.get()), "");
+    client.reset();  // the client disconnects mid-exec
+    EXPECT_TRUE(closed_by_peer(status.get())) << "the guest is told to kill the command";
+    EXPECT_TRUE(closed_by_peer(gout.get()));
+}
+
+TEST(StdioRelay, ControlMessagesReachTheGuestInOrderAndEndWithIt) {
+    UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC)), out = memfd(), err = memfd();
+    Relay r(in.get(), out.get(), err.get());
+    EXPECT_FALSE(r.relay().send_control({gc::MessageType::start, 0, std::nullopt}));
+    auto control = r.connect(S::control);
+    ASSERT_TRUE(wait_for([&] { return r.relay().control_connected(); }));
+    EXPECT_TRUE(r.relay().send_control({gc::MessageType::start, 0, std::nullopt}));
+    EXPECT_TRUE(r.relay().send_control({gc::MessageType::signal, 9, std::nullopt}));
+    EXPECT_TRUE(r.relay().send_control({gc::MessageType::poweroff, 0, std::nullopt}));
+    EXPECT_EQ(next_message(control.get()).type, gc::MessageType::start);
+    const gc::Message sig = next_message(control.get());
+    EXPECT_EQ(sig.type, gc::MessageType::signal);
+    EXPECT_EQ(sig.signal, 9);
+    EXPECT_EQ(next_message(control.get()).type, gc::MessageType::poweroff);
+    // Whatever the guest sends on it is dropped; its end is noticed.
+    send_all(control.get(), random_bytes(10'000, 3));
+    control.reset();
+    EXPECT_TRUE(wait_for([&] { return !r.relay().control_connected(); }));
+    EXPECT_FALSE(r.relay().send_control({gc::MessageType::start, 0, std::nullopt}));
 }
 
 TEST(StdioRelay, AStatusOutsideZeroTo255IsTheGuestsFailure) {
