@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 
 namespace stockade {
@@ -52,6 +53,20 @@ Result<> write_file(const std::string& path, std::string_view content, int flags
     if (auto r = write_all(fd.get(), content); !r)
         return std::unexpected(std::move(r).error().context(fmt::format("write {}", path)));
     return {};
+}
+
+Result<> write_file_atomic(const std::string& path, std::string_view content, int mode) {
+    const std::string tmp = path + ".tmp";
+    auto written = [&]() -> Result<> {
+        auto fd = STOCKADE_TRY(open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode));
+        STOCKADE_TRY_VOID(write_all(fd.get(), content));
+        if (::fsync(fd.get()) != 0) return fail_sys(fmt::format("fsync {}", tmp));
+        if (::rename(tmp.c_str(), path.c_str()) != 0)
+            return fail_sys(fmt::format("renaming {} to {}", tmp, path));
+        return {};
+    }();
+    if (!written) ::unlink(tmp.c_str());
+    return written;
 }
 
 Result<> write_all(int fd, std::span<const std::uint8_t> data) {

@@ -17,6 +17,10 @@ namespace stockade {
 [[nodiscard]] Result<std::string> read_text_file(const std::string& path,
                                                  std::size_t max_size = 1u << 20);
 [[nodiscard]] Result<> write_file(const std::string& path, std::string_view content, int flags = 0);
+// Replaces `path` as a whole or not at all: writes PATH.tmp in the same directory (mode
+// `mode`), fsyncs it and renames it over `path`, so a reader never sees half a file.
+[[nodiscard]] Result<> write_file_atomic(const std::string& path, std::string_view content,
+                                         int mode = 0600);
 // Writes everything, retrying on EINTR and short writes.
 [[nodiscard]] Result<> write_all(int fd, std::span<const std::uint8_t> data);
 [[nodiscard]] Result<> write_all(int fd, std::string_view data);

@@ -190,6 +190,15 @@ Result<std::string> CgroupLeaf::read(std::string_view file) const {
     return read_at(dir_.get(), path_, file);
 }
 
+Result<std::optional<CgroupLeaf>> CgroupLeaf::adopt(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return std::nullopt;
+        return fail_sys(fmt::format("open cgroup {}", path));
+    }
+    return CgroupLeaf(path, UniqueFd(fd));
+}
+
 Result<> CgroupLeaf::remove(std::chrono::milliseconds timeout) {
     if (path_.empty()) return {};
     using clock = std::chrono::steady_clock;

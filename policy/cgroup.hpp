@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,6 +31,10 @@ class CgroupLeaf {
     // writes the limits. On failure nothing is left (the half-made leaf is removed).
     [[nodiscard]] static Result<CgroupLeaf> create(const CgroupPolicy& limits,
                                                    std::string_view sandbox_id);
+
+    // The leaf at `path`, made by a supervisor that is gone (`stockade rm`), so that remove()
+    // can kill what is left in it; nullopt when it no longer exists.
+    [[nodiscard]] static Result<std::optional<CgroupLeaf>> adopt(const std::string& path);
 
     [[nodiscard]] const std::string& path() const { return path_; }
     // An O_DIRECTORY descriptor of the leaf, for join_self() after paths are gone.

@@ -39,6 +39,8 @@ class JailRoot {
     [[nodiscard]] static Result<JailRoot> create(const std::string& root_parent,
                                                  std::string_view sandbox_id,
                                                  std::optional<Owner> owner = std::nullopt);
+    // The root at `path`, made by a supervisor that is gone (`stockade rm`), to remove().
+    [[nodiscard]] static JailRoot adopt(std::string path) { return JailRoot(std::move(path)); }
     [[nodiscard]] const std::string& path() const { return path_; }
     // rmdir only: a root that is not empty was written from outside the jail and is left in
     // place for inspection, with an error.

@@ -101,6 +101,26 @@ Result<std::optional<McsReservation>> McsReservation::try_reserve(const std::str
     return fail("MCS categories c{},c{}: {} keeps changing under us", pair.low, pair.high, path);
 }
 
+Result<> McsReservation::release_stale(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ENOENT) return {};
+        return fail_sys(fmt::format("open {}", path));
+    }
+    UniqueFd lock(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) return {};  // a live sandbox holds the pair now
+        return fail_sys(fmt::format("flock {}", path));
+    }
+    struct stat held {
+    }, named{};
+    // Only the file we hold: one that replaced it belongs to whoever made it.
+    if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 &&
+        named.st_ino == held.st_ino && named.st_dev == held.st_dev && ::unlink(path.c_str()) != 0)
+        return fail_sys(fmt::format("removing {}", path));
+    return {};
+}
+
 Result<McsReservation> McsReservation::reserve(const std::string& registry_dir, McsPair pair) {
     auto r = STOCKADE_TRY(try_reserve(registry_dir, pair));
     if (!r)

@@ -53,7 +53,12 @@ class McsReservation {
     // "auto": see the header comment.
     [[nodiscard]] static Result<McsReservation> reserve_auto(const std::string& registry_dir,
                                                              std::string_view sandbox_id);
+    // The registry file `path` of a supervisor that is gone (`stockade rm`): removed unless a
+    // live sandbox has taken the pair since.
+    [[nodiscard]] static Result<> release_stale(const std::string& path);
     [[nodiscard]] McsPair pair() const { return pair_; }
+    // The registry file that holds the reservation.
+    [[nodiscard]] const std::string& path() const { return path_; }
     // The lock's descriptor: the sandbox process closes its inherited copy.
     [[nodiscard]] int lock_fd() const { return lock_.get(); }
 

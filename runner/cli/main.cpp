@@ -1,5 +1,6 @@
 // stockade: run untrusted workloads in hardened KVM micro-VMs.
 #include <cstdio>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -9,14 +10,16 @@
 #include "netsetup/cli.hpp"
 #include "policy/cli.hpp"
 #include "runner/cli/control_commands.hpp"
+#include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/supervisor/supervisor.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
 
 namespace {
 
-int run_command(const std::vector<std::string>& args) {
-    auto parsed = stockade::parse_run_args(args);
+// `run` and `create` (which always detaches).
+int run_command(const std::vector<std::string>& args, bool create) {
+    auto parsed = create ? stockade::parse_create_args(args) : stockade::parse_run_args(args);
     if (!parsed) {
         stockade::log::error("{}", parsed.error().message);
         return 125;
@@ -26,6 +29,7 @@ int run_command(const std::vector<std::string>& args) {
         return 0;
     }
     if (parsed->verbose) stockade::log::set_level(stockade::log::Level::debug);
+    if (parsed->spec.detach) return stockade::run_detached(std::move(parsed->spec));
     return stockade::run_sandbox(parsed->spec);
 }
 
@@ -34,19 +38,36 @@ int run_command(const std::vector<std::string>& args) {
 int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     // Subcommands own their arguments (run's command line is the workload's).
-    if (!args.empty() && args.front() == "run") return run_command({args.begin() + 1, args.end()});
-    if (!args.empty() && stockade::cli::is_control_command(args.front()))
-        return stockade::cli::control_cli(args.front(), std::span(args).subspan(1));
-    if (!args.empty() && args.front() == "net")
-        return stockade::net::net_cli(std::span(args).subspan(1));
-    if (!args.empty() && args.front() == "policy")
-        return stockade::policy::policy_cli(std::span(args).subspan(1),
-                                            {stockade::runner_seccomp_profiles});
+    const std::string command = args.empty() ? "" : args.front();
+    const auto rest = std::span(args).subspan(args.empty() ? 0 : 1);
+    if (command == "run" || command == "create")
+        return run_command({rest.begin(), rest.end()}, command == "create");
+    if (stockade::cli::is_manage_command(command)) return stockade::cli::manage_cli(command, rest);
+    if (stockade::cli::is_control_command(command))
+        return stockade::cli::control_cli(command, rest);
+    if (command == "net") return stockade::net::net_cli(rest);
+    if (command == "policy")
+        return stockade::policy::policy_cli(rest, {stockade::runner_seccomp_profiles});
 
     CLI::App app{"stockade: run untrusted workloads in hardened KVM micro-VMs"};
     app.set_version_flag("--version", "stockade " STOCKADE_VERSION);
     app.require_subcommand(1);
-    app.add_subcommand("run", "run a command in a fresh sandbox VM (stockade run --help)");
+    app.add_subcommand("run",
+                       "run a command in a fresh sandbox VM; -d leaves it in the background "
+                       "(stockade run --help)");
+    app.add_subcommand("create",
+                       "boot a sandbox in the background that waits for `start` (stockade "
+                       "create --help)");
+    app.add_subcommand("start", "start a created sandbox's command");
+    app.add_subcommand("ps", "list sandboxes (-a: stopped ones too, --json)");
+    app.add_subcommand("inspect", "show a sandbox's state, configuration and metrics as JSON");
+    app.add_subcommand("logs", "print a detached sandbox's stdout and stderr (-f: follow)");
+    app.add_subcommand("exec", "run another command in a running sandbox");
+    app.add_subcommand("kill", "send a signal to a sandbox's command");
+    app.add_subcommand("stop", "stop a sandbox");
+    app.add_subcommand("pause", "pause a sandbox's vCPUs");
+    app.add_subcommand("resume", "resume a paused sandbox");
+    app.add_subcommand("rm", "remove stopped sandboxes and what they left (-f: stop them first)");
     app.add_subcommand("net",
                        "set up, tear down or show a sandbox's host network (stockade net --help)");
     app.add_subcommand("policy", "check or show a sandbox policy (stockade policy --help)");

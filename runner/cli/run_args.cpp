@@ -23,7 +23,20 @@ reported one; 126 when CMD could not be executed; 127 when it was not found; 128
 stockade was stopped by signal N.
 
 The guest kernel's console is kept off stdout (use --console to see it on stderr).
-Defaults boot the Debian cloud kernel and initramfs built with this tree.)";
+Defaults boot the Debian cloud kernel and initramfs built with this tree.
+
+With -d (--detach), stockade prints the sandbox's id and returns as soon as the sandbox is
+ready, leaving it running in the background: CMD's stdin is /dev/null and its stdout and
+stderr go to /run/stockade/ID/stdout.log and stderr.log (`stockade logs ID`). The sandbox
+and its logs stay listed (`stockade ps -a`, `stockade inspect ID`) after CMD ends, with its
+exit status, until `stockade rm ID`. An error before the sandbox is ready is printed and
+stockade exits with its status, as without -d.)";
+
+constexpr const char* kCreateHelp =
+    R"(Boot a sandbox for CMD and leave it waiting in the background:
+CMD runs at `stockade start ID`. Prints ID once the sandbox is ready. Options are run's; CMD's
+stdin is /dev/null and its stdout and stderr go to /run/stockade/ID/stdout.log and stderr.log
+(`stockade logs ID`). The sandbox stays listed after CMD ends until `stockade rm ID`.)";
 
 }  // namespace
 
@@ -54,7 +67,8 @@ std::optional<ConfigFileArg> find_config_file(const std::vector<std::string>& ar
     return std::nullopt;
 }
 
-void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string& config_file) {
+void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string& config_file,
+                     bool create) {
     SandboxSpec& spec = out.spec;
     run.add_option(std::string(kConfigFile), config_file,
                    "Firecracker's JSON configuration (boot-source, machine-config, drives, "
@@ -81,9 +95,14 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_option("--policy", spec.policy_file,
                    "sandbox policy file (JSON, see `stockade policy show`); default: the "
                    "built-in policy");
-    run.add_option("--id", spec.id,
-                   "sandbox id (names its cgroup, jail root and SELinux categories); default: "
-                   "a fresh sb-XXXXXXXXXXXX");
+    auto* id = run.add_option("--id", spec.id,
+                              "sandbox id (names its cgroup, jail root, SELinux categories and "
+                              "/run/stockade/ID); default: a fresh sb-XXXXXXXXXXXX");
+    if (create)
+        id->required();
+    else
+        run.add_flag("-d,--detach", spec.detach,
+                     "print the sandbox's id and leave it running in the background (see below)");
     run.add_flag("--console", spec.show_console, "copy the guest kernel console to stderr");
     run.add_flag("--stats", spec.print_stats,
                  "print timings, VM exit counts, CPU time and device counters to stderr");
@@ -94,7 +113,7 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_options(run, part_of<K>(out.device_options));
     });
-    run.footer(kRunHelp);
+    run.footer(create ? kCreateHelp : kRunHelp);
     for (const char* name : kConfigurable)
         run.get_option(name)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     // Parsing stops at CMD or at "--"; everything from there on is left for CMD.
@@ -104,13 +123,17 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
 
 }  // namespace
 
-Result<RunArgs> parse_run_args(const std::vector<std::string>& given) {
-    CLI::App app{
-        "Run a command in a fresh sandbox VM.\nUsage: stockade run [OPTIONS] [--] CMD [ARGS...]",
-        "stockade run"};
+namespace {
+
+Result<RunArgs> parse(const std::vector<std::string>& given, bool create) {
+    CLI::App app{create ? "Create a sandbox VM that waits for `stockade start ID`.\nUsage: "
+                          "stockade create --id ID [OPTIONS] [--] CMD [ARGS...]"
+                        : "Run a command in a fresh sandbox VM.\nUsage: stockade run [OPTIONS] "
+                          "[--] CMD [ARGS...]",
+                 create ? "stockade create" : "stockade run"};
     RunArgs out;
     std::string huge, config_file;
-    add_run_options(app, out, huge, config_file);
+    add_run_options(app, out, huge, config_file, create);
 
     // A configuration file stands for the options it means, placed first so that the
     // command line's own come after it and win.
@@ -139,14 +162,25 @@ Result<RunArgs> parse_run_args(const std::vector<std::string>& given) {
     if (!rest.empty() && rest.front() == "--") {
         rest.erase(rest.begin());
     } else if (!rest.empty() && rest.front().size() > 1 && rest.front().front() == '-') {
-        return fail("unknown option {} (see stockade run --help)", rest.front());
+        return fail("unknown option {} (see {} --help)", rest.front(), app.get_name());
     }
     out.spec.argv = std::move(rest);
     STOCKADE_TRY_VOID(DeviceKinds::each_until_error([&]<class K>(std::type_identity<K>) {
         return K::apply(part_of<K>(out.device_options), out.spec.device<K>());
     }));
     out.spec.huge_pages = huge == "off" ? HugePages::off : HugePages::transparent;
+    if (create) out.spec.detach = out.spec.wait_for_start = true;
     return out;
+}
+
+}  // namespace
+
+Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
+    return parse(args, false);
+}
+
+Result<RunArgs> parse_create_args(const std::vector<std::string>& args) {
+    return parse(args, true);
 }
 
 }  // namespace stockade

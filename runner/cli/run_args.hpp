@@ -1,5 +1,5 @@
 #pragma once
-// Parsing of `stockade run` arguments into a SandboxSpec (pure; unit-tested).
+// Parsing of `stockade run` and `stockade create` arguments into a SandboxSpec (pure; unit-tested).
 #include <string>
 #include <vector>
 
@@ -22,5 +22,8 @@ struct RunArgs {
 // Parses the arguments after `stockade run`. Everything after the first "--" is the
 // command; without "--", the command starts at the first argument that is not an option.
 [[nodiscard]] Result<RunArgs> parse_run_args(const std::vector<std::string>& args);
+// `stockade create`: run's options, --id required (no -d: it always detaches), and the
+// sandbox waits for `stockade start ID` before running its command.
+[[nodiscard]] Result<RunArgs> parse_create_args(const std::vector<std::string>& args);
 
 }  // namespace stockade

@@ -21,9 +21,9 @@ Result<ApiSocket> ApiSocket::create(std::string_view sandbox_id, std::string_vie
     if (::mkdir(dir.c_str(), 0700) != 0) {
         if (errno == EEXIST)
             return fail(
-                "sandbox id {}: {} exists: another sandbox has this id (or one that "
-                "died left it: remove it)",
-                sandbox_id, dir);
+                "sandbox id {}: {} exists: another sandbox has this id, or one that "
+                "stopped is kept until `stockade rm {}`",
+                sandbox_id, dir, sandbox_id);
         return fail_sys(fmt::format("creating {}", dir));
     }
     s.dir_ = dir;

@@ -2,8 +2,9 @@
 // The control API's socket: the supervisor makes the sandbox's state directory
 // (/run/stockade/ID, mode 0700; two sandboxes cannot share an id) and binds api.sock in it
 // (mode 0600), listening, before the sandbox starts. The sandbox process gets the listening
-// descriptor and parses every request itself; the supervisor never reads from it. Both go
-// when the ApiSocket does.
+// descriptor and parses every request itself; the supervisor never reads from it. The socket
+// goes when the ApiSocket does, and the directory with it once it is empty (a detached
+// sandbox's state file and logs keep it until `stockade rm`).
 #include <string>
 #include <string_view>
 

@@ -1,0 +1,210 @@
+// Detached sandboxes in the lab: `run -d` returns with the id while the workload runs; ps,
+// logs and inspect show it from its state directory; rm refuses a running sandbox and, with
+// --force, stops it and leaves nothing behind; a sandbox whose workload ended stays listed,
+// with its exit status, until rm; after its supervisor is killed with SIGKILL the sandbox is
+// stopped and rm removes what the supervisor could not (cgroup leaf, jail root, directory).
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lab/support/process.hpp"
+
+namespace stockade {
+namespace {
+
+using lab::RunResult;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// `stockade ARGS...` (any command) with this build's binary.
+RunResult stockade(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{lab::build_dir() + "/runner/stockade"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    lab::RunOptions o;
+    o.timeout = 120s;
+    return lab::run_process(argv, o);
+}
+
+bool exists(const std::string& path) {
+    return !path.empty() && std::filesystem::exists(path);
+}
+
+std::string dir_of(const std::string& id) {
+    return "/run/stockade/" + id;
+}
+
+// Polls `done` every 200 ms for up to `limit`.
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(200ms);
+    }
+    return true;
+}
+
+// The sandbox's object in `stockade ps -a --json`; null when it is not listed.
+json listed(const std::string& id) {
+    auto r = stockade({"ps", "-a", "--json"});
+    EXPECT_EQ(r.status, 0) << r.describe();
+    for (const auto& s : json::parse(r.out))
+        if (s["id"] == id) return s;
+    return nullptr;
+}
+
+// Starts a detached sandbox and checks that it returned with its id.
+void start_detached(const std::string& id, const std::vector<std::string>& workload) {
+    std::vector<std::string> args{"run", "-d", "--id", id, "--"};
+    args.insert(args.end(), workload.begin(), workload.end());
+    auto r = stockade(args);
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out, id + "\n");
+}
+
+// A process that is gone, or a zombie nobody reaped yet: it runs no more.
+bool process_gone(pid_t pid) {
+    const std::string stat = lab::read_text("/proc/" + std::to_string(pid) + "/stat");
+    const auto close = stat.rfind(')');
+    return close == std::string::npos || stat.substr(close + 2, 1) == "Z";
+}
+
+TEST(Lifecycle, DetachedSandboxIsListedLoggedInspectedAndRemovedByForce) {
+    const std::string id = "lab-life-run";
+    const std::vector<std::string> workload{"sh", "-c", "echo out; echo err >&2; sleep 300"};
+    const auto t0 = std::chrono::steady_clock::now();
+    start_detached(id, workload);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 120s) << "run -d waited for the workload";
+
+    // Its output, byte-exact, apart.
+    RunResult logs;
+    EXPECT_TRUE(eventually([&] {
+        logs = stockade({"logs", id});
+        return logs.out == "out\n" && logs.err == "err\n";
+    })) << logs.describe();
+
+    auto table = stockade({"ps"});
+    ASSERT_EQ(table.status, 0) << table.describe();
+    EXPECT_NE(table.out.find("COMMAND"), std::string::npos) << table.out;
+    EXPECT_NE(table.out.find(id), std::string::npos) << table.out;
+    EXPECT_NE(table.out.find("running"), std::string::npos) << table.out;
+
+    const json s = listed(id);
+    ASSERT_TRUE(s.is_object()) << "ps --json does not list " << id;
+    EXPECT_EQ(s["state"], "running");
+    EXPECT_EQ(s["argv"], json(workload));
+    EXPECT_EQ(s["detached"], true);
+    EXPECT_EQ(s["vcpus"], 1);
+    EXPECT_EQ(s["memory_mib"], 256);
+    EXPECT_TRUE(s["exit_status"].is_null());
+    EXPECT_GT(s["pid"].get<int>(), 0);
+    EXPECT_GT(s["sandbox_pid"].get<int>(), 0);
+    const std::string leaf = s["host"]["cgroup_leaf"].get<std::string>();
+    const std::string jail = s["host"]["jail_root"].get<std::string>();
+    EXPECT_TRUE(exists(leaf)) << leaf;
+    EXPECT_TRUE(exists(jail)) << jail;
+
+    auto inspect = stockade({"inspect", id});
+    ASSERT_EQ(inspect.status, 0) << inspect.describe();
+    const json i = json::parse(inspect.out);
+    EXPECT_EQ(i["id"], id);
+    EXPECT_EQ(i["state"], "running");
+    EXPECT_EQ(i["api"]["vm_config"]["machine-config"]["vcpu_count"], 1) << inspect.out;
+    EXPECT_TRUE(i["api"]["metrics"].contains("vcpu")) << inspect.out;
+
+    // A live id is nobody else's.
+    auto second = stockade({"run", "-d", "--id", id, "--", "true"});
+    EXPECT_EQ(second.status, 125) << second.describe();
+    EXPECT_NE(second.err.find("another sandbox has this id"), std::string::npos) << second.err;
+    EXPECT_EQ(listed(id)["state"], "running") << "the refused start touched the first sandbox";
+
+    auto refused = stockade({"rm", id});
+    EXPECT_EQ(refused.status, 1) << refused.describe();
+    EXPECT_NE(refused.err.find("running: stop it first or use --force"), std::string::npos)
+        << refused.err;
+    EXPECT_TRUE(exists(dir_of(id)));
+
+    auto forced = stockade({"rm", "--force", id});
+    EXPECT_EQ(forced.status, 0) << forced.describe();
+    EXPECT_FALSE(exists(dir_of(id)));
+    EXPECT_FALSE(exists(leaf)) << leaf;
+    EXPECT_FALSE(exists(jail)) << jail;
+    EXPECT_TRUE(listed(id).is_null());
+
+    auto unknown = stockade({"rm", id});
+    EXPECT_EQ(unknown.status, 1) << unknown.describe();
+    EXPECT_NE(unknown.err.find(id), std::string::npos) << unknown.err;
+}
+
+TEST(Lifecycle, AnEndedWorkloadStaysListedWithItsStatusUntilRm) {
+    const std::string id = "lab-life-exit";
+    start_detached(id, {"sh", "-c", "exit 7"});
+    json s;
+    EXPECT_TRUE(eventually([&] {
+        s = listed(id);
+        return s.is_object() && s["state"] == "stopped";
+    })) << s.dump();
+    EXPECT_EQ(s["exit_status"], 7);
+    EXPECT_TRUE(s["finished"].is_string());
+    // Not among the running ones, and its host state went with its supervisor.
+    EXPECT_EQ(stockade({"ps"}).out.find(id), std::string::npos);
+    EXPECT_TRUE(s["host"]["cgroup_leaf"].is_null()) << s.dump();
+    EXPECT_TRUE(s["host"]["jail_root"].is_null()) << s.dump();
+
+    auto inspect = stockade({"inspect", id});
+    ASSERT_EQ(inspect.status, 0) << inspect.describe();
+    const json i = json::parse(inspect.out);
+    EXPECT_EQ(i["exit_status"], 7);
+    EXPECT_FALSE(i.contains("api"));
+
+    // Its id stays taken until rm.
+    auto again = stockade({"run", "-d", "--id", id, "--", "true"});
+    EXPECT_EQ(again.status, 125) << again.describe();
+    EXPECT_NE(again.err.find("stockade rm " + id), std::string::npos) << again.err;
+
+    auto rm = stockade({"rm", id});
+    EXPECT_EQ(rm.status, 0) << rm.describe();
+    EXPECT_FALSE(exists(dir_of(id)));
+}
+
+TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
+    const std::string id = "lab-life-kill";
+    start_detached(id, {"sleep", "300"});
+    const json s = listed(id);
+    ASSERT_TRUE(s.is_object());
+    ASSERT_EQ(s["state"], "running");
+    const pid_t supervisor = s["pid"].get<pid_t>();
+    const pid_t sandbox = s["sandbox_pid"].get<pid_t>();
+    const std::string leaf = s["host"]["cgroup_leaf"].get<std::string>();
+    const std::string jail = s["host"]["jail_root"].get<std::string>();
+
+    ASSERT_EQ(::kill(supervisor, SIGKILL), 0);
+    // The sandbox process dies with its supervisor (PR_SET_PDEATHSIG).
+    EXPECT_TRUE(eventually([&] { return process_gone(sandbox); }, 30s));
+    json after;
+    EXPECT_TRUE(eventually([&] {
+        after = listed(id);
+        return after.is_object() && after["state"] == "stopped";
+    }));
+    EXPECT_TRUE(after["exit_status"].is_null()) << after.dump();
+    EXPECT_TRUE(exists(leaf)) << "nothing was left to clean up: the test proves nothing";
+    EXPECT_TRUE(exists(jail));
+
+    auto rm = stockade({"rm", id});
+    EXPECT_EQ(rm.status, 0) << rm.describe();
+    EXPECT_FALSE(exists(leaf)) << leaf;
+    EXPECT_FALSE(exists(jail)) << jail;
+    EXPECT_FALSE(exists(dir_of(id)));
+}
+
+}  // namespace
+}  // namespace stockade
