@@ -18,6 +18,7 @@
 #include "runner/api/exec_stream.hpp"
 #include "runner/cli/api_client.hpp"
 #include "runner/cli/control_args.hpp"
+#include "runner/supervisor/state_file.hpp"
 
 namespace stockade::cli {
 namespace {
@@ -147,14 +148,11 @@ bool wait_stopped(std::string_view id, std::chrono::milliseconds limit) {
     }
 }
 
-// The supervisor's pid from the sandbox's state file.
+// The supervisor's pid, while it is the process the state file names.
 Result<pid_t> supervisor_pid(std::string_view id) {
-    const std::string path = fmt::format("/run/stockade/{}/state.json", id);
-    auto text = STOCKADE_TRY(read_text_file(path, 1 << 20));
-    const auto j = nlohmann::json::parse(text, nullptr, false);
-    if (!j.is_object() || !j.contains("pid") || !j["pid"].is_number_integer())
-        return fail("{}: no supervisor pid", path);
-    return j["pid"].get<pid_t>();
+    const StateRecord st = with_liveness(STOCKADE_TRY(read_state_file(state_dir(id))));
+    if (st.state == SandboxState::stopped) return fail("sandbox {}: not running", id);
+    return st.pid;
 }
 
 int stop_command(const ControlArgs& a) {

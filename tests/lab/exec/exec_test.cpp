@@ -95,8 +95,8 @@ TEST(Exec, RunsCommandsBesideTheWorkloadByteExactWithTheirStatuses) {
     EXPECT_EQ(status7.out, "out\n");
     EXPECT_EQ(status7.err, "err\n");
     EXPECT_EQ(binary.status, 0) << binary.err;
-    EXPECT_TRUE(binary.out == blob) << "1 MiB through exec -i cat came back different ("
-                                    << binary.out.size() << " bytes)";
+    EXPECT_TRUE(binary.out == blob)
+        << "1 MiB through exec -i cat came back different (" << binary.out.size() << " bytes)";
     EXPECT_EQ(not_found.status, 127) << not_found.describe();
     EXPECT_EQ(not_exec.status, 126) << not_exec.describe();
     EXPECT_EQ(env.status, 0) << env.describe();
@@ -107,9 +107,9 @@ TEST(Exec, RunsCommandsBesideTheWorkloadByteExactWithTheirStatuses) {
     EXPECT_EQ(r.out, "go\n") << "an exec's output is not the workload's";
     ASSERT_EQ(round_trips.size(), 20u);
     std::sort(round_trips.begin(), round_trips.end());
-    std::cout << "[exec] stockade exec ID -- true, 20 round trips: median "
-              << round_trips[10] * 1e3 << " ms, min " << round_trips.front() * 1e3
-              << " ms, max " << round_trips.back() * 1e3 << " ms\n";
+    std::cout << "[exec] stockade exec ID -- true, 20 round trips: median " << round_trips[10] * 1e3
+              << " ms, min " << round_trips.front() * 1e3 << " ms, max " << round_trips.back() * 1e3
+              << " ms\n";
 
     // The sandbox is gone: exec says so, and nothing of it is left.
     auto after = exec(id, {"true"});
@@ -153,22 +153,21 @@ TEST(Exec, PauseHoldsTheGuestAndExecWaitsForResume) {
     };
     int before = 0, after_pause = 0, after_run = 0;
     lab::RunResult paused_exec, pause, resume;
-    auto r = with_sandbox(
-        id,
-        "i=0; echo go; while :; do i=$((i+1)); echo $i > /tmp/count.new; "
-        "mv /tmp/count.new /tmp/count; sleep 0.05; done",
-        [&] {
-            std::this_thread::sleep_for(1s);
-            before = counter();
-            pause = stockade({"pause", id});
-            paused_exec = exec(id, {"true"});
-            std::this_thread::sleep_for(3s);
-            resume = stockade({"resume", id});
-            after_pause = counter();
-            std::this_thread::sleep_for(3s);
-            after_run = counter();
-            EXPECT_EQ(stockade({"kill", id}).status, 0);
-        });
+    auto r = with_sandbox(id,
+                          "i=0; echo go; while :; do i=$((i+1)); echo $i > /tmp/count.new; "
+                          "mv /tmp/count.new /tmp/count; sleep 0.05; done",
+                          [&] {
+                              std::this_thread::sleep_for(1s);
+                              before = counter();
+                              pause = stockade({"pause", id});
+                              paused_exec = exec(id, {"true"});
+                              std::this_thread::sleep_for(3s);
+                              resume = stockade({"resume", id});
+                              after_pause = counter();
+                              std::this_thread::sleep_for(3s);
+                              after_run = counter();
+                              EXPECT_EQ(stockade({"kill", id}).status, 0);
+                          });
     EXPECT_EQ(r.status, 143) << r.describe();
     EXPECT_EQ(pause.status, 0) << pause.describe();
     EXPECT_EQ(resume.status, 0) << resume.describe();
