@@ -136,13 +136,13 @@ int exec_command(std::span<const std::string> args) {
     return *status;
 }
 
-// Waits until nothing answers on the sandbox's API socket (it has stopped); false after
-// `limit`.
+// Waits until the sandbox has stopped and its supervisor cleaned up (its state file says
+// stopped, or is gone with its directory: a foreground run's); false after `limit`.
 bool wait_stopped(std::string_view id, std::chrono::milliseconds limit) {
     const auto end = std::chrono::steady_clock::now() + limit;
     for (;;) {
-        auto r = api_request(id, "GET", "/", {}, 1s);
-        if (!r) return true;
+        auto st = read_state_file(state_dir(id));
+        if (!st || with_liveness(std::move(*st)).state == SandboxState::stopped) return true;
         if (std::chrono::steady_clock::now() >= end) return false;
         std::this_thread::sleep_for(100ms);
     }

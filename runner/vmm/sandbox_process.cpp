@@ -3,7 +3,9 @@
 
 #include <dirent.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 // after sys/socket.h, which it needs
@@ -252,6 +254,15 @@ Result<> Sandbox::harden() {
     auto dropped = policy::drop_privileges(res_.policy.uid, res_.policy.gid);
     if (!dropped) return std::unexpected(std::move(dropped).error().context("dropping privileges"));
     hardening_.drop = us_since(t);
+    // The kernel clears the parent-death signal the fork set when credentials change: without
+    // this, a supervisor killed with SIGKILL left its sandbox running. Set again, then checked
+    // against a supervisor that died in between (its end of the status pipe is gone then).
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        return fail_sys("prctl(PR_SET_PDEATHSIG) after dropping privileges");
+    if (res_.status_pipe) {
+        pollfd p{res_.status_pipe.get(), POLLOUT, 0};
+        if (::poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) return fail("the supervisor died");
+    }
     return {};
 }
 

@@ -206,5 +206,75 @@ TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
     EXPECT_FALSE(exists(dir_of(id)));
 }
 
+TEST(Lifecycle, CreateBootsAndWaitsStartRunsTheWorkload) {
+    const std::string id = "lab-life-create";
+    auto created = stockade({"create", "--id", id, "--", "sh", "-c", "echo workload; sleep 300"});
+    ASSERT_EQ(created.status, 0) << created.describe();
+    EXPECT_EQ(created.out, id + "\n");
+    json s = listed(id);
+    ASSERT_TRUE(s.is_object());
+    EXPECT_EQ(s["state"], "created");
+    // Booted and reachable, but the workload has not run.
+    auto early = stockade({"exec", id, "--", "echo", "exec before start"});
+    EXPECT_EQ(early.status, 0) << early.describe();
+    EXPECT_EQ(early.out, "exec before start\n");
+    auto killed = stockade({"kill", id});
+    EXPECT_EQ(killed.status, 1) << "nothing to signal before start: " << killed.describe();
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(stockade({"logs", id}).out, "") << "the workload ran before start";
+
+    auto started = stockade({"start", id});
+    ASSERT_EQ(started.status, 0) << started.describe();
+    RunResult logs;
+    EXPECT_TRUE(eventually([&] {
+        logs = stockade({"logs", id});
+        return logs.out == "workload\n";
+    })) << logs.describe();
+    EXPECT_EQ(listed(id)["state"], "running");
+    auto twice = stockade({"start", id});
+    EXPECT_EQ(twice.status, 1) << twice.describe();
+    EXPECT_NE(twice.err.find("already started"), std::string::npos) << twice.err;
+
+    EXPECT_EQ(stockade({"rm", "--force", id}).status, 0);
+    EXPECT_FALSE(exists(dir_of(id)));
+}
+
+TEST(Lifecycle, StopAsksTheGuestThenStopsTheVmAfterItsTime) {
+    // A workload that ends on SIGTERM: the guest powers off with its status.
+    const std::string polite = "lab-life-stop";
+    start_detached(polite, {"sleep", "300"});
+    auto t0 = std::chrono::steady_clock::now();
+    auto stop = stockade({"stop", polite});
+    const double polite_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(stop.status, 0) << stop.describe();
+    json s = listed(polite);
+    EXPECT_EQ(s["state"], "stopped") << s.dump();
+    EXPECT_EQ(s["exit_status"], 143) << s.dump();
+    EXPECT_LT(polite_s, 10) << "the guest's own power-off took the whole --time";
+
+    // One that ignores SIGTERM: after --time the VM is stopped without it.
+    const std::string stubborn = "lab-life-stop-2";
+    start_detached(stubborn, {"sh", "-c", "trap '' TERM; while :; do sleep 1; done"});
+    t0 = std::chrono::steady_clock::now();
+    stop = stockade({"stop", "--time", "2", stubborn});
+    const double stubborn_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(stop.status, 0) << stop.describe();
+    EXPECT_NE(stop.err.find("still running after 2 s"), std::string::npos) << stop.err;
+    EXPECT_GE(stubborn_s, 2);
+    EXPECT_LT(stubborn_s, 20);
+    s = listed(stubborn);
+    EXPECT_EQ(s["state"], "stopped") << s.dump();
+    std::cout << "[lifecycle] stop: " << polite_s << " s for a workload that ends on SIGTERM, "
+              << stubborn_s << " s with --time 2 for one that ignores it\n";
+    // Stopping a stopped sandbox is no error (as docker stop).
+    EXPECT_EQ(stockade({"stop", polite}).status, 0);
+    for (const std::string& id : {polite, stubborn}) {
+        EXPECT_EQ(stockade({"rm", id}).status, 0);
+        EXPECT_FALSE(exists(dir_of(id)));
+    }
+}
+
 }  // namespace
 }  // namespace stockade
