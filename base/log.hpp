@@ -1,7 +1,10 @@
 #pragma once
-// Diagnostics to stderr, prefixed with the program name. The level is process-wide
-// (set once from the command line before any thread starts).
+// Diagnostics to stderr, prefixed with the program name, or as JSON lines
+// ({"time": RFC 3339, "level": ..., "msg": ...}, runc's shape) for programs that read them.
+// The level and format are process-wide (set once from the command line before any thread
+// starts).
 #include <cstdio>
+#include <string>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -10,9 +13,14 @@ namespace stockade::log {
 
 enum class Level { error = 0, warn = 1, info = 2, debug = 3 };
 
+enum class Format { text, json };
+
 void set_level(Level level);
 [[nodiscard]] Level level();
+void set_format(Format format);
 void write(Level level, std::string_view message);
+// The line write() emits (without writing it), for tests.
+[[nodiscard]] std::string format_line(Level level, std::string_view message);
 
 template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... args) {

@@ -36,7 +36,24 @@ int run_command(const std::vector<std::string>& args, bool create) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::vector<std::string> args(argv + 1, argv + argc);
+    std::vector<std::string> args(argv + 1, argv + argc);
+    // Global options come before the command: --log-format text|json.
+    while (!args.empty() && args.front().starts_with("--log-format")) {
+        std::string value;
+        if (args.front() == "--log-format" && args.size() > 1) {
+            value = args[1];
+            args.erase(args.begin(), args.begin() + 2);
+        } else if (args.front().starts_with("--log-format=")) {
+            value = args.front().substr(13);
+            args.erase(args.begin());
+        }
+        if (value != "text" && value != "json") {
+            stockade::log::error("--log-format: expected text or json");
+            return 125;
+        }
+        stockade::log::set_format(value == "json" ? stockade::log::Format::json
+                                                  : stockade::log::Format::text);
+    }
     // Subcommands own their arguments (run's command line is the workload's).
     const std::string command = args.empty() ? "" : args.front();
     const auto rest = std::span(args).subspan(args.empty() ? 0 : 1);
@@ -51,6 +68,9 @@ int main(int argc, char** argv) {
 
     CLI::App app{"stockade: run untrusted workloads in hardened KVM micro-VMs"};
     app.set_version_flag("--version", "stockade " STOCKADE_VERSION);
+    app.add_option("--log-format",
+                   "stockade's own messages on stderr: text (default) or json "
+                   "lines {\"time\", \"level\", \"msg\"}; before the command");
     app.require_subcommand(1);
     app.add_subcommand("run",
                        "run a command in a fresh sandbox VM; -d leaves it in the background "
