@@ -289,6 +289,7 @@ json to_json(const Policy& p) {
     j["digests"] = std::move(dg);
     j["seccomp"] = {{"mode", seccomp_mode_name(p.seccomp_mode)}};
     j["vfio_devices"] = p.vfio_devices;
+    if (p.api_socket_gid) j["api_socket_gid"] = *p.api_socket_gid;
     return j;
 }
 

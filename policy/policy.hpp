@@ -155,6 +155,9 @@ struct Policy {
     // Host PCI devices a sandbox may take with VFIO ("0000:01:00.0", canonical, sorted);
     // empty: none.
     std::vector<std::string> vfio_devices;
+    // The group whose members may use a sandbox's control API: its socket is then mode 0660
+    // and its directory 0710, both of that group; nullopt: root only (0600, 0700).
+    std::optional<std::uint32_t> api_socket_gid;
     bool operator==(const Policy&) const = default;
 };
 

@@ -399,6 +399,9 @@ Result<Policy> parse_policy(std::string_view json_text) {
     if (const json* e = top.get("digests")) STOCKADE_TRY_VOID(read_digests(*e, p));
     if (const json* e = top.get("seccomp")) STOCKADE_TRY_VOID(read_seccomp(*e, p));
     if (const json* e = top.get("vfio_devices")) STOCKADE_TRY_VOID(read_vfio_devices(*e, p));
+    if (const json* e = top.get("api_socket_gid"))
+        p.api_socket_gid = static_cast<std::uint32_t>(
+            STOCKADE_TRY(detail::read_uint(*e, "/api_socket_gid", 0, kMaxId)));
     STOCKADE_TRY_VOID(top.finish());
 
     // Cross-field rules.

@@ -12,7 +12,8 @@
 
 namespace stockade {
 
-Result<ApiSocket> ApiSocket::create(std::string_view sandbox_id, std::string_view root) {
+Result<ApiSocket> ApiSocket::create(std::string_view sandbox_id, std::string_view root,
+                                    std::optional<std::uint32_t> group) {
     const std::string root_dir(root);
     if (::mkdir(root_dir.c_str(), 0711) != 0 && errno != EEXIST)
         return fail_sys(fmt::format("creating {}", root_dir));
@@ -37,7 +38,17 @@ Result<ApiSocket> ApiSocket::create(std::string_view sandbox_id, std::string_vie
     if (!s.listener_) return fail_sys("control API socket");
     if (::bind(s.listener_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
         return fail_sys(fmt::format("binding {}", s.path_));
-    if (::chmod(s.path_.c_str(), 0600) != 0) return fail_sys(fmt::format("chmod {}", s.path_));
+    if (group) {
+        // Group members reach the socket through the directory (search only: they cannot
+        // list it or read the state and logs, which stay 0600).
+        if (::chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0 ||
+            ::chmod(dir.c_str(), 0710) != 0)
+            return fail_sys(fmt::format("giving {} to group {}", dir, *group));
+        if (::chown(s.path_.c_str(), static_cast<uid_t>(-1), *group) != 0)
+            return fail_sys(fmt::format("giving {} to group {}", s.path_, *group));
+    }
+    if (::chmod(s.path_.c_str(), group ? 0660 : 0600) != 0)
+        return fail_sys(fmt::format("chmod {}", s.path_));
     if (::listen(s.listener_.get(), 16) != 0)
         return fail_sys(fmt::format("listening on {}", s.path_));
     return s;

@@ -5,6 +5,8 @@
 // descriptor and parses every request itself; the supervisor never reads from it. The socket
 // goes when the ApiSocket does, and the directory with it once it is empty (a detached
 // sandbox's state file and logs keep it until `stockade rm`).
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,8 +19,11 @@ inline constexpr std::string_view kStateRoot = "/run/stockade";
 
 class ApiSocket {
   public:
+    // `group`: the socket 0660 and the directory 0710, both of that group (the policy's
+    // api_socket_gid); nullopt: 0600 and 0700, root's alone.
     [[nodiscard]] static Result<ApiSocket> create(std::string_view sandbox_id,
-                                                  std::string_view root = kStateRoot);
+                                                  std::string_view root = kStateRoot,
+                                                  std::optional<std::uint32_t> group = {});
     ApiSocket(ApiSocket&& o) noexcept;
     ApiSocket& operator=(ApiSocket&&) = delete;
     ~ApiSocket();

@@ -217,7 +217,8 @@ Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
     std::optional<StateKeeper> state;  // after `api`: it must go first, emptying the directory
     StatusPipe status;
     if (::geteuid() == 0) {
-        api.emplace(STOCKADE_TRY(ApiSocket::create(supervisor.id)));
+        api.emplace(STOCKADE_TRY(
+            ApiSocket::create(supervisor.id, kStateRoot, supervisor.policy.api_socket_gid)));
         sandbox.api_listener = api->take_listener();
         state.emplace(state_dir(supervisor.id), first_record(spec, supervisor.id));
         state->save();

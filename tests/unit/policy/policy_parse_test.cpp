@@ -108,6 +108,16 @@ TEST(policy_defaults, AreSecure) {
     EXPECT_EQ(d.cgroup.memory_swap_max, 0u);
     EXPECT_TRUE(d.cgroup.pids_max);
     EXPECT_TRUE(d.vfio_devices.empty()) << "no host device may be passed through unless listed";
+    EXPECT_FALSE(d.api_socket_gid) << "the control API is root's unless a group is named";
+}
+
+TEST(policy_api_socket_gid, IsAGroupIdThatRoundTrips) {
+    auto p = parse_policy(R"({"version": 1, "api_socket_gid": 1001})");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->api_socket_gid, 1001u);
+    auto again = parse_policy(to_json(*p).dump());
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(*again, *p);
 }
 
 TEST(policy_vfio_devices, AreCanonicalSortedAndRoundTrip) {
@@ -239,6 +249,8 @@ const BadCase kBadCases[] = {
     {"digest unknown artefact", R"({"version": 1, "digests": {"bios": "x"}})", "/digests/bios", "unknown key"},
     {"seccomp mode unknown", R"({"version": 1, "seccomp": {"mode": "trap"}})", "/seccomp/mode", "\"kill\" or \"log\""},
     {"seccomp mode bool", R"({"version": 1, "seccomp": {"mode": false}})", "/seccomp/mode", "expected a string, got false"},
+    {"api socket gid negative", R"({"version": 1, "api_socket_gid": -1})", "/api_socket_gid", ""},
+    {"api socket gid name", R"({"version": 1, "api_socket_gid": "wheel"})", "/api_socket_gid", ""},
     {"vfio devices not a list", R"({"version": 1, "vfio_devices": "0000:01:00.0"})", "/vfio_devices", "a list of PCI addresses"},
     {"vfio device not a string", R"({"version": 1, "vfio_devices": [1]})", "/vfio_devices/0", "expected a string"},
     {"vfio device not an address", R"({"version": 1, "vfio_devices": ["0000:01:00.0", "eth0"]})", "/vfio_devices/1", "'eth0'"},

@@ -308,6 +308,22 @@ std::string talk(const std::string& path, const std::string& request,
     return out;
 }
 
+TEST(ApiSocket, APolicyGroupMayUseTheSocketButNotReadTheDirectory) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::string root = (dir.path / "run").string();
+    const gid_t group = ::getgid();  // one this process may give its files to
+    auto sock = ApiSocket::create("sb-g", root, group);
+    ASSERT_TRUE(sock) << sock.error().message;
+    struct stat st {};
+    ASSERT_EQ(::stat((root + "/sb-g").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0710u);
+    EXPECT_EQ(st.st_gid, group);
+    ASSERT_EQ(::stat(sock->path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_gid, group);
+}
+
 TEST(ApiServer, ServesOnTheSupervisorsSocketAndLeavesNothingBehind) {
     test::TempDir dir;
     ASSERT_FALSE(dir.path.empty());
