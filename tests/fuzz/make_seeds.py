@@ -182,5 +182,13 @@ write('fuzz_api_request/pause_split',
       b'PATCH /vm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Le'
       b'\xff\x00ngth: 19\r\n\r\n{"state": "Paused"}GET /metrics HTTP/1.1\r\n\r\n')
 write('fuzz_api_request/actions', b'PUT /actions HTTP/1.1\r\nContent-Length: 31\r\nConnection: close\r\n\r\n{"action_type": "FlushMetrics"}')
+exec_body = b'{"cmd": ["sh", "-c", "echo hi"], "env": ["A=1"], "workdir": "/", "stdin": true}'
+write('fuzz_api_request/exec',
+      b'PUT /exec HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(exec_body) + exec_body)
+# fuzz_exec_frames: an exec's reply body as the sandbox sends it (runner/api/exec_stream.hpp).
+def frame(kind, payload):
+    return bytes([kind, 0, 0, 0]) + struct.pack('>I', len(payload)) + payload
+write('fuzz_exec_frames/session', frame(1, b'hello\n') + frame(2, b'oops\n') + frame(1, b'') +
+      frame(3, struct.pack('>I', 7)))
 # What the fuzzer found first: invalid UTF-8 in the path reached a fault message's JSON.
 write('fuzz_api_request/invalid_utf8_path', b'GET /\x9c\xff HTTP/1.1\r\nHost: x\r\n\r\n')
