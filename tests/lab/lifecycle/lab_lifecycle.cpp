@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -177,8 +179,11 @@ TEST(Lifecycle, AnEndedWorkloadStaysListedWithItsStatusUntilRm) {
 }
 
 TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
+    // With a network: its tap is the supervisor's to remove too.
     const std::string id = "lab-life-kill";
-    start_detached(id, {"sleep", "300"});
+    const std::string tap = "stk-lk9";
+    auto started = stockade({"run", "-d", "--id", id, "--net", "tap=" + tap, "--", "sleep", "300"});
+    ASSERT_EQ(started.status, 0) << started.describe();
     const json s = listed(id);
     ASSERT_TRUE(s.is_object());
     ASSERT_EQ(s["state"], "running");
@@ -198,11 +203,13 @@ TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
     EXPECT_TRUE(after["exit_status"].is_null()) << after.dump();
     EXPECT_TRUE(exists(leaf)) << "nothing was left to clean up: the test proves nothing";
     EXPECT_TRUE(exists(jail));
+    EXPECT_TRUE(exists("/sys/class/net/" + tap));
 
     auto rm = stockade({"rm", id});
     EXPECT_EQ(rm.status, 0) << rm.describe();
     EXPECT_FALSE(exists(leaf)) << leaf;
     EXPECT_FALSE(exists(jail)) << jail;
+    EXPECT_FALSE(exists("/sys/class/net/" + tap)) << "rm left the tap";
     EXPECT_FALSE(exists(dir_of(id)));
 }
 
@@ -274,6 +281,49 @@ TEST(Lifecycle, StopAsksTheGuestThenStopsTheVmAfterItsTime) {
         EXPECT_EQ(stockade({"rm", id}).status, 0);
         EXPECT_FALSE(exists(dir_of(id)));
     }
+}
+
+TEST(Lifecycle, ASandboxProcessKilledWithSigkillIsCleanedUpByItsSupervisor) {
+    const std::string id = "lab-life-kill-vmm";
+    start_detached(id, {"sleep", "300"});
+    const json s = listed(id);
+    ASSERT_TRUE(s.is_object());
+    const std::string leaf = s["host"]["cgroup_leaf"].get<std::string>();
+    ASSERT_EQ(::kill(s["sandbox_pid"].get<pid_t>(), SIGKILL), 0);
+    json after;
+    EXPECT_TRUE(eventually([&] {
+        after = listed(id);
+        return after.is_object() && after["state"] == "stopped";
+    }));
+    EXPECT_EQ(after["exit_status"], 125) << after.dump();
+    EXPECT_FALSE(exists(leaf)) << "the supervisor left the cgroup leaf";
+    auto logs = stockade({"logs", id});
+    EXPECT_EQ(logs.status, 0);
+    EXPECT_EQ(stockade({"rm", id}).status, 0);
+    EXPECT_FALSE(exists(dir_of(id)));
+}
+
+TEST(Lifecycle, APolicyGroupMayDriveTheApiAndNobodyElseMay) {
+    const std::string id = "lab-life-group";
+    const std::string policy = "/tmp/lab-life-group-policy.json";
+    { std::ofstream(policy) << R"({"version": 1, "api_socket_gid": 4242})"; }
+    auto started = stockade({"run", "-d", "--policy", policy, "--id", id, "--", "sleep", "300"});
+    ASSERT_EQ(started.status, 0) << started.describe();
+    auto as = [&](const char* gid) {
+        return lab::run_process({"/usr/bin/setpriv", "--reuid=65534", std::string("--regid=") + gid,
+                                 "--clear-groups", "/usr/bin/curl", "-s", "-o", "/dev/null", "-w",
+                                 "%{http_code}", "--unix-socket", dir_of(id) + "/api.sock",
+                                 "http://localhost/"});
+    };
+    auto member = as("4242");
+    EXPECT_EQ(member.out, "200") << member.describe();
+    auto stranger = as("4243");
+    EXPECT_NE(stranger.out, "200") << stranger.describe();
+    auto state = lab::run_process({"/usr/bin/setpriv", "--reuid=65534", "--regid=4242",
+                                   "--clear-groups", "/bin/cat", dir_of(id) + "/state.json"});
+    EXPECT_NE(state.status, 0) << "a group member read the state file";
+    EXPECT_EQ(stockade({"rm", "-f", id}).status, 0);
+    std::remove(policy.c_str());
 }
 
 }  // namespace
