@@ -27,6 +27,8 @@ constexpr std::size_t kMaxUnidentified = 16;
 constexpr std::size_t kMaxExecs = 16;
 // Bytes waiting for an exec's client before its output is no longer read.
 constexpr std::size_t kClientBacklog = 64u << 10;
+// Control messages not yet taken by a guest that stopped reading them: more are refused.
+constexpr std::size_t kMaxControlBacklog = 1u << 20;
 // Connections taken per wake-up, so a guest that keeps connecting cannot hold the thread.
 constexpr int kAcceptsPerRound = 16;
 
@@ -109,7 +111,8 @@ struct StdioRelay::State {
     std::string control_out;
     std::vector<std::unique_ptr<Exec>> execs;
     std::atomic<std::size_t> execs_running{0};
-    std::uint32_t next_exec_id = 1;  // under mu
+    std::atomic<std::size_t> control_backlog{0};  // control_out's size, for other threads
+    std::uint32_t next_exec_id = 1;               // under mu
     // Handed over by other threads, taken when the thread wakes.
     std::mutex mu;
     std::string queued_control;
@@ -574,6 +577,7 @@ void StdioRelay::State::run() {
             check_exec(*e);
         std::erase_if(execs, [](const std::unique_ptr<Exec>& e) { return e->gone; });
         execs_running = execs.size();
+        control_backlog = control_out.size();
         check_done();
     }
 }
@@ -611,6 +615,8 @@ Result<> StdioRelay::send_control(const guest_control::Message& m) {
     if (!state_->control_up) return fail("stockade-init's control stream is not connected");
     {
         std::lock_guard lock(state_->mu);
+        if (state_->control_backlog + state_->queued_control.size() > kMaxControlBacklog)
+            return fail("the guest's init is not taking requests (1 MiB of them wait)");
         state_->queued_control += guest_control::encode(m);
     }
     const std::uint64_t one = 1;
@@ -629,6 +635,8 @@ Result<> StdioRelay::start_exec(guest_control::ExecRequest request, UniqueFd& cl
         std::lock_guard lock(state_->mu);
         if (state_->execs_running + state_->queued_execs.size() >= kMaxExecs)
             return fail("{} execs are running: wait for one to end", kMaxExecs);
+        if (state_->control_backlog + state_->queued_control.size() > kMaxControlBacklog)
+            return fail("the guest's init is not taking requests (1 MiB of them wait)");
         e->client = std::move(client);
         request.id = e->id = state_->next_exec_id++;
         state_->queued_control +=

@@ -179,7 +179,7 @@ TEST(Lifecycle, AnEndedWorkloadStaysListedWithItsStatusUntilRm) {
 }
 
 TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
-    // With a network: its tap is the supervisor's to remove too.
+    // With a network: its tap is not persistent, so it goes with the last process holding it.
     const std::string id = "lab-life-kill";
     const std::string tap = "stk-lk9";
     auto started = stockade({"run", "-d", "--id", id, "--net", "tap=" + tap, "--", "sleep", "300"});
@@ -192,6 +192,7 @@ TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
     const std::string leaf = s["host"]["cgroup_leaf"].get<std::string>();
     const std::string jail = s["host"]["jail_root"].get<std::string>();
 
+    EXPECT_TRUE(exists("/sys/class/net/" + tap));
     ASSERT_EQ(::kill(supervisor, SIGKILL), 0);
     // The sandbox process dies with its supervisor (PR_SET_PDEATHSIG).
     EXPECT_TRUE(eventually([&] { return process_gone(sandbox); }, 30s));
@@ -203,13 +204,13 @@ TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
     EXPECT_TRUE(after["exit_status"].is_null()) << after.dump();
     EXPECT_TRUE(exists(leaf)) << "nothing was left to clean up: the test proves nothing";
     EXPECT_TRUE(exists(jail));
-    EXPECT_TRUE(exists("/sys/class/net/" + tap));
 
     auto rm = stockade({"rm", id});
     EXPECT_EQ(rm.status, 0) << rm.describe();
     EXPECT_FALSE(exists(leaf)) << leaf;
     EXPECT_FALSE(exists(jail)) << jail;
-    EXPECT_FALSE(exists("/sys/class/net/" + tap)) << "rm left the tap";
+    EXPECT_FALSE(exists("/sys/class/net/" + tap)) << "the tap outlived its sandbox";
+    EXPECT_FALSE(exists("/run/stockade/net/" + id + ".json")) << "its network record outlived it";
     EXPECT_FALSE(exists(dir_of(id)));
 }
 
