@@ -141,6 +141,15 @@ Result<> Net::start_vhost(const ActivateContext& ctx) {
     return {};
 }
 
+void Net::hold(bool held) {
+    std::lock_guard lock(vhost_mu_);
+    if (!vhost_running_ || !backend_.vhost) return;
+    // Without a backend the worker leaves the rings alone; the tap keeps what arrives.
+    for (std::uint16_t q : {kNetRxQueue, kNetTxQueue})
+        if (auto r = backend_.vhost->net_set_backend(q, held ? -1 : backend_.tap.get()); !r)
+            log::warn("{}", r.error().message);
+}
+
 void Net::stop_vhost() {
     std::lock_guard lock(vhost_mu_);
     if (!vhost_running_ || !backend_.vhost) return;

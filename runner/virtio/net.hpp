@@ -66,6 +66,7 @@ class Net : public QueueDevice {
     void config_read(std::uint64_t offset, std::span<std::uint8_t> out) override;
     Result<> activate(const ActivateContext& context) override;
     void reset() override;
+    void hold(bool held) override;
 
     [[nodiscard]] bool uses_vhost() const { return backend_.vhost.has_value(); }
     // The TUN_F_* offloads the tap was last told to use.

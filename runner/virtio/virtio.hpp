@@ -67,6 +67,11 @@ class VirtioDevice {
     [[nodiscard]] virtual Result<> activate(const ActivateContext& context) = 0;
     // The driver wrote 0 to the status (or the device is being torn down).
     virtual void reset() = 0;
+    // Pause: while held, nothing on the host's side (a vhost worker) touches the device's
+    // rings or guest memory; released, it carries on. Called on the event-loop thread while
+    // every vCPU is parked (so never beside activate or reset). Userspace queues need
+    // nothing here: the event loop holds the descriptors that drive them.
+    virtual void hold(bool /*held*/) {}
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.
     [[nodiscard]] virtual std::string stats() { return {}; }
     // PCI class code (base class, subclass, interface) its transport reports.

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "base/log.hpp"
 #include "runner/virtio/vhost_rings.hpp"
 
 namespace stockade::virtio {
@@ -47,6 +48,13 @@ Result<> Vsock::activate(const ActivateContext& ctx) {
     lock.unlock();
     if (!started) stop();
     return started;
+}
+
+void Vsock::hold(bool held) {
+    std::lock_guard lock(mu_);
+    // Stopped, vhost-vsock keeps its connections and what waits to be sent to the guest.
+    if (running_)
+        if (auto r = vhost_.vsock_set_running(!held); !r) log::warn("{}", r.error().message);
 }
 
 void Vsock::reset() {

@@ -32,6 +32,7 @@ class Vsock : public VirtioDevice {
     void config_read(std::uint64_t offset, std::span<std::uint8_t> out) override;
     Result<> activate(const ActivateContext& context) override;
     void reset() override;
+    void hold(bool held) override;
 
   private:
     Vsock(vhost::VhostDevice vhost, std::uint64_t cid, std::uint64_t offered)

@@ -23,6 +23,7 @@ Result<> EventLoop::add(int fd, std::uint32_t events, Handler handler) {
 
 void EventLoop::remove(int fd) {
     std::lock_guard lock(mu_);
+    watched_.erase(fd);
     if (handlers_.erase(fd) != 0) ::epoll_ctl(ep_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
@@ -32,7 +33,29 @@ bool EventLoop::watching(int fd) const {
 }
 
 Result<> EventLoop::watch(int fd, std::function<void()> on_readable) {
-    return add(fd, EPOLLIN, [cb = std::move(on_readable)](std::uint32_t) { cb(); });
+    bool held = false;
+    {
+        std::lock_guard lock(mu_);
+        held = held_;
+    }
+    STOCKADE_TRY_VOID(add(fd, held ? 0u : std::uint32_t{EPOLLIN},
+                          [cb = std::move(on_readable)](std::uint32_t) { cb(); }));
+    std::lock_guard lock(mu_);
+    watched_.insert(fd);
+    return {};
+}
+
+Result<> EventLoop::hold_watched(bool held) {
+    std::lock_guard lock(mu_);
+    held_ = held;
+    for (int fd : watched_) {
+        epoll_event ev{};
+        ev.events = held ? 0u : std::uint32_t{EPOLLIN};
+        ev.data.fd = fd;
+        if (::epoll_ctl(ep_.get(), EPOLL_CTL_MOD, fd, &ev) != 0)
+            return fail_sys(fmt::format("epoll_ctl mod fd {}", fd));
+    }
+    return {};
 }
 
 Result<> EventLoop::run_once(int timeout_ms) {
@@ -48,7 +71,9 @@ Result<> EventLoop::run_once(int timeout_ms) {
             std::lock_guard lock(mu_);
             auto it = handlers_.find(events[i].data.fd);
             if (it == handlers_.end()) continue;  // removed meanwhile
-            h = it->second;                       // a handler may remove itself
+            // Held after this wait returned: a device's event waits for the release.
+            if (held_ && watched_.contains(events[i].data.fd)) continue;
+            h = it->second;  // a handler may remove itself
         }
         h(events[i].events);
     }

@@ -272,6 +272,11 @@ Result<> Machine::pause() {
     return {};
 }
 
+void Machine::hold_devices(bool held) {
+    for (auto& t : transports_)
+        t->device().hold(held);
+}
+
 Result<> Machine::resume() {
     std::unique_lock lock(pause_mu_);
     if (!pause_requested_) return {};

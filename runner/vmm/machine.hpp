@@ -88,6 +88,8 @@ class Machine {
     [[nodiscard]] Result<> pause();
     [[nodiscard]] Result<> resume();
     [[nodiscard]] bool paused() const { return pause_requested_.load(); }
+    // Every virtio device's host side held or released (VirtioDevice::hold); while paused.
+    void hold_devices(bool held);
 
     [[nodiscard]] Serial& serial() { return *serial_; }
     [[nodiscard]] const GuestMemory& memory() const { return memory_; }

@@ -16,6 +16,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <future>
 
 #include "base/io.hpp"
 #include "base/log.hpp"
@@ -119,16 +120,8 @@ class Sandbox final : public api::ApiController {
     std::string id() const override { return res_.id; }
     std::string version() const override { return STOCKADE_VERSION; }
     bool paused() const override { return machine_->paused(); }
-    Result<> pause() override {
-        STOCKADE_TRY_VOID(machine_->pause());
-        tell_supervisor(SandboxStatus::paused);
-        return {};
-    }
-    Result<> resume() override {
-        STOCKADE_TRY_VOID(machine_->resume());
-        tell_supervisor(SandboxStatus::resumed);
-        return {};
-    }
+    Result<> pause() override;
+    Result<> resume() override;
     nlohmann::json machine_config() const override;
     nlohmann::json vm_config() const override;
     nlohmann::json metrics() const override;
@@ -140,6 +133,10 @@ class Sandbox final : public api::ApiController {
                   std::string client_input) override;
 
   private:
+    // Runs `task` on the event-loop thread (whose filter allows what holding the devices
+    // needs) and waits for it; fails when the loop does not get to it (the run is ending).
+    [[nodiscard]] Result<> on_loop(std::function<Result<>()> task);
+    void run_loop_tasks();
     // The relay, when stockade-init's control stream is there to ask.
     [[nodiscard]] Result<StdioRelay*> control_stream() const;
     // One byte to the supervisor (runner/vmm/sandbox_status.hpp); never blocks.
@@ -163,6 +160,8 @@ class Sandbox final : public api::ApiController {
     // The workload runs (false only for a sandbox made with `create`, until start).
     std::atomic<bool> started_{!res_.spec.wait_for_start};
     std::mutex start_mu_;  // one start at a time
+    std::mutex tasks_mu_;
+    std::vector<std::function<void()>> loop_tasks_;
     ConsoleTail console_;
     std::unique_ptr<Machine> machine_;
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
@@ -283,8 +282,10 @@ Result<> Sandbox::start_stdio_relay() {
 }
 
 Result<> Sandbox::watch_control_and_signals() {
-    STOCKADE_TRY_VOID(
-        loop_.add(control_.event_fd(), EPOLLIN, [this](std::uint32_t) { control_.drain(); }));
+    STOCKADE_TRY_VOID(loop_.add(control_.event_fd(), EPOLLIN, [this](std::uint32_t) {
+        control_.drain();
+        run_loop_tasks();
+    }));
     return loop_.add(sigfd_.get(), EPOLLIN, [this](std::uint32_t) {
         signalfd_siginfo si{};
         while (::read(sigfd_.get(), &si, sizeof si) == sizeof si)
@@ -326,6 +327,57 @@ void Sandbox::tell_supervisor(SandboxStatus s) const {
     const char c = static_cast<char>(s);
     (void)!::write(res_.status_pipe.get(), &c, 1);  // non-blocking; a full pipe loses nothing
                                                     // that matters more than the run
+}
+
+Result<> Sandbox::on_loop(std::function<Result<>()> task) {
+    auto done = std::make_shared<std::promise<Result<>>>();
+    auto result = done->get_future();
+    {
+        std::lock_guard lock(tasks_mu_);
+        loop_tasks_.push_back([done, task = std::move(task)] { done->set_value(task()); });
+    }
+    control_.wake();
+    if (result.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+        return fail("the sandbox is stopping");
+    return result.get();
+}
+
+void Sandbox::run_loop_tasks() {
+    std::vector<std::function<void()>> tasks;
+    {
+        std::lock_guard lock(tasks_mu_);
+        tasks.swap(loop_tasks_);
+    }
+    for (auto& t : tasks)
+        t();
+}
+
+// Paused: the vCPUs parked, then the devices' host side held (vhost workers detached, the
+// userspace queues' descriptors not served), so nothing changes guest memory until resume.
+Result<> Sandbox::pause() {
+    STOCKADE_TRY_VOID(machine_->pause());
+    auto held = on_loop([this]() -> Result<> {
+        STOCKADE_TRY_VOID(loop_.hold_watched(true));
+        machine_->hold_devices(true);
+        return {};
+    });
+    if (!held) {
+        (void)machine_->resume();
+        return held;
+    }
+    tell_supervisor(SandboxStatus::paused);
+    return {};
+}
+
+Result<> Sandbox::resume() {
+    if (!machine_->paused()) return {};
+    STOCKADE_TRY_VOID(on_loop([this]() -> Result<> {
+        machine_->hold_devices(false);
+        return loop_.hold_watched(false);
+    }));
+    STOCKADE_TRY_VOID(machine_->resume());
+    tell_supervisor(SandboxStatus::resumed);
+    return {};
 }
 
 Result<StdioRelay*> Sandbox::control_stream() const {
