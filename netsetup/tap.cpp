@@ -29,8 +29,12 @@ Result<UniqueFd> open_queue(std::string_view name, short flags, std::string_view
     if (::ioctl(fd->get(), TUNSETIFF, &ifr) != 0) {
         int err = errno;
         auto e = sys_error(fmt::format("{}: TUNSETIFF", what), err);
+        const bool creating = (flags & IFF_TUN_EXCL) != 0;
         if (err == EPERM) e.message += " (need CAP_NET_ADMIN, or be the tap's owner)";
-        if (err == EBUSY) e.message += " (an interface of that name exists already)";
+        if (err == EBUSY)
+            e.message += creating ? " (an interface of that name exists already)"
+                                  : " (in use: another process has it open)";
+        if (err == EINVAL && !creating) e.message += " (not a tap, or a multi-queue one)";
         return std::unexpected(std::move(e));
     }
     return std::move(*fd);
@@ -77,6 +81,11 @@ Result<std::vector<UniqueFd>> attach_tap(std::string_view name, unsigned queues)
     for (unsigned q = 0; q < queues; ++q)
         fds.push_back(STOCKADE_TRY(open_queue(name, tap_flags(queues),
                                               fmt::format("opening queue {} of tap {}", q, name))));
+    // The header size belongs to the device: a tap made elsewhere (ip tuntap) has the
+    // kernel's 10 bytes, one made by create_tap already has these 12.
+    int hdr = kVnetHdrSize;
+    if (::ioctl(fds.front().get(), TUNSETVNETHDRSZ, &hdr) != 0)
+        return fail_sys(fmt::format("TUNSETVNETHDRSZ {} on tap {}", hdr, name));
     return fds;
 }
 

@@ -30,8 +30,9 @@ struct TapConfig {
 // The tap is created down, with the kernel's random MAC; link.hpp sets MAC, MTU and up.
 [[nodiscard]] Result<std::vector<UniqueFd>> create_tap(const TapConfig& config);
 
-// Opens `queues` queues of an existing tap (a persistent one made by `stockade net up`),
-// with the same flags create_tap uses.
+// Opens `queues` queues of an existing tap (a persistent one made by `stockade net up`, or
+// the user's own for `stockade run --net tap=NAME`), with the flags and the vnet header
+// size create_tap uses. A name no interface has would make a new tap: check it first.
 [[nodiscard]] Result<std::vector<UniqueFd>> attach_tap(std::string_view name, unsigned queues);
 
 }  // namespace stockade::net

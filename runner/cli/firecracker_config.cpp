@@ -5,6 +5,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "netsetup/mac.hpp"
+#include "netsetup/names.hpp"
+
 namespace stockade {
 namespace {
 
@@ -135,6 +138,34 @@ Result<> drives(const json& v, std::vector<std::string>& args) {
     return {};
 }
 
+// Checked here, not only by --net, so that the message names the JSON path and no ',' in
+// a value adds options to the --net spec.
+Result<> network_interfaces(const json& v, std::vector<std::string>& args) {
+    if (!v.is_array()) return refuse("/network-interfaces", "expected a list");
+    if (v.size() > 1)
+        return refuse("/network-interfaces/1", "stockade gives a sandbox one network interface");
+    const std::string path = "/network-interfaces/0";
+    const json& n = v[0];
+    STOCKADE_TRY(object_at(
+        n, path, {"iface_id", "host_dev_name", "guest_mac", "rx_rate_limiter", "tx_rate_limiter"}));
+    STOCKADE_TRY(string_at(n, path, "iface_id", true));
+    const std::string tap = STOCKADE_TRY(string_at(n, path, "host_dev_name", true));
+    if (auto ok = net::validate_ifname(path + "/host_dev_name", tap); !ok)
+        return fail("config file: {}", ok.error().message);
+    if (tap.find(',') != std::string::npos)  // the kernel takes it, --net's syntax cannot
+        return refuse(path + "/host_dev_name", "'{}' contains ',', which --net cannot name", tap);
+    std::string spec = "tap=" + tap;
+    if (const auto mac = STOCKADE_TRY(string_at(n, path, "guest_mac", false)); !mac.empty()) {
+        if (auto ok = net::parse_sandbox_mac(mac); !ok)
+            return refuse(path + "/guest_mac", "{}", ok.error().message);
+        spec += ",mac=" + mac;
+    }
+    for (const char* key : {"rx_rate_limiter", "tx_rate_limiter"})
+        STOCKADE_TRY_VOID(only_null(n, path, key, "rate limiters are not supported"));
+    args.insert(args.end(), {"--net", spec});
+    return {};
+}
+
 Result<> entropy(const json& v, std::vector<std::string>& args) {
     STOCKADE_TRY(object_at(v, "/entropy", {"rate_limiter"}));
     STOCKADE_TRY_VOID(only_null(v, "/entropy", "rate_limiter", "rate limiters are not supported"));
@@ -159,8 +190,7 @@ Result<std::vector<std::string>> firecracker_config_args(std::string_view json_t
     if (const json* d = member(doc, "drives")) STOCKADE_TRY_VOID(drives(*d, args));
     if (const json* e = member(doc, "entropy")) STOCKADE_TRY_VOID(entropy(*e, args));
     if (const json* n = member(doc, "network-interfaces"); n != nullptr && !n->empty())
-        return refuse("/network-interfaces",
-                      "an existing tap (host_dev_name) is not supported yet; --net makes one");
+        STOCKADE_TRY_VOID(network_interfaces(*n, args));
     if (member(doc, "vsock") != nullptr)
         return refuse("/vsock",
                       "Firecracker's hybrid vsock over a Unix socket (uds_path) is not offered: "

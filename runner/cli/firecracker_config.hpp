@@ -16,8 +16,9 @@
 //                      only "Sync", cache_type "Unsafe" or "Writeback" (flushes always reach
 //                      the disk)
 //   entropy            -> --rng (rate_limiter only null)
-//   network-interfaces refused: an existing tap (host_dev_name) is not supported yet (--net
-//                      makes one)
+//   network-interfaces at most one: host_dev_name, guest_mac -> --net tap=NAME,mac=MAC (the
+//                      existing tap, left as it is); iface_id required, otherwise unused;
+//                      rx_rate_limiter and tx_rate_limiter only null
 //   vsock              refused: Firecracker's hybrid vsock over a Unix socket (uds_path) is
 //                      not offered; stockade's vsock carries the workload's stdio
 //   metrics            metrics_path -> --metrics-path

@@ -5,14 +5,20 @@
 #include <linux/if_tun.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <charconv>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "base/io.hpp"
 #include "base/log.hpp"
 #include "base/uapi.hpp"
+#include "netsetup/link.hpp"
+#include "netsetup/netlink.hpp"
 #include "netsetup/spec.hpp"
+#include "netsetup/tap.hpp"
 #include "runner/registry/vhost_rules.hpp"
 #include "runner/virtio/net.hpp"
 #include "vhost/vhost.hpp"
@@ -21,6 +27,36 @@ namespace stockade {
 namespace {
 
 constexpr const char* kVhostNetDevice = "/dev/vhost-net";
+
+// tap=NAME attaches to a tap that is its owner's, host side and all: of netsetup's keys only
+// the guest's MAC goes with it. The others make or change the host side, each refused with
+// its reason (a key not listed, such as one netsetup learns later, is refused too).
+constexpr std::string_view kExistingTapKeys[] = {"tap", "mac"};
+constexpr std::pair<std::string_view, std::string_view> kHostSideKeys[] = {
+    {"id", "names the record of a network stockade makes"},
+    {"bridge", "puts the tap on a bridge"},
+    {"vlan", "sets the VLANs of the tap's bridge port"},
+    {"trunk", "sets the VLANs of the tap's bridge port"},
+    {"uplink", "adds an interface to the tap's bridge"},
+    {"isolated", "isolates the tap's bridge port"},
+    {"mtu", "sets the tap's MTU (the guest is given the tap's own)"},
+    {"queues", "multi-queue is chosen when a tap is made"},
+    {"filter", "puts a MAC filter (tc rules) on the tap"},
+    {"owner", "changes who may open the tap"},
+};
+
+Result<> check_existing_tap_keys(const std::vector<std::string_view>& keys) {
+    for (std::string_view key : keys) {
+        if (key.empty() || std::ranges::find(kExistingTapKeys, key) != std::end(kExistingTapKeys))
+            continue;  // an empty field is netsetup's to report
+        for (const auto& [host_key, why] : kHostSideKeys)
+            if (key == host_key)
+                return fail("--net: {}: {}, and tap=NAME leaves an existing tap as it is", key,
+                            why);
+        return fail("--net: {}: not an option with tap=NAME (tap, mac, vhost, addr)", key);
+    }
+    return {};
+}
 
 bool valid_ipv4_prefix(std::string_view text) {
     const auto slash = text.find('/');
@@ -47,11 +83,34 @@ Result<UniqueFd> open_vhost_net(VhostMode mode) {
     return UniqueFd{};
 }
 
+// tap=NAME: a queue of the user's tap. TUNSETIFF on a name no interface has would make a
+// new tap, so the name must be a tun device first (one deleted between the two is replaced
+// by a non-persistent tap, gone with the sandbox). Attaching sets the flags and the vnet
+// header size; the offloads follow the guest's features, as on a fresh tap. The guest gets
+// the tap's MTU.
+Result<UniqueFd> attach_existing_tap(net::NetSpec& spec) {
+    auto nl = STOCKADE_TRY(net::Netlink::connect());
+    const auto link = STOCKADE_TRY(net::find_link(nl, spec.tap));
+    if (!link)
+        return fail(
+            "--net: tap {} does not exist: create it (ip tuntap add {} mode tap) or drop tap= "
+            "to let stockade make one",
+            spec.tap, spec.tap);
+    if (link->kind != "tun")
+        return fail("--net: {} is not a tap ({})", spec.tap,
+                    link->kind.empty() ? "a device" : fmt::format("kind {}", link->kind));
+    auto fds = net::attach_tap(spec.tap, 1);
+    if (!fds) return std::unexpected(std::move(fds).error().context("--net"));
+    spec.mtu = link->mtu;
+    return std::move(fds->front());
+}
+
 }  // namespace
 
 Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
     NetDeviceSpec out;
     bool vhost_seen = false, addr_seen = false;
+    std::vector<std::string_view> netsetup_keys;
     std::size_t pos = 0;
     while (!text.empty() && pos <= text.size()) {
         auto next = text.find(',', pos);
@@ -80,8 +139,11 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
         } else {
             if (!out.netsetup.empty()) out.netsetup += ',';
             out.netsetup += item;
+            netsetup_keys.push_back(item.substr(0, item.find('=')));
         }
     }
+    out.existing_tap = std::ranges::find(netsetup_keys, "tap") != netsetup_keys.end();
+    if (out.existing_tap) STOCKADE_TRY_VOID(check_existing_tap_keys(netsetup_keys));
     net::SpecDefaults defaults;
     defaults.id = "sandbox";
     auto checked = net::parse_net_spec(out.netsetup, defaults);
@@ -95,7 +157,9 @@ void NetKind::add_options(CLI::App& app, Options& options) {
                    "a virtio-net interface on a fresh tap: a `stockade net` spec (id defaults "
                    "to the sandbox id, e.g. bridge=br0,vlan=10) plus vhost=on|off (the "
                    "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
-                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init)")
+                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init); or on an "
+                   "existing tap, left as it is (no bridge, MAC filter or MTU from stockade): "
+                   "tap=NAME with only mac=, vhost= and addr=")
         ->each([&options](const std::string&) { options.given = true; });
 }
 
@@ -116,7 +180,11 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
     return std::optional<Handed>(std::move(h));
 }
 
-Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec&, ClaimContext&) {
+Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec& spec, ClaimContext&) {
+    if (spec->existing_tap) {
+        handed.tap = STOCKADE_TRY(attach_existing_tap(handed.spec));
+        return Host{};  // the user's tap: nothing to tear down, nothing for `stockade rm`
+    }
     net::NetOptions options;
     options.persistent = false;  // a per-run tap: gone with its last fd
     auto handle = net::NetworkHandle::open(handed.spec, options);

@@ -1,7 +1,7 @@
 #pragma once
 // virtio-net on a fresh tap: `--net SPEC` (runner/virtio/net.hpp is the device; netsetup/
 // makes the tap, bridge, VLAN and MAC filter, and the supervisor keeps its handle to tear
-// them down).
+// them down); or on the user's existing tap, `--net tap=NAME`, which stays as it is.
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,10 +14,12 @@ namespace stockade {
 // --net: everything but the runner's own keys is a netsetup spec (netsetup/README.md);
 // `vhost=on|off` picks the datapath (default: vhost-net when the host has /dev/vhost-net),
 // `addr=A.B.C.D/N` is the IPv4 address stockade-init gives the guest's interface (none: the
-// workload configures it).
+// workload configures it). `tap=NAME` names an existing tap to attach to: then only mac=
+// of netsetup's keys may be given.
 enum class VhostMode { automatic, on, off };
 struct NetDeviceSpec {
-    std::string netsetup;  // the spec handed to netsetup, runner keys removed
+    std::string netsetup;       // the spec handed to netsetup, runner keys removed
+    bool existing_tap = false;  // tap=NAME: netsetup only resolves the spec, makes nothing
     VhostMode vhost = VhostMode::automatic;
     std::string address;  // "A.B.C.D/N", or empty
     bool operator==(const NetDeviceSpec&) const = default;
@@ -41,7 +43,8 @@ struct NetKind {
         UniqueFd tap;       // after claim
         UniqueFd vhost;     // invalid: the userspace datapath
     };
-    using Host = std::optional<net::NetworkHandle>;  // tears the tap (and its filter) down
+    // Tears the tap (and its filter) down; none for an existing tap, which is the user's.
+    using Host = std::optional<net::NetworkHandle>;
 
     static void add_options(CLI::App& app, Options& options);
     [[nodiscard]] static Result<> apply(const Options& options, Spec& spec);

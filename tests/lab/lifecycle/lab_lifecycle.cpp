@@ -180,9 +180,10 @@ TEST(Lifecycle, AnEndedWorkloadStaysListedWithItsStatusUntilRm) {
 
 TEST(Lifecycle, RmRemovesWhatASupervisorKilledWithSigkillLeft) {
     // With a network: its tap is not persistent, so it goes with the last process holding it.
-    const std::string id = "lab-life-kill";
-    const std::string tap = "stk-lk9";
-    auto started = stockade({"run", "-d", "--id", id, "--net", "tap=" + tap, "--", "sleep", "300"});
+    const std::string id = "lk9";
+    const std::string tap = "stk-lk9";  // the fresh tap's name comes from the id
+    auto started =
+        stockade({"run", "-d", "--id", id, "--net", "addr=169.254.99.2/24", "--", "sleep", "300"});
     ASSERT_EQ(started.status, 0) << started.describe();
     const json s = listed(id);
     ASSERT_TRUE(s.is_object());

@@ -1,9 +1,11 @@
 // virtio-net in the lab: a sandbox with --net reaches the lab host over its tap, on a
 // VLAN-filtering bridge that the test makes and on which the host has a link-local address
 // in the sandbox's VLAN. Ping and iperf3 (guest to host), with vhost-net and with the
-// userspace datapath; nothing is left on the host afterwards.
+// userspace datapath; nothing is left on the host afterwards. And over a tap the test makes
+// itself (--net tap=NAME, Firecracker's network-interfaces), which stockade leaves alone.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <future>
 #include <regex>
 #include <string>
@@ -131,6 +133,89 @@ TEST_F(Net, ASpoofedMacIsDropped) {
                            "ping -c 2 -W 2 169.254.77.1; echo status=$?"});
     ASSERT_EQ(r.status, 0) << r.describe();
     EXPECT_NE(r.out.find("status=1"), std::string::npos) << r.out;
+}
+
+// --net tap=NAME: the user's own tap, which the host reaches directly (its address on the
+// tap, no bridge). stockade attaches to it and leaves it as it was: there after the run,
+// with its address, and no network record. A name that is no tap is refused, and nothing
+// is made in its place.
+class ExistingTap : public ::testing::Test {
+  protected:
+    static constexpr const char* kTap = "stk-ext0";
+    static constexpr const char* kTapHostAddr = "169.254.78.1";
+    static constexpr const char* kTapGuestAddr = "169.254.78.2/24";
+
+    void SetUp() override {
+        run_process({"/bin/sh", "-c", std::string("ip link del ") + kTap + " 2>/dev/null"});
+        sh(std::string("ip tuntap add ") + kTap + " mode tap && ip addr add " + kTapHostAddr +
+           "/24 dev " + kTap + " && ip link set " + kTap + " up");
+    }
+    void TearDown() override {
+        EXPECT_EQ(sh("ls /run/stockade/net 2>/dev/null | grep -v '^\\.' || true"), "");
+        sh(std::string("ip link del ") + kTap);
+    }
+
+    static void expect_still_there() {
+        EXPECT_NE(sh(std::string("ip -o -4 addr show dev ") + kTap).find(kTapHostAddr),
+                  std::string::npos)
+            << "the tap and its address are the user's";
+    }
+
+    static void expect_refused(const std::string& name, const std::string& says) {
+        auto r = run_stockade({"--net", "tap=" + name, "--", "true"});
+        EXPECT_EQ(r.status, 125) << r.describe();
+        EXPECT_NE(r.err.find(says), std::string::npos) << r.describe();
+    }
+};
+
+TEST_F(ExistingTap, PingTheHostOverTheUsersTapOnBothDatapaths) {
+    for (const std::string vhost : {"on", "off"}) {
+        auto r = run_stockade(
+            {"--net",
+             std::string("tap=") + kTap + ",mac=02:00:00:00:78:02,addr=" + kTapGuestAddr +
+                 ",vhost=" + vhost,
+             "--", "sh", "-c",
+             std::string("cat /sys/class/net/eth0/address && ping -c 1 -W 5 ") + kTapHostAddr});
+        ASSERT_EQ(r.status, 0) << "vhost=" << vhost << "\n" << r.describe();
+        EXPECT_NE(r.out.find("02:00:00:00:78:02"), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("1 packets transmitted, 1 packets received"), std::string::npos)
+            << r.out;
+        expect_still_there();
+    }
+}
+
+// Firecracker's network-interfaces: the same attachment (a config file has no guest
+// address, so the workload sets it, as a Firecracker guest would).
+TEST_F(ExistingTap, AFirecrackerConfigFileNamesTheTap) {
+    const std::string config = "/tmp/stockade-fc-net.json";
+    std::ofstream(config) << R"({"boot-source": {"kernel_image_path": ")" STOCKADE_TEST_VMLINUX
+                             R"(", "initrd_path": ")" STOCKADE_TEST_INITRD R"("},
+        "network-interfaces": [{"iface_id": "eth0", "host_dev_name": ")"
+                          << kTap << R"(", "guest_mac": "02:00:00:00:78:03"}]})";
+    auto r = run_stockade({"--config-file", config, "--", "sh", "-c",
+                           std::string("cat /sys/class/net/eth0/address && ip addr add "
+                                       "169.254.78.3/24 dev eth0 && ip link set eth0 up && "
+                                       "ping -c 1 -W 5 ") +
+                               kTapHostAddr});
+    ::unlink(config.c_str());
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_NE(r.out.find("02:00:00:00:78:03"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("1 packets transmitted, 1 packets received"), std::string::npos) << r.out;
+    expect_still_there();
+}
+
+TEST_F(ExistingTap, ATapThatDoesNotExistIsRefusedAndNotMade) {
+    expect_refused("stk-ext-none",
+                   "tap stk-ext-none does not exist: create it (ip tuntap add stk-ext-none mode "
+                   "tap) or drop tap= to let stockade make one");
+    EXPECT_NE(run_process({"/bin/sh", "-c", "ip link show stk-ext-none"}).status, 0)
+        << "TUNSETIFF would have made it";
+}
+
+TEST_F(ExistingTap, AnInterfaceThatIsNoTapIsRefused) {
+    sh("ip link add stk-ext-dummy type dummy");
+    expect_refused("stk-ext-dummy", "stk-ext-dummy is not a tap");
+    sh("ip link del stk-ext-dummy");
 }
 
 }  // namespace

@@ -47,6 +47,34 @@ TEST(FirecrackerConfig, TheExampleMeansTheseOptions) {
                   "/images/data.img,ro", "--rng", "--metrics-path", "/run/vm-metrics.json"}));
 }
 
+TEST(FirecrackerConfig, ANetworkInterfaceIsAnExistingTap) {
+    const std::string boot = R"("boot-source": {"kernel_image_path": "/k"})";
+    auto args = firecracker_config_args(
+        "{" + boot +
+        R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+              "guest_mac": "06:00:ac:10:00:02", "rx_rate_limiter": null}]})");
+    ASSERT_TRUE(args) << args.error().message;
+    EXPECT_EQ(*args, (std::vector<std::string>{"--kernel", "/k", "--net",
+                                               "tap=tap0,mac=06:00:ac:10:00:02"}));
+    auto no_mac = firecracker_config_args(
+        "{" + boot + R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]})");
+    ASSERT_TRUE(no_mac) << no_mac.error().message;
+    EXPECT_EQ(no_mac->back(), "tap=tap0");
+
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::string file = (dir.path / "vm.json").string();
+    std::ofstream(file) << "{" << boot
+                        << R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                              "guest_mac": "06:00:ac:10:00:02"}]})";
+    auto a = parse_run_args({"--config-file", file, "true"});
+    ASSERT_TRUE(a) << a.error().message;
+    const auto& net = a->spec.device<NetKind>();
+    ASSERT_TRUE(net.has_value());
+    EXPECT_TRUE(net->existing_tap);
+    EXPECT_EQ(net->netsetup, "tap=tap0,mac=06:00:ac:10:00:02");
+}
+
 TEST(FirecrackerConfig, RunReadsTheFileAndTheCommandLineOverridesIt) {
     test::TempDir dir;
     ASSERT_FALSE(dir.path.empty());
@@ -128,7 +156,18 @@ const Refusal kRefusals[] = {
     {"two roots", R"({)" BOOT R"(, "drives": [{"drive_id": "a", "path_on_host": "/a", "is_root_device": true}, {"drive_id": "b", "path_on_host": "/b", "is_root_device": true}]})", "/drives/1/is_root_device", "second root"},
     {"unknown drive field", R"({)" BOOT R"(, "drives": [{"drive_id": "a", "path_on_host": "/a", "x": 1}]})", "/drives/0/x", "unknown field"},
     {"entropy limiter", R"({)" BOOT R"(, "entropy": {"rate_limiter": {"bandwidth": {}}}})", "/entropy/rate_limiter", "rate limiters"},
-    {"existing tap", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]})", "/network-interfaces", "existing tap"},
+    {"interfaces not a list", R"({)" BOOT R"(, "network-interfaces": {"iface_id": "eth0"}})", "/network-interfaces", "expected a list"},
+    {"two interfaces", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}, {"iface_id": "eth1", "host_dev_name": "tap1"}]})", "/network-interfaces/1", "one network interface"},
+    {"interface without id", R"({)" BOOT R"(, "network-interfaces": [{"host_dev_name": "tap0"}]})", "/network-interfaces/0/iface_id", "missing"},
+    {"interface without tap", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0"}]})", "/network-interfaces/0/host_dev_name", "missing"},
+    {"tap name too long", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0123456789abc"}]})", "/network-interfaces/0/host_dev_name", "longer than"},
+    {"tap name with a slash", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "a/b"}]})", "/network-interfaces/0/host_dev_name", "'/'"},
+    {"tap name with a comma", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0,vhost=off"}]})", "/network-interfaces/0/host_dev_name", "','"},
+    {"bad guest mac", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac"}]})", "/network-interfaces/0/guest_mac", "not a MAC address"},
+    {"multicast guest mac", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "01:00:5e:00:00:01"}]})", "/network-interfaces/0/guest_mac", "multicast"},
+    {"rx rate limiter", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {}}]})", "/network-interfaces/0/rx_rate_limiter", "rate limiters"},
+    {"tx rate limiter", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "tx_rate_limiter": {}}]})", "/network-interfaces/0/tx_rate_limiter", "rate limiters"},
+    {"unknown interface field", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "allow_mmds_requests": true}]})", "/network-interfaces/0/allow_mmds_requests", "unknown field"},
     {"hybrid vsock", R"({)" BOOT R"(, "vsock": {"guest_cid": 3, "uds_path": "/v.sock"}})", "/vsock", "uds_path"},
     {"logger", R"({)" BOOT R"(, "logger": {"log_path": "/l"}})", "/logger", "log file"},
     {"metrics without a path", R"({)" BOOT R"(, "metrics": {}})", "/metrics/metrics_path", "missing"},

@@ -506,5 +506,45 @@ TEST(NetDeviceSpec, BadValuesNameTheirKey) {
     }
 }
 
+TEST(NetDeviceSpec, AnExistingTapTakesTheGuestSideKeys) {
+    auto s = parse_net_device_spec("tap=tap0,mac=02:11:22:33:44:55,vhost=off,addr=169.254.10.2/24");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_TRUE(s->existing_tap);
+    EXPECT_EQ(s->netsetup, "tap=tap0,mac=02:11:22:33:44:55");
+    EXPECT_EQ(s->vhost, VhostMode::off);
+    EXPECT_EQ(s->address, "169.254.10.2/24");
+    auto bare = parse_net_device_spec("tap=tap0");
+    ASSERT_TRUE(bare) << bare.error().message;
+    EXPECT_TRUE(bare->existing_tap);
+    EXPECT_FALSE(parse_net_device_spec("bridge=br0")->existing_tap);
+    EXPECT_FALSE(parse_net_device_spec("")->existing_tap);
+}
+
+// Everything that would make or change the host side is refused, naming the key.
+TEST(NetDeviceSpec, AnExistingTapRefusesHostSideKeysByName) {
+    for (const std::string item :
+         {"id=sb1", "bridge=br0", "vlan=10", "trunk=10", "uplink=eth0", "isolated=yes", "mtu=9000",
+          "queues=1", "filter=off", "owner=0", "colour=blue"}) {
+        const std::string text = "tap=tap0," + item;
+        auto r = parse_net_device_spec(text);
+        ASSERT_FALSE(r) << text;
+        const std::string key = item.substr(0, item.find('='));
+        EXPECT_NE(r.error().message.find("--net: " + key + ": "), std::string::npos)
+            << r.error().message;
+    }
+}
+
+TEST(NetDeviceSpec, AnExistingTapNeedsAnInterfaceName) {
+    for (const char* bad : {"tap=", "tap=1234567890123456", "tap=a/b", "tap=.", "tap=..", "tap=a b",
+                            "tap=tap%d", "tap=a,tap=b"}) {
+        auto r = parse_net_device_spec(bad);
+        ASSERT_FALSE(r) << bad;
+        EXPECT_NE(r.error().message.find("--net: tap: "), std::string::npos) << r.error().message;
+    }
+    auto mac = parse_net_device_spec("tap=tap0,mac=01:00:5e:00:00:01");
+    ASSERT_FALSE(mac);
+    EXPECT_NE(mac.error().message.find("--net: mac: "), std::string::npos) << mac.error().message;
+}
+
 }  // namespace
 }  // namespace stockade::virtio
