@@ -105,8 +105,10 @@ Result<int> relay_exec(int conn, std::string first, bool interactive) {
     }
 }
 
-int exec_command(std::span<const std::string> args) {
-    auto parsed = parse_exec_args(args);
+// A command line that was wrong (125, said why) or asked for --help (0, printed it): the exit
+// status; nullopt: go on.
+template <class Args>
+std::optional<int> finished_parsing(const Result<Args>& parsed) {
     if (!parsed) {
         log::error("{}", parsed.error().message);
         return 125;
@@ -115,6 +117,12 @@ int exec_command(std::span<const std::string> args) {
         std::fputs(parsed->help.c_str(), stdout);
         return 0;
     }
+    return std::nullopt;
+}
+
+int exec_command(std::span<const std::string> args) {
+    auto parsed = parse_exec_args(args);
+    if (auto done = finished_parsing(parsed)) return *done;
     const ExecArgs& a = *parsed;
     const nlohmann::json body{
         {"cmd", a.argv}, {"env", a.env}, {"workdir", a.workdir}, {"stdin", a.interactive}};
@@ -184,14 +192,7 @@ bool is_control_command(std::string_view command) {
 int control_cli(std::string_view command, std::span<const std::string> args) {
     if (command == "exec") return exec_command(args);
     auto parsed = parse_control_args(command, args);
-    if (!parsed) {
-        log::error("{}", parsed.error().message);
-        return 125;
-    }
-    if (!parsed->help.empty()) {
-        std::fputs(parsed->help.c_str(), stdout);
-        return 0;
-    }
+    if (auto done = finished_parsing(parsed)) return *done;
     const ControlArgs& a = *parsed;
     if (command == "kill") return call(a.id, "PUT", "/kill", {{"signal", a.signal}});
     if (command == "stop") return stop_command(a);
