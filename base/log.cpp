@@ -13,6 +13,7 @@ namespace {
 // Process-wide verbosity: written once at start-up, read by every thread.
 std::atomic<Level> g_level{Level::warn};
 std::atomic<Format> g_format{Format::text};
+std::atomic<int> g_fd{STDERR_FILENO};
 
 std::string utc_now() {
     timespec ts{};
@@ -29,6 +30,13 @@ void set_level(Level l) {
 }
 Level level() {
     return g_level.load(std::memory_order_relaxed);
+}
+
+void set_output(int fd) {
+    g_fd.store(fd, std::memory_order_relaxed);
+}
+int output_fd() {
+    return g_fd.load(std::memory_order_relaxed);
 }
 
 void set_format(Format f) {
@@ -50,7 +58,7 @@ std::string format_line(Level l, std::string_view message) {
 void write(Level l, std::string_view message) {
     const std::string line = format_line(l, message);
     // One write(2) per line so lines from different threads do not interleave.
-    (void)!::write(STDERR_FILENO, line.data(), line.size());
+    (void)!::write(output_fd(), line.data(), line.size());
 }
 
 }  // namespace stockade::log

@@ -18,6 +18,10 @@ enum class Format { text, json };
 void set_level(Level level);
 [[nodiscard]] Level level();
 void set_format(Format format);
+// Where lines go (default stderr): a log file the caller opened (--log-path). The descriptor
+// must stay open for the process's life; processes that close inherited descriptors keep it.
+void set_output(int fd);
+[[nodiscard]] int output_fd();
 void write(Level level, std::string_view message);
 // The line write() emits (without writing it), for tests.
 [[nodiscard]] std::string format_line(Level level, std::string_view message);

@@ -166,6 +166,40 @@ Result<> network_interfaces(const json& v, std::vector<std::string>& args) {
     return {};
 }
 
+// Firecracker's levels onto stockade's: Trace is Debug, and stockade's errors cannot be
+// turned off.
+Result<> logger(const json& v, std::vector<std::string>& args) {
+    const std::string path = "/logger";
+    STOCKADE_TRY(
+        object_at(v, path, {"log_path", "level", "show_level", "show_log_origin", "module"}));
+    if (const auto file = STOCKADE_TRY(string_at(v, path, "log_path", false)); !file.empty())
+        args.insert(args.end(), {"--log-path", file});
+    if (const auto level = STOCKADE_TRY(string_at(v, path, "level", false)); !level.empty()) {
+        std::string ours;
+        if (level == "Error")
+            ours = "error";
+        else if (level == "Warning" || level == "Warn")
+            ours = "warning";
+        else if (level == "Info")
+            ours = "info";
+        else if (level == "Debug" || level == "Trace")
+            ours = "debug";
+        else
+            return refuse(path + "/level",
+                          "expected Error, Warning, Info, Debug or Trace, got \"{}\" (stockade's "
+                          "errors cannot be turned off)",
+                          level);
+        args.insert(args.end(), {"--log-level", ours});
+    }
+    if (const json* show = member(v, "show_level");
+        show != nullptr && !show->is_null() &&
+        STOCKADE_TRY(bool_at(v, path, "show_level")) == false)
+        return refuse(path + "/show_level", "stockade's lines always name their level");
+    if (STOCKADE_TRY(bool_at(v, path, "show_log_origin")))
+        return refuse(path + "/show_log_origin", "stockade's lines do not name their source line");
+    return only_null(v, path, "module", "stockade has no per-module log filter");
+}
+
 Result<> entropy(const json& v, std::vector<std::string>& args) {
     STOCKADE_TRY(object_at(v, "/entropy", {"rate_limiter"}));
     STOCKADE_TRY_VOID(only_null(v, "/entropy", "rate_limiter", "rate limiters are not supported"));
@@ -195,8 +229,7 @@ Result<std::vector<std::string>> firecracker_config_args(std::string_view json_t
         return refuse("/vsock",
                       "Firecracker's hybrid vsock over a Unix socket (uds_path) is not offered: "
                       "stockade's vsock carries the workload's stdio");
-    if (member(doc, "logger") != nullptr)
-        return refuse("/logger", "a log file is not supported yet (stockade logs to stderr)");
+    if (const json* l = member(doc, "logger")) STOCKADE_TRY_VOID(logger(*l, args));
     if (const json* m = member(doc, "metrics")) {
         STOCKADE_TRY(object_at(*m, "/metrics", {"metrics_path"}));
         args.insert(args.end(), {"--metrics-path",

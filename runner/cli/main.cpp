@@ -1,4 +1,6 @@
 // stockade: run untrusted workloads in hardened KVM micro-VMs.
+#include <fcntl.h>
+
 #include <cstdio>
 #include <span>
 #include <string>
@@ -6,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "base/io.hpp"
 #include "base/log.hpp"
 #include "netsetup/cli.hpp"
 #include "policy/cli.hpp"
@@ -28,7 +31,23 @@ int run_command(const std::vector<std::string>& args, bool create) {
         std::fputs(parsed->help.c_str(), stdout);
         return 0;
     }
-    if (parsed->verbose) stockade::log::set_level(stockade::log::Level::debug);
+    using stockade::log::Level;
+    const std::string& level = parsed->log_level;
+    if (!level.empty())
+        stockade::log::set_level(level == "error"     ? Level::error
+                                 : level == "warning" ? Level::warn
+                                 : level == "info"    ? Level::info
+                                                      : Level::debug);
+    if (parsed->verbose) stockade::log::set_level(Level::debug);
+    if (!parsed->log_path.empty()) {
+        auto file = stockade::open_file(
+            parsed->log_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (!file) {
+            stockade::log::error("--log-path: {}", file.error().message);
+            return 125;
+        }
+        stockade::log::set_output(file->release());
+    }
     if (parsed->spec.detach) return stockade::run_detached(std::move(parsed->spec));
     return stockade::run_sandbox(parsed->spec);
 }

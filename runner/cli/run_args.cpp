@@ -47,9 +47,9 @@ constexpr std::size_t kMaxConfigBytes = 1 << 20;
 
 // The options a Firecracker configuration file may give (firecracker_config.hpp): given again
 // on the command line after it, the last one counts.
-constexpr const char* kConfigurable[] = {"--kernel", "--initrd", "--cmdline",
-                                         "--vcpus",  "--memory", "--huge-pages",
-                                         "--rootfs", "--rng",    "--metrics-path"};
+constexpr const char* kConfigurable[] = {"--kernel",       "--initrd",     "--cmdline",  "--vcpus",
+                                         "--memory",       "--huge-pages", "--rootfs",   "--rng",
+                                         "--metrics-path", "--log-path",   "--log-level"};
 
 // Where --config-file is among the options (before "--" or the command), and its file.
 struct ConfigFileArg {
@@ -109,7 +109,13 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_option("--metrics-path", spec.metrics_path,
                    "append the sandbox's metrics (the control API's GET /metrics) as a JSON line "
                    "to FILE on each PUT /actions FlushMetrics and when the sandbox ends");
-    run.add_flag("-v,--verbose", out.verbose, "more diagnostics");
+    run.add_flag("-v,--verbose", out.verbose, "more diagnostics (--log-level debug)");
+    run.add_option("--log-level", out.log_level,
+                   "stockade's own messages: error, warning (default), info or debug")
+        ->check(CLI::IsMember({"error", "warning", "info", "debug"}));
+    run.add_option("--log-path", out.log_path,
+                   "append stockade's own messages to FILE instead of stderr (the workload's "
+                   "stderr stays stderr)");
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_options(run, part_of<K>(out.device_options));
     });

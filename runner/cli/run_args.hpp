@@ -15,7 +15,9 @@ namespace stockade {
 struct RunArgs {
     SandboxSpec spec;
     bool verbose = false;
-    std::string help;  // non-empty when --help was asked for: print it and exit 0
+    std::string log_level;  // error, warning, info, debug; empty: warning (-v: debug)
+    std::string log_path;   // stockade's own messages appended here instead of stderr
+    std::string help;       // non-empty when --help was asked for: print it and exit 0
     DeviceKinds::Options device_options;  // what each device kind's options were given
 };
 

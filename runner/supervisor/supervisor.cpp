@@ -205,8 +205,11 @@ void detach_own_stdio(const std::string& log_path) {
 // and is closed; it is never the sandbox's.
 Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
     // Descriptors inherited from whoever started us are never the sandbox's.
-    const int keep[] = {ready.get()};
-    close_fds_except(ready ? std::span<const int>(keep) : std::span<const int>());
+    // Kept: the ready pipe and the log file (--log-path), when there are any.
+    std::vector<int> keep;
+    if (ready) keep.push_back(ready.get());
+    if (log::output_fd() != STDERR_FILENO) keep.push_back(log::output_fd());
+    close_fds_except(keep);
     if (spec.detach && ::geteuid() != 0)
         return fail("a detached sandbox needs root: its state and logs live in {}", kStateRoot);
     auto [supervisor, sandbox] = STOCKADE_TRY(prepare(spec));

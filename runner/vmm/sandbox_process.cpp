@@ -550,7 +550,9 @@ Result<int> run_sandbox(SandboxResources resources, const SandboxJail& jail) {
 int run_sandbox_process(SandboxResources resources, const SandboxJail& jail) {
     // Descriptors reach the sandbox by an allowlist: whatever else it inherited from the
     // supervisor (the cgroup leaf, its signalfd, the MCS reservation) is closed first.
-    close_fds_except(resources.fds());
+    std::vector<int> keep = resources.fds();
+    if (log::output_fd() != STDERR_FILENO) keep.push_back(log::output_fd());  // --log-path
+    close_fds_except(keep);
     // One malloc arena for every thread: glibc would give each vCPU thread and the stdio
     // relay its own (64 KiB resident each, measured in the lab) for the few allocations
     // they make; small ones go through the per-thread cache without the arena's lock anyway.

@@ -183,7 +183,8 @@ TEST(Api, SigtermStopsAPausedSandbox) {
 // A configuration file in Firecracker's format (its documented fields) boots and runs: the
 // guest has the machine, the read-only drive and the entropy device it names.
 TEST(Api, AFirecrackerConfigFileBootsAndRuns) {
-    const std::string disk = "/tmp/stockade-fc-data.img", config = "/tmp/stockade-fc-vm.json";
+    const std::string disk = "/tmp/stockade-fc-data.img", config = "/tmp/stockade-fc-vm.json",
+                      log = "/tmp/stockade-fc-vm.log";
     ASSERT_EQ(run_process({"/usr/bin/truncate", "-s", "2M", disk}).status, 0);
     std::ofstream(config) << json{
         {"boot-source",
@@ -201,14 +202,22 @@ TEST(Api, AFirecrackerConfigFileBootsAndRuns) {
            {"io_engine", "Sync"},
            {"rate_limiter", nullptr}}}},
         {"network-interfaces", json::array()},
-        {"entropy", json::object()}};
-    auto r = run_stockade({"--config-file", config, "--", "sh", "-c",
+        {"entropy", json::object()},
+        {"logger", {{"log_path", log}, {"level", "Debug"}, {"show_level", true}}}};
+    ::unlink(log.c_str());
+    auto r = run_stockade({"--config-file", config, "--stats", "--", "sh", "-c",
                            "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2; "
                            "cat /sys/block/vda/size /sys/block/vda/ro; head -c 4 /dev/hwrng | "
-                           "wc -c"});
+                           "wc -c; echo workload-err >&2"});
     ::unlink(disk.c_str());
     ::unlink(config.c_str());
     ASSERT_EQ(r.status, 0) << r.describe();
+    // stockade's own lines (--stats) went to the logger's file; the workload's stderr stayed
+    // stderr.
+    const std::string logged = lab::read_text(log);
+    ::unlink(log.c_str());
+    EXPECT_NE(logged.find("stockade: stats: "), std::string::npos) << logged;
+    EXPECT_EQ(r.err, "workload-err\n");
     std::istringstream out(r.out);
     long cpus = 0, mem_kib = 0, sectors = 0, ro = 0, rng = 0;
     out >> cpus >> mem_kib >> sectors >> ro >> rng;

@@ -47,6 +47,27 @@ TEST(FirecrackerConfig, TheExampleMeansTheseOptions) {
                   "/images/data.img,ro", "--rng", "--metrics-path", "/run/vm-metrics.json"}));
 }
 
+TEST(FirecrackerConfig, TheLoggerIsStockadesLogFileAndLevel) {
+    const std::string boot = R"("boot-source": {"kernel_image_path": "/k"})";
+    auto args = firecracker_config_args(
+        "{" + boot +
+        R"(, "logger": {"log_path": "/run/vm.log", "level": "Trace", "show_level": true,
+                        "show_log_origin": false, "module": null}})");
+    ASSERT_TRUE(args) << args.error().message;
+    EXPECT_EQ(*args, (std::vector<std::string>{"--kernel", "/k", "--log-path", "/run/vm.log",
+                                               "--log-level", "debug"}));
+    for (auto [fc, ours] : {std::pair{"Error", "error"}, std::pair{"Warning", "warning"},
+                            std::pair{"Info", "info"}, std::pair{"Debug", "debug"}}) {
+        auto a = firecracker_config_args("{" + boot + R"(, "logger": {"level": ")" + fc + ""
+    }
+}
+");
+    ASSERT_TRUE(a)
+    << a.error().message;
+EXPECT_EQ(a->back(), ours);
+}
+}
+
 TEST(FirecrackerConfig, ANetworkInterfaceIsAnExistingTap) {
     const std::string boot = R"("boot-source": {"kernel_image_path": "/k"})";
     auto args = firecracker_config_args(
@@ -169,7 +190,11 @@ const Refusal kRefusals[] = {
     {"tx rate limiter", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "tx_rate_limiter": {}}]})", "/network-interfaces/0/tx_rate_limiter", "rate limiters"},
     {"unknown interface field", R"({)" BOOT R"(, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "allow_mmds_requests": true}]})", "/network-interfaces/0/allow_mmds_requests", "unknown field"},
     {"hybrid vsock", R"({)" BOOT R"(, "vsock": {"guest_cid": 3, "uds_path": "/v.sock"}})", "/vsock", "uds_path"},
-    {"logger", R"({)" BOOT R"(, "logger": {"log_path": "/l"}})", "/logger", "log file"},
+    {"logger level off", R"({)" BOOT R"(, "logger": {"level": "Off"}})", "/logger/level", "cannot be turned off"},
+    {"logger without levels", R"({)" BOOT R"(, "logger": {"show_level": false}})", "/logger/show_level", "always"},
+    {"logger with origins", R"({)" BOOT R"(, "logger": {"show_log_origin": true}})", "/logger/show_log_origin", "source line"},
+    {"logger module", R"({)" BOOT R"(, "logger": {"module": "api_server"}})", "/logger/module", "per-module"},
+    {"logger unknown field", R"({)" BOOT R"(, "logger": {"x": 1}})", "/logger/x", "unknown field"},
     {"metrics without a path", R"({)" BOOT R"(, "metrics": {}})", "/metrics/metrics_path", "missing"},
     {"metrics unknown field", R"({)" BOOT R"(, "metrics": {"metrics_path": "/m", "x": 1}})", "/metrics/x", "unknown field"},
     {"balloon", R"({)" BOOT R"(, "balloon": {"amount_mib": 1}})", "/balloon", "not supported"},
