@@ -58,14 +58,10 @@ TEST(FirecrackerConfig, TheLoggerIsStockadesLogFileAndLevel) {
                                                "--log-level", "debug"}));
     for (auto [fc, ours] : {std::pair{"Error", "error"}, std::pair{"Warning", "warning"},
                             std::pair{"Info", "info"}, std::pair{"Debug", "debug"}}) {
-        auto a = firecracker_config_args("{" + boot + R"(, "logger": {"level": ")" + fc + ""
+        auto a = firecracker_config_args("{" + boot + R"(, "logger": {"level": ")" + fc + R"("}})");
+        ASSERT_TRUE(a) << a.error().message;
+        EXPECT_EQ(a->back(), ours);
     }
-}
-");
-    ASSERT_TRUE(a)
-    << a.error().message;
-EXPECT_EQ(a->back(), ours);
-}
 }
 
 TEST(FirecrackerConfig, ANetworkInterfaceIsAnExistingTap) {
