@@ -88,6 +88,14 @@ struct Exec {
     bool gone = false;      // to be dropped after this round
 };
 
+// A named stream takes its slot once: a second connection naming it is refused.
+bool take_stream(bool& seen, UniqueFd& slot, UniqueFd& conn) {
+    if (seen) return false;
+    seen = true;
+    slot = std::move(conn);
+    return true;
+}
+
 }  // namespace
 
 struct StdioRelay::State {
@@ -212,12 +220,7 @@ void StdioRelay::State::identify(std::size_t i) {
         return;
     }
     using S = guest_abi::VsockStream;
-    auto take = [&](bool& seen, UniqueFd& slot) {
-        if (seen) return false;
-        seen = true;
-        slot = std::move(conn);
-        return true;
-    };
+    auto take = [&](bool& seen, UniqueFd& slot) { return take_stream(seen, slot, conn); };
     bool taken = false;
     switch (static_cast<S>(id)) {
         case S::status:
@@ -243,12 +246,7 @@ void StdioRelay::State::identify(std::size_t i) {
 bool StdioRelay::State::take_exec_stream(gc::ExecStream stream, std::uint32_t id, UniqueFd& conn) {
     for (auto& e : execs) {
         if (e->id != id || e->gone) continue;
-        auto take = [&](bool& seen, UniqueFd& slot) {
-            if (seen) return false;
-            seen = true;
-            slot = std::move(conn);
-            return true;
-        };
+        auto take = [&](bool& seen, UniqueFd& slot) { return take_stream(seen, slot, conn); };
         switch (stream) {
             case gc::ExecStream::status:
                 return take(e->status_seen, e->status);
