@@ -27,6 +27,46 @@ bool overlaps(std::uint64_t a, std::uint64_t alen, std::uint64_t b, std::uint64_
     return a < b + blen && b < a + alen;
 }
 
+// The identity a passed-through function shows the guest: the device's own, which must be
+// an endpoint's (header type 0).
+Result<DeviceIdentity> endpoint_identity(std::span<const std::uint8_t> c, const std::string& name) {
+    const DeviceIdentity id{
+        u16_at(c, 0x00), u16_at(c, 0x02),
+        c[0x08],         c[0x09] | std::uint32_t{c[0x0a]} << 8 | std::uint32_t{c[0x0b]} << 16,
+        u16_at(c, 0x2c), u16_at(c, 0x2e)};
+    if (id.vendor == 0xffff || id.vendor == 0)
+        return fail("{}: its configuration space reads vendor {:#06x} (no device)", name,
+                    id.vendor);
+    if ((c[0x0e] & 0x7f) != 0)
+        return fail(
+            "{}: header type {:#x} is not an endpoint's (0): bridges are not passed through", name,
+            c[0x0e] & 0x7f);
+    return id;
+}
+
+// The device's capabilities that matter to the guest: where MSI-X is (0: none) and the
+// vendor-specific ones to copy read-only; the rest are hidden. The list is the device's:
+// walked with every pointer checked, and a loop ends it.
+struct FoundCapabilities {
+    std::size_t msix_at = 0;
+    std::vector<std::pair<std::size_t, std::uint8_t>> kept;  // device offset, id
+};
+FoundCapabilities walk_capabilities(std::span<const std::uint8_t> c) {
+    FoundCapabilities found;
+    if (!(u16_at(c, kOffStatus) & kStatusCapList)) return found;
+    std::array<bool, kConfigSize> seen{};
+    std::size_t at = c[kOffCapPtr] & 0xfc;
+    for (std::size_t n = 0;
+         at >= 0x40 && at + 2 <= kConfigSize && !seen[at] && n < kMaxCapabilities; ++n) {
+        seen[at] = true;
+        const std::uint8_t cap = c[at];
+        if (cap == kCapMsix && found.msix_at == 0 && at + 12 <= kConfigSize) found.msix_at = at;
+        if (cap == kCapVendor) found.kept.emplace_back(at, cap);
+        at = c[at + 1] & 0xfc;
+    }
+    return found;
+}
+
 }  // namespace
 
 std::vector<Range> direct_ranges(std::span<const Range> mappable, std::span<const Range> trapped) {
@@ -56,35 +96,8 @@ Result<std::unique_ptr<PassthroughFunction>> PassthroughFunction::create(Passthr
                                                                          kvm::MsiRouter& router) {
     const std::span<const std::uint8_t> c = setup.config;
     const std::string& name = setup.name;
-    const DeviceIdentity id{
-        u16_at(c, 0x00), u16_at(c, 0x02),
-        c[0x08],         c[0x09] | std::uint32_t{c[0x0a]} << 8 | std::uint32_t{c[0x0b]} << 16,
-        u16_at(c, 0x2c), u16_at(c, 0x2e)};
-    if (id.vendor == 0xffff || id.vendor == 0)
-        return fail("{}: its configuration space reads vendor {:#06x} (no device)", name,
-                    id.vendor);
-    if ((c[0x0e] & 0x7f) != 0)
-        return fail(
-            "{}: header type {:#x} is not an endpoint's (0): bridges are not passed through", name,
-            c[0x0e] & 0x7f);
-    ConfigSpace config(id);
-
-    // The device's capabilities: MSI-X virtualised, vendor-specific ones copied read-only,
-    // the rest hidden. The list is the device's: walked with every pointer checked.
-    std::size_t msix_at = 0;
-    std::vector<std::pair<std::size_t, std::uint8_t>> kept;  // device offset, id
-    if (u16_at(c, kOffStatus) & kStatusCapList) {
-        std::array<bool, kConfigSize> seen{};
-        std::size_t at = c[kOffCapPtr] & 0xfc;
-        for (std::size_t n = 0;
-             at >= 0x40 && at + 2 <= kConfigSize && !seen[at] && n < kMaxCapabilities; ++n) {
-            seen[at] = true;
-            const std::uint8_t cap = c[at];
-            if (cap == kCapMsix && msix_at == 0 && at + 12 <= kConfigSize) msix_at = at;
-            if (cap == kCapVendor) kept.emplace_back(at, cap);
-            at = c[at + 1] & 0xfc;
-        }
-    }
+    ConfigSpace config(STOCKADE_TRY(endpoint_identity(c, name)));
+    const auto [msix_at, kept] = walk_capabilities(c);
     if (msix_at == 0)
         return fail(
             "{}: the device has no MSI-X capability (stockade passes through MSI-X "
