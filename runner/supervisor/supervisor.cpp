@@ -6,16 +6,12 @@
 #include "runner/supervisor/supervisor.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <functional>
 
 #include "base/io.hpp"
 #include "base/log.hpp"
@@ -26,6 +22,7 @@
 #include "runner/supervisor/api_socket.hpp"
 #include "runner/supervisor/preparation.hpp"
 #include "runner/supervisor/state_file.hpp"
+#include "runner/supervisor/supervise.hpp"
 #include "runner/vmm/sandbox_process.hpp"
 #include "runner/vmm/sandbox_status.hpp"
 #include "runner/vmm/signals.hpp"
@@ -134,61 +131,6 @@ Result<UniqueFd> open_log(const std::string& path) {
     return open_file(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
 }
 
-using StatusHandler = std::function<void(SandboxStatus)>;
-
-// Reads what the sandbox process reported, at most one small buffer (a wake is a change or
-// two, never a stream). Returns read()'s result: 0 once the sandbox process closed its end.
-ssize_t read_status(int fd, const StatusHandler& on_status) {
-    char buf[16];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    for (ssize_t i = 0; i < n; ++i)
-        if (auto s = sandbox_status_of(buf[i])) on_status(*s);
-    return n;
-}
-
-// Waits for the sandbox process; SIGINT/SIGTERM/SIGHUP/SIGQUIT to the supervisor are passed
-// on to it (it stops its VM cleanly and exits 128+signal), and its status bytes go to
-// on_status. Returns the wait status.
-Result<int> supervise(pid_t child, int sigfd, int status_fd, const StatusHandler& on_status) {
-    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
-    UniqueFd owned(pidfd);
-    for (;;) {
-        // poll() skips negative descriptors: a status pipe at its end, or none.
-        pollfd fds[3] = {{sigfd, POLLIN, 0}, {status_fd, POLLIN, 0}, {pidfd, POLLIN, 0}};
-        const int n = ::poll(fds, pidfd >= 0 ? 3 : 2, pidfd >= 0 ? -1 : 100);
-        if (n < 0 && errno != EINTR) return fail_sys("poll in the supervisor");
-        if (fds[0].revents & POLLIN) {
-            signalfd_siginfo si{};
-            while (::read(sigfd, &si, sizeof si) == sizeof si)
-                ::kill(child, static_cast<int>(si.ssi_signo));
-        }
-        if (fds[1].revents & (POLLIN | POLLHUP) && read_status(status_fd, on_status) == 0)
-            status_fd = -1;
-        int status = 0;
-        const pid_t r = ::waitpid(child, &status, WNOHANG);
-        if (r == child) {
-            // What it reported just before it ended still counts.
-            while (status_fd >= 0 && read_status(status_fd, on_status) > 0) {
-            }
-            return status;
-        }
-        if (r < 0 && errno != EINTR) return fail_sys("waitpid for the sandbox process");
-    }
-}
-
-int exit_status(int wait_status) {
-    if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
-    const int sig = WTERMSIG(wait_status);
-    if (sig == SIGSYS)
-        log::error(
-            "the sandbox process was killed by SIGSYS: it made a system call outside its "
-            "seccomp allowlist (a policy with \"seccomp\": {{\"mode\": \"log\"}} logs "
-            "the call instead)");
-    else
-        log::error("the sandbox process was killed by signal {} ({})", sig, ::strsignal(sig));
-    return 125;
-}
-
 // The supervisor's own stdout and stderr, once a detached sandbox runs: its log, so that it
 // holds no terminal.
 void detach_own_stdio(const std::string& log_path) {
@@ -201,118 +143,165 @@ void detach_own_stdio(const std::string& log_path) {
     ::dup2(log->get(), STDERR_FILENO);
 }
 
-// `ready_fd` (detached: the waiting `stockade run -d`) gets one byte once the sandbox is ready
-// and is closed; it is never the sandbox's.
-Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
+std::string now_text() {
+    return rfc3339_utc(std::chrono::system_clock::now());
+}
+
+// Everything one run holds between preparation and teardown, in the order it must go: the
+// API socket after the state (which empties the directory first).
+struct RunContext {
+    const SandboxSpec& spec;
+    UniqueFd ready;  // detached: the waiting `stockade run -d`'s pipe, until ready
+    SupervisorState supervisor;
+    SandboxResources sandbox;
+    std::optional<ApiSocket> api;
+    std::optional<StateKeeper> state;
+    StatusPipe status;
+    std::optional<HostSetup> host;
+    DetachedStdio stdio;
+};
+
+// The state directory and the control API's socket first: the directory is the id's (a
+// second sandbox with a live id stops here). Root only: an unprivileged start has no
+// /run/stockade to put it in, and so no state file and no status to keep.
+Result<> claim_state_dir(RunContext& run) {
+    if (::geteuid() != 0) return {};
+    const SupervisorState& sup = run.supervisor;
+    run.api.emplace(STOCKADE_TRY(ApiSocket::create(sup.id, kStateRoot, sup.policy.api_socket_gid)));
+    run.sandbox.api_listener = run.api->take_listener();
+    run.state.emplace(state_dir(sup.id), first_record(run.spec, sup.id));
+    run.state->save();
+    run.status = STOCKADE_TRY(status_pipe());
+    run.sandbox.status_pipe = std::move(run.status.write);
+    return {};
+}
+
+// A detached sandbox's stdio: /dev/null and the two logs in its state directory.
+Result<> open_detached_stdio(RunContext& run) {
+    if (!run.spec.detach) return {};
+    StateRecord& r = run.state->record();
+    run.stdio.null = STOCKADE_TRY(open_file("/dev/null", O_RDWR));
+    r.stdout_log = run.state->file("stdout.log");
+    r.stderr_log = run.state->file("stderr.log");
+    run.stdio.out = STOCKADE_TRY(open_log(r.stdout_log));
+    run.stdio.err = STOCKADE_TRY(open_log(r.stderr_log));
+    return {};
+}
+
+// Steps 1-4 of the startup contract and the host set-up, in that order: nothing is claimed
+// before the spec and policy passed every check.
+Result<> prepare_run(RunContext& run) {
     // Descriptors inherited from whoever started us are never the sandbox's.
     // Kept: the ready pipe and the log file (--log-path), when there are any.
     std::vector<int> keep;
-    if (ready) keep.push_back(ready.get());
+    if (run.ready) keep.push_back(run.ready.get());
     if (log::output_fd() != STDERR_FILENO) keep.push_back(log::output_fd());
     close_fds_except(keep);
-    if (spec.detach && ::geteuid() != 0)
+    if (run.spec.detach && ::geteuid() != 0)
         return fail("a detached sandbox needs root: its state and logs live in {}", kStateRoot);
-    auto [supervisor, sandbox] = STOCKADE_TRY(prepare(spec));
-    // The state directory and the control API's socket first: the directory is the id's
-    // (a second sandbox with a live id stops here). Root only: an unprivileged start has no
-    // /run/stockade to put it in, and so no state file and no status to keep.
-    std::optional<ApiSocket> api;
-    std::optional<StateKeeper> state;  // after `api`: it must go first, emptying the directory
-    StatusPipe status;
-    if (::geteuid() == 0) {
-        api.emplace(STOCKADE_TRY(
-            ApiSocket::create(supervisor.id, kStateRoot, supervisor.policy.api_socket_gid)));
-        sandbox.api_listener = api->take_listener();
-        state.emplace(state_dir(supervisor.id), first_record(spec, supervisor.id));
-        state->save();
-        status = STOCKADE_TRY(status_pipe());
-        sandbox.status_pipe = std::move(status.write);
+    auto [supervisor, sandbox] = STOCKADE_TRY(prepare(run.spec));
+    run.supervisor = std::move(supervisor);
+    run.sandbox = std::move(sandbox);
+    STOCKADE_TRY_VOID(claim_state_dir(run));
+    run.host.emplace(STOCKADE_TRY(set_up_host(run.supervisor)));
+    if (run.state) {
+        run.state->record().host = host_record(*run.host, run.supervisor);
+        run.state->save();
     }
-    HostSetup host = STOCKADE_TRY(set_up_host(supervisor));
-    if (state) {
-        state->record().host = host_record(host, supervisor);
-        state->save();
-    }
-    DetachedStdio stdio;
-    if (spec.detach) {
-        stdio.null = STOCKADE_TRY(open_file("/dev/null", O_RDWR));
-        state->record().stdout_log = state->file("stdout.log");
-        state->record().stderr_log = state->file("stderr.log");
-        stdio.out = STOCKADE_TRY(open_log(state->record().stdout_log));
-        stdio.err = STOCKADE_TRY(open_log(state->record().stderr_log));
-    }
-    auto sigfd = STOCKADE_TRY(watch_termination_signals());
+    return open_detached_stdio(run);
+}
 
-    const policy::Policy& pol = supervisor.policy;
+// Forks the sandbox process into its namespaces and cgroup leaf; the supervisor keeps
+// nothing of the VM: the sandbox's resources end here on its side.
+Result<pid_t> start_sandbox(RunContext& run) {
+    const policy::Policy& pol = run.supervisor.policy;
+    const HostSetup& host = *run.host;
     auto forked = policy::fork_into_namespaces(
         {pol.namespaces, pol.uid, pol.gid, host.leaf.dir_fd(), host.leaf.path()});
     if (!forked) return std::unexpected(std::move(forked).error().context("starting the sandbox"));
     if (forked->in_child()) {
-        ready.reset();
-        if (spec.detach) {
-            ::dup2(stdio.null.get(), STDIN_FILENO);
-            ::dup2(stdio.out.get(), STDOUT_FILENO);
-            ::dup2(stdio.err.get(), STDERR_FILENO);
+        run.ready.reset();
+        if (run.spec.detach) {
+            ::dup2(run.stdio.null.get(), STDIN_FILENO);
+            ::dup2(run.stdio.out.get(), STDOUT_FILENO);
+            ::dup2(run.stdio.err.get(), STDERR_FILENO);
         }
         SandboxJail jail{host.root.path(), std::nullopt};
         if (host.label) jail.selinux_context = host.label->context;
-        ::_exit(run_sandbox_process(std::move(sandbox), jail));
+        ::_exit(run_sandbox_process(std::move(run.sandbox), jail));
     }
-    // The supervisor keeps nothing of the VM: the sandbox's resources end here.
-    { SandboxResources handed_over = std::move(sandbox); }
-    stdio = {};
-    if (state) {
-        state->record().sandbox_pid = forked->pid;
-        state->save();
+    { SandboxResources handed_over = std::move(run.sandbox); }
+    run.stdio = {};
+    if (run.state) {
+        run.state->record().sandbox_pid = forked->pid;
+        run.state->save();
     }
+    return forked->pid;
+}
 
-    const auto now = [] { return rfc3339_utc(std::chrono::system_clock::now()); };
-    auto on_status = [&](SandboxStatus s) {
-        StateRecord& r = state->record();
-        switch (s) {
-            case SandboxStatus::ready:
-                if (r.state != SandboxState::creating) return;  // once
-                if (!spec.wait_for_start) r.started = now();
-                state->set(spec.wait_for_start ? SandboxState::created : SandboxState::running);
-                if (ready) {
-                    // Off the terminal first: whoever waits for `run -d` to end sees its
-                    // output end with it.
-                    state->keep();
-                    detach_own_stdio(state->file("supervisor.log"));
-                    if (auto w = write_all(ready.get(), "R"); !w)
-                        log::error("{}", w.error().message);
-                    ready.reset();
-                }
-                return;
-            case SandboxStatus::started:
-                if (r.started.empty()) r.started = now();
-                state->set(SandboxState::running);
-                return;
-            case SandboxStatus::paused:
-                state->set(SandboxState::paused);
-                return;
-            case SandboxStatus::resumed:
-                state->set(SandboxState::running);
-                return;
-        }
-    };
-    auto waited = supervise(forked->pid, sigfd.get(), status.read.get(), on_status);
-    const int code = waited ? exit_status(*waited) : 125;
-    if (!waited) log::error("{}", waited.error().message);
-    // Teardown: the leaf kills anything left in it; the jail root must be empty again; the
-    // device kinds' host state (a tap) and the SELinux categories go with their handles.
+// The state file follows what the sandbox process reports; a detached run's waiting CLI is
+// released once it is ready.
+void on_sandbox_status(RunContext& run, SandboxStatus s) {
+    StateKeeper& state = *run.state;
+    StateRecord& r = state.record();
+    switch (s) {
+        case SandboxStatus::ready:
+            if (r.state != SandboxState::creating) return;  // once
+            if (!run.spec.wait_for_start) r.started = now_text();
+            state.set(run.spec.wait_for_start ? SandboxState::created : SandboxState::running);
+            if (run.ready) {
+                // Off the terminal first: whoever waits for `run -d` to end sees its output
+                // end with it.
+                state.keep();
+                detach_own_stdio(state.file("supervisor.log"));
+                if (auto w = write_all(run.ready.get(), "R"); !w)
+                    log::error("{}", w.error().message);
+                run.ready.reset();
+            }
+            return;
+        case SandboxStatus::started:
+            if (r.started.empty()) r.started = now_text();
+            state.set(SandboxState::running);
+            return;
+        case SandboxStatus::paused:
+            state.set(SandboxState::paused);
+            return;
+        case SandboxStatus::resumed:
+            state.set(SandboxState::running);
+            return;
+    }
+}
+
+// Teardown: the leaf kills anything left in it; the jail root must be empty again; the
+// device kinds' host state (a tap) and the SELinux categories go with their handles.
+void tear_down(RunContext& run, int code) {
+    HostSetup& host = *run.host;
     if (auto r = host.leaf.remove(); !r) log::error("cleaning up: {}", r.error().message);
     if (auto r = host.root.remove(); !r) log::error("cleaning up: {}", r.error().message);
-    supervisor.hosts = {};
+    run.supervisor.hosts = {};
     host.label.reset();
-    if (state) {
-        StateRecord& r = state->record();
+    if (run.state) {
+        StateRecord& r = run.state->record();
         // What could not be removed (its path is kept) stays listed, for `stockade rm`.
         r.host = HostRecord{host.leaf.path(), host.root.path(), {}, {}};
         r.exit_status = code;
-        r.finished = now();
-        state->set(SandboxState::stopped);
+        r.finished = now_text();
+        run.state->set(SandboxState::stopped);
     }
+}
+
+// `ready` (detached: the waiting `stockade run -d`) gets one byte once the sandbox is ready
+// and is closed; it is never the sandbox's.
+Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
+    RunContext run{spec, std::move(ready), {}, {}, {}, {}, {}, {}, {}};
+    STOCKADE_TRY_VOID(prepare_run(run));
+    auto sigfd = STOCKADE_TRY(watch_termination_signals());
+    const pid_t child = STOCKADE_TRY(start_sandbox(run));
+    auto waited = supervise(child, sigfd.get(), run.status.read.get(),
+                            [&run](SandboxStatus s) { on_sandbox_status(run, s); });
+    const int code = waited ? exit_status(*waited) : 125;
+    if (!waited) log::error("{}", waited.error().message);
+    tear_down(run, code);
     return code;
 }
 
