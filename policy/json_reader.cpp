@@ -84,7 +84,8 @@ Result<json> parse_json_strict(std::string_view text) {
     json doc;
     try {
         doc = json::parse(text.begin(), text.end(), cb);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for a number no double holds (1e400).
         return fail("policy: not valid JSON: {}", e.what());
     }
     if (!duplicate.empty()) return fail_at(duplicate, "duplicate key");
