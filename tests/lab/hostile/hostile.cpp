@@ -1,0 +1,502 @@
+// stockade-hostile: a workload that attacks one host interface per case, run as root in a
+// stockade guest by tests/lab/hostile (hostile_test.cpp). Static, like stockade-init: it runs
+// from a busybox root disk with nothing else in it.
+//
+// Every case prints, each on its own line and flushed at once:
+//   storm-start          once the case is set up and the storm begins
+//   tick N               every 250 ms, from a child process, while the storm runs
+//                        (the guest still answers)
+//   storm-done COUNT     after the first phase (a count of operations or a time)
+//   held K               (uart-loopback) bytes the loopback FIFO gave back, at most 4096
+// and then storms on until it is killed, so a stop always meets a storm in progress.
+//
+//   stockade-hostile uart-loopback SECONDS
+//   stockade-hostile stdout-flood
+//   stockade-hostile ring-storm SECONDS
+//   stockade-hostile features-storm COUNT
+//   stockade-hostile conf1-sweep
+//   stockade-hostile bar-abuse ROUNDS
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/io.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void die(const char* what) {
+    std::fprintf(stderr, "stockade-hostile: %s: %s\n", what, std::strerror(errno));
+    std::exit(2);
+}
+
+__attribute__((format(printf, 1, 2))) void say(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::vprintf(fmt, ap);
+    va_end(ap);
+    std::fflush(stdout);
+}
+
+double now() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// A child that prints "tick N" every 250 ms: while it gets through, the guest answers.
+void start_heartbeat() {
+    const pid_t parent = ::getpid();
+    if (::fork() != 0) return;
+    for (unsigned n = 0;; ++n) {
+        if (::getppid() != parent) ::_exit(0);
+        say("tick %u\n", n);
+        ::usleep(250'000);
+    }
+}
+
+// ---- port I/O -------------------------------------------------------------------------
+
+void need_ports(unsigned from, unsigned count) {
+    if (::ioperm(from, count, 1) != 0) die("ioperm");
+}
+
+// ---- the UART in loopback: every byte written to THR lands in the receive FIFO ----------
+
+constexpr unsigned kCom1 = 0x3f8;
+
+int uart_loopback(double seconds) {
+    need_ports(kCom1, 8);
+    // No UART interrupts: the guest's own 8250 driver must not drain the FIFO for us. (Its
+    // console writes restore IER from the register, so it stays 0.)
+    ::outb(0, kCom1 + 1);
+    ::outb(static_cast<unsigned char>(::inb(kCom1 + 4) | 0x10), kCom1 + 4);  // MCR: loopback
+    say("storm-start\n");
+    start_heartbeat();
+    std::uint64_t written = 0;
+    const double end = now() + seconds;
+    while (now() < end) {
+        for (int i = 0; i < 1024; ++i)
+            ::outb(static_cast<unsigned char>(i), kCom1);
+        written += 1024;
+    }
+    say("storm-done %llu\n", static_cast<unsigned long long>(written));
+    ::usleep(500'000);  // the test measures memory now
+    unsigned held = 0;
+    while (held < 4096 && (::inb(kCom1 + 5) & 0x01)) {  // LSR: data ready
+        (void)::inb(kCom1);
+        ++held;
+    }
+    say("held %u\n", held);
+    for (;;)
+        ::outb(0x55, kCom1);
+}
+
+// ---- stdout that nobody reads ------------------------------------------------------------
+
+int stdout_flood() {
+    say("flood-start\n");
+    std::string line(4095, 'x');
+    line += '\n';
+    for (;;)
+        if (::write(1, line.data(), line.size()) < 0 && errno != EINTR) die("write");
+}
+
+// ---- PCI configuration through mechanism #1 ----------------------------------------------
+
+std::uint32_t conf1_address(unsigned bus, unsigned dev, unsigned fn, unsigned off) {
+    return 0x8000'0000u | (bus << 16) | (dev << 11) | (fn << 8) | (off & 0xfc);
+}
+
+std::uint32_t conf1_read(unsigned bus, unsigned dev, unsigned fn, unsigned off, unsigned width) {
+    ::outl(conf1_address(bus, dev, fn, off), 0xcf8);
+    const unsigned short port = static_cast<unsigned short>(0xcfc + (off & 3));
+    if (width == 1) return ::inb(port);
+    if (width == 2) return ::inw(port);
+    return ::inl(port);
+}
+
+void conf1_write(unsigned bus, unsigned dev, unsigned fn, unsigned off, unsigned width,
+                 std::uint32_t v) {
+    ::outl(conf1_address(bus, dev, fn, off), 0xcf8);
+    const unsigned short port = static_cast<unsigned short>(0xcfc + (off & 3));
+    if (width == 1)
+        ::outb(static_cast<unsigned char>(v), port);
+    else if (width == 2)
+        ::outw(static_cast<unsigned short>(v), port);
+    else
+        ::outl(v, port);
+}
+
+// ---- sysfs and the userspace virtio-pci driver ---------------------------------------------
+
+std::string read_line(const std::string& path) {
+    char buf[128] = {};
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    std::string s(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+        s.pop_back();
+    return s;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) die(path.c_str());
+    if (::write(fd, text.data(), text.size()) < 0) die(path.c_str());
+    ::close(fd);
+}
+
+// The PCI address ("0000:00:02.0") of the first function with this vendor:device.
+std::string find_function(const char* vendor, const char* device) {
+    DIR* d = ::opendir("/sys/bus/pci/devices");
+    if (d == nullptr) die("/sys/bus/pci/devices");
+    std::string found;
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const std::string dir = std::string("/sys/bus/pci/devices/") + e->d_name;
+        if (read_line(dir + "/vendor") == vendor && read_line(dir + "/device") == device) {
+            found = e->d_name;
+            break;
+        }
+    }
+    ::closedir(d);
+    if (found.empty()) {
+        errno = ENODEV;
+        die(device);
+    }
+    return found;
+}
+
+struct Function {
+    unsigned bus = 0, dev = 0, fn = 0;
+};
+Function parse_address(const std::string& a) {
+    unsigned dom = 0, bus = 0, dev = 0, fn = 0;
+    std::sscanf(a.c_str(), "%x:%x:%x.%x", &dom, &bus, &dev, &fn);
+    return {bus, dev, fn};
+}
+
+// Takes the function away from its guest driver, if it has one.
+void unbind(const std::string& addr) {
+    const std::string dir = "/sys/bus/pci/devices/" + addr;
+    struct stat st {};
+    if (::stat((dir + "/driver").c_str(), &st) == 0) write_text(dir + "/driver/unbind", addr);
+}
+
+std::uint64_t physical_address(const void* p) {
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("/proc/self/pagemap");
+    const auto va = reinterpret_cast<std::uintptr_t>(p);
+    std::uint64_t entry = 0;
+    if (::pread(fd, &entry, sizeof entry, static_cast<off_t>(va / 4096 * 8)) != sizeof entry)
+        die("pagemap");
+    ::close(fd);
+    if (!(entry >> 63)) {
+        errno = EFAULT;
+        die("pagemap: page not present");
+    }
+    return (entry & ((1ull << 55) - 1)) * 4096 + va % 4096;
+}
+
+// A virtio 1.x PCI function driven from userspace: BAR 0 mapped through sysfs, the
+// capabilities read from its configuration space.
+struct VirtioPci {
+    std::string addr;
+    volatile std::uint8_t* bar = nullptr;
+    std::uint32_t common = 0, notify = 0, multiplier = 0;
+
+    static VirtioPci open(const std::string& addr) {
+        VirtioPci v;
+        v.addr = addr;
+        const std::string dir = "/sys/bus/pci/devices/" + addr;
+        int fd = ::open((dir + "/config").c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0) die("config");
+        std::uint8_t cfg[256] = {};
+        if (::pread(fd, cfg, sizeof cfg, 0) != sizeof cfg) die("config read");
+        // Memory decoding and bus mastering on: unbinding may have turned them off.
+        std::uint16_t cmd = 0;
+        std::memcpy(&cmd, cfg + 4, 2);
+        cmd |= 0x6;
+        if (::pwrite(fd, &cmd, 2, 4) != 2) die("config write");
+        ::close(fd);
+        for (unsigned cap = cfg[0x34]; cap != 0 && cap < 0xfc; cap = cfg[cap + 1]) {
+            if (cfg[cap] != 0x09) continue;
+            std::uint32_t off = 0;
+            std::memcpy(&off, cfg + cap + 8, 4);
+            if (cfg[cap + 3] == 1) v.common = off;
+            if (cfg[cap + 3] == 2) {
+                v.notify = off;
+                std::memcpy(&v.multiplier, cfg + cap + 16, 4);
+            }
+        }
+        fd = ::open((dir + "/resource0").c_str(), O_RDWR | O_SYNC | O_CLOEXEC);
+        if (fd < 0) die("resource0");
+        struct stat st {};
+        ::fstat(fd, &st);
+        void* m = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE,
+                         MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) die("mmap resource0");
+        ::close(fd);
+        v.bar = static_cast<volatile std::uint8_t*>(m);
+        return v;
+    }
+
+    template <typename T>
+    T rd(std::uint32_t off) const {
+        return *reinterpret_cast<volatile T*>(bar + common + off);
+    }
+    template <typename T>
+    void wr(std::uint32_t off, T val) const {
+        *reinterpret_cast<volatile T*>(bar + common + off) = val;
+    }
+    // virtio_pci_common_cfg offsets
+    void status(std::uint8_t s) const { wr<std::uint8_t>(0x14, s); }
+    std::uint8_t status() const { return rd<std::uint8_t>(0x14); }
+    void driver_features(std::uint64_t f) const {
+        wr<std::uint32_t>(0x08, 0);
+        wr<std::uint32_t>(0x0c, static_cast<std::uint32_t>(f));
+        wr<std::uint32_t>(0x08, 1);
+        wr<std::uint32_t>(0x0c, static_cast<std::uint32_t>(f >> 32));
+    }
+    void kick(std::uint16_t queue) const {
+        wr<std::uint16_t>(0x16, queue);
+        const std::uint16_t off = rd<std::uint16_t>(0x1e);
+        *reinterpret_cast<volatile std::uint16_t*>(bar + notify + off * multiplier) = queue;
+    }
+};
+
+constexpr std::uint8_t kAcknowledge = 1, kDriver = 2, kDriverOk = 4, kFeaturesOk = 8;
+constexpr std::uint64_t kVersion1 = 1ull << 32;
+
+// One split queue of `size` entries in locked pages, one page per ring. Shared, so the
+// heartbeat's fork leaves them where the device has them (a private page would be copied
+// on the next write, away from the address the device was given).
+struct Rings {
+    static constexpr std::uint16_t size = 256;  // the device's maximum
+    std::uint8_t* pages = nullptr;
+    volatile std::uint16_t* avail() const { return reinterpret_cast<std::uint16_t*>(pages + 4096); }
+    volatile std::uint16_t* used() const {
+        return reinterpret_cast<std::uint16_t*>(pages + 2 * 4096);
+    }
+    std::uint8_t* buffer() const { return pages + 3 * 4096; }
+
+    static Rings make() {
+        Rings r;
+        void* m = ::mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE | MAP_LOCKED, -1, 0);
+        if (m == MAP_FAILED) die("mmap rings");
+        r.pages = static_cast<std::uint8_t*>(m);
+        std::memset(r.pages, 0, 4 * 4096);
+        return r;
+    }
+};
+
+// Resets the device, negotiates VERSION_1 and starts queue 0 on `rings`.
+void start_queue(const VirtioPci& v, const Rings& r) {
+    v.status(0);
+    v.status(kAcknowledge | kDriver);
+    v.driver_features(kVersion1);
+    v.status(kAcknowledge | kDriver | kFeaturesOk);
+    if (!(v.status() & kFeaturesOk)) {
+        errno = EPROTO;
+        die("the device refused VERSION_1");
+    }
+    v.wr<std::uint16_t>(0x16, 0);
+    v.wr<std::uint16_t>(0x18, Rings::size);
+    v.wr<std::uint16_t>(0x1a, 0xffff);  // no MSI-X vector
+    const std::uint64_t desc = physical_address(r.pages), avail = physical_address(r.pages + 4096),
+                        used = physical_address(r.pages + 2 * 4096);
+    v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
+    v.wr<std::uint32_t>(0x24, static_cast<std::uint32_t>(desc >> 32));
+    v.wr<std::uint32_t>(0x28, static_cast<std::uint32_t>(avail));
+    v.wr<std::uint32_t>(0x2c, static_cast<std::uint32_t>(avail >> 32));
+    v.wr<std::uint32_t>(0x30, static_cast<std::uint32_t>(used));
+    v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
+    v.wr<std::uint16_t>(0x1c, 1);
+    v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
+}
+
+// virtio-rng (1af4:1044) with its guest driver unbound.
+VirtioPci take_rng() {
+    const std::string addr = find_function("0x1af4", "0x1044");
+    unbind(addr);
+    return VirtioPci::open(addr);
+}
+
+// One one-byte chain, made available again and again: the avail index always runs the
+// whole queue ahead of the used index, so the device never finds the queue empty.
+int ring_storm(double seconds) {
+    const VirtioPci v = take_rng();
+    const Rings r = Rings::make();
+    auto* desc = reinterpret_cast<volatile std::uint64_t*>(r.pages);
+    desc[0] = physical_address(r.buffer());
+    desc[1] = 1ull | (2ull << 32);  // len 1, flags WRITE, next 0
+    start_queue(v, r);
+    v.wr<std::uint32_t>(0x00, 1);
+    say("device status %#x, features[1] %#x, queue size %u enable %u, desc %#llx\n", v.status(),
+        v.rd<std::uint32_t>(0x04), v.rd<std::uint16_t>(0x18), v.rd<std::uint16_t>(0x1c),
+        static_cast<unsigned long long>(physical_address(r.pages)));
+    say("storm-start\n");
+    start_heartbeat();
+    volatile std::uint16_t* avail = r.avail();
+    volatile std::uint16_t* used = r.used();
+    for (int i = 0; i < Rings::size; ++i)
+        avail[2 + i] = 0;  // every ring entry names head 0
+    const double done_at = now() + seconds;
+    bool done = false;
+    for (std::uint64_t n = 0;; ++n) {
+        avail[1] = static_cast<std::uint16_t>(used[1] + Rings::size);
+        if (n % (1u << 20) == 0) {
+            v.kick(0);
+            if (!done && now() >= done_at) {
+                say("storm-done %u\n", static_cast<unsigned>(used[1]));
+                done = true;
+            }
+        }
+    }
+}
+
+// FEATURES_OK with a feature the device never offered, again and again, with a full
+// activation and reset between.
+int features_storm(unsigned count) {
+    const VirtioPci v = take_rng();
+    const Rings r = Rings::make();
+    say("storm-start\n");
+    start_heartbeat();
+    for (std::uint64_t n = 0;; ++n) {
+        v.status(0);
+        v.status(kAcknowledge | kDriver);
+        v.driver_features(kVersion1 | (1ull << 10));
+        v.status(kAcknowledge | kDriver | kFeaturesOk);
+        if (n % 16 == 0) start_queue(v, r);  // activate, reset by the next round
+        if (n + 1 == count) say("storm-done %u\n", count);
+    }
+}
+
+// Whether a function's vendor:device is one the workload needs to keep answering (its root
+// disk and its stdio): those are read, never written.
+bool spared(std::uint32_t id) {
+    const std::uint32_t vendor = id & 0xffff, device = id >> 16;
+    return vendor == 0x1af4 && (device == 0x1042 || device == 0x1053);
+}
+
+// Every bus 0 function: configuration reads at every width and offset; writes of garbage
+// (every offset and width) to each function that is absent, the host bridge and virtio-rng
+// (its driver unbound first): BARs, command, the MSI-X capability.
+int conf1_sweep() {
+    (void)take_rng();
+    need_ports(0xcf8, 8);
+    say("storm-start\n");
+    start_heartbeat();
+    const std::uint32_t garbage[] = {0xffffffffu, 0, 0xdeadbeefu, 0x80000001u};
+    for (std::uint64_t round = 0;; ++round) {
+        std::uint64_t ops = 0;
+        for (unsigned dev = 0; dev < 32; ++dev)
+            for (unsigned fn = 0; fn < 8; ++fn) {
+                const std::uint32_t id = conf1_read(0, dev, fn, 0, 4);
+                ++ops;
+                const bool present = id != 0xffffffffu;
+                if (!present) {
+                    // Absent: its command and BARs, and the wider reads.
+                    for (unsigned off : {0x04u, 0x10u, 0x14u, 0x18u, 0x30u, 0x3cu}) {
+                        conf1_write(0, dev, fn, off, 4, garbage[off / 4 % 4]);
+                        ++ops;
+                    }
+                    continue;
+                }
+                for (unsigned width : {1u, 2u, 4u})
+                    for (unsigned off = 0; off < 256; off += width) {
+                        (void)conf1_read(0, dev, fn, off, width);
+                        ++ops;
+                        if (spared(id)) continue;
+                        for (std::uint32_t g : garbage) {
+                            conf1_write(0, dev, fn, off, width, g);
+                            ++ops;
+                        }
+                    }
+            }
+        for (unsigned bus = 1; bus < 256; ++bus) {
+            (void)conf1_read(bus, 0, 0, 0, 4);
+            ++ops;
+        }
+        // CONFIG_ADDRESS written at widths other than 4 (not an address: plain port writes).
+        for (unsigned k = 0; k < 4; ++k) {
+            ::outb(0xff, static_cast<unsigned short>(0xcf8 + k));
+            ++ops;
+        }
+        ::outw(0xffff, 0xcf8);
+        ::outw(0xffff, 0xcfa);
+        if (round == 0) say("storm-done %llu\n", static_cast<unsigned long long>(ops));
+    }
+}
+
+// virtio-rng's 64-bit BAR 0 placed where it must not go, again and again, memory decoding
+// on at each place: wrapping past 2^64, on another device's BAR, on the local APIC, on the
+// IO-APIC, on guest RAM, at 0.
+int bar_abuse(unsigned rounds) {
+    const std::string addr = find_function("0x1af4", "0x1044");
+    unbind(addr);
+    const Function f = parse_address(addr);
+    // The victim: the root disk's BAR 0 (its device keeps working: nothing ours decodes
+    // there for long, and the guest's own accesses to it are what the test watches).
+    const Function victim = parse_address(find_function("0x1af4", "0x1042"));
+    need_ports(0xcf8, 8);
+    const std::uint64_t victim_bar =
+        (conf1_read(0, victim.dev, victim.fn, 0x10, 4) & ~0xfull) |
+        (std::uint64_t{conf1_read(0, victim.dev, victim.fn, 0x14, 4)} << 32);
+    conf1_write(0, f.dev, f.fn, 0x10, 4, 0xffffffffu);
+    conf1_write(0, f.dev, f.fn, 0x14, 4, 0xffffffffu);
+    const std::uint64_t mask = (conf1_read(0, f.dev, f.fn, 0x10, 4) & ~0xfull) |
+                               (std::uint64_t{conf1_read(0, f.dev, f.fn, 0x14, 4)} << 32);
+    const std::uint64_t size = ~mask + 1;
+    const std::uint64_t places[] = {0 - size,      0xfffffffffffff000ull, victim_bar, 0xfee00000ull,
+                                    0xfec00000ull, 0x100000ull,           0};
+    const std::uint16_t cmd = static_cast<std::uint16_t>(conf1_read(0, f.dev, f.fn, 4, 2));
+    say("storm-start\n");
+    start_heartbeat();
+    for (std::uint64_t n = 0;; ++n) {
+        for (std::uint64_t at : places) {
+            conf1_write(0, f.dev, f.fn, 4, 2, cmd & ~0x2u);
+            conf1_write(0, f.dev, f.fn, 0x10, 4, static_cast<std::uint32_t>(at));
+            conf1_write(0, f.dev, f.fn, 0x14, 4, static_cast<std::uint32_t>(at >> 32));
+            conf1_write(0, f.dev, f.fn, 4, 2, cmd | 0x2u);
+        }
+        if (n + 1 == rounds)
+            say("storm-done %llu\n", static_cast<unsigned long long>(rounds * std::size(places)));
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: stockade-hostile CASE [ARG]\n");
+        return 2;
+    }
+    // Nothing of ours is paged in from the root disk once the storm runs.
+    if (::mlockall(MCL_CURRENT | MCL_FUTURE) != 0) die("mlockall");
+    const std::string c = argv[1];
+    const char* arg = argc > 2 ? argv[2] : "5";
+    if (c == "uart-loopback") return uart_loopback(std::atof(arg));
+    if (c == "stdout-flood") return stdout_flood();
+    if (c == "ring-storm") return ring_storm(std::atof(arg));
+    if (c == "features-storm") return features_storm(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "conf1-sweep") return conf1_sweep();
+    if (c == "bar-abuse") return bar_abuse(static_cast<unsigned>(std::atoi(arg)));
+    std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
+    return 2;
+}
