@@ -192,3 +192,47 @@ write('fuzz_exec_frames/session', frame(1, b'hello\n') + frame(2, b'oops\n') + f
       frame(3, struct.pack('>I', 7)))
 # What the fuzzer found first: invalid UTF-8 in the path reached a fault message's JSON.
 write('fuzz_api_request/invalid_utf8_path', b'GET /\x9c\xff HTTP/1.1\r\nHost: x\r\n\r\n')
+
+
+# fuzz_virtio_transport: a flag byte (bit 0: blk), then 8-byte accesses (op, width code,
+# offset, value). A driver's whole start of virtio-rng (or blk), one chain, one kick.
+def access(op, width, offset, value):
+    return struct.pack('<BBHI', op, width, offset, value & 0xffffffff)
+
+
+def transport_start(device_is_blk):
+    common = 4  # bar_write into the common configuration
+    a = [access(common, 0, 0x14, 0),            # reset
+         access(common, 0, 0x14, 1),            # ACKNOWLEDGE
+         access(common, 0, 0x14, 3),            # DRIVER
+         access(common, 2, 0x08, 1),            # driver_feature_select = 1
+         access(common, 2, 0x0c, 1),            # VIRTIO_F_VERSION_1
+         access(common, 0, 0x14, 11),           # FEATURES_OK
+         access(common, 1, 0x16, 0),            # queue_select 0
+         access(common, 1, 0x18, 16),           # queue_size 16
+         access(common, 2, 0x20, 0x1000), access(common, 2, 0x24, 0),
+         access(common, 2, 0x28, 0x2000), access(common, 2, 0x2c, 0),
+         access(common, 2, 0x30, 0x3000), access(common, 2, 0x34, 0),
+         access(common, 1, 0x1c, 1),            # queue_enable
+         access(common, 0, 0x14, 15)]           # DRIVER_OK
+    ram = 5  # a 4-byte guest store
+    if device_is_blk:
+        # header (readable), data (writable), status (writable): a read of sector 0
+        a += [access(ram, 2, 0x1000, 0x4000), access(ram, 2, 0x1008, 16),
+              access(ram, 2, 0x100c, 1 | (1 << 16)),  # flags NEXT, next 1
+              access(ram, 2, 0x1010, 0x5000), access(ram, 2, 0x1018, 512 | 0),
+              access(ram, 2, 0x101c, 3 | (2 << 16)),
+              access(ram, 2, 0x1020, 0x6000), access(ram, 2, 0x1028, 1),
+              access(ram, 2, 0x102c, 2)]
+    else:
+        a += [access(ram, 2, 0x1000, 0x4000), access(ram, 2, 0x1008, 64),
+              access(ram, 2, 0x100c, 2)]      # flags WRITE, next 0
+    a += [access(ram, 2, 0x2000, 1 << 16),      # avail flags 0, idx 1
+          access(ram, 2, 0x2004, 0),            # ring[0] = head 0
+          access(6, 0, 0, 0),                   # the kick
+          access(2, 2, 0x1000, 0)]              # ISR read
+    return bytes([1 if device_is_blk else 0]) + b''.join(a)
+
+
+write('fuzz_virtio_transport/rng-start', transport_start(False))
+write('fuzz_virtio_transport/blk-start', transport_start(True))
