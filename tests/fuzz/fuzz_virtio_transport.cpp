@@ -2,10 +2,13 @@
 // behind it: PCI configuration space (the capability list, MSI-X control, the PCI-config
 // access window), BAR0 (common configuration, ISR, device configuration, notifications, the
 // MSI-X table and PBA), BAR moves, guest RAM stores (rings) and queue kicks, in any order.
-// The device is virtio-rng or virtio-blk on a small memfd image (flag bit 0). Nothing may
+// The device (the first byte, modulo 3) is virtio-rng, virtio-blk on a small memfd image, or
+// virtio-net on its userspace datapath, whose tap is a datagram socket the host side sends
+// frames into (so both of its queues and its receive path are driven). Nothing may
 // crash or hang; KVM's side is faked with checks: an interrupt route attached twice, a
 // detach of what is not attached, or a notification registered twice is a bug.
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -18,6 +21,7 @@
 #include "base/unique_fd.hpp"
 #include "runner/kvm/irq_router.hpp"
 #include "runner/virtio/blk.hpp"
+#include "runner/virtio/net.hpp"
 #include "runner/virtio/pci_transport.hpp"
 #include "runner/virtio/rng.hpp"
 #include "tests/fuzz/guest_image.hpp"
@@ -84,8 +88,23 @@ class IoEvents : public kvm::IoEventRegistry {
     std::map<std::uint64_t, int> registered_;
 };
 
-std::unique_ptr<virtio::VirtioDevice> make_device(bool blk) {
-    if (!blk) return std::make_unique<virtio::Rng>();
+// The host's end of the net device's "tap" (-1 for the other devices).
+int host_end = -1;
+
+std::unique_ptr<virtio::VirtioDevice> make_device(std::uint8_t kind) {
+    if (kind == 0) return std::make_unique<virtio::Rng>();
+    if (kind == 2) {
+        static UniqueFd host;
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
+            __builtin_trap();
+        host = UniqueFd(sv[1]);
+        host_end = sv[1];
+        virtio::NetBackend b{UniqueFd(sv[0]), {0x02, 0, 0, 0, 0, 1}, 1500, std::nullopt, false};
+        auto dev = virtio::Net::create(std::move(b));
+        if (!dev) __builtin_trap();
+        return std::move(*dev);
+    }
     UniqueFd image(::memfd_create("fuzz-disk", MFD_CLOEXEC));
     if (!image || ::ftruncate(image.get(), 64 * virtio::kSectorSize) != 0) __builtin_trap();
     auto dev = virtio::Blk::create(std::move(image), false, "fuzz");
@@ -116,7 +135,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Router router;
     IoEvents io;
     auto transport =
-        virtio::PciTransport::create(make_device(data[0] & 1), io, router, mem, watcher);
+        virtio::PciTransport::create(make_device(data[0] % 3), io, router, mem, watcher);
     if (!transport) __builtin_trap();
     virtio::PciTransport& t = **transport;
     t.bar_placed(0, 0xc000'0000);
@@ -126,7 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::uint8_t buf[8] = {};
         std::memcpy(buf, &a.value, 4);
         const std::size_t width = std::size_t{1} << (a.width & 3);
-        switch (a.op % 8) {
+        switch (a.op % 9) {
             case 0:
                 t.config_read(a.offset % 0x100, std::span(buf, width));
                 break;
@@ -138,7 +157,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 break;
             case 3:
             case 4:  // the common configuration most often
-                t.bar_write(0, (a.op % 8 == 3 ? a.offset % virtio::kBar0Size : a.offset % 0x40),
+                t.bar_write(0, (a.op % 9 == 3 ? a.offset % virtio::kBar0Size : a.offset % 0x40),
                             std::span<const std::uint8_t>(buf, width));
                 break;
             case 5:  // a guest store into RAM: rings and buffers
@@ -147,9 +166,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 6:
                 watcher.fire(a.value);
                 break;
-            default:  // the guest's BIOS or kernel moves BAR0
+            case 7:  // the guest's BIOS or kernel moves BAR0
                 t.bar_placed(0, std::uint64_t{a.value} << 12);
                 break;
+            default: {  // the host sends the net device a frame (header included)
+                static std::uint8_t frame[2048];
+                std::memset(frame, a.width, sizeof frame);
+                if (host_end >= 0) (void)!::send(host_end, frame, a.value % sizeof frame, 0);
+                break;
+            }
         }
     }
     return 0;

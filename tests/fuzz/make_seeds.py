@@ -236,3 +236,30 @@ def transport_start(device_is_blk):
 
 write('fuzz_virtio_transport/rng-start', transport_start(False))
 write('fuzz_virtio_transport/blk-start', transport_start(True))
+
+
+def transport_net_start():
+    """virtio-net: MRG_RXBUF and VERSION_1; rx queue 0 gets a 1526-byte buffer, tx queue 1
+    sends a 74-byte frame; the host sends one frame; the tap's watch and the kicks fire."""
+    common, ram = 4, 5
+    a = [access(common, 0, 0x14, 0), access(common, 0, 0x14, 3),
+         access(common, 2, 0x08, 0), access(common, 2, 0x0c, 1 << 15),  # MRG_RXBUF
+         access(common, 2, 0x08, 1), access(common, 2, 0x0c, 1),        # VERSION_1
+         access(common, 0, 0x14, 11)]
+    for q, base in ((0, 0x1000), (1, 0x5000)):
+        a += [access(common, 1, 0x16, q), access(common, 1, 0x18, 16),
+              access(common, 2, 0x20, base), access(common, 2, 0x28, base + 0x1000),
+              access(common, 2, 0x30, base + 0x2000), access(common, 1, 0x1c, 1)]
+    a += [access(common, 0, 0x14, 15),
+          # rx: one writable buffer at 0x9000
+          access(ram, 2, 0x1000, 0x9000), access(ram, 2, 0x1008, 1526), access(ram, 2, 0x100c, 2),
+          access(ram, 2, 0x2000, 1 << 16), access(ram, 2, 0x2004, 0),
+          # tx: header and frame, readable, at 0xa000
+          access(ram, 2, 0x5000, 0xa000), access(ram, 2, 0x5008, 74), access(ram, 2, 0x500c, 0),
+          access(ram, 2, 0x6000, 1 << 16), access(ram, 2, 0x6004, 0),
+          access(8, 0x45, 0, 98),               # the host sends a 98-byte frame
+          access(6, 0, 0, 0), access(6, 0, 0, 1), access(6, 0, 0, 2)]
+    return bytes([2]) + b''.join(a)
+
+
+write('fuzz_virtio_transport/net-start', transport_net_start())
