@@ -24,6 +24,17 @@ Result<std::uint32_t> Vcpu::run() {
     return run_->exit_reason;
 }
 
+Result<> Vcpu::settle() {
+    const std::uint8_t was = run_->immediate_exit;
+    run_->immediate_exit = 1;
+    const int r = ::ioctl(fd_.get(), KVM_RUN, 0);
+    const int err = errno;
+    run_->immediate_exit = was;
+    if (r == 0 || err == EINTR) return {};
+    errno = err;
+    return fail_sys(fmt::format("KVM_RUN (settling) vCPU {}", id_));
+}
+
 Result<PioAccess> Vcpu::pio() const {
     const auto& io = run_->io;
     if (io.size != 1 && io.size != 2 && io.size != 4)
@@ -91,8 +102,58 @@ Result<std::uint32_t> Vcpu::tsc_khz() const {
     return static_cast<std::uint32_t>(r);
 }
 
+Result<std::uint32_t> Vcpu::mp_state() const {
+    kvm_mp_state s{};
+    if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &s) != 0)
+        return fail_sys(fmt::format("KVM_GET_MP_STATE vCPU {}", id_));
+    return s.mp_state;
+}
+Result<kvm_xsave> Vcpu::xsave() const {
+    STOCKADE_GET(kvm_xsave, KVM_GET_XSAVE, "KVM_GET_XSAVE");
+}
+Result<> Vcpu::set_xsave(const kvm_xsave& x) {
+    STOCKADE_SET(KVM_SET_XSAVE, "KVM_SET_XSAVE", &x);
+}
+Result<kvm_xcrs> Vcpu::xcrs() const {
+    STOCKADE_GET(kvm_xcrs, KVM_GET_XCRS, "KVM_GET_XCRS");
+}
+Result<> Vcpu::set_xcrs(const kvm_xcrs& x) {
+    STOCKADE_SET(KVM_SET_XCRS, "KVM_SET_XCRS", &x);
+}
+Result<kvm_vcpu_events> Vcpu::events() const {
+    STOCKADE_GET(kvm_vcpu_events, KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS");
+}
+Result<> Vcpu::set_events(const kvm_vcpu_events& e) {
+    STOCKADE_SET(KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", &e);
+}
+Result<kvm_debugregs> Vcpu::debugregs() const {
+    STOCKADE_GET(kvm_debugregs, KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+Result<> Vcpu::set_debugregs(const kvm_debugregs& d) {
+    STOCKADE_SET(KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", &d);
+}
+
 #undef STOCKADE_GET
 #undef STOCKADE_SET
+
+Result<std::vector<kvm_msr_entry>> Vcpu::msrs(std::span<const std::uint32_t> indices) const {
+    std::vector<kvm_msr_entry> out;
+    out.reserve(indices.size());
+    while (!indices.empty()) {
+        FlexBuffer<kvm_msrs, kvm_msr_entry> m(indices.size());
+        m->nmsrs = static_cast<std::uint32_t>(indices.size());
+        for (std::size_t i = 0; i < indices.size(); ++i)
+            m.entries()[i] = kvm_msr_entry{indices[i], 0, 0};
+        const int r = ::ioctl(fd_.get(), KVM_GET_MSRS, m.get());
+        if (r < 0) return fail_sys(fmt::format("KVM_GET_MSRS vCPU {}", id_));
+        const auto read = static_cast<std::size_t>(r);
+        out.insert(out.end(), m.entries().begin(),
+                   m.entries().begin() + static_cast<std::ptrdiff_t>(read));
+        // The one at `read` could not be read: skip it, read on after it.
+        indices = indices.subspan(std::min(read + 1, indices.size()));
+    }
+    return out;
+}
 
 Result<> Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) {
     FlexBuffer<kvm_cpuid2, kvm_cpuid_entry2> c(entries);

@@ -56,6 +56,24 @@ class Vcpu {
     [[nodiscard]] Result<> set_tsc_khz(std::uint32_t khz);
     [[nodiscard]] Result<std::uint32_t> tsc_khz() const;
 
+    // Lets KVM finish what the last exit left pending (the rest of a port or MMIO access)
+    // without running guest code: KVM_RUN with immediate_exit. Before reading state to save.
+    [[nodiscard]] Result<> settle();
+    // The rest of the state a snapshot saves (runner/kvm/vcpu_state.hpp); set_* of each.
+    [[nodiscard]] Result<std::uint32_t> mp_state() const;
+    [[nodiscard]] Result<kvm_xsave> xsave() const;
+    [[nodiscard]] Result<> set_xsave(const kvm_xsave& x);
+    [[nodiscard]] Result<kvm_xcrs> xcrs() const;
+    [[nodiscard]] Result<> set_xcrs(const kvm_xcrs& x);
+    [[nodiscard]] Result<kvm_vcpu_events> events() const;
+    [[nodiscard]] Result<> set_events(const kvm_vcpu_events& e);
+    [[nodiscard]] Result<kvm_debugregs> debugregs() const;
+    [[nodiscard]] Result<> set_debugregs(const kvm_debugregs& d);
+    // Reads the MSRs `indices` names. An MSR this CPU does not have is left out of the
+    // result (KVM stops at the first it cannot read; the rest are read again after it).
+    [[nodiscard]] Result<std::vector<kvm_msr_entry>> msrs(
+        std::span<const std::uint32_t> indices) const;
+
   private:
     Vcpu(UniqueFd fd, Mapping run, std::uint32_t id)
         : fd_(std::move(fd)),

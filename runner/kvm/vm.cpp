@@ -102,4 +102,29 @@ Result<kvm_clock_data> Vm::get_clock() const {
     return c;
 }
 
+Result<kvm_irqchip> Vm::irqchip(std::uint32_t chip) const {
+    kvm_irqchip c{};
+    c.chip_id = chip;
+    if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &c) != 0)
+        return fail_sys(fmt::format("KVM_GET_IRQCHIP {}", chip));
+    return c;
+}
+
+Result<> Vm::set_irqchip(const kvm_irqchip& c) {
+    if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &c) != 0)
+        return fail_sys(fmt::format("KVM_SET_IRQCHIP {}", c.chip_id));
+    return {};
+}
+
+Result<kvm_pit_state2> Vm::pit2() const {
+    kvm_pit_state2 p{};
+    if (::ioctl(fd_.get(), KVM_GET_PIT2, &p) != 0) return fail_sys("KVM_GET_PIT2");
+    return p;
+}
+
+Result<> Vm::set_pit2(const kvm_pit_state2& p) {
+    if (::ioctl(fd_.get(), KVM_SET_PIT2, &p) != 0) return fail_sys("KVM_SET_PIT2");
+    return {};
+}
+
 }  // namespace stockade::kvm

@@ -41,6 +41,12 @@ class Vm : public IoEventRegistry {
                                      bool assign = true) override;
     [[nodiscard]] Result<> set_clock(std::uint64_t ns);
     [[nodiscard]] Result<kvm_clock_data> get_clock() const;
+    // The in-kernel interrupt controllers and timer, for snapshots (runner/kvm/vcpu_state.hpp).
+    // `chip`: KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE or _IOAPIC.
+    [[nodiscard]] Result<kvm_irqchip> irqchip(std::uint32_t chip) const;
+    [[nodiscard]] Result<> set_irqchip(const kvm_irqchip& c);
+    [[nodiscard]] Result<kvm_pit_state2> pit2() const;
+    [[nodiscard]] Result<> set_pit2(const kvm_pit_state2& p);
 
     [[nodiscard]] int fd() const { return fd_.get(); }
 
