@@ -32,6 +32,10 @@ inline constexpr std::uint32_t kDefaultChunkSize = 64 * 1024;
 inline constexpr std::uint32_t kMinChunkSize = 64;
 inline constexpr std::uint32_t kMaxChunkSize = 16u << 20;
 
+// A part's plaintext is at most 2^56 bytes (64 PiB), so that no length or offset computed
+// from a record can overflow.
+inline constexpr std::uint64_t kMaxPartSize = std::uint64_t{1} << 56;
+
 // The part that lists all others (manifest.hpp); no other part may take its name.
 inline constexpr std::string_view kManifestPart = "manifest";
 

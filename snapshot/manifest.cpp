@@ -22,6 +22,8 @@ Result<> check_records(std::span<const PartRecord> parts) {
         if (!names.insert(p.name).second) return fail("part '{}' twice", p.name);
         if (auto r = check_chunk_size(p.chunk_size); !r)
             return std::unexpected(std::move(r).error().context(p.name));
+        if (p.size > kMaxPartSize)
+            return fail("{}: {} bytes, more than a part may have", p.name, p.size);
         if (p.chunk_count != chunk_count(p.size, p.chunk_size))
             return fail("{}: {} chunks for {} bytes in chunks of {}", p.name, p.chunk_count, p.size,
                         p.chunk_size);

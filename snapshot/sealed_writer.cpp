@@ -87,6 +87,8 @@ Result<> SealedWriter::write(std::span<const std::uint8_t> data) {
     State& s = *s_;
     if (s.done) return fail("{}: written after it was finished or failed", s.part);
     s.done = true;  // until this write succeeds
+    if (data.size() > kMaxPartSize - s.size)
+        return fail("{}: more than {} bytes, the most a part may have", s.part, kMaxPartSize);
     STOCKADE_TRY_VOID(s.sha.update(data));
     s.size += data.size();
     const auto pending = s.pending.span();

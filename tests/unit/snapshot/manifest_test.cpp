@@ -174,6 +174,9 @@ TEST(ManifestRecords, BadRecordsAreNotSealed) {
     PartRecord wrong_count = a;
     wrong_count.name = "memory";
     wrong_count.chunk_count = 3;
+    PartRecord huge = a;
+    huge.name = "huge";
+    huge.size = kMaxPartSize + 1;
     PartRecord bad_name = a;
     bad_name.name = "../state";
     for (const auto& [parts, message] :
@@ -181,6 +184,7 @@ TEST(ManifestRecords, BadRecordsAreNotSealed) {
              {{a, a}, "manifest: part 'state' twice"},
              {{manifest}, "manifest: a part named 'manifest' besides it"},
              {{a, wrong_count}, "manifest: memory: 3 chunks for 100 bytes in chunks of 64"},
+             {{huge}, "manifest: huge: 72057594037927937 bytes, more than a part may have"},
              {{bad_name},
               "manifest: part name '../state': a part name is letters, digits, '.', "
               "'_' and '-', and begins with a letter or digit"}}) {
