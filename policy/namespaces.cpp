@@ -17,6 +17,7 @@
 #include "base/io.hpp"
 #include "base/unique_fd.hpp"
 #include "policy/cgroup.hpp"
+#include "policy/privileges.hpp"
 
 namespace stockade::policy {
 namespace {
@@ -127,15 +128,38 @@ Result<> write_id_maps(pid_t child, const NamespaceSpec& spec) {
     return {};
 }
 
+// What the relay does before its loop, while it may still call anything: it gives up every
+// capability (bounding and ambient sets too) and sets no_new_privs (drop_privileges: it needs
+// none to wait for its own child and to signal it, which has its uid); it dies with the
+// supervisor again (taking the namespace's uid cleared the parent-death signal of a root
+// start); and it builds its filter. Returns the filter, to be loaded last.
+Result<std::vector<std::uint8_t>> prepare_relay(pid_t sandbox, pid_t self, pid_t supervisor,
+                                                const NamespaceSpec& spec) {
+    STOCKADE_TRY_VOID(drop_privileges(spec.uid, spec.gid));
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        return fail_sys("prctl(PR_SET_PDEATHSIG) in the relay");
+    if (::getppid() != supervisor) return fail("the supervisor died before the relay ran");
+    return relay_seccomp_profile(sandbox, self).export_bpf();
+}
+
 // The first child's life when it has to fork the sandbox into a PID namespace of its user
 // namespace: wait, forward termination signals, mirror the sandbox's status. It holds no
-// descriptors (the sandbox's are the sandbox's business) and never returns.
-[[noreturn]] void relay(pid_t sandbox) {
+// descriptors (the sandbox's are the sandbox's business), no capabilities, and a filter of
+// exactly its loop's calls, and never returns; if it cannot harden, the sandbox goes.
+[[noreturn]] void relay(pid_t sandbox, pid_t supervisor, const NamespaceSpec& spec) {
     ::prctl(PR_SET_NAME, "stockade-relay");
     ::close_range(0, ~0u, 0);
     sigset_t all;
     sigfillset(&all);
     ::sigprocmask(SIG_BLOCK, &all, nullptr);
+    const pid_t self = ::getpid();
+    // Lives until _exit: freeing it once the filter is in would call munmap or brk.
+    const auto filter = prepare_relay(sandbox, self, supervisor, spec);
+    if (!filter || !load_bpf(*filter)) {
+        ::kill(sandbox, SIGKILL);
+        ::_exit(125);
+    }
+    // From here on: wait4, rt_sigtimedwait, kill, rt_sigaction, rt_sigprocmask, exit_group.
     for (;;) {
         int status = 0;
         pid_t r = ::waitpid(sandbox, &status, WNOHANG);
@@ -147,7 +171,7 @@ Result<> write_id_maps(pid_t child, const NamespaceSpec& spec) {
             sigemptyset(&one);
             sigaddset(&one, sig);
             ::sigprocmask(SIG_UNBLOCK, &one, nullptr);
-            ::kill(::getpid(), sig);
+            ::kill(self, sig);
             ::_exit(128 + sig);
         }
         if (r < 0 && errno != EINTR) ::_exit(125);
@@ -164,6 +188,7 @@ Result<Forked> fork_with_user_ns(const NamespaceSpec& spec) {
         return fail_sys("socketpair for the user namespace handshake");
     UniqueFd parent_end(sv[0]), child_end(sv[1]);
     auto parent = STOCKADE_TRY(own_pidfd());
+    const pid_t supervisor = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) return fail_sys("fork of the sandbox process");
 
@@ -219,12 +244,24 @@ Result<Forked> fork_with_user_ns(const NamespaceSpec& spec) {
     auto relay_fd = STOCKADE_TRY(own_pidfd());
     pid_t sandbox = ::fork();
     if (sandbox < 0) return fail_sys("fork of the sandbox process into its pid namespace");
-    if (sandbox > 0) relay(sandbox);
+    if (sandbox > 0) relay(sandbox, supervisor, spec);
     STOCKADE_TRY_VOID(die_with_parent(std::move(relay_fd)));
     return Forked{0};
 }
 
 }  // namespace
+
+SeccompProfile relay_seccomp_profile(pid_t sandbox, pid_t relay_pid) {
+    SeccompProfile p("stockade-relay", SeccompMode::kill);
+    // Its loop, and nothing else: waiting for the sandbox (glibc's waitpid is wait4) and for
+    // signals (sigwaitinfo), forwarding them to the sandbox, and at the end re-raising the
+    // sandbox's death signal on itself (signal, sigprocmask, kill) or _exit.
+    p.allow_if(SYS_wait4, {arg_eq(0, static_cast<std::uint64_t>(sandbox))})
+        .allow({SYS_rt_sigtimedwait, SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_exit_group})
+        .allow_if(SYS_kill, {arg_eq(0, static_cast<std::uint64_t>(sandbox))})
+        .allow_if(SYS_kill, {arg_eq(0, static_cast<std::uint64_t>(relay_pid))});
+    return p;
+}
 
 Result<Forked> fork_into_namespaces(const NamespaceSpec& spec) {
     if (spec.namespaces.has(Namespace::user)) return fork_with_user_ns(spec);

@@ -23,7 +23,9 @@
 // user namespace (an unprivileged start), the PID namespace has to belong to it, so the child
 // makes it after entering the user namespace and forks once more: the first child then only
 // waits for the sandbox process, forwards termination signals to it and exits with its status,
-// so the parent still sees the sandbox's status under the pid it was given.
+// so the parent still sees the sandbox's status under the pid it was given. That first child
+// (stockade-relay) holds no descriptor and no capability, has no_new_privs and a seccomp filter
+// of exactly its loop's calls, and dies with the supervisor.
 //
 // A child-side error is returned in the child: report it (e.g. to stderr) and _exit(125).
 #include <sys/types.h>
@@ -33,6 +35,7 @@
 
 #include "base/error.hpp"
 #include "policy/policy.hpp"
+#include "policy/seccomp.hpp"
 
 namespace stockade::policy {
 
@@ -52,5 +55,10 @@ struct Forked {
 };
 
 [[nodiscard]] Result<Forked> fork_into_namespaces(const NamespaceSpec& spec);
+
+// stockade-relay's filter (default action: kill the process): exactly what its loop calls once
+// it has dropped every capability, with wait4 for the sandbox only and kill for the sandbox
+// and itself only. Loaded with load_bpf() (policy/seccomp.hpp).
+[[nodiscard]] SeccompProfile relay_seccomp_profile(pid_t sandbox, pid_t relay_pid);
 
 }  // namespace stockade::policy

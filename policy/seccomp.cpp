@@ -1,5 +1,7 @@
 #include "policy/seccomp.hpp"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
@@ -336,6 +338,19 @@ nlohmann::json SeccompProfile::to_json() const {
     else
         j["error"] = n.error().message;
     return j;
+}
+
+Result<> load_bpf(std::span<const std::uint8_t> program) {
+    if (program.empty() || program.size() % sizeof(sock_filter) != 0 ||
+        program.size() / sizeof(sock_filter) > BPF_MAXINSNS)
+        return fail("seccomp: a BPF program of {} bytes", program.size());
+    // The kernel copies the program; sock_fprog only points at the caller's bytes.
+    const sock_fprog prog{
+        static_cast<unsigned short>(program.size() / sizeof(sock_filter)),
+        reinterpret_cast<sock_filter*>(const_cast<std::uint8_t*>(program.data()))};
+    if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        return fail_sys("loading a seccomp BPF program");
+    return {};
 }
 
 Result<> SeccompProfile::load() const {

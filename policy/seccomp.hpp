@@ -24,6 +24,7 @@
 //   back to clone.
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -128,5 +129,11 @@ class SeccompProfile {
 };
 
 [[nodiscard]] std::string syscall_name(int syscall);
+
+// Installs a program export_bpf() made (a whole number of struct sock_filter) on the calling
+// thread, and makes no other system call and no allocation once it is in: for a process whose
+// allowlist has no memory calls (stockade-relay), where load() would die freeing libseccomp's
+// copy. The caller sets no_new_privs first (drop_privileges() does).
+[[nodiscard]] Result<> load_bpf(std::span<const std::uint8_t> program);
 
 }  // namespace stockade::policy

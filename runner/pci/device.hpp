@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/rate_limit.hpp"
 #include "runner/pci/config_space.hpp"
 
 namespace stockade::pci {
@@ -31,6 +32,13 @@ class PciDevice {
                            std::span<const std::uint8_t> in) = 0;
     // The guest placed (or moved) a memory BAR, or turned decoding off (address 0 = unmapped).
     virtual void bar_placed(std::size_t /*bar*/, std::uint64_t /*address*/) {}
+
+    // Every warning the guest can cause about this function goes through here: its own, its
+    // MSI-X table's and the bus's about its BARs, one rate limit and one count (--stats).
+    [[nodiscard]] const GuestWarnings& warnings() const { return warnings_; }
+
+  private:
+    GuestWarnings warnings_;
 };
 
 }  // namespace stockade::pci

@@ -5,8 +5,6 @@
 
 #include <cstring>
 
-#include "base/log.hpp"
-
 namespace stockade::pci {
 
 Result<Msix> Msix::create(kvm::MsiRouter& router, std::uint16_t vectors) {
@@ -49,16 +47,16 @@ void Msix::update(std::size_t v) {
                          !(e.control & kMsixVectorMasked) && e.address != 0;
     if (deliver) {
         if (auto r = router_->set_msi(gsis_[v], e.address, e.data); !r)
-            log::warn("MSI-X vector {}: {}", v, r.error().message);
+            warnings_.warn("MSI-X vector {}: {}", v, r.error().message);
         if (!attached_[v]) {
             if (auto r = router_->attach(gsis_[v], events_[v].get()); r)
                 attached_[v] = true;
             else
-                log::warn("MSI-X vector {}: {}", v, r.error().message);
+                warnings_.warn("MSI-X vector {}: {}", v, r.error().message);
         }
     } else if (attached_[v]) {
         if (auto r = router_->detach(gsis_[v], events_[v].get()); !r)
-            log::warn("MSI-X vector {}: {}", v, r.error().message);
+            warnings_.warn("MSI-X vector {}: {}", v, r.error().message);
         attached_[v] = false;
     }
 }

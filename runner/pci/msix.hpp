@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/rate_limit.hpp"
 #include "base/unique_fd.hpp"
 #include "runner/kvm/irq_router.hpp"
 
@@ -65,6 +66,8 @@ class Msix {
     void reset();
 
     [[nodiscard]] const std::vector<MsixEntry>& entries() const { return entries_; }
+    // Where the table's warnings (a route KVM refused) count: its function's (PciDevice).
+    void share_warnings(const GuestWarnings& warnings) { warnings_ = warnings; }
 
   private:
     explicit Msix(kvm::MsiRouter& router) : router_(&router) {}
@@ -75,6 +78,7 @@ class Msix {
     std::vector<UniqueFd> events_;
     std::vector<std::uint32_t> gsis_;
     std::vector<bool> attached_;
+    GuestWarnings warnings_;
 };
 
 }  // namespace stockade::pci

@@ -152,7 +152,9 @@ PassthroughFunction::PassthroughFunction(PassthroughSetup setup, PassthroughIo& 
       io_(io),
       slots_(slots),
       msix_(std::move(msix)),
-      config_(std::move(config)) {}
+      config_(std::move(config)) {
+    msix_.share_warnings(warnings());
+}
 
 PassthroughFunction::~PassthroughFunction() {
     // The VM and the device descriptor go with the sandbox; closing the device resets it
@@ -201,7 +203,7 @@ void PassthroughFunction::push_command() {
     if (auto r = io_.read(kConfigRegion, kOffCommand,
                           std::span(reinterpret_cast<std::uint8_t*>(&cmd), 2));
         !r) {
-        log::warn("{}: reading the command register: {}", setup_.name, r.error().message);
+        warnings().warn("{}: reading the command register: {}", setup_.name, r.error().message);
         return;
     }
     cmd = static_cast<std::uint16_t>((cmd & ~(kDeviceCommandBits | kCommandIo)) |
@@ -210,7 +212,7 @@ void PassthroughFunction::push_command() {
     if (auto r = io_.write(kConfigRegion, kOffCommand,
                            std::span(reinterpret_cast<const std::uint8_t*>(&cmd), 2));
         !r)
-        log::warn("{}: writing the command register: {}", setup_.name, r.error().message);
+        warnings().warn("{}: writing the command register: {}", setup_.name, r.error().message);
 }
 
 void PassthroughFunction::msix_control_changed() {
@@ -223,10 +225,10 @@ void PassthroughFunction::msix_control_changed() {
         if (auto r = io_.set_msix(fds); r)
             msix_on_device_ = true;
         else
-            log::warn("{}: enabling MSI-X: {}", setup_.name, r.error().message);
+            warnings().warn("{}: enabling MSI-X: {}", setup_.name, r.error().message);
     } else if (!enable && msix_on_device_) {
         if (auto r = io_.set_msix({}); !r)
-            log::warn("{}: disabling MSI-X: {}", setup_.name, r.error().message);
+            warnings().warn("{}: disabling MSI-X: {}", setup_.name, r.error().message);
         msix_on_device_ = false;
     }
     msix_.set_control(control);
@@ -268,7 +270,8 @@ void PassthroughFunction::bar_write(std::size_t bar, std::uint64_t offset,
     const std::uint64_t size = setup_.bars[bar].size;
     if (offset >= size || in.size() > size - offset) return;
     if (auto r = io_.write(static_cast<std::uint32_t>(bar), offset, in); !r)
-        log::warn("{}: BAR {} write at {:#x}: {}", setup_.name, bar, offset, r.error().message);
+        warnings().warn("{}: BAR {} write at {:#x}: {}", setup_.name, bar, offset,
+                        r.error().message);
 }
 
 void PassthroughFunction::bar_placed(std::size_t bar, std::uint64_t address) {
@@ -276,15 +279,15 @@ void PassthroughFunction::bar_placed(std::size_t bar, std::uint64_t address) {
     std::lock_guard lock(mu_);
     for (std::uint32_t slot : bar_slots_[bar])
         if (auto r = slots_.unmap(slot); !r)
-            log::warn("{}: BAR {}: {}", setup_.name, bar, r.error().message);
+            warnings().warn("{}: BAR {}: {}", setup_.name, bar, r.error().message);
     bar_slots_[bar].clear();
     if (address == 0) return;
     for (const auto& [off, size] : direct(bar)) {
         auto slot = slots_.map(address + off, size, setup_.bars[bar].host + off);
         if (!slot) {
             // The part stays reachable through the trapped path, only slower.
-            log::warn("{}: BAR {} at {:#x}: {}", setup_.name, bar, address + off,
-                      slot.error().message);
+            warnings().warn("{}: BAR {} at {:#x}: {}", setup_.name, bar, address + off,
+                            slot.error().message);
             continue;
         }
         bar_slots_[bar].push_back(*slot);

@@ -2,8 +2,6 @@
 
 #include <cstring>
 
-#include "base/log.hpp"
-
 namespace stockade::pci {
 namespace {
 
@@ -150,8 +148,8 @@ void PciBus::remap(std::uint8_t slot) {
                 b.mapped_at = want;
             } else {
                 // A guest may point BARs anywhere; a clash leaves this BAR unreachable.
-                log::warn("PCI {}: BAR {} at {:#x}: {}", s.device->name(), i, want,
-                          r.error().message);
+                s.device->warnings().warn("PCI {}: BAR {} at {:#x}: {}", s.device->name(), i, want,
+                                          r.error().message);
             }
         }
         s.device->bar_placed(i, b.mapped_at);

@@ -9,8 +9,6 @@
 #include <cstddef>
 #include <cstring>
 
-#include "base/log.hpp"
-
 namespace stockade::virtio {
 namespace {
 
@@ -97,7 +95,9 @@ PciTransport::PciTransport(std::unique_ptr<VirtioDevice> device, kvm::IoEventReg
       watcher_(watcher),
       config_({kVirtioVendor, static_cast<std::uint16_t>(0x1040 + device_->device_type()), 1,
                device_->pci_class(), kVirtioVendor, 0x1100}),
-      msix_(std::move(msix)) {}
+      msix_(std::move(msix)) {
+    msix_.share_warnings(warnings());
+}
 
 Result<std::unique_ptr<PciTransport>> PciTransport::create(std::unique_ptr<VirtioDevice> device,
                                                            kvm::IoEventRegistry& vm,
@@ -265,8 +265,8 @@ void PciTransport::register_notifiers(std::uint64_t base) {
             (void)vm_.ioeventfd(kick_fds_[q].get(), notify_base_ + at, 2, false, false);
         if (base != 0)
             if (auto r = vm_.ioeventfd(kick_fds_[q].get(), base + at, 2, false, true); !r)
-                log::warn("virtio {}: queue {} notifications will exit to userspace: {}",
-                          device_->name(), q, r.error().message);
+                warnings().warn("virtio {}: queue {} notifications will exit to userspace: {}",
+                                device_->name(), q, r.error().message);
     }
     notify_base_ = base;
 }
@@ -359,8 +359,8 @@ void PciTransport::set_status(std::uint8_t status) {
         if ((driver_features_ & ~offered) != 0 || !(driver_features_ & kFeatureVersion1) ||
             !device_->accepts_features(driver_features_)) {
             // Leaving FEATURES_OK clear is how the device refuses (the driver reads it back).
-            log::warn("virtio {}: driver features {:#x} refused (offered {:#x})", device_->name(),
-                      driver_features_, offered);
+            warnings().warn("virtio {}: driver features {:#x} refused (offered {:#x})",
+                            device_->name(), driver_features_, offered);
             status &= static_cast<std::uint8_t>(~kStatusFeaturesOk);
         }
     }
@@ -401,7 +401,7 @@ void PciTransport::mark_needs_reset(const std::string& why) {
     // Called from the device's thread: never takes mu_ (a vCPU may hold it while resetting
     // the device, which waits for that thread).
     if (!reported_violation_.exchange(true))
-        log::warn("virtio {}: driver error, device needs reset: {}", device_->name(), why);
+        warnings().warn("virtio {}: driver error, device needs reset: {}", device_->name(), why);
     status_.fetch_or(kStatusNeedsReset);
     isr_.fetch_or(VIRTIO_PCI_ISR_CONFIG);
     msix_.notify(msix_config_.load());

@@ -153,6 +153,7 @@ Result<> Machine::add_pci(MachineDevices devices) {
                                                            *devices.watcher));
         auto slot = pci_->add(*t);
         if (!slot) return std::unexpected(std::move(slot).error().context("virtio-" + name));
+        pci_functions_.emplace_back(*slot, t.get());
         transports_.push_back(std::move(t));
     }
     if (devices.passthrough.empty()) return {};
@@ -163,6 +164,7 @@ Result<> Machine::add_pci(MachineDevices devices) {
         if (!f) return std::unexpected(std::move(f).error());
         auto slot = pci_->add(**f);
         if (!slot) return std::unexpected(std::move(slot).error().context(source->name()));
+        pci_functions_.emplace_back(*slot, f->get());
         passthrough_.push_back(std::move(*f));
         passthrough_sources_.push_back(std::move(source));
     }
@@ -171,10 +173,11 @@ Result<> Machine::add_pci(MachineDevices devices) {
 
 Result<> Machine::add_devices(Serial::Output serial_output, PlatformEventSink events) {
     kvm::Vm* vm = &vm_;
-    serial_ = std::make_unique<Serial>(std::move(serial_output), [vm](bool level) {
-        if (auto r = vm->irq_line(x86::kSerialIrq, level); !r)
-            log::warn("serial interrupt: {}", r.error().message);
-    });
+    serial_ = std::make_unique<Serial>(
+        std::move(serial_output), [vm, warnings = platform_warnings_](bool level) {
+            if (auto r = vm->irq_line(x86::kSerialIrq, level); !r)
+                warnings.warn("serial interrupt: {}", r.error().message);
+        });
     STOCKADE_TRY_VOID(pio_.add(0x3f8, 8, *serial_, "COM1"));
     auto add = [&](std::uint64_t base, std::uint64_t len, std::unique_ptr<BusDevice> d,
                    const char* what) -> Result<> {
@@ -318,6 +321,23 @@ ExitCounts Machine::exit_counts() const {
         c.vcpu_cpu_ns += counters_[i].cpu_ns.load(std::memory_order_relaxed);
     }
     return c;
+}
+
+std::string Machine::warnings_report() const {
+    GuestWarnings::Counts all = platform_warnings_.counts();
+    std::vector<std::string> by_device;
+    if (all != GuestWarnings::Counts{})
+        by_device.push_back(fmt::format("platform {} (suppressed {})", all.warned, all.suppressed));
+    for (const auto& [slot, function] : pci_functions_) {
+        const GuestWarnings::Counts c = function->warnings().counts();
+        all += c;
+        if (c != GuestWarnings::Counts{})
+            by_device.push_back(fmt::format("00:{:02x}.0 {} {} (suppressed {})", slot,
+                                            function->name(), c.warned, c.suppressed));
+    }
+    std::string out = "guest-triggered " + describe(all);
+    if (!by_device.empty()) out += fmt::format(": {}", fmt::join(by_device, ", "));
+    return out;
 }
 
 // One exit of vCPU `index`: device emulation, or why the run stops.

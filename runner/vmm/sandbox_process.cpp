@@ -523,6 +523,7 @@ void Sandbox::print_stats() const {
                     loop_cpu_ns_ / 1e9, machine_->memory().resident_bytes() >> 20));
     for (const auto& [label, dev] : device_stats_)
         log::write(log::Level::info, fmt::format("stats: {}: {}", label, dev->stats()));
+    log::write(log::Level::info, fmt::format("stats: {}", machine_->warnings_report()));
     if (relay_) {
         const auto io = relay_->counters();
         log::write(log::Level::info,

@@ -11,6 +11,7 @@
 #include "runner/devices/bus.hpp"
 #include "runner/pci/config_space.hpp"
 #include "runner/pci/pci_bus.hpp"
+#include "tests/support/log_capture.hpp"
 #include "tests/unit/runner/pci_test_support.hpp"
 
 namespace stockade::pci {
@@ -423,6 +424,35 @@ TEST(PciBus, AFailedAddLeavesNoTrace) {
     }
     EXPECT_FALSE(r.mmio_read(kWindows.low_start));
     EXPECT_FALSE(r.mmio_read(kWindows.high_start));
+}
+
+// Each remap retries a refused placement; the guest can ask for one as often as it likes. The
+// log gets the rate limit's burst, and the refused device's count has every refusal.
+TEST(PciBus, RefusedPlacementsRepeatedLogAtMostTheBurst) {
+    Rig r;
+    FakeFunction a({{0x4000, false}}), b({{0x4000, false}}), wide({{0x8000, true}});
+    ASSERT_TRUE(r.pci.add(a));
+    ASSERT_TRUE(r.pci.add(b));
+    ASSERT_TRUE(r.pci.add(wide));
+    for (std::uint8_t slot : {1, 2, 3})
+        r.decode(slot, true);
+    const std::uint64_t at = r.pci.bar_address(1, 0);
+    const std::string log = test::captured_log([&] {
+        for (int i = 0; i < 1000; ++i) {
+            r.cfg_write(2, kOffBar0, static_cast<std::uint32_t>(at));  // on a's BAR
+            r.cfg_write(3, kOffBar0, 0xffff'ffff);                     // base + size wraps
+            r.cfg_write(3, kOffBar0 + 4, 0xffff'ffff);
+        }
+    });
+    EXPECT_EQ(r.pci.bar_address(2, 0), 0u);
+    EXPECT_EQ(r.pci.bar_address(3, 0), 0u);
+    EXPECT_LE(test::lines_with(log, "PCI fake: BAR 0"), 2 * RateLimit{}.burst) << log;
+    const GuestWarnings::Counts cb = b.warnings().counts(), cw = wide.warnings().counts();
+    EXPECT_EQ(cb.warned + cb.suppressed, 1000u);
+    EXPECT_LE(cb.warned, RateLimit{}.burst);
+    EXPECT_GE(cw.warned + cw.suppressed, 1000u);
+    EXPECT_LE(cw.warned, RateLimit{}.burst);
+    EXPECT_EQ(a.warnings().counts(), GuestWarnings::Counts{}) << "a did nothing wrong";
 }
 
 }  // namespace

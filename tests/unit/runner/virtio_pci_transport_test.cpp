@@ -12,6 +12,7 @@
 #include "runner/pci/pci_bus.hpp"
 #include "runner/virtio/pci_transport.hpp"
 #include "runner/virtio/queue_device.hpp"
+#include "tests/support/log_capture.hpp"
 #include "tests/unit/runner/virtio_test_support.hpp"
 
 namespace stockade::virtio {
@@ -647,6 +648,44 @@ TEST(VirtioPciTransport, ThePciCfgWindowReachesBar0) {
         r.cfg_write<std::uint32_t>(cap + 16, kStatusAcknowledge);
         EXPECT_EQ(r.status(), 0) << int{w.bar} << " " << w.offset << " " << w.length;
     }
+}
+
+// A hostile driver repeats what makes the transport warn as often as it likes: the log gets
+// the rate limit's burst (base/rate_limit.hpp), and the device's count has every one.
+TEST(VirtioPciTransport, AThousandRefusedFeaturesOkLogAtMostTheBurst) {
+    Rig r;
+    int refused = 0;
+    const std::string log = test::captured_log([&] {
+        for (int i = 0; i < 1000; ++i) {
+            r.set_status(0);
+            refused += !r.negotiate(kGoodFeatures | 1ull << 40);
+        }
+    });
+    EXPECT_EQ(refused, 1000) << "each one refused, logged or not";
+    EXPECT_GE(test::lines_with(log, "refused"), 1u);
+    EXPECT_LE(test::lines_with(log, "warning: "), RateLimit{}.burst) << log;
+    EXPECT_LE(test::lines_with(log, "refused"), RateLimit{}.burst) << log;
+    const GuestWarnings::Counts c = r.t->warnings().counts();
+    EXPECT_EQ(c.warned + c.suppressed, 1000u);
+    EXPECT_LE(c.warned, RateLimit{}.burst);
+}
+
+TEST(VirtioPciTransport, AResetAndStartLoopLogsAtMostTheBurst) {
+    Rig r;
+    const std::string log = test::captured_log([&] {
+        for (int i = 0; i < 1000; ++i) {
+            r.set_status(0);
+            ASSERT_TRUE(r.negotiate(kGoodFeatures));
+            QueueSetup s = r.ring.setup();
+            s.size = 3;  // the device cannot start with it
+            r.setup_queue(0, s, pci::kNoVector);
+            r.driver_ok();
+            ASSERT_TRUE(r.status() & kStatusNeedsReset);
+        }
+    });
+    EXPECT_GE(test::lines_with(log, "cannot start"), 1u);
+    EXPECT_LE(test::lines_with(log, "cannot start"), RateLimit{}.burst) << log;
+    EXPECT_EQ(r.t->warnings().counts().warned + r.t->warnings().counts().suppressed, 1000u);
 }
 
 }  // namespace
