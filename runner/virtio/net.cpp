@@ -84,9 +84,8 @@ std::string Net::stats() {
     std::string text = fmt::format("userspace datapath, frames rx {} tx {}, dropped rx {} tx {}",
                                    n.rx_frames, n.tx_frames, n.rx_dropped, n.tx_dropped);
     const auto q = queue_counters();
-    for (std::size_t k = 0; k < q.size() && k < 2; ++k)
-        text += fmt::format("; {} queue: kicks {}, served {}, interrupts {}",
-                            k == kNetRxQueue ? "rx" : "tx", q[k].kicks, q[k].runs, q[k].interrupts);
+    for (std::uint16_t k = 0; k < q.size() && k < 2; ++k)
+        text += fmt::format("; {} queue: {}", k == kNetRxQueue ? "rx" : "tx", queue_stats(k));
     return text;
 }
 
