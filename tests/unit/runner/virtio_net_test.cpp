@@ -514,6 +514,63 @@ TEST(VirtioNetHostile, ATransmitChainRepostedForeverStillEndsEachTurn) {
     EXPECT_TRUE(rig.resets.empty());
 }
 
+// With mergeable buffers every receive buffer holds at least the header (5.1.6.3.1).
+TEST(VirtioNetHostile, MergeableReceiveChainsSmallerThanTheHeaderNeedReset) {
+    for (std::uint32_t len : {0u, 1u, static_cast<std::uint32_t>(kNetHdrSize - 1)}) {
+        NetRig rig;
+        ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+        rig.rx.desc(0, rig.alloc(64), len, kDescWrite);
+        rig.rx.offer(0);
+        rig.host_send(frame_with_header(60));
+        rig.watcher.fire(rig.tap_fd);
+        ASSERT_EQ(rig.resets.size(), 1u) << len;
+        EXPECT_NE(rig.resets[0].find("less than the 12-byte header"), std::string::npos)
+            << rig.resets[0];
+        EXPECT_EQ(rig.rx.used_idx(), 0) << len;
+    }
+    // Exactly a header's worth is a buffer (if a useless one).
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+    for (std::uint16_t i = 0; i < 8; ++i) {
+        rig.rx.desc(i, rig.alloc(kNetHdrSize), kNetHdrSize, kDescWrite);
+        rig.rx.offer(i);
+    }
+    rig.host_send(frame_with_header(60));  // 72 bytes: six buffers
+    rig.watcher.fire(rig.tap_fd);
+    EXPECT_TRUE(rig.resets.empty());
+    EXPECT_EQ(rig.rx.used_idx(), 6);
+    EXPECT_EQ(rig.net->counters().rx_frames, 1u);
+}
+
+// A driver re-posting one small receive chain it has not got back: the device holds at most
+// a queue's worth of chains for a frame; a frame they cannot hold is dropped and the chains
+// come back empty.
+TEST(VirtioNetHostile, ReservedReceiveChainsNeverExceedTheQueueSize) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+    const std::uint64_t tiny = rig.alloc(kNetHdrSize);
+    rig.rx.desc(0, tiny, kNetHdrSize, kDescWrite);
+    constexpr int kFrames = 4;
+    for (int i = 0; i < kFrames; ++i)
+        rig.host_send(frame_with_header(1500));  // 126 header-sized buffers each
+    int offered = 0;
+    for (int round = 0; round < 40; ++round) {
+        // Keep the ring full of head 0, whatever the device has taken.
+        const int taken = rig.rx.used_idx() + static_cast<int>(rig.net->reserved_chains());
+        for (; offered - taken < kQueueSize; ++offered)
+            rig.rx.offer(0);
+        rig.kick(kNetRxQueue);
+        ASSERT_LE(rig.net->reserved_chains(), kQueueSize) << "round " << round;
+        ASSERT_TRUE(rig.resets.empty()) << rig.resets.front();
+    }
+    EXPECT_EQ(rig.net->counters().rx_dropped, static_cast<std::uint64_t>(kFrames));
+    EXPECT_EQ(rig.net->counters().rx_frames, 0u);
+    EXPECT_EQ(rig.rx.used_idx(), kFrames * kQueueSize);
+    for (std::uint16_t i = 0; i < rig.rx.used_idx(); ++i)
+        EXPECT_EQ(rig.rx.used(i).len, 0u) << i;
+    EXPECT_EQ(rig.net->reserved_chains(), 0u);
+}
+
 TEST(VirtioNetHostile, MisplacedRingsFailActivation) {
     NetRig rig;
     rig.rx = DriverRing(rig.mem, (4 << 20) - 64, kQueueSize);  // runs off the end of RAM
