@@ -18,7 +18,19 @@ struct BlkHeader {
 };
 static_assert(sizeof(BlkHeader) == 16);
 
-constexpr std::uint64_t kMaxSegments = 254;  // advertised seg_max (queue size - 2)
+std::uint64_t data_bytes(const BlkRequest& r) {
+    std::uint64_t n = 0;
+    for (const auto& d : r.data)
+        n += d.len;
+    return n;
+}
+
+// Answers a request: its status byte, then the chain back with what was written.
+Result<> complete(SplitQueue& queue, const GuestMemory& memory, std::uint16_t head,
+                  std::uint64_t status_at, std::uint8_t status, std::uint32_t written) {
+    STOCKADE_TRY_VOID(memory.write_obj(status_at, status));
+    return queue.push_used(head, written + 1);
+}
 
 }  // namespace
 
@@ -61,7 +73,7 @@ Result<BlkRequest> parse_blk_request(const Chain& chain, const GuestMemory& memo
             r.data.clear();  // flush and unknown types carry no data we look at
             break;
     }
-    if (r.data.size() > kMaxSegments) return fail("block request has {} segments", r.data.size());
+    if (r.data.size() > kBlkSegMax) return fail("block request has {} segments", r.data.size());
     return r;
 }
 
@@ -83,15 +95,17 @@ Result<std::unique_ptr<VirtioDevice>> Blk::create(UniqueFd fd, bool read_only, s
 }
 
 std::uint64_t Blk::offered_features() const {
-    return kTransportFeatures | kBlkFeatureSegMax | kBlkFeatureBlkSize | kBlkFeatureFlush |
-           (read_only_ ? kBlkFeatureRo : 0);
+    return kTransportFeatures | kBlkFeatureSizeMax | kBlkFeatureSegMax | kBlkFeatureBlkSize |
+           kBlkFeatureFlush | (read_only_ ? kBlkFeatureRo : 0);
 }
 
 void Blk::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
+    // struct virtio_blk_config: capacity, size_max, seg_max, geometry, blk_size.
     std::uint8_t cfg[24] = {};
     const std::uint64_t capacity = bytes_ / kSectorSize;
-    const std::uint32_t seg_max = kMaxSegments, blk_size = kSectorSize;
+    const std::uint32_t size_max = kBlkSizeMax, seg_max = kBlkSegMax, blk_size = kSectorSize;
     std::memcpy(cfg, &capacity, 8);
+    std::memcpy(cfg + 8, &size_max, 4);
     std::memcpy(cfg + 12, &seg_max, 4);
     std::memcpy(cfg + 20, &blk_size, 4);
     for (std::size_t i = 0; i < out.size(); ++i)
@@ -102,64 +116,63 @@ std::string Blk::stats() {
     auto get = [](const std::atomic<std::uint64_t>& v) {
         return v.load(std::memory_order_relaxed);
     };
-    return fmt::format("{} reads ({} KiB), {} writes ({} KiB), {} flushes, {} failed requests",
-                       get(reads_), get(read_bytes_) >> 10, get(writes_), get(written_bytes_) >> 10,
-                       get(flushes_), get(errors_));
+    return fmt::format(
+        "{} reads ({} KiB), {} writes ({} KiB), {} flushes, {} failed requests ({} oversized); "
+        "{} flush requests; queue: {}",
+        get(reads_), get(read_bytes_) >> 10, get(writes_), get(written_bytes_) >> 10, get(flushes_),
+        get(errors_), get(oversized_), get(flush_requests_), queue_stats(0));
+}
+
+std::uint8_t Blk::transfer(const BlkRequest& r, const GuestMemory& memory, std::uint32_t& written) {
+    // The advertised limits (the parser holds seg_max): a larger segment fails this request.
+    for (const auto& d : r.data)
+        if (d.len > kBlkSizeMax) {
+            oversized_.fetch_add(1, std::memory_order_relaxed);
+            return kBlkIoErr;
+        }
+    if (r.type == kBlkOut && read_only_) return kBlkIoErr;
+    const std::uint64_t len = data_bytes(r);
+    // Overflow-safe bounds check: sector and length both come from the guest.
+    if (len % kSectorSize != 0 || r.sector > bytes_ / kSectorSize ||
+        len > bytes_ - r.sector * kSectorSize)
+        return kBlkIoErr;
+    std::vector<iovec> iov;
+    for (const auto& d : r.data) {
+        auto s = memory.slice(d.addr, d.len);
+        if (!s) return kBlkIoErr;
+        iov.push_back({s->data(), s->size()});
+    }
+    if (r.type == kBlkOut) dirty_ = true;  // even a write that fails may have changed the image
+    off_t at = static_cast<off_t>(r.sector * kSectorSize);
+    std::size_t i = 0;
+    while (i < iov.size()) {
+        const int count = static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX));
+        ssize_t n = r.type == kBlkIn ? ::preadv(fd_.get(), iov.data() + i, count, at)
+                                     : ::pwritev(fd_.get(), iov.data() + i, count, at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return kBlkIoErr;
+        at += n;
+        if (r.type == kBlkIn) written += static_cast<std::uint32_t>(n);
+        // Advance past what was transferred (partial transfers resume mid-iovec).
+        auto left = static_cast<std::size_t>(n);
+        while (i < iov.size() && left >= iov[i].iov_len)
+            left -= iov[i++].iov_len;
+        if (i < iov.size()) {
+            iov[i].iov_base = static_cast<std::uint8_t*>(iov[i].iov_base) + left;
+            iov[i].iov_len -= left;
+        }
+    }
+    (r.type == kBlkIn ? reads_ : writes_).fetch_add(1, std::memory_order_relaxed);
+    (r.type == kBlkIn ? read_bytes_ : written_bytes_).fetch_add(len, std::memory_order_relaxed);
+    return kBlkOk;
 }
 
 std::uint8_t Blk::execute(const BlkRequest& r, const GuestMemory& memory, std::uint32_t& written) {
     written = 0;
     switch (r.type) {
         case kBlkIn:
-        case kBlkOut: {
-            if (r.type == kBlkOut && read_only_) return kBlkIoErr;
-            std::uint64_t len = 0;
-            for (const auto& d : r.data)
-                len += d.len;
-            // Overflow-safe bounds check: sector and length both come from the guest.
-            if (len % kSectorSize != 0 || r.sector > bytes_ / kSectorSize ||
-                len > bytes_ - r.sector * kSectorSize)
-                return kBlkIoErr;
-            std::vector<iovec> iov;
-            for (const auto& d : r.data) {
-                auto s = memory.slice(d.addr, d.len);
-                if (!s) return kBlkIoErr;
-                iov.push_back({s->data(), s->size()});
-            }
-            off_t at = static_cast<off_t>(r.sector * kSectorSize);
-            std::size_t i = 0;
-            while (i < iov.size()) {
-                ssize_t n =
-                    r.type == kBlkIn
-                        ? ::preadv(fd_.get(), iov.data() + i,
-                                   static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX)),
-                                   at)
-                        : ::pwritev(
-                              fd_.get(), iov.data() + i,
-                              static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX)), at);
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0) return kBlkIoErr;
-                at += n;
-                if (r.type == kBlkIn) written += static_cast<std::uint32_t>(n);
-                // Advance past what was transferred (partial transfers resume mid-iovec).
-                auto left = static_cast<std::size_t>(n);
-                while (i < iov.size() && left >= iov[i].iov_len)
-                    left -= iov[i++].iov_len;
-                if (i < iov.size()) {
-                    iov[i].iov_base = static_cast<std::uint8_t*>(iov[i].iov_base) + left;
-                    iov[i].iov_len -= left;
-                }
-            }
-            (r.type == kBlkIn ? reads_ : writes_).fetch_add(1, std::memory_order_relaxed);
-            (r.type == kBlkIn ? read_bytes_ : written_bytes_)
-                .fetch_add(len, std::memory_order_relaxed);
-            return kBlkOk;
-        }
-        case kBlkFlush:
-            if (read_only_) return kBlkOk;
-            if (::fdatasync(fd_.get()) != 0) return kBlkIoErr;
-            flushes_.fetch_add(1, std::memory_order_relaxed);
-            return kBlkOk;
+        case kBlkOut:
+            return transfer(r, memory, written);
         case kBlkGetId: {
             ChainWriter w(memory, r.data);
             std::uint8_t id[20] = {};
@@ -175,17 +188,57 @@ std::uint8_t Blk::execute(const BlkRequest& r, const GuestMemory& memory, std::u
 }
 
 Result<> Blk::serve(std::uint16_t, SplitQueue& queue, const GuestMemory& memory) {
+    std::vector<PendingFlush> flushes;
+    auto served = serve_requests(queue, memory, flushes);
+    // The flushes taken are answered even when a later chain was malformed.
+    auto finished = finish_flushes(queue, memory, flushes);
+    if (!served) return served;
+    return finished;
+}
+
+Result<> Blk::serve_requests(SplitQueue& queue, const GuestMemory& memory,
+                             std::vector<PendingFlush>& flushes) {
+    std::uint64_t moved = 0;
     for (;;) {
         auto chain = STOCKADE_TRY(queue.pop());
         if (!chain) return {};
         auto req = parse_blk_request(*chain, memory);
         if (!req) return std::unexpected(std::move(req).error());
+        if (req->type == kBlkFlush) {
+            flush_requests_.fetch_add(1, std::memory_order_relaxed);
+            // Nothing written since the last fdatasync (or a read-only disk): nothing to make
+            // durable. Otherwise one fdatasync at the end of the turn answers it.
+            if (dirty_)
+                flushes.push_back({chain->head, req->status.addr});
+            else
+                STOCKADE_TRY_VOID(
+                    complete(queue, memory, chain->head, req->status.addr, kBlkOk, 0));
+            continue;
+        }
         std::uint32_t written = 0;
         const std::uint8_t status = execute(*req, memory, written);
         if (status != kBlkOk) errors_.fetch_add(1, std::memory_order_relaxed);
-        STOCKADE_TRY_VOID(memory.write_obj(req->status.addr, status));
-        STOCKADE_TRY_VOID(queue.push_used(chain->head, written + 1));
+        STOCKADE_TRY_VOID(complete(queue, memory, chain->head, req->status.addr, status, written));
+        if (status == kBlkOk && (req->type == kBlkIn || req->type == kBlkOut))
+            moved += data_bytes(*req);
+        if (moved >= kBlkTurnBytes) queue.end_turn();
     }
+}
+
+Result<> Blk::finish_flushes(SplitQueue& queue, const GuestMemory& memory,
+                             const std::vector<PendingFlush>& flushes) {
+    if (flushes.empty()) return {};
+    std::uint8_t status = kBlkOk;
+    if (::fdatasync(fd_.get()) == 0) {
+        dirty_ = false;
+        flushes_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        status = kBlkIoErr;
+        errors_.fetch_add(flushes.size(), std::memory_order_relaxed);
+    }
+    for (const PendingFlush& f : flushes)
+        STOCKADE_TRY_VOID(complete(queue, memory, f.head, f.status, status, 0));
+    return {};
 }
 
 }  // namespace stockade::virtio

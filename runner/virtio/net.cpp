@@ -78,15 +78,19 @@ Net::Counters Net::counters() {
     return counters_;
 }
 
+std::size_t Net::reserved_chains() {
+    std::lock_guard lock(mu_);
+    return reserved_.size();
+}
+
 std::string Net::stats() {
     if (uses_vhost()) return "vhost-net datapath";
     const Counters n = counters();
     std::string text = fmt::format("userspace datapath, frames rx {} tx {}, dropped rx {} tx {}",
                                    n.rx_frames, n.tx_frames, n.rx_dropped, n.tx_dropped);
     const auto q = queue_counters();
-    for (std::size_t k = 0; k < q.size() && k < 2; ++k)
-        text += fmt::format("; {} queue: kicks {}, served {}, interrupts {}",
-                            k == kNetRxQueue ? "rx" : "tx", q[k].kicks, q[k].runs, q[k].interrupts);
+    for (std::uint16_t k = 0; k < q.size() && k < 2; ++k)
+        text += fmt::format("; {} queue: {}", k == kNetRxQueue ? "rx" : "tx", queue_stats(k));
     return text;
 }
 
@@ -277,19 +281,30 @@ Result<bool> Net::deliver(SplitQueue& queue, const GuestMemory& memory) {
         while (chains < reserved_.size() && room < frame_len_ && (mergeable || chains == 0))
             room += reserved_[chains++].writable_bytes();
         if (room >= frame_len_ || (!mergeable && chains == 1)) break;
+        // An honest driver has at most a queue's worth of chains out; one that re-posts heads
+        // it has not got back would have this list (and its rescan on every kick) grow
+        // without end.
+        if (reserved_.size() >= queue.size()) break;
         auto chain = STOCKADE_TRY(queue.pop());
         if (!chain) return false;
         if (!chain->readable.empty())
             return fail("receive chain {} has device-readable buffers", chain->head);
+        // With mergeable buffers each one holds at least the header (5.1.6.3.1): a smaller
+        // one adds no room, so a stream of them would never fill a frame.
+        if (mergeable && chain->writable_bytes() < kNetHdrSize)
+            return fail("receive chain {} has {} bytes, less than the {}-byte header", chain->head,
+                        chain->writable_bytes(), kNetHdrSize);
         reserved_.push_back(std::move(*chain));
     }
     if (room < frame_len_) {
-        // Without mergeable buffers a driver must offer room for a whole frame (5.1.6.3.1).
+        // Without mergeable buffers a driver must offer room for a whole frame (5.1.6.3.1);
+        // with them, a frame a queue's worth of chains cannot hold goes too. The chains it
+        // had go back empty.
         ++counters_.rx_dropped;
         frame_len_ = 0;
-        const std::uint16_t head = reserved_.front().head;
-        reserved_.erase(reserved_.begin());
-        STOCKADE_TRY_VOID(queue.push_used(head, 0));
+        for (std::size_t c = 0; c < chains; ++c)
+            STOCKADE_TRY_VOID(queue.push_used(reserved_[c].head, 0));
+        reserved_.erase(reserved_.begin(), reserved_.begin() + static_cast<std::ptrdiff_t>(chains));
         return true;
     }
     // num_buffers (the header's last field): the tap leaves it to us.

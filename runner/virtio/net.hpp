@@ -75,8 +75,10 @@ class Net : public QueueDevice {
         std::uint64_t rx_frames = 0, tx_frames = 0, rx_dropped = 0, tx_dropped = 0;
     };
     [[nodiscard]] Counters counters();
-    // The datapath and, for the userspace one, frames and each queue's kicks, runs and
-    // interrupts.
+    // Receive chains held for the pending frame (userspace datapath): at most the queue size.
+    [[nodiscard]] std::size_t reserved_chains();
+    // The datapath and, for the userspace one, frames and each queue's kicks, runs,
+    // interrupts and turns that ended at the serve budget.
     std::string stats() override;
     std::uint32_t pci_class() const override { return 0x020000; }  // network controller
 

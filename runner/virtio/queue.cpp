@@ -124,6 +124,11 @@ Result<std::optional<Chain>> SplitQueue::pop() {
     if (static_cast<std::uint16_t>(idx - last_avail_) > size_)
         return fail("avail index moved by {} in a queue of {}",
                     static_cast<std::uint16_t>(idx - last_avail_), size_);
+    if (turn_left_ == 0) {
+        turn_cut_short_ = true;
+        return std::optional<Chain>{};
+    }
+    --turn_left_;
     const std::uint16_t head =
         STOCKADE_TRY(mem_->read_obj<std::uint16_t>(avail_ + 4 + 2ull * (last_avail_ % size_)));
     ++last_avail_;
@@ -132,6 +137,11 @@ Result<std::optional<Chain>> SplitQueue::pop() {
     std::uint32_t budget = size_;
     STOCKADE_TRY_VOID(walk(desc_, size_, head, false, chain, budget));
     return std::optional<Chain>(std::move(chain));
+}
+
+void SplitQueue::begin_turn(std::uint32_t chains) {
+    turn_left_ = chains;
+    turn_cut_short_ = false;
 }
 
 Result<> SplitQueue::push_used(std::uint16_t head, std::uint32_t written) {

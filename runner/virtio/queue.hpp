@@ -50,6 +50,13 @@ class SplitQueue {
     // Whether the driver made more chains available; when not, with EVENT_IDX, the driver
     // is asked to kick for the next one (as pop() does).
     [[nodiscard]] Result<bool> has_available();
+    // Serving in turns (QueueDevice): after begin_turn(n), pop() hands out at most n chains
+    // and then reports none, even while the driver keeps making more available; end_turn()
+    // spends what is left of the turn. turn_cut_short() says whether pop() found chains it
+    // did not hand out (they wait for the next turn). Outside a turn pop() has no limit.
+    void begin_turn(std::uint32_t chains);
+    void end_turn() { turn_left_ = 0; }
+    [[nodiscard]] bool turn_cut_short() const { return turn_cut_short_; }
 
     [[nodiscard]] std::uint16_t size() const { return size_; }
     [[nodiscard]] std::uint16_t last_avail() const { return last_avail_; }
@@ -76,6 +83,8 @@ class SplitQueue {
     std::uint16_t next_used_ = 0;
     std::uint16_t signalled_used_ = 0;
     bool signalled_valid_ = false;
+    std::uint32_t turn_left_ = UINT32_MAX;
+    bool turn_cut_short_ = false;
 };
 
 // A position in a chain's descriptors, which ChainReader and ChainWriter read or write

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace stockade::virtio {
 
 Result<> QueueDevice::activate(const ActivateContext& ctx) {
@@ -27,6 +29,7 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
     broken_ = false;
     on_activate(ctx);
     kick_fds_.assign(queues_.size(), -1);
+    own_kicks_.assign(queues_.size(), 0);
     queue_counters_.assign(queues_.size(), {});
     for (std::uint16_t q = 0; q < queues_.size(); ++q) {
         if (!queues_[q]) continue;
@@ -57,8 +60,11 @@ void QueueDevice::kicked(std::uint16_t q) {
     // Read the eventfd before serving: a kick that arrives while serving is kept.
     if (q < kick_fds_.size() && kick_fds_[q] >= 0) {
         std::uint64_t count = 0;
-        if (::read(kick_fds_[q], &count, sizeof count) == sizeof count)
-            queue_counters_[q].kicks += count;
+        if (::read(kick_fds_[q], &count, sizeof count) == sizeof count) {
+            const std::uint64_t own = std::min(count, own_kicks_[q]);
+            own_kicks_[q] -= own;
+            queue_counters_[q].kicks += count - own;
+        }
     }
     run_queue(q);
 }
@@ -72,6 +78,7 @@ void QueueDevice::run_queue(std::uint16_t q) {
     if (memory_ == nullptr || broken_ || q >= queues_.size() || !queues_[q]) return;
     SplitQueue& queue = *queues_[q];
     ++queue_counters_[q].runs;
+    queue.begin_turn(kServeBudget);
     auto served = serve(q, queue, *memory_);
     if (!served) {
         broken_ = true;
@@ -81,7 +88,21 @@ void QueueDevice::run_queue(std::uint16_t q) {
     if (auto notified = notify_if_needed(q, queue); !notified) {
         broken_ = true;
         needs_reset_(fmt::format("queue {}: {}", q, notified.error().message));
+        return;
     }
+    if (queue.turn_cut_short()) {
+        ++queue_counters_[q].budget_exhausted;
+        serve_again(q);
+    }
+}
+
+// Chains are left after a turn: the queue's own kick eventfd brings it back on a later turn
+// of the loop, after whatever else is ready (no guest kick needed; a paused loop keeps it
+// for the release). `write` is in every thread's baseline filter.
+void QueueDevice::serve_again(std::uint16_t q) {
+    if (q >= kick_fds_.size() || kick_fds_[q] < 0) return;  // being reset
+    const std::uint64_t one = 1;
+    if (::write(kick_fds_[q], &one, sizeof one) == sizeof one) ++own_kicks_[q];
 }
 
 Result<> QueueDevice::notify_if_needed(std::uint16_t q, SplitQueue& queue) {
@@ -94,6 +115,13 @@ Result<> QueueDevice::notify_if_needed(std::uint16_t q, SplitQueue& queue) {
 std::vector<QueueDevice::QueueCounters> QueueDevice::queue_counters() {
     std::lock_guard lock(mu_);
     return queue_counters_;
+}
+
+std::string QueueDevice::queue_stats(std::uint16_t q) {
+    const auto all = queue_counters();
+    const QueueCounters c = q < all.size() ? all[q] : QueueCounters{};
+    return fmt::format("kicks {}, served {}, interrupts {}, budget exhausted {}", c.kicks, c.runs,
+                       c.interrupts, c.budget_exhausted);
 }
 
 }  // namespace stockade::virtio

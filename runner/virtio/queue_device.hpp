@@ -1,8 +1,9 @@
 #pragma once
 // A virtio device whose queues are served in userspace, on the event-loop thread: the
-// kick eventfds are watched, each kick drains its queue through serve(), and the guest is
-// interrupted when the ring's notification rules ask for it. A driver violation (any
-// Error from serve) stops the device and marks it NEEDS_RESET.
+// kick eventfds are watched, each kick serves its queue through serve() for one turn (at
+// most kServeBudget chains), and the guest is interrupted when the ring's notification rules
+// ask for it. A driver violation (any Error from serve) stops the device and marks it
+// NEEDS_RESET.
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -13,21 +14,36 @@
 
 namespace stockade::virtio {
 
+// Chains one queue hands out per turn. A driver can make chains available as fast as they
+// are served (re-posting one head over and over), so "serve until the ring is empty" may
+// never end, and the event loop, one thread, would never again see the signalfd, the stop
+// eventfd, stdin or the other queues. After this many the queue's turn ends and its own kick
+// eventfd is signalled, so the loop serves it again after what else is ready. 64: what
+// virtio-net's receive side moves per tap event (kRxBatch); a quarter of a 256-entry queue,
+// so an honest driver's full ring takes four turns, each costing one epoll_wait.
+inline constexpr std::uint32_t kServeBudget = 64;
+
 class QueueDevice : public VirtioDevice {
   public:
     [[nodiscard]] Result<> activate(const ActivateContext& context) override;
     void reset() override;
 
     // Per queue since activation: the driver's notifications (kicks; an eventfd counts
-    // those that came while the queue was being served), the times the queue was served, and
-    // the interrupts sent to the driver.
+    // those that came while the queue was being served), the times the queue was served, the
+    // interrupts sent to the driver, and the turns that ended at kServeBudget with chains
+    // left (each signals the queue's kick eventfd, which is not counted as a kick).
     struct QueueCounters {
-        std::uint64_t kicks = 0, runs = 0, interrupts = 0;
+        std::uint64_t kicks = 0, runs = 0, interrupts = 0, budget_exhausted = 0;
     };
     [[nodiscard]] std::vector<QueueCounters> queue_counters();
+    // Queue q's counters as --stats shows them: "kicks K, served S, interrupts I, budget
+    // exhausted B" (zeros before activation).
+    [[nodiscard]] std::string queue_stats(std::uint16_t q);
 
   protected:
-    // Serves every available chain of queue `q`. Called with mu_ held.
+    // Serves the available chains of queue `q` for one turn: until queue.pop() reports none,
+    // which it does once the turn's budget is spent (a device may end the turn sooner with
+    // queue.end_turn()). Called with mu_ held.
     [[nodiscard]] virtual Result<> serve(std::uint16_t q, SplitQueue& queue,
                                          const GuestMemory& memory) = 0;
     // Called with mu_ held after activation succeeded / before queues are dropped.
@@ -46,9 +62,11 @@ class QueueDevice : public VirtioDevice {
   private:
     void kicked(std::uint16_t q);
     void run_queue(std::uint16_t q);
+    void serve_again(std::uint16_t q);
 
     std::vector<std::optional<SplitQueue>> queues_;
-    std::vector<int> kick_fds_;  // per queue; -1 when not enabled
+    std::vector<int> kick_fds_;             // per queue; -1 when not enabled
+    std::vector<std::uint64_t> own_kicks_;  // per queue: serve_again's, not yet read back
     std::vector<QueueCounters> queue_counters_;
     const GuestMemory* memory_ = nullptr;
     FdWatcher* watcher_ = nullptr;

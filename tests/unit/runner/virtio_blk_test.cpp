@@ -183,6 +183,11 @@ struct BlkRig {
     }
     // Offers a chain of direct descriptors and kicks the device, as the event loop would.
     void submit(const std::vector<Seg>& segs) {
+        offer(segs);
+        kick_device();
+    }
+    // Offers a chain of direct descriptors without kicking.
+    void offer(const std::vector<Seg>& segs) {
         const std::uint16_t head = next_desc;
         for (std::size_t i = 0; i < segs.size(); ++i) {
             const auto index = static_cast<std::uint16_t>((head + i) % ring.size());
@@ -194,7 +199,6 @@ struct BlkRig {
         }
         next_desc = static_cast<std::uint16_t>((head + segs.size()) % ring.size());
         ring.make_available(head);
-        kick_device();
     }
     void kick_device() {
         const std::uint64_t one = 1;
@@ -297,18 +301,24 @@ TEST(Blk, AReadOnlyDiskRefusesWritesWithoutTouchingTheImage) {
 
 TEST(Blk, StatsCountRequestsBytesFlushesAndFailures) {
     BlkRig r;
-    EXPECT_EQ(r.dev->stats(), "0 reads (0 KiB), 0 writes (0 KiB), 0 flushes, 0 failed requests");
+    EXPECT_EQ(r.dev->stats(),
+              "0 reads (0 KiB), 0 writes (0 KiB), 0 flushes, 0 failed requests (0 oversized); "
+              "0 flush requests; queue: kicks 0, served 0, interrupts 0, budget exhausted 0");
     const std::uint64_t a = r.ring.alloc(2048);
     EXPECT_EQ(r.request(kBlkOut, 0, {{a, 2048, false}}).first, kBlkOk);
     EXPECT_EQ(r.request(kBlkIn, 0, {{a, 1024, true}}).first, kBlkOk);
     EXPECT_EQ(r.request(kBlkIn, 4, {{a, 1024, true}}).first, kBlkOk);
     EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
     EXPECT_EQ(r.request(kBlkIn, kSectors, {{a, 512, true}}).first, kBlkIoErr);
-    EXPECT_EQ(r.dev->stats(), "2 reads (2 KiB), 1 writes (2 KiB), 1 flushes, 1 failed requests");
+    EXPECT_EQ(r.dev->stats(),
+              "2 reads (2 KiB), 1 writes (2 KiB), 1 flushes, 1 failed requests (0 oversized); "
+              "1 flush requests; queue: kicks 5, served 5, interrupts 1, budget exhausted 0");
     BlkRig ro(true);
     EXPECT_EQ(ro.request(kBlkOut, 0, {{ro.ring.alloc(512), 512, false}}).first, kBlkIoErr);
     EXPECT_EQ(ro.request(kBlkFlush, 0, {}).first, kBlkOk);
-    EXPECT_EQ(ro.dev->stats(), "0 reads (0 KiB), 0 writes (0 KiB), 0 flushes, 1 failed requests")
+    EXPECT_EQ(ro.dev->stats(),
+              "0 reads (0 KiB), 0 writes (0 KiB), 0 flushes, 1 failed requests (0 oversized); "
+              "1 flush requests; queue: kicks 2, served 2, interrupts 1, budget exhausted 0")
         << "a read-only disk has nothing to flush";
 }
 
@@ -427,6 +437,148 @@ TEST(Blk, ServesAMaximalIndirectRequest) {
         const auto got = r.guest_bytes(data + 512ull * (kSegments - 1 - i), 512);
         EXPECT_TRUE(std::equal(got.begin(), got.end(), file.begin() + 512 * i)) << "sector " << i;
     }
+}
+
+TEST(Blk, ConfigurationAdvertisesSizeMax) {
+    BlkRig r;
+    EXPECT_TRUE(r.dev->offered_features() & kBlkFeatureSizeMax);
+    EXPECT_TRUE(r.dev->offered_features() & kBlkFeatureSegMax);
+    std::uint32_t size_max = 0;
+    r.dev->config_read(8, std::span(reinterpret_cast<std::uint8_t*>(&size_max), 4));
+    EXPECT_EQ(size_max, kBlkSizeMax);
+    EXPECT_EQ(size_max, 64u * 1024);
+    EXPECT_EQ(kBlkMaxRequestBytes, 254u * 64 * 1024);
+}
+
+// A segment over size_max fails its own request (the driver broke a limit it was told), not
+// the device: the next request is served.
+TEST(Blk, ASegmentOverSizeMaxFailsOnlyThatRequest) {
+    constexpr std::uint64_t kDisk = 4 * kBlkSizeMax / kSectorSize;
+    BlkRig r(false, "big", kDisk);
+    const auto before = r.file();
+    const std::uint32_t over = kBlkSizeMax + 512;
+    const std::uint64_t buf = r.ring.alloc(over);
+    const std::vector<std::uint8_t> marker(over, 0x5a);
+    ASSERT_TRUE(r.ring.mem().write(buf, marker));
+    const auto [st, used] = r.request(kBlkIn, 0, {{buf, over, true}});
+    EXPECT_EQ(st, kBlkIoErr);
+    EXPECT_EQ(used, 1u) << "nothing was read";
+    EXPECT_EQ(r.guest_bytes(buf, over), marker);
+    EXPECT_EQ(r.request(kBlkOut, 0, {{buf, over, false}}).first, kBlkIoErr);
+    EXPECT_EQ(r.file(), before) << "nothing was written";
+    // Over the limit in the second segment only.
+    EXPECT_EQ(r.request(kBlkIn, 0, {{buf, 512, true}, {buf, over, true}}).first, kBlkIoErr);
+    // Exactly size_max, and several of them, are fine.
+    EXPECT_EQ(r.request(kBlkIn, 0, {{buf, kBlkSizeMax, true}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkIn, 0, {{buf, kBlkSizeMax, true}, {buf, kBlkSizeMax, true}}).first,
+              kBlkOk);
+    EXPECT_TRUE(r.violations.empty()) << (r.violations.empty() ? "" : r.violations.front());
+    EXPECT_NE(r.dev->stats().find("3 failed requests (3 oversized)"), std::string::npos)
+        << r.dev->stats();
+}
+
+// Every flush used to be its own fdatasync: one turn's flushes now share one.
+TEST(Blk, FlushesInOneTurnShareOneFdatasync) {
+    BlkRig r;
+    const std::uint64_t data = r.ring.alloc(512);
+    std::vector<std::uint64_t> statuses;
+    auto offer = [&](std::uint32_t type, std::vector<BlkRig::Seg> segs) {
+        statuses.push_back(r.ring.alloc(1));
+        ASSERT_TRUE(r.ring.mem().write_obj<std::uint8_t>(statuses.back(), 0xee));
+        segs.insert(segs.begin(), BlkRig::Seg{r.header(type, 0), 16, false});
+        segs.push_back({statuses.back(), 1, true});
+        r.offer(segs);
+    };
+    offer(kBlkOut, {{data, 512, false}});
+    for (int i = 0; i < 3; ++i)
+        offer(kBlkFlush, {});
+    offer(kBlkIn, {{data, 512, true}});
+    r.kick_device();
+    ASSERT_EQ(r.ring.used_idx(), 5) << "every request is answered in the turn";
+    for (std::uint64_t at : statuses)
+        EXPECT_EQ(r.ring.mem().read_obj<std::uint8_t>(at).value(), kBlkOk);
+    EXPECT_EQ(r.ring.used_elem(4).len, 1u) << "a flush's chain comes back with its status";
+    EXPECT_NE(r.dev->stats().find("1 flushes, 0 failed requests (0 oversized); 3 flush requests"),
+              std::string::npos)
+        << r.dev->stats();
+    EXPECT_TRUE(r.violations.empty());
+}
+
+TEST(Blk, AFlushWithNothingWrittenSinceTheLastCostsNoFdatasync) {
+    BlkRig r;
+    auto fdatasyncs_and_requests = [&r] {
+        const std::string s = r.dev->stats();
+        const auto failed = s.find(" flushes, ");
+        const auto requested = s.find(" flush requests");
+        EXPECT_NE(failed, std::string::npos) << s;
+        EXPECT_NE(requested, std::string::npos) << s;
+        const auto from = s.rfind(' ', failed - 1) + 1, from2 = s.rfind(' ', requested - 1) + 1;
+        return std::pair(std::stoi(s.substr(from, failed - from)),
+                         std::stoi(s.substr(from2, requested - from2)));
+    };
+    EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(fdatasyncs_and_requests(), std::pair(0, 1)) << "nothing was written yet";
+    const std::uint64_t a = r.ring.alloc(512);
+    EXPECT_EQ(r.request(kBlkOut, 1, {{a, 512, false}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(fdatasyncs_and_requests(), std::pair(1, 2));
+    EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkIn, 1, {{a, 512, true}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(fdatasyncs_and_requests(), std::pair(1, 4)) << "reads leave nothing to flush";
+    EXPECT_EQ(r.request(kBlkOut, 2, {{a, 512, false}}).first, kBlkOk);
+    EXPECT_EQ(r.request(kBlkFlush, 0, {}).first, kBlkOk);
+    EXPECT_EQ(fdatasyncs_and_requests(), std::pair(2, 5));
+}
+
+// A driver that keeps one head available (re-posting it) gets kServeBudget chains per turn;
+// the device signals its own kick eventfd, so the event loop serves the rest on later turns
+// without a new kick from the guest.
+TEST(Blk, ATurnServesAtMostTheBudgetAndTheQueueComesBackWithoutAKick) {
+    BlkRig r;
+    const std::uint64_t status = r.ring.alloc(1);
+    r.ring.desc(0, r.header(kBlkFlush, 0), 16, kDescNext, 1);
+    r.ring.desc(1, status, 1, kDescWrite);
+    constexpr std::uint16_t kPosted = 3 * kServeBudget + 8;
+    for (std::uint16_t i = 0; i < kPosted; ++i)
+        r.ring.make_available(0);
+    r.kick_device();
+    EXPECT_EQ(r.ring.used_idx(), kServeBudget);
+    for (std::uint16_t turn = 2; turn <= 4; ++turn) {
+        ASSERT_TRUE(fake::readable(r.kick.get())) << "the queue asked to be served again";
+        r.watcher.fire(r.kick.get());  // the loop's next turn
+        EXPECT_EQ(r.ring.used_idx(), std::min<std::uint32_t>(turn * kServeBudget, kPosted)) << turn;
+    }
+    EXPECT_FALSE(fake::readable(r.kick.get())) << "drained: nothing more to come back for";
+    const auto c = static_cast<QueueDevice&>(*r.dev).queue_counters().at(0);
+    EXPECT_EQ(c.kicks, 1u) << "the device's own signals are not the driver's kicks";
+    EXPECT_EQ(c.runs, 4u);
+    EXPECT_EQ(c.budget_exhausted, 3u);
+    EXPECT_NE(r.dev->stats().find("budget exhausted 3"), std::string::npos) << r.dev->stats();
+    EXPECT_TRUE(r.violations.empty());
+}
+
+// Chains alone would let a turn hold 64 maximal requests (a GiB); bytes end it as well.
+TEST(Blk, ATurnEndsOnceItHasMovedSixteenMiB) {
+    constexpr std::uint64_t kRequest = 1 << 20;
+    constexpr std::uint32_t kSegments = kRequest / kBlkSizeMax;
+    BlkRig r(false, "big", kRequest / kSectorSize);
+    const std::uint64_t buf = r.ring.alloc(kBlkSizeMax), status = r.ring.alloc(1);
+    r.ring.desc(0, r.header(kBlkIn, 0), 16, kDescNext, 1);
+    for (std::uint16_t i = 1; i <= kSegments; ++i)
+        r.ring.desc(i, buf, kBlkSizeMax, kDescWrite | kDescNext, static_cast<std::uint16_t>(i + 1));
+    r.ring.desc(kSegments + 1, status, 1, kDescWrite);
+    constexpr std::uint16_t kPosted = kBlkTurnBytes / kRequest + 4;
+    for (std::uint16_t i = 0; i < kPosted; ++i)
+        r.ring.make_available(0);
+    r.kick_device();
+    EXPECT_EQ(r.ring.used_idx(), kBlkTurnBytes / kRequest);
+    ASSERT_TRUE(fake::readable(r.kick.get()));
+    r.watcher.fire(r.kick.get());
+    EXPECT_EQ(r.ring.used_idx(), kPosted);
+    EXPECT_EQ(r.ring.mem().read_obj<std::uint8_t>(status).value(), kBlkOk);
+    EXPECT_EQ(static_cast<QueueDevice&>(*r.dev).queue_counters().at(0).budget_exhausted, 1u);
+    EXPECT_TRUE(r.violations.empty());
 }
 
 TEST(Blk, CreateRefusesImagesThatAreNotWholeSectors) {

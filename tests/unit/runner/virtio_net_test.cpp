@@ -77,6 +77,7 @@ struct NetRig {
     std::vector<std::string> resets;
     int notified[2] = {0, 0};
     std::vector<std::uint16_t> used_at_notify[2];  // the used index each interrupt saw
+    std::function<void(std::uint16_t)> on_notify;  // the driver's interrupt handler, if any
     std::uint64_t next_buf = 0x100000;
 
     explicit NetRig(std::optional<std::uint16_t> mtu = std::nullopt) {
@@ -117,6 +118,7 @@ struct NetRig {
             [this](std::uint16_t q) {
                 ++notified[q];
                 used_at_notify[q].push_back((q == kNetRxQueue ? rx : tx).used_idx());
+                if (on_notify) on_notify(q);
             },
             [this](std::string why) { resets.push_back(why); }};
         return net->activate(ctx);
@@ -470,6 +472,103 @@ TEST(VirtioNetHostile, TooSmallBufferWithoutMergeableDropsTheFrame) {
     EXPECT_EQ(rig.rx.used(0).len, 0u);
     EXPECT_TRUE(rig.resets.empty());
     EXPECT_EQ(rig.net->counters().rx_dropped, 1u);
+}
+
+// The driver's interrupt handler re-posts the chain it just got back, at once and for ever:
+// a queue served "until empty" would never let the event loop go. Each turn serves
+// kServeBudget chains, and the device signals its own kick eventfd for the next turn.
+TEST(VirtioNetHostile, ATransmitChainRepostedForeverStillEndsEachTurn) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kFeatureVersion1));  // no EVENT_IDX: an interrupt per frame
+    const auto frame = frame_with_header(60, 0x21);
+    const std::uint64_t at = rig.alloc(frame.size());
+    ASSERT_TRUE(rig.mem.write(at, frame));
+    rig.tx.desc(0, at, static_cast<std::uint32_t>(frame.size()));
+    int reposts = 0;
+    rig.on_notify = [&](std::uint16_t q) {
+        if (q == kNetTxQueue && reposts < 100000) {
+            rig.tx.offer(0);
+            ++reposts;
+        }
+    };
+    rig.tx.offer(0);
+    rig.kick(kNetTxQueue);
+    EXPECT_EQ(rig.tx.used_idx(), kServeBudget) << "the first turn ended at the budget";
+    ASSERT_TRUE(fake::readable(rig.kicks[kNetTxQueue])) << "and asked for the next";
+    for (std::uint32_t turn = 2; turn <= 3; ++turn) {
+        rig.watcher.fire(rig.kicks[kNetTxQueue]);
+        EXPECT_EQ(rig.tx.used_idx(), turn * kServeBudget);
+    }
+    const auto c = rig.net->queue_counters().at(kNetTxQueue);
+    EXPECT_EQ(c.kicks, 1u);
+    EXPECT_EQ(c.runs, 3u);
+    EXPECT_EQ(c.budget_exhausted, 3u);
+    EXPECT_NE(rig.net->stats().find("tx queue: kicks 1, served 3, interrupts "), std::string::npos)
+        << rig.net->stats();
+    EXPECT_NE(rig.net->stats().find("budget exhausted 3"), std::string::npos) << rig.net->stats();
+    // The driver stops: the next turn drains the ring and asks for nothing more.
+    rig.on_notify = nullptr;
+    rig.watcher.fire(rig.kicks[kNetTxQueue]);
+    EXPECT_EQ(rig.tx.used_idx(), reposts + 1) << "every chain offered came back";
+    EXPECT_FALSE(fake::readable(rig.kicks[kNetTxQueue]));
+    EXPECT_TRUE(rig.resets.empty());
+}
+
+// With mergeable buffers every receive buffer holds at least the header (5.1.6.3.1).
+TEST(VirtioNetHostile, MergeableReceiveChainsSmallerThanTheHeaderNeedReset) {
+    for (std::uint32_t len : {0u, 1u, static_cast<std::uint32_t>(kNetHdrSize - 1)}) {
+        NetRig rig;
+        ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+        rig.rx.desc(0, rig.alloc(64), len, kDescWrite);
+        rig.rx.offer(0);
+        rig.host_send(frame_with_header(60));
+        rig.watcher.fire(rig.tap_fd);
+        ASSERT_EQ(rig.resets.size(), 1u) << len;
+        EXPECT_NE(rig.resets[0].find("less than the 12-byte header"), std::string::npos)
+            << rig.resets[0];
+        EXPECT_EQ(rig.rx.used_idx(), 0) << len;
+    }
+    // Exactly a header's worth is a buffer (if a useless one).
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+    for (std::uint16_t i = 0; i < 8; ++i) {
+        rig.rx.desc(i, rig.alloc(kNetHdrSize), kNetHdrSize, kDescWrite);
+        rig.rx.offer(i);
+    }
+    rig.host_send(frame_with_header(60));  // 72 bytes: six buffers
+    rig.watcher.fire(rig.tap_fd);
+    EXPECT_TRUE(rig.resets.empty());
+    EXPECT_EQ(rig.rx.used_idx(), 6);
+    EXPECT_EQ(rig.net->counters().rx_frames, 1u);
+}
+
+// A driver re-posting one small receive chain it has not got back: the device holds at most
+// a queue's worth of chains for a frame; a frame they cannot hold is dropped and the chains
+// come back empty.
+TEST(VirtioNetHostile, ReservedReceiveChainsNeverExceedTheQueueSize) {
+    NetRig rig;
+    ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+    const std::uint64_t tiny = rig.alloc(kNetHdrSize);
+    rig.rx.desc(0, tiny, kNetHdrSize, kDescWrite);
+    constexpr int kFrames = 4;
+    for (int i = 0; i < kFrames; ++i)
+        rig.host_send(frame_with_header(1500));  // 126 header-sized buffers each
+    int offered = 0;
+    for (int round = 0; round < 40; ++round) {
+        // Keep the ring full of head 0, whatever the device has taken.
+        const int taken = rig.rx.used_idx() + static_cast<int>(rig.net->reserved_chains());
+        for (; offered - taken < kQueueSize; ++offered)
+            rig.rx.offer(0);
+        rig.kick(kNetRxQueue);
+        ASSERT_LE(rig.net->reserved_chains(), kQueueSize) << "round " << round;
+        ASSERT_TRUE(rig.resets.empty()) << rig.resets.front();
+    }
+    EXPECT_EQ(rig.net->counters().rx_dropped, static_cast<std::uint64_t>(kFrames));
+    EXPECT_EQ(rig.net->counters().rx_frames, 0u);
+    EXPECT_EQ(rig.rx.used_idx(), kFrames * kQueueSize);
+    for (std::uint16_t i = 0; i < rig.rx.used_idx(); ++i)
+        EXPECT_EQ(rig.rx.used(i).len, 0u) << i;
+    EXPECT_EQ(rig.net->reserved_chains(), 0u);
 }
 
 TEST(VirtioNetHostile, MisplacedRingsFailActivation) {

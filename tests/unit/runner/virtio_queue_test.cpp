@@ -600,6 +600,48 @@ TEST(SplitQueueNotify, PopAsksForTheNextKickWithEventIdxOnceDrained) {
     EXPECT_EQ(plain.avail_event(), 0x7777);
 }
 
+// --- serving in turns (QueueDevice's budget) ---
+
+TEST(SplitQueueTurn, PopHandsOutAtMostTheTurnsChains) {
+    GuestRing ring(8);
+    ring.desc(0, ring.alloc(8), 8);
+    ASSERT_TRUE(ring.mem().write_obj<std::uint16_t>(ring.used_ring() + 4 + 8 * 8, 0));
+    for (int i = 0; i < 8; ++i)
+        ring.make_available(0);
+    auto q = ring.queue(true).value();
+    q.begin_turn(3);
+    for (int i = 0; i < 3; ++i)
+        (void)pop_one(q);
+    EXPECT_FALSE(q.turn_cut_short());
+    EXPECT_FALSE(q.pop().value().has_value()) << "the turn is spent";
+    EXPECT_TRUE(q.turn_cut_short()) << "with chains left";
+    EXPECT_EQ(ring.avail_event(), 0) << "no kick asked for: the device comes back by itself";
+    EXPECT_EQ(q.last_avail(), 3);
+    // A new turn; the ring runs dry before its budget does.
+    q.begin_turn(10);
+    EXPECT_FALSE(q.turn_cut_short());
+    for (int i = 0; i < 5; ++i)
+        (void)pop_one(q);
+    EXPECT_FALSE(q.pop().value().has_value());
+    EXPECT_FALSE(q.turn_cut_short()) << "drained, not cut short";
+    EXPECT_EQ(ring.avail_event(), 8) << "drained: the next chain must kick";
+    // end_turn spends what is left.
+    ring.make_available(0);
+    q.begin_turn(10);
+    q.end_turn();
+    EXPECT_FALSE(q.pop().value().has_value());
+    EXPECT_TRUE(q.turn_cut_short());
+    // Outside turns (a queue never given one) pop has no limit.
+    GuestRing plain(256);
+    plain.desc(0, plain.alloc(8), 8);
+    for (int i = 0; i < 256; ++i)
+        plain.make_available(0);
+    auto q2 = plain.queue().value();
+    for (int i = 0; i < 256; ++i)
+        (void)pop_one(q2);
+    EXPECT_FALSE(q2.turn_cut_short());
+}
+
 // --- reading and writing across a chain's buffers ---
 
 TEST(ChainReaderWriter, StreamAcrossDescriptorsAndStopAtTheEnd) {

@@ -3,6 +3,7 @@
 // virtqueue that the test writes exactly as a driver would, or as an attacker would.
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -209,6 +210,12 @@ class FakeIoEvents : public kvm::IoEventRegistry {
     }
     std::map<std::uint64_t, Registration> registered;
 };
+
+// Whether `fd` is readable now (for an eventfd: its counter is not 0), without reading it.
+inline bool readable(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
 
 // Reads an eventfd's counter (0 when nothing was written); non-blocking eventfds only.
 inline std::uint64_t drain_eventfd(int fd) {
