@@ -20,6 +20,7 @@ constexpr std::size_t kFlushAt = 512;
 
 std::uint8_t Serial::iir() const {
     const std::uint8_t fifo = (s_.fcr & UART_FCR_ENABLE_FIFO) ? kIirFifoEnabled : 0;
+    if ((s_.ier & UART_IER_RLSI) && s_.overrun) return fifo | UART_IIR_RLSI;
     if ((s_.ier & UART_IER_RDI) && !s_.rx.empty()) return fifo | UART_IIR_RDI;
     if ((s_.ier & UART_IER_THRI) && s_.thr_interrupt) return fifo | UART_IIR_THRI;
     return fifo | UART_IIR_NO_INT;
@@ -37,6 +38,15 @@ void Serial::emit(SerialStream stream, std::uint8_t byte) {
     if (stream != out_stream_ || out_.size() >= kFlushAt) flush_locked();
     out_stream_ = stream;
     out_.push_back(byte);
+}
+
+void Serial::loop_back(std::uint8_t byte) {
+    // Without a bound, a guest looping on THR grew this without end on the host.
+    if (s_.rx.size() >= kSerialFifo) {
+        s_.overrun = true;
+        return;
+    }
+    s_.rx.push_back(byte);
 }
 
 void Serial::flush_locked() {
@@ -81,7 +91,9 @@ void Serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
             v = s_.mcr;
             break;
         case UART_LSR:
-            v = UART_LSR_THRE | UART_LSR_TEMT | (s_.rx.empty() ? 0 : UART_LSR_DR);
+            v = UART_LSR_THRE | UART_LSR_TEMT | (s_.rx.empty() ? 0 : UART_LSR_DR) |
+                (s_.overrun ? UART_LSR_OE : 0);
+            s_.overrun = false;  // reading LSR clears its error bits
             break;
         case UART_MSR:
             if (s_.mcr & UART_MCR_LOOP) {
@@ -117,7 +129,7 @@ void Serial::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
                 s_.dll = v;
             } else {
                 if (s_.mcr & UART_MCR_LOOP)
-                    s_.rx.push_back(v);
+                    loop_back(v);
                 else
                     emit((s_.ier & UART_IER_THRI) ? SerialStream::terminal : SerialStream::console,
                          v);
@@ -153,10 +165,14 @@ void Serial::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     update_irq();
 }
 
-void Serial::push_input(std::span<const std::uint8_t> bytes) {
+std::size_t Serial::push_input(std::span<const std::uint8_t> bytes) {
     std::lock_guard lock(mu_);
-    s_.rx.insert(s_.rx.end(), bytes.begin(), bytes.end());
+    const std::size_t room = kMaxSerialInput - std::min(s_.rx.size(), kMaxSerialInput);
+    const std::size_t n = std::min(room, bytes.size());
+    s_.rx.insert(s_.rx.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+    if (n < bytes.size()) s_.overrun = true;
     update_irq();
+    return n;
 }
 
 std::size_t Serial::pending_input() const {

@@ -13,6 +13,9 @@ namespace stockade {
 
 // Host input waiting in the UART is bounded; stdin is read again when the guest catches up.
 inline constexpr std::size_t kMaxPendingInput = 64u << 10;
+inline constexpr std::size_t kStdinRead = 4096;
+// One more read and the end-of-input bytes always fit in what the UART takes.
+static_assert(kMaxPendingInput + kStdinRead + 2 <= kMaxSerialInput);
 
 // Host stdin to the guest's console, started once stockade-init reports ready. The
 // console runs in canonical mode with only VEOF active (guest/abi.hpp), so end of input
@@ -61,7 +64,7 @@ class StdinForwarder {
             }
             return;
         }
-        std::uint8_t buf[4096];
+        std::uint8_t buf[kStdinRead];
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
         if (n <= 0) {

@@ -18,13 +18,17 @@
 #include <cstring>
 #include <future>
 
+#include <fmt/ranges.h>
+
 #include "base/io.hpp"
 #include "base/log.hpp"
+#include "base/printable.hpp"
 #include "policy/jail.hpp"
 #include "policy/privileges.hpp"
 #include "policy/selinux_context.hpp"
 #include "runner/api/api_server.hpp"
 #include "runner/stdio/console_tail.hpp"
+#include "runner/stdio/host_output.hpp"
 #include "runner/stdio/stdin_forwarder.hpp"
 #include "runner/stdio/stdio_relay.hpp"
 #include "runner/vmm/event_loop.hpp"
@@ -142,11 +146,14 @@ class Sandbox final : public api::ApiController {
     // One byte to the supervisor (runner/vmm/sandbox_status.hpp); never blocks.
     void tell_supervisor(SandboxStatus s) const;
     [[nodiscard]] Serial::Output serial_output();
+    [[nodiscard]] Result<> start_host_outputs();
+    void stop_host_outputs();
     void on_platform_event(const PlatformEvent& e);
     [[nodiscard]] Result<> start_stdio_relay();
     [[nodiscard]] Result<> start_api();
     [[nodiscard]] Result<> watch_control_and_signals();
     void print_stats() const;
+    [[nodiscard]] std::string host_output_stats() const;
 
     SandboxResources res_;
     const SandboxJail& jail_;
@@ -163,6 +170,10 @@ class Sandbox final : public api::ApiController {
     std::mutex tasks_mu_;
     std::vector<std::function<void()>> loop_tasks_;
     ConsoleTail console_;
+    // The UART's bytes for the host, never written on a vCPU thread: the workload's terminal
+    // output to stdout (serial stdio), the console to stderr (--console), each only then.
+    std::unique_ptr<HostOutput> terminal_out_, console_out_;
+    PrintableLines console_text_;  // the console as --console shows it; under Serial::mu_
     std::unique_ptr<Machine> machine_;
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
     std::optional<VsockStdio> vsock_stdio_;
@@ -176,20 +187,47 @@ class Sandbox final : public api::ApiController {
     HardeningTimes hardening_;
 };
 
+// Runs on the vCPU thread that wrote the UART, under Serial::mu_: it only copies. The
+// workload's terminal output goes out byte-exact; the console, the guest kernel's text for
+// the operator, with its control bytes escaped.
 Serial::Output Sandbox::serial_output() {
     // With vsock stdio the workload's streams do not use the console: whatever still
     // reaches its terminal is the console's, so stdout stays exactly the workload's.
     const bool vsock_stdio = vsock_stdio_.has_value();
-    const bool show_console = res_.spec.show_console;
-    return
-        [this, vsock_stdio, show_console](SerialStream stream, std::span<const std::uint8_t> data) {
-            if (stream == SerialStream::terminal && !vsock_stdio) {
-                (void)write_all(STDOUT_FILENO, data);  // EPIPE: nobody reads; keep running
-            } else {
-                console_.append(data);
-                if (show_console) (void)write_all(STDERR_FILENO, data);
-            }
-        };
+    return [this, vsock_stdio](SerialStream stream, std::span<const std::uint8_t> data) {
+        if (stream == SerialStream::terminal && !vsock_stdio) {
+            if (terminal_out_) terminal_out_->append(data);
+        } else {
+            console_.append(data);
+            if (console_out_)
+                console_out_->append(
+                    console_text_.feed({reinterpret_cast<const char*>(data.data()), data.size()}));
+        }
+    };
+}
+
+// Started after the privilege drop (threads inherit it) and before the event loop's filter
+// (which makes no thread); each writer loads its own filter first.
+Result<> Sandbox::start_host_outputs() {
+    auto start_one = [this](int fd) {
+        HostOutputConfig c;
+        c.fd = fd;
+        c.on_thread_start = [this] { return profiles_.host_output.load(); };
+        return HostOutput::start(std::move(c));
+    };
+    if (!vsock_stdio_) terminal_out_ = STOCKADE_TRY(start_one(STDOUT_FILENO));
+    if (res_.spec.show_console) console_out_ = STOCKADE_TRY(start_one(STDERR_FILENO));
+    return {};
+}
+
+// After the vCPUs stopped and the UART's last bytes were handed over: each stream gets what
+// a reader that reads takes within its bounds (runner/stdio/host_output.hpp).
+void Sandbox::stop_host_outputs() {
+    if (console_out_) {
+        console_out_->append(console_text_.finish());
+        console_out_->stop();
+    }
+    if (terminal_out_) terminal_out_->stop();
 }
 
 void Sandbox::on_platform_event(const PlatformEvent& e) {
@@ -296,6 +334,8 @@ Result<> Sandbox::watch_control_and_signals() {
 
 Result<> Sandbox::start() {
     const auto t = Clock::now();
+    // The host outputs first: the API thread reads their counters.
+    STOCKADE_TRY_VOID(start_host_outputs());
     STOCKADE_TRY_VOID(start_stdio_relay());
     STOCKADE_TRY_VOID(start_api());
     STOCKADE_TRY_VOID(watch_control_and_signals());
@@ -458,6 +498,12 @@ nlohmann::json Sandbox::metrics() const {
                       {"execs", io.execs},
                       {"connections_refused", io.refused}};
     }
+    auto out = [](const HostOutput& o) {
+        const HostOutputCounters n = o.counters();
+        return nlohmann::json{{"written_bytes", n.written}, {"dropped_bytes", n.dropped}};
+    };
+    if (terminal_out_) m["serial_output"]["terminal"] = out(*terminal_out_);
+    if (console_out_) m["serial_output"]["console"] = out(*console_out_);
     return m;
 }
 
@@ -478,6 +524,7 @@ void Sandbox::run() {
     machine_->stop();
     if (relay_) relay_->stop();
     machine_->serial().flush();
+    stop_host_outputs();
 }
 
 int Sandbox::report() {
@@ -500,7 +547,7 @@ int Sandbox::report() {
         while (!tail.empty() && std::isspace(static_cast<unsigned char>(tail.back())))
             tail.pop_back();
         if (crash && !tail.empty() && !res_.spec.show_console)
-            log::error("last guest console output:\n{}", tail);
+            log::error("last guest console output:\n{}", printable_lines(tail));
     }
     if (res_.spec.print_stats) print_stats();
     return exit_status_of(reason);
@@ -531,6 +578,21 @@ void Sandbox::print_stats() const {
                                "err {} B, connections refused {}",
                                relay_cid_, io.in, io.out, io.err, io.refused));
     }
+    if (terminal_out_ || console_out_)
+        log::write(log::Level::info, "stats: " + host_output_stats());
+}
+
+std::string Sandbox::host_output_stats() const {
+    std::vector<std::string> parts;
+    if (terminal_out_) {
+        const auto c = terminal_out_->counters();
+        parts.push_back(fmt::format("terminal to stdout {} B, dropped {} B", c.written, c.dropped));
+    }
+    if (console_out_) {
+        const auto c = console_out_->counters();
+        parts.push_back(fmt::format("console to stderr {} B, dropped {} B", c.written, c.dropped));
+    }
+    return fmt::format("serial output: {}", fmt::join(parts, "; "));
 }
 
 Result<int> run_sandbox(SandboxResources resources, const SandboxJail& jail) {

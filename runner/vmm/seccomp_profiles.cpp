@@ -65,10 +65,19 @@ SeccompProfile api_seccomp_profile(policy::SeccompMode mode) {
     return p;
 }
 
+SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode) {
+    SeccompProfile p("host-output", mode);
+    // Writing the buffered bytes to stdout or stderr (the baseline's write), waiting on the
+    // buffer (futex); poll only for a descriptor someone else made non-blocking.
+    p.baseline().allow({SYS_poll, SYS_ppoll}).deny_execve();
+    return p;
+}
+
 SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
                                                 const DeviceKinds::Handed& present) {
     SandboxSeccompProfiles out{vcpu_profile(mode), event_loop_profile(mode),
-                               stdio_relay_seccomp_profile(mode), api_seccomp_profile(mode)};
+                               stdio_relay_seccomp_profile(mode), api_seccomp_profile(mode),
+                               host_output_seccomp_profile(mode)};
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (part_of<K>(present)) K::add_seccomp_rules({out.vcpu, out.event_loop});
     });
@@ -78,12 +87,13 @@ SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
 std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
     SandboxSeccompProfiles all{vcpu_profile(p.seccomp_mode), event_loop_profile(p.seccomp_mode),
                                stdio_relay_seccomp_profile(p.seccomp_mode),
-                               api_seccomp_profile(p.seccomp_mode)};
+                               api_seccomp_profile(p.seccomp_mode),
+                               host_output_seccomp_profile(p.seccomp_mode)};
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_seccomp_rules({all.vcpu, all.event_loop});
     });
     return {std::move(all.vcpu), std::move(all.event_loop), std::move(all.stdio_relay),
-            std::move(all.api)};
+            std::move(all.api), std::move(all.host_output)};
 }
 
 }  // namespace stockade

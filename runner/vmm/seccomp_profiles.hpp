@@ -14,6 +14,8 @@
 //               socket the supervisor bound, read and write; pausing and resuming the vCPUs
 //               (tgkill to this process's threads) and the guest's clock (KVM_GET_CLOCK,
 //               KVM_SET_CLOCK).
+//   host-output the UART's bytes for the host's stdout or stderr (runner/stdio/host_output.hpp):
+//               blocking writes, and poll for a descriptor someone made non-blocking.
 // None may open a path, create a process, exec, or map executable memory. A sandbox's
 // vcpu and event-loop filters carry the additions of the device kinds it has, no others
 // (runner/registry/device_registry.hpp).
@@ -30,6 +32,7 @@ struct SandboxSeccompProfiles {
     policy::SeccompProfile event_loop;
     policy::SeccompProfile stdio_relay;
     policy::SeccompProfile api;
+    policy::SeccompProfile host_output;
 };
 
 // The profiles of a sandbox with the devices `present` (engaged entries) hands over.
@@ -39,5 +42,6 @@ struct SandboxSeccompProfiles {
 [[nodiscard]] std::vector<policy::SeccompProfile> runner_seccomp_profiles(const policy::Policy& p);
 [[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] policy::SeccompProfile api_seccomp_profile(policy::SeccompMode mode);
+[[nodiscard]] policy::SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode);
 
 }  // namespace stockade

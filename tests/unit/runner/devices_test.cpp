@@ -127,6 +127,44 @@ TEST(Serial, StateRoundTripsForSnapshots) {
     EXPECT_EQ(b.in(THR), 'q');
 }
 
+// A guest looping on THR in loopback mode fills a 16550's receive FIFO and no more.
+TEST(Serial, LoopbackHoldsOnlyItsFifoAndReportsTheOverrun) {
+    SerialRig r;
+    r.out(MCR, 0x10);
+    for (int i = 0; i < 1'000'000; ++i)
+        r.out(THR, static_cast<std::uint8_t>(i));
+    EXPECT_LE(r.uart.pending_input(), kSerialFifo);
+    EXPECT_EQ(r.in(LSR)&0x03, 0x03) << "data ready, overrun";
+    EXPECT_EQ(r.in(LSR)&0x02, 0x00) << "reading LSR clears OE";
+    for (int i = 0; i < 16; ++i)
+        EXPECT_EQ(r.in(THR), i) << "the first sixteen, in order";
+    EXPECT_EQ(r.uart.pending_input(), 0u);
+    EXPECT_TRUE(r.console.empty() && r.terminal.empty()) << "loopback sends nothing out";
+}
+
+TEST(Serial, AnOverrunRaisesTheLineStatusInterruptWhenEnabled) {
+    SerialRig r;
+    r.out(MCR, 0x10);
+    r.out(IER, 0x04);  // receiver line status only
+    for (int i = 0; i < 16; ++i)
+        r.out(THR, 'x');
+    EXPECT_FALSE(r.irq());
+    r.out(THR, 'y');
+    EXPECT_TRUE(r.irq());
+    EXPECT_EQ(r.in(IIR)&0x0f, 0x06);
+    EXPECT_EQ(r.in(LSR)&0x02, 0x02);
+    EXPECT_FALSE(r.irq()) << "reading LSR acknowledges it";
+}
+
+TEST(Serial, HostInputWaitingForTheGuestIsBounded) {
+    SerialRig r;
+    const std::vector<std::uint8_t> input(kMaxSerialInput + 1000, 'a');
+    EXPECT_EQ(r.uart.push_input(input), kMaxSerialInput);
+    EXPECT_EQ(r.uart.push_input(input), 0u);
+    EXPECT_EQ(r.uart.pending_input(), kMaxSerialInput);
+    EXPECT_EQ(r.in(LSR)&0x03, 0x03) << "data ready, overrun";
+}
+
 struct Recorder : BusDevice {
     std::vector<std::pair<std::uint64_t, std::size_t>> reads, writes;
     void read(std::uint64_t off, std::span<std::uint8_t> d) override {
