@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
-#include <optional>
 
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
@@ -39,14 +38,15 @@ Result<Supervised> supervise(pid_t child, int sigfd, int status_fd, const Status
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
     UniqueFd owned(pidfd);
     using Clock = std::chrono::steady_clock;
-    std::optional<Clock::time_point> deadline;
+    constexpr auto kNone = Clock::time_point::max();
+    auto deadline = kNone;  // when the sandbox process is killed if still there
     Supervised out;
     int forwarded = 0;
     for (;;) {
         int timeout = pidfd >= 0 ? -1 : 100;
-        if (deadline) {
+        if (deadline != kNone) {
             const auto left =
-                std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
             timeout =
                 std::clamp<int>(static_cast<int>(left.count()), 0, timeout < 0 ? INT_MAX : timeout);
         }
@@ -59,14 +59,15 @@ Result<Supervised> supervise(pid_t child, int sigfd, int status_fd, const Status
             while (::read(sigfd, &si, sizeof si) == sizeof si) {
                 forwarded = static_cast<int>(si.ssi_signo);
                 ::kill(child, forwarded);
-                if (!deadline) deadline = Clock::now() + grace;
+                if (deadline == kNone && out.escalated_signal == 0) deadline = Clock::now() + grace;
             }
         }
-        if (deadline && Clock::now() >= *deadline && out.escalated_signal == 0) {
+        if (Clock::now() >= deadline && out.escalated_signal == 0) {
             log::error("the sandbox process did not stop within {} ms of SIG{}; killing it",
                        grace.count(), ::sigabbrev_np(forwarded));
             ::kill(child, SIGKILL);
             out.escalated_signal = forwarded;
+            deadline = kNone;  // from here the pidfd says when it is gone: no busy wait
         }
         if (fds[1].revents & (POLLIN | POLLHUP) && read_status(status_fd, on_status) == 0)
             status_fd = -1;
