@@ -149,8 +149,8 @@ int exec_command(std::span<const std::string> args) {
 bool wait_stopped(std::string_view id, std::chrono::milliseconds limit) {
     const auto end = std::chrono::steady_clock::now() + limit;
     for (;;) {
-        auto st = read_state_file(state_dir(id));
-        if (!st || with_liveness(std::move(*st)).state == SandboxState::stopped) return true;
+        auto st = read_live_state(state_dir(id));
+        if (!st || st->state == SandboxState::stopped) return true;
         if (std::chrono::steady_clock::now() >= end) return false;
         std::this_thread::sleep_for(100ms);
     }
@@ -158,7 +158,7 @@ bool wait_stopped(std::string_view id, std::chrono::milliseconds limit) {
 
 // The supervisor's pid, while it is the process the state file names.
 Result<pid_t> supervisor_pid(std::string_view id) {
-    const StateRecord st = with_liveness(STOCKADE_TRY(read_state_file(state_dir(id))));
+    const StateRecord st = STOCKADE_TRY(read_live_state(state_dir(id)));
     if (st.state == SandboxState::stopped) return fail("sandbox {}: not running", id);
     return st.pid;
 }

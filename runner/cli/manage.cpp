@@ -53,12 +53,12 @@ Lookup look_up(const std::string& id) {
         log::error("no sandbox {} (no {})", id, state_file_path(dir));
         return {std::nullopt, kRefused};
     }
-    auto r = read_state_file(dir);
+    auto r = read_live_state(dir);
     if (!r) {
         log::error("{}", r.error().message);
         return {std::nullopt, kFailed};
     }
-    return {with_liveness(std::move(*r)), 0};
+    return {std::move(*r), 0};
 }
 
 // Every sandbox with a state file, by id; other entries of /run/stockade (the MCS and network
@@ -71,8 +71,8 @@ std::vector<StateRecord> all_sandboxes() {
         if (!check_sandbox_id(e.path().filename().string()) ||
             !std::filesystem::exists(state_file_path(dir), ec))
             continue;
-        if (auto r = read_state_file(dir))
-            out.push_back(with_liveness(std::move(*r)));
+        if (auto r = read_live_state(dir))
+            out.push_back(std::move(*r));
         else
             log::warn("{}", r.error().message);
     }
@@ -201,8 +201,8 @@ int logs(std::span<const std::string> args) {
         // Whether it had stopped is asked before the last copy, so nothing written before it
         // stopped is missed.
         const bool stopped = !follow || [&] {
-            auto r = read_state_file(state_dir(id));
-            return !r || with_liveness(std::move(*r)).state == SandboxState::stopped;
+            auto r = read_live_state(state_dir(id));
+            return !r || r->state == SandboxState::stopped;
         }();
         if (!drain(out->get(), STDOUT_FILENO) || !drain(err->get(), STDERR_FILENO)) {
             log::error("sandbox {}: copying its logs: {}", id, std::strerror(errno));

@@ -126,8 +126,15 @@ StateRecord with_liveness(StateRecord record, std::optional<std::uint64_t> start
     return record;
 }
 
-StateRecord with_liveness(StateRecord record) {
-    const auto start_time = record.pid > 0 ? process_start_time(record.pid) : std::nullopt;
+Result<StateRecord> read_live_state(
+    std::string_view dir, const std::function<std::optional<std::uint64_t>(pid_t)>& start_time_of) {
+    StateRecord record = STOCKADE_TRY(read_state_file(dir));
+    if (record.state == SandboxState::stopped) return record;
+    const auto start_time = record.pid > 0 ? start_time_of(record.pid) : std::nullopt;
+    if (start_time == record.pid_start_time) return record;
+    // Gone or replaced: a supervisor that finished since the first read has said how.
+    if (auto again = read_state_file(dir); again && again->state == SandboxState::stopped)
+        return std::move(*again);
     return with_liveness(std::move(record), start_time);
 }
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,13 +67,19 @@ struct StateRecord {
 // status unknown.
 [[nodiscard]] StateRecord with_liveness(StateRecord record,
                                         std::optional<std::uint64_t> start_time);
-// with_liveness against /proc.
-[[nodiscard]] StateRecord with_liveness(StateRecord record);
 
 // Field 22 (starttime) of a /proc/PID/stat text; nullopt when it is malformed.
 [[nodiscard]] std::optional<std::uint64_t> stat_start_time(std::string_view stat);
 // Of a running process; nullopt when there is none.
 [[nodiscard]] std::optional<std::uint64_t> process_start_time(pid_t pid);
+
+// The state file of `dir` as it stands now. A supervisor writes "stopped" with the exit status
+// and then exits, so one found gone after its file was read said "running" may have finished
+// in between: the file is read once more, and only a record still not stopped is judged by
+// with_liveness. `start_time_of` is process_start_time (tests pass their own).
+[[nodiscard]] Result<StateRecord> read_live_state(
+    std::string_view dir,
+    const std::function<std::optional<std::uint64_t>(pid_t)>& start_time_of = process_start_time);
 
 // "2026-12-05T21:49:49Z".
 [[nodiscard]] std::string rfc3339_utc(std::chrono::system_clock::time_point t);

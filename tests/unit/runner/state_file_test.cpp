@@ -103,14 +103,52 @@ TEST(StateFile, AGoneOrReplacedSupervisorMeansStopped) {
 }
 
 TEST(StateFile, LivenessAgainstProc) {
+    test::TempDir dir;
     StateRecord self = sample();
     self.pid = ::getpid();
     self.pid_start_time = process_start_time(self.pid).value_or(0);
     ASSERT_NE(self.pid_start_time, 0u);
-    EXPECT_EQ(with_liveness(self).state, SandboxState::running);
+    ASSERT_TRUE(write_state_file(dir.path.string(), self));
+    EXPECT_EQ(read_live_state(dir.path.string())->state, SandboxState::running);
     StateRecord reused = self;
     reused.pid_start_time += 1;
-    EXPECT_EQ(with_liveness(reused).state, SandboxState::stopped);
+    ASSERT_TRUE(write_state_file(dir.path.string(), reused));
+    EXPECT_EQ(read_live_state(dir.path.string())->state, SandboxState::stopped);
+    EXPECT_FALSE(read_live_state(dir.path.string() + "/none"));  // no file
+}
+
+// The supervisor writes "stopped" with the exit status and exits between the reader's read of
+// "running" and its look at /proc: the reader reports the status, not an unknown one.
+TEST(StateFile, ASupervisorThatFinishesWhileItsFileIsReadIsSeenWithItsStatus) {
+    test::TempDir dir;
+    const std::string d = dir.path.string();
+    const StateRecord running = sample();
+    ASSERT_TRUE(write_state_file(d, running));
+    StateRecord finished = running;
+    finished.state = SandboxState::stopped;
+    finished.exit_status = 125;
+    finished.finished = "2026-12-05T21:50:00Z";
+    int looked = 0;
+    auto seen = read_live_state(d, [&](pid_t pid) -> std::optional<std::uint64_t> {
+        EXPECT_EQ(pid, running.pid);
+        ++looked;
+        EXPECT_TRUE(write_state_file(d, finished));  // ... and then it is gone
+        return std::nullopt;
+    });
+    ASSERT_TRUE(seen) << seen.error().message;
+    EXPECT_EQ(looked, 1);
+    EXPECT_EQ(*seen, finished);
+
+    // One that died without a word (SIGKILL) stays stopped with its status unknown.
+    ASSERT_TRUE(write_state_file(d, running));
+    seen = read_live_state(d, [](pid_t) { return std::optional<std::uint64_t>(); });
+    ASSERT_TRUE(seen);
+    EXPECT_EQ(seen->state, SandboxState::stopped);
+    EXPECT_FALSE(seen->exit_status);
+    // One that is alive is not asked twice and reads as written.
+    seen = read_live_state(d, [&](pid_t) { return running.pid_start_time; });
+    ASSERT_TRUE(seen);
+    EXPECT_EQ(*seen, running);
 }
 
 TEST(StateFile, StartTimeIsField22CountedFromTheLastParenthesis) {
