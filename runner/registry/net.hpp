@@ -8,26 +8,9 @@
 
 #include "netsetup/network.hpp"
 #include "runner/registry/device_kind.hpp"
+#include "runner/registry/net_spec.hpp"
 
 namespace stockade {
-
-// --net: everything but the runner's own keys is a netsetup spec (netsetup/README.md);
-// `vhost=on|off` picks the datapath (default: vhost-net when the host has /dev/vhost-net),
-// `addr=A.B.C.D/N` is the IPv4 address stockade-init gives the guest's interface (none: the
-// workload configures it). `tap=NAME` names an existing tap to attach to: then only mac=
-// of netsetup's keys may be given.
-enum class VhostMode { automatic, on, off };
-struct NetDeviceSpec {
-    std::string netsetup;       // the spec handed to netsetup, runner keys removed
-    bool existing_tap = false;  // tap=NAME: netsetup only resolves the spec, makes nothing
-    VhostMode vhost = VhostMode::automatic;
-    std::string address;  // "A.B.C.D/N", or empty
-    bool operator==(const NetDeviceSpec&) const = default;
-};
-
-// Splits and checks the text of --net (no I/O; netsetup's part is validated with a
-// placeholder id, the real one is the sandbox's).
-[[nodiscard]] Result<NetDeviceSpec> parse_net_device_spec(std::string_view text);
 
 struct NetKind {
     static constexpr std::string_view kName = "net";

@@ -1,8 +1,10 @@
 // libFuzzer target: the text a user or an operator hands stockade before anything starts.
 // The first byte picks the parser: 0 the policy document (JSON), 1 netsetup's network spec
-// (`--net` / `stockade net up`). Neither may crash, hang or throw; whatever parses must
-// survive its own canonical form unchanged (parse(format(x)) == x), the round trip
-// `stockade policy show` and `stockade net show` rely on.
+// (`stockade net up`), 2 `stockade run --net` (the runner's keys split from netsetup's). Neither
+// may crash, hang or throw; whatever parses must survive its own canonical form unchanged
+// (parse(format(x)) == x), the round trip `stockade policy show` and `stockade net show` rely on;
+// what `--net` accepts hands netsetup a spec it accepts, and that spec alone parses to the same
+// split.
 #include <cstdint>
 #include <string_view>
 
@@ -11,6 +13,7 @@
 #include "base/log.hpp"
 #include "netsetup/spec.hpp"
 #include "policy/policy.hpp"
+#include "runner/registry/net_spec.hpp"
 
 using namespace stockade;
 
@@ -22,12 +25,24 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
-    switch (data[0] % 2) {
+    switch (data[0] % 3) {
         case 0: {
             auto policy = policy::parse_policy(text);
             if (!policy) return 0;
             auto again = policy::parse_policy(policy::to_json(*policy).dump());
             if (!again || !(*again == *policy)) __builtin_trap();
+            return 0;
+        }
+        case 2: {
+            auto spec = parse_net_device_spec(text);
+            if (!spec) return 0;
+            net::SpecDefaults defaults;
+            defaults.id = "sandbox";
+            if (!net::parse_net_spec(spec->netsetup, defaults)) __builtin_trap();
+            auto again = parse_net_device_spec(spec->netsetup);
+            if (!again || again->netsetup != spec->netsetup ||
+                again->existing_tap != spec->existing_tap)
+                __builtin_trap();
             return 0;
         }
         default: {

@@ -1,0 +1,106 @@
+#include "runner/registry/net_spec.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "netsetup/spec.hpp"
+
+namespace stockade {
+namespace {
+
+// tap=NAME attaches to a tap that is its owner's, host side and all: of netsetup's keys only
+// the guest's MAC goes with it. The others make or change the host side, each refused with
+// its reason (a key not listed, such as one netsetup learns later, is refused too).
+constexpr std::string_view kExistingTapKeys[] = {"tap", "mac"};
+constexpr std::pair<std::string_view, std::string_view> kHostSideKeys[] = {
+    {"id", "names the record of a network stockade makes"},
+    {"bridge", "puts the tap on a bridge"},
+    {"vlan", "sets the VLANs of the tap's bridge port"},
+    {"trunk", "sets the VLANs of the tap's bridge port"},
+    {"uplink", "adds an interface to the tap's bridge"},
+    {"isolated", "isolates the tap's bridge port"},
+    {"mtu", "sets the tap's MTU (the guest is given the tap's own)"},
+    {"queues", "multi-queue is chosen when a tap is made"},
+    {"filter", "puts a MAC filter (tc rules) on the tap"},
+    {"owner", "changes who may open the tap"},
+};
+
+Result<> check_existing_tap_keys(const std::vector<std::string_view>& keys) {
+    for (std::string_view key : keys) {
+        if (key.empty() || std::ranges::find(kExistingTapKeys, key) != std::end(kExistingTapKeys))
+            continue;  // an empty field is netsetup's to report
+        for (const auto& [host_key, why] : kHostSideKeys)
+            if (key == host_key)
+                return fail("--net: {}: {}, and tap=NAME leaves an existing tap as it is", key,
+                            why);
+        return fail("--net: {}: not an option with tap=NAME (tap, mac, vhost, addr)", key);
+    }
+    return {};
+}
+
+bool valid_ipv4_prefix(std::string_view text) {
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) return false;
+    const std::string ip(text.substr(0, slash));
+    in_addr a{};
+    if (::inet_pton(AF_INET, ip.c_str(), &a) != 1) return false;
+    const std::string_view len = text.substr(slash + 1);
+    unsigned prefix = 0;
+    auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
+    return ec == std::errc{} && end == len.data() + len.size() && !len.empty() && prefix >= 1 &&
+           prefix <= 32;
+}
+
+}  // namespace
+
+Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
+    NetDeviceSpec out;
+    bool vhost_seen = false, addr_seen = false;
+    std::vector<std::string_view> netsetup_keys;
+    std::size_t pos = 0;
+    while (!text.empty() && pos <= text.size()) {
+        auto next = text.find(',', pos);
+        if (next == std::string_view::npos) next = text.size();
+        const std::string_view item = text.substr(pos, next - pos);
+        pos = next + 1;
+        if (item.starts_with("vhost=")) {
+            if (vhost_seen) return fail("--net: vhost: given twice");
+            vhost_seen = true;
+            const auto v = item.substr(6);
+            if (v == "on")
+                out.vhost = VhostMode::on;
+            else if (v == "off")
+                out.vhost = VhostMode::off;
+            else
+                return fail("--net: vhost: '{}' is not on or off", v);
+        } else if (item.starts_with("addr=")) {
+            if (addr_seen) return fail("--net: addr: given twice");
+            addr_seen = true;
+            out.address = std::string(item.substr(5));
+            if (!valid_ipv4_prefix(out.address))
+                return fail(
+                    "--net: addr: '{}' is not an IPv4 address with a prefix length "
+                    "(A.B.C.D/N)",
+                    out.address);
+        } else {
+            if (!out.netsetup.empty()) out.netsetup += ',';
+            out.netsetup += item;
+            netsetup_keys.push_back(item.substr(0, item.find('=')));
+        }
+    }
+    out.existing_tap = std::ranges::find(netsetup_keys, "tap") != netsetup_keys.end();
+    if (out.existing_tap) STOCKADE_TRY_VOID(check_existing_tap_keys(netsetup_keys));
+    net::SpecDefaults defaults;
+    defaults.id = "sandbox";
+    auto checked = net::parse_net_spec(out.netsetup, defaults);
+    if (!checked) return fail("--net: {}", checked.error().message);
+    if (checked->queues != 1) return fail("--net: queues: stockade run uses one queue pair");
+    return out;
+}
+
+}  // namespace stockade
