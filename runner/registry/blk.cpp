@@ -94,9 +94,9 @@ Result<std::vector<BuiltDevice>> BlkKind::build(Handed disks, BuildContext&) {
 }
 
 void BlkKind::add_seccomp_rules(DeviceThreadProfiles profiles) {
-    // Requests are served on the event loop: zero-copy vectored I/O on the image, and
-    // flushes that reach stable storage.
-    profiles.event_loop.allow({SYS_preadv, SYS_pwritev, SYS_fdatasync});
+    // Requests are served on each disk's own thread: zero-copy vectored I/O on the image,
+    // and flushes that reach stable storage.
+    profiles.device_io.allow({SYS_preadv, SYS_pwritev, SYS_fdatasync});
 }
 
 }  // namespace stockade

@@ -81,10 +81,12 @@ struct BuiltDevice {
 };
 
 // The seccomp profiles of the threads that serve devices: a vCPU thread activates and
-// resets them (the driver's status writes), the event loop serves userspace queues.
+// resets them (the driver's status writes), the event loop serves userspace queues, a
+// device's own thread (VirtioDevice::wants_own_thread) serves its queues instead.
 struct DeviceThreadProfiles {
     policy::SeccompProfile& vcpu;
     policy::SeccompProfile& event_loop;
+    policy::SeccompProfile& device_io;
 };
 
 // Nothing kept by the supervisor.

@@ -221,7 +221,7 @@ Result<> Blk::serve_requests(SplitQueue& queue, const GuestMemory& memory,
         STOCKADE_TRY_VOID(complete(queue, memory, chain->head, req->status.addr, status, written));
         if (status == kBlkOk && (req->type == kBlkIn || req->type == kBlkOut))
             moved += data_bytes(*req);
-        if (moved >= kBlkTurnBytes) queue.end_turn();
+        if (moved >= kBlkTurnBytes || should_yield()) queue.end_turn();
     }
 }
 

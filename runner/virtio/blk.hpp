@@ -2,8 +2,10 @@
 // virtio-blk over a raw image file: read, write, flush (fdatasync: it reaches stable
 // storage) and get-id; read-only disks refuse writes. Requests are parsed by a pure
 // function (parse_blk_request) that a fuzzer drives with arbitrary chains. Requests are
-// served synchronously on the event loop, so the work one request, and one turn of the
-// queue, may ask for is bounded (the limits below).
+// served synchronously on the disk's own thread (wants_own_thread), so slow or hung storage
+// stalls neither the event loop nor another disk; the work one request, and one turn of the
+// queue, may ask for is bounded (the limits below), and a turn ends early when a pause or
+// the stop waits for it.
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -62,6 +64,7 @@ class Blk : public QueueDevice {
     // fdatasyncs: see serve) and the queue's counters.
     std::string stats() override;
     std::uint32_t pci_class() const override { return 0x010000; }  // mass storage
+    bool wants_own_thread() const override { return true; }
 
   protected:
     // One turn of requests. Flushes are coalesced: one with nothing written since the last

@@ -146,6 +146,7 @@ Result<> Net::start_vhost(const ActivateContext& ctx) {
 }
 
 void Net::hold(bool held) {
+    QueueDevice::hold(held);
     std::lock_guard lock(vhost_mu_);
     if (!vhost_running_ || !backend_.vhost) return;
     // Without a backend the worker leaves the rings alone; the tap keeps what arrives.

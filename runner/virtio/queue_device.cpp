@@ -22,7 +22,7 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
         queues_.emplace_back(std::move(*queue));
     }
     memory_ = &ctx.memory;
-    watcher_ = &ctx.watcher;
+    watcher_ = own_thread_ != nullptr ? own_thread_ : &ctx.watcher;
     notify_ = ctx.notify_queue;
     needs_reset_ = ctx.needs_reset;
     features_ = ctx.features;
@@ -53,6 +53,10 @@ void QueueDevice::reset() {
     queues_.clear();
     memory_ = nullptr;
     broken_ = false;
+}
+
+void QueueDevice::hold(bool held) {
+    if (own_thread_ != nullptr) own_thread_->hold(held);
 }
 
 void QueueDevice::kicked(std::uint16_t q) {

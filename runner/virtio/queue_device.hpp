@@ -1,5 +1,6 @@
 #pragma once
-// A virtio device whose queues are served in userspace, on the event-loop thread: the
+// A virtio device whose queues are served in userspace, on the event-loop thread or on a
+// thread of its own (serve_on): the
 // kick eventfds are watched, each kick serves its queue through serve() for one turn (at
 // most kServeBudget chains), and the guest is interrupted when the ring's notification rules
 // ask for it. A driver violation (any Error from serve) stops the device and marks it
@@ -27,6 +28,10 @@ class QueueDevice : public VirtioDevice {
   public:
     [[nodiscard]] Result<> activate(const ActivateContext& context) override;
     void reset() override;
+    // Its own thread, when it asked for one: the kicks are watched there from the next
+    // activation on, and a pause holds it.
+    void serve_on(ServingThread& thread) override { own_thread_ = &thread; }
+    void hold(bool held) override;
 
     // Per queue since activation: the driver's notifications (kicks; an eventfd counts
     // those that came while the queue was being served), the times the queue was served, the
@@ -52,6 +57,11 @@ class QueueDevice : public VirtioDevice {
     // Serves queue `q` now (e.g. when a backend became readable). Takes mu_.
     void kick(std::uint16_t q);
     [[nodiscard]] std::uint64_t negotiated() const { return features_; }
+    // A pause or the stop waits for this turn (on a thread of the device's own): a device
+    // whose chains take long ends its turn (queue.end_turn()) when this says so.
+    [[nodiscard]] bool should_yield() const {
+        return own_thread_ != nullptr && own_thread_->yield_requested();
+    }
     // Interrupts the driver now if the ring's notification rules ask for it (called by serve
     // after each completed request, so a driver waiting for its first buffer back does not
     // wait for the whole batch). Called with mu_ held.
@@ -70,6 +80,7 @@ class QueueDevice : public VirtioDevice {
     std::vector<QueueCounters> queue_counters_;
     const GuestMemory* memory_ = nullptr;
     FdWatcher* watcher_ = nullptr;
+    ServingThread* own_thread_ = nullptr;
     std::function<void(std::uint16_t)> notify_;
     std::function<void(std::string)> needs_reset_;
     std::uint64_t features_ = 0;

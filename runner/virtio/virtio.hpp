@@ -72,6 +72,11 @@ class VirtioDevice {
     // every vCPU is parked (so never beside activate or reset). Userspace queues need
     // nothing here: the event loop holds the descriptors that drive them.
     virtual void hold(bool /*held*/) {}
+    // Whether the device is served on a thread of its own rather than on the event loop (a
+    // disk, whose requests may block on slow storage). The sandbox starts that thread, with
+    // its own filter, before the vCPUs run and hands it over with serve_on.
+    [[nodiscard]] virtual bool wants_own_thread() const { return false; }
+    virtual void serve_on(ServingThread& /*thread*/) {}
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.
     [[nodiscard]] virtual std::string stats() { return {}; }
     // PCI class code (base class, subclass, interface) its transport reports.

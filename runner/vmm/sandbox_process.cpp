@@ -31,6 +31,7 @@
 #include "runner/stdio/host_output.hpp"
 #include "runner/stdio/stdin_forwarder.hpp"
 #include "runner/stdio/stdio_relay.hpp"
+#include "runner/vmm/device_thread.hpp"
 #include "runner/vmm/event_loop.hpp"
 #include "runner/vmm/machine.hpp"
 #include "runner/vmm/platform_outcome.hpp"
@@ -114,6 +115,10 @@ class Sandbox final : public api::ApiController {
           sigfd_(std::move(sigfd)),
           profiles_(sandbox_seccomp_profiles(res_.policy.seccomp_mode, res_.devices)) {}
 
+    ~Sandbox();
+    Sandbox(const Sandbox&) = delete;
+    Sandbox& operator=(const Sandbox&) = delete;
+
     Result<> build();   // startup step 4's end: devices and the machine
     Result<> harden();  // steps 5-7: jail, SELinux, privilege drop
     Result<> start();   // steps 8-9: each thread's filter, then the vCPUs released
@@ -151,6 +156,8 @@ class Sandbox final : public api::ApiController {
     void on_platform_event(const PlatformEvent& e);
     [[nodiscard]] Result<> start_stdio_relay();
     [[nodiscard]] Result<> start_api();
+    [[nodiscard]] Result<> start_device_threads();
+    void stop_device_threads();
     [[nodiscard]] Result<> watch_control_and_signals();
     void print_stats() const;
     [[nodiscard]] std::string host_output_stats() const;
@@ -174,6 +181,9 @@ class Sandbox final : public api::ApiController {
     // output to stdout (serial stdio), the console to stderr (--console), each only then.
     std::unique_ptr<HostOutput> terminal_out_, console_out_;
     PrintableLines console_text_;  // the console as --console shows it; under Serial::mu_
+    // The devices' own serving threads: outlive the machine, whose devices unwatch their
+    // descriptors there when they are reset, but are stopped before it goes (the destructor).
+    std::vector<std::unique_ptr<DeviceThread>> device_threads_;
     std::unique_ptr<Machine> machine_;
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
     std::optional<VsockStdio> vsock_stdio_;
@@ -303,6 +313,32 @@ Result<> Sandbox::harden() {
     return {};
 }
 
+Sandbox::~Sandbox() {
+    if (machine_) machine_->stop();
+    stop_device_threads();
+}
+
+// One per device that asks for it (a disk), started like the relay's before this thread's
+// filter forbids making threads; each loads the device-io filter first. The devices watch
+// their kicks there from their first activation, which a vCPU makes after release.
+Result<> Sandbox::start_device_threads() {
+    for (std::size_t i = 0; i < machine_->transport_count(); ++i) {
+        virtio::VirtioDevice& device = machine_->transport(i).device();
+        if (!device.wants_own_thread()) continue;
+        auto thread = DeviceThread::start([this] { return profiles_.device_io.load(); });
+        if (!thread)
+            return std::unexpected(std::move(thread).error().context("virtio-" + device.name()));
+        device.serve_on(**thread);
+        device_threads_.push_back(std::move(*thread));
+    }
+    return {};
+}
+
+void Sandbox::stop_device_threads() {
+    for (auto& t : device_threads_)
+        t->stop();
+}
+
 Result<> Sandbox::start_stdio_relay() {
     if (!vsock_stdio_) return {};
     const std::uint32_t cid = relay_cid_ = vsock_stdio_->cid;
@@ -338,6 +374,7 @@ Result<> Sandbox::start() {
     STOCKADE_TRY_VOID(start_host_outputs());
     STOCKADE_TRY_VOID(start_stdio_relay());
     STOCKADE_TRY_VOID(start_api());
+    STOCKADE_TRY_VOID(start_device_threads());
     STOCKADE_TRY_VOID(watch_control_and_signals());
     stdin_.emplace(machine_->serial(), loop_);
     // Each vCPU thread loads its filter and waits; this thread then loads the event loop's.
@@ -522,6 +559,7 @@ void Sandbox::run() {
     loop_cpu_ns_ = this_thread_cpu_ns() - cpu_start;
     api_.reset();  // before the machine stops: a pause in progress sees the stop and returns
     machine_->stop();
+    stop_device_threads();
     if (relay_) relay_->stop();
     machine_->serial().flush();
     stop_host_outputs();

@@ -44,6 +44,14 @@ SeccompProfile event_loop_profile(policy::SeccompMode mode) {
 
 }  // namespace
 
+SeccompProfile device_io_seccomp_profile(policy::SeccompMode mode) {
+    SeccompProfile p("device-io", mode);
+    // Its own epoll loop (the device's kicks, holding them while paused); interrupting the
+    // guest is a write to an eventfd. What it does with its backend its kind adds.
+    p.baseline().allow({SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl}).deny_execve();
+    return p;
+}
+
 SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode) {
     SeccompProfile p("stdio-relay", mode);
     // Accepting the guest's connections on the supervisor's listening socket, copying
@@ -75,25 +83,25 @@ SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode) {
 
 SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
                                                 const DeviceKinds::Handed& present) {
-    SandboxSeccompProfiles out{vcpu_profile(mode), event_loop_profile(mode),
-                               stdio_relay_seccomp_profile(mode), api_seccomp_profile(mode),
-                               host_output_seccomp_profile(mode)};
+    SandboxSeccompProfiles out{vcpu_profile(mode),
+                               event_loop_profile(mode),
+                               stdio_relay_seccomp_profile(mode),
+                               api_seccomp_profile(mode),
+                               host_output_seccomp_profile(mode),
+                               device_io_seccomp_profile(mode)};
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
-        if (part_of<K>(present)) K::add_seccomp_rules({out.vcpu, out.event_loop});
+        if (part_of<K>(present)) K::add_seccomp_rules({out.vcpu, out.event_loop, out.device_io});
     });
     return out;
 }
 
 std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
-    SandboxSeccompProfiles all{vcpu_profile(p.seccomp_mode), event_loop_profile(p.seccomp_mode),
-                               stdio_relay_seccomp_profile(p.seccomp_mode),
-                               api_seccomp_profile(p.seccomp_mode),
-                               host_output_seccomp_profile(p.seccomp_mode)};
+    SandboxSeccompProfiles all = sandbox_seccomp_profiles(p.seccomp_mode, {});
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
-        K::add_seccomp_rules({all.vcpu, all.event_loop});
+        K::add_seccomp_rules({all.vcpu, all.event_loop, all.device_io});
     });
-    return {std::move(all.vcpu), std::move(all.event_loop), std::move(all.stdio_relay),
-            std::move(all.api), std::move(all.host_output)};
+    return {std::move(all.vcpu), std::move(all.event_loop),  std::move(all.stdio_relay),
+            std::move(all.api),  std::move(all.host_output), std::move(all.device_io)};
 }
 
 }  // namespace stockade

@@ -16,8 +16,10 @@
 //               KVM_SET_CLOCK).
 //   host-output the UART's bytes for the host's stdout or stderr (runner/stdio/host_output.hpp):
 //               blocking writes, and poll for a descriptor someone made non-blocking.
+//   device-io   a device's own serving thread (runner/vmm/device_thread.hpp; a disk's): its
+//               epoll loop and eventfds, and what the device's kind adds for its backend.
 // None may open a path, create a process, exec, or map executable memory. A sandbox's
-// vcpu and event-loop filters carry the additions of the device kinds it has, no others
+// vcpu, event-loop and device-io filters carry the additions of the device kinds it has, no others
 // (runner/registry/device_registry.hpp).
 #include <vector>
 
@@ -33,6 +35,7 @@ struct SandboxSeccompProfiles {
     policy::SeccompProfile stdio_relay;
     policy::SeccompProfile api;
     policy::SeccompProfile host_output;
+    policy::SeccompProfile device_io;
 };
 
 // The profiles of a sandbox with the devices `present` (engaged entries) hands over.
@@ -43,5 +46,6 @@ struct SandboxSeccompProfiles {
 [[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] policy::SeccompProfile api_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] policy::SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode);
+[[nodiscard]] policy::SeccompProfile device_io_seccomp_profile(policy::SeccompMode mode);
 
 }  // namespace stockade

@@ -8,6 +8,7 @@
 //                        (the guest still answers)
 //   storm-done COUNT     after the first phase (a count of operations or a time)
 //   held K               (uart-loopback) bytes the loopback FIFO gave back, at most 4096
+//   rng-ms MAX MEDIAN    (slow-disk) the slowest and the median of 20 reads of /dev/hwrng
 // and then storms on until it is killed, so a stop always meets a storm in progress.
 //
 //   stockade-hostile uart-loopback SECONDS
@@ -16,6 +17,7 @@
 //   stockade-hostile features-storm COUNT
 //   stockade-hostile conf1-sweep
 //   stockade-hostile bar-abuse ROUNDS
+//   stockade-hostile slow-disk READERS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -25,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdint>
@@ -480,6 +483,44 @@ int bar_abuse(unsigned rounds) {
     }
 }
 
+// ---- a disk on slow storage, kept busy -------------------------------------------------
+
+// READERS processes read /dev/vdb (a slow disk the test gives) with O_DIRECT, one 4 KiB
+// request each in flight at all times, so the disk's queue always holds READERS requests;
+// meanwhile virtio-rng, served by the event loop, is read 20 times and timed. A host that
+// served the disk on the event loop would make each rng read wait for a turn of disk
+// requests.
+int slow_disk(unsigned readers) {
+    for (unsigned r = 0; r < readers; ++r) {
+        if (::fork() != 0) continue;
+        const int fd = ::open("/dev/vdb", O_RDONLY | O_DIRECT);
+        if (fd < 0) die("open /dev/vdb");
+        void* buf = nullptr;
+        if (::posix_memalign(&buf, 4096, 4096) != 0) die("posix_memalign");
+        for (off_t at = 0;; at = (at + 4096 * readers) % (1 << 20))
+            if (::pread(fd, buf, 4096, at + 4096 * r) != 4096) die("pread /dev/vdb");
+    }
+    say("storm-start\n");
+    start_heartbeat();
+    ::usleep(1'000'000);  // every reader has a request queued
+    const int rng = ::open("/dev/hwrng", O_RDONLY);
+    if (rng < 0) die("open /dev/hwrng");
+    std::vector<double> ms;
+    for (int i = 0; i < 20; ++i) {
+        unsigned char b[16];
+        const double t0 = now();
+        if (::read(rng, b, sizeof b) <= 0) die("read /dev/hwrng");
+        ms.push_back((now() - t0) * 1e3);
+        ::usleep(50'000);
+    }
+    std::vector<double> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    say("rng-ms %.0f %.0f\n", sorted.back(), sorted[sorted.size() / 2]);
+    say("storm-done %zu\n", ms.size());
+    for (;;)
+        ::pause();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -497,6 +538,7 @@ int main(int argc, char** argv) {
     if (c == "features-storm") return features_storm(static_cast<unsigned>(std::atoi(arg)));
     if (c == "conf1-sweep") return conf1_sweep();
     if (c == "bar-abuse") return bar_abuse(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "slow-disk") return slow_disk(static_cast<unsigned>(std::atoi(arg)));
     std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
     return 2;
 }

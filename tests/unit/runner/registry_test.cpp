@@ -189,7 +189,7 @@ bool allows(const policy::SeccompProfile& p, const char* call) {
 TEST(DeviceRegistry, ASandboxsFiltersCarryOnlyItsOwnDevicesAdditions) {
     const DeviceKinds::Handed none;
     const auto bare = sandbox_seccomp_profiles(policy::SeccompMode::kill, none);
-    for (const auto* p : {&bare.vcpu, &bare.event_loop}) {
+    for (const auto* p : {&bare.vcpu, &bare.event_loop, &bare.device_io}) {
         EXPECT_FALSE(allows_ioctl(*p, VHOST_SET_MEM_TABLE)) << p->name();
         EXPECT_FALSE(allows_ioctl(*p, TUNSETOFFLOAD)) << p->name();
         EXPECT_FALSE(allows(*p, "preadv")) << p->name();
@@ -198,9 +198,13 @@ TEST(DeviceRegistry, ASandboxsFiltersCarryOnlyItsOwnDevicesAdditions) {
     DeviceKinds::Handed disk;
     part_of<BlkKind>(disk).emplace();
     const auto with_disk = sandbox_seccomp_profiles(policy::SeccompMode::kill, disk);
-    EXPECT_TRUE(allows(with_disk.event_loop, "preadv"));
-    EXPECT_TRUE(allows(with_disk.event_loop, "fdatasync"));
-    EXPECT_FALSE(allows(with_disk.vcpu, "preadv")) << "requests are served on the event loop";
+    // A disk's requests are served on its own thread, never on the event loop or a vCPU.
+    EXPECT_TRUE(allows(with_disk.device_io, "preadv"));
+    EXPECT_TRUE(allows(with_disk.device_io, "pwritev"));
+    EXPECT_TRUE(allows(with_disk.device_io, "fdatasync"));
+    EXPECT_FALSE(allows(with_disk.event_loop, "preadv")) << "requests are served on their thread";
+    EXPECT_FALSE(allows(with_disk.event_loop, "fdatasync"));
+    EXPECT_FALSE(allows(with_disk.vcpu, "preadv")) << "requests are served on their thread";
     EXPECT_FALSE(allows_ioctl(with_disk.vcpu, VHOST_SET_MEM_TABLE));
     // VFIO: the vCPU threads serve the passed-through function's trapped accesses.
     for (const auto* p : {&bare.vcpu, &bare.event_loop, &with_disk.vcpu}) {

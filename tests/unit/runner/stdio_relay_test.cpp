@@ -461,7 +461,7 @@ TEST(StdioRelay, AFailureOnTheRelayThreadFailsStart) {
 // Sockets the sandbox serves (stdio, the control API) are made by the supervisor.
 TEST(StdioRelay, NoRunnerThreadCanCreateASocketOrClaimACid) {
     const auto profiles = runner_seccomp_profiles(policy::default_policy());
-    ASSERT_EQ(profiles.size(), 5u) << "vcpu, event-loop, stdio-relay, api, host-output";
+    ASSERT_EQ(profiles.size(), 6u) << "vcpu, event-loop, stdio-relay, api, host-output, device-io";
     for (const auto& p : profiles) {
         const auto names = p.allowed_syscalls();
         for (const char* call : {"socket", "connect", "bind", "listen", "setsockopt"})
