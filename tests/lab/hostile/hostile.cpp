@@ -9,6 +9,7 @@
 //   storm-done COUNT     after the first phase (a count of operations or a time)
 //   held K               (uart-loopback) bytes the loopback FIFO gave back, at most 4096
 //   rng-ms MAX MEDIAN    (slow-disk) the slowest and the median of 20 reads of /dev/hwrng
+//   flagged F of A       (queue-abuse) attacks the device answered with NEEDS_RESET
 // and then storms on until it is killed, so a stop always meets a storm in progress.
 //
 //   stockade-hostile uart-loopback SECONDS
@@ -18,6 +19,7 @@
 //   stockade-hostile conf1-sweep
 //   stockade-hostile bar-abuse ROUNDS
 //   stockade-hostile slow-disk READERS
+//   stockade-hostile queue-abuse ROUNDS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -373,6 +375,199 @@ int ring_storm(double seconds) {
     }
 }
 
+// ---- queue abuse: what a driver may get wrong about a queue, each caught ----------------
+
+constexpr std::uint16_t kDescNext = 1, kDescWrite = 2, kDescIndirect = 4;
+constexpr std::uint64_t kIndirectDesc = 1ull << 28;
+
+void put_desc(std::uint8_t* table, unsigned i, std::uint64_t addr, std::uint32_t len,
+              std::uint16_t flags, std::uint16_t next) {
+    auto* d = reinterpret_cast<volatile std::uint64_t*>(table + 16 * i);
+    d[0] = addr;
+    d[1] = len | (std::uint64_t{flags} << 32) | (std::uint64_t{next} << 48);
+}
+
+// Starts queue 0 of `size` entries on the given ring addresses (any, RAM or not) with the
+// given features, then makes head 0 available `count` times and kicks.
+void start_raw(const VirtioPci& v, std::uint16_t size, std::uint64_t desc, std::uint64_t avail,
+               std::uint64_t used, std::uint64_t features) {
+    v.status(0);
+    v.status(kAcknowledge | kDriver);
+    v.driver_features(features);
+    v.status(kAcknowledge | kDriver | kFeaturesOk);
+    v.wr<std::uint16_t>(0x16, 0);
+    v.wr<std::uint16_t>(0x18, size);
+    v.wr<std::uint16_t>(0x1a, 0xffff);
+    v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
+    v.wr<std::uint32_t>(0x24, static_cast<std::uint32_t>(desc >> 32));
+    v.wr<std::uint32_t>(0x28, static_cast<std::uint32_t>(avail));
+    v.wr<std::uint32_t>(0x2c, static_cast<std::uint32_t>(avail >> 32));
+    v.wr<std::uint32_t>(0x30, static_cast<std::uint32_t>(used));
+    v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
+    v.wr<std::uint16_t>(0x1c, 1);
+    v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
+}
+
+void offer_head(const VirtioPci& v, const Rings& r, std::uint16_t avail_idx) {
+    r.avail()[2] = 0;
+    r.avail()[1] = avail_idx;
+    v.kick(0);
+}
+
+// Each attack leaves the device to answer: NEEDS_RESET (0x40) set within 100 ms is the
+// device saying it caught the driver's error.
+bool flagged(const VirtioPci& v) {
+    const double until = now() + 0.1;
+    while (now() < until)
+        if (v.status() & 0x40) return true;
+    return false;
+}
+
+// MSI-X: the table and the PBA in BAR 0 (the capability says where), garbage everywhere.
+void msix_garbage(const VirtioPci& v, std::uint32_t seed) {
+    const std::string dir = "/sys/bus/pci/devices/" + v.addr;
+    const int fd = ::open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("config");
+    std::uint8_t cfg[256] = {};
+    if (::pread(fd, cfg, sizeof cfg, 0) != sizeof cfg) die("config read");
+    ::close(fd);
+    for (unsigned cap = cfg[0x34]; cap != 0 && cap < 0xfc; cap = cfg[cap + 1]) {
+        if (cfg[cap] != 0x11) continue;
+        std::uint16_t control = 0;
+        std::uint32_t table = 0, pba = 0;
+        std::memcpy(&control, cfg + cap + 2, 2);
+        std::memcpy(&table, cfg + cap + 4, 4);
+        std::memcpy(&pba, cfg + cap + 8, 4);
+        const unsigned entries = (control & 0x7ffu) + 1;
+        if ((table & 7) != 0 || (pba & 7) != 0) return;  // not BAR 0
+        auto* t = reinterpret_cast<volatile std::uint32_t*>(v.bar + (table & ~7u));
+        for (unsigned i = 0; i < entries * 4; ++i)
+            t[i] = seed * 2654435761u + i;  // addresses, data and masks of garbage
+        auto* p = reinterpret_cast<volatile std::uint32_t*>(v.bar + (pba & ~7u));
+        for (unsigned i = 0; i < 4; ++i)
+            p[i] = ~0u;  // the PBA is read-only
+    }
+}
+
+// ROUNDS rounds of 14 attacks on virtio-rng's queue, each after a reset; prints how many
+// the device flagged with NEEDS_RESET ("flagged F of A", all of them expected), then keeps
+// going until it is stopped.
+int queue_abuse(unsigned rounds) {
+    const VirtioPci v = take_rng();
+    const Rings r = Rings::make();
+    const std::uint64_t desc = physical_address(r.pages), avail = physical_address(r.pages + 4096),
+                        used = physical_address(r.pages + 2 * 4096),
+                        buf = physical_address(r.buffer());
+    std::uint8_t* table = r.pages;
+    std::uint8_t* indirect = r.buffer() + 2048;  // a second table, in the buffer page
+    const std::uint64_t indirect_at = buf + 2048;
+    using Attack =
+        void (*)(const VirtioPci&, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t[5]);
+    // Ring addresses: [0] desc [1] avail [2] used [3] buffer [4] indirect table.
+    static const Attack attacks[] = {
+        // bad queue sizes: 0, not a power of two, over the maximum
+        [](const VirtioPci& d, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t a[5]) {
+            start_raw(d, 0, a[0], a[1], a[2], kVersion1);
+        },
+        [](const VirtioPci& d, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t a[5]) {
+            start_raw(d, 100, a[0], a[1], a[2], kVersion1);
+        },
+        [](const VirtioPci& d, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t a[5]) {
+            start_raw(d, 1024, a[0], a[1], a[2], kVersion1);
+        },
+        // rings outside RAM: past 2^52, wrapping 2^64, on the local APIC
+        [](const VirtioPci& d, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t a[5]) {
+            start_raw(d, 256, 1ull << 52, a[1], a[2], kVersion1);
+        },
+        [](const VirtioPci& d, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t a[5]) {
+            start_raw(d, 256, a[0], ~0ull - 100, a[2], kVersion1);
+        },
+        [](const VirtioPci& d, const Rings&, std::uint8_t*, std::uint8_t*, std::uint64_t a[5]) {
+            start_raw(d, 256, a[0], a[1], 0xfee00000, kVersion1);
+        },
+        // a looping chain
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t*, std::uint64_t a[5]) {
+            put_desc(t, 0, a[3], 8, kDescWrite | kDescNext, 1);
+            put_desc(t, 1, a[3], 8, kDescWrite | kDescNext, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1);
+            offer_head(d, q, 1);
+        },
+        // a next past the queue
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t*, std::uint64_t a[5]) {
+            put_desc(t, 0, a[3], 8, kDescWrite | kDescNext, 300);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1);
+            offer_head(d, q, 1);
+        },
+        // a buffer outside RAM, and one that wraps 2^64
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t*, std::uint64_t a[5]) {
+            put_desc(t, 0, 1ull << 50, 4096, kDescWrite, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1);
+            offer_head(d, q, 1);
+        },
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t*, std::uint64_t a[5]) {
+            put_desc(t, 0, ~0ull - 8, 4096, kDescWrite, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1);
+            offer_head(d, q, 1);
+        },
+        // the avail index a whole queue and more ahead of the used index
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t*, std::uint64_t a[5]) {
+            put_desc(t, 0, a[3], 8, kDescWrite, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1);
+            offer_head(d, q, 1000);
+        },
+        // indirect tables: a length not a multiple of 16, one nested in another, one that
+        // loops
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t*, std::uint64_t a[5]) {
+            put_desc(t, 0, a[4], 40, kDescIndirect, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1 | kIndirectDesc);
+            offer_head(d, q, 1);
+        },
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t* in,
+           std::uint64_t a[5]) {
+            put_desc(in, 0, a[4], 32, kDescIndirect, 0);
+            put_desc(t, 0, a[4], 32, kDescIndirect, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1 | kIndirectDesc);
+            offer_head(d, q, 1);
+        },
+        [](const VirtioPci& d, const Rings& q, std::uint8_t* t, std::uint8_t* in,
+           std::uint64_t a[5]) {
+            put_desc(in, 0, a[3], 8, kDescWrite | kDescNext, 1);
+            put_desc(in, 1, a[3], 8, kDescWrite | kDescNext, 0);
+            put_desc(t, 0, a[4], 32, kDescIndirect, 0);
+            start_raw(d, 256, a[0], a[1], a[2], kVersion1 | kIndirectDesc);
+            offer_head(d, q, 1);
+        },
+    };
+    std::uint64_t addrs[5] = {desc, avail, used, buf, indirect_at};
+    say("storm-start\n");
+    start_heartbeat();
+    unsigned tried = 0, caught = 0;
+    std::vector<unsigned> missed(std::size(attacks), 0);
+    for (std::uint64_t round = 0;; ++round) {
+        for (std::size_t i = 0; i < std::size(attacks); ++i) {
+            v.status(0);
+            std::memset(r.pages, 0, 3 * 4096);
+            std::memset(indirect, 0, 2048);
+            msix_garbage(v, static_cast<std::uint32_t>(round * 31 + i));
+            attacks[i](v, r, table, indirect, addrs);
+            const bool ok = flagged(v);
+            if (round < rounds) {
+                ++tried;
+                caught += ok ? 1 : 0;
+                if (!ok) ++missed[i];
+            }
+        }
+        if (round + 1 == rounds) {
+            std::string which;
+            for (std::size_t i = 0; i < missed.size(); ++i)
+                if (missed[i] != 0) which += " " + std::to_string(i);
+            say("flagged %u of %u%s%s\n", caught, tried,
+                which.empty() ? "" : ", missed:", which.c_str());
+            say("storm-done %u\n", tried);
+        }
+    }
+}
+
 // FEATURES_OK with a feature the device never offered, again and again, with a full
 // activation and reset between.
 int features_storm(unsigned count) {
@@ -539,6 +734,7 @@ int main(int argc, char** argv) {
     if (c == "conf1-sweep") return conf1_sweep();
     if (c == "bar-abuse") return bar_abuse(static_cast<unsigned>(std::atoi(arg)));
     if (c == "slow-disk") return slow_disk(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "queue-abuse") return queue_abuse(static_cast<unsigned>(std::atoi(arg)));
     std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
     return 2;
 }

@@ -361,6 +361,26 @@ TEST(Hostile, FeaturesStorm) {
     expect_contained("features-storm", run_storm(s));
 }
 
+// 7. What a driver may get wrong about a queue, 14 ways, each after a reset and with the
+// MSI-X table and PBA written with garbage: queue sizes 0, 100 and 1024; rings past 2^52,
+// wrapping 2^64 and on the local APIC; a looping chain; a next past the queue; buffers
+// outside RAM and wrapping 2^64; the avail index 1000 ahead; indirect tables of 40 bytes,
+// nested, and looping. Each must be caught (the device sets NEEDS_RESET), none may reach
+// the host's memory or stop another device.
+TEST(Hostile, QueueAbuse) {
+    Storm s;
+    s.options = {"--rng"};
+    s.hostile = {"queue-abuse", "20"};
+    const Figures f = run_storm(s);
+    const long caught = number_after(f.out, "flagged"), tried = number_after(f.out, "of");
+    std::cout << "hostile queue-abuse: " << caught << " of " << tried
+              << " attacks answered with NEEDS_RESET" << std::endl;
+    RecordProperty("flagged", static_cast<int>(caught));
+    expect_contained("queue-abuse", f);
+    EXPECT_EQ(tried, 20 * 14) << f.describe();
+    EXPECT_EQ(caught, tried) << "an attack the device did not catch\n" << f.describe();
+}
+
 // A block device whose every request takes kSlowDiskMs: the device mapper's delay target
 // over the lab's /dev/ram1 (brd), removed when the test ends.
 constexpr int kSlowDiskMs = 300;
@@ -370,10 +390,10 @@ struct SlowDisk {
     std::string path;
     SlowDisk() {
         const std::string sectors = lab::read_text("/sys/block/ram1/size");
-        auto made = lab::run_process(
-            {"/usr/sbin/dmsetup", "create", kSlowDiskName, "--noudevsync", "--table",
-             "0 " + std::to_string(std::stoul(sectors)) + " delay /dev/ram1 0 " +
-                 std::to_string(kSlowDiskMs)});
+        auto made = lab::run_process({"/usr/sbin/dmsetup", "create", kSlowDiskName, "--noudevsync",
+                                      "--table",
+                                      "0 " + std::to_string(std::stoul(sectors)) +
+                                          " delay /dev/ram1 0 " + std::to_string(kSlowDiskMs)});
         EXPECT_EQ(made.status, 0) << made.describe();
         // devtmpfs makes /dev/dm-N; its name is in sysfs.
         for (const auto& e : fs::directory_iterator("/sys/block")) {
