@@ -10,6 +10,8 @@
 //   held K               (uart-loopback) bytes the loopback FIFO gave back, at most 4096
 //   rng-ms MAX MEDIAN    (slow-disk) the slowest and the median of 20 reads of /dev/hwrng
 //   flagged F of A       (queue-abuse) attacks the device answered with NEEDS_RESET
+//   blk-ioerr K, blk-reset K, blk-wrong K   (blk-abuse) requests answered as expected
+//                        (VIRTIO_BLK_S_IOERR, NEEDS_RESET) and otherwise
 // and then storms on until it is killed, so a stop always meets a storm in progress.
 //
 //   stockade-hostile uart-loopback SECONDS
@@ -20,6 +22,7 @@
 //   stockade-hostile bar-abuse ROUNDS
 //   stockade-hostile slow-disk READERS
 //   stockade-hostile queue-abuse ROUNDS
+//   stockade-hostile blk-abuse ROUNDS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -31,6 +34,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -568,6 +572,144 @@ int queue_abuse(unsigned rounds) {
     }
 }
 
+// ---- block requests that ask for what is not there ----------------------------------------
+
+// The PCI address of the virtio function behind /dev/NAME.
+std::string function_of_disk(const char* name) {
+    char path[PATH_MAX];
+    const std::string link = std::string("/sys/block/") + name + "/device";
+    if (::realpath(link.c_str(), path) == nullptr) die(link.c_str());
+    std::string p = path;  // .../0000:00:03.0/virtio1
+    p = p.substr(0, p.rfind('/'));
+    return p.substr(p.rfind('/') + 1);
+}
+
+struct BlkHeader {
+    std::uint32_t type, reserved;
+    std::uint64_t sector;
+};
+
+// One request on queue 0 of a freshly started disk: the header at the start of the buffer
+// page, then `segments`, then the status descriptor of `status_len` bytes whose last is the
+// status byte (the bytes before it are one more data segment), unless `no_status`; in the
+// ring, or in an indirect table (one page: 256 entries at most). Returns the status byte the
+// device wrote, -1 when it set NEEDS_RESET instead, -2 when it did neither within 100 ms.
+struct Segment {
+    std::uint64_t addr;
+    std::uint32_t len;
+};
+int blk_request(const VirtioPci& v, const Rings& r, std::uint32_t type, std::uint64_t sector,
+                const std::vector<Segment>& segments, bool no_status = false,
+                bool use_indirect = false, std::uint32_t status_len = 1) {
+    v.status(0);
+    std::memset(r.pages, 0, 3 * 4096);
+    const std::uint64_t buf = physical_address(r.buffer());
+    BlkHeader h{type, 0, sector};
+    std::memcpy(r.buffer(), &h, sizeof h);
+    constexpr std::uint32_t kStatusAt = 2047;  // in the buffer page
+    volatile std::uint8_t* status = r.buffer() + kStatusAt;
+    *status = 0xee;
+    static std::uint8_t* const table = [] {
+        void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE | MAP_LOCKED, -1, 0);
+        if (m == MAP_FAILED) die("mmap table");
+        return static_cast<std::uint8_t*>(m);
+    }();
+    std::uint8_t* t = use_indirect ? table : r.pages;
+    unsigned n = 0;
+    const std::uint16_t data_flags = type == 1 ? 0 : kDescWrite;  // OUT: device-readable
+    const unsigned last = static_cast<unsigned>(segments.size()) + (no_status ? 0 : 1);
+    auto next = [&](unsigned i) { return static_cast<std::uint16_t>(i < last ? kDescNext : 0); };
+    put_desc(t, n, buf, sizeof h, next(n), static_cast<std::uint16_t>(n + 1));
+    ++n;
+    for (const Segment& seg : segments) {
+        put_desc(t, n, seg.addr, seg.len, data_flags | next(n), static_cast<std::uint16_t>(n + 1));
+        ++n;
+    }
+    if (!no_status) {
+        put_desc(t, n, buf + kStatusAt - (status_len - 1), status_len, kDescWrite, 0);
+        ++n;
+    }
+    if (use_indirect) put_desc(r.pages, 0, physical_address(table), n * 16, kDescIndirect, 0);
+    start_raw(v, 256, physical_address(r.pages), physical_address(r.pages + 4096),
+              physical_address(r.pages + 2 * 4096), kVersion1 | kIndirectDesc);
+    offer_head(v, r, 1);
+    const double until = now() + 0.1;
+    while (now() < until) {
+        if (v.status() & 0x40) return -1;
+        if (r.used()[1] == 1) return *status;
+    }
+    return -2;
+}
+
+// Requests past the end, straddling it, with sector * 512 past 2^64, a segment over
+// size_max, a length not a multiple of 512, a write to the read-only disk, 255 segments
+// (over seg_max) and no status byte, on /dev/vdb (read-only, 1 MiB) with its guest driver
+// unbound. Prints each answer ("blk CASE STATUS"), then "blk-ioerr K" and "blk-reset K".
+int blk_abuse(unsigned rounds) {
+    const std::string addr = function_of_disk("vdb");
+    unbind(addr);
+    const VirtioPci v = VirtioPci::open(addr);
+    const Rings r = Rings::make();
+    // capacity from the device configuration (virtio_blk_config.capacity)
+    std::uint32_t device_cfg = 0;
+    {
+        const std::string dir = "/sys/bus/pci/devices/" + addr;
+        const int fd = ::open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC);
+        std::uint8_t cfg[256] = {};
+        if (fd < 0 || ::pread(fd, cfg, sizeof cfg, 0) != sizeof cfg) die("config");
+        ::close(fd);
+        for (unsigned cap = cfg[0x34]; cap != 0 && cap < 0xfc; cap = cfg[cap + 1])
+            if (cfg[cap] == 0x09 && cfg[cap + 3] == 4) std::memcpy(&device_cfg, cfg + cap + 8, 4);
+    }
+    const std::uint64_t capacity = *reinterpret_cast<volatile std::uint64_t*>(v.bar + device_cfg);
+    // A data area of 128 KiB, physically contiguous enough for one segment? Not needed: the
+    // device checks a segment's length before it touches it.
+    const std::uint64_t data = physical_address(r.buffer()) + 512;
+    struct Case {
+        const char* name;
+        std::uint32_t type;
+        std::uint64_t sector;
+        std::vector<Segment> segs;
+        bool no_status, indirect;
+        int expect;  // 1: IOERR, -1: NEEDS_RESET
+        std::uint32_t status_len = 1;
+    };
+    // 254 segments and a status descriptor with 512 bytes of data before its status byte:
+    // 255 data segments in 256 descriptors, one over seg_max.
+    std::vector<Segment> many(254, Segment{data, 512});
+    const std::vector<Case> cases = {
+        {"past-end", 0, capacity, {{data, 512}}, false, false, 1},
+        {"straddling-end", 0, capacity - 1, {{data, 512}, {data, 512}}, false, false, 1},
+        {"sector-overflow", 0, 1ull << 55, {{data, 512}}, false, false, 1},
+        {"sector-max", 0, ~0ull, {{data, 512}}, false, false, 1},
+        {"segment-over-size-max", 0, 0, {{data, 128 * 1024}}, false, false, 1},
+        {"length-not-sectors", 0, 0, {{data, 100}}, false, false, 1},
+        {"write-read-only", 1, 0, {{data, 512}}, false, false, 1},
+        {"over-seg-max", 0, 0, many, false, true, -1, 513},
+        {"no-status", 0, 0, {}, true, false, -1},  // the header alone
+    };
+    say("capacity %llu\n", static_cast<unsigned long long>(capacity));
+    say("storm-start\n");
+    start_heartbeat();
+    unsigned ioerr = 0, reset = 0, wrong = 0;
+    for (std::uint64_t round = 0;; ++round) {
+        for (const Case& c : cases) {
+            const int got =
+                blk_request(v, r, c.type, c.sector, c.segs, c.no_status, c.indirect, c.status_len);
+            if (round >= rounds) continue;
+            if (got == c.expect && got == 1) ++ioerr;
+            else if (got == c.expect && got == -1) ++reset;
+            else ++wrong;
+            if (round == 0) say("blk %s %d\n", c.name, got);
+        }
+        if (round + 1 == rounds) {
+            say("blk-ioerr %u\nblk-reset %u\nblk-wrong %u\n", ioerr, reset, wrong);
+            say("storm-done %u\n", ioerr + reset + wrong);
+        }
+    }
+}
+
 // FEATURES_OK with a feature the device never offered, again and again, with a full
 // activation and reset between.
 int features_storm(unsigned count) {
@@ -735,6 +877,7 @@ int main(int argc, char** argv) {
     if (c == "bar-abuse") return bar_abuse(static_cast<unsigned>(std::atoi(arg)));
     if (c == "slow-disk") return slow_disk(static_cast<unsigned>(std::atoi(arg)));
     if (c == "queue-abuse") return queue_abuse(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "blk-abuse") return blk_abuse(static_cast<unsigned>(std::atoi(arg)));
     std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
     return 2;
 }

@@ -381,6 +381,37 @@ TEST(Hostile, QueueAbuse) {
     EXPECT_EQ(caught, tried) << "an attack the device did not catch\n" << f.describe();
 }
 
+// 8. Block requests that ask for what is not there, on a read-only 1 MiB data disk whose
+// guest driver is unbound: past the end, straddling it, sector * 512 past 2^64, sector
+// 2^64 - 1, a segment over size_max, a length not a multiple of 512, a write: each answered
+// VIRTIO_BLK_S_IOERR; 255 segments (over seg_max) and a request with no status byte: each
+// a driver error (NEEDS_RESET). The image is unchanged.
+TEST(Hostile, BlkAbuse) {
+    (void)root_disk();  // makes the work directory
+    const std::string image = (work_dir() / "data.img").string();
+    {
+        std::ofstream out(image, std::ios::binary);
+        for (int i = 0; i < (1 << 20); ++i)
+            out.put(static_cast<char>(i * 7));
+    }
+    auto digest = [&] { return lab::run_process({"/usr/bin/sha256sum", image}).out; };
+    const std::string before = digest();
+    Storm s;
+    s.options = {"--disk", image + ",ro"};
+    s.hostile = {"blk-abuse", "20"};
+    const Figures f = run_storm(s);
+    const long ioerr = number_after(f.out, "blk-ioerr"), reset = number_after(f.out, "blk-reset"),
+               wrong = number_after(f.out, "blk-wrong");
+    std::cout << "hostile blk-abuse: " << ioerr << " answered IOERR, " << reset
+              << " NEEDS_RESET, " << wrong << " otherwise (of 20 x 9)" << std::endl;
+    RecordProperty("ioerr", static_cast<int>(ioerr));
+    expect_contained("blk-abuse", f);
+    EXPECT_EQ(ioerr, 20 * 7) << f.describe();
+    EXPECT_EQ(reset, 20 * 2) << f.describe();
+    EXPECT_EQ(wrong, 0) << f.describe();
+    EXPECT_EQ(digest(), before) << "the read-only image changed";
+}
+
 // A block device whose every request takes kSlowDiskMs: the device mapper's delay target
 // over the lab's /dev/ram1 (brd), removed when the test ends.
 constexpr int kSlowDiskMs = 300;
