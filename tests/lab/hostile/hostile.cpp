@@ -12,6 +12,7 @@
 //   flagged F of A       (queue-abuse) attacks the device answered with NEEDS_RESET
 //   blk-ioerr K, blk-reset K, blk-wrong K   (blk-abuse) requests answered as expected
 //                        (VIRTIO_BLK_S_IOERR, NEEDS_RESET) and otherwise
+//   vsock made M refused R   (vsock-flood) connections to the host's stdio port
 // and then storms on until it is killed, so a stop always meets a storm in progress.
 //
 //   stockade-hostile uart-loopback SECONDS
@@ -23,14 +24,19 @@
 //   stockade-hostile slow-disk READERS
 //   stockade-hostile queue-abuse ROUNDS
 //   stockade-hostile blk-abuse ROUNDS
+//   stockade-hostile port-abuse ROUNDS
+//   stockade-hostile vsock-flood SECONDS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/io.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/vm_sockets.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -226,6 +232,7 @@ std::uint64_t physical_address(const void* p) {
 struct VirtioPci {
     std::string addr;
     volatile std::uint8_t* bar = nullptr;
+    std::size_t bar_size = 0;
     std::uint32_t common = 0, notify = 0, multiplier = 0;
 
     static VirtioPci open(const std::string& addr) {
@@ -261,6 +268,7 @@ struct VirtioPci {
         if (m == MAP_FAILED) die("mmap resource0");
         ::close(fd);
         v.bar = static_cast<volatile std::uint8_t*>(m);
+        v.bar_size = static_cast<std::size_t>(st.st_size);
         return v;
     }
 
@@ -698,14 +706,121 @@ int blk_abuse(unsigned rounds) {
             const int got =
                 blk_request(v, r, c.type, c.sector, c.segs, c.no_status, c.indirect, c.status_len);
             if (round >= rounds) continue;
-            if (got == c.expect && got == 1) ++ioerr;
-            else if (got == c.expect && got == -1) ++reset;
-            else ++wrong;
+            if (got == c.expect && got == 1)
+                ++ioerr;
+            else if (got == c.expect && got == -1)
+                ++reset;
+            else
+                ++wrong;
             if (round == 0) say("blk %s %d\n", c.name, got);
         }
         if (round + 1 == rounds) {
             say("blk-ioerr %u\nblk-reset %u\nblk-wrong %u\n", ioerr, reset, wrong);
             say("storm-done %u\n", ioerr + reset + wrong);
+        }
+    }
+}
+
+// ---- port I/O and MMIO of odd sizes, straddling, and the agent port ------------------------
+
+// Rounds of: the agent port (0xf4) at every width and offset with values without the magic
+// and with the magic and events no runner knows, and "ready" again and again; 2- and 4-byte
+// port accesses straddling the ends of COM1 and of the PCI configuration ports; and every
+// width (1, 2, 4, 8 bytes) at every offset, aligned or not, of virtio-rng's BAR 0 pages
+// read, and written at the notification area's. Never the values that stop the VM (exit,
+// init failure, reboot, power-off; the i8042's reset; ACPI sleep; pvpanic).
+int port_abuse(unsigned rounds) {
+    need_ports(0xf4, 8);  // a 4-byte access at 0xf7 reaches 0xfa
+    need_ports(kCom1, 8);
+    need_ports(0x400, 8);  // COM1's end straddled into the next ports
+    need_ports(0xcf8, 8);
+    need_ports(0xd00, 4);
+    const VirtioPci v = take_rng();
+    say("storm-start\n");
+    start_heartbeat();
+    std::uint64_t ops = 0;
+    for (std::uint64_t round = 0;; ++round) {
+        for (unsigned off = 0; off < 4; ++off) {
+            ::outb(static_cast<unsigned char>(round), static_cast<unsigned short>(0xf4 + off));
+            ::outw(static_cast<unsigned short>(round), static_cast<unsigned short>(0xf4 + off));
+            ::outl(static_cast<unsigned>(round) & 0xffffu, static_cast<unsigned short>(0xf4 + off));
+            (void)::inl(static_cast<unsigned short>(0xf4 + off));
+            ops += 4;
+        }
+        for (unsigned ev = 6; ev < 256; ev += 7) {
+            ::outl(0x5354'0000u | (ev << 8) | (round & 0xff), 0xf4);  // unknown events
+            ++ops;
+        }
+        ::outl(0x5354'0000u | (1u << 8), 0xf4);  // ready, again
+        for (unsigned short port : {0x3fd, 0x3fe, 0x3ff, 0xcfa, 0xcfd, 0xcfe, 0xcff}) {
+            (void)::inw(port);
+            (void)::inl(port);
+            ops += 2;
+        }
+        ::outl(0, 0xcfe);  // straddles the data port's end
+        ::outw(0, 0x3ff);  // straddles COM1's end (scratch register and beyond)
+        ops += 2;
+        // BAR 0: every width at every offset of its first two pages (common configuration,
+        // ISR, device configuration), read; 8-byte writes at odd offsets of the notify area.
+        for (std::uint32_t o = 0; o + 8 <= std::min<std::size_t>(v.bar_size, 8192); ++o) {
+            volatile std::uint8_t* p = v.bar + o;
+            (void)*p;
+            (void)*reinterpret_cast<volatile std::uint16_t*>(p);
+            (void)*reinterpret_cast<volatile std::uint32_t*>(p);
+            (void)*reinterpret_cast<volatile std::uint64_t*>(p);
+            ops += 4;
+        }
+        for (std::uint32_t o = 1; o < 64; o += 3) {
+            *reinterpret_cast<volatile std::uint64_t*>(v.bar + v.notify + o) = ~0ull;
+            ++ops;
+        }
+        if (round + 1 == rounds) say("storm-done %llu\n", static_cast<unsigned long long>(ops));
+    }
+}
+
+// ---- vsock connections to the host, as many as the guest can make ----------------------------
+
+// Connects to the host's stdio port (its number is the peer of this process's stdout, a
+// vsock stream stockade-init made) again and again, holding up to 512 connections that say
+// nothing, or garbage, or an unknown stream byte, closing the oldest to make more. Prints
+// "vsock made M refused R" after SECONDS, and keeps going.
+int vsock_flood(double seconds) {
+    sockaddr_vm host{};
+    socklen_t len = sizeof host;
+    if (::getpeername(1, reinterpret_cast<sockaddr*>(&host), &len) != 0 ||
+        host.svm_family != AF_VSOCK) {
+        errno = ENOTSOCK;
+        die("stdout is not a vsock stream (run with vsock stdio)");
+    }
+    say("host port %u\n", host.svm_port);
+    say("storm-start\n");
+    start_heartbeat();
+    std::vector<int> held;
+    std::uint64_t made = 0, refused = 0;
+    const double done_at = now() + seconds;
+    bool done = false;
+    for (std::uint64_t n = 0;; ++n) {
+        const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) die("socket");
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&host), sizeof host) != 0) {
+            ++refused;
+            ::close(fd);
+        } else {
+            ++made;
+            static const char kinds[][4] = {"", "\xff\xfe", "Z", "zzz"};
+            const char* k = kinds[n % 4];
+            if (*k) (void)!::write(fd, k, std::strlen(k));
+            held.push_back(fd);
+            if (held.size() > 512) {
+                ::close(held.front());
+                held.erase(held.begin());
+            }
+        }
+        if (!done && now() >= done_at) {
+            say("vsock made %llu refused %llu\n", static_cast<unsigned long long>(made),
+                static_cast<unsigned long long>(refused));
+            say("storm-done %llu\n", static_cast<unsigned long long>(made + refused));
+            done = true;
         }
     }
 }
@@ -878,6 +993,8 @@ int main(int argc, char** argv) {
     if (c == "slow-disk") return slow_disk(static_cast<unsigned>(std::atoi(arg)));
     if (c == "queue-abuse") return queue_abuse(static_cast<unsigned>(std::atoi(arg)));
     if (c == "blk-abuse") return blk_abuse(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "port-abuse") return port_abuse(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "vsock-flood") return vsock_flood(std::atof(arg));
     std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
     return 2;
 }

@@ -402,14 +402,39 @@ TEST(Hostile, BlkAbuse) {
     const Figures f = run_storm(s);
     const long ioerr = number_after(f.out, "blk-ioerr"), reset = number_after(f.out, "blk-reset"),
                wrong = number_after(f.out, "blk-wrong");
-    std::cout << "hostile blk-abuse: " << ioerr << " answered IOERR, " << reset
-              << " NEEDS_RESET, " << wrong << " otherwise (of 20 x 9)" << std::endl;
+    std::cout << "hostile blk-abuse: " << ioerr << " answered IOERR, " << reset << " NEEDS_RESET, "
+              << wrong << " otherwise (of 20 x 9)" << std::endl;
     RecordProperty("ioerr", static_cast<int>(ioerr));
     expect_contained("blk-abuse", f);
     EXPECT_EQ(ioerr, 20 * 7) << f.describe();
     EXPECT_EQ(reset, 20 * 2) << f.describe();
     EXPECT_EQ(wrong, 0) << f.describe();
     EXPECT_EQ(digest(), before) << "the read-only image changed";
+}
+
+// 9. Port I/O and MMIO of odd sizes and straddling device ends, and the agent port at every
+// width with values without the magic, with events no runner knows and "ready" again and
+// again (hostile.cpp, port_abuse): the run goes on, and nothing of it is a stop.
+TEST(Hostile, PortAbuse) {
+    Storm s;
+    s.options = {"--rng"};
+    s.hostile = {"port-abuse", "3"};
+    expect_contained("port-abuse", run_storm(s));
+}
+
+// 10. vsock connections to the host's stdio port as fast as the guest makes them, 512 held
+// at a time, silent or with garbage or unknown stream bytes: the relay keeps at most 16
+// unidentified (runner/stdio/stdio_relay.cpp), the workload's own stdio goes on.
+TEST(Hostile, VsockFlood) {
+    Storm s;
+    s.hostile = {"vsock-flood", "5"};
+    const Figures f = run_storm(s);
+    const long made = number_after(f.out, "vsock made"), refused = number_after(f.out, "refused");
+    std::cout << "hostile vsock-flood: " << made << " connections made, " << refused
+              << " refused in 5 s" << std::endl;
+    RecordProperty("made", static_cast<int>(made));
+    expect_contained("vsock-flood", f);
+    EXPECT_GT(made, 16) << f.describe();
 }
 
 // A block device whose every request takes kSlowDiskMs: the device mapper's delay target
