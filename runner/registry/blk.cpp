@@ -75,6 +75,13 @@ Result<std::optional<BlkKind::Handed>> BlkKind::open(const Spec& spec, OpenConte
     return std::optional<Handed>(std::move(disks));
 }
 
+std::vector<policy::ImageFile> BlkKind::images(const Handed& disks) {
+    std::vector<policy::ImageFile> out;
+    for (const Disk& d : disks)
+        out.push_back({d.fd.get(), d.read_only, d.path});
+    return out;
+}
+
 std::vector<int> BlkKind::fds(const Handed& disks) {
     std::vector<int> out;
     for (const Disk& d : disks)

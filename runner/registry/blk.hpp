@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "policy/selinux_images.hpp"
 #include "runner/registry/device_kind.hpp"
 
 namespace stockade {
@@ -33,6 +34,8 @@ struct BlkKind {
         std::string path;
     };
     using Handed = std::vector<Disk>;
+    // The images, for their SELinux labels during the run (the supervisor's, by descriptor).
+    [[nodiscard]] static std::vector<policy::ImageFile> images(const Handed& disks);
     using Host = NoHostState;
 
     static void add_options(CLI::App& app, Options& options);

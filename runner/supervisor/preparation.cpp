@@ -129,6 +129,17 @@ bool plans_pci_bus(const DeviceKinds::Handed& handed) {
     return n > 0;
 }
 
+std::vector<policy::ImageFile> disk_images(const DeviceKinds::Handed& handed) {
+    std::vector<policy::ImageFile> out;
+    DeviceKinds::each([&]<class K>(std::type_identity<K>) {
+        if constexpr (requires(const typename K::Handed& h) { K::images(h); })
+            if (const auto& h = part_of<K>(handed))
+                for (auto& image : K::images(*h))
+                    out.push_back(std::move(image));
+    });
+    return out;
+}
+
 std::string new_sandbox_id() {
     std::uint8_t r[6] = {};
     (void)!::getrandom(r, sizeof r, 0);

@@ -3,9 +3,11 @@
 // opened before anything is created. Validation comes first and host resources (a guest
 // CID, a tap) last, once nothing can be refused any more. After this, no path is opened.
 #include <string>
+#include <vector>
 
 #include "base/error.hpp"
 #include "policy/policy.hpp"
+#include "policy/selinux_images.hpp"
 #include "runner/registry/device_registry.hpp"
 #include "runner/supervisor/sandbox_spec.hpp"
 #include "runner/vmm/sandbox_resources.hpp"
@@ -31,6 +33,9 @@ struct Preparation {
 // Whether the guest gets a PCI bus: exactly when some device kind will build a device from
 // what it was handed (the boot plan and the machine both follow this one answer).
 [[nodiscard]] bool plans_pci_bus(const DeviceKinds::Handed& handed);
+// The disk images among what the supervisor opened (the kinds with an images() member), for
+// their SELinux labels (policy/selinux_images.hpp).
+[[nodiscard]] std::vector<policy::ImageFile> disk_images(const DeviceKinds::Handed& handed);
 
 // Fresh sandbox id when none was given: "sb-" and 12 random hex digits.
 [[nodiscard]] std::string new_sandbox_id();

@@ -19,6 +19,7 @@
 #include "policy/jail.hpp"
 #include "policy/namespaces.hpp"
 #include "policy/selinux_context.hpp"
+#include "policy/selinux_images.hpp"
 #include "runner/supervisor/api_socket.hpp"
 #include "runner/supervisor/preparation.hpp"
 #include "runner/supervisor/state_file.hpp"
@@ -37,6 +38,8 @@ struct HostSetup {
     policy::CgroupLeaf leaf;
     policy::JailRoot root;
     std::optional<policy::SandboxLabel> label;
+    // The disk images' labels for the run (sVirt), restored when this goes.
+    policy::ImageLabels images;
 };
 
 Result<HostSetup> set_up_host(const SupervisorState& p) {
@@ -48,7 +51,7 @@ Result<HostSetup> set_up_host(const SupervisorState& p) {
     auto root = STOCKADE_TRY(policy::JailRoot::create(p.policy.jail.root_parent, p.id,
                                                       policy::jail_root_owner(p.policy)));
     auto label = STOCKADE_TRY(policy::plan_sandbox_label(p.policy.selinux, p.id, kMcsRegistry));
-    return HostSetup{std::move(leaf), std::move(root), std::move(label)};
+    return HostSetup{std::move(leaf), std::move(root), std::move(label), {}};
 }
 
 // The sandbox's state file as the supervisor keeps it: written on every change. Unless
@@ -204,6 +207,9 @@ Result<> prepare_run(RunContext& run) {
     run.sandbox = std::move(sandbox);
     STOCKADE_TRY_VOID(claim_state_dir(run));
     run.host.emplace(STOCKADE_TRY(set_up_host(run.supervisor)));
+    if (run.host->label)
+        run.host->images = STOCKADE_TRY(
+            policy::ImageLabels::apply(disk_images(run.sandbox.devices), run.host->label->context));
     if (run.state) {
         run.state->record().host = host_record(*run.host, run.supervisor);
         run.state->save();
@@ -279,6 +285,7 @@ void tear_down(RunContext& run, int code) {
     if (auto r = host.leaf.remove(); !r) log::error("cleaning up: {}", r.error().message);
     if (auto r = host.root.remove(); !r) log::error("cleaning up: {}", r.error().message);
     run.supervisor.hosts = {};
+    host.images.restore();
     host.label.reset();
     if (run.state) {
         StateRecord& r = run.state->record();

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "policy/selinux_context.hpp"
+#include "policy/selinux_images.hpp"
 #include "tests/support/child.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -20,6 +21,22 @@ using test::TempDir;
 TEST(policy_selinux_context, Format) {
     SelinuxPolicy p;
     EXPECT_EQ(sandbox_context(p, McsPair{3, 700}), "system_u:system_r:stockade_t:s0:c3,c700");
+}
+
+// sVirt: a read-write image carries the sandbox's categories, a read-only one none (shared).
+TEST(policy_selinux_context, ImageContextsFollowTheSandboxs) {
+    const std::string sandbox = "system_u:system_r:stockade_t:s0:c3,c700";
+    EXPECT_EQ(image_context(sandbox, false), "system_u:object_r:stockade_image_t:s0:c3,c700");
+    EXPECT_EQ(image_context(sandbox, true), "system_u:object_r:stockade_image_t:s0");
+    EXPECT_EQ(image_context("staff_u:staff_r:other_t:s1:c1,c2", false, "my_image_t"),
+              "staff_u:object_r:my_image_t:s1:c1,c2");
+    EXPECT_FALSE(image_context("not a context", false));
+}
+
+TEST(policy_selinux_context, NoImagesNoLabels) {
+    auto labels = ImageLabels::apply({}, "system_u:system_r:stockade_t:s0:c1,c2");
+    ASSERT_TRUE(labels) << labels.error().message;
+    EXPECT_EQ(labels->size(), 0u);
 }
 
 TEST(policy_selinux_context, AutoCandidatesAreValidAndDeterministic) {
