@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <memory>
 
 #include "base/log.hpp"
@@ -119,6 +120,20 @@ Result<> McsReservation::release_stale(const std::string& path) {
         named.st_ino == held.st_ino && named.st_dev == held.st_dev && ::unlink(path.c_str()) != 0)
         return fail_sys(fmt::format("removing {}", path));
     return {};
+}
+
+bool McsReservation::held(const std::string& registry_dir, std::string_view categories) {
+    unsigned low = 0, high = 0;
+    char tail = 0;
+    const std::string text(categories);
+    if (std::sscanf(text.c_str(), "c%u,c%u%c", &low, &high, &tail) != 2 || low >= high ||
+        high >= kMcsCategories)
+        return false;
+    const int fd = ::open(fmt::format("{}/c{},c{}", registry_dir, low, high).c_str(),
+                          O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return false;
+    UniqueFd lock(fd);
+    return ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
 }
 
 Result<McsReservation> McsReservation::reserve(const std::string& registry_dir, McsPair pair) {

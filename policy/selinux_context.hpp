@@ -56,6 +56,9 @@ class McsReservation {
     // The registry file `path` of a supervisor that is gone (`stockade rm`): removed unless a
     // live sandbox has taken the pair since.
     [[nodiscard]] static Result<> release_stale(const std::string& path);
+    // Whether a live sandbox holds the pair named "cLOW,cHIGH" in the registry (false for a
+    // pair never reserved, one whose supervisor is gone, or text that names no pair).
+    [[nodiscard]] static bool held(const std::string& registry_dir, std::string_view categories);
     [[nodiscard]] McsPair pair() const { return pair_; }
     // The registry file that holds the reservation.
     [[nodiscard]] const std::string& path() const { return path_; }

@@ -2,10 +2,14 @@
 
 #include <fcntl.h>
 #include <selinux/context.h>
+#include <selinux/label.h>
 #include <selinux/selinux.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "base/log.hpp"
 
@@ -23,21 +27,58 @@ Result<std::string> label_of(int fd, const std::string& path) {
     return std::string(raw);
 }
 
-// The type field of a context ("user:role:type:level..."); empty when it has none.
+// The fields of a context: user, role, type, then its level ("s0" or "s0:c1,c2") whole.
+std::vector<std::string> fields_of(const std::string& context) {
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    while (out.size() < 3) {
+        const auto colon = context.find(':', at);
+        if (colon == std::string::npos) return {};
+        out.push_back(context.substr(at, colon - at));
+        at = colon + 1;
+    }
+    out.push_back(context.substr(at));
+    return out;
+}
+
 std::string type_of(const std::string& context) {
-    const auto a = context.find(':');
-    const auto b = a == std::string::npos ? a : context.find(':', a + 1);
-    const auto c = b == std::string::npos ? b : context.find(':', b + 1);
-    if (c == std::string::npos) return {};
-    return context.substr(b + 1, c - b - 1);
+    const auto f = fields_of(context);
+    return f.empty() ? std::string() : f[2];
 }
 
 // The categories of a context's level ("...:s0:c1,c2" -> "c1,c2"); empty when none.
 std::string categories_of(const std::string& context) {
-    const auto level = context.find(":s");
-    if (level == std::string::npos) return {};
-    const auto cats = context.find(':', level + 1);
-    return cats == std::string::npos ? std::string() : context.substr(cats + 1);
+    const auto f = fields_of(context);
+    if (f.empty()) return {};
+    const auto colon = f[3].find(':');
+    return colon == std::string::npos ? std::string() : f[3].substr(colon + 1);
+}
+
+// The label the file at `path` should have: what the policy's file contexts say for it
+// (restorecon's), or where they say nothing, what a new file in its directory gets (the
+// directory's user and type at its sensitivity, without categories).
+std::optional<std::string> default_label(int fd, const std::string& path) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return std::nullopt;
+    if (selabel_handle* h = ::selabel_open(SELABEL_CTX_FILE, nullptr, 0)) {
+        char* raw = nullptr;
+        const int r = ::selabel_lookup_raw(h, &raw, path.c_str(), static_cast<int>(st.st_mode));
+        ::selabel_close(h);
+        if (r == 0 && raw != nullptr) {
+            std::unique_ptr<char, ContextFree> owned(raw);
+            return std::string(raw);
+        }
+    }
+    const auto slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : path.substr(0, slash);
+    char* raw = nullptr;
+    if (::getfilecon_raw(dir.c_str(), &raw) < 0) return std::nullopt;
+    std::unique_ptr<char, ContextFree> owned(raw);
+    const auto f = fields_of(raw);
+    if (f.empty()) return std::nullopt;
+    return fmt::format("{}:object_r:{}:{}", f[0], f[2], f[3].substr(0, f[3].find(':')));
 }
 
 }  // namespace
@@ -46,8 +87,7 @@ Result<std::string> image_context(const std::string& sandbox_context, bool read_
                                   const std::string& image_type) {
     context_t c = ::context_new(sandbox_context.c_str());
     if (c == nullptr) return fail("'{}' is not an SELinux context", sandbox_context);
-    std::unique_ptr<std::remove_pointer_t<context_t>, void (*)(context_t)> owned(c,
-                                                                                ::context_free);
+    std::unique_ptr<std::remove_pointer_t<context_t>, void (*)(context_t)> owned(c, ::context_free);
     std::string range = ::context_range_get(c) != nullptr ? ::context_range_get(c) : "s0";
     if (read_only) range = range.substr(0, range.find(':'));  // the sensitivity alone
     if (::context_role_set(c, "object_r") != 0 || ::context_type_set(c, image_type.c_str()) != 0 ||
@@ -65,23 +105,30 @@ ImageLabels& ImageLabels::operator=(ImageLabels&& o) noexcept {
 }
 
 Result<ImageLabels> ImageLabels::apply(std::span<const ImageFile> images,
-                                       const std::string& sandbox_context) {
+                                       const std::string& sandbox_context,
+                                       const HeldCategories& held) {
     ImageLabels out;
     for (const ImageFile& image : images) {
         const std::string want = STOCKADE_TRY(image_context(sandbox_context, image.read_only));
         const std::string now = STOCKADE_TRY(label_of(image.fd, image.path));
-        // The image type with categories: a running sandbox's read-write disk.
-        if (type_of(now) == type_of(want) && !categories_of(now).empty() && now != want)
-            return fail("disk {} is in use by another sandbox (its label is {})", image.path,
-                        now);
-        if (now == want) continue;  // already so (shared read-only, or the file's default)
+        std::string original = now;
+        // The image type with categories: a sandbox's read-write disk, or what a killed
+        // supervisor left.
+        if (type_of(now) == type_of(want) && !categories_of(now).empty() && now != want) {
+            if (held && held(categories_of(now)))
+                return fail("disk {} is in use by another sandbox (its label is {})", image.path,
+                            now);
+            original = default_label(image.fd, image.path).value_or(now);
+        } else if (now == want) {
+            continue;  // already so (shared read-only, or the file's default)
+        }
         const int dup = ::fcntl(image.fd, F_DUPFD_CLOEXEC, 3);
         if (dup < 0) return fail_sys(fmt::format("keeping {} to restore its label", image.path));
         if (::fsetfilecon_raw(image.fd, want.c_str()) < 0) {
             ::close(dup);
             return fail_sys(fmt::format("labelling disk {} {}", image.path, want));
         }
-        out.saved_.push_back({UniqueFd(dup), image.path, now});
+        out.saved_.push_back({UniqueFd(dup), image.path, std::move(original)});
     }
     return out;
 }

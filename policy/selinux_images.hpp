@@ -6,14 +6,18 @@
 // afterwards it gets its own label back. Labels are set and read on the descriptors the
 // supervisor opened (fsetfilecon), never by path, so the file labelled is the file used.
 //
-// An image that a running sandbox has read-write (the image type with categories not this
-// sandbox's) is refused. One already labelled as wanted (the image type without categories:
-// the default of /var/lib/stockade/images, or another sandbox's shared read-only disk) is
-// used as it is and not restored. Without a count of users kept with the file (libvirt
-// keeps one in extended attributes), a read-write run of an image another sandbox shares
+// An image that a running sandbox has read-write (the image type with categories a live
+// sandbox holds, asked through `held`) is refused. One left so by a supervisor that was
+// killed (categories nobody holds) is taken, and gets back what the policy's file contexts
+// say for its path (what restorecon would set). One already labelled as wanted (the image type
+// without categories: the default of /var/lib/stockade/images, or another sandbox's shared
+// read-only disk) is used as it is and not restored. Without a count of users kept with the file
+// (libvirt keeps one in extended attributes), a read-write run of an image another sandbox shares
 // read-only takes it from that sandbox until it ends.
+#include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,8 +34,7 @@ struct ImageFile {
 
 // The image context for a sandbox context: its user, object_r, `image_type` and its level,
 // without the categories for a read-only image ("system_u:object_r:stockade_image_t:s0").
-[[nodiscard]] Result<std::string> image_context(const std::string& sandbox_context,
-                                                bool read_only,
+[[nodiscard]] Result<std::string> image_context(const std::string& sandbox_context, bool read_only,
                                                 const std::string& image_type = "stockade_image_t");
 
 class ImageLabels {
@@ -42,8 +45,12 @@ class ImageLabels {
     ~ImageLabels() { restore(); }
 
     // Labels every image; on a failure what was labelled is restored and nothing is kept.
+    // `held` says whether a live sandbox holds the categories "cLOW,cHIGH"
+    // (McsReservation::held).
+    using HeldCategories = std::function<bool(std::string_view categories)>;
     [[nodiscard]] static Result<ImageLabels> apply(std::span<const ImageFile> images,
-                                                   const std::string& sandbox_context);
+                                                   const std::string& sandbox_context,
+                                                   const HeldCategories& held);
     // Each image its own label again (logged when one cannot be restored). Idempotent.
     void restore();
     // The images labelled, with the label each gets back.

@@ -208,8 +208,9 @@ Result<> prepare_run(RunContext& run) {
     STOCKADE_TRY_VOID(claim_state_dir(run));
     run.host.emplace(STOCKADE_TRY(set_up_host(run.supervisor)));
     if (run.host->label)
-        run.host->images = STOCKADE_TRY(
-            policy::ImageLabels::apply(disk_images(run.sandbox.devices), run.host->label->context));
+        run.host->images = STOCKADE_TRY(policy::ImageLabels::apply(
+            disk_images(run.sandbox.devices), run.host->label->context,
+            [](std::string_view c) { return policy::McsReservation::held(kMcsRegistry, c); }));
     if (run.state) {
         run.state->record().host = host_record(*run.host, run.supervisor);
         run.state->save();

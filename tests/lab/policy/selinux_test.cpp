@@ -391,7 +391,39 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
     EXPECT_EQ(file_context(a), before);
     EXPECT_EQ(file_context(b), before);
 
-    // 4. Nothing a process named stockade did was refused.
+    // 4. A supervisor killed with SIGKILL leaves its image labelled with categories nobody
+    // holds: the next run takes it, and gives it what the file contexts say for its path.
+    {
+        auto d = stockade({"run", "-d", "--id", "se-killed", "--disk", a, "--", "sleep", "120"});
+        ASSERT_EQ(d.status, 0) << d.describe();
+        auto ps = stockade({"ps", "-a", "--json"});
+        pid_t supervisor = 0;
+        for (const auto& sb : nlohmann::json::parse(ps.out, nullptr, false))
+            if (sb.is_object() && sb.value("id", "") == "se-killed")
+                supervisor = sb.value("pid", 0);
+        ASSERT_GT(supervisor, 0) << ps.out;
+        const std::string left = file_context(a);
+        ASSERT_NE(categories(left), "s0") << left;
+        ASSERT_EQ(::kill(supervisor, SIGKILL), 0);
+        for (int i = 0; i < 100 && ::kill(supervisor, 0) == 0; ++i)
+            ::usleep(50'000);
+        ::usleep(500'000);  // its sandbox follows it (parent-death signal)
+        EXPECT_EQ(file_context(a), left) << "nobody restored it";
+        auto again = stockade({"run", "--disk", a, "--", "true"});
+        EXPECT_EQ(again.status, 0) << again.describe();
+        // What the file contexts say for the path (restorecon's), else what a new file in its
+        // directory gets: never the image type again.
+        EXPECT_EQ(file_context(a).find("stockade_image_t"), std::string::npos)
+            << file_context(a) << "\n"
+            << again.describe();
+        std::printf(
+            "FIGURE selinux (lab): an image a killed supervisor left as %s was taken "
+            "and left as %s\n",
+            left.c_str(), file_context(a).c_str());
+        EXPECT_EQ(stockade({"rm", "-f", "se-killed"}).status, 0);
+    }
+
+    // 5. Nothing a process named stockade did was refused.
     EXPECT_EQ(denials_of_stockade(), "");
     ::umount2(kImageDir, MNT_DETACH);
     ::rmdir(kImageDir);

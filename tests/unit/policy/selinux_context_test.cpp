@@ -34,7 +34,7 @@ TEST(policy_selinux_context, ImageContextsFollowTheSandboxs) {
 }
 
 TEST(policy_selinux_context, NoImagesNoLabels) {
-    auto labels = ImageLabels::apply({}, "system_u:system_r:stockade_t:s0:c1,c2");
+    auto labels = ImageLabels::apply({}, "system_u:system_r:stockade_t:s0:c1,c2", {});
     ASSERT_TRUE(labels) << labels.error().message;
     EXPECT_EQ(labels->size(), 0u);
 }
@@ -84,6 +84,32 @@ TEST(policy_mcs_registry, LiveReservationsNeverShareAPair) {
     EXPECT_FALSE(fs::exists(path));
     auto d = McsReservation::reserve(reg.path.string(), held);
     EXPECT_TRUE(d) << d.error().message;
+}
+
+// What an image label's categories say about its sandbox (policy/selinux_images.hpp): held
+// while the reservation lives, in this process or another; not once it is gone, nor for a
+// pair a killed supervisor left, nor for text that names no pair.
+TEST(policy_mcs_registry, HeldSaysWhetherALiveSandboxHoldsAPair) {
+    TempDir reg;
+    const std::string dir = reg.path.string();
+    auto a = McsReservation::reserve_auto(dir, "sb-held");
+    ASSERT_TRUE(a) << a.error().message;
+    const std::string name = fmt::format("c{},c{}", a->pair().low, a->pair().high);
+    EXPECT_TRUE(McsReservation::held(dir, name));
+    int st = test::run_in_child([&] { return McsReservation::held(dir, name) ? 0 : 1; });
+    EXPECT_TRUE(test::exited_ok(st)) << "another process sees it held";
+    for (const char* text : {"", "c1", "c5,c3", "c1,c2x", "c1,c2000", "s0:c1,c2"})
+        EXPECT_FALSE(McsReservation::held(dir, text)) << text;
+    EXPECT_FALSE(McsReservation::held(dir, "c7,c9")) << "never reserved";
+    const auto stale = mcs_candidate("sb-killed", 0);
+    st = test::run_in_child([&]() -> int {
+        auto r = McsReservation::reserve_auto(dir, "sb-killed");
+        ::_exit(r ? 0 : 1);  // the file stays, unlocked
+    });
+    ASSERT_TRUE(test::exited_ok(st));
+    EXPECT_FALSE(McsReservation::held(dir, fmt::format("c{},c{}", stale.low, stale.high)));
+    { auto gone = std::move(*a); }
+    EXPECT_FALSE(McsReservation::held(dir, name));
 }
 
 TEST(policy_mcs_registry, StaleFileFromACrashIsReused) {
