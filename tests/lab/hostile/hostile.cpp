@@ -322,21 +322,17 @@ struct Rings {
     }
 };
 
-// Resets the device, negotiates VERSION_1 and starts queue 0 on `rings`.
-void start_queue(const VirtioPci& v, const Rings& r) {
+// Starts queue 0 of `size` entries on the given ring addresses (any, RAM or not) with the
+// given features (a reset first).
+void start_raw(const VirtioPci& v, std::uint16_t size, std::uint64_t desc, std::uint64_t avail,
+               std::uint64_t used, std::uint64_t features) {
     v.status(0);
     v.status(kAcknowledge | kDriver);
-    v.driver_features(kVersion1);
+    v.driver_features(features);
     v.status(kAcknowledge | kDriver | kFeaturesOk);
-    if (!(v.status() & kFeaturesOk)) {
-        errno = EPROTO;
-        die("the device refused VERSION_1");
-    }
     v.wr<std::uint16_t>(0x16, 0);
-    v.wr<std::uint16_t>(0x18, Rings::size);
-    v.wr<std::uint16_t>(0x1a, 0xffff);  // no MSI-X vector
-    const std::uint64_t desc = physical_address(r.pages), avail = physical_address(r.pages + 4096),
-                        used = physical_address(r.pages + 2 * 4096);
+    v.wr<std::uint16_t>(0x18, size);
+    v.wr<std::uint16_t>(0x1a, 0xffff);
     v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
     v.wr<std::uint32_t>(0x24, static_cast<std::uint32_t>(desc >> 32));
     v.wr<std::uint32_t>(0x28, static_cast<std::uint32_t>(avail));
@@ -345,6 +341,16 @@ void start_queue(const VirtioPci& v, const Rings& r) {
     v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
     v.wr<std::uint16_t>(0x1c, 1);
     v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
+}
+
+// Resets the device, negotiates VERSION_1 and starts queue 0 on `rings`.
+void start_queue(const VirtioPci& v, const Rings& r) {
+    start_raw(v, Rings::size, physical_address(r.pages), physical_address(r.pages + 4096),
+              physical_address(r.pages + 2 * 4096), kVersion1);
+    if (!(v.status() & kFeaturesOk)) {
+        errno = EPROTO;
+        die("the device refused VERSION_1");
+    }
 }
 
 // virtio-rng (1af4:1044) with its guest driver unbound.
@@ -397,27 +403,6 @@ void put_desc(std::uint8_t* table, unsigned i, std::uint64_t addr, std::uint32_t
     auto* d = reinterpret_cast<volatile std::uint64_t*>(table + 16 * i);
     d[0] = addr;
     d[1] = len | (std::uint64_t{flags} << 32) | (std::uint64_t{next} << 48);
-}
-
-// Starts queue 0 of `size` entries on the given ring addresses (any, RAM or not) with the
-// given features, then makes head 0 available `count` times and kicks.
-void start_raw(const VirtioPci& v, std::uint16_t size, std::uint64_t desc, std::uint64_t avail,
-               std::uint64_t used, std::uint64_t features) {
-    v.status(0);
-    v.status(kAcknowledge | kDriver);
-    v.driver_features(features);
-    v.status(kAcknowledge | kDriver | kFeaturesOk);
-    v.wr<std::uint16_t>(0x16, 0);
-    v.wr<std::uint16_t>(0x18, size);
-    v.wr<std::uint16_t>(0x1a, 0xffff);
-    v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
-    v.wr<std::uint32_t>(0x24, static_cast<std::uint32_t>(desc >> 32));
-    v.wr<std::uint32_t>(0x28, static_cast<std::uint32_t>(avail));
-    v.wr<std::uint32_t>(0x2c, static_cast<std::uint32_t>(avail >> 32));
-    v.wr<std::uint32_t>(0x30, static_cast<std::uint32_t>(used));
-    v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
-    v.wr<std::uint16_t>(0x1c, 1);
-    v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
 }
 
 void offer_head(const VirtioPci& v, const Rings& r, std::uint16_t avail_idx) {
