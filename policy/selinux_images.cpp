@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <selinux/context.h>
-#include <selinux/label.h>
 #include <selinux/selinux.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -54,21 +52,13 @@ std::string categories_of(const std::string& context) {
     return colon == std::string::npos ? std::string() : f[3].substr(colon + 1);
 }
 
-// The label the file at `path` should have: what the policy's file contexts say for it
-// (restorecon's), or where they say nothing, what a new file in its directory gets (the
-// directory's user and type at its sensitivity, without categories).
-std::optional<std::string> default_label(int fd, const std::string& path) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return std::nullopt;
-    if (selabel_handle* h = ::selabel_open(SELABEL_CTX_FILE, nullptr, 0)) {
-        char* raw = nullptr;
-        const int r = ::selabel_lookup_raw(h, &raw, path.c_str(), static_cast<int>(st.st_mode));
-        ::selabel_close(h);
-        if (r == 0 && raw != nullptr) {
-            std::unique_ptr<char, ContextFree> owned(raw);
-            return std::string(raw);
-        }
-    }
+// The label a new file in the image's directory gets (the directory's user and type at its
+// sensitivity, without categories): what the image had before a sandbox labelled it, unless
+// someone relabelled it by hand. (The policy's file contexts, restorecon's answer, would
+// pull libselinux's file-context backend and PCRE2 into the binary: a fifth more code,
+// resident in every sandbox process through fault-around, for a case only a killed
+// supervisor leaves.)
+std::optional<std::string> default_label(const std::string& path) {
     const auto slash = path.rfind('/');
     const std::string dir = slash == std::string::npos ? "."
                             : slash == 0               ? "/"
@@ -118,7 +108,7 @@ Result<ImageLabels> ImageLabels::apply(std::span<const ImageFile> images,
             if (held && held(categories_of(now)))
                 return fail("disk {} is in use by another sandbox (its label is {})", image.path,
                             now);
-            original = default_label(image.fd, image.path).value_or(now);
+            original = default_label(image.path).value_or(now);
         } else if (now == want) {
             continue;  // already so (shared read-only, or the file's default)
         }

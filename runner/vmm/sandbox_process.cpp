@@ -2,9 +2,11 @@
 #include "runner/vmm/sandbox_process.hpp"
 
 #include <dirent.h>
+#include <link.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -55,6 +57,25 @@ std::int64_t us_since(Clock::time_point t) {
 }
 
 // Descriptors this process holds now (from /proc, which the jail later hides).
+// The set-up's code (ELF and initramfs parsing, building the machine, compiling the
+// filters) does not run again once the vCPUs are released: the pages of the executable's
+// read-only segments are dropped from this process's page tables (MADV_DONTNEED on clean
+// file pages: they stay in the page cache, shared with the supervisor and every other
+// sandbox), and what the running sandbox executes faults back in. Writable segments (and
+// RELRO, relocated at start) are left alone. Measured in the lab: about 1 MiB less resident
+// per sandbox process (docs/lab-notes.md).
+int drop_read_only_segment(dl_phdr_info* info, std::size_t, void*) {
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) != 0) continue;
+        const std::uintptr_t from = (info->dlpi_addr + ph.p_vaddr + page - 1) & ~(page - 1);
+        const std::uintptr_t to = (info->dlpi_addr + ph.p_vaddr + ph.p_memsz) & ~(page - 1);
+        if (to > from) (void)::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+    }
+    return 1;  // the executable only: the first object
+}
+
 std::vector<int> open_fds() {
     std::vector<int> fds;
     if (DIR* d = ::opendir("/proc/self/fd")) {
@@ -385,6 +406,7 @@ Result<> Sandbox::start() {
         return std::unexpected(std::move(r).error().context("seccomp"));
     }
     hardening_.seccomp = us_since(t);
+    ::dl_iterate_phdr(drop_read_only_segment, nullptr);
     machine_->release();
     released_us_ = us_since(start_);
     return {};
