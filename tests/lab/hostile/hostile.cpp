@@ -233,7 +233,9 @@ struct VirtioPci {
     std::string addr;
     volatile std::uint8_t* bar = nullptr;
     std::size_t bar_size = 0;
-    std::uint32_t common = 0, notify = 0, multiplier = 0;
+    std::uint32_t common = 0, notify = 0, multiplier = 0, device = 0;
+    // MSI-X table and PBA offsets in BAR 0 and the table's entries (0: not in BAR 0).
+    std::uint32_t msix_table = 0, msix_pba = 0, msix_entries = 0;
 
     static VirtioPci open(const std::string& addr) {
         VirtioPci v;
@@ -250,10 +252,23 @@ struct VirtioPci {
         if (::pwrite(fd, &cmd, 2, 4) != 2) die("config write");
         ::close(fd);
         for (unsigned cap = cfg[0x34]; cap != 0 && cap < 0xfc; cap = cfg[cap + 1]) {
+            if (cfg[cap] == 0x11) {  // MSI-X
+                std::uint16_t control = 0;
+                std::uint32_t table = 0, pba = 0;
+                std::memcpy(&control, cfg + cap + 2, 2);
+                std::memcpy(&table, cfg + cap + 4, 4);
+                std::memcpy(&pba, cfg + cap + 8, 4);
+                if ((table & 7) == 0 && (pba & 7) == 0) {  // both in BAR 0
+                    v.msix_table = table;
+                    v.msix_pba = pba;
+                    v.msix_entries = (control & 0x7ffu) + 1;
+                }
+            }
             if (cfg[cap] != 0x09) continue;
             std::uint32_t off = 0;
             std::memcpy(&off, cfg + cap + 8, 4);
             if (cfg[cap + 3] == 1) v.common = off;
+            if (cfg[cap + 3] == 4) v.device = off;
             if (cfg[cap + 3] == 2) {
                 v.notify = off;
                 std::memcpy(&v.multiplier, cfg + cap + 16, 4);
@@ -422,28 +437,13 @@ bool flagged(const VirtioPci& v) {
 
 // MSI-X: the table and the PBA in BAR 0 (the capability says where), garbage everywhere.
 void msix_garbage(const VirtioPci& v, std::uint32_t seed) {
-    const std::string dir = "/sys/bus/pci/devices/" + v.addr;
-    const int fd = ::open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) die("config");
-    std::uint8_t cfg[256] = {};
-    if (::pread(fd, cfg, sizeof cfg, 0) != sizeof cfg) die("config read");
-    ::close(fd);
-    for (unsigned cap = cfg[0x34]; cap != 0 && cap < 0xfc; cap = cfg[cap + 1]) {
-        if (cfg[cap] != 0x11) continue;
-        std::uint16_t control = 0;
-        std::uint32_t table = 0, pba = 0;
-        std::memcpy(&control, cfg + cap + 2, 2);
-        std::memcpy(&table, cfg + cap + 4, 4);
-        std::memcpy(&pba, cfg + cap + 8, 4);
-        const unsigned entries = (control & 0x7ffu) + 1;
-        if ((table & 7) != 0 || (pba & 7) != 0) return;  // not BAR 0
-        auto* t = reinterpret_cast<volatile std::uint32_t*>(v.bar + (table & ~7u));
-        for (unsigned i = 0; i < entries * 4; ++i)
-            t[i] = seed * 2654435761u + i;  // addresses, data and masks of garbage
-        auto* p = reinterpret_cast<volatile std::uint32_t*>(v.bar + (pba & ~7u));
-        for (unsigned i = 0; i < 4; ++i)
-            p[i] = ~0u;  // the PBA is read-only
-    }
+    if (v.msix_entries == 0) return;
+    auto* t = reinterpret_cast<volatile std::uint32_t*>(v.bar + v.msix_table);
+    for (unsigned i = 0; i < v.msix_entries * 4; ++i)
+        t[i] = seed * 2654435761u + i;  // addresses, data and masks of garbage
+    auto* p = reinterpret_cast<volatile std::uint32_t*>(v.bar + v.msix_pba);
+    for (unsigned i = 0; i < 4; ++i)
+        p[i] = ~0u;  // the PBA is read-only
 }
 
 // ROUNDS rounds of 14 attacks on virtio-rng's queue, each after a reset; prints how many
@@ -645,17 +645,7 @@ int blk_abuse(unsigned rounds) {
     const VirtioPci v = VirtioPci::open(addr);
     const Rings r = Rings::make();
     // capacity from the device configuration (virtio_blk_config.capacity)
-    std::uint32_t device_cfg = 0;
-    {
-        const std::string dir = "/sys/bus/pci/devices/" + addr;
-        const int fd = ::open((dir + "/config").c_str(), O_RDONLY | O_CLOEXEC);
-        std::uint8_t cfg[256] = {};
-        if (fd < 0 || ::pread(fd, cfg, sizeof cfg, 0) != sizeof cfg) die("config");
-        ::close(fd);
-        for (unsigned cap = cfg[0x34]; cap != 0 && cap < 0xfc; cap = cfg[cap + 1])
-            if (cfg[cap] == 0x09 && cfg[cap + 3] == 4) std::memcpy(&device_cfg, cfg + cap + 8, 4);
-    }
-    const std::uint64_t capacity = *reinterpret_cast<volatile std::uint64_t*>(v.bar + device_cfg);
+    const std::uint64_t capacity = *reinterpret_cast<volatile std::uint64_t*>(v.bar + v.device);
     // A data area of 128 KiB, physically contiguous enough for one segment? Not needed: the
     // device checks a segment's length before it touches it.
     const std::uint64_t data = physical_address(r.buffer()) + 512;

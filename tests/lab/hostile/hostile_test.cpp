@@ -131,6 +131,14 @@ double overhead_mib(pid_t supervisor) {
     return m.found ? m.overhead_mib() : -1;
 }
 
+// A case on a sandbox with virtio-rng (the device most cases take from the guest's driver).
+Storm rng_storm(std::vector<std::string> hostile) {
+    Storm s;
+    s.options = {"--rng"};
+    s.hostile = std::move(hostile);
+    return s;
+}
+
 Figures run_storm(const Storm& s) {
     std::vector<std::string> argv{lab::build_dir() + "/runner/stockade",
                                   "run",
@@ -338,27 +346,18 @@ TEST(Hostile, RingStorm) {
 // 4. Configuration mechanism #1: every bus 0 function at every width and offset, garbage
 // written to all but the root disk and the stdio device.
 TEST(Hostile, Conf1Sweep) {
-    Storm s;
-    s.options = {"--rng"};
-    s.hostile = {"conf1-sweep"};
-    expect_contained("conf1-sweep", run_storm(s));
+    expect_contained("conf1-sweep", run_storm(rng_storm({"conf1-sweep"})));
 }
 
 // virtio-rng's 64-bit BAR placed past 2^64, on the root disk's BAR, the local APIC, the
 // IO-APIC, RAM and 0: 1500 rounds of 7 places (10500 placements).
 TEST(Hostile, BarAbuse) {
-    Storm s;
-    s.options = {"--rng"};
-    s.hostile = {"bar-abuse", "1500"};
-    expect_contained("bar-abuse", run_storm(s));
+    expect_contained("bar-abuse", run_storm(rng_storm({"bar-abuse", "1500"})));
 }
 
 // 5. FEATURES_OK with a feature never offered, 10000 times, activations and resets between.
 TEST(Hostile, FeaturesStorm) {
-    Storm s;
-    s.options = {"--rng"};
-    s.hostile = {"features-storm", "10000"};
-    expect_contained("features-storm", run_storm(s));
+    expect_contained("features-storm", run_storm(rng_storm({"features-storm", "10000"})));
 }
 
 // 7. What a driver may get wrong about a queue, 14 ways, each after a reset and with the
@@ -368,10 +367,7 @@ TEST(Hostile, FeaturesStorm) {
 // nested, and looping. Each must be caught (the device sets NEEDS_RESET), none may reach
 // the host's memory or stop another device.
 TEST(Hostile, QueueAbuse) {
-    Storm s;
-    s.options = {"--rng"};
-    s.hostile = {"queue-abuse", "20"};
-    const Figures f = run_storm(s);
+    const Figures f = run_storm(rng_storm({"queue-abuse", "20"}));
     const long caught = number_after(f.out, "flagged"), tried = number_after(f.out, "of");
     std::cout << "hostile queue-abuse: " << caught << " of " << tried
               << " attacks answered with NEEDS_RESET" << std::endl;
@@ -416,10 +412,7 @@ TEST(Hostile, BlkAbuse) {
 // width with values without the magic, with events no runner knows and "ready" again and
 // again (hostile.cpp, port_abuse): the run goes on, and nothing of it is a stop.
 TEST(Hostile, PortAbuse) {
-    Storm s;
-    s.options = {"--rng"};
-    s.hostile = {"port-abuse", "3"};
-    expect_contained("port-abuse", run_storm(s));
+    expect_contained("port-abuse", run_storm(rng_storm({"port-abuse", "3"})));
 }
 
 // 10. vsock connections to the host's stdio port as fast as the guest makes them, 512 held
