@@ -101,16 +101,16 @@ Result<ImageLabels> ImageLabels::apply(std::span<const ImageFile> images,
     for (const ImageFile& image : images) {
         const std::string want = STOCKADE_TRY(image_context(sandbox_context, image.read_only));
         const std::string now = STOCKADE_TRY(label_of(image.fd, image.path));
+        if (now == want) continue;  // already so (shared read-only, or the file's default)
         std::string original = now;
         // The image type with categories: a sandbox's read-write disk, or what a killed
         // supervisor left.
-        if (type_of(now) == type_of(want) && !categories_of(now).empty() && now != want) {
-            if (held && held(categories_of(now)))
+        if (const std::string categories = categories_of(now);
+            type_of(now) == type_of(want) && !categories.empty()) {
+            if (held && held(categories))
                 return fail("disk {} is in use by another sandbox (its label is {})", image.path,
                             now);
             original = default_label(image.path).value_or(now);
-        } else if (now == want) {
-            continue;  // already so (shared read-only, or the file's default)
         }
         const int dup = ::fcntl(image.fd, F_DUPFD_CLOEXEC, 3);
         if (dup < 0) return fail_sys(fmt::format("keeping {} to restore its label", image.path));

@@ -9,11 +9,11 @@
 // An image that a running sandbox has read-write (the image type with categories a live
 // sandbox holds, asked through `held`) is refused. One left so by a supervisor that was
 // killed (categories nobody holds) is taken, and gets back what a new file in its directory
-// would get. One already labelled as wanted (the image type
-// without categories: the default of /var/lib/stockade/images, or another sandbox's shared
-// read-only disk) is used as it is and not restored. Without a count of users kept with the file
-// (libvirt keeps one in extended attributes), a read-write run of an image another sandbox shares
-// read-only takes it from that sandbox until it ends.
+// would get. One already labelled as wanted (the image type without categories: the default
+// of /var/lib/stockade/images, or another sandbox's shared read-only disk) is used as it is
+// and not restored. Without a count of users kept with the file (libvirt keeps one in
+// extended attributes), a read-write run of an image another sandbox shares read-only takes
+// it from that sandbox until it ends.
 #include <functional>
 #include <span>
 #include <string>

@@ -1,10 +1,9 @@
 #pragma once
 // A virtio device whose queues are served in userspace, on the event-loop thread or on a
-// thread of its own (serve_on): the
-// kick eventfds are watched, each kick serves its queue through serve() for one turn (at
-// most kServeBudget chains), and the guest is interrupted when the ring's notification rules
-// ask for it. A driver violation (any Error from serve) stops the device and marks it
-// NEEDS_RESET.
+// thread of its own (serve_on): the kick eventfds are watched, each kick serves its queue
+// through serve() for one turn (at most kServeBudget chains), and the guest is interrupted
+// when the ring's notification rules ask for it. A driver violation (any Error from serve) stops
+// the device and marks it NEEDS_RESET.
 #include <memory>
 #include <mutex>
 #include <optional>

@@ -56,7 +56,6 @@ std::int64_t us_since(Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
 }
 
-// Descriptors this process holds now (from /proc, which the jail later hides).
 // The set-up's code (ELF and initramfs parsing, building the machine, compiling the
 // filters) does not run again once the vCPUs are released: the pages of the executable's
 // read-only segments are dropped from this process's page tables (MADV_DONTNEED on clean
@@ -76,6 +75,7 @@ int drop_read_only_segment(dl_phdr_info* info, std::size_t, void*) {
     return 1;  // the executable only: the first object
 }
 
+// Descriptors this process holds now (from /proc, which the jail later hides).
 std::vector<int> open_fds() {
     std::vector<int> fds;
     if (DIR* d = ::opendir("/proc/self/fd")) {
