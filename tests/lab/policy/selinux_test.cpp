@@ -4,11 +4,12 @@
 // tmpfs (files of the test module's stockade_labtest_file_t; and it is SELinux that stops
 // them: permissive lets the same open through); the
 // "required" mode refuses a permissive host; and the whole sequence (jail, SELinux switch
-// through the pre-opened attribute file, drop, seccomp) on a live process.
+// through the pre-opened attribute file, drop, seccomp) on a live process. Then full
+// `stockade` runs with the supervisor confined in stockade_runner_t (see that test).
 //
-// In the lab the test process itself plays the supervisor: after the policy load it runs in
-// kernel_t, and the test module stockade_labtest.pp gives kernel_t what the stockade module
-// gives stockade_runner_t towards its sandboxes (stockade_run_sandbox).
+// In the first tests the test process itself plays the supervisor: after the policy load it
+// runs in kernel_t, and the test module stockade_labtest.pp gives kernel_t what the stockade
+// module gives stockade_runner_t towards its sandboxes (stockade_run_sandbox).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <selinux/selinux.h>
@@ -65,6 +66,9 @@ class policy_lab_selinux : public ::testing::Test {
                   0)
             << out;
         ASSERT_EQ(run_command("load_policy -i", out), 0) << out;
+        // Every denial reaches dmesg (no auditd in the lab: the kernel prints them, rate
+        // limited by default).
+        ASSERT_EQ(run_command("sysctl -qw kernel.printk_ratelimit=0", out), 0) << out;
         ASSERT_EQ(security_setenforce(1), 0);
         std::printf("FIGURE selinux (lab): semodule -i + load_policy + setenforce took %.0f ms\n",
                     now_ms() - t0);
@@ -73,7 +77,7 @@ class policy_lab_selinux : public ::testing::Test {
         security_setenforce(0);
         // What SELinux refused during the suite (expected: the cross-category opens only).
         std::string out;
-        run_command("dmesg | grep 'avc: *denied' | sed 's/.*avc: *//' | sort | uniq -c", out);
+        run_command("dmesg | grep -E 'avc: +denied' | sed -E 's/.*avc: +//'", out);
         std::printf("SELinux denials during the suite:\n%s", out.c_str());
     }
 };
@@ -289,36 +293,65 @@ TEST_F(policy_lab_selinux, WholeSequenceWithTheSwitchAfterTheJail) {
 
 // ---- full sandboxes, sVirt ------------------------------------------------------------------
 
-// `stockade run` itself, enforcing, with the module loaded: the sandboxes run in stockade_t
-// with their own categories; their disk images carry stockade_image_t with those categories
-// for the run and their own labels again afterwards; one sandbox's domain cannot use the
-// other's image even through a descriptor; and no process named stockade was refused
-// anything. (The supervisor is the test's child, so it runs in kernel_t here, which the
-// test module gives what the stockade module gives stockade_runner_t.)
+// `stockade run` itself, enforcing, with the module loaded, from an executable labelled as
+// an installed one is: the supervisor runs confined in stockade_runner_t (not unconfined: an
+// image of a type it is not given is refused until the stockade_use_host_images boolean is
+// on); the sandboxes run in stockade_t with their own categories; their disk images carry
+// stockade_image_t with those categories for the run and their own labels again afterwards;
+// one sandbox's domain cannot use the other's image even through a descriptor; exec,
+// inspect, logs, pause, resume and PCI passthrough work; and no process named stockade was
+// refused anything.
 constexpr const char* kImageDir = "/run/stockade-lab-images";
+constexpr const char* kBinDir = "/run/stockade-lab-bin";
+
+// The stockade executable labelled stockade_exec_t, as an installed one is: run from kernel_t
+// (the test module's stockade_domtrans), it enters stockade_runner_t.
+std::string installed_stockade() {
+    static const std::string path = [] {
+        const std::string to = std::string(kBinDir) + "/stockade";
+        std::string out;
+        fs::create_directories(kBinDir);
+        if (::mount("tmpfs", kBinDir, "tmpfs", 0, "mode=0755") != 0 ||
+            run_command(fmt::format("cp {}/runner/stockade {} && chcon "
+                                    "system_u:object_r:stockade_exec_t:s0 {}",
+                                    lab::build_dir(), to, to),
+                        out) != 0)
+            return "<" + out + ">";
+        return to;
+    }();
+    return path;
+}
 
 lab::RunResult stockade(std::vector<std::string> args) {
-    args.insert(args.begin(), lab::build_dir() + "/runner/stockade");
+    args.insert(args.begin(), installed_stockade());
     return lab::run_process(args);
 }
 
+std::string process_context(pid_t pid) {
+    std::string attr = text_of(fmt::format("/proc/{}/attr/current", pid));
+    while (!attr.empty() && (attr.back() == '\0' || attr.back() == '\n'))
+        attr.pop_back();
+    return attr;
+}
+
+// Denials of processes named stockade since the last mark_denials() (all, before the first).
 std::string denials_of_stockade() {
     std::string out;
-    run_command("dmesg | grep 'avc: *denied' | grep 'comm=\"stockade\"' | sed 's/.*avc: *//'", out);
+    run_command(
+        "dmesg | sed -n '/stockade-lab-mark/h; /stockade-lab-mark/!H; ${x;p}' | "
+        "grep 'avc: *denied' | grep 'comm=\"stockade\"' | sed 's/.*avc: *//'",
+        out);
     return out;
+}
+void mark_denials() {
+    (void)write_file("/dev/kmsg", "stockade-lab-mark\n", O_WRONLY);
 }
 
 // The context of a detached sandbox's VMM process (ps --json's sandbox_pid).
-std::string sandbox_process_context(const std::string& id) {
+std::string sandbox_process_context(const std::string& id, const char* key = "sandbox_pid") {
     auto ps = stockade({"ps", "-a", "--json"});
     for (const auto& sb : nlohmann::json::parse(ps.out, nullptr, false))
-        if (sb.is_object() && sb.value("id", "") == id) {
-            std::string attr =
-                text_of(fmt::format("/proc/{}/attr/current", sb.value("sandbox_pid", 0)));
-            while (!attr.empty() && (attr.back() == '\0' || attr.back() == '\n'))
-                attr.pop_back();
-            return attr;
-        }
+        if (sb.is_object() && sb.value("id", "") == id) return process_context(sb.value(key, 0));
     return "no sandbox " + id + " in: " + ps.out;
 }
 
@@ -344,6 +377,18 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
     const std::string before = file_context(a);
     ASSERT_EQ(before.find("stockade_image_t"), std::string::npos) << before;
 
+    // 0. The supervisor is confined: root, but an image of a type the module does not give it
+    // (here tmpfs_t) is refused until the administrator turns stockade_use_host_images on.
+    auto confined = stockade({"run", "--disk", a, "--", "true"});
+    EXPECT_EQ(confined.status, 125) << confined.describe();
+    EXPECT_NE(confined.err.find("Permission denied"), std::string::npos) << confined.describe();
+    EXPECT_EQ(file_context(a), before);
+    ASSERT_EQ(run_command("setsebool stockade_use_host_images on 2>&1", out), 0) << out;
+    const std::string denial = denials_of_stockade();
+    EXPECT_NE(denial.find("tcontext=system_u:object_r:tmpfs_t:s0 tclass=file"), std::string::npos)
+        << denial;
+    mark_denials();
+
     // 1. Boot, a virtio-blk disk, vhost-net on a bridge, vsock stdio and rng, enforcing.
     auto r =
         stockade({"run", "--rng", "--disk", a, "--net", "bridge=brse1,vlan=10", "--", "sh", "-c",
@@ -365,6 +410,21 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
     EXPECT_NE(categories(ctx_a), categories(ctx_b));
     EXPECT_EQ(file_context(a), "system_u:object_r:stockade_image_t:s0:" + categories(ctx_a));
     EXPECT_EQ(file_context(b), "system_u:object_r:stockade_image_t:s0:" + categories(ctx_b));
+    // The supervisors run in the module's confined supervisor domain, not the caller's.
+    EXPECT_NE(sandbox_process_context("se-a", "pid").find(":stockade_runner_t:"), std::string::npos)
+        << sandbox_process_context("se-a", "pid");
+    // What a user does with a live sandbox, each from stockade_runner_t: exec (the control
+    // API's socket), inspect, logs, pause and resume.
+    auto ex = stockade({"exec", "se-a", "--", "sh", "-c",
+                        "echo exec-ok; dd if=/dev/vda bs=512 count=1 2>/dev/null | wc -c"});
+    EXPECT_EQ(ex.status, 0) << ex.describe();
+    EXPECT_NE(ex.out.find("exec-ok\n512\n"), std::string::npos) << ex.describe();
+    auto in = stockade({"inspect", "se-a"});
+    EXPECT_EQ(in.status, 0) << in.describe();
+    EXPECT_TRUE(nlohmann::json::parse(in.out, nullptr, false)["api"].contains("metrics")) << in.out;
+    EXPECT_EQ(stockade({"logs", "se-a"}).status, 0);
+    EXPECT_EQ(stockade({"pause", "se-b"}).status, 0);
+    EXPECT_EQ(stockade({"resume", "se-b"}).status, 0);
     // A third run of a's image read-write is refused while se-a has it.
     auto taken = stockade({"run", "--disk", a, "--", "true"});
     EXPECT_NE(taken.status, 0);
@@ -423,7 +483,29 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
         EXPECT_EQ(stockade({"rm", "-f", "se-killed"}).status, 0);
     }
 
-    // 5. Nothing a process named stockade did was refused.
+    // 5. PCI passthrough: the lab's spare virtio-net bound to vfio-pci, allowed by a policy
+    // file, reaches the guest; the supervisor opens its VFIO group and reads sysfs.
+    {
+        constexpr const char* kPassed = "0000:01:00.0";  // lab/run's spare virtio-net
+        const std::string dev = std::string("/sys/bus/pci/devices/") + kPassed;
+        ASSERT_EQ(run_command("echo vfio-pci > " + dev + "/driver_override && if [ -e " + dev +
+                                  "/driver ]; then echo " + kPassed + " > " + dev +
+                                  "/driver/unbind; fi && echo " + kPassed +
+                                  " > /sys/bus/pci/drivers_probe && restorecon -RF /dev/vfio",
+                              out),
+                  0)
+            << out;
+        const std::string policy = std::string(kImageDir) + "/vfio-policy.json";
+        ASSERT_TRUE(write_file(
+            policy, fmt::format("{{\"version\": 1, \"vfio_devices\": [\"{}\"]}}\n", kPassed),
+            O_CREAT | O_TRUNC | O_WRONLY));
+        auto v = stockade({"run", "--policy", policy, "--device", std::string("vfio=") + kPassed,
+                           "--", "sh", "-c", "cat /sys/class/net/eth0/address"});
+        EXPECT_EQ(v.status, 0) << v.describe();
+        EXPECT_EQ(v.out.size(), 18U) << "a MAC address and a newline: " << v.describe();
+    }
+
+    // 6. Nothing a process named stockade did was refused.
     EXPECT_EQ(denials_of_stockade(), "");
     ::umount2(kImageDir, MNT_DETACH);
     ::rmdir(kImageDir);
