@@ -182,6 +182,11 @@ void Net::on_reset() {
     reserved_.clear();
 }
 
+// Frames wait in the tap until the driver resets the device (activation watches it again).
+void Net::on_broken() {
+    set_tap_watch(false);
+}
+
 void Net::set_tap_watch(bool on) {
     if (watcher_ == nullptr || on == tap_watched_) return;
     if (on) {

@@ -86,6 +86,7 @@ class Net : public QueueDevice {
     Result<> serve(std::uint16_t q, SplitQueue& queue, const GuestMemory& memory) override;
     void on_activate(const ActivateContext& context) override;
     void on_reset() override;
+    void on_broken() override;
 
   private:
     Net(NetBackend backend, std::uint64_t offered)

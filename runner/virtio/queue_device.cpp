@@ -78,22 +78,21 @@ void QueueDevice::kick(std::uint16_t q) {
     run_queue(q);
 }
 
+void QueueDevice::fail_device(std::uint16_t q, const std::string& why) {
+    broken_ = true;
+    on_broken();
+    needs_reset_(fmt::format("queue {}: {}", q, why));
+}
+
 void QueueDevice::run_queue(std::uint16_t q) {
     if (memory_ == nullptr || broken_ || q >= queues_.size() || !queues_[q]) return;
     SplitQueue& queue = *queues_[q];
     ++queue_counters_[q].runs;
     queue.begin_turn(kServeBudget);
     auto served = serve(q, queue, *memory_);
-    if (!served) {
-        broken_ = true;
-        needs_reset_(fmt::format("queue {}: {}", q, served.error().message));
-        return;
-    }
-    if (auto notified = notify_if_needed(q, queue); !notified) {
-        broken_ = true;
-        needs_reset_(fmt::format("queue {}: {}", q, notified.error().message));
-        return;
-    }
+    if (!served) return fail_device(q, served.error().message);
+    if (auto notified = notify_if_needed(q, queue); !notified)
+        return fail_device(q, notified.error().message);
     if (queue.turn_cut_short()) {
         ++queue_counters_[q].budget_exhausted;
         serve_again(q);

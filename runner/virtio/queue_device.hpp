@@ -53,6 +53,10 @@ class QueueDevice : public VirtioDevice {
     // Called with mu_ held after activation succeeded / before queues are dropped.
     virtual void on_activate(const ActivateContext&) {}
     virtual void on_reset() {}
+    // Called with mu_ held when the device has just failed (NEEDS_RESET): it serves nothing
+    // until the driver resets it, so a backend descriptor it watches (level-triggered) must
+    // stop waking the loop, or the loop would spin on it for as long as the guest waits.
+    virtual void on_broken() {}
     // Serves queue `q` now (e.g. when a backend became readable). Takes mu_.
     void kick(std::uint16_t q);
     [[nodiscard]] std::uint64_t negotiated() const { return features_; }
@@ -72,6 +76,7 @@ class QueueDevice : public VirtioDevice {
     void kicked(std::uint16_t q);
     void run_queue(std::uint16_t q);
     void serve_again(std::uint16_t q);
+    void fail_device(std::uint16_t q, const std::string& why);
 
     std::vector<std::optional<SplitQueue>> queues_;
     std::vector<int> kick_fds_;             // per queue; -1 when not enabled

@@ -13,6 +13,7 @@
 //   blk-ioerr K, blk-reset K, blk-wrong K   (blk-abuse) requests answered as expected
 //                        (VIRTIO_BLK_S_IOERR, NEEDS_RESET) and otherwise
 //   vsock made M refused R   (vsock-flood) connections to the host's stdio port
+//   broken-hold, broken-end, flagged F of A, returned N   (zero-rx) see zero_rx
 // and then storms on until it is killed, so a stop always meets a storm in progress.
 //
 //   stockade-hostile uart-loopback SECONDS
@@ -26,6 +27,7 @@
 //   stockade-hostile blk-abuse ROUNDS
 //   stockade-hostile port-abuse ROUNDS
 //   stockade-hostile vsock-flood SECONDS
+//   stockade-hostile zero-rx ROUNDS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -565,6 +567,87 @@ int queue_abuse(unsigned rounds) {
     }
 }
 
+// ---- virtio-net receive buffers of zero bytes ----------------------------------------------
+
+constexpr std::uint64_t kNetMrgRxbuf = 1ull << 15;
+
+// Every entry of queue 0 (receive) a one-descriptor chain of a zero-byte device-writable
+// buffer, all of them made available.
+void offer_zero_chains(const Rings& r) {
+    const std::uint64_t buf = physical_address(r.buffer());
+    for (unsigned i = 0; i < Rings::size; ++i) {
+        put_desc(r.pages, i, buf, 0, kDescWrite, 0);
+        r.avail()[2 + i] = static_cast<std::uint16_t>(i);
+    }
+    r.avail()[1] = Rings::size;
+}
+
+// virtio-net (1af4:1041) on the userspace datapath, its guest driver unbound, while the host
+// sends frames into its tap. ROUNDS rounds of two phases:
+//   - mergeable receive buffers negotiated, every chain zero bytes: a frame can never fit
+//     and the chains would only pile up; the device must set NEEDS_RESET. It is then left
+//     broken, with frames waiting in the tap, for HOLD_MS before the next round's reset
+//     ("broken-hold" and "broken-end" around the first such wait, which the test times);
+//   - without mergeable buffers, the same chains re-posted as they come back: each frame
+//     goes back on one of them unwritten (used length 0), dropped.
+// Prints "flagged F of A" and "returned N" (chains given back with length 0 in the second
+// phases), then "storm-done", and goes on with the second phase until stopped.
+int zero_rx(unsigned rounds) {
+    const std::string addr = find_function("0x1af4", "0x1041");
+    unbind(addr);
+    const VirtioPci v = VirtioPci::open(addr);
+    const Rings r = Rings::make();
+    const std::uint64_t desc = physical_address(r.pages), avail = physical_address(r.pages + 4096),
+                        used = physical_address(r.pages + 2 * 4096);
+    say("storm-start\n");
+    start_heartbeat();
+    unsigned caught = 0;
+    std::uint64_t returned = 0;
+    auto reposting = [&](double seconds) {
+        v.status(0);
+        std::memset(r.pages, 0, 3 * 4096);
+        offer_zero_chains(r);
+        start_raw(v, Rings::size, desc, avail, used, kVersion1);
+        v.kick(0);
+        const double until = now() + seconds;
+        std::uint16_t seen = 0;
+        while (seconds < 0 || now() < until) {
+            const std::uint16_t u = r.used()[1];
+            for (; seen != u; ++seen) {
+                const auto* e = reinterpret_cast<const volatile std::uint32_t*>(r.used() + 2) +
+                                2 * (seen % 256);
+                if (e[1] == 0) ++returned;
+            }
+            // Every chain back is offered again at once.
+            r.avail()[1] = static_cast<std::uint16_t>(u + Rings::size);
+            v.kick(0);
+            ::usleep(1000);
+        }
+    };
+    for (unsigned round = 0; round < rounds; ++round) {
+        v.status(0);
+        std::memset(r.pages, 0, 3 * 4096);
+        offer_zero_chains(r);
+        start_raw(v, Rings::size, desc, avail, used, kVersion1 | kNetMrgRxbuf);
+        v.kick(0);
+        // The host's frames arrive every millisecond or so: the first one meets the chains.
+        const double until = now() + 2.0;
+        bool flag = false;
+        while (!flag && now() < until)
+            flag = (v.status() & 0x40) != 0;
+        if (flag) ++caught;
+        if (round == 0) say("broken-hold\n");
+        ::usleep(round == 0 ? 2'000'000 : 100'000);
+        if (round == 0) say("broken-end\n");
+        reposting(0.2);
+    }
+    say("flagged %u of %u\n", caught, rounds);
+    say("returned %llu\n", static_cast<unsigned long long>(returned));
+    say("storm-done %u\n", rounds);
+    reposting(-1);
+    return 0;
+}
+
 // ---- block requests that ask for what is not there ----------------------------------------
 
 // The PCI address of the virtio function behind /dev/NAME.
@@ -970,6 +1053,7 @@ int main(int argc, char** argv) {
     if (c == "blk-abuse") return blk_abuse(static_cast<unsigned>(std::atoi(arg)));
     if (c == "port-abuse") return port_abuse(static_cast<unsigned>(std::atoi(arg)));
     if (c == "vsock-flood") return vsock_flood(std::atof(arg));
+    if (c == "zero-rx") return zero_rx(static_cast<unsigned>(std::atoi(arg)));
     std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
     return 2;
 }

@@ -10,17 +10,24 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "lab/support/memory.hpp"
 #include "lab/support/process.hpp"
@@ -87,6 +94,9 @@ struct Storm {
     std::string term_mark = "storm-done";
     double term_delay = 1.0;
     double storm_limit = 60.0;
+    // When set: the sandbox's event loop (its main thread) is timed on the host between
+    // these two marks on stdout.
+    std::string cpu_from, cpu_to;
 };
 
 struct Figures {
@@ -95,6 +105,7 @@ struct Figures {
     bool supervisor_alive = false, sandbox_alive = false;  // just before the SIGTERM
     double baseline_mib = -1, peak_mib = -1;  // beside guest RAM: at start, highest in storm
     double stop_seconds = -1;                 // SIGTERM to exit; -1: hung (killed)
+    double loop_cpu_seconds = -1, loop_window_seconds = -1;  // between cpu_from and cpu_to
     int status = -1;
     std::string out, err;
     [[nodiscard]] double growth_mib() const { return peak_mib - baseline_mib; }
@@ -129,6 +140,23 @@ double overhead_mib(pid_t supervisor) {
     if (sandbox <= 0) return -1;
     const lab::ProcessMemory m = lab::process_memory(sandbox, kGuestMib << 20);
     return m.found ? m.overhead_mib() : -1;
+}
+
+// CPU time (user + system) of the sandbox process's main thread, its event loop.
+double loop_cpu_seconds(pid_t supervisor) {
+    const pid_t sandbox = lab::only_child_of(supervisor);
+    if (sandbox <= 0) return -1;
+    std::ifstream in("/proc/" + std::to_string(sandbox) + "/task/" + std::to_string(sandbox) +
+                     "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) return -1;
+    std::istringstream fields(stat.substr(paren + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 0; i <= 12 && fields >> field; ++i)
+        if (i == 11 || i == 12) ticks += std::stod(field);  // utime, stime (fields 14 and 15)
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 // A case on a sandbox with virtio-rng (the device most cases take from the guest's driver).
@@ -175,6 +203,8 @@ Figures run_storm(const Storm& s) {
     Clock::time_point started, term_at, termed;
     bool term_planned = false, sent = false, exited = false;
     double last_sample = -1;
+    double cpu_at = -1;  // the event loop's CPU time when cpu_from showed
+    Clock::time_point cpu_since;
     pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
     auto drain = [&](int timeout_ms) {
         if (::poll(fds, 2, timeout_ms) <= 0) return;
@@ -205,6 +235,16 @@ Figures run_storm(const Storm& s) {
                 term_planned = true;
                 term_at = Clock::now() +
                           std::chrono::milliseconds(static_cast<long>(s.term_delay * 1000));
+            }
+        }
+        if (!s.cpu_from.empty() && f.loop_window_seconds < 0) {
+            if (cpu_at < 0 && f.out.find(s.cpu_from) != std::string::npos) {
+                cpu_at = loop_cpu_seconds(pid);
+                cpu_since = Clock::now();
+            }
+            if (cpu_at >= 0 && f.out.find(s.cpu_to) != std::string::npos) {
+                f.loop_cpu_seconds = loop_cpu_seconds(pid) - cpu_at;
+                f.loop_window_seconds = since(cpu_since);
             }
         }
         if (f.started && !sent && since(started) - last_sample >= 0.25) {
@@ -482,6 +522,82 @@ TEST(Hostile, SlowDisk) {
     EXPECT_LT(rng_max, kSlowDiskMs) << "virtio-rng waited for the disk\n" << f.describe();
     // The storm did reach the disk: --stats counts its reads.
     EXPECT_GT(number_after(f.err, "stats: disk vdb:"), 8) << f.describe();
+}
+
+// A tap of the test's own (--net tap=, left as it is) and frames sent into it from the lab
+// host through a packet socket, one every 500 us, broadcast, until the test ends.
+constexpr const char* kFloodTap = "sthz0";
+
+struct FramesIntoATap {
+    std::atomic<bool> stop{false};
+    std::atomic<long> sent{0};
+    std::thread sender;
+    FramesIntoATap() {
+        auto made = lab::run_process({"/bin/sh", "-c",
+                                      std::string("ip tuntap add ") + kFloodTap +
+                                          " mode tap && ip link set " + kFloodTap + " up"});
+        EXPECT_EQ(made.status, 0) << made.describe();
+        const int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+        EXPECT_GE(fd, 0) << std::strerror(errno);
+        sockaddr_ll to{};
+        to.sll_family = AF_PACKET;
+        to.sll_ifindex = static_cast<int>(::if_nametoindex(kFloodTap));
+        to.sll_halen = 6;
+        std::memset(to.sll_addr, 0xff, 6);
+        sender = std::thread([this, fd, to] {
+            std::array<unsigned char, 98> frame{};
+            std::memset(frame.data(), 0xff, 6);                                 // broadcast
+            const unsigned char src[6] = {0x02, 0x00, 0x00, 0x00, 0x5a, 0x01};  // the host's
+            std::memcpy(frame.data() + 6, src, 6);
+            frame[12] = 0x88;  // a local experimental EtherType: nothing answers it
+            frame[13] = 0xb5;
+            while (!stop) {
+                if (::sendto(fd, frame.data(), frame.size(), 0,
+                             reinterpret_cast<const sockaddr*>(&to), sizeof to) > 0)
+                    ++sent;
+                ::usleep(500);
+            }
+            ::close(fd);
+        });
+    }
+    ~FramesIntoATap() {
+        stop = true;
+        sender.join();
+        (void)lab::run_process(
+            {"/bin/sh", "-c", std::string("ip tuntap del ") + kFloodTap + " mode tap"});
+    }
+};
+
+// 11. Receive buffers of zero bytes on the userspace datapath while frames keep arriving
+// (hostile.cpp, zero_rx). With mergeable buffers such a chain can never take a frame: before
+// the fix each was kept until the frame fitted, so re-posting them grew the host without
+// end; now the first one is a driver error (NEEDS_RESET), every round. And while the device
+// stays broken with frames waiting in the tap, the event loop must not spin on the tap (it
+// is level-triggered): timed on the host over the guest's 2 s hold. Without mergeable
+// buffers each frame goes back on one chain, unwritten, and is dropped.
+TEST(Hostile, ZeroLengthReceiveBuffers) {
+    FramesIntoATap frames;
+    Storm s;
+    s.options = {"--net", std::string("tap=") + kFloodTap + ",vhost=off,mac=02:00:00:00:5a:02",
+                 "--stats"};
+    s.hostile = {"zero-rx", "10"};
+    s.cpu_from = "broken-hold";
+    s.cpu_to = "broken-end";
+    const Figures f = run_storm(s);
+    const long caught = number_after(f.out, "flagged"), returned = number_after(f.out, "returned");
+    std::cout << "hostile zero-rx: " << caught << " of 10 rounds answered with NEEDS_RESET, "
+              << returned << " zero-byte chains given back; event loop " << f.loop_cpu_seconds
+              << " s of CPU in the " << f.loop_window_seconds << " s the device stayed broken; "
+              << frames.sent << " frames sent" << std::endl;
+    RecordProperty("flagged", static_cast<int>(caught));
+    RecordProperty("loop_cpu_ms_broken", static_cast<int>(f.loop_cpu_seconds * 1000));
+    expect_contained("zero-rx", f);
+    EXPECT_EQ(caught, 10) << f.describe();
+    EXPECT_GT(returned, 0) << "no frame reached the guest\n" << f.describe();
+    ASSERT_GT(f.loop_window_seconds, 1.0) << f.describe();
+    EXPECT_LT(f.loop_cpu_seconds, 0.2 * f.loop_window_seconds)
+        << "the event loop spun while the device was broken\n"
+        << f.describe();
 }
 
 }  // namespace

@@ -527,6 +527,12 @@ TEST(VirtioNetHostile, MergeableReceiveChainsSmallerThanTheHeaderNeedReset) {
         EXPECT_NE(rig.resets[0].find("less than the 12-byte header"), std::string::npos)
             << rig.resets[0];
         EXPECT_EQ(rig.rx.used_idx(), 0) << len;
+        // Broken until the driver resets it, with a frame waiting: the tap no longer wakes
+        // the (level-triggered) loop, which would otherwise spin on it.
+        EXPECT_FALSE(rig.watcher.watching(rig.tap_fd)) << len;
+        rig.net->reset();
+        ASSERT_TRUE(rig.activate(kModern | kNetFMrgRxbuf));
+        EXPECT_TRUE(rig.watcher.watching(rig.tap_fd)) << "watched again once reset and started";
     }
     // Exactly a header's worth is a buffer (if a useless one).
     NetRig rig;
