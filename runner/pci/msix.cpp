@@ -96,6 +96,35 @@ void Msix::pba_read(std::uint64_t, std::span<std::uint8_t> out) const {
     std::fill(out.begin(), out.end(), 0);
 }
 
+MsixState Msix::state() const {
+    MsixState s{control_, entries_, std::vector<bool>(entries_.size(), false)};
+    for (std::size_t v = 0; v < entries_.size(); ++v) {
+        if (attached_[v]) continue;  // KVM takes an attached vector's interrupts at once
+        // A detached vector's interrupts wait in its eventfd's counter: read it, then put
+        // one back (one or many, the guest gets one interrupt).
+        std::uint64_t count = 0;
+        if (::read(events_[v].get(), &count, sizeof count) == sizeof count && count > 0) {
+            s.pending[v] = true;
+            notify(static_cast<std::uint16_t>(v));
+        }
+    }
+    return s;
+}
+
+Result<> Msix::restore(const MsixState& s) {
+    if (s.entries.size() != entries_.size() || s.pending.size() != entries_.size())
+        return fail("MSI-X: the saved state has {} vectors, the function {}", s.entries.size(),
+                    entries_.size());
+    control_ = s.control & (kMsixEnable | kMsixFunctionMask);
+    for (std::size_t v = 0; v < entries_.size(); ++v) {
+        entries_[v] = s.entries[v];
+        entries_[v].control &= kMsixVectorMasked;
+        update(v);
+        if (s.pending[v]) notify(static_cast<std::uint16_t>(v));
+    }
+    return {};
+}
+
 int Msix::event_fd(std::uint16_t vector) const {
     return vector < events_.size() ? events_[vector].get() : -1;
 }

@@ -38,6 +38,14 @@ struct MsixEntry {
     std::uint32_t control = kMsixVectorMasked;
 };
 
+// What a snapshot keeps of MSI-X: the control word, the table, and which vectors have an
+// interrupt waiting (raised while masked: it is delivered when the vector is unmasked).
+struct MsixState {
+    std::uint16_t control = 0;
+    std::vector<MsixEntry> entries;
+    std::vector<bool> pending;
+};
+
 class Msix {
   public:
     [[nodiscard]] static Result<Msix> create(kvm::MsiRouter& router, std::uint16_t vectors);
@@ -66,6 +74,12 @@ class Msix {
     void reset();
 
     [[nodiscard]] const std::vector<MsixEntry>& entries() const { return entries_; }
+
+    // Snapshots. state() leaves every pending interrupt pending. restore() takes a state of
+    // the same vector count (else it refuses, changing nothing) and puts it in place as the
+    // guest's own writes would, raising again each vector that was pending.
+    [[nodiscard]] MsixState state() const;
+    [[nodiscard]] Result<> restore(const MsixState& s);
     // Where the table's warnings (a route KVM refused) count: its function's (PciDevice).
     void share_warnings(const GuestWarnings& warnings) { warnings_ = warnings; }
 

@@ -140,8 +140,9 @@ Result<std::unique_ptr<PciTransport>> PciTransport::create(std::unique_ptr<Virti
     t->pci_cfg_cap_ =
         c.add_capability(pci::kCapVendor, virtio_cap(VIRTIO_PCI_CAP_PCI_CFG, 0, 0, kPciCfgDataSize),
                          pci_cfg_writable);
-    c.add_capability(pci::kCapMsix, t->msix_.capability(0, kMsixTableOffset, 0, kMsixPbaOffset),
-                     pci::kMsixCapabilityWritable);
+    t->msix_cap_ =
+        c.add_capability(pci::kCapMsix, t->msix_.capability(0, kMsixTableOffset, 0, kMsixPbaOffset),
+                         pci::kMsixCapabilityWritable);
     return t;
 }
 
@@ -395,6 +396,67 @@ void PciTransport::activate() {
         return;
     }
     active_ = true;
+}
+
+TransportState PciTransport::state() const {
+    std::lock_guard lock(mu_);
+    TransportState s;
+    config_.read(0, s.config);
+    s.msix = msix_.state();
+    s.device_feature_select = device_feature_select_;
+    s.driver_feature_select = driver_feature_select_;
+    s.driver_features = driver_features_;
+    s.msix_config = msix_config_.load();
+    s.status = status_.load();
+    s.isr = isr_.load();
+    s.config_generation = config_generation_;
+    s.queue_select = queue_select_;
+    s.queues = queues_;
+    return s;
+}
+
+Result<> PciTransport::restore(const TransportState& s) {
+    std::lock_guard lock(mu_);
+    if (active_ || status_.load() != 0)
+        return fail("virtio {}: restore into a started transport", device_->name());
+    const std::string what = "virtio " + device_->name() + ": saved transport state";
+    const std::uint16_t vectors = msix_.vector_count();
+    auto vector_ok = [&](std::uint16_t v) { return v == pci::kNoVector || v < vectors; };
+    if (s.queues.size() != queues_.size())
+        return fail("{}: {} queues, the device has {}", what, s.queues.size(), queues_.size());
+    for (std::size_t q = 0; q < s.queues.size(); ++q)
+        if (s.queues[q].size > device_->queue_max_size() || !vector_ok(s.queues[q].msix_vector))
+            return fail("{}: queue {} has size {} (at most {}) and vector {:#x}", what, q,
+                        s.queues[q].size, device_->queue_max_size(), s.queues[q].msix_vector);
+    if (!vector_ok(s.msix_config))
+        return fail("{}: configuration vector {:#x} of {}", what, s.msix_config, vectors);
+    constexpr std::uint8_t kKnown = kStatusAcknowledge | kStatusDriver | kStatusDriverOk |
+                                    kStatusFeaturesOk | kStatusNeedsReset | kStatusFailed;
+    if ((s.status & ~kKnown) != 0 || (s.isr & ~3u) != 0)
+        return fail("{}: status {:#x} and ISR {:#x}", what, s.status, s.isr);
+    if ((s.status & kStatusFeaturesOk) &&
+        ((s.driver_features & ~device_->offered_features()) != 0 ||
+         !(s.driver_features & kFeatureVersion1) || !device_->accepts_features(s.driver_features)))
+        return fail("{}: features {:#x} (offered {:#x})", what, s.driver_features,
+                    device_->offered_features());
+    if ((s.status & kStatusDriverOk) && !(s.status & kStatusFeaturesOk))
+        return fail("{}: DRIVER_OK without FEATURES_OK", what);
+    STOCKADE_TRY_VOID(msix_.restore(s.msix));
+    config_.write(0, s.config);
+    msix_.set_control(config_.u16(msix_cap_ + 2));  // the configuration space says
+    device_feature_select_ = s.device_feature_select;
+    driver_feature_select_ = s.driver_feature_select;
+    driver_features_ = s.driver_features;
+    msix_config_ = s.msix_config;
+    isr_ = s.isr;
+    config_generation_ = s.config_generation;
+    queue_select_ = s.queue_select;
+    queues_ = s.queues;
+    status_ = s.status;
+    reported_violation_ = (s.status & kStatusNeedsReset) != 0;
+    // A device that had failed stays failed until the driver resets it.
+    if ((s.status & kStatusDriverOk) && !(s.status & kStatusNeedsReset)) activate();
+    return {};
 }
 
 void PciTransport::mark_needs_reset(const std::string& why) {

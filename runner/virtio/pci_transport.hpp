@@ -5,6 +5,7 @@
 //   0x4000 MSI-X table               0x5000 MSI-X PBA
 // Every register the driver writes is checked; a driver that breaks the protocol gets a
 // device in NEEDS_RESET, never a crashed runner.
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -29,6 +30,20 @@ inline constexpr std::uint64_t kCommonOffset = 0x0000, kIsrOffset = 0x1000,
                                kMsixTableOffset = 0x4000, kMsixPbaOffset = 0x5000;
 inline constexpr std::uint32_t kNotifyMultiplier = 4;
 
+// What a snapshot keeps of one function's transport: its configuration space (the PCI bus
+// keeps the BAR registers), MSI-X, and what the driver wrote to the common configuration.
+// The device's own state (queue positions, backend) is the device's to keep.
+struct TransportState {
+    std::array<std::uint8_t, pci::kConfigSize> config{};
+    pci::MsixState msix;
+    std::uint32_t device_feature_select = 0, driver_feature_select = 0;
+    std::uint64_t driver_features = 0;
+    std::uint16_t msix_config = pci::kNoVector;
+    std::uint8_t status = 0, isr = 0, config_generation = 0;
+    std::uint16_t queue_select = 0;
+    std::vector<QueueSetup> queues;
+};
+
 class PciTransport : public pci::PciDevice {
   public:
     [[nodiscard]] static Result<std::unique_ptr<PciTransport>> create(
@@ -46,6 +61,16 @@ class PciTransport : public pci::PciDevice {
     void bar_placed(std::size_t bar, std::uint64_t address) override;
 
     [[nodiscard]] std::uint8_t status() const;
+
+    // Snapshots. state() is taken while the vCPUs are paused. restore() is for a transport
+    // just created for the same kind of device, before any vCPU runs: the state is checked
+    // as the driver's own writes would be (features the device offers, queue sizes and
+    // vectors in range, known status bits; configuration space through its write mask, so
+    // read-only fields stay the device's), and refused whole otherwise. A driver that had
+    // reached DRIVER_OK gets its device activated again on the saved queues: the device
+    // must have its own state back before (its queue positions).
+    [[nodiscard]] TransportState state() const;
+    [[nodiscard]] Result<> restore(const TransportState& s);
     [[nodiscard]] VirtioDevice& device() { return *device_; }
 
   private:
@@ -69,6 +94,7 @@ class PciTransport : public pci::PciDevice {
     pci::ConfigSpace config_;
     pci::Msix msix_;
     std::size_t pci_cfg_cap_ = 0;
+    std::size_t msix_cap_ = 0;
     mutable std::mutex mu_;
 
     // Common configuration as the driver sees it.

@@ -236,5 +236,60 @@ TEST(Msix, ResetMasksEverythingAndDropsPendingInterrupts) {
     EXPECT_TRUE(router.attached.empty()) << "vectors stay masked after reset";
 }
 
+// ---- snapshots ----
+
+// A function's MSI-X as a snapshot keeps it, put into a fresh function (another router):
+// the same table and control, the same routes to KVM, and an interrupt raised while its
+// vector was masked still waiting for the unmask.
+TEST(MsixState, RestoredIntoAFreshFunctionAsItWas) {
+    FakeRouter router;
+    auto m = Msix::create(router, 3).value();
+    program(m, 0, kApicAddress, 0x41);
+    program(m, 2, kApicAddress | 0x1000, 0x43);
+    write32(m, 2 * 16 + 12, kMsixVectorMasked);
+    m.set_control(kMsixEnable);
+    m.notify(2);  // masked: waits
+    const MsixState s = m.state();
+    EXPECT_EQ(s.control, kMsixEnable);
+    ASSERT_EQ(s.pending.size(), 3u);
+    EXPECT_FALSE(s.pending[0]);
+    EXPECT_TRUE(s.pending[2]);
+    EXPECT_EQ(drain_eventfd(m.event_fd(2)), 1u) << "capturing left the interrupt pending";
+
+    FakeRouter other;
+    auto r = Msix::create(other, 3).value();
+    ASSERT_TRUE(r.restore(s));
+    EXPECT_EQ(r.control(), kMsixEnable);
+    for (std::uint64_t off = 0; off < 3 * 16; off += 4)
+        EXPECT_EQ(read32(r, off), read32(m, off)) << "table offset " << off;
+    EXPECT_EQ(other.attached_fd(0), r.event_fd(0));
+    EXPECT_EQ(other.routes[kvm::kFirstMsiGsi].data, 0x41u);
+    EXPECT_EQ(other.attached_fd(1), -1) << "never programmed: masked";
+    EXPECT_EQ(other.attached_fd(2), -1) << "masked";
+    write32(r, 2 * 16 + 12, 0);
+    ASSERT_EQ(other.attached_fd(2), r.event_fd(2));
+    EXPECT_EQ(drain_eventfd(r.event_fd(2)), 1u) << "the pending interrupt, delivered on unmask";
+}
+
+TEST(MsixState, AStateOfAnotherSizeOrWithStrayBitsIsRefusedOrMasked) {
+    FakeRouter router;
+    auto m = Msix::create(router, 2).value();
+    MsixState s = m.state();
+    s.entries.emplace_back();
+    s.pending.push_back(false);
+    EXPECT_FALSE(m.restore(s)) << "3 vectors into 2";
+    s = m.state();
+    s.pending.pop_back();
+    EXPECT_FALSE(m.restore(s)) << "a pending list of another length";
+    // Bits the guest cannot write do not come back through a state either.
+    s = m.state();
+    s.control = 0xffff;
+    s.entries[0] = {kApicAddress, 7, 0xfffffffe};
+    ASSERT_TRUE(m.restore(s));
+    EXPECT_EQ(m.control(), kMsixEnable | kMsixFunctionMask);
+    EXPECT_EQ(read32(m, 12), 0u) << "vector control keeps only the mask bit";
+    EXPECT_TRUE(router.attached.empty()) << "the function mask holds every vector";
+}
+
 }  // namespace
 }  // namespace stockade::pci

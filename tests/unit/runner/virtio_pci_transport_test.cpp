@@ -688,5 +688,133 @@ TEST(VirtioPciTransport, AResetAndStartLoopLogsAtMostTheBurst) {
     EXPECT_EQ(r.t->warnings().counts().warned + r.t->warnings().counts().suppressed, 1000u);
 }
 
+// ---- snapshots ----
+
+// Every byte a driver can read of the function: configuration space, the common
+// configuration seen through each queue select, and the MSI-X table.
+std::vector<std::uint8_t> driver_view(Rig& r) {
+    std::vector<std::uint8_t> v;
+    for (std::size_t off = 0; off < pci::kConfigSize; off += 4) {
+        const auto x = r.cfg<std::uint32_t>(off);
+        v.insert(v.end(), reinterpret_cast<const std::uint8_t*>(&x),
+                 reinterpret_cast<const std::uint8_t*>(&x) + 4);
+    }
+    const auto select = r.read<std::uint16_t>(kQueueSelect);
+    for (std::uint16_t q = 0; q < kQueues; ++q) {
+        r.write<std::uint16_t>(kQueueSelect, q);
+        for (std::uint64_t off = 0; off < 0x38; off += 2) {
+            const auto x = r.read<std::uint16_t>(off);
+            v.push_back(static_cast<std::uint8_t>(x));
+            v.push_back(static_cast<std::uint8_t>(x >> 8));
+        }
+    }
+    r.write<std::uint16_t>(kQueueSelect, select);
+    for (std::uint64_t off = 0; off < 16ull * (kQueues + 1); off += 4) {
+        const auto x = r.read<std::uint32_t>(kMsixTableOffset + off);
+        v.insert(v.end(), reinterpret_cast<const std::uint8_t*>(&x),
+                 reinterpret_cast<const std::uint8_t*>(&x) + 4);
+    }
+    return v;
+}
+
+// A running function's transport, put into a fresh one: the driver reads back exactly what
+// it had written, the device is activated again on the same queues with the same features,
+// and the next chain the guest makes available is served and interrupts on the same vector.
+TEST(VirtioPciTransportState, ARunningFunctionRestoredIntoAFreshOneServesOn) {
+    Rig a;
+    ASSERT_TRUE(a.negotiate(kGoodFeatures));
+    a.enable_msix_vector(1);
+    a.enable_msix_vector(2);
+    a.write<std::uint16_t>(kMsixConfig, 2);
+    a.setup_queue(0, a.ring.setup(), 1);
+    a.driver_ok();
+    a.write<std::uint16_t>(kQueueSelect, 1);  // where the driver left it
+    a.cfg_write<std::uint16_t>(pci::kOffCommand, pci::kCommandMemory | pci::kCommandBusMaster);
+    const TransportState saved = a.t->state();
+    EXPECT_EQ(saved.status,
+              kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+
+    Rig b;
+    ASSERT_TRUE(b.t->restore(saved));
+    EXPECT_EQ(driver_view(b), driver_view(a));
+    EXPECT_EQ(b.dev->activations, 1);
+    EXPECT_EQ(b.dev->features_seen, kGoodFeatures);
+    const auto kicks = b.watcher.fds();
+    ASSERT_EQ(kicks.size(), 1u) << "queue 0 only, as before";
+    b.ring.desc(0, b.ring.alloc(8), 8, kDescWrite);
+    b.ring.make_available(0);
+    b.watcher.fire(kicks[0]);
+    EXPECT_EQ(b.dev->served, 1);
+    EXPECT_EQ(b.ring.used_idx(), 1);
+    ASSERT_NE(b.router.attached_fd(1), -1);
+    EXPECT_EQ(drain_eventfd(b.router.attached_fd(1)), 1u) << "queue 0's vector, restored";
+    // And the driver can still reset it and start over.
+    b.set_status(0);
+    EXPECT_EQ(b.dev->resets, 1);
+    EXPECT_TRUE(b.negotiate(kGoodFeatures));
+}
+
+// A function the driver had not started comes back not started; one whose device had
+// failed comes back failed (NEEDS_RESET), its device not running.
+TEST(VirtioPciTransportState, NotStartedAndFailedFunctionsComeBackSo) {
+    Rig a;
+    ASSERT_TRUE(a.negotiate(kGoodFeatures));
+    Rig b;
+    ASSERT_TRUE(b.t->restore(a.t->state()));
+    EXPECT_EQ(b.status(), kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+    EXPECT_EQ(b.dev->activations, 0);
+    EXPECT_EQ(b.read_driver_features(), kGoodFeatures);
+
+    TransportState failed = a.t->state();
+    failed.status |= kStatusDriverOk | kStatusNeedsReset;
+    Rig c;
+    ASSERT_TRUE(c.t->restore(failed));
+    EXPECT_EQ(c.dev->activations, 0);
+    EXPECT_TRUE(c.status() & kStatusNeedsReset);
+}
+
+// A state that no driver could have written is refused whole, and the transport is left as
+// it was created; read-only configuration bytes do not come back through a state at all.
+TEST(VirtioPciTransportState, AStateNoDriverCouldHaveWrittenIsRefused) {
+    Rig a;
+    ASSERT_TRUE(a.negotiate(kGoodFeatures));
+    a.setup_queue(0, a.ring.setup(), 0);
+    a.driver_ok();
+    const TransportState good = a.t->state();
+    std::vector<std::pair<std::string, std::function<void(TransportState&)>>> bad = {
+        {"a queue too many", [](TransportState& s) { s.queues.emplace_back(); }},
+        {"a queue too big", [](TransportState& s) { s.queues[0].size = 128; }},
+        {"a queue vector out of range", [](TransportState& s) { s.queues[0].msix_vector = 3; }},
+        {"a config vector out of range", [](TransportState& s) { s.msix_config = 7; }},
+        {"an unknown status bit", [](TransportState& s) { s.status |= 0x10; }},
+        {"an unknown ISR bit", [](TransportState& s) { s.isr = 4; }},
+        {"a feature never offered", [](TransportState& s) { s.driver_features |= 1ull << 40; }},
+        {"no VERSION_1", [](TransportState& s) { s.driver_features &= ~kFeatureVersion1; }},
+        {"DRIVER_OK without FEATURES_OK",
+         [](TransportState& s) { s.status &= static_cast<std::uint8_t>(~kStatusFeaturesOk); }},
+        {"an MSI-X table of another size", [](TransportState& s) { s.msix.entries.pop_back(); }},
+    };
+    for (auto& [why, change] : bad) {
+        TransportState s = good;
+        change(s);
+        Rig b;
+        EXPECT_FALSE(b.t->restore(s)) << why;
+        EXPECT_EQ(b.status(), 0) << why;
+        EXPECT_EQ(b.dev->activations, 0) << why;
+    }
+    // Into a transport the driver has already started: refused.
+    Rig started;
+    ASSERT_TRUE(started.negotiate(kGoodFeatures));
+    EXPECT_FALSE(started.t->restore(good));
+    // Identity and capability bytes are read-only: the device's own stay.
+    TransportState forged = good;
+    forged.config[0] = 0x34;                // vendor
+    forged.config[pci::kOffCapPtr] = 0x80;  // capability list
+    Rig b;
+    ASSERT_TRUE(b.t->restore(forged));
+    EXPECT_EQ(b.cfg<std::uint16_t>(0x00), 0x1af4);
+    EXPECT_EQ(b.cfg<std::uint8_t>(pci::kOffCapPtr), a.cfg<std::uint8_t>(pci::kOffCapPtr));
+}
+
 }  // namespace
 }  // namespace stockade::virtio
