@@ -67,6 +67,11 @@ class Net : public QueueDevice {
     Result<> activate(const ActivateContext& context) override;
     void reset() override;
     void hold(bool held) override;
+    // Snapshots of the userspace datapath (the receive chains waiting for a frame are taken
+    // again after restore; a frame read from the tap and not yet delivered is lost, as on a
+    // wire). The vhost-net datapath: not yet.
+    [[nodiscard]] Result<DeviceState> save_state() override;
+    [[nodiscard]] Result<> restore_state(const DeviceState& state) override;
 
     [[nodiscard]] bool uses_vhost() const { return backend_.vhost.has_value(); }
     // The TUN_F_* offloads the tap was last told to use.
@@ -87,6 +92,7 @@ class Net : public QueueDevice {
     void on_activate(const ActivateContext& context) override;
     void on_reset() override;
     void on_broken() override;
+    [[nodiscard]] std::uint16_t unused_chains(std::uint16_t q) const override;
 
   private:
     Net(NetBackend backend, std::uint64_t offered)

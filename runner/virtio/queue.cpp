@@ -74,6 +74,24 @@ Result<std::uint16_t> SplitQueue::avail_idx_or_arm() {
     return avail_idx();
 }
 
+Result<> SplitQueue::resume_at(QueuePosition p) {
+    const std::uint16_t used = STOCKADE_TRY(load_u16(*mem_, used_ + 2));
+    const std::uint16_t avail = STOCKADE_TRY(avail_idx());
+    if (used != p.next_used)
+        return fail("the used index in guest memory is {}, the saved queue's {}", used,
+                    p.next_used);
+    if (static_cast<std::uint16_t>(avail - p.next_avail) > size_ ||
+        static_cast<std::uint16_t>(p.next_avail - p.next_used) > size_)
+        return fail(
+            "saved queue position (avail {}, used {}) does not fit the ring (avail index "
+            "{}, size {})",
+            p.next_avail, p.next_used, avail, size_);
+    last_avail_ = p.next_avail;
+    next_used_ = p.next_used;
+    signalled_valid_ = false;  // the next should_notify interrupts: one more than needed at most
+    return {};
+}
+
 Result<bool> SplitQueue::has_available() {
     return STOCKADE_TRY(avail_idx_or_arm()) != last_avail_;
 }

@@ -58,6 +58,12 @@ class SplitQueue {
     void end_turn() { turn_left_ = 0; }
     [[nodiscard]] bool turn_cut_short() const { return turn_cut_short_; }
 
+    // Snapshots: where the queue stands, and a fresh queue going on from there. The used
+    // index in guest memory must be p.next_used, and neither the chains the driver has made
+    // available nor those the device has taken and not given back may be more than a queue.
+    [[nodiscard]] QueuePosition position() const { return {last_avail_, next_used_}; }
+    [[nodiscard]] Result<> resume_at(QueuePosition p);
+
     [[nodiscard]] std::uint16_t size() const { return size_; }
     [[nodiscard]] std::uint16_t last_avail() const { return last_avail_; }
     [[nodiscard]] std::uint16_t next_used() const { return next_used_; }

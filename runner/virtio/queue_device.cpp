@@ -17,10 +17,14 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
             continue;
         }
         auto queue = SplitQueue::create(ctx.memory, ctx.queues[q], event_idx, queue_max_size());
+        if (queue && restored_ && q < restored_->size())
+            if (auto resumed = queue->resume_at((*restored_)[q]); !resumed)
+                queue = std::unexpected(std::move(resumed).error());
         if (!queue)
             return std::unexpected(std::move(queue).error().context(fmt::format("queue {}", q)));
         queues_.emplace_back(std::move(*queue));
     }
+    restored_.reset();
     memory_ = &ctx.memory;
     watcher_ = own_thread_ != nullptr ? own_thread_ : &ctx.watcher;
     notify_ = ctx.notify_queue;
@@ -53,6 +57,29 @@ void QueueDevice::reset() {
     queues_.clear();
     memory_ = nullptr;
     broken_ = false;
+    restored_.reset();
+}
+
+Result<DeviceState> QueueDevice::save_state() {
+    std::lock_guard lock(mu_);
+    DeviceState s;
+    s.queues.resize(queue_count());
+    for (std::uint16_t q = 0; q < queues_.size() && q < s.queues.size(); ++q) {
+        if (!queues_[q]) continue;
+        QueuePosition p = queues_[q]->position();
+        p.next_avail = static_cast<std::uint16_t>(p.next_avail - unused_chains(q));
+        s.queues[q] = p;
+    }
+    return s;
+}
+
+Result<> QueueDevice::restore_state(const DeviceState& state) {
+    std::lock_guard lock(mu_);
+    if (state.queues.size() != queue_count())
+        return fail("virtio {}: the saved state has {} queues, the device {}", name(),
+                    state.queues.size(), queue_count());
+    restored_ = state.queues;
+    return {};
 }
 
 void QueueDevice::hold(bool held) {

@@ -31,6 +31,10 @@ class QueueDevice : public VirtioDevice {
     // activation on, and a pause holds it.
     void serve_on(ServingThread& thread) override { own_thread_ = &thread; }
     void hold(bool held) override;
+    // Snapshots: each running queue's position, less the chains the device took and has not
+    // used (unused_chains); restore_state keeps positions for the next activation.
+    [[nodiscard]] Result<DeviceState> save_state() override;
+    [[nodiscard]] Result<> restore_state(const DeviceState& state) override;
 
     // Per queue since activation: the driver's notifications (kicks; an eventfd counts
     // those that came while the queue was being served), the times the queue was served, the
@@ -57,6 +61,9 @@ class QueueDevice : public VirtioDevice {
     // until the driver resets it, so a backend descriptor it watches (level-triggered) must
     // stop waking the loop, or the loop would spin on it for as long as the guest waits.
     virtual void on_broken() {}
+    // Chains of queue q the device has taken from the ring but not used yet (virtio-net's
+    // receive buffers waiting for a frame); they are the last it took. Called with mu_ held.
+    [[nodiscard]] virtual std::uint16_t unused_chains(std::uint16_t /*q*/) const { return 0; }
     // Serves queue `q` now (e.g. when a backend became readable). Takes mu_.
     void kick(std::uint16_t q);
     [[nodiscard]] std::uint64_t negotiated() const { return features_; }
@@ -89,6 +96,7 @@ class QueueDevice : public VirtioDevice {
     std::function<void(std::string)> needs_reset_;
     std::uint64_t features_ = 0;
     bool broken_ = false;
+    std::optional<std::vector<QueuePosition>> restored_;  // for the next activation
 };
 
 }  // namespace stockade::virtio

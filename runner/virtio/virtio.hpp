@@ -5,6 +5,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/error.hpp"
 #include "base/guest_memory.hpp"
@@ -34,6 +35,17 @@ struct QueueSetup {
     std::uint64_t desc = 0, driver = 0, device = 0;  // descriptor table, avail ring, used ring
     std::uint16_t msix_vector = 0xffff;
     bool enabled = false;
+};
+
+// Where a queue stands, for snapshots: the avail index of the next chain the device takes
+// and the used index of the next entry it writes.
+struct QueuePosition {
+    std::uint16_t next_avail = 0, next_used = 0;
+};
+
+// What a snapshot keeps of a device beyond its transport's: where each queue stands.
+struct DeviceState {
+    std::vector<QueuePosition> queues;  // index = queue number; {0, 0} for one not running
 };
 
 struct ActivateContext {
@@ -77,6 +89,17 @@ class VirtioDevice {
     // its own filter, before the vCPUs run and hands it over with serve_on.
     [[nodiscard]] virtual bool wants_own_thread() const { return false; }
     virtual void serve_on(ServingThread& /*thread*/) {}
+    // Snapshots. save_state is called while the device is held (paused), with every chain
+    // it took either given back or handed back to the ring (a chain taken but unused is
+    // taken again after restore). restore_state gives a fresh device its state before its
+    // transport is restored; the activation that follows goes on from there. A device that
+    // cannot be saved says why.
+    [[nodiscard]] virtual Result<DeviceState> save_state() {
+        return fail("virtio {}: snapshots of this device are not supported", name());
+    }
+    [[nodiscard]] virtual Result<> restore_state(const DeviceState& /*state*/) {
+        return fail("virtio {}: snapshots of this device are not supported", name());
+    }
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.
     [[nodiscard]] virtual std::string stats() { return {}; }
     // PCI class code (base class, subclass, interface) its transport reports.

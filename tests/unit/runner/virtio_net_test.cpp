@@ -577,6 +577,40 @@ TEST(VirtioNetHostile, ReservedReceiveChainsNeverExceedTheQueueSize) {
     EXPECT_EQ(rig.net->reserved_chains(), 0u);
 }
 
+// Snapshots of the userspace datapath: receive chains the device took for a frame that
+// did not fit yet are not lost: the saved position is before them, so a restored device
+// takes them again.
+TEST(VirtioNetState, ReceiveChainsWaitingForAFrameAreTakenAgainAfterRestore) {
+    NetRig a;
+    ASSERT_TRUE(a.activate(kModern | kNetFMrgRxbuf));
+    for (std::uint16_t i = 0; i < 2; ++i) {
+        a.rx.desc(i, a.alloc(1000), 1000, kDescWrite);
+        a.rx.offer(i);
+    }
+    a.host_send(frame_with_header(2500 - kNetHdrSize));  // needs three
+    a.watcher.fire(a.tap_fd);
+    ASSERT_EQ(a.net->reserved_chains(), 2u);
+    ASSERT_EQ(a.rx.used_idx(), 0);
+    const DeviceState saved = a.net->save_state().value();
+    EXPECT_EQ(saved.queues[kNetRxQueue].next_avail, 0) << "the two waiting chains, handed back";
+
+    NetRig b;
+    const auto all = a.mem.slice(0, a.mem.total_size()).value();
+    std::copy(all.begin(), all.end(), b.mem.slice(0, all.size()).value().begin());
+    ASSERT_TRUE(b.net->restore_state(saved));
+    ASSERT_TRUE(b.activate(kModern | kNetFMrgRxbuf));
+    b.rx.desc(2, b.alloc(1000), 1000, kDescWrite);
+    b.rx.offer(0);  // b's driver ring helper starts at 0: put slots 0 and 1 back as they were
+    b.rx.offer(1);
+    b.rx.offer(2);
+    b.host_send(frame_with_header(2500 - kNetHdrSize));
+    b.watcher.fire(b.tap_fd);
+    ASSERT_EQ(b.rx.used_idx(), 3) << "chains 0 and 1 taken again, and 2";
+    EXPECT_EQ(b.rx.used(0).id, 0u);
+    EXPECT_EQ(b.rx.used(2).id, 2u);
+    EXPECT_TRUE(b.resets.empty());
+}
+
 TEST(VirtioNetHostile, MisplacedRingsFailActivation) {
     NetRig rig;
     rig.rx = DriverRing(rig.mem, (4 << 20) - 64, kQueueSize);  // runs off the end of RAM

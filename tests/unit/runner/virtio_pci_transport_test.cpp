@@ -816,5 +816,56 @@ TEST(VirtioPciTransportState, AStateNoDriverCouldHaveWrittenIsRefused) {
     EXPECT_EQ(b.cfg<std::uint8_t>(pci::kOffCapPtr), a.cfg<std::uint8_t>(pci::kOffCapPtr));
 }
 
+// The device's side: a device that served three chains of five, saved and given with its
+// transport to a fresh one over the same guest memory, serves the other two and no other.
+TEST(VirtioPciTransportState, WithItsDeviceStateTheRestoredDeviceServesWhatWasLeft) {
+    Rig a;
+    ASSERT_TRUE(a.negotiate(kGoodFeatures));
+    a.setup_queue(0, a.ring.setup(), pci::kNoVector);
+    a.driver_ok();
+    for (std::uint16_t i = 0; i < 3; ++i) {
+        a.ring.desc(i, a.ring.alloc(8), 8, kDescWrite);
+        a.ring.make_available(i);
+    }
+    a.watcher.fire(a.watcher.fds().at(0));
+    ASSERT_EQ(a.dev->served, 3);
+    for (std::uint16_t i = 3; i < 5; ++i) {
+        a.ring.desc(i, a.ring.alloc(8), 8, kDescWrite);
+        a.ring.make_available(i);  // no kick yet
+    }
+    const DeviceState device = a.dev->save_state().value();
+    ASSERT_EQ(device.queues.size(), kQueues);
+    EXPECT_EQ(device.queues[0].next_avail, 3);
+    EXPECT_EQ(device.queues[1].next_avail, 0) << "not running";
+    const TransportState transport = a.t->state();
+
+    Rig b;
+    const auto all = a.ring.mem().slice(0, a.ring.mem().total_size()).value();
+    const auto into = b.ring.mem().slice(0, b.ring.mem().total_size()).value();
+    std::copy(all.begin(), all.end(), into.begin());  // the guest's memory, restored
+    ASSERT_TRUE(b.dev->restore_state(device));
+    ASSERT_TRUE(b.t->restore(transport));
+    ASSERT_EQ(b.dev->activations, 1);
+    b.watcher.fire(b.watcher.fds().at(0));
+    EXPECT_EQ(b.dev->served, 2);
+    EXPECT_EQ(b.ring.used_idx(), 5);
+    EXPECT_EQ(b.ring.used_elem(3).id, 3u);
+    EXPECT_EQ(b.ring.used_elem(4).id, 4u);
+    EXPECT_EQ(b.status() & kStatusNeedsReset, 0);
+
+    // A device state that does not fit the memory (its used index) fails the activation:
+    // the device needs a reset, the host goes on.
+    DeviceState wrong = device;
+    wrong.queues[0].next_used = 1;
+    Rig c;
+    std::copy(all.begin(), all.end(), c.ring.mem().slice(0, all.size()).value().begin());
+    ASSERT_TRUE(c.dev->restore_state(wrong));
+    ASSERT_TRUE(c.t->restore(transport));
+    EXPECT_TRUE(c.status() & kStatusNeedsReset);
+    DeviceState short_state = device;
+    short_state.queues.pop_back();
+    EXPECT_FALSE(Rig().dev->restore_state(short_state)) << "a queue missing";
+}
+
 }  // namespace
 }  // namespace stockade::virtio

@@ -680,5 +680,47 @@ TEST(ChainReaderWriter, StreamAcrossDescriptorsAndStopAtTheEnd) {
     EXPECT_FALSE(w.write(five)) << "the buffers are full";
 }
 
+// ---- snapshots ----
+
+// A queue saved with chains taken and chains still waiting goes on, in a fresh queue on the
+// same ring, from the next chain it had not taken.
+TEST(SplitQueueResume, AFreshQueueGoesOnFromTheSavedPosition) {
+    GuestRing ring(8);
+    for (std::uint16_t i = 0; i < 5; ++i) {
+        ring.desc(i, ring.alloc(4), 4, kDescWrite);
+        ring.make_available(i);
+    }
+    auto q = ring.queue().value();
+    for (int i = 0; i < 3; ++i) {
+        auto c = q.pop().value();
+        ASSERT_TRUE(c);
+        ASSERT_TRUE(q.push_used(c->head, 4));
+    }
+    const QueuePosition p = q.position();
+    EXPECT_EQ(p.next_avail, 3);
+    EXPECT_EQ(p.next_used, 3);
+    auto fresh = ring.queue().value();
+    ASSERT_TRUE(fresh.resume_at(p));
+    auto c = fresh.pop().value();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->head, 3) << "the first chain the saved queue had not taken";
+    ASSERT_TRUE(fresh.push_used(c->head, 4));
+    EXPECT_EQ(ring.used_idx(), 4);
+    EXPECT_EQ(ring.used_elem(3).id, 3u);
+}
+
+// Positions the ring cannot have: refused, the queue untouched.
+TEST(SplitQueueResume, APositionTheRingCannotHaveIsRefused) {
+    GuestRing ring(8);
+    ring.set_avail_idx(5);
+    auto q = ring.queue().value();
+    EXPECT_FALSE(q.resume_at({3, 2})) << "used index in memory is 0, not 2";
+    EXPECT_FALSE(q.resume_at({static_cast<std::uint16_t>(5 - 9), 0})) << "9 chains waiting";
+    EXPECT_FALSE(q.resume_at({9, 0})) << "9 taken and not given back, in an 8-entry queue";
+    EXPECT_EQ(q.position().next_avail, 0);
+    EXPECT_TRUE(q.resume_at({5, 0}));
+    EXPECT_EQ(q.position().next_avail, 5);
+}
+
 }  // namespace
 }  // namespace stockade::virtio
