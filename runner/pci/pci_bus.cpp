@@ -124,6 +124,56 @@ std::uint64_t PciBus::bar_address(std::uint8_t slot, std::size_t bar) const {
     return slot < slots_.size() && bar < 6 ? slots_[slot].bars[bar].mapped_at : 0;
 }
 
+PciBusState PciBus::state() const {
+    std::lock_guard lock(mu_);
+    PciBusState st{address_, {}};
+    for (std::size_t slot = 1; slot < slots_.size(); ++slot) {
+        if (slots_[slot].device == nullptr) continue;
+        for (std::size_t i = 0; i < 6; ++i) {
+            const Bar& b = slots_[slot].bars[i];
+            if (b.size != 0 && !b.upper_half)
+                st.bars.push_back({static_cast<std::uint8_t>(slot), static_cast<std::uint8_t>(i),
+                                   b.size, b.address});
+        }
+    }
+    return st;
+}
+
+Result<> PciBus::restore(const PciBusState& st) {
+    std::lock_guard lock(mu_);
+    std::size_t implemented = 0;
+    for (std::size_t slot = 1; slot < slots_.size(); ++slot)
+        if (slots_[slot].device != nullptr)
+            for (const Bar& b : slots_[slot].bars)
+                implemented += b.size != 0 && !b.upper_half;
+    if (st.bars.size() != implemented)
+        return fail("PCI: the saved bus has {} BARs, this one {}", st.bars.size(), implemented);
+    std::array<std::array<bool, 6>, 32> seen{};
+    for (const PciBusState::Bar& saved : st.bars) {
+        const bool exists = saved.slot > 0 && saved.slot < slots_.size() && saved.index < 6 &&
+                            slots_[saved.slot].device != nullptr &&
+                            !slots_[saved.slot].bars[saved.index].upper_half &&
+                            slots_[saved.slot].bars[saved.index].size == saved.size &&
+                            saved.size != 0;
+        if (!exists || seen[saved.slot][saved.index])
+            return fail("PCI: the saved BAR {} of slot {} ({:#x} bytes) is not this bus's",
+                        saved.index, saved.slot, saved.size);
+        const Bar& b = slots_[saved.slot].bars[saved.index];
+        if (!b.is_64bit && saved.address > 0xffff'ffffu)
+            return fail("PCI: the saved 32-bit BAR {} of slot {} is at {:#x}", saved.index,
+                        saved.slot, saved.address);
+        seen[saved.slot][saved.index] = true;
+    }
+    address_ = st.config_address;
+    for (const PciBusState::Bar& saved : st.bars) {
+        Bar& b = slots_[saved.slot].bars[saved.index];
+        b.address = saved.address & ~(b.size - 1);  // as a guest write leaves it
+    }
+    for (std::uint8_t slot = 1; slot < slots_.size(); ++slot)
+        if (slots_[slot].device != nullptr) remap(slot);
+    return {};
+}
+
 std::uint16_t PciBus::command(std::uint8_t slot) {
     std::uint16_t cmd = 0;
     slots_[slot].device->config_read(kOffCommand,

@@ -22,6 +22,17 @@ struct MmioWindows {
     std::uint64_t high_start, high_end;  // 64-bit BARs
 };
 
+// What a snapshot keeps of the bus: CONFIG_ADDRESS and where the guest put each BAR (the
+// functions keep their own configuration, the command register among it).
+struct PciBusState {
+    struct Bar {
+        std::uint8_t slot = 0, index = 0;
+        std::uint64_t size = 0, address = 0;
+    };
+    std::uint32_t config_address = 0;
+    std::vector<Bar> bars;  // every implemented BAR of every function, in slot order
+};
+
 class PciBus : public BusDevice {
   public:
     PciBus(Bus& mmio, const MmioWindows& windows);
@@ -37,6 +48,13 @@ class PciBus : public BusDevice {
 
     // Where a device's BAR currently is (0: not decoded), for tests and diagnostics.
     [[nodiscard]] std::uint64_t bar_address(std::uint8_t slot, std::size_t bar) const;
+
+    // Snapshots. restore() is for a bus with the same functions in the same slots, each
+    // with its own state already back (its command register says whether its BARs decode):
+    // each BAR goes where it was and is mapped if its function decodes memory. A state
+    // that names a BAR the bus does not have, or leaves one out, is refused whole.
+    [[nodiscard]] PciBusState state() const;
+    [[nodiscard]] Result<> restore(const PciBusState& s);
 
     // Direct configuration access by (slot, offset), as the guest sees it.
     void config_read(std::uint8_t slot, std::size_t offset, std::span<std::uint8_t> out);

@@ -3,6 +3,8 @@
 // placement, and BARs moving on the MMIO bus wherever the guest points them.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <cstring>
 #include <set>
 #include <string>
@@ -453,6 +455,67 @@ TEST(PciBus, RefusedPlacementsRepeatedLogAtMostTheBurst) {
     EXPECT_GE(cw.warned + cw.suppressed, 1000u);
     EXPECT_LE(cw.warned, RateLimit{}.burst);
     EXPECT_EQ(a.warnings().counts(), GuestWarnings::Counts{}) << "a did nothing wrong";
+}
+
+// ---- snapshots ----
+
+// The guest moved BARs and turned decoding on; a fresh bus with the same functions, each
+// with its command register back, gets every BAR where the guest had it, mapped, and
+// CONFIG_ADDRESS as it was.
+TEST(PciBusState, BarsGoBackWhereTheGuestPutThem) {
+    Rig a;
+    FakeFunction f({{0x4000, false}, {0x8000, true}}), g({{0x1000, false}});
+    ASSERT_TRUE(a.pci.add(f));
+    ASSERT_TRUE(a.pci.add(g));
+    a.decode(1, true);
+    a.cfg_write(1, kOffBar0, 0xd000'0000u);
+    a.cfg_write(1, kOffBar0 + 8, 0x18);
+    a.cfg_write(1, kOffBar0 + 4, 0);
+    a.select(Rig::address(2, 0x10));
+    const PciBusState saved = a.pci.state();
+    ASSERT_EQ(saved.bars.size(), 3u);
+
+    Rig b;
+    FakeFunction f2({{0x4000, false}, {0x8000, true}}), g2({{0x1000, false}});
+    ASSERT_TRUE(b.pci.add(f2));
+    ASSERT_TRUE(b.pci.add(g2));
+    f2.config().write(kOffCommand, std::vector<std::uint8_t>{kCommandMemory, 0});  // its state
+    ASSERT_TRUE(b.pci.restore(saved));
+    EXPECT_EQ(b.pci.bar_address(1, 0), 0xd000'0000u);
+    EXPECT_EQ(b.pci.bar_address(1, 1), 0x18'0000'0000u);
+    EXPECT_EQ(b.pci.bar_address(2, 0), 0u) << "function 2 does not decode";
+    EXPECT_TRUE(b.mmio_read(0xd000'0000));
+    EXPECT_TRUE(b.mmio_read(0x18'0000'7ffc));
+    EXPECT_EQ(f2.placed.back().where, 0x18'0000'0000u) << "the function was told";
+    std::uint32_t addr = 0;
+    b.pci.read(0, std::span(reinterpret_cast<std::uint8_t*>(&addr), 4));
+    EXPECT_EQ(addr, Rig::address(2, 0x10));
+    // What the guest reads back of the BARs is what it wrote.
+    for (std::size_t reg = kOffBar0; reg < kOffBarEnd; reg += 4)
+        EXPECT_EQ(b.cfg_read(1, reg), a.cfg_read(1, reg)) << reg;
+}
+
+TEST(PciBusState, ASavedBusThatIsNotThisOneIsRefused) {
+    Rig a;
+    FakeFunction f({{0x4000, false}, {0x8000, true}});
+    ASSERT_TRUE(a.pci.add(f));
+    const PciBusState good = a.pci.state();
+    std::vector<std::pair<const char*, std::function<void(PciBusState&)>>> bad = {
+        {"a BAR left out", [](PciBusState& s) { s.bars.pop_back(); }},
+        {"a BAR twice", [](PciBusState& s) { s.bars[1] = s.bars[0]; }},
+        {"another size", [](PciBusState& s) { s.bars[0].size = 0x8000; }},
+        {"an empty slot", [](PciBusState& s) { s.bars[0].slot = 5; }},
+        {"the host bridge", [](PciBusState& s) { s.bars[0].slot = 0; }},
+        {"an upper half", [](PciBusState& s) { s.bars[1].index = 2; }},
+        {"an index past the header", [](PciBusState& s) { s.bars[1].index = 9; }},
+        {"a 32-bit BAR above 4 GiB", [](PciBusState& s) { s.bars[0].address = 1ull << 32; }},
+    };
+    for (auto& [why, change] : bad) {
+        PciBusState s = good;
+        change(s);
+        EXPECT_FALSE(a.pci.restore(s)) << why;
+        EXPECT_EQ(a.pci.state().bars[0].address, good.bars[0].address) << why;
+    }
 }
 
 }  // namespace
