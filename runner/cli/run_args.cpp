@@ -1,6 +1,7 @@
 #include "runner/cli/run_args.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <iterator>
 #include <optional>
 
@@ -11,6 +12,13 @@
 
 namespace stockade {
 namespace {
+
+// This program's own path (/proc/self/exe); empty when it cannot be read.
+std::string executable() {
+    std::error_code ec;
+    auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : p.string();
+}
 
 constexpr const char* kRunHelp = R"(Run CMD inside a fresh micro-VM and exit with its status.
 
@@ -23,7 +31,8 @@ reported one; 126 when CMD could not be executed; 127 when it was not found; 128
 stockade was stopped by signal N.
 
 The guest kernel's console is kept off stdout (use --console to see it on stderr).
-Defaults boot the Debian cloud kernel and initramfs built with this tree.
+Defaults boot the Debian cloud kernel and initramfs installed with stockade
+(PREFIX/lib/stockade beside PREFIX/bin/stockade), or those built with this tree.
 
 With -d (--detach), stockade prints the sandbox's id and returns as soon as the sandbox is
 ready, leaving it running in the background: CMD's stdin is /dev/null and its stdout and
@@ -77,10 +86,10 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_option("--kernel", spec.kernel,
                    "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
         ->envname("STOCKADE_KERNEL")
-        ->default_val(STOCKADE_DEFAULT_KERNEL);
+        ->default_val(default_boot_file(executable(), "vmlinux", STOCKADE_DEFAULT_KERNEL));
     run.add_option("--initrd", spec.initrd, "initramfs with stockade-init as /init")
         ->envname("STOCKADE_INITRD")
-        ->default_val(STOCKADE_DEFAULT_INITRD);
+        ->default_val(default_boot_file(executable(), "initramfs.cpio", STOCKADE_DEFAULT_INITRD));
     run.add_option("--cmdline", spec.extra_cmdline, "extra kernel command line arguments");
     run.add_option("--vcpus", spec.vcpus, "number of vCPUs (1..254)")->default_val(1);
     run.add_option("--memory", spec.memory_mib, "guest memory in MiB (at least 64)")
@@ -180,6 +189,18 @@ Result<RunArgs> parse(const std::vector<std::string>& given, bool create) {
 }
 
 }  // namespace
+
+std::string default_boot_file(const std::string& executable, const std::string& name,
+                              const std::string& built) {
+    namespace fs = std::filesystem;
+    const fs::path exe(executable);
+    if (exe.has_parent_path() && exe.parent_path().filename() == "bin") {
+        const fs::path installed = exe.parent_path().parent_path() / "lib" / "stockade" / name;
+        std::error_code ec;
+        if (fs::is_regular_file(installed, ec)) return installed.string();
+    }
+    return built;
+}
 
 Result<RunArgs> parse_run_args(const std::vector<std::string>& args) {
     return parse(args, false);

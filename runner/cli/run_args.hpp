@@ -21,6 +21,13 @@ struct RunArgs {
     DeviceKinds::Options device_options;  // what each device kind's options were given
 };
 
+// The kernel or initramfs (`name`: "vmlinux", "initramfs.cpio") `stockade run` boots by
+// default: an installed stockade's own, PREFIX/lib/stockade/NAME when `executable` is
+// PREFIX/bin/stockade and that file exists; else `built` (the build tree's, for a stockade
+// run from the tree it was built in).
+[[nodiscard]] std::string default_boot_file(const std::string& executable, const std::string& name,
+                                            const std::string& built);
+
 // Parses the arguments after `stockade run`. Everything after the first "--" is the
 // command; without "--", the command starts at the first argument that is not an option.
 [[nodiscard]] Result<RunArgs> parse_run_args(const std::vector<std::string>& args);

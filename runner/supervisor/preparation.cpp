@@ -93,6 +93,7 @@ Result<> read_boot_images(const SandboxSpec& spec, BootPlan& boot,
     auto kernel = x86::parse_kernel(boot.kernel_file.bytes());
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     boot.kernel = *kernel;
+    STOCKADE_TRY_VOID(x86::check_initramfs_format(boot.initrd.bytes(), spec.initrd));
     // A kernel whose release differs from the initramfs's modules would fail only inside
     // the guest ("the console could not be configured"): name both releases now.
     return x86::check_kernel_matches_initramfs(boot.kernel_file.bytes(), boot.initrd.bytes(),

@@ -23,6 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         __builtin_trap();  // a release read from the file is always a plausible one
     for (const auto& r : initramfs_module_releases(initrd))
         if (!is_kernel_release(r)) __builtin_trap();
+    (void)x86::check_initramfs_format(initrd, "initrd");
     (void)x86::check_kernel_matches_initramfs(kernel, initrd, "kernel", "initrd");
 
     // Every entry the reader hands out lies inside the bytes it was given.

@@ -111,6 +111,32 @@ std::optional<std::string> kernel_release(std::span<const std::uint8_t> kernel_f
                                               : bzimage_release(*image, kernel_file);
 }
 
+Result<> check_initramfs_format(std::span<const std::uint8_t> initrd,
+                                std::string_view initrd_path) {
+    std::size_t at = 0;
+    while (at < initrd.size() && initrd[at] == 0)
+        ++at;
+    const auto rest = initrd.subspan(at);
+    auto starts = [&](std::initializer_list<std::uint8_t> magic) {
+        return rest.size() >= magic.size() && std::equal(magic.begin(), magic.end(), rest.begin());
+    };
+    const bool known = starts({'0', '7', '0', '7', '0', '1'}) ||        // newc cpio
+                       starts({'0', '7', '0', '7', '0', '2'}) ||        // newc cpio with checksums
+                       starts({0x1f, 0x8b}) || starts({0x1f, 0x9e}) ||  // gzip
+                       starts({'B', 'Z', 'h'}) ||                       // bzip2
+                       starts({0x5d, 0x00, 0x00}) ||                    // LZMA
+                       starts({0xfd, '7', 'z', 'X', 'Z', 0x00}) ||      // XZ
+                       starts({0x89, 'L', 'Z', 'O'}) ||                 // LZO
+                       starts({0x02, 0x21, 0x4c, 0x18}) ||              // LZ4 (legacy frame)
+                       starts({0x28, 0xb5, 0x2f, 0xfd});                // zstd
+    if (known) return {};
+    if (rest.empty()) return fail("--initrd {}: the file is empty", initrd_path);
+    return fail(
+        "--initrd {}: not an initramfs (neither a newc cpio archive nor a compressed one; the "
+        "guest kernel could not unpack it): make one with stockade-mkimage initramfs",
+        initrd_path);
+}
+
 Result<> check_kernel_matches_initramfs(std::span<const std::uint8_t> kernel_file,
                                         std::span<const std::uint8_t> initrd,
                                         std::string_view kernel_path,

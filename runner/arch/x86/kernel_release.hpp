@@ -21,6 +21,13 @@ namespace stockade::x86 {
 // nullopt when the file is neither (as parse_kernel sees it) or carries no readable release.
 [[nodiscard]] std::optional<std::string> kernel_release(std::span<const std::uint8_t> kernel_file);
 
+// Whether `initrd` is something the kernel unpacks (after any leading NUL padding, as the
+// kernel skips it): a newc cpio archive, or one compressed with gzip, bzip2, LZMA, XZ, LZO,
+// LZ4 or zstd. Anything else the kernel would fail to unpack, and the guest would die with
+// no root: refused here with the file named.
+[[nodiscard]] Result<> check_initramfs_format(std::span<const std::uint8_t> initrd,
+                                              std::string_view initrd_path);
+
 // Fails, with the command that builds a matching initramfs, when the kernel's release and
 // the initramfs's module release(s) are both known and the kernel's is not among them.
 // Passes when either is unknown: an initramfs without modules (a test initrd) or a

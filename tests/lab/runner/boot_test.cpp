@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -222,6 +223,25 @@ TEST(Memory, RunnerOverheadStaysSmall) {
               << supervisor.total_mib << " MiB\n";
     EXPECT_LT(sandbox.overhead_mib(), STOCKADE_STATIC_DEPS ? 3.0 : 5.0);
     EXPECT_LT(supervisor.total_mib, STOCKADE_STATIC_DEPS ? 6.0 : 10.0);
+}
+
+// Installed like a runtime (`cmake --install`): the installed stockade boots the kernel and
+// initramfs installed with it, with nothing on its command line: a broken installed kernel
+// then stops it, which proves it was that one it read, not the build tree's.
+TEST(Install, TheInstalledStockadeBootsWhatWasInstalledWithIt) {
+    const std::string prefix = "/tmp/stockade-install-" + std::to_string(::getpid());
+    auto installed =
+        lab::run_process({"/usr/bin/cmake", "--install", lab::build_dir(), "--prefix", prefix});
+    ASSERT_EQ(installed.status, 0) << installed.describe();
+    auto r = lab::run_process({prefix + "/bin/stockade", "run", "--", "uname", "-r"});
+    EXPECT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out, kernel_version() + "\n") << r.describe();
+    { std::ofstream(prefix + "/lib/stockade/vmlinux", std::ios::trunc) << "broken"; }
+    auto broken = lab::run_process({prefix + "/bin/stockade", "run", "--", "true"});
+    EXPECT_EQ(broken.status, 125) << broken.describe();
+    EXPECT_NE(broken.err.find(prefix + "/lib/stockade/vmlinux"), std::string::npos)
+        << broken.describe();
+    std::filesystem::remove_all(prefix);
 }
 
 TEST(Stability, TwentyBootsInARow) {

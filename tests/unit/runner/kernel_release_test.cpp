@@ -194,6 +194,26 @@ TEST(KernelMatchesInitramfs, NamesBothReleasesAndTheFixWhenTheyDiffer) {
     EXPECT_EQ(m.find('\n'), std::string::npos) << "one line";
 }
 
+TEST(InitramfsFormat, CpioAndEveryCompressionTheKernelUnpacksPassOthersAreRefused) {
+    auto bytes = [](std::initializer_list<std::uint8_t> b) { return std::vector<std::uint8_t>(b); };
+    EXPECT_TRUE(check_initramfs_format(initramfs("6.1.0-28-cloud-amd64"), "i"));
+    EXPECT_TRUE(check_initramfs_format(initramfs(""), "i"));
+    for (const auto& magic :
+         {bytes({0x1f, 0x8b, 8}), bytes({'B', 'Z', 'h', '9'}), bytes({0x5d, 0, 0, 0x80}),
+          bytes({0xfd, '7', 'z', 'X', 'Z', 0}), bytes({0x89, 'L', 'Z', 'O', 0}),
+          bytes({0x02, 0x21, 0x4c, 0x18}), bytes({0x28, 0xb5, 0x2f, 0xfd}),
+          bytes({0, 0, 0, 0, '0', '7', '0', '7', '0', '1'})})  // NUL padding first
+        EXPECT_TRUE(check_initramfs_format(magic, "i")) << int{magic[0]};
+    auto r = check_initramfs_format(bytes({'b', 'r', 'o', 'k', 'e', 'n'}), "/x/initramfs.cpio");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("--initrd /x/initramfs.cpio: not an initramfs"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_FALSE(check_initramfs_format(bytes({}), "i"));
+    EXPECT_FALSE(check_initramfs_format(bytes({0, 0, 0}), "i")) << "only padding";
+    EXPECT_FALSE(check_initramfs_format(bytes({'0', '7', '0', '7', '0'}), "i")) << "cut short";
+}
+
 TEST(KernelMatchesInitramfs, PassesWhenEitherReleaseIsUnknown) {
     const Bytes kernel = bzimage(kDebianVersion);
     EXPECT_TRUE(check_kernel_matches_initramfs(kernel, initramfs(""), "k", "i")) << "no modules";

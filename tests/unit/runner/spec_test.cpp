@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "guest/cpio.hpp"
@@ -65,6 +66,30 @@ TEST(Validate, VcpuLimitIsTheSmallerOfKvmAndTheAcpiLimit) {
     EXPECT_TRUE(validate(s, {8ull << 30, 1024}));
     s.vcpus = 255;
     EXPECT_FALSE(validate(s, {8ull << 30, 1024}));
+}
+
+// An installed stockade (PREFIX/bin/stockade) boots PREFIX/lib/stockade's kernel and
+// initramfs; one run from elsewhere, or an install without them, the build tree's.
+TEST(RunArgs, AnInstalledStockadeBootsItsInstalledKernelAndInitramfs) {
+    namespace fs = std::filesystem;
+    const fs::path prefix =
+        fs::temp_directory_path() / ("stockade-prefix-" + std::to_string(::getpid()));
+    fs::create_directories(prefix / "bin");
+    fs::create_directories(prefix / "lib/stockade");
+    std::ofstream(prefix / "lib/stockade/vmlinux") << "k";
+    const std::string exe = (prefix / "bin/stockade").string();
+    EXPECT_EQ(default_boot_file(exe, "vmlinux", "/build/guest/vmlinux"),
+              (prefix / "lib/stockade/vmlinux").string());
+    EXPECT_EQ(default_boot_file(exe, "initramfs.cpio", "/build/guest/initramfs.cpio"),
+              "/build/guest/initramfs.cpio")
+        << "not installed there: the build tree's";
+    EXPECT_EQ(default_boot_file((prefix / "runner/stockade").string(), "vmlinux", "/b/vmlinux"),
+              "/b/vmlinux")
+        << "not in a bin directory (the build tree's runner/)";
+    EXPECT_EQ(default_boot_file("", "vmlinux", "/b/vmlinux"), "/b/vmlinux");
+    fs::create_directories(prefix / "lib/stockade/initramfs.cpio");  // a directory, not a file
+    EXPECT_EQ(default_boot_file(exe, "initramfs.cpio", "/b/i"), "/b/i");
+    fs::remove_all(prefix);
 }
 
 TEST(RunArgs, CommandAfterDoubleDashOrDirectly) {
