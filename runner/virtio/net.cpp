@@ -136,11 +136,6 @@ Result<DeviceState> Net::save_state() {
     return QueueDevice::save_state();
 }
 
-Result<> Net::restore_state(const DeviceState& state) {
-    if (backend_.vhost) return fail("virtio net: snapshots of the vhost-net datapath: not yet");
-    return QueueDevice::restore_state(state);
-}
-
 std::uint16_t Net::unused_chains(std::uint16_t q) const {
     return q == kNetRxQueue ? static_cast<std::uint16_t>(reserved_.size()) : 0;
 }

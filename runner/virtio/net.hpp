@@ -69,9 +69,8 @@ class Net : public QueueDevice {
     void hold(bool held) override;
     // Snapshots of the userspace datapath (the receive chains waiting for a frame are taken
     // again after restore; a frame read from the tap and not yet delivered is lost, as on a
-    // wire). The vhost-net datapath: not yet.
+    // wire). The vhost-net datapath: not yet (start_vhost_rings refuses to resume).
     [[nodiscard]] Result<DeviceState> save_state() override;
-    [[nodiscard]] Result<> restore_state(const DeviceState& state) override;
 
     [[nodiscard]] bool uses_vhost() const { return backend_.vhost.has_value(); }
     // The TUN_F_* offloads the tap was last told to use.

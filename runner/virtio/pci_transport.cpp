@@ -369,7 +369,7 @@ void PciTransport::set_status(std::uint8_t status) {
     if ((added & kStatusDriverOk) && (status & kStatusFeaturesOk)) activate();
 }
 
-void PciTransport::activate() {
+void PciTransport::activate(std::span<const QueuePosition> resume) {
     std::vector<int> kicks, calls;
     std::vector<std::uint16_t> vectors;
     for (std::size_t q = 0; q < queues_.size(); ++q) {
@@ -390,6 +390,7 @@ void PciTransport::activate() {
             if (q < vectors.size()) msix->notify(vectors[q]);
         },
         [this](std::string why) { mark_needs_reset(why); },
+        resume,
     };
     if (auto r = device_->activate(ctx); !r) {
         mark_needs_reset("cannot start: " + r.error().message);
@@ -415,7 +416,7 @@ TransportState PciTransport::state() const {
     return s;
 }
 
-Result<> PciTransport::restore(const TransportState& s) {
+Result<> PciTransport::restore(const TransportState& s, std::span<const QueuePosition> resume) {
     std::lock_guard lock(mu_);
     if (active_ || status_.load() != 0)
         return fail("virtio {}: restore into a started transport", device_->name());
@@ -441,9 +442,15 @@ Result<> PciTransport::restore(const TransportState& s) {
                     device_->offered_features());
     if ((s.status & kStatusDriverOk) && !(s.status & kStatusFeaturesOk))
         return fail("{}: DRIVER_OK without FEATURES_OK", what);
-    STOCKADE_TRY_VOID(msix_.restore(s.msix));
+    if (s.msix.entries.size() != vectors || s.msix.pending.size() != vectors)
+        return fail("{}: {} MSI-X vectors, the function has {}", what, s.msix.entries.size(),
+                    vectors);
     config_.write(0, s.config);
-    msix_.set_control(config_.u16(msix_cap_ + 2));  // the configuration space says
+    // MSI-X after the configuration space, under its control word (enable, function mask):
+    // a pending vector is raised only as that word allows.
+    pci::MsixState msix = s.msix;
+    msix.control = config_.u16(msix_cap_ + 2);
+    STOCKADE_TRY_VOID(msix_.restore(msix));
     device_feature_select_ = s.device_feature_select;
     driver_feature_select_ = s.driver_feature_select;
     driver_features_ = s.driver_features;
@@ -455,7 +462,7 @@ Result<> PciTransport::restore(const TransportState& s) {
     status_ = s.status;
     reported_violation_ = (s.status & kStatusNeedsReset) != 0;
     // A device that had failed stays failed until the driver resets it.
-    if ((s.status & kStatusDriverOk) && !(s.status & kStatusNeedsReset)) activate();
+    if ((s.status & kStatusDriverOk) && !(s.status & kStatusNeedsReset)) activate(resume);
     return {};
 }
 

@@ -67,10 +67,11 @@ class PciTransport : public pci::PciDevice {
     // as the driver's own writes would be (features the device offers, queue sizes and
     // vectors in range, known status bits; configuration space through its write mask, so
     // read-only fields stay the device's), and refused whole otherwise. A driver that had
-    // reached DRIVER_OK gets its device activated again on the saved queues: the device
-    // must have its own state back before (its queue positions).
+    // reached DRIVER_OK gets its device activated again on the saved queues, going on from
+    // the device's saved positions (`resume`, DeviceState::queues; empty: from 0).
     [[nodiscard]] TransportState state() const;
-    [[nodiscard]] Result<> restore(const TransportState& s);
+    [[nodiscard]] Result<> restore(const TransportState& s,
+                                   std::span<const QueuePosition> resume = {});
     [[nodiscard]] VirtioDevice& device() { return *device_; }
 
   private:
@@ -81,7 +82,7 @@ class PciTransport : public pci::PciDevice {
     void common_read(std::uint64_t offset, std::span<std::uint8_t> out);
     void common_write(std::uint64_t offset, std::span<const std::uint8_t> in);
     void set_status(std::uint8_t status);
-    void activate();
+    void activate(std::span<const QueuePosition> resume = {});
     void reset_locked();
     void mark_needs_reset(const std::string& why);
     void register_notifiers(std::uint64_t bar_address);

@@ -80,8 +80,9 @@ Result<> SplitQueue::resume_at(QueuePosition p) {
     if (used != p.next_used)
         return fail("the used index in guest memory is {}, the saved queue's {}", used,
                     p.next_used);
-    if (static_cast<std::uint16_t>(avail - p.next_avail) > size_ ||
-        static_cast<std::uint16_t>(p.next_avail - p.next_used) > size_)
+    // A device is saved quiescent: every chain it took is used or handed back, so the two
+    // agree (a chain counted in flight would never be completed after the restore).
+    if (p.next_avail != p.next_used || static_cast<std::uint16_t>(avail - p.next_avail) > size_)
         return fail(
             "saved queue position (avail {}, used {}) does not fit the ring (avail index "
             "{}, size {})",

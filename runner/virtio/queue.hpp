@@ -59,8 +59,9 @@ class SplitQueue {
     [[nodiscard]] bool turn_cut_short() const { return turn_cut_short_; }
 
     // Snapshots: where the queue stands, and a fresh queue going on from there. The used
-    // index in guest memory must be p.next_used, and neither the chains the driver has made
-    // available nor those the device has taken and not given back may be more than a queue.
+    // index in guest memory must be p.next_used, the device must have used every chain it
+    // took (next_avail == next_used: saved quiescent), and the chains the driver has made
+    // available since may not be more than a queue.
     [[nodiscard]] QueuePosition position() const { return {last_avail_, next_used_}; }
     [[nodiscard]] Result<> resume_at(QueuePosition p);
 

@@ -17,14 +17,13 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
             continue;
         }
         auto queue = SplitQueue::create(ctx.memory, ctx.queues[q], event_idx, queue_max_size());
-        if (queue && restored_ && q < restored_->size())
-            if (auto resumed = queue->resume_at((*restored_)[q]); !resumed)
+        if (queue && q < ctx.resume.size())
+            if (auto resumed = queue->resume_at(ctx.resume[q]); !resumed)
                 queue = std::unexpected(std::move(resumed).error());
         if (!queue)
             return std::unexpected(std::move(queue).error().context(fmt::format("queue {}", q)));
         queues_.emplace_back(std::move(*queue));
     }
-    restored_.reset();
     memory_ = &ctx.memory;
     watcher_ = own_thread_ != nullptr ? own_thread_ : &ctx.watcher;
     notify_ = ctx.notify_queue;
@@ -40,6 +39,9 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
         const int fd = ctx.kick_fds[q];
         STOCKADE_TRY_VOID(watcher_->watch(fd, [this, q] { kicked(q); }));
         kick_fds_[q] = fd;
+        // Resumed: the driver's kicks from before the snapshot are gone, and with EVENT_IDX
+        // it would not kick again for chains it already made available.
+        if (q < ctx.resume.size()) serve_again(q);
     }
     return {};
 }
@@ -57,7 +59,6 @@ void QueueDevice::reset() {
     queues_.clear();
     memory_ = nullptr;
     broken_ = false;
-    restored_.reset();
 }
 
 Result<DeviceState> QueueDevice::save_state() {
@@ -71,15 +72,6 @@ Result<DeviceState> QueueDevice::save_state() {
         s.queues[q] = p;
     }
     return s;
-}
-
-Result<> QueueDevice::restore_state(const DeviceState& state) {
-    std::lock_guard lock(mu_);
-    if (state.queues.size() != queue_count())
-        return fail("virtio {}: the saved state has {} queues, the device {}", name(),
-                    state.queues.size(), queue_count());
-    restored_ = state.queues;
-    return {};
 }
 
 void QueueDevice::hold(bool held) {

@@ -32,9 +32,9 @@ class QueueDevice : public VirtioDevice {
     void serve_on(ServingThread& thread) override { own_thread_ = &thread; }
     void hold(bool held) override;
     // Snapshots: each running queue's position, less the chains the device took and has not
-    // used (unused_chains); restore_state keeps positions for the next activation.
+    // used (unused_chains). An activation with positions (ActivateContext::resume) goes on
+    // from them and serves each resumed queue once (kicks waiting at the snapshot are gone).
     [[nodiscard]] Result<DeviceState> save_state() override;
-    [[nodiscard]] Result<> restore_state(const DeviceState& state) override;
 
     // Per queue since activation: the driver's notifications (kicks; an eventfd counts
     // those that came while the queue was being served), the times the queue was served, the
@@ -96,7 +96,6 @@ class QueueDevice : public VirtioDevice {
     std::function<void(std::string)> needs_reset_;
     std::uint64_t features_ = 0;
     bool broken_ = false;
-    std::optional<std::vector<QueuePosition>> restored_;  // for the next activation
 };
 
 }  // namespace stockade::virtio

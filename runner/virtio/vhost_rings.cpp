@@ -7,6 +7,8 @@ namespace stockade::virtio {
 Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
                            std::initializer_list<std::uint16_t> queues, std::uint16_t max_size,
                            std::uint64_t ring_features) {
+    if (!ctx.resume.empty())
+        return fail("resuming vhost rings at a snapshot's positions is not supported yet");
     STOCKADE_TRY_VOID(v.set_features(ctx.features & (ring_features | kFeatureVersion1)));
     STOCKADE_TRY_VOID(v.set_memory(ctx.memory));
     const bool event_idx = (ctx.features & kFeatureEventIdx) != 0;

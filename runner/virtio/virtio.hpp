@@ -58,6 +58,9 @@ struct ActivateContext {
     FdWatcher& watcher;
     std::function<void(std::uint16_t queue)> notify_queue;
     std::function<void(std::string why)> needs_reset;  // a driver violation: stop the device
+    // A restored snapshot's queue positions (index = queue number), for this activation
+    // only; empty: the queues start at 0.
+    std::span<const QueuePosition> resume = {};
 };
 
 class VirtioDevice {
@@ -89,15 +92,11 @@ class VirtioDevice {
     // its own filter, before the vCPUs run and hands it over with serve_on.
     [[nodiscard]] virtual bool wants_own_thread() const { return false; }
     virtual void serve_on(ServingThread& /*thread*/) {}
-    // Snapshots. save_state is called while the device is held (paused), with every chain
-    // it took either given back or handed back to the ring (a chain taken but unused is
-    // taken again after restore). restore_state gives a fresh device its state before its
-    // transport is restored; the activation that follows goes on from there. A device that
-    // cannot be saved says why.
+    // Snapshots: called while the device is held (paused), with every chain it took either
+    // given back or handed back to the ring (a chain taken but unused is taken again after
+    // restore). The positions come back through the restored transport's activation
+    // (ActivateContext::resume). A device that cannot be saved says why.
     [[nodiscard]] virtual Result<DeviceState> save_state() {
-        return fail("virtio {}: snapshots of this device are not supported", name());
-    }
-    [[nodiscard]] virtual Result<> restore_state(const DeviceState& /*state*/) {
         return fail("virtio {}: snapshots of this device are not supported", name());
     }
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.

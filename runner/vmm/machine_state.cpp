@@ -240,8 +240,13 @@ Result<MachineState> decode_machine_state(std::span<const std::uint8_t> bytes) {
     get(r, s.serial);
     get(r, s.pci);
     s.functions.resize(r.count("PCI functions", kMaxFunctions, 256));
+    std::uint8_t previous = 0;
     for (FunctionState& f : s.functions) {
         f.slot = r.u8("function slot");
+        // Bus 0's slots 1..31 (0 is the host bridge), each once, in slot order.
+        if (r.ok() && (f.slot <= previous || f.slot > kMaxFunctions))
+            r.invalid("function slot", "slot {} after slot {}", f.slot, previous);
+        previous = f.slot;
         get(r, f.transport);
         get(r, f.device);
     }

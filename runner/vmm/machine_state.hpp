@@ -5,7 +5,8 @@
 // Guest memory and disks are parts of their own.
 //
 // Decoding checks every count against the machine the format describes (at most 254 vCPUs,
-// 31 PCI functions, 1024 queues and 2048 MSI-X vectors a function, the UART's input bound)
+// 31 PCI functions in slots 1..31, each once and in order, 1024 queues and 2048 MSI-X
+// vectors a function, the UART's input bound)
 // and refuses a value no capture could have produced; what a state means for a particular
 // machine (the right number of vCPUs, the same functions in the same slots) is checked when
 // it is restored into it.

@@ -568,7 +568,7 @@ struct FramesIntoATap {
     }
 };
 
-// 11. Receive buffers of zero bytes on the userspace datapath while frames keep arriving
+// 13. Receive buffers of zero bytes on the userspace datapath while frames keep arriving
 // (hostile.cpp, zero_rx). With mergeable buffers such a chain can never take a frame: before
 // the fix each was kept until the frame fitted, so re-posting them grew the host without
 // end; now the first one is a driver error (NEEDS_RESET), every round. And while the device

@@ -101,6 +101,13 @@ TEST(MachineState, CountsBeyondTheMachineModelAreRefused) {
     auto r = decode_machine_state(encode_machine_state(s));
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("PCI functions"), std::string::npos) << r.error().message;
+    for (std::uint8_t slot : {0, 2, 32}) {  // the host bridge's, the next one's, past the bus
+        s = sample();
+        s.functions[0].slot = slot;
+        r = decode_machine_state(encode_machine_state(s));
+        ASSERT_FALSE(r) << int{slot};
+        EXPECT_NE(r.error().message.find("function slot"), std::string::npos) << r.error().message;
+    }
     s = sample();
     s.functions[0].transport.queues.resize(1025);
     EXPECT_FALSE(decode_machine_state(encode_machine_state(s)));

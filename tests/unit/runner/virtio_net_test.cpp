@@ -105,7 +105,7 @@ struct NetRig {
         return at;
     }
 
-    Result<> activate(std::uint64_t features) {
+    Result<> activate(std::uint64_t features, std::span<const QueuePosition> resume = {}) {
         QueueSetup queues[2] = {rx.setup(), tx.setup()};
         int calls[2] = {-1, -1};
         ActivateContext ctx{
@@ -120,7 +120,8 @@ struct NetRig {
                 used_at_notify[q].push_back((q == kNetRxQueue ? rx : tx).used_idx());
                 if (on_notify) on_notify(q);
             },
-            [this](std::string why) { resets.push_back(why); }};
+            [this](std::string why) { resets.push_back(why); },
+            resume};
         return net->activate(ctx);
     }
 
@@ -597,8 +598,7 @@ TEST(VirtioNetState, ReceiveChainsWaitingForAFrameAreTakenAgainAfterRestore) {
     NetRig b;
     const auto all = a.mem.slice(0, a.mem.total_size()).value();
     std::copy(all.begin(), all.end(), b.mem.slice(0, all.size()).value().begin());
-    ASSERT_TRUE(b.net->restore_state(saved));
-    ASSERT_TRUE(b.activate(kModern | kNetFMrgRxbuf));
+    ASSERT_TRUE(b.activate(kModern | kNetFMrgRxbuf, saved.queues));
     b.rx.desc(2, b.alloc(1000), 1000, kDescWrite);
     b.rx.offer(0);  // b's driver ring helper starts at 0: put slots 0 and 1 back as they were
     b.rx.offer(1);

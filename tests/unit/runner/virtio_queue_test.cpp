@@ -715,11 +715,13 @@ TEST(SplitQueueResume, APositionTheRingCannotHaveIsRefused) {
     ring.set_avail_idx(5);
     auto q = ring.queue().value();
     EXPECT_FALSE(q.resume_at({3, 2})) << "used index in memory is 0, not 2";
-    EXPECT_FALSE(q.resume_at({static_cast<std::uint16_t>(5 - 9), 0})) << "9 chains waiting";
-    EXPECT_FALSE(q.resume_at({9, 0})) << "9 taken and not given back, in an 8-entry queue";
+    EXPECT_FALSE(q.resume_at({3, 0})) << "3 taken and never used: not saved quiescent";
+    ASSERT_TRUE(ring.mem().write_obj<std::uint16_t>(ring.used_ring() + 2, 0xfffc));
+    EXPECT_FALSE(q.resume_at({0xfffc, 0xfffc})) << "9 chains waiting, in an 8-entry queue";
     EXPECT_EQ(q.position().next_avail, 0);
-    EXPECT_TRUE(q.resume_at({5, 0}));
-    EXPECT_EQ(q.position().next_avail, 5);
+    ASSERT_TRUE(ring.mem().write_obj<std::uint16_t>(ring.used_ring() + 2, 2));
+    EXPECT_TRUE(q.resume_at({2, 2}));
+    EXPECT_EQ(q.position().next_avail, 2);
 }
 
 }  // namespace
