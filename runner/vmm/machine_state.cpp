@@ -1,5 +1,6 @@
 #include "runner/vmm/machine_state.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/state_codec.hpp"
@@ -15,214 +16,200 @@ constexpr std::size_t kMaxMsixVectors = 2048;
 constexpr std::size_t kMaxMsrs = 1024;
 constexpr std::size_t kMaxBars = kMaxFunctions * 6;
 
-// ---- vCPUs and the VM ----
-
-void put(StateWriter& w, const kvm::VcpuState& v) {
-    w.raw(v.regs);
-    w.raw(v.sregs);
-    w.raw(v.xsave);
-    w.raw(v.xcrs);
-    w.raw(v.lapic);
-    w.count(v.msrs.size());
-    for (const kvm_msr_entry& m : v.msrs) {
-        w.u32(m.index);
-        w.u64(m.data);
+// Every structure is described once, as a walk over its fields that both directions take:
+// Out writes each field, In reads it back into place (so the two cannot disagree, and the
+// encoding stays canonical). A sequence is its count, then its elements.
+struct Out {
+    StateWriter& w;
+    template <typename T>
+    void number(std::string_view, const T& v) {
+        if constexpr (sizeof(T) == 1) w.u8(v);
+        if constexpr (sizeof(T) == 2) w.u16(v);
+        if constexpr (sizeof(T) == 4) w.u32(v);
+        if constexpr (sizeof(T) == 8) w.u64(v);
     }
-    w.raw(v.events);
-    w.raw(v.debugregs);
-    w.u32(v.mp_state);
-    w.u32(v.tsc_khz);
-}
-
-void get(StateReader& r, kvm::VcpuState& v) {
-    r.raw("registers", v.regs);
-    r.raw("special registers", v.sregs);
-    r.raw("XSAVE", v.xsave);
-    r.raw("XCRs", v.xcrs);
-    r.raw("LAPIC", v.lapic);
-    v.msrs.resize(r.count("MSRs", kMaxMsrs, 12));
-    for (kvm_msr_entry& m : v.msrs) {
-        m = kvm_msr_entry{};
-        m.index = r.u32("MSR index");
-        m.data = r.u64("MSR value");
+    void boolean(std::string_view, bool v) { w.boolean(v); }
+    template <typename T>
+    void raw(std::string_view, const T& v) {
+        w.raw(v);
     }
-    r.raw("pending events", v.events);
-    r.raw("debug registers", v.debugregs);
-    v.mp_state = r.u32("MP state");
-    v.tsc_khz = r.u32("TSC frequency");
-}
-
-void put(StateWriter& w, const kvm::VmState& v) {
-    w.raw(v.pic_master);
-    w.raw(v.pic_slave);
-    w.raw(v.ioapic);
-    w.raw(v.pit);
-    w.raw(v.clock);
-}
-
-void get(StateReader& r, kvm::VmState& v) {
-    r.raw("master PIC", v.pic_master);
-    r.raw("slave PIC", v.pic_slave);
-    r.raw("IOAPIC", v.ioapic);
-    r.raw("PIT", v.pit);
-    r.raw("kvmclock", v.clock);
-}
-
-// ---- the UART ----
-
-void put(StateWriter& w, const SerialState& s) {
-    for (std::uint8_t reg : {s.ier, s.lcr, s.mcr, s.scr, s.dll, s.dlm, s.fcr})
-        w.u8(reg);
-    w.boolean(s.thr_interrupt);
-    w.boolean(s.overrun);
-    w.bytes(std::vector<std::uint8_t>(s.rx.begin(), s.rx.end()));
-}
-
-void get(StateReader& r, SerialState& s) {
-    for (std::uint8_t* reg : {&s.ier, &s.lcr, &s.mcr, &s.scr, &s.dll, &s.dlm, &s.fcr})
-        *reg = r.u8("UART register");
-    s.thr_interrupt = r.boolean("UART THR interrupt");
-    s.overrun = r.boolean("UART overrun");
-    const auto rx = r.bytes("UART receive bytes", kMaxSerialInput + kSerialFifo);
-    s.rx.assign(rx.begin(), rx.end());
-}
-
-// ---- PCI ----
-
-void put(StateWriter& w, const pci::PciBusState& s) {
-    w.u32(s.config_address);
-    w.count(s.bars.size());
-    for (const auto& b : s.bars) {
-        w.u8(b.slot);
-        w.u8(b.index);
-        w.u64(b.size);
-        w.u64(b.address);
+    template <typename Seq, typename Each>
+    void sequence(std::string_view, std::size_t, std::size_t, const Seq& s, Each each) {
+        w.count(s.size());
+        for (const auto& e : s)
+            each(*this, e);
     }
-}
+    void bytes(std::string_view, std::span<const std::uint8_t> b, std::size_t) { w.bytes(b); }
+};
 
-void get(StateReader& r, pci::PciBusState& s) {
-    s.config_address = r.u32("CONFIG_ADDRESS");
-    s.bars.resize(r.count("BARs", kMaxBars, 18));
-    for (auto& b : s.bars) {
-        b.slot = r.u8("BAR slot");
-        b.index = r.u8("BAR index");
-        b.size = r.u64("BAR size");
-        b.address = r.u64("BAR address");
+struct In {
+    StateReader& r;
+    template <typename T>
+    void number(std::string_view what, T& v) {
+        if constexpr (sizeof(T) == 1) v = r.u8(what);
+        if constexpr (sizeof(T) == 2) v = r.u16(what);
+        if constexpr (sizeof(T) == 4) v = r.u32(what);
+        if constexpr (sizeof(T) == 8) v = r.u64(what);
     }
-}
-
-void put(StateWriter& w, const pci::MsixState& s) {
-    w.u16(s.control);
-    w.count(s.entries.size());
-    for (std::size_t v = 0; v < s.entries.size(); ++v) {
-        w.u64(s.entries[v].address);
-        w.u32(s.entries[v].data);
-        w.u32(s.entries[v].control);
-        w.boolean(v < s.pending.size() && s.pending[v]);
+    void boolean(std::string_view what, bool& v) { v = r.boolean(what); }
+    template <typename T>
+    void raw(std::string_view what, T& v) {
+        r.raw(what, v);
     }
-}
-
-void get(StateReader& r, pci::MsixState& s) {
-    s.control = r.u16("MSI-X control");
-    const std::size_t n = r.count("MSI-X vectors", kMaxMsixVectors, 17);
-    s.entries.resize(n);
-    s.pending.assign(n, false);
-    for (std::size_t v = 0; v < n; ++v) {
-        s.entries[v].address = r.u64("MSI-X address");
-        s.entries[v].data = r.u32("MSI-X data");
-        s.entries[v].control = r.u32("MSI-X vector control");
-        s.pending[v] = r.boolean("MSI-X pending");
+    // At most `max` elements, each at least `min_bytes` of the input.
+    template <typename Seq, typename Each>
+    void sequence(std::string_view what, std::size_t max, std::size_t min_bytes, Seq& s,
+                  Each each) {
+        s.resize(r.count(what, max, min_bytes));
+        for (auto& e : s)
+            each(*this, e);
     }
-}
-
-void put(StateWriter& w, const virtio::TransportState& s) {
-    w.bytes(s.config);
-    put(w, s.msix);
-    w.u32(s.device_feature_select);
-    w.u32(s.driver_feature_select);
-    w.u64(s.driver_features);
-    w.u16(s.msix_config);
-    w.u8(s.status);
-    w.u8(s.isr);
-    w.u8(s.config_generation);
-    w.u16(s.queue_select);
-    w.count(s.queues.size());
-    for (const virtio::QueueSetup& q : s.queues) {
-        w.u16(q.size);
-        w.u64(q.desc);
-        w.u64(q.driver);
-        w.u64(q.device);
-        w.u16(q.msix_vector);
-        w.boolean(q.enabled);
+    std::span<const std::uint8_t> bytes(std::string_view what, std::size_t max) {
+        return r.bytes(what, max);
     }
+};
+
+template <typename IO, typename V>
+void vcpu(IO& io, V& v) {
+    io.raw("registers", v.regs);
+    io.raw("special registers", v.sregs);
+    io.raw("XSAVE", v.xsave);
+    io.raw("XCRs", v.xcrs);
+    io.raw("LAPIC", v.lapic);
+    io.sequence("MSRs", kMaxMsrs, 12, v.msrs, [](auto& o, auto& m) {
+        o.number("MSR index", m.index);
+        o.number("MSR value", m.data);
+    });
+    io.raw("pending events", v.events);
+    io.raw("debug registers", v.debugregs);
+    io.number("MP state", v.mp_state);
+    io.number("TSC frequency", v.tsc_khz);
 }
 
-void get(StateReader& r, virtio::TransportState& s) {
-    const auto config = r.bytes("configuration space", s.config.size());
-    if (config.size() == s.config.size())
-        std::memcpy(s.config.data(), config.data(), config.size());
+template <typename IO, typename V>
+void vm(IO& io, V& v) {
+    io.raw("master PIC", v.pic_master);
+    io.raw("slave PIC", v.pic_slave);
+    io.raw("IOAPIC", v.ioapic);
+    io.raw("PIT", v.pit);
+    io.raw("kvmclock", v.clock);
+}
+
+template <typename IO, typename S>
+void serial_registers(IO& io, S& s) {
+    for (auto* reg : {&s.ier, &s.lcr, &s.mcr, &s.scr, &s.dll, &s.dlm, &s.fcr})
+        io.number("UART register", *reg);
+    io.boolean("UART THR interrupt", s.thr_interrupt);
+    io.boolean("UART overrun", s.overrun);
+}
+
+template <typename IO, typename S>
+void pci_bus(IO& io, S& s) {
+    io.number("CONFIG_ADDRESS", s.config_address);
+    io.sequence("BARs", kMaxBars, 18, s.bars, [](auto& o, auto& b) {
+        o.number("BAR slot", b.slot);
+        o.number("BAR index", b.index);
+        o.number("BAR size", b.size);
+        o.number("BAR address", b.address);
+    });
+}
+
+template <typename IO, typename S>
+void msix(IO& io, S& s) {
+    io.number("MSI-X control", s.control);
+    io.sequence("MSI-X vectors", kMaxMsixVectors, 16, s.entries, [](auto& o, auto& e) {
+        o.number("MSI-X address", e.address);
+        o.number("MSI-X data", e.data);
+        o.number("MSI-X vector control", e.control);
+    });
+}
+
+// The transport without its configuration space and pending bits (their encodings differ by
+// direction: encode_function and decode_function).
+template <typename IO, typename S>
+void transport_registers(IO& io, S& s) {
+    msix(io, s.msix);
+    io.number("device feature select", s.device_feature_select);
+    io.number("driver feature select", s.driver_feature_select);
+    io.number("driver features", s.driver_features);
+    io.number("configuration vector", s.msix_config);
+    io.number("device status", s.status);
+    io.number("ISR", s.isr);
+    io.number("configuration generation", s.config_generation);
+    io.number("queue select", s.queue_select);
+    io.sequence("queues", kMaxQueues, 29, s.queues, [](auto& o, auto& q) {
+        o.number("queue size", q.size);
+        o.number("descriptor table", q.desc);
+        o.number("driver area", q.driver);
+        o.number("device area", q.device);
+        o.number("queue vector", q.msix_vector);
+        o.boolean("queue enabled", q.enabled);
+    });
+}
+
+template <typename IO, typename S>
+void device(IO& io, S& s) {
+    io.sequence("queue positions", kMaxQueues, 4, s.queues, [](auto& o, auto& p) {
+        o.number("next available", p.next_avail);
+        o.number("next used", p.next_used);
+    });
+}
+
+void encode_function(Out& o, const FunctionState& f) {
+    o.number("function slot", f.slot);
+    o.bytes("configuration space", f.transport.config, f.transport.config.size());
+    transport_registers(o, f.transport);
+    std::vector<std::uint8_t> pending(f.transport.msix.entries.size(), 0);
+    for (std::size_t v = 0; v < pending.size() && v < f.transport.msix.pending.size(); ++v)
+        pending[v] = f.transport.msix.pending[v] ? 1 : 0;
+    o.bytes("MSI-X pending", pending, kMaxMsixVectors);
+    device(o, f.device);
+}
+
+void decode_function(In& i, FunctionState& f, std::uint8_t& previous) {
+    i.number("function slot", f.slot);
+    // Bus 0's slots 1..31 (0 is the host bridge), each once, in slot order.
+    if (i.r.ok() && (f.slot <= previous || f.slot > kMaxFunctions))
+        i.r.invalid("function slot", "slot {} after slot {}", f.slot, previous);
+    previous = f.slot;
+    const auto config = i.bytes("configuration space", f.transport.config.size());
+    if (config.size() == f.transport.config.size())
+        std::memcpy(f.transport.config.data(), config.data(), config.size());
     else
-        r.invalid("configuration space", "{} bytes, not {}", config.size(), s.config.size());
-    get(r, s.msix);
-    s.device_feature_select = r.u32("device feature select");
-    s.driver_feature_select = r.u32("driver feature select");
-    s.driver_features = r.u64("driver features");
-    s.msix_config = r.u16("configuration vector");
-    s.status = r.u8("device status");
-    s.isr = r.u8("ISR");
-    s.config_generation = r.u8("configuration generation");
-    s.queue_select = r.u16("queue select");
-    s.queues.resize(r.count("queues", kMaxQueues, 29));
-    for (virtio::QueueSetup& q : s.queues) {
-        q.size = r.u16("queue size");
-        q.desc = r.u64("descriptor table");
-        q.driver = r.u64("driver area");
-        q.device = r.u64("device area");
-        q.msix_vector = r.u16("queue vector");
-        q.enabled = r.boolean("queue enabled");
-    }
-}
-
-void put(StateWriter& w, const virtio::DeviceState& s) {
-    w.count(s.queues.size());
-    for (const virtio::QueuePosition& p : s.queues) {
-        w.u16(p.next_avail);
-        w.u16(p.next_used);
-    }
-}
-
-void get(StateReader& r, virtio::DeviceState& s) {
-    s.queues.resize(r.count("queue positions", kMaxQueues, 4));
-    for (virtio::QueuePosition& p : s.queues) {
-        p.next_avail = r.u16("next available");
-        p.next_used = r.u16("next used");
-    }
+        i.r.invalid("configuration space", "{} bytes, not {}", config.size(),
+                    f.transport.config.size());
+    transport_registers(i, f.transport);
+    const auto pending = i.bytes("MSI-X pending", kMaxMsixVectors);
+    if (i.r.ok() && (pending.size() != f.transport.msix.entries.size() ||
+                     std::any_of(pending.begin(), pending.end(), [](auto b) { return b > 1; })))
+        i.r.invalid("MSI-X pending", "{} bits of 0 or 1 wanted, one per vector",
+                    f.transport.msix.entries.size());
+    f.transport.msix.pending.assign(pending.begin(), pending.end());
+    device(i, f.device);
 }
 
 }  // namespace
 
 std::vector<std::uint8_t> encode_machine_state(const MachineState& state) {
     StateWriter w;
+    Out o{w};
     for (char c : kMagic)
         w.u8(static_cast<std::uint8_t>(c));
     w.u32(kMachineStateVersion);
-    w.count(state.vcpus.size());
-    for (const kvm::VcpuState& v : state.vcpus)
-        put(w, v);
-    put(w, state.vm);
-    put(w, state.serial);
-    put(w, state.pci);
-    w.count(state.functions.size());
-    for (const FunctionState& f : state.functions) {
-        w.u8(f.slot);
-        put(w, f.transport);
-        put(w, f.device);
-    }
+    o.sequence("vCPUs", kMaxVcpusInState, 0, state.vcpus,
+               [](Out& io, const kvm::VcpuState& v) { vcpu(io, v); });
+    vm(o, state.vm);
+    serial_registers(o, state.serial);
+    w.bytes(std::vector<std::uint8_t>(state.serial.rx.begin(), state.serial.rx.end()));
+    pci_bus(o, state.pci);
+    o.sequence("PCI functions", kMaxFunctions, 0, state.functions,
+               [](Out& io, const FunctionState& f) { encode_function(io, f); });
     return w.take();
 }
 
 Result<MachineState> decode_machine_state(std::span<const std::uint8_t> bytes) {
     StateReader r(bytes);
+    In i{r};
     char magic[sizeof kMagic];
     for (char& c : magic)
         c = static_cast<char>(r.u8("magic"));
@@ -233,23 +220,16 @@ Result<MachineState> decode_machine_state(std::span<const std::uint8_t> bytes) {
     MachineState s;
     // Each vCPU's state is several KiB (XSAVE alone is 4 KiB): a count is checked against
     // the bytes left at the smallest a vCPU can take.
-    s.vcpus.resize(r.count("vCPUs", kMaxVcpusInState, sizeof(kvm_xsave)));
-    for (kvm::VcpuState& v : s.vcpus)
-        get(r, v);
-    get(r, s.vm);
-    get(r, s.serial);
-    get(r, s.pci);
-    s.functions.resize(r.count("PCI functions", kMaxFunctions, 256));
+    i.sequence("vCPUs", kMaxVcpusInState, sizeof(kvm_xsave), s.vcpus,
+               [](In& io, kvm::VcpuState& v) { vcpu(io, v); });
+    vm(i, s.vm);
+    serial_registers(i, s.serial);
+    const auto rx = r.bytes("UART receive bytes", kMaxSerialInput + kSerialFifo);
+    s.serial.rx.assign(rx.begin(), rx.end());
+    pci_bus(i, s.pci);
     std::uint8_t previous = 0;
-    for (FunctionState& f : s.functions) {
-        f.slot = r.u8("function slot");
-        // Bus 0's slots 1..31 (0 is the host bridge), each once, in slot order.
-        if (r.ok() && (f.slot <= previous || f.slot > kMaxFunctions))
-            r.invalid("function slot", "slot {} after slot {}", f.slot, previous);
-        previous = f.slot;
-        get(r, f.transport);
-        get(r, f.device);
-    }
+    i.sequence("PCI functions", kMaxFunctions, 256, s.functions,
+               [&previous](In& io, FunctionState& f) { decode_function(io, f, previous); });
     STOCKADE_TRY_VOID(r.finish("machine state"));
     return s;
 }
