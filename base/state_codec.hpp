@@ -37,8 +37,8 @@ class StateWriter {
     }
     // A fixed-size structure (a KVM state structure) as its bytes.
     template <typename T>
-        requires std::is_trivially_copyable_v<T>
     void raw(const T& v) {
+        static_assert(std::is_trivially_copyable_v<T>);
         bytes(std::span(reinterpret_cast<const std::uint8_t*>(&v), sizeof v));
     }
 
@@ -72,8 +72,8 @@ class StateReader {
     std::span<const std::uint8_t> bytes(std::string_view what, std::size_t max);
     // A fixed-size structure: exactly sizeof(T) bytes.
     template <typename T>
-        requires std::is_trivially_copyable_v<T>
     void raw(std::string_view what, T& out) {
+        static_assert(std::is_trivially_copyable_v<T>);
         const auto b = bytes(what, sizeof(T));
         if (b.size() == sizeof(T)) {
             std::memcpy(&out, b.data(), sizeof(T));

@@ -79,6 +79,7 @@ std::optional<ConfigFileArg> find_config_file(const std::vector<std::string>& ar
 void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string& config_file,
                      bool create) {
     SandboxSpec& spec = out.spec;
+    const std::string self = executable();  // an installed stockade boots its own images
     run.add_option(std::string(kConfigFile), config_file,
                    "Firecracker's JSON configuration (boot-source, machine-config, drives, "
                    "entropy; what stockade cannot honour is refused by its JSON path); options "
@@ -86,10 +87,10 @@ void add_run_options(CLI::App& run, RunArgs& out, std::string& huge, std::string
     run.add_option("--kernel", spec.kernel,
                    "kernel to boot: an uncompressed vmlinux (ELF, entered directly) or a bzImage")
         ->envname("STOCKADE_KERNEL")
-        ->default_val(default_boot_file(executable(), "vmlinux", STOCKADE_DEFAULT_KERNEL));
+        ->default_val(default_boot_file(self, "vmlinux", STOCKADE_DEFAULT_KERNEL));
     run.add_option("--initrd", spec.initrd, "initramfs with stockade-init as /init")
         ->envname("STOCKADE_INITRD")
-        ->default_val(default_boot_file(executable(), "initramfs.cpio", STOCKADE_DEFAULT_INITRD));
+        ->default_val(default_boot_file(self, "initramfs.cpio", STOCKADE_DEFAULT_INITRD));
     run.add_option("--cmdline", spec.extra_cmdline, "extra kernel command line arguments");
     run.add_option("--vcpus", spec.vcpus, "number of vCPUs (1..254)")->default_val(1);
     run.add_option("--memory", spec.memory_mib, "guest memory in MiB (at least 64)")

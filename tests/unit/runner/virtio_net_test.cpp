@@ -596,8 +596,7 @@ TEST(VirtioNetState, ReceiveChainsWaitingForAFrameAreTakenAgainAfterRestore) {
     EXPECT_EQ(saved.queues[kNetRxQueue].next_avail, 0) << "the two waiting chains, handed back";
 
     NetRig b;
-    const auto all = a.mem.slice(0, a.mem.total_size()).value();
-    std::copy(all.begin(), all.end(), b.mem.slice(0, all.size()).value().begin());
+    fake::copy_guest_memory(a.mem, b.mem);
     ASSERT_TRUE(b.activate(kModern | kNetFMrgRxbuf, saved.queues));
     b.rx.desc(2, b.alloc(1000), 1000, kDescWrite);
     b.rx.offer(0);  // b's driver ring helper starts at 0: put slots 0 and 1 back as they were

@@ -20,6 +20,7 @@
 namespace stockade::virtio {
 namespace {
 
+using fake::copy_guest_memory;
 using fake::drain_eventfd;
 using fake::FakeIoEvents;
 using fake::FakeRouter;
@@ -842,9 +843,7 @@ TEST(VirtioPciTransportState, WithItsDeviceStateTheRestoredDeviceServesWhatWasLe
     const TransportState transport = a.t->state();
 
     Rig b;
-    const auto all = a.ring.mem().slice(0, a.ring.mem().total_size()).value();
-    const auto into = b.ring.mem().slice(0, b.ring.mem().total_size()).value();
-    std::copy(all.begin(), all.end(), into.begin());  // the guest's memory, restored
+    copy_guest_memory(a.ring.mem(), b.ring.mem());
     ASSERT_TRUE(b.t->restore(transport, device.queues));
     ASSERT_EQ(b.dev->activations, 1);
     // No kick came after the restore (the driver's were before it, and with EVENT_IDX it
@@ -863,13 +862,14 @@ TEST(VirtioPciTransportState, WithItsDeviceStateTheRestoredDeviceServesWhatWasLe
     DeviceState wrong = device;
     wrong.queues[0].next_used = 1;
     Rig c;
-    std::copy(all.begin(), all.end(), c.ring.mem().slice(0, all.size()).value().begin());
+    copy_guest_memory(a.ring.mem(), c.ring.mem());
     ASSERT_TRUE(c.t->restore(transport, wrong.queues));
     EXPECT_TRUE(c.status() & kStatusNeedsReset);
     // The positions were for that one activation: the driver resets the device and starts
     // it on fresh rings, which work.
     c.set_status(0);
-    std::memset(c.ring.mem().slice(0, all.size()).value().data(), 0, all.size());
+    const auto ram = c.ring.mem().slice(0, c.ring.mem().total_size()).value();
+    std::fill(ram.begin(), ram.end(), 0);
     ASSERT_TRUE(c.negotiate(kGoodFeatures));
     c.setup_queue(0, c.ring.setup(), pci::kNoVector);
     c.driver_ok();
@@ -879,7 +879,7 @@ TEST(VirtioPciTransportState, WithItsDeviceStateTheRestoredDeviceServesWhatWasLe
     DeviceState in_flight = device;
     in_flight.queues[0].next_avail = 4;
     Rig d;
-    std::copy(all.begin(), all.end(), d.ring.mem().slice(0, all.size()).value().begin());
+    copy_guest_memory(a.ring.mem(), d.ring.mem());
     ASSERT_TRUE(d.t->restore(transport, in_flight.queues));
     EXPECT_TRUE(d.status() & kStatusNeedsReset);
 }

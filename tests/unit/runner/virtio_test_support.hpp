@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -218,6 +219,12 @@ inline bool readable(int fd) {
 }
 
 // Reads an eventfd's counter (0 when nothing was written); non-blocking eventfds only.
+// Guest RAM as a snapshot restores it: every byte of `from` into `to` (of at least its size).
+inline void copy_guest_memory(const GuestMemory& from, const GuestMemory& to) {
+    const auto all = from.slice(0, from.total_size()).value();
+    std::copy(all.begin(), all.end(), to.slice(0, all.size()).value().begin());
+}
+
 inline std::uint64_t drain_eventfd(int fd) {
     std::uint64_t v = 0;
     if (::read(fd, &v, sizeof v) != static_cast<ssize_t>(sizeof v)) return 0;
