@@ -26,8 +26,8 @@ Result<GuestMemory> GuestMemory::create(std::span<const MemoryRegion> regions,
         Mapping m;
         if (options.backing_fd >= 0) {
             m = STOCKADE_TRY(Mapping::of_fd(options.backing_fd, r.size, PROT_READ | PROT_WRITE,
-                                            MAP_SHARED, static_cast<off_t>(file_offset),
-                                            host_align));
+                                            options.copy_on_write ? MAP_PRIVATE : MAP_SHARED,
+                                            static_cast<off_t>(file_offset), host_align));
             file_offset += r.size;
         } else {
             m = STOCKADE_TRY(Mapping::anonymous(r.size, 0, host_align));

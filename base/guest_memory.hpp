@@ -26,9 +26,11 @@ enum class HugePages { off, transparent };
 
 struct MemoryOptions {
     HugePages huge_pages = HugePages::transparent;
-    // When valid, RAM is a MAP_SHARED mapping of this file (snapshots, sharing); else
-    // anonymous private memory.
+    // When valid, RAM is a mapping of this file (snapshots, sharing): MAP_SHARED, or with
+    // copy_on_write MAP_PRIVATE (a restored snapshot's memory: read from the file on first
+    // touch, written pages the process's own); else anonymous private memory.
     int backing_fd = -1;
+    bool copy_on_write = false;
 };
 
 class GuestMemory {

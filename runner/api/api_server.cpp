@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <future>
 #include <vector>
 
@@ -20,10 +21,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Descriptors a client may send with its requests (SCM_RIGHTS) before one takes them: a
+// snapshot's parts (state, memory, 16 disks).
+constexpr std::size_t kMaxReceivedFds = 18;
+
 struct Client {
     UniqueFd fd;
     HttpConnection http;
-    std::string out;  // response bytes not written yet
+    std::vector<UniqueFd> received;  // sent with the requests so far, not yet taken
+    std::string out;                 // response bytes not written yet
     bool close_after_write = false;
     Clock::time_point deadline;
 };
@@ -48,7 +54,11 @@ struct ApiServer::State {
                 (void)!::write(fd, busy.data(), busy.size());
                 continue;
             }
-            clients.push_back({std::move(owned), HttpConnection(), "", false,
+            clients.push_back({std::move(owned),
+                               HttpConnection(),
+                               {},
+                               "",
+                               false,
                                Clock::now() + config.idle_timeout});
         }
     }
@@ -56,9 +66,16 @@ struct ApiServer::State {
     // Reads what the client sent and answers every complete request; false: close it now.
     bool serve(Client& c) {
         char buf[4096];
-        const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+        const ssize_t n = receive(c, buf, sizeof buf);
         if (n == 0) return false;
-        if (n < 0) return errno == EAGAIN || errno == EINTR;
+        if (n < 0) {
+            if (errno != EMSGSIZE) return errno == EAGAIN || errno == EINTR;
+            c.out += serialize(
+                fault(400, fmt::format("at most {} descriptors with a request", kMaxReceivedFds)),
+                false);
+            c.close_after_write = true;
+            return true;
+        }
         c.deadline = Clock::now() + config.idle_timeout;
         std::span<const char> bytes(buf, static_cast<std::size_t>(n));
         for (;;) {
@@ -71,6 +88,20 @@ struct ApiServer::State {
             }
             if (!outcome.request) return true;
             Handled h = handle(*outcome.request, *config.controller);
+            if (h.snapshot) {
+                auto parts = std::move(c.received);
+                c.received.clear();
+                auto done = config.controller->snapshot(h.snapshot->leave_paused, std::move(parts));
+                c.out += serialize(
+                    done ? Response{200, to_json_text(*done)} : fault(400, done.error().message),
+                    outcome.request->keep_alive);
+                if (!outcome.request->keep_alive) {
+                    c.close_after_write = true;
+                    return true;
+                }
+                if (c.http.pending() == 0) return true;
+                continue;
+            }
             if (h.exec) {
                 // The connection becomes the exec's, after whatever was answered before.
                 auto taken = config.controller->exec(
@@ -81,6 +112,8 @@ struct ApiServer::State {
                 c.close_after_write = true;
                 return true;
             }
+            // Descriptors belong to the request that takes them, and to no later one.
+            c.received.clear();
             const Response& r = h.response;
             c.out += serialize(r, outcome.request->keep_alive);
             if (!outcome.request->keep_alive) {
@@ -89,6 +122,35 @@ struct ApiServer::State {
             }
             if (c.http.pending() == 0) return true;
         }
+    }
+
+    // read(), and the descriptors that came with the bytes (kept for the request that takes
+    // them; more than kMaxReceivedFds in all, or any cut short, fail with EMSGSIZE).
+    static ssize_t receive(Client& c, char* buf, std::size_t size) {
+        iovec iov{buf, size};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxReceivedFds)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        const ssize_t n = ::recvmsg(c.fd.get(), &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0) return n;
+        for (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr; h = CMSG_NXTHDR(&msg, h)) {
+            if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+            const std::size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+                c.received.emplace_back(fd);
+            }
+        }
+        if ((msg.msg_flags & MSG_CTRUNC) != 0 || c.received.size() > kMaxReceivedFds) {
+            c.received.clear();
+            errno = EMSGSIZE;
+            return -1;
+        }
+        return n;
     }
 
     // Writes what it can; false: close it now (done, or the client went away).

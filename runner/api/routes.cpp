@@ -135,15 +135,40 @@ Result<guest_control::ExecRequest> parse_exec_request(const Request& r) {
     return out;
 }
 
+Result<SnapshotRequest> parse_snapshot_request(const Request& r) {
+    if (r.body.empty()) return SnapshotRequest{};
+    // Firecracker's body names paths for the VMM to open; stockade's sandbox opens none.
+    auto body = object_body(r, {"leave_paused", "snapshot_path", "mem_file_path", "snapshot_type"});
+    if (!body) return std::unexpected(std::move(body).error());
+    if (body->contains("snapshot_path") || body->contains("mem_file_path"))
+        return fail(
+            "stockade's sandbox opens no paths: the snapshot's files come with the "
+            "request as descriptors (use `stockade snapshot create ID DIR`)");
+    if (body->contains("snapshot_type") && (*body)["snapshot_type"] != "Full")
+        return fail("\"snapshot_type\": only \"Full\" snapshots are made");
+    SnapshotRequest out;
+    if (body->contains("leave_paused")) {
+        if (!(*body)["leave_paused"].is_boolean())
+            return fail("\"leave_paused\" must be true or false");
+        out.leave_paused = (*body)["leave_paused"].get<bool>();
+    }
+    return out;
+}
+
 Handled handle(const Request& r, ApiController& c) {
     std::string_view path = r.target;
     if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
     if (path == "/exec" && r.method == "PUT") {
         auto exec = parse_exec_request(r);
-        if (!exec) return {fault(400, exec.error().message), std::nullopt};
-        return {{200, ""}, std::move(*exec)};
+        if (!exec) return {fault(400, exec.error().message), std::nullopt, std::nullopt};
+        return {{200, ""}, std::move(*exec), std::nullopt};
     }
-    return {respond(r, path, c), std::nullopt};
+    if (path == "/snapshot/create" && r.method == "PUT") {
+        auto snapshot = parse_snapshot_request(r);
+        if (!snapshot) return {fault(400, snapshot.error().message), std::nullopt, std::nullopt};
+        return {{200, ""}, std::nullopt, *snapshot};
+    }
+    return {respond(r, path, c), std::nullopt, std::nullopt};
 }
 
 namespace {

@@ -6,6 +6,7 @@
 // cannot serve, including an unknown method or path). Pure: the sandbox answers through
 // ApiController, so routing and error shapes are unit-tested without a VM.
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,18 +41,33 @@ class ApiController {
     // sent after its request. On an error `client` stays the caller's.
     [[nodiscard]] virtual Result<> exec(guest_control::ExecRequest request, UniqueFd& client,
                                         std::string head, std::string client_input) = 0;
+    // PUT /snapshot/create: the snapshot's parts are written to the descriptors the client
+    // sent with its request (SCM_RIGHTS), never to paths: `parts` is the state, the memory,
+    // then one per writable disk in order. Pauses (unless paused), saves, and resumes unless
+    // `leave_paused` or it was paused before. Answers what was written.
+    [[nodiscard]] virtual Result<nlohmann::json> snapshot(bool leave_paused,
+                                                          std::vector<UniqueFd> parts) = 0;
+};
+
+// PUT /snapshot/create's body: {"leave_paused": bool} (optional).
+struct SnapshotRequest {
+    bool leave_paused = false;
 };
 
 // The request's answer; for PUT /exec, a request to hand the connection over instead
 // (`exec`), which the server does with ApiController::exec.
+// For PUT /snapshot/create, a request to snapshot (`snapshot`) with the descriptors that came
+// with it, which the server does with ApiController::snapshot.
 struct Handled {
     Response response;
     std::optional<guest_control::ExecRequest> exec;
+    std::optional<SnapshotRequest> snapshot;
 };
 [[nodiscard]] Handled handle(const Request& request, ApiController& controller);
 
 // PUT /exec's body: {"cmd": [...], "env": ["NAME=value", ...], "workdir": "/...",
 // "stdin": bool}; only cmd is required.
 [[nodiscard]] Result<guest_control::ExecRequest> parse_exec_request(const Request& request);
+[[nodiscard]] Result<SnapshotRequest> parse_snapshot_request(const Request& request);
 
 }  // namespace stockade::api

@@ -100,9 +100,32 @@ std::string api_socket_path(std::string_view id) {
 }
 
 Result<ApiReply> api_request(std::string_view id, std::string_view method, std::string_view target,
-                             std::string_view body, std::chrono::milliseconds timeout) {
+                             std::string_view body, std::chrono::milliseconds timeout,
+                             std::span<const int> fds) {
     UniqueFd fd = STOCKADE_TRY(connect_api(id));
-    STOCKADE_TRY_VOID(write_all(fd.get(), request_text(method, target, body)));
+    const std::string text = request_text(method, target, body);
+    std::string_view unsent = text;
+    if (!fds.empty()) {
+        // The descriptors ride on the first bytes of the request.
+        iovec iov{const_cast<char*>(text.data()), text.size()};
+        std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        cmsghdr* h = CMSG_FIRSTHDR(&msg);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(h), fds.data(), sizeof(int) * fds.size());
+        ssize_t n;
+        while ((n = ::sendmsg(fd.get(), &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+        }
+        if (n <= 0) return fail_sys(fmt::format("sending a request to sandbox {}", id));
+        unsent.remove_prefix(static_cast<std::size_t>(n));
+    }
+    STOCKADE_TRY_VOID(write_all(fd.get(), unsent));
     http::response_parser<http::string_body> p;
     limit(p);
     std::string rest;

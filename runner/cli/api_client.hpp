@@ -3,6 +3,7 @@
 // fresh connection, the reply parsed with Boost.Beast under size limits (the sandbox process
 // answering is the less trusted side).
 #include <chrono>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -21,9 +22,11 @@ struct ApiReply {
 
 // Connects, sends one request (a JSON body, or none), reads the whole reply. An error names
 // the socket and what failed ("not running" when nothing listens).
+// `fds` go with the request's bytes (SCM_RIGHTS): a snapshot's files.
 [[nodiscard]] Result<ApiReply> api_request(
     std::string_view id, std::string_view method, std::string_view target,
-    std::string_view body = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    std::string_view body = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10),
+    std::span<const int> fds = {});
 
 // The fault message of an error reply ({"fault_message": ...}), or the body as it is.
 [[nodiscard]] std::string fault_text(const ApiReply& r);

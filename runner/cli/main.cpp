@@ -1,7 +1,10 @@
 // stockade: run untrusted workloads in hardened KVM micro-VMs.
 #include <fcntl.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <span>
 #include <string>
 #include <vector>
@@ -15,6 +18,7 @@
 #include "runner/cli/control_commands.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
+#include "runner/cli/snapshot_commands.hpp"
 #include "runner/supervisor/supervisor.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
 
@@ -47,6 +51,11 @@ int run_command(const std::vector<std::string>& args, bool create) {
             return 125;
         }
         stockade::log::set_output(file->release());
+    }
+    parsed->spec.run_args = args;
+    if (char* cwd = ::getcwd(nullptr, 0)) {
+        parsed->spec.run_cwd = cwd;
+        std::free(cwd);
     }
     if (parsed->spec.detach) return stockade::run_detached(std::move(parsed->spec));
     return stockade::run_sandbox(parsed->spec);
@@ -81,6 +90,7 @@ int main(int argc, char** argv) {
     if (stockade::cli::is_manage_command(command)) return stockade::cli::manage_cli(command, rest);
     if (stockade::cli::is_control_command(command))
         return stockade::cli::control_cli(command, rest);
+    if (command == "snapshot") return stockade::cli::snapshot_cli(rest);
     if (command == "net") return stockade::net::net_cli(rest);
     if (command == "policy")
         return stockade::policy::policy_cli(rest, {stockade::runner_seccomp_profiles});
@@ -107,6 +117,9 @@ int main(int argc, char** argv) {
     app.add_subcommand("pause", "pause a sandbox's vCPUs");
     app.add_subcommand("resume", "resume a paused sandbox");
     app.add_subcommand("rm", "remove stopped sandboxes and what they left (-f: stop them first)");
+    app.add_subcommand("snapshot",
+                       "save a running sandbox and restore it: create, restore, rollback, verify "
+                       "(stockade snapshot --help)");
     app.add_subcommand("net",
                        "set up, tear down or show a sandbox's host network (stockade net --help)");
     app.add_subcommand("policy", "check or show a sandbox policy (stockade policy --help)");

@@ -61,6 +61,8 @@ Lookup look_up(const std::string& id) {
     return {std::move(*r), 0};
 }
 
+}  // namespace
+
 // Every sandbox with a state file, by id; other entries of /run/stockade (the MCS and network
 // registries) are not sandboxes.
 std::vector<StateRecord> all_sandboxes() {
@@ -79,6 +81,8 @@ std::vector<StateRecord> all_sandboxes() {
     std::ranges::sort(out, {}, &StateRecord::id);
     return out;
 }
+
+namespace {
 
 json to_json(const StateRecord& r) {
     return json::parse(state_to_json(r));
@@ -259,6 +263,8 @@ Result<> remove_host_state(const StateRecord& r) {
     return first;
 }
 
+}  // namespace
+
 // rm of one sandbox: 0, kRefused or kFailed.
 int remove_sandbox(const std::string& id, bool force) {
     const auto found = look_up(id);
@@ -293,6 +299,8 @@ int remove_sandbox(const std::string& id, bool force) {
     }
     return 0;
 }
+
+namespace {
 
 int rm(std::span<const std::string> args) {
     CLI::App app{"Remove stopped sandboxes: their logs, state and what is left of them on the host",

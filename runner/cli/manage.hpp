@@ -6,6 +6,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "runner/supervisor/state_file.hpp"
 
 namespace stockade::cli {
 
@@ -13,5 +16,10 @@ namespace stockade::cli {
 [[nodiscard]] bool is_manage_command(std::string_view command);
 // `stockade COMMAND ARGS...` for one of those commands.
 [[nodiscard]] int manage_cli(std::string_view command, std::span<const std::string> args);
+
+// Every sandbox with a state file under /run/stockade, as it stands now, by id.
+[[nodiscard]] std::vector<StateRecord> all_sandboxes();
+// `rm` of one sandbox (`force`: a live one is stopped first): 0, 1 (refused), 125 (failed).
+[[nodiscard]] int remove_sandbox(const std::string& id, bool force);
 
 }  // namespace stockade::cli

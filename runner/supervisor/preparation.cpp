@@ -12,6 +12,9 @@
 #include "runner/arch/x86/kernel_release.hpp"
 #include "runner/arch/x86/memory_map.hpp"
 #include "runner/kvm/kvm.hpp"
+#include "runner/supervisor/snapshot_files.hpp"
+#include "runner/vmm/machine_state.hpp"
+#include "runner/vmm/snapshot_io.hpp"
 
 namespace stockade {
 namespace {
@@ -160,6 +163,45 @@ std::string default_kernel_cmdline(bool has_pci) {
     return c;
 }
 
+namespace {
+
+// A restore: the snapshot opened and checked (lengths, digests: the memory's unless the
+// caller skips it), its state and memory handed over, and each writable disk given back the
+// contents it had, before anything runs.
+Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox) {
+    std::vector<std::string> skip;
+    if (!spec.verify_memory) skip.push_back("memory");
+    OpenedSnapshot snap = STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip));
+    const SnapshotManifest& m = snap.manifest;
+    if (m.machine_state_version != kMachineStateVersion)
+        return fail("{}: machine state of version {}; this stockade restores version {}",
+                    spec.restore_from, m.machine_state_version, kMachineStateVersion);
+    if (m.vcpus != spec.vcpus || m.memory_mib != spec.memory_mib)
+        return fail("{}: the snapshot has {} vCPUs and {} MiB, the sandbox {} and {}",
+                    spec.restore_from, m.vcpus, m.memory_mib, spec.vcpus, spec.memory_mib);
+    std::vector<BlkKind::Disk*> writable;
+    if (auto& disks = part_of<BlkKind>(sandbox.devices))
+        for (auto& d : *disks)
+            if (!d.read_only) writable.push_back(&d);
+    if (writable.size() != m.disks.size())
+        return fail("{}: the snapshot has copies of {} writable disks, the sandbox has {}",
+                    spec.restore_from, m.disks.size(), writable.size());
+    for (std::size_t i = 0; i < writable.size(); ++i) {
+        if (writable[i]->path != m.disks[i].image)
+            return fail("{}: disk {} is {}, the snapshot's copy is of {}", spec.restore_from, i,
+                        writable[i]->path, m.disks[i].image);
+        auto copied = restore_disk(snap.fd(m.disks[i].part), writable[i]->fd.get());
+        if (!copied)
+            return std::unexpected(std::move(copied).error().context(
+                fmt::format("putting {} back into {}", m.disks[i].part, writable[i]->path)));
+    }
+    sandbox.restore_state = std::move(snap.parts.at("state"));
+    sandbox.restore_memory = std::move(snap.parts.at("memory"));
+    return {};
+}
+
+}  // namespace
+
 Result<Preparation> prepare(const SandboxSpec& spec) {
     // Step 1: the spec and the policy, checked without touching anything.
     STOCKADE_TRY_VOID(validate(spec, HostLimits{host_ram_bytes(), kMaxVcpus}));
@@ -181,6 +223,7 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     Job job = core_job(spec);
     OpenContext open{supervisor.id, supervisor.policy, artefacts, job};
     STOCKADE_TRY_VOID(open_devices(spec, open, sandbox.devices));
+    if (!spec.restore_from.empty()) STOCKADE_TRY_VOID(open_restore(spec, sandbox));
     STOCKADE_TRY_VOID(read_boot_images(spec, sandbox.boot, artefacts, supervisor.policy));
     STOCKADE_TRY_VOID(plan(spec, job, plans_pci_bus(sandbox.devices), sandbox.boot));
     STOCKADE_TRY_VOID(

@@ -37,6 +37,14 @@ struct SandboxSpec {
     bool detach = false;
     // `create`: boot and connect, then wait for `stockade start ID` before running argv
     bool wait_for_start = false;
+    // The arguments `run` or `create` was given, as given: a snapshot keeps them and its
+    // restore parses them again (the state file records them).
+    std::vector<std::string> run_args;
+    std::string run_cwd;  // the working directory they were given in
+    // `stockade snapshot restore`: the snapshot directory the sandbox resumes from instead of
+    // booting (its state, memory and disk copies; runner/supervisor/snapshot_files.hpp).
+    std::string restore_from;
+    bool verify_memory = true;  // the memory part's digest checked before the restore
 
     template <DeviceKind K>
     [[nodiscard]] typename K::Spec& device() {

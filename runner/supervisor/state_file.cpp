@@ -68,6 +68,8 @@ std::string state_to_json(const StateRecord& r) {
               {"vcpus", r.vcpus},
               {"memory_mib", r.memory_mib},
               {"argv", r.argv},
+              {"run_args", r.run_args},
+              {"run_cwd", or_null(r.run_cwd)},
               {"detached", r.detached},
               {"exit_status", r.exit_status ? json(*r.exit_status) : json()},
               {"stdout_log", or_null(r.stdout_log)},
@@ -93,6 +95,8 @@ Result<StateRecord> state_from_json(std::string_view text, std::string_view orig
     r.vcpus = STOCKADE_TRY(field<std::uint32_t>(j, "vcpus", 0, origin));
     r.memory_mib = STOCKADE_TRY(field<std::uint64_t>(j, "memory_mib", 0, origin));
     r.argv = STOCKADE_TRY(field<std::vector<std::string>>(j, "argv", {}, origin));
+    r.run_args = STOCKADE_TRY(field<std::vector<std::string>>(j, "run_args", {}, origin));
+    r.run_cwd = STOCKADE_TRY(field<std::string>(j, "run_cwd", "", origin));
     r.detached = STOCKADE_TRY(field<bool>(j, "detached", false, origin));
     if (auto it = j.find("exit_status"); it != j.end() && !it->is_null())
         r.exit_status = STOCKADE_TRY(field<int>(j, "exit_status", 0, origin));

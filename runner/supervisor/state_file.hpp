@@ -43,6 +43,9 @@ struct StateRecord {
     std::uint32_t vcpus = 0;
     std::uint64_t memory_mib = 0;
     std::vector<std::string> argv;  // the workload
+    // What `run` or `create` was given (its options and the workload), for snapshots
+    std::vector<std::string> run_args;
+    std::string run_cwd;  // the directory its relative paths were relative to
     bool detached = false;
     std::optional<int> exit_status;  // once stopped, when known
     std::string stdout_log, stderr_log;

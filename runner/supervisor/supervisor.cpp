@@ -99,6 +99,8 @@ StateRecord first_record(const SandboxSpec& spec, std::string_view id) {
     r.vcpus = spec.vcpus;
     r.memory_mib = spec.memory_mib;
     r.argv = spec.argv;
+    r.run_args = spec.run_args;
+    r.run_cwd = spec.run_cwd;
     r.detached = spec.detach;
     return r;
 }

@@ -99,6 +99,8 @@ class VirtioDevice {
     [[nodiscard]] virtual Result<DeviceState> save_state() {
         return fail("virtio {}: snapshots of this device are not supported", name());
     }
+    // A writable disk's image, which a snapshot copies while the device is held; -1: none.
+    [[nodiscard]] virtual int snapshot_disk_fd() const { return -1; }
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.
     [[nodiscard]] virtual std::string stats() { return {}; }
     // PCI class code (base class, subclass, interface) its transport reports.

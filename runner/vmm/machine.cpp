@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <set>
 
 #include "base/log.hpp"
@@ -13,6 +15,7 @@
 #include "runner/arch/x86/layout.hpp"
 #include "runner/arch/x86/memory_map.hpp"
 #include "runner/arch/x86/page_tables.hpp"
+#include "runner/kvm/vcpu_state.hpp"
 
 namespace stockade {
 namespace {
@@ -84,7 +87,23 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
     STOCKADE_TRY_VOID(vm.set_identity_map_addr(x86::kIdentityMapAddr));
     STOCKADE_TRY_VOID(vm.create_irqchip());
     STOCKADE_TRY_VOID(vm.create_pit2());
-    auto memory = STOCKADE_TRY(GuestMemory::create(ram, config.memory));
+    MemoryOptions memory_options = config.memory;
+    const bool restoring = config.restore_memory_fd >= 0;
+    if (restoring) {
+        // The file must be exactly guest RAM: a mapping past its end would fault (SIGBUS)
+        // where the guest reads.
+        std::uint64_t ram_bytes = 0;
+        for (const auto& r : ram)
+            ram_bytes += r.size;
+        struct stat st {};
+        if (::fstat(config.restore_memory_fd, &st) != 0) return fail_sys("the snapshot's memory");
+        if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != ram_bytes)
+            return fail("the snapshot's memory is {} bytes, the machine's RAM {}", st.st_size,
+                        ram_bytes);
+        memory_options.backing_fd = config.restore_memory_fd;
+        memory_options.copy_on_write = true;
+    }
+    auto memory = STOCKADE_TRY(GuestMemory::create(ram, memory_options));
     std::uint32_t slot = 0;
     for (const auto& r : memory.host_regions())
         STOCKADE_TRY_VOID(vm.set_user_memory_region(slot++, r.guest_phys, r.size, r.host));
@@ -99,13 +118,17 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
         m->vcpus_.push_back(std::move(vcpu));
     }
 
-    const GuestMemory& mem = m->memory_;
-    STOCKADE_TRY_VOID(mem.write(x86::kAcpiAddr, acpi.blob));
-    STOCKADE_TRY_VOID(x86::write_identity_page_tables(mem));
-    const auto e820 = x86::e820_map(ram);
-    STOCKADE_TRY_VOID(x86::load_boot(mem, *images.kernel, layout, images.initrd_parts,
-                                     config.cmdline, e820, acpi.rsdp_addr));
-    STOCKADE_TRY_VOID(x86::setup_boot_cpu(m->vcpus_.front(), mem, layout.entry));
+    m->msr_indices_ = STOCKADE_TRY(kvm::snapshot_msr_indices(kvm));
+    // A restored machine's memory already holds all of it, as the guest left it.
+    if (!restoring) {
+        const GuestMemory& mem = m->memory_;
+        STOCKADE_TRY_VOID(mem.write(x86::kAcpiAddr, acpi.blob));
+        STOCKADE_TRY_VOID(x86::write_identity_page_tables(mem));
+        const auto e820 = x86::e820_map(ram);
+        STOCKADE_TRY_VOID(x86::load_boot(mem, *images.kernel, layout, images.initrd_parts,
+                                         config.cmdline, e820, acpi.rsdp_addr));
+        STOCKADE_TRY_VOID(x86::setup_boot_cpu(m->vcpus_.front(), mem, layout.entry));
+    }
     STOCKADE_TRY_VOID(m->add_devices(std::move(serial_output), std::move(events)));
     m->irq_router_ = std::make_unique<kvm::IrqRouter>(m->vm_);
     if (has_pci) {
@@ -292,15 +315,128 @@ Result<> Machine::resume() {
     return {};
 }
 
-// Called by a vCPU thread between runs: waits here while the machine is paused.
+// Called by a vCPU thread between runs: waits here while the machine is paused, and reads
+// its own state when a capture asks for it (its filter has the reading ioctls; the API
+// thread's has none).
 void Machine::park_if_paused(VmControl& control) {
     if (!pause_requested_.load()) return;
     std::unique_lock lock(pause_mu_);
     if (!pause_requested_) return;
     ++parked_;
     pause_cv_.notify_all();
-    pause_cv_.wait(lock, [&] { return !pause_requested_ || control.stopping(); });
+    std::uint64_t seen = capture_.generation;
+    for (;;) {
+        pause_cv_.wait(lock, [&] {
+            return !pause_requested_ || control.stopping() || capture_.generation != seen;
+        });
+        if (!pause_requested_ || control.stopping()) break;
+        capture_parked(index_of_this_thread(), seen, lock);
+    }
     --parked_;
+}
+
+std::size_t Machine::index_of_this_thread() const {
+    const auto self = std::this_thread::get_id();
+    for (std::size_t i = 0; i < threads_.size(); ++i)
+        if (threads_[i].get_id() == self) return i;
+    return threads_.size();
+}
+
+void Machine::capture_parked(std::size_t index, std::uint64_t& seen,
+                             std::unique_lock<std::mutex>& lock) {
+    seen = capture_.generation;
+    if (index >= vcpus_.size()) return;
+    lock.unlock();
+    auto vcpu = kvm::capture_vcpu(vcpus_[index], msr_indices_);
+    std::optional<Result<kvm::VmState>> vm;
+    if (index == 0) vm = kvm::capture_vm(vm_);
+    lock.lock();
+    if (seen != capture_.generation) return;  // a capture given up on; a newer one asks again
+    if (vcpu)
+        capture_.vcpus[index] = std::move(*vcpu);
+    else
+        capture_.errors[index] = vcpu.error().message;
+    if (vm) {
+        if (*vm)
+            capture_.vm = std::move(**vm);
+        else
+            capture_.vm_error = vm->error().message;
+    }
+    --capture_.pending;
+    pause_cv_.notify_all();
+}
+
+Result<MachineState> Machine::capture_state() {
+    if (!passthrough_.empty())
+        return fail(
+            "a sandbox with a passed-through PCI function ({}) cannot be snapshotted: "
+            "its state is in the hardware",
+            passthrough_sources_.front()->name());
+    MachineState state;
+    for (std::size_t i = 0; i < transports_.size(); ++i) {
+        virtio::PciTransport& t = *transports_[i];
+        auto device = t.device().save_state();
+        if (!device) return std::unexpected(std::move(device).error());
+        state.functions.push_back({pci_functions_[i].first, t.state(), std::move(*device)});
+    }
+    if (pci_) state.pci = pci_->state();
+    state.serial = serial_->state();
+    std::unique_lock lock(pause_mu_);
+    if (!pause_requested_ || parked_ != threads_.size() || threads_.empty())
+        return fail("the machine is not paused");
+    capture_.vcpus.assign(vcpus_.size(), {});
+    capture_.errors.assign(vcpus_.size(), {});
+    capture_.vm.reset();
+    capture_.vm_error.clear();
+    capture_.pending = vcpus_.size();
+    ++capture_.generation;
+    pause_cv_.notify_all();
+    const bool done = pause_cv_.wait_for(lock, std::chrono::seconds(10), [this] {
+        return capture_.pending == 0 || (control_ != nullptr && control_->stopping());
+    });
+    if (!done || capture_.pending != 0) {
+        ++capture_.generation;  // late answers to this one are dropped
+        return fail("the vCPUs did not save their state within 10 s");
+    }
+    for (std::size_t i = 0; i < vcpus_.size(); ++i)
+        if (!capture_.errors[i].empty()) return fail("saving vCPU {}: {}", i, capture_.errors[i]);
+    if (!capture_.vm) return fail("saving the VM's interrupt controllers: {}", capture_.vm_error);
+    state.vcpus = std::move(capture_.vcpus);
+    state.vm = *capture_.vm;
+    // The clock the pause holds, not the one that went on meanwhile.
+    state.vm.clock.clock = paused_clock_;
+    return state;
+}
+
+Result<> Machine::restore_state(const MachineState& s) {
+    if (!threads_.empty()) return fail("restore into a machine that runs");
+    if (s.vcpus.size() != vcpus_.size())
+        return fail("the snapshot has {} vCPUs, this machine {}", s.vcpus.size(), vcpus_.size());
+    if (s.functions.size() != transports_.size() || !passthrough_.empty())
+        return fail("the snapshot has {} PCI functions, this machine {}", s.functions.size(),
+                    transports_.size() + passthrough_.size());
+    // Same slot, and the same vendor and device id (configuration bytes 0..3).
+    for (std::size_t i = 0; i < s.functions.size(); ++i)
+        if (s.functions[i].slot != pci_functions_[i].first ||
+            !std::equal(s.functions[i].transport.config.begin(),
+                        s.functions[i].transport.config.begin() + 4,
+                        transports_[i]->state().config.begin()))
+            return fail(
+                "the snapshot's PCI function in slot {} is not this machine's ({} in slot "
+                "{})",
+                s.functions[i].slot, transports_[i]->device().name(), pci_functions_[i].first);
+    STOCKADE_TRY_VOID(kvm::restore_vm(vm_, s.vm));
+    for (std::size_t i = 0; i < vcpus_.size(); ++i) {
+        auto r = kvm::restore_vcpu(vcpus_[i], s.vcpus[i]);
+        if (!r) return std::unexpected(std::move(r).error().context(fmt::format("vCPU {}", i)));
+    }
+    serial_->restore(s.serial);
+    // Each function's own state first (its command register), then where its BARs were.
+    for (std::size_t i = 0; i < s.functions.size(); ++i)
+        STOCKADE_TRY_VOID(
+            transports_[i]->restore(s.functions[i].transport, s.functions[i].device.queues));
+    if (pci_) STOCKADE_TRY_VOID(pci_->restore(s.pci));
+    return {};
 }
 
 std::uint64_t this_thread_cpu_ns() {

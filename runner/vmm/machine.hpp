@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -29,6 +30,7 @@
 #include "runner/pci/pci_bus.hpp"
 #include "runner/virtio/pci_transport.hpp"
 #include "runner/virtio/virtio.hpp"
+#include "runner/vmm/machine_state.hpp"
 #include "runner/vmm/vm_control.hpp"
 
 namespace stockade {
@@ -42,6 +44,10 @@ struct MachineConfig {
     std::string cmdline;
     x86::BootLayout layout;  // x86::plan_boot for this kernel, initrd, memory and cmdline
     bool has_pci = false;    // whether the guest has a PCI bus: exactly when it has devices
+    // A snapshot's restore: guest RAM is this file (the snapshot's memory part, exactly the
+    // RAM's size), mapped copy-on-write, so pages load when the guest first touches them and
+    // nothing is written back; nothing is loaded or set up for a boot (restore_state follows).
+    int restore_memory_fd = -1;
 };
 
 // Devices on the PCI bus, in slot order (virtio first, then passed-through functions);
@@ -91,6 +97,15 @@ class Machine {
     [[nodiscard]] bool paused() const { return pause_requested_.load(); }
     // Every virtio device's host side held or released (VirtioDevice::hold); while paused.
     void hold_devices(bool held);
+
+    // Snapshots. capture_state: while paused with the devices held, the whole machine's state
+    // (each vCPU's is read by its own parked thread, after KVM finished its last exit; the
+    // clock is the one the pause holds). Refused for a machine with a passed-through function
+    // or a device that cannot be saved, naming it. restore_state: into a machine made with
+    // MachineConfig::restore_memory_fd, before start(): the state must be of this machine
+    // (as many vCPUs, the same functions in the same slots).
+    [[nodiscard]] Result<MachineState> capture_state();
+    [[nodiscard]] Result<> restore_state(const MachineState& state);
 
     [[nodiscard]] Serial& serial() { return *serial_; }
     [[nodiscard]] const GuestMemory& memory() const { return memory_; }
@@ -142,6 +157,21 @@ class Machine {
     std::atomic<bool> pause_requested_{false};
     std::size_t parked_ = 0;
     std::uint64_t paused_clock_ = 0;
+    // A capture asked of the parked vCPU threads (under pause_mu_): each one whose generation
+    // is behind reads its own state into its slot.
+    struct Capture {
+        std::uint64_t generation = 0;
+        std::size_t pending = 0;
+        std::vector<kvm::VcpuState> vcpus;
+        std::vector<std::string> errors;  // per vCPU; empty: read
+        std::optional<kvm::VmState> vm;   // read by vCPU 0's thread
+        std::string vm_error;
+    };
+    Capture capture_;
+    [[nodiscard]] std::size_t index_of_this_thread() const;
+    void capture_parked(std::size_t index, std::uint64_t& seen, std::unique_lock<std::mutex>& lock);
+    // The MSRs a snapshot reads (KVM's list, taken while /dev/kvm was open).
+    std::vector<std::uint32_t> msr_indices_;
     VmControl* control_ = nullptr;
     struct Counters {
         std::atomic<std::uint64_t> io{0}, mmio{0}, interrupted{0}, other{0}, cpu_ns{0};

@@ -40,6 +40,7 @@
 #include "runner/vmm/sandbox_status.hpp"
 #include "runner/vmm/seccomp_profiles.hpp"
 #include "runner/vmm/signals.hpp"
+#include "runner/vmm/snapshot_io.hpp"
 #include "runner/vmm/vm_control.hpp"
 
 namespace stockade {
@@ -51,6 +52,8 @@ using Clock = std::chrono::steady_clock;
 // kernel's whole report when it is no longer than this.
 constexpr std::size_t kConsoleTailLines = 40;
 constexpr std::size_t kMaxPanicReportLines = 200;
+// A restored snapshot's state part: far above what 254 vCPUs and 31 functions take.
+constexpr std::size_t kMaxRestoredState = 64u << 20;
 
 std::int64_t us_since(Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
@@ -142,9 +145,14 @@ class Sandbox final : public api::ApiController {
 
     Result<> build();   // startup step 4's end: devices and the machine
     Result<> harden();  // steps 5-7: jail, SELinux, privilege drop
-    Result<> start();   // steps 8-9: each thread's filter, then the vCPUs released
-    void run();         // the event loop, until something stops the run
-    int report();       // the stop's message, the console's tail, --stats; the exit status
+    // A restore: the snapshot's state decoded and put into the machine, in the jail and
+    // without privileges (its bytes are as untrusted as a guest's), before the vCPU threads
+    // start and after the device threads (a restored disk is served on its own from its
+    // activation on).
+    Result<> restore();
+    Result<> start();  // steps 8-9: each thread's filter, then the vCPUs released
+    void run();        // the event loop, until something stops the run
+    int report();      // the stop's message, the console's tail, --stats; the exit status
 
     // The control API's view (runner/api/routes.hpp), called on the API thread.
     std::string id() const override { return res_.id; }
@@ -161,8 +169,10 @@ class Sandbox final : public api::ApiController {
     Result<> signal_workload(int signal) override;
     Result<> exec(guest_control::ExecRequest request, UniqueFd& client, std::string head,
                   std::string client_input) override;
+    Result<nlohmann::json> snapshot(bool leave_paused, std::vector<UniqueFd> parts) override;
 
   private:
+    [[nodiscard]] Result<nlohmann::json> write_snapshot(std::span<const UniqueFd> parts);
     // Runs `task` on the event-loop thread (whose filter allows what holding the devices
     // needs) and waits for it; fails when the loop does not get to it (the run is ending).
     [[nodiscard]] Result<> on_loop(std::function<Result<>()> task);
@@ -175,6 +185,8 @@ class Sandbox final : public api::ApiController {
     [[nodiscard]] Result<> start_host_outputs();
     void stop_host_outputs();
     void on_platform_event(const PlatformEvent& e);
+    // The guest's init is there (it said so, or a restored guest was): the supervisor hears.
+    void mark_ready();
     [[nodiscard]] Result<> start_stdio_relay();
     [[nodiscard]] Result<> start_api();
     [[nodiscard]] Result<> start_device_threads();
@@ -213,7 +225,7 @@ class Sandbox final : public api::ApiController {
     std::mutex metrics_mu_;  // one line at a time in the metrics file
     std::uint32_t relay_cid_ = 0;
     std::optional<StdinForwarder> stdin_;
-    std::int64_t built_us_ = 0, released_us_ = 0;
+    std::int64_t built_us_ = 0, released_us_ = 0, restored_us_ = -1;
     std::uint64_t loop_cpu_ns_ = 0;
     HardeningTimes hardening_;
 };
@@ -261,15 +273,19 @@ void Sandbox::stop_host_outputs() {
     if (terminal_out_) terminal_out_->stop();
 }
 
+void Sandbox::mark_ready() {
+    if (ready_us_.load() < 0) ready_us_ = us_since(start_);
+    if (!guest_ready_.exchange(true)) tell_supervisor(SandboxStatus::ready);
+    control_.wake();
+}
+
 void Sandbox::on_platform_event(const PlatformEvent& e) {
     const PlatformOutcome o = outcome_of(e);
     switch (o.action) {
         case PlatformOutcome::Action::none:
             return;
         case PlatformOutcome::Action::ready:
-            if (ready_us_.load() < 0) ready_us_ = us_since(start_);
-            if (!guest_ready_.exchange(true)) tell_supervisor(SandboxStatus::ready);
-            control_.wake();
+            mark_ready();
             return;
         case PlatformOutcome::Action::stop:
             control_.stop(o.reason);
@@ -290,7 +306,8 @@ Result<> Sandbox::build() {
                          {res_.spec.huge_pages, -1},
                          boot.cmdline,
                          boot.layout,
-                         boot.has_pci};
+                         boot.has_pci,
+                         res_.restore_memory.get()};
     BootImages images{&boot.kernel, {boot.initrd.bytes(), boot.job}};
     machine_ = STOCKADE_TRY(Machine::create(
         *res_.kvm, config, images, {std::move(built.devices), std::move(built.passthrough), &loop_},
@@ -299,6 +316,7 @@ Result<> Sandbox::build() {
     // needed again.
     res_.boot.release();
     res_.kvm.reset();
+    res_.restore_memory.reset();  // mapped: the mapping keeps the file
     built_us_ = us_since(start_);
     return {};
 }
@@ -331,6 +349,29 @@ Result<> Sandbox::harden() {
         pollfd p{res_.status_pipe.get(), POLLOUT, 0};
         if (::poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) return fail("the supervisor died");
     }
+    return {};
+}
+
+Result<> Sandbox::restore() {
+    if (!res_.restore_state) return {};
+    const auto t = Clock::now();
+    std::vector<std::uint8_t> bytes;
+    for (;;) {
+        std::uint8_t buf[64 * 1024];
+        const ssize_t n = ::read(res_.restore_state.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail_sys("reading the snapshot's state");
+        if (n == 0) break;
+        if (bytes.size() + static_cast<std::size_t>(n) > kMaxRestoredState)
+            return fail("the snapshot's state is larger than {} bytes", kMaxRestoredState);
+        bytes.insert(bytes.end(), buf, buf + n);
+    }
+    res_.restore_state.reset();
+    auto state = decode_machine_state(bytes);
+    if (!state) return std::unexpected(std::move(state).error().context("the snapshot's state"));
+    auto restored = machine_->restore_state(*state);
+    if (!restored) return std::unexpected(std::move(restored).error().context("restoring"));
+    restored_us_ = us_since(t);
     return {};
 }
 
@@ -396,6 +437,7 @@ Result<> Sandbox::start() {
     STOCKADE_TRY_VOID(start_stdio_relay());
     STOCKADE_TRY_VOID(start_api());
     STOCKADE_TRY_VOID(start_device_threads());
+    STOCKADE_TRY_VOID(restore());
     STOCKADE_TRY_VOID(watch_control_and_signals());
     stdin_.emplace(machine_->serial(), loop_);
     // Each vCPU thread loads its filter and waits; this thread then loads the event loop's.
@@ -409,6 +451,9 @@ Result<> Sandbox::start() {
     ::dl_iterate_phdr(drop_read_only_segment, nullptr);
     machine_->release();
     released_us_ = us_since(start_);
+    // A restored guest was ready when it was saved (only a ready sandbox is snapshotted), and
+    // its init does not say so again.
+    if (restored_us_ >= 0) mark_ready();
     return {};
 }
 
@@ -515,6 +560,60 @@ Result<> Sandbox::exec(guest_control::ExecRequest request, UniqueFd& client, std
     return relay->start_exec(std::move(request), client, std::move(head), std::move(client_input));
 }
 
+// The parts' descriptors: state, memory, then one per writable disk (in disk order).
+Result<nlohmann::json> Sandbox::snapshot(bool leave_paused, std::vector<UniqueFd> parts) {
+    const auto t = Clock::now();
+    const bool was_paused = machine_->paused();
+    if (!was_paused) STOCKADE_TRY_VOID(pause());
+    const std::int64_t paused_us = us_since(t);
+    auto written = write_snapshot(parts);
+    parts.clear();  // closed before the answer: the client renames what is complete
+    const std::int64_t saved_us = us_since(t);
+    if (!was_paused && !leave_paused) {
+        if (auto r = resume(); !r) {
+            if (written) return std::unexpected(std::move(r).error().context("resuming"));
+            log::warn("resuming after a failed snapshot: {}", r.error().message);
+        }
+    }
+    if (!written) return written;
+    (*written)["timings_us"] = {{"pause", paused_us},
+                                {"save", saved_us - paused_us},
+                                {"paused_total", was_paused || leave_paused ? -1 : us_since(t)}};
+    (*written)["paused"] = machine_->paused();
+    return written;
+}
+
+Result<nlohmann::json> Sandbox::write_snapshot(std::span<const UniqueFd> parts) {
+    std::vector<int> disks;
+    for (std::size_t i = 0; i < machine_->transport_count(); ++i)
+        if (const int fd = machine_->transport(i).device().snapshot_disk_fd(); fd >= 0)
+            disks.push_back(fd);
+    if (parts.size() != 2 + disks.size())
+        return fail(
+            "a snapshot of this sandbox takes {} descriptors (state, memory and {} "
+            "writable disks), not {}",
+            2 + disks.size(), disks.size(), parts.size());
+    const MachineState state = STOCKADE_TRY(machine_->capture_state());
+    const std::vector<std::uint8_t> bytes = encode_machine_state(state);
+    STOCKADE_TRY_VOID(write_all(parts[0].get(), bytes));
+    const WrittenBytes memory =
+        STOCKADE_TRY(write_guest_memory(machine_->memory(), parts[1].get()));
+    nlohmann::json disk_parts = nlohmann::json::array();
+    for (std::size_t i = 0; i < disks.size(); ++i) {
+        const WrittenBytes d = STOCKADE_TRY(copy_disk(disks[i], parts[2 + i].get()));
+        disk_parts.push_back({{"bytes", d.size}, {"data_bytes", d.data}});
+    }
+    // Regular files reach stable storage before the client renames the snapshot into place.
+    for (const UniqueFd& fd : parts)
+        if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS)
+            return fail_sys("fsync of a snapshot part");
+    return nlohmann::json{{"state_bytes", bytes.size()},
+                          {"memory_bytes", memory.size},
+                          {"memory_data_bytes", memory.data},
+                          {"vcpus", state.vcpus.size()},
+                          {"disks", std::move(disk_parts)}};
+}
+
 nlohmann::json Sandbox::machine_config() const {
     return {{"vcpu_count", res_.spec.vcpus},
             {"mem_size_mib", res_.spec.memory_mib},
@@ -619,12 +718,15 @@ void Sandbox::print_stats() const {
     log::write(
         log::Level::info,
         fmt::format("stats: vm built in {:.1f} ms; hardening: jail {:.1f} ms, SELinux "
-                    "{:.1f} ms, privilege drop {:.1f} ms, seccomp {:.1f} ms; vCPUs "
+                    "{:.1f} ms, privilege drop {:.1f} ms, seccomp {:.1f} ms; {}vCPUs "
                     "released at {:.1f} ms; first exit {:.1f} ms after start; init "
                     "ready at {:.1f} ms; ended at {:.1f} ms; exits: io {}, mmio {}, "
                     "interrupted {}; CPU: vCPUs {:.2f} s, event loop {:.2f} s; guest RAM "
                     "touched {} MiB",
                     built_us_ / 1e3, h.jail / 1e3, h.selinux / 1e3, h.drop / 1e3, h.seccomp / 1e3,
+                    restored_us_ < 0
+                        ? std::string()
+                        : fmt::format("snapshot state restored in {:.1f} ms; ", restored_us_ / 1e3),
                     released_us_ / 1e3, c.first_exit_us / 1e3, ready_us_.load() / 1e3,
                     us_since(start_) / 1e3, c.io, c.mmio, c.interrupted, c.vcpu_cpu_ns / 1e9,
                     loop_cpu_ns_ / 1e9, machine_->memory().resident_bytes() >> 20));

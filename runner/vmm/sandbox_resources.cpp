@@ -22,6 +22,8 @@ std::vector<int> SandboxResources::fds() const {
     if (api_listener) out.push_back(api_listener.get());
     if (metrics_file) out.push_back(metrics_file.get());
     if (status_pipe) out.push_back(status_pipe.get());
+    if (restore_state) out.push_back(restore_state.get());
+    if (restore_memory) out.push_back(restore_memory.get());
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (const auto& handed = part_of<K>(devices))
             for (int fd : K::fds(*handed))

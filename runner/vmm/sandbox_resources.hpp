@@ -45,6 +45,9 @@ struct SandboxResources {
     // The write end of a pipe the supervisor reads: one SandboxStatus byte per change
     // (runner/vmm/sandbox_status.hpp), never blocking; invalid: nobody listens
     UniqueFd status_pipe;
+    // A restore (SandboxSpec::restore_from): the snapshot's state part, decoded only in the
+    // jailed sandbox, and its memory part, mapped copy-on-write as guest RAM; both read-only.
+    UniqueFd restore_state, restore_memory;
 
     // Every descriptor this carries: the sandbox process keeps these and closes the rest.
     [[nodiscard]] std::vector<int> fds() const;

@@ -1,5 +1,7 @@
 #include "runner/vmm/seccomp_profiles.hpp"
 
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,6 +24,15 @@ SeccompProfile vcpu_profile(policy::SeccompMode mode) {
     SeccompProfile p("vcpu", mode);
     p.baseline()
         .allow_ioctl({STOCKADE_IOCTL(KVM_RUN)})
+        // a snapshot: each parked vCPU reads its own state, vCPU 0 the VM's too
+        // (Machine::capture_state); reading only
+        .allow_ioctl({STOCKADE_IOCTL(KVM_GET_REGS), STOCKADE_IOCTL(KVM_GET_SREGS),
+                      STOCKADE_IOCTL(KVM_GET_XSAVE), STOCKADE_IOCTL(KVM_GET_XCRS),
+                      STOCKADE_IOCTL(KVM_GET_DEBUGREGS), STOCKADE_IOCTL(KVM_GET_LAPIC),
+                      STOCKADE_IOCTL(KVM_GET_MSRS), STOCKADE_IOCTL(KVM_GET_VCPU_EVENTS),
+                      STOCKADE_IOCTL(KVM_GET_MP_STATE), STOCKADE_IOCTL(KVM_GET_TSC_KHZ),
+                      STOCKADE_IOCTL(KVM_GET_IRQCHIP), STOCKADE_IOCTL(KVM_GET_PIT2),
+                      STOCKADE_IOCTL(KVM_GET_CLOCK)})
         // registering a started device's queues with the event loop
         .allow({SYS_epoll_ctl})
         .deny_execve();
@@ -69,6 +80,14 @@ SeccompProfile api_seccomp_profile(policy::SeccompMode mode) {
         .allow({SYS_getpid})
         .allow_if(SYS_tgkill, {policy::arg_eq(0, static_cast<std::uint64_t>(::getpid()))})
         .allow_ioctl({STOCKADE_IOCTL(KVM_GET_CLOCK), STOCKADE_IOCTL(KVM_SET_CLOCK)})
+        // a snapshot (PUT /snapshot/create): its files come with the request (recvmsg); the
+        // state and memory are written to them, disks copied (a reflink, or the data of a
+        // sparse copy), nothing opened
+        .allow({SYS_recvmsg, SYS_pwrite64, SYS_fstat, SYS_ftruncate, SYS_fsync, SYS_lseek,
+                SYS_copy_file_range})
+        // glibc's fstat: newfstatat on the descriptor itself (AT_EMPTY_PATH), never a path
+        .allow_if(SYS_newfstatat, {policy::arg_eq(3, AT_EMPTY_PATH)})
+        .allow_ioctl({STOCKADE_IOCTL(FICLONE)})
         .deny_execve();
     return p;
 }

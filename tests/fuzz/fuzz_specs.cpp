@@ -1,6 +1,7 @@
 // libFuzzer target: the text a user or an operator hands stockade before anything starts.
 // The first byte picks the parser: 0 the policy document (JSON), 1 netsetup's network spec
-// (`stockade net up`), 2 `stockade run --net` (the runner's keys split from netsetup's). Neither
+// (`stockade net up`), 2 `stockade run --net` (the runner's keys split from netsetup's), 3 a
+// snapshot's manifest (`stockade snapshot restore` and `verify` read it as root). None
 // may crash, hang or throw; whatever parses must survive its own canonical form unchanged
 // (parse(format(x)) == x), the round trip `stockade policy show` and `stockade net show` rely on;
 // what `--net` accepts hands netsetup a spec it accepts, and that spec alone parses to the same
@@ -14,6 +15,7 @@
 #include "netsetup/spec.hpp"
 #include "policy/policy.hpp"
 #include "runner/registry/net_spec.hpp"
+#include "runner/supervisor/snapshot_files.hpp"
 
 using namespace stockade;
 
@@ -25,7 +27,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
+        case 3: {
+            auto m = manifest_from_json(text, "manifest");
+            if (!m) return 0;
+            auto again = manifest_from_json(manifest_to_json(*m), "manifest");
+            if (!again || !(*again == *m)) __builtin_trap();
+            return 0;
+        }
         case 0: {
             auto policy = policy::parse_policy(text);
             if (!policy) return 0;

@@ -4,11 +4,13 @@
 // client closed, nothing left behind).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/fs.h>
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -127,6 +129,18 @@ class FakeController : public ApiController {
     Result<> exec(guest_control::ExecRequest, UniqueFd&, std::string, std::string) override {
         return fail("not here");
     }
+    Result<json> snapshot(bool leave_paused, std::vector<UniqueFd> parts) override {
+        snapshot_leave_paused = leave_paused;
+        snapshot_parts.clear();
+        for (auto& fd : parts) {
+            struct stat st {};
+            snapshot_parts.push_back(::fstat(fd.get(), &st) == 0 ? st.st_ino : 0);
+        }
+        if (parts.empty()) return fail("no descriptors came with the request");
+        return json{{"parts", parts.size()}};
+    }
+    bool snapshot_leave_paused = false;
+    std::vector<ino_t> snapshot_parts;  // inode of each descriptor received
     bool started = true;
     int power_offs = 0;
     std::vector<int> signals;
@@ -370,6 +384,110 @@ TEST(ApiServer, ServesOnTheSupervisorsSocketAndLeavesNothingBehind) {
     EXPECT_NE(::stat(sandbox_dir.c_str(), &st), 0) << "the state directory is removed";
 }
 
+TEST(ApiRoutes, SnapshotRequestsTakeDescriptorsNotPaths) {
+    FakeController c;
+    Handled h = handle({"PUT", "/snapshot/create", "{\"leave_paused\": true}", true}, c);
+    ASSERT_TRUE(h.snapshot);
+    EXPECT_TRUE(h.snapshot->leave_paused);
+    h = handle({"PUT", "/snapshot/create", "", true}, c);
+    ASSERT_TRUE(h.snapshot);
+    EXPECT_FALSE(h.snapshot->leave_paused);
+    h = handle(
+        {"PUT", "/snapshot/create", "{\"snapshot_path\": \"/x\", \"mem_file_path\": \"/y\"}", true},
+        c);
+    EXPECT_FALSE(h.snapshot);
+    EXPECT_EQ(h.response.status, 400);
+    EXPECT_NE(fault_of(h.response).find("opens no paths"), std::string::npos);
+    for (const char* body :
+         {"{\"leave_paused\": 1}", "{\"snapshot_type\": \"Diff\"}", "{\"x\": 1}", "[]"}) {
+        h = handle({"PUT", "/snapshot/create", body, true}, c);
+        EXPECT_FALSE(h.snapshot) << body;
+        EXPECT_EQ(h.response.status, 400) << body;
+    }
+}
+
+// Sends `request` with `fds` attached (SCM_RIGHTS) and reads the answer.
+std::string talk_with_fds(const std::string& path, const std::string& request,
+                          const std::vector<int>& fds) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return "";
+    }
+    iovec iov{const_cast<char*>(request.data()), request.size()};
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* h = CMSG_FIRSTHDR(&msg);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(h), fds.data(), sizeof(int) * fds.size());
+    if (::sendmsg(fd, &msg, 0) != static_cast<ssize_t>(request.size())) {
+        ::close(fd);
+        return "";
+    }
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return out;
+}
+
+TEST(ApiServer, ASnapshotRequestHandsTheDescriptorsItCameWithToTheController) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    auto sock = ApiSocket::create("sb-s", (dir.path / "run").string());
+    ASSERT_TRUE(sock) << sock.error().message;
+    FakeController c;
+    auto server = ApiServer::start({sock->take_listener(), &c, {}, std::chrono::milliseconds(300)});
+    ASSERT_TRUE(server) << server.error().message;
+    std::vector<int> fds;
+    std::vector<ino_t> inodes;
+    for (const char* name : {"state", "memory", "disk-vda"}) {
+        const std::string p = (dir.path / name).string();
+        fds.push_back(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        struct stat st {};
+        ASSERT_EQ(::fstat(fds.back(), &st), 0);
+        inodes.push_back(st.st_ino);
+    }
+    const std::string body = "{\"leave_paused\":true}";
+    const std::string got = talk_with_fds(
+        sock->path(),
+        fmt::format("PUT /snapshot/create HTTP/1.1\r\nContent-Length: {}\r\nConnection: "
+                    "close\r\n\r\n{}",
+                    body.size(), body),
+        fds);
+    EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos) << got;
+    EXPECT_NE(got.find("\"parts\":3"), std::string::npos) << got;
+    EXPECT_EQ(c.snapshot_parts, inodes) << "in the order sent";
+    EXPECT_TRUE(c.snapshot_leave_paused);
+    // Descriptors sent with some other request are not kept for a later one.
+    const std::string other = talk_with_fds(sock->path(),
+                                            "GET / HTTP/1.1\r\nHost: x\r\n\r\nPUT /snapshot/create "
+                                            "HTTP/1.1\r\nConnection: close\r\n\r\n",
+                                            {fds[0]});
+    EXPECT_NE(other.find("HTTP/1.1 200"), std::string::npos) << other;
+    EXPECT_NE(other.find("HTTP/1.1 400"), std::string::npos) << other;
+    EXPECT_TRUE(c.snapshot_parts.empty());
+    // Too many: refused, and the connection closes.
+    std::vector<int> many(19, fds[0]);
+    const std::string refused = talk_with_fds(
+        sock->path(), "PUT /snapshot/create HTTP/1.1\r\nConnection: close\r\n\r\n", many);
+    EXPECT_NE(refused.find("HTTP/1.1 400"), std::string::npos) << refused;
+    EXPECT_NE(refused.find("at most 18 descriptors"), std::string::npos) << refused;
+    for (int fd : fds)
+        ::close(fd);
+}
+
 // The API thread's filter: its sockets come from the supervisor, it controls no device, and
 // the only KVM calls it makes hold and restore the guest's clock around a pause.
 TEST(ApiServer, TheApiThreadsFilterIsNarrow) {
@@ -383,7 +501,8 @@ TEST(ApiServer, TheApiThreadsFilterIsNarrow) {
     for (const auto& i : p.allowed_ioctls())
         ioctls.push_back(i.number);
     std::sort(ioctls.begin(), ioctls.end());
-    std::vector<std::uint64_t> want{KVM_GET_CLOCK, KVM_SET_CLOCK};
+    // and a snapshot's reflinked disk copies
+    std::vector<std::uint64_t> want{KVM_GET_CLOCK, KVM_SET_CLOCK, FICLONE};
     std::sort(want.begin(), want.end());
     EXPECT_EQ(ioctls, want);
 }

@@ -1,0 +1,15 @@
+#pragma once
+// `stockade snapshot create|restore|rollback|verify` (runner/supervisor/snapshot_files.hpp is
+// the directory's format). The CLI opens the snapshot's files itself and hands descriptors to
+// the sandbox (which opens no path); a restore is a `run` of the snapshot's own arguments that
+// resumes from the snapshot instead of booting. Each returns the process exit status: 0, 1
+// (refused: bad input, an unknown sandbox, a snapshot that does not verify), 125 (failed), or
+// for a restore in the foreground its workload's.
+#include <span>
+#include <string>
+
+namespace stockade::cli {
+
+[[nodiscard]] int snapshot_cli(std::span<const std::string> args);
+
+}  // namespace stockade::cli

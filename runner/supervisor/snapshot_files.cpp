@@ -1,0 +1,148 @@
+#include "runner/supervisor/snapshot_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <limits>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "base/io.hpp"
+#include "base/sha256.hpp"
+
+namespace stockade {
+namespace {
+
+using json = nlohmann::json;
+
+// An unsigned number that fits T (nlohmann's get would wrap -1 around).
+template <typename T>
+T unsigned_at(const json& j, const char* key) {
+    const json& v = j.at(key);
+    if (!v.is_number_unsigned() || v.get<std::uint64_t>() > std::numeric_limits<T>::max())
+        throw std::invalid_argument(fmt::format("\"{}\" must be a number from 0 to {}", key,
+                                                std::numeric_limits<T>::max()));
+    return static_cast<T>(v.get<std::uint64_t>());
+}
+
+bool known_part(std::string_view name) {
+    if (name == "state" || name == "memory") return true;
+    return name.size() == 8 && name.starts_with("disk-vd") && name[7] >= 'a' && name[7] <= 'p';
+}
+
+}  // namespace
+
+std::string disk_part_name(std::size_t index) {
+    return fmt::format("disk-vd{}", static_cast<char>('a' + index));
+}
+
+std::string manifest_to_json(const SnapshotManifest& m) {
+    json parts = json::object();
+    for (const auto& [name, d] : m.parts)
+        parts[name] = {{"bytes", d.size}, {"sha256", to_hex(d.sha256)}};
+    json disks = json::array();
+    for (const auto& d : m.disks)
+        disks.push_back({{"part", d.part}, {"image", d.image}});
+    json j = {{"format", "stockade-snapshot"},
+              {"version", m.version},
+              {"id", m.id},
+              {"created", m.created},
+              {"source", m.source},
+              {"run_args", m.run_args},
+              {"run_cwd", m.run_cwd},
+              {"vcpus", m.vcpus},
+              {"memory_mib", m.memory_mib},
+              {"machine_state_version", m.machine_state_version},
+              {"parts", std::move(parts)},
+              {"disks", std::move(disks)}};
+    return j.dump(2) + "\n";
+}
+
+Result<SnapshotManifest> manifest_from_json(std::string_view text, std::string_view origin) {
+    const json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return fail("{}: not a JSON object", origin);
+    if (j.value("format", "") != "stockade-snapshot")
+        return fail("{}: not a stockade snapshot manifest", origin);
+    SnapshotManifest m;
+    try {
+        m.version = unsigned_at<std::uint32_t>(j, "version");
+        if (m.version != kSnapshotFormatVersion)
+            return fail("{}: a snapshot of format version {}; this stockade reads version {}",
+                        origin, m.version, kSnapshotFormatVersion);
+        m.id = j.at("id").get<std::string>();
+        m.created = j.at("created").get<std::string>();
+        m.source = j.at("source").get<std::string>();
+        m.run_args = j.at("run_args").get<std::vector<std::string>>();
+        m.run_cwd = j.value("run_cwd", "");
+        m.vcpus = unsigned_at<std::uint32_t>(j, "vcpus");
+        m.memory_mib = unsigned_at<std::uint64_t>(j, "memory_mib");
+        m.machine_state_version = unsigned_at<std::uint32_t>(j, "machine_state_version");
+        for (const auto& [name, p] : j.at("parts").items()) {
+            if (!known_part(name)) return fail("{}: unknown part \"{}\"", origin, name);
+            snapshot::ClearDigest d;
+            d.size = unsigned_at<std::uint64_t>(p, "bytes");
+            const auto sha = parse_sha256_hex(p.at("sha256").get<std::string>());
+            if (!sha) return fail("{}: part {}: \"sha256\" is not 64 hex digits", origin, name);
+            d.sha256 = *sha;
+            m.parts.emplace(name, d);
+        }
+        for (const auto& d : j.at("disks"))
+            m.disks.push_back({d.at("part").get<std::string>(), d.at("image").get<std::string>()});
+    } catch (const std::exception& e) {  // json's, and unsigned_at's
+        return fail("{}: {}", origin, e.what());
+    }
+    for (const char* needed : {"state", "memory"})
+        if (!m.parts.contains(needed)) return fail("{}: no part \"{}\"", origin, needed);
+    for (const auto& d : m.disks)
+        if (!m.parts.contains(d.part) || d.part == "state" || d.part == "memory" ||
+            d.image.empty() || d.image.front() != '/')
+            return fail(
+                "{}: disk copy \"{}\" of \"{}\" is not a listed disk part with an "
+                "absolute image path",
+                origin, d.part, d.image);
+    if (m.parts.size() != 2 + m.disks.size())
+        return fail("{}: {} parts, but state, memory and {} disk copies", origin, m.parts.size(),
+                    m.disks.size());
+    if (m.vcpus == 0 || m.memory_mib == 0 || m.run_args.empty())
+        return fail("{}: no vCPUs, memory or run arguments", origin);
+    return m;
+}
+
+int OpenedSnapshot::fd(const std::string& part) const {
+    const auto it = parts.find(part);
+    return it == parts.end() ? -1 : it->second.get();
+}
+
+Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
+                                     const std::vector<std::string>& skip_digest) {
+    OpenedSnapshot out;
+    out.dir = dir;
+    const std::string manifest_path = dir + "/manifest";
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return fail_sys(fmt::format("snapshot {}", dir));
+    if (!S_ISDIR(st.st_mode)) return fail("{}: not a snapshot directory", dir);
+    if (::stat(manifest_path.c_str(), &st) != 0)
+        return fail("{}: not a complete snapshot (no manifest)", dir);
+    const std::string text = STOCKADE_TRY(read_text_file(manifest_path, kMaxSnapshotManifest));
+    out.manifest = STOCKADE_TRY(manifest_from_json(text, manifest_path));
+    for (const auto& [name, digest] : out.manifest.parts) {
+        const std::string path = dir + "/" + name;
+        auto fd = open_file(path, O_RDONLY | O_NOFOLLOW);
+        if (!fd) return fail("{}: part {} is missing: {}", dir, name, fd.error().message);
+        struct stat part {};
+        if (::fstat(fd->get(), &part) != 0) return fail_sys(path);
+        if (!S_ISREG(part.st_mode) || static_cast<std::uint64_t>(part.st_size) != digest.size)
+            return fail("{}: part {} is {} bytes, the manifest says {}", dir, name, part.st_size,
+                        digest.size);
+        const bool skip =
+            std::find(skip_digest.begin(), skip_digest.end(), name) != skip_digest.end();
+        if (digests && !skip)
+            STOCKADE_TRY_VOID(snapshot::check_clear_part(fd->get(), name, digest));
+        out.parts.emplace(name, std::move(*fd));
+    }
+    return out;
+}
+
+}  // namespace stockade

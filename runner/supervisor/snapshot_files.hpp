@@ -1,0 +1,74 @@
+#pragma once
+// A snapshot directory as the supervisor and the CLI see it (the sandbox only ever gets
+// descriptors): `manifest` (JSON, below), `state` (the machine's state, decoded only in the
+// sandbox process), `memory` (guest RAM, sparse) and `disk-vdX` (a copy of each writable disk
+// as it was). Written into a temporary directory beside the target and renamed into place
+// when whole, so a directory with a manifest is a complete snapshot.
+//
+// The manifest: {"format": "stockade-snapshot", "version": 1, "id", "created", "source",
+// "run_args": [...], "vcpus", "memory_mib", "machine_state_version",
+// "parts": {NAME: {"bytes", "sha256"}}, "disks": [{"part", "image"}]}: the run's arguments
+// (the restore parses them again, as `run` would), each part's length and SHA-256, and for
+// each disk copy the image it was taken of, which a restore puts it back into.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/unique_fd.hpp"
+#include "snapshot/clear_digest.hpp"
+
+namespace stockade {
+
+inline constexpr std::uint32_t kSnapshotFormatVersion = 1;
+inline constexpr std::size_t kMaxSnapshotManifest = 1u << 20;
+inline constexpr std::size_t kMaxSnapshotState = 64u << 20;
+
+struct SnapshotDisk {
+    std::string part;   // "disk-vda"
+    std::string image;  // the image's path when the snapshot was taken
+    bool operator==(const SnapshotDisk&) const = default;
+};
+
+struct SnapshotManifest {
+    std::uint32_t version = kSnapshotFormatVersion;
+    std::string id;  // the snapshot's own (hex), drawn when it is made
+    std::string created;
+    std::string source;  // the sandbox it was taken of
+    std::vector<std::string> run_args;
+    std::string run_cwd;  // where their relative paths start
+    std::uint32_t vcpus = 0;
+    std::uint64_t memory_mib = 0;
+    std::uint32_t machine_state_version = 0;
+    std::map<std::string, snapshot::ClearDigest> parts;
+    std::vector<SnapshotDisk> disks;
+    bool operator==(const SnapshotManifest&) const = default;
+};
+
+[[nodiscard]] std::string manifest_to_json(const SnapshotManifest& m);
+// Refuses what this version did not write: another format or version, a part named outside
+// state/memory/disk-vd[a-p], sizes and digests that are not numbers and 64 hex digits,
+// a disk whose part is not listed. `origin` names the file in errors.
+[[nodiscard]] Result<SnapshotManifest> manifest_from_json(std::string_view text,
+                                                          std::string_view origin);
+
+// The snapshot at `dir`, opened: its manifest and a read-only descriptor of each part.
+struct OpenedSnapshot {
+    std::string dir;
+    SnapshotManifest manifest;
+    std::map<std::string, UniqueFd> parts;
+    [[nodiscard]] int fd(const std::string& part) const;
+};
+// Opens every part the manifest lists and checks its length; with `digests`, its SHA-256
+// too, on the very descriptor that is kept (nothing can be swapped after the check). Which
+// parts: `skip_digest` names those whose digest is not read (the memory, for a restore that
+// must not read all of it first).
+[[nodiscard]] Result<OpenedSnapshot> open_snapshot(
+    const std::string& dir, bool digests, const std::vector<std::string>& skip_digest = {});
+
+// The part names: "state", "memory", "disk-vda".."disk-vdp".
+[[nodiscard]] std::string disk_part_name(std::size_t index);
+
+}  // namespace stockade

@@ -1,0 +1,311 @@
+// Snapshots in the lab (runner/cli/snapshot_commands.hpp). A workload on the serial console
+// counts in memory and reads a file on its ext4 disk (page cache dropped each round, so the
+// read is the disk's); it is snapshotted, the sandbox removed and its disk image overwritten,
+// and the restored sandbox goes on counting from the snapshot's next number with the file as
+// it was. Rollback replaces a running sandbox under its id. A snapshot with one byte changed
+// in any part, cut short or without its manifest is refused before anything starts, leaving
+// nothing behind; a create killed with SIGKILL leaves the previous snapshot whole. A sandbox
+// with a device that cannot be saved yet (vsock stdio) is refused and runs on.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lab/support/process.hpp"
+
+extern char** environ;
+
+namespace stockade {
+namespace {
+
+using lab::RunResult;
+using nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+const std::string kWork = "/tmp/lab-snapshot";
+
+RunResult stockade(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{lab::build_dir() + "/runner/stockade"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    lab::RunOptions o;
+    o.timeout = 180s;
+    return lab::run_process(argv, o);
+}
+
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(200ms);
+    }
+    return true;
+}
+
+// The workload: mounts its disk, then every 200 ms drops the page cache and prints
+// "tick N <the file's contents>".
+const std::vector<std::string> kCounter{
+    "sh", "-c",
+    "mkdir -p /m && mount /dev/vda /m && echo kept > /m/f && sync && i=0; while true; do "
+    "i=$((i+1)); echo 3 > /proc/sys/vm/drop_caches; echo \"tick $i $(cat /m/f 2>&1)\"; "
+    "sleep 0.2; done"};
+
+struct Tick {
+    long n = -1;
+    std::string file;
+};
+// Every "tick N FILE" line of a log, in order.
+std::vector<Tick> ticks(const std::string& log) {
+    std::vector<Tick> out;
+    static const std::regex line(R"(^tick (\d+) (.*)$)");
+    std::size_t at = 0;
+    while (at < log.size()) {
+        const auto end = log.find('\n', at);
+        if (end == std::string::npos) break;  // a line still being written
+        std::smatch m;
+        const std::string l = log.substr(at, end - at);
+        if (std::regex_match(l, m, line)) out.push_back({std::stol(m[1]), m[2]});
+        at = end + 1;
+    }
+    return out;
+}
+
+std::string logs(const std::string& id) {
+    return stockade({"logs", id}).out;
+}
+
+std::string make_disk(const std::string& name) {
+    fs::create_directories(kWork);
+    const std::string image = kWork + "/" + name;
+    fs::remove(image);
+    {
+        const int fd = ::open(image.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        EXPECT_GE(fd, 0) << image;
+        EXPECT_EQ(::ftruncate(fd, 64 << 20), 0);
+        ::close(fd);
+    }
+    auto r = lab::run_process({"/usr/sbin/mkfs.ext4", "-q", "-F", image});
+    EXPECT_EQ(r.status, 0) << r.describe();
+    return image;
+}
+
+void start_counter(const std::string& id, const std::string& image) {
+    std::vector<std::string> args{"run",    "-d",     "--id", id,  "--stdio",
+                                  "serial", "--disk", image,  "--"};
+    args.insert(args.end(), kCounter.begin(), kCounter.end());
+    auto r = stockade(args);
+    ASSERT_EQ(r.status, 0) << r.describe();
+    std::string out;
+    ASSERT_TRUE(eventually([&] {
+        out = logs(id);
+        const auto t = ticks(out);
+        return t.size() >= 5 && t.back().file == "kept";
+    })) << out;
+}
+
+// Writes over the start of the image: the file system it held is gone.
+void destroy(const std::string& image) {
+    const int fd = ::open(image.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const std::string junk(1 << 20, '\xa5');
+    for (int i = 0; i < 8; ++i)
+        ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), static_cast<off_t>(i) << 20),
+                  static_cast<ssize_t>(junk.size()));
+    ::close(fd);
+}
+
+json create(const std::string& id, const std::string& dir, bool leave_paused) {
+    std::vector<std::string> args{"snapshot", "create", id, dir};
+    if (leave_paused) args.push_back("--leave-paused");
+    auto r = stockade(args);
+    EXPECT_EQ(r.status, 0) << r.describe();
+    const json j = json::parse(r.out, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << r.out;
+    return j;
+}
+
+bool gone(const std::string& id) {
+    return !fs::exists("/run/stockade/" + id);
+}
+
+TEST(Snapshot, ARestoredSandboxGoesOnWhereItWasWithItsDiskAsItWas) {
+    const std::string image = make_disk("restore.img");
+    const std::string dir = kWork + "/snap-restore";
+    fs::remove_all(dir);
+    ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-a", image));
+    const json made = create("lab-snap-a", dir, true);
+    EXPECT_EQ(made["paused"], true) << made;
+    EXPECT_EQ(made["memory_bytes"], 256ull << 20) << made;
+    EXPECT_LT(made["memory_data_bytes"].get<std::uint64_t>(), 256ull << 20)
+        << "zero pages take no space: " << made;
+    // Paused: the log's last tick is the snapshot's.
+    std::this_thread::sleep_for(500ms);
+    const auto before = ticks(logs("lab-snap-a"));
+    ASSERT_FALSE(before.empty());
+    const long last = before.back().n;
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(ticks(logs("lab-snap-a")).back().n, last) << "a paused sandbox counts on";
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-a"}).status, 0);
+    destroy(image);
+
+    auto v = stockade({"snapshot", "verify", dir});
+    ASSERT_EQ(v.status, 0) << v.describe();
+    EXPECT_EQ(json::parse(v.out)["valid"], true) << v.out;
+
+    auto r = stockade({"snapshot", "restore", dir, "-d", "--id", "lab-snap-b"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    EXPECT_EQ(r.out, "lab-snap-b\n");
+    std::vector<Tick> after;
+    ASSERT_TRUE(eventually([&] {
+        after = ticks(logs("lab-snap-b"));
+        return after.size() >= 5;
+    })) << logs("lab-snap-b");
+    EXPECT_EQ(after.front().n, last + 1) << "the counter goes on from the snapshot";
+    for (std::size_t i = 0; i < after.size(); ++i) {
+        EXPECT_EQ(after[i].n, last + 1 + static_cast<long>(i));
+        EXPECT_EQ(after[i].file, "kept") << "the disk is as it was at the snapshot";
+    }
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-b"}).status, 0);
+    EXPECT_TRUE(gone("lab-snap-b"));
+}
+
+TEST(Snapshot, RollbackReplacesARunningSandboxUnderItsId) {
+    const std::string image = make_disk("rollback.img");
+    const std::string dir = kWork + "/snap-rollback";
+    fs::remove_all(dir);
+    ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-r", image));
+    const json made = create("lab-snap-r", dir, false);
+    EXPECT_EQ(made["paused"], false) << made;
+    const long at = ticks(logs("lab-snap-r")).back().n;  // the snapshot's, or a little later
+    // It runs on after the snapshot.
+    ASSERT_TRUE(eventually([&] { return ticks(logs("lab-snap-r")).back().n > at + 10; }));
+    auto r = stockade({"snapshot", "rollback", "lab-snap-r", dir});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    std::vector<Tick> after;
+    ASSERT_TRUE(eventually([&] {
+        after = ticks(logs("lab-snap-r"));
+        return after.size() >= 3;
+    })) << logs("lab-snap-r");
+    EXPECT_LE(after.front().n, at + 1) << "back where the snapshot was";
+    EXPECT_EQ(after.front().file, "kept");
+    auto ps = stockade({"ps", "--json"});
+    EXPECT_NE(ps.out.find("\"lab-snap-r\""), std::string::npos) << ps.out;
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-r"}).status, 0);
+}
+
+TEST(Snapshot, ATamperedOrIncompleteSnapshotIsRefusedBeforeAnythingStarts) {
+    const std::string image = make_disk("tamper.img");
+    const std::string dir = kWork + "/snap-tamper";
+    fs::remove_all(dir);
+    ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-t", image));
+    create("lab-snap-t", dir, false);
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-t"}).status, 0);
+
+    auto flip = [](const std::string& path, off_t at) {
+        const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        ASSERT_GE(fd, 0) << path;
+        unsigned char b = 0;
+        ASSERT_EQ(::pread(fd, &b, 1, at), 1);
+        b ^= 0x10;
+        ASSERT_EQ(::pwrite(fd, &b, 1, at), 1);
+        ::close(fd);
+    };
+    for (const char* part : {"state", "memory", "disk-vda"}) {
+        const std::string copy = kWork + "/snap-tamper-" + part;
+        fs::remove_all(copy);
+        fs::copy(dir, copy);
+        const off_t at = static_cast<off_t>(fs::file_size(copy + "/" + part) / 2);
+        flip(copy + "/" + part, at);
+        auto v = stockade({"snapshot", "verify", copy});
+        EXPECT_EQ(v.status, 1) << part << ": " << v.describe();
+        EXPECT_NE(v.err.find(part), std::string::npos) << v.err;
+        const std::string id = std::string("lab-snap-x") + part[0];
+        auto r = stockade({"snapshot", "restore", copy, "-d", "--id", id});
+        EXPECT_NE(r.status, 0) << part << ": " << r.describe();
+        EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
+        EXPECT_TRUE(gone(id)) << "nothing left of " << id;
+        fs::remove_all(copy);
+    }
+    const std::string cut = kWork + "/snap-tamper-cut";
+    fs::remove_all(cut);
+    fs::copy(dir, cut);
+    fs::resize_file(cut + "/memory", fs::file_size(cut + "/memory") - 4096);
+    auto v = stockade({"snapshot", "verify", cut});
+    EXPECT_EQ(v.status, 1);
+    EXPECT_NE(v.err.find("part memory is"), std::string::npos) << v.err;
+    fs::remove(cut + "/manifest");
+    v = stockade({"snapshot", "restore", cut, "--id", "lab-snap-xm"});
+    EXPECT_NE(v.status, 0);
+    EXPECT_NE(v.err.find("not a complete snapshot"), std::string::npos) << v.err;
+    EXPECT_TRUE(gone("lab-snap-xm"));
+    fs::remove_all(cut);
+}
+
+TEST(Snapshot, ACreateKilledMidwayLeavesThePreviousSnapshotWhole) {
+    const std::string image = make_disk("killed.img");
+    const std::string dir = kWork + "/snap-killed";
+    fs::remove_all(dir);
+    ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-k", image));
+    const json first = create("lab-snap-k", dir, false);
+    const std::string first_id = first["id"];
+    for (int delay_ms : {20, 150, 400}) {
+        const std::string bin = lab::build_dir() + "/runner/stockade";
+        std::vector<std::string> args{bin, "snapshot", "create", "lab-snap-k", dir};
+        std::vector<char*> argv;
+        for (auto& a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        pid_t pid = 0;
+        ASSERT_EQ(::posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+        ::kill(pid, SIGKILL);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        auto v = stockade({"snapshot", "verify", dir});
+        ASSERT_EQ(v.status, 0) << "after a kill at " << delay_ms << " ms: " << v.describe();
+        const std::string now = json::parse(v.out)["id"];
+        // A create that finished before the kill has replaced it, whole.
+        const bool killed = WIFSIGNALED(status);
+        EXPECT_TRUE(!killed || now == first_id) << "killed at " << delay_ms << " ms: " << now;
+    }
+    // The killed creates' directories go with the next create; the sandbox runs on.
+    create("lab-snap-k", dir, false);
+    for (const auto& e : fs::directory_iterator(kWork))
+        EXPECT_EQ(e.path().filename().string().find(".snap-killed.partial-"), std::string::npos)
+            << e.path();
+    const long n = ticks(logs("lab-snap-k")).back().n;
+    EXPECT_TRUE(eventually([&] { return ticks(logs("lab-snap-k")).back().n > n; }));
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-k"}).status, 0);
+}
+
+TEST(Snapshot, ASandboxWithADeviceThatCannotBeSavedIsRefusedAndRunsOn) {
+    const std::string dir = kWork + "/snap-vsock";
+    fs::remove_all(dir);
+    auto r = stockade({"run", "-d", "--id", "lab-snap-v", "--", "sh", "-c",
+                       "while true; do echo x; sleep 0.2; done"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    auto c = stockade({"snapshot", "create", "lab-snap-v", dir});
+    EXPECT_EQ(c.status, 1) << c.describe();
+    EXPECT_NE(c.err.find("vsock"), std::string::npos) << c.err;
+    EXPECT_NE(c.err.find("not supported"), std::string::npos) << c.err;
+    EXPECT_FALSE(fs::exists(dir));
+    const std::size_t had = logs("lab-snap-v").size();
+    EXPECT_TRUE(eventually([&] { return logs("lab-snap-v").size() > had; })) << "it was resumed";
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-v"}).status, 0);
+}
+
+}  // namespace
+}  // namespace stockade

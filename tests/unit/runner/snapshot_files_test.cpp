@@ -1,0 +1,191 @@
+// A snapshot directory's manifest and parts (runner/supervisor/snapshot_files.hpp), and how the
+// sandbox writes memory and disk parts (runner/vmm/snapshot_io.hpp): sparse memory, disk
+// copies with their holes, a disk given back its copy; manifests and parts that are not as
+// written are refused, naming what is wrong.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "base/io.hpp"
+#include "base/sha256.hpp"
+#include "runner/supervisor/snapshot_files.hpp"
+#include "runner/vmm/snapshot_io.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace stockade {
+namespace {
+
+SnapshotManifest sample() {
+    SnapshotManifest m;
+    m.id = "00112233445566778899aabbccddeeff";
+    m.created = "2026-12-06T12:00:00Z";
+    m.source = "sb-1";
+    m.run_args = {"-d", "--stdio", "serial", "--disk", "d.img", "--", "sh"};
+    m.run_cwd = "/tmp";
+    m.vcpus = 2;
+    m.memory_mib = 128;
+    m.machine_state_version = 1;
+    m.parts["state"] = {10, sha256(std::string_view("0123456789"))};
+    m.parts["memory"] = {0, sha256(std::string_view(""))};
+    m.parts["disk-vda"] = {3, sha256(std::string_view("abc"))};
+    m.disks.push_back({"disk-vda", "/tmp/d.img"});
+    return m;
+}
+
+TEST(SnapshotManifest, RoundTripsAndRefusesWhatThisVersionDidNotWrite) {
+    const SnapshotManifest m = sample();
+    const std::string text = manifest_to_json(m);
+    auto back = manifest_from_json(text, "manifest");
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(*back, m);
+
+    auto refused = [&](const std::string& from, const std::string& to, const char* why) {
+        std::string t = text;
+        const auto at = t.find(from);
+        ASSERT_NE(at, std::string::npos) << from;
+        t.replace(at, from.size(), to);
+        auto r = manifest_from_json(t, "manifest");
+        ASSERT_FALSE(r) << from << " -> " << to;
+        EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+    };
+    refused("\"version\": 1", "\"version\": 2", "format version 2");
+    refused("stockade-snapshot", "other", "not a stockade snapshot manifest");
+    refused("\"disk-vda\": {", "\"disk-vdz\": {", "unknown part \"disk-vdz\"");
+    refused("\"memory\": {", "\"memoryx\": {", "unknown part");
+    refused("e3b0c442", "e3b0c44", "not 64 hex digits");
+    refused("\"image\": \"/tmp/d.img\"", "\"image\": \"d.img\"", "absolute image path");
+    refused("\"part\": \"disk-vda\"", "\"part\": \"state\"", "not a listed disk part");
+    refused("\"vcpus\": 2", "\"vcpus\": -1", "manifest");
+    refused("\"run_args\": [", "\"run_args\": 7, \"x\": [", "manifest");
+    EXPECT_FALSE(manifest_from_json("[]", "manifest"));
+    EXPECT_FALSE(manifest_from_json("{", "manifest"));
+}
+
+void write(const std::filesystem::path& p, std::string_view bytes) {
+    std::ofstream(p, std::ios::binary) << bytes;
+}
+
+TEST(SnapshotFiles, OpenChecksEveryPartsLengthAndDigestOnTheDescriptorItKeeps) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::string d = dir.path.string();
+    auto open = [&](bool digests, std::vector<std::string> skip = {}) {
+        return open_snapshot(d, digests, skip);
+    };
+    auto r = open(true);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("not a complete snapshot (no manifest)"), std::string::npos)
+        << r.error().message;
+
+    ASSERT_TRUE(write_file_atomic(d + "/manifest", manifest_to_json(sample())));
+    write(dir.path / "state", "0123456789");
+    write(dir.path / "memory", "");
+    r = open(true);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("part disk-vda is missing"), std::string::npos)
+        << r.error().message;
+    write(dir.path / "disk-vda", "abc");
+    r = open(true);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_GE(r->fd("state"), 0);
+    EXPECT_GE(r->fd("disk-vda"), 0);
+    EXPECT_EQ(r->fd("nothing"), -1);
+
+    write(dir.path / "state", "0123456780");  // same length, one byte changed
+    r = open(true);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("state"), std::string::npos) << r.error().message;
+    EXPECT_TRUE(open(false)) << "without digests only lengths count";
+    EXPECT_TRUE(open(true, {"state"})) << "a part whose digest is skipped";
+    write(dir.path / "state", "01234567890");
+    r = open(false);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("part state is 11 bytes, the manifest says 10"),
+              std::string::npos)
+        << r.error().message;
+}
+
+TEST(SnapshotIo, GuestMemoryIsWrittenSparseToAFileAndWholeToAPipe) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::vector<MemoryRegion> regions{{0, 64 << 12}, {1ull << 32, 16 << 12}};
+    auto mem = GuestMemory::create(regions, MemoryOptions{HugePages::off, -1});
+    ASSERT_TRUE(mem) << mem.error().message;
+    // Pages 3, 4 and the last of the first region, and the first of the second.
+    for (std::uint64_t gpa : {3ull << 12, (4ull << 12) + 100, (63ull << 12) + 4095, 1ull << 32})
+        ASSERT_TRUE(mem->write_obj<std::uint8_t>(gpa, 0x5a));
+    auto f = open_file((dir.path / "memory").string(), O_RDWR | O_CREAT, 0600);
+    ASSERT_TRUE(f);
+    auto w = write_guest_memory(*mem, f->get());
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->size, 80u << 12);
+    EXPECT_EQ(w->data, 4u << 12) << "only the pages that are not zero";
+    struct stat st {};
+    ASSERT_EQ(::fstat(f->get(), &st), 0);
+    EXPECT_EQ(static_cast<std::uint64_t>(st.st_size), 80u << 12);
+    EXPECT_LE(static_cast<std::uint64_t>(st.st_blocks) * 512, 8u << 12) << "holes where zeros were";
+
+    // Mapped back copy-on-write, as a restore does: the same bytes, and writes stay private.
+    auto back = GuestMemory::create(regions, MemoryOptions{HugePages::off, f->get(), true});
+    ASSERT_TRUE(back) << back.error().message;
+    for (std::uint64_t gpa : {3ull << 12, (4ull << 12) + 100, (63ull << 12) + 4095, 1ull << 32})
+        EXPECT_EQ(*back->read_obj<std::uint8_t>(gpa), 0x5a) << gpa;
+    EXPECT_EQ(*back->read_obj<std::uint8_t>(5ull << 12), 0);
+    ASSERT_TRUE(back->write_obj<std::uint8_t>(3ull << 12, 1));
+    std::uint8_t on_disk = 0;
+    ASSERT_EQ(::pread(f->get(), &on_disk, 1, 3 << 12), 1);
+    EXPECT_EQ(on_disk, 0x5a) << "the snapshot's file is never written by a restored guest";
+
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    ASSERT_EQ(::fcntl(p[0], F_SETPIPE_SZ, 1 << 20), 1 << 20);
+    UniqueFd rd(p[0]), wr(p[1]);
+    auto streamed = write_guest_memory(*mem, wr.get());
+    ASSERT_TRUE(streamed) << streamed.error().message;
+    EXPECT_EQ(streamed->data, 80u << 12) << "a stream carries every byte";
+}
+
+TEST(SnapshotIo, ADiskCopyKeepsItsHolesAndARestoreGivesTheImageBackItsContents) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::string image = (dir.path / "disk.img").string();
+    auto disk = open_file(image, O_RDWR | O_CREAT, 0600);
+    ASSERT_TRUE(disk);
+    ASSERT_EQ(::ftruncate(disk->get(), 8 << 20), 0);
+    const std::string data(4096, 'x');
+    ASSERT_EQ(::pwrite(disk->get(), data.data(), data.size(), 1 << 20), 4096);
+    ASSERT_EQ(::pwrite(disk->get(), "end", 3, (8 << 20) - 3), 3);
+    auto copy = open_file((dir.path / "disk-vda").string(), O_RDWR | O_CREAT, 0600);
+    ASSERT_TRUE(copy);
+    auto c = copy_disk(disk->get(), copy->get());
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->size, 8u << 20);
+    EXPECT_LT(c->data, 1u << 20) << "(unless reflinked) only the data was copied";
+    // The image is overwritten, then given its copy back.
+    const std::string garbage(1 << 20, 'g');
+    ASSERT_EQ(::pwrite(disk->get(), garbage.data(), garbage.size(), 0),
+              static_cast<ssize_t>(garbage.size()));
+    ASSERT_EQ(::ftruncate(disk->get(), 9 << 20), 0);
+    auto r = restore_disk(copy->get(), disk->get());
+    ASSERT_TRUE(r) << r.error().message;
+    struct stat st {};
+    ASSERT_EQ(::fstat(disk->get(), &st), 0);
+    EXPECT_EQ(st.st_size, 8 << 20);
+    char buf[4096];
+    ASSERT_EQ(::pread(disk->get(), buf, sizeof buf, 1 << 20), 4096);
+    EXPECT_EQ(std::string(buf, 4096), data);
+    ASSERT_EQ(::pread(disk->get(), buf, 16, 0), 16);
+    EXPECT_EQ(std::string(buf, 16), std::string(16, '\0'));
+    ASSERT_EQ(::pread(disk->get(), buf, 3, (8 << 20) - 3), 3);
+    EXPECT_EQ(std::string(buf, 3), "end");
+}
+
+}  // namespace
+}  // namespace stockade
