@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <vector>
 
 namespace stockade {
 
@@ -125,6 +128,28 @@ void close_fds_except(std::span<const int> keep, int lowest) {
     }
     for (int fd : open_fds)
         if (std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
+}
+
+Result<std::size_t> send_with_fds(int sock, std::string_view data, std::span<const int> fds) {
+    iovec iov{const_cast<char*>(data.data()), data.size()};
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (!fds.empty()) {
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        cmsghdr* h = CMSG_FIRSTHDR(&msg);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(h), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n;
+    while ((n = ::sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return fail_sys("sendmsg");
+    return static_cast<std::size_t>(n);
 }
 
 }  // namespace stockade

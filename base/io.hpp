@@ -27,6 +27,10 @@ namespace stockade {
 // Reads exactly data.size() bytes at `offset`, or fails (EOF counts as failure).
 [[nodiscard]] Result<> pread_exact(int fd, std::span<std::uint8_t> data, std::uint64_t offset,
                                    std::string_view what);
+// One sendmsg of `data` on a stream socket with `fds` attached (SCM_RIGHTS); returns how many
+// bytes went (the rest is the caller's to write).
+[[nodiscard]] Result<std::size_t> send_with_fds(int sock, std::string_view data,
+                                                std::span<const int> fds);
 // Sets O_NONBLOCK on `fd`; `what` names it in the error.
 [[nodiscard]] Result<> set_nonblocking(int fd, std::string_view what);
 // Closes every descriptor >= lowest that is not in keep.

@@ -107,23 +107,10 @@ Result<ApiReply> api_request(std::string_view id, std::string_view method, std::
     std::string_view unsent = text;
     if (!fds.empty()) {
         // The descriptors ride on the first bytes of the request.
-        iovec iov{const_cast<char*>(text.data()), text.size()};
-        std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        cmsghdr* h = CMSG_FIRSTHDR(&msg);
-        h->cmsg_level = SOL_SOCKET;
-        h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(h), fds.data(), sizeof(int) * fds.size());
-        ssize_t n;
-        while ((n = ::sendmsg(fd.get(), &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-        }
-        if (n <= 0) return fail_sys(fmt::format("sending a request to sandbox {}", id));
-        unsent.remove_prefix(static_cast<std::size_t>(n));
+        auto sent = send_with_fds(fd.get(), text, fds);
+        if (!sent) return fail("sending a request to sandbox {}: {}", id, sent.error().message);
+        const std::size_t n = *sent;
+        unsent.remove_prefix(n);
     }
     STOCKADE_TRY_VOID(write_all(fd.get(), unsent));
     http::response_parser<http::string_body> p;

@@ -1,8 +1,8 @@
 #include "runner/cli/snapshot_commands.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>  // renameat2
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -25,7 +26,10 @@
 #include "runner/supervisor/state_file.hpp"
 #include "runner/supervisor/supervisor.hpp"
 #include "runner/vmm/machine_state.hpp"
+#include "runner/vmm/snapshot_io.hpp"
+#include "snapshot/manifest.hpp"
 #include "snapshot/seal_key.hpp"
+#include "snapshot/sealed_writer.hpp"
 
 namespace stockade::cli {
 namespace {
@@ -53,21 +57,49 @@ std::string absolute(const std::string& path) {
     return ec ? path : p.lexically_normal().string();
 }
 
-// The writable disks of a run's arguments (in disk order), as absolute paths from `cwd`.
-Result<std::vector<std::string>> writable_disks(const std::vector<std::string>& run_args,
-                                                const std::string& cwd) {
+// The disks of a run's arguments (in disk order; with `writable_only`, the writable ones), as
+// absolute paths from `cwd`.
+Result<std::vector<std::string>> run_disks(const std::vector<std::string>& run_args,
+                                           const std::string& cwd, bool writable_only) {
     auto parsed = parse_run_args(run_args);
     if (!parsed) return std::unexpected(std::move(parsed).error().context("its run arguments"));
     std::vector<std::string> out;
     for (const DiskSpec& d : parsed->spec.device<BlkKind>().disks)
-        if (!d.read_only)
+        if (!d.read_only || !writable_only)
             out.push_back(d.path.starts_with('/') || cwd.empty() ? d.path : cwd + "/" + d.path);
     return out;
 }
 
+// The names a snapshot directory holds: nothing else is ever removed from one.
+std::vector<std::string> part_names() {
+    std::vector<std::string> out{"manifest", "manifest.tmp", "state", "memory"};
+    for (std::size_t i = 0; i < 16; ++i)
+        out.push_back(disk_part_name(i));
+    return out;
+}
+
+// Removes a snapshot directory (or a partial one): its known entries (by name within the
+// directory, never following a link), then the directory if that emptied it; anything else
+// in it stays, with the directory.
+void remove_snapshot_dir(const std::string& path) {
+    UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir) return;
+    for (const auto& name : part_names())
+        (void)::unlinkat(dir.get(), name.c_str(), 0);
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT)
+        log::warn("{}: left in place: {}", path, std::strerror(errno));
+}
+
+// The directory's last component, without trailing separators ("DIR/" names DIR).
+fs::path without_trailing_separator(fs::path p) {
+    while (!p.empty() && p.filename().empty() && p.has_parent_path() && p != p.root_path())
+        p = p.parent_path();
+    return p;
+}
+
 // A temporary directory beside `target` (same file system: the rename is atomic), removed
-// unless released: .NAME.partial-PID-XXXXXX. One left by a create that was killed (its PID
-// runs no more) is removed by the next create of the same target.
+// unless released: .NAME.partial-PID-XXXXXX, locked (flock) while its create runs. One whose
+// lock is free was left by a create that was killed, and goes with the next create of NAME.
 class PartialDir {
   public:
     static Result<PartialDir> create(const fs::path& target) {
@@ -75,23 +107,28 @@ class PartialDir {
         std::error_code ec;
         for (const auto& e : fs::directory_iterator(target.parent_path(), ec)) {
             const std::string name = e.path().filename().string();
-            if (!name.starts_with(prefix)) continue;
-            const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
-            if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-                fs::remove_all(e.path(), ec);
+            if (!name.starts_with(prefix) || !e.is_directory(ec) || e.is_symlink(ec)) continue;
+            UniqueFd other(
+                ::open(e.path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (other && ::flock(other.get(), LOCK_EX | LOCK_NB) == 0)
+                remove_snapshot_dir(e.path().string());
         }
         std::string templ =
             (target.parent_path() / fmt::format("{}{}-XXXXXX", prefix, ::getpid())).string();
         if (::mkdtemp(templ.data()) == nullptr)
             return fail_sys(fmt::format("making a temporary directory beside {}", target.string()));
-        return PartialDir(templ);
+        PartialDir out(templ);
+        out.lock_ = UniqueFd(::open(templ.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!out.lock_ || ::flock(out.lock_.get(), LOCK_EX) != 0)
+            return fail_sys(fmt::format("locking {}", templ));
+        return out;
     }
-    PartialDir(PartialDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+    PartialDir(PartialDir&& o) noexcept : path_(std::move(o.path_)), lock_(std::move(o.lock_)) {
+        o.path_.clear();
+    }
     PartialDir(const PartialDir&) = delete;
     ~PartialDir() {
-        if (path_.empty()) return;
-        std::error_code ec;
-        fs::remove_all(path_, ec);
+        if (!path_.empty()) remove_snapshot_dir(path_);
     }
     [[nodiscard]] const std::string& path() const { return path_; }
     void release() { path_.clear(); }
@@ -99,6 +136,7 @@ class PartialDir {
   private:
     explicit PartialDir(std::string p) : path_(std::move(p)) {}
     std::string path_;
+    UniqueFd lock_;
 };
 
 Result<> fsync_path(const std::string& path) {
@@ -107,18 +145,27 @@ Result<> fsync_path(const std::string& path) {
     return {};
 }
 
+// Whether `dir` holds a snapshot this stockade made: a manifest that is sealed or parses.
+bool is_snapshot_dir(const fs::path& dir) {
+    UniqueFd fd(::open((dir / "manifest").c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) return false;
+    std::string text(kMaxSnapshotManifest, '\0');
+    const ssize_t n = ::read(fd.get(), text.data(), text.size());
+    if (n <= 0) return false;
+    text.resize(static_cast<std::size_t>(n));
+    if (text.starts_with(std::string_view("STKSEAL\0", 8))) return true;
+    return manifest_from_json(text, "manifest").has_value();
+}
+
 // Puts the finished directory `partial` at `target`: a plain rename, or, over a previous
 // snapshot, an atomic exchange (whoever looks finds the old one or the new one, whole); the
-// old one is then removed. Anything else at `target` is left alone and refused.
+// old one's parts are then removed. Anything else at `target` is left alone and refused.
 Result<> put_in_place(PartialDir& partial, const fs::path& target) {
     std::error_code ec;
-    const bool exists = fs::exists(fs::symlink_status(target, ec));
-    if (exists) {
-        const bool snapshot =
-            fs::is_directory(fs::symlink_status(target, ec)) && fs::exists(target / "manifest", ec);
-        const bool empty =
-            fs::is_directory(fs::symlink_status(target, ec)) && fs::is_empty(target, ec);
-        if (!snapshot && !empty)
+    const auto status = fs::symlink_status(target, ec);
+    if (fs::exists(status)) {
+        const bool dir = fs::is_directory(status);
+        if (!dir || (!is_snapshot_dir(target) && !fs::is_empty(target, ec)))
             return fail("{} exists and is not a snapshot: refusing to replace it", target.string());
         if (::renameat2(AT_FDCWD, partial.path().c_str(), AT_FDCWD, target.c_str(),
                         RENAME_EXCHANGE) != 0)
@@ -132,7 +179,92 @@ Result<> put_in_place(PartialDir& partial, const fs::path& target) {
     return fsync_path(target.parent_path().string());
 }
 
-int create(const std::string& id, const std::string& dir, bool leave_paused) {
+// A part being written: the sandbox writes it into a pipe, and this thread writes it into the
+// part's file (which only this process holds): sparse, or sealed (the key never enters the
+// sandbox). A writer that failed goes on draining the pipe, so that the sandbox is never left
+// blocked on it.
+class PartPipe {
+  public:
+    struct Written {
+        std::optional<snapshot::PartRecord> record;  // sealed
+        WrittenBytes bytes;                          // in the clear
+    };
+    static Result<std::unique_ptr<PartPipe>> start(int file, const snapshot::SealKey* key,
+                                                   const snapshot::SnapshotId& sid,
+                                                   const std::string& name) {
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) return fail_sys("pipe");
+        std::unique_ptr<PartPipe> s(new PartPipe(UniqueFd(p[0]), UniqueFd(p[1])));
+        (void)::fcntl(p[1], F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups; the default will do
+        std::optional<snapshot::SealedWriter> sealed;
+        if (key != nullptr) {
+            auto w = snapshot::SealedWriter::create(file, *key, sid, name);
+            if (!w) return std::unexpected(std::move(w).error());
+            sealed = std::move(*w);
+        }
+        s->thread_ = std::thread([raw = s.get(), file, w = std::move(sealed)]() mutable {
+            raw->written_ = raw->drain(file, w);
+        });
+        return s;
+    }
+    ~PartPipe() {
+        write_.reset();
+        if (thread_.joinable()) thread_.join();
+    }
+    [[nodiscard]] int write_end() const { return write_.get(); }
+    // Our copy of the write end closed (the sandbox has closed its own): the rest is read
+    // and the part finished.
+    Result<Written> finish() {
+        write_.reset();
+        if (thread_.joinable()) thread_.join();
+        return std::move(written_);
+    }
+
+  private:
+    PartPipe(UniqueFd r, UniqueFd w) : read_(std::move(r)), write_(std::move(w)) {}
+    Result<Written> drain(int file, std::optional<snapshot::SealedWriter>& sealed) {
+        SparseFileWriter clear(file);
+        std::vector<std::uint8_t> buf(1 << 20);
+        Result<> ok;
+        for (;;) {
+            const ssize_t n = ::read(read_.get(), buf.data(), buf.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return fail_sys("reading a snapshot part from the sandbox");
+            if (n == 0) break;
+            const std::span<const std::uint8_t> got(buf.data(), static_cast<std::size_t>(n));
+            if (ok) ok = sealed ? sealed->write(got) : clear.write(got);
+        }
+        if (!ok) return std::unexpected(std::move(ok).error());
+        Written out;
+        if (sealed) {
+            out.record = STOCKADE_TRY(sealed->finish());
+            out.bytes = {out.record->size, out.record->size};
+        } else {
+            out.bytes = STOCKADE_TRY(clear.finish());
+        }
+        return out;
+    }
+    UniqueFd read_, write_;
+    std::thread thread_;
+    Result<Written> written_ = fail("not finished");
+};
+
+int create(const std::string& id, const std::string& dir, bool leave_paused,
+           const std::string& seal_key) {
+    std::optional<snapshot::SealKey> key;
+    if (!seal_key.empty()) {
+        auto k = snapshot::SealKey::load(seal_key);
+        if (!k) {
+            log::error("--seal-key: {}", k.error().message);
+            return kRefused;
+        }
+        key = std::move(*k);
+    }
+    auto sid = snapshot::new_snapshot_id();
+    if (!sid) {
+        log::error("{}", sid.error().message);
+        return kFailed;
+    }
     auto record = read_live_state(state_dir(id));
     if (!record) {
         log::error("sandbox {}: no such sandbox", id);
@@ -150,12 +282,16 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
             id);
         return kRefused;
     }
-    auto disks = writable_disks(record->run_args, record->run_cwd);
+    auto disks = run_disks(record->run_args, record->run_cwd, true);
     if (!disks) {
         log::error("sandbox {}: {}", id, disks.error().message);
         return kFailed;
     }
-    const fs::path target = absolute(dir);
+    const fs::path target = without_trailing_separator(absolute(dir));
+    if (target.filename().empty() || target.filename() == "." || target.filename() == "..") {
+        log::error("{}: not a directory name a snapshot can take", dir);
+        return kRefused;
+    }
     auto partial = PartialDir::create(target);
     if (!partial) {
         log::error("{}", partial.error().message);
@@ -176,10 +312,34 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         fds.push_back(f->get());
         files.push_back(std::move(*f));
     }
+    // The sandbox gets pipes; each part is written (sealed, or sparse) here as it arrives.
+    std::vector<std::unique_ptr<PartPipe>> pipes;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        auto s = PartPipe::start(files[i].get(), key ? &*key : nullptr, *sid, names[i]);
+        if (!s) {
+            log::error("{}", s.error().message);
+            return kFailed;
+        }
+        fds[i] = (*s)->write_end();
+        pipes.push_back(std::move(*s));
+    }
     const auto t = std::chrono::steady_clock::now();
     auto reply =
         api_request(id, "PUT", "/snapshot/create", json{{"leave_paused", leave_paused}}.dump(),
                     std::chrono::minutes(10), fds);
+    std::vector<PartPipe::Written> written;
+    for (std::size_t i = 0; i < pipes.size(); ++i) {
+        auto r = pipes[i]->finish();
+        if (!r && reply && reply->status / 100 == 2) {
+            log::error("writing {}: {}", names[i], r.error().message);
+            return kFailed;
+        }
+        written.push_back(r ? std::move(*r) : PartPipe::Written{});
+    }
+    std::vector<snapshot::PartRecord> records;
+    if (key)
+        for (const auto& w : written)
+            if (w.record) records.push_back(*w.record);
     if (!reply) {
         log::error("{}", reply.error().message);
         return kFailed;
@@ -192,16 +352,23 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
             .count();
     const json answer = json::parse(reply->body, nullptr, false);
-    if (!answer.is_object() || !answer.contains("memory_bytes")) {
+    if (!answer.is_object() || !answer.contains("memory_bytes") ||
+        !answer["memory_bytes"].is_number_unsigned() || !answer.contains("paused") ||
+        !answer["paused"].is_boolean()) {
         log::error("sandbox {}: snapshot: an answer that is not the snapshot's (HTTP {}): {}", id,
                    reply->status, reply->body.substr(0, 200));
         return kFailed;
     }
 
+    // What came through the pipes must be this sandbox's: its RAM, its disks' sizes.
+    if (written[1].bytes.size != (record->memory_mib << 20)) {
+        log::error("sandbox {}: snapshot: {} bytes of memory for {} MiB of RAM", id,
+                   written[1].bytes.size, record->memory_mib);
+        return kFailed;
+    }
     SnapshotManifest m;
-    std::array<std::uint8_t, 16> raw{};
-    if (auto r = snapshot::new_snapshot_id(); r) raw = *r;
-    m.id = to_hex(raw);
+    m.id = to_hex(*sid);
+    m.sealed = key.has_value();
     m.created = rfc3339_utc(std::chrono::system_clock::now());
     m.source = id;
     m.run_args = record->run_args;
@@ -209,8 +376,13 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
     m.vcpus = record->vcpus;
     m.memory_mib = record->memory_mib;
     m.machine_state_version = kMachineStateVersion;
-    // The digests are read back from the files the sandbox wrote, after it has resumed.
+    // The digests: the sealed records', or read back from the files the sandbox wrote,
+    // after it has resumed.
     for (std::size_t i = 0; i < names.size(); ++i) {
+        if (key) {
+            m.parts[names[i]] = {records[i].size, records[i].sha256};
+            continue;
+        }
         auto d = snapshot::digest_clear_part(files[i].get(), names[i]);
         if (!d) {
             log::error("{}", d.error().message);
@@ -220,8 +392,27 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
     }
     for (std::size_t i = 0; i < disks->size(); ++i)
         m.disks.push_back({disk_part_name(i), absolute((*disks)[i])});
+    for (UniqueFd& f : files)
+        if (::fsync(f.get()) != 0) {
+            log::error("{}", fail_sys("fsync of a snapshot part").error().message);
+            return kFailed;
+        }
     files.clear();
-    if (auto w = write_file_atomic(partial->path() + "/manifest", manifest_to_json(m)); !w) {
+    const std::string document = manifest_to_json(m);
+    if (key) {
+        auto f = open_file(partial->path() + "/manifest", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+                           0600);
+        auto sealed = f ? snapshot::seal_manifest(
+                              f->get(), *key, *sid, records,
+                              std::span(reinterpret_cast<const std::uint8_t*>(document.data()),
+                                        document.size()))
+                        : Result<snapshot::PartRecord>(std::unexpected(f.error()));
+        if (!sealed || ::fsync(f->get()) != 0) {
+            log::error("sealing the manifest: {}",
+                       sealed ? std::strerror(errno) : sealed.error().message);
+            return kFailed;
+        }
+    } else if (auto w = write_file_atomic(partial->path() + "/manifest", document); !w) {
         log::error("{}", w.error().message);
         return kFailed;
     }
@@ -233,16 +424,20 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         log::error("{}", placed.error().message);
         return kFailed;
     }
-    json out = {{"snapshot", target.string()},
-                {"id", m.id},
-                {"source", id},
-                {"state_bytes", m.parts["state"].size},
-                {"memory_bytes", m.parts["memory"].size},
-                {"memory_data_bytes", answer.value("memory_data_bytes", json())},
-                {"disks", m.disks.size()},
-                {"paused", answer.value("paused", false)},
-                {"sandbox_timings_us", answer.value("timings_us", json::object())},
-                {"request_ms", saved_ms}};
+    json out = {
+        {"snapshot", target.string()},
+        {"id", m.id},
+        {"source", id},
+        {"state_bytes", m.parts["state"].size},
+        {"memory_bytes", m.parts["memory"].size},
+        {"memory_data_bytes", written[1].bytes.data},
+        {"disks", m.disks.size()},
+        {"sealed", m.sealed},
+        {"paused", answer["paused"].get<bool>()},
+        {"sandbox_timings_us", answer.contains("timings_us") && answer["timings_us"].is_object()
+                                   ? answer["timings_us"]
+                                   : json::object()},
+        {"request_ms", saved_ms}};
     std::printf("%s\n", out.dump().c_str());
     return 0;
 }
@@ -258,49 +453,45 @@ std::optional<std::string> disk_in_use(const SnapshotManifest& m, const std::str
     };
     for (const StateRecord& r : all_sandboxes()) {
         if (r.state == SandboxState::stopped || r.id == except_id) continue;
-        auto theirs = writable_disks(r.run_args, r.run_cwd);
+        auto theirs = run_disks(r.run_args, r.run_cwd, false);
         if (!theirs) continue;
         for (const auto& d : m.disks)
             for (const auto& t : *theirs)
                 if (same_file(d.image, t))
-                    return fmt::format("{} is a writable disk of sandbox {}, which is {}", d.image,
-                                       r.id, to_string(r.state));
+                    return fmt::format("{} is a disk of sandbox {}, which is {}", d.image, r.id,
+                                       to_string(r.state));
     }
     return std::nullopt;
 }
 
+// --seal-key FILE, loaded; nullopt when not given; an error when it cannot be loaded.
+Result<std::optional<snapshot::SealKey>> load_key(const std::string& path) {
+    if (path.empty()) return std::optional<snapshot::SealKey>();
+    auto k = snapshot::SealKey::load(path);
+    if (!k) return std::unexpected(std::move(k).error().context("--seal-key"));
+    return std::optional<snapshot::SealKey>(std::move(*k));
+}
+
 struct RestoreOptions {
-    std::string dir, id;
+    std::string dir, id, seal_key;
     bool detach = false, stats = false, console = false, no_verify_memory = false;
 };
 
-int restore(const RestoreOptions& o, const std::string& replacing = "") {
+// The restore's spec: the snapshot's manifest read (and, sealed, authenticated), its images
+// free (but for `replacing`'s, a rollback's own sandbox), its run arguments parsed from its
+// working directory. Nothing is changed yet.
+Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& replacing) {
     const std::string dir = absolute(o.dir);
-    auto text = read_text_file(dir + "/manifest", kMaxSnapshotManifest);
-    if (!text) {
-        log::error("{}: not a complete snapshot (no manifest): {}", dir, text.error().message);
-        return kRefused;
-    }
-    auto m = manifest_from_json(*text, dir + "/manifest");
-    if (!m) {
-        log::error("{}", m.error().message);
-        return kRefused;
-    }
-    if (auto busy = disk_in_use(*m, replacing)) {
-        log::error("{}: {}: restoring would overwrite it", dir, *busy);
-        return kRefused;
-    }
+    auto key = STOCKADE_TRY(load_key(o.seal_key));
+    const SnapshotManifest m = STOCKADE_TRY(read_snapshot_manifest(dir, key ? &*key : nullptr));
+    if (auto busy = disk_in_use(m, replacing))
+        return fail("{}: {}: restoring would overwrite it", dir, *busy);
     // The run's relative paths are relative to where it was started.
-    if (!m->run_cwd.empty() && ::chdir(m->run_cwd.c_str()) != 0) {
-        log::error("{}: the snapshot's working directory {}: {}", dir, m->run_cwd,
-                   std::strerror(errno));
-        return kRefused;
-    }
-    auto parsed = parse_run_args(m->run_args);
-    if (!parsed) {
-        log::error("{}: its run arguments: {}", dir, parsed.error().message);
-        return kRefused;
-    }
+    if (!m.run_cwd.empty() && ::chdir(m.run_cwd.c_str()) != 0)
+        return fail("{}: the snapshot's working directory {}: {}", dir, m.run_cwd,
+                    std::strerror(errno));
+    auto parsed = parse_run_args(m.run_args);
+    if (!parsed) return fail("{}: its run arguments: {}", dir, parsed.error().message);
     SandboxSpec spec = std::move(parsed->spec);
     spec.id = o.id;
     spec.detach = o.detach;
@@ -309,15 +500,25 @@ int restore(const RestoreOptions& o, const std::string& replacing = "") {
     spec.show_console = spec.show_console || o.console;
     spec.restore_from = dir;
     spec.verify_memory = !o.no_verify_memory;
-    spec.run_args = m->run_args;
-    spec.run_cwd = m->run_cwd;
+    spec.seal_key = o.seal_key.empty() ? "" : absolute(o.seal_key);
+    spec.run_args = m.run_args;
+    spec.run_cwd = m.run_cwd;
+    return spec;
+}
+
+int run_restored(SandboxSpec spec) {
     if (spec.detach) return run_detached(std::move(spec));
     return run_sandbox(spec);
 }
 
-int verify(const std::string& dir_arg) {
+int verify(const std::string& dir_arg, const std::string& seal_key) {
     const std::string dir = absolute(dir_arg);
-    auto snap = open_snapshot(dir, true);
+    auto key = load_key(seal_key);
+    if (!key) {
+        log::error("{}", key.error().message);
+        return kRefused;
+    }
+    auto snap = open_snapshot(dir, true, {}, *key ? &**key : nullptr);
     if (!snap) {
         log::error("{}", snap.error().message);
         std::printf("%s\n",
@@ -334,7 +535,7 @@ int verify(const std::string& dir_arg) {
                              {"id", snap->manifest.id},
                              {"source", snap->manifest.source},
                              {"created", snap->manifest.created},
-                             {"sealed", false},
+                             {"sealed", snap->manifest.sealed},
                              {"parts", std::move(parts)}}
                             .dump()
                             .c_str());
@@ -345,6 +546,9 @@ void add_restore_options(CLI::App& cmd, RestoreOptions& o) {
     cmd.add_flag("-d,--detach", o.detach, "leave the restored sandbox in the background");
     cmd.add_flag("--stats", o.stats, "print timings and exit counts at the end");
     cmd.add_flag("--console", o.console, "the guest kernel's console on stderr");
+    cmd.add_option("--seal-key", o.seal_key,
+                   "the key a sealed snapshot was sealed with: every part is authenticated "
+                   "before anything starts, and the memory decrypted (eagerly)");
     cmd.add_flag("--no-verify-memory", o.no_verify_memory,
                  "do not read the whole memory part for its SHA-256 before the restore (its "
                  "length is still checked): the restore then takes the same time for any guest "
@@ -369,6 +573,11 @@ int snapshot_cli(std::span<const std::string> args) {
     create_cmd->add_option("ID", id, "the sandbox")->required();
     create_cmd->add_option("DIR", dir, "the snapshot's directory")->required();
     create_cmd->add_flag("--leave-paused", leave_paused, "do not resume the sandbox afterwards");
+    std::string create_key;
+    create_cmd->add_option("--seal-key", create_key,
+                           "seal every part with AES-256-GCM under this key (32 raw bytes or 64 "
+                           "hex digits, mode 0600: `openssl rand -hex 32 > K`), sealed here as "
+                           "the sandbox writes it: the key never enters the sandbox");
 
     RestoreOptions ro;
     auto* restore_cmd = app.add_subcommand(
@@ -397,21 +606,44 @@ int snapshot_cli(std::span<const std::string> args) {
         "Check the snapshot in DIR without running it: complete, every part's length and "
         "SHA-256 as its manifest says. Prints JSON; exits 1 when it does not verify.");
     verify_cmd->add_option("DIR", verify_dir, "the snapshot's directory")->required();
+    std::string verify_key;
+    verify_cmd->add_option("--seal-key", verify_key, "the key of a sealed snapshot");
 
     if (auto done = parse(app, args)) return *done;
-    if (create_cmd->parsed()) return create(id, dir, leave_paused);
-    if (restore_cmd->parsed()) return restore(ro);
-    if (verify_cmd->parsed()) return verify(verify_dir);
+    if (create_cmd->parsed()) return create(id, dir, leave_paused, create_key);
+    if (restore_cmd->parsed()) {
+        auto spec = restore_spec(ro, "");
+        if (!spec) {
+            log::error("{}", spec.error().message);
+            return kRefused;
+        }
+        return run_restored(std::move(*spec));
+    }
+    if (verify_cmd->parsed()) return verify(verify_dir, verify_key);
     if (rollback_cmd->parsed()) {
-        // Checked before the sandbox goes: a snapshot that cannot be restored leaves it be.
-        if (auto snap = open_snapshot(absolute(rb.dir), true); !snap) {
+        // Everything that can refuse comes before the sandbox goes: the snapshot whole
+        // (every part's digest), its images free but for ID's own, its arguments.
+        rb.id = rollback_id;
+        rb.detach = true;
+        auto key = load_key(rb.seal_key);
+        if (!key) {
+            log::error("{}", key.error().message);
+            return kRefused;
+        }
+        std::vector<std::string> skip;
+        if (rb.no_verify_memory) skip.push_back("memory");
+        if (auto snap = open_snapshot(absolute(rb.dir), true, skip, *key ? &**key : nullptr);
+            !snap) {
             log::error("{}", snap.error().message);
             return kRefused;
         }
+        auto spec = restore_spec(rb, rollback_id);
+        if (!spec) {
+            log::error("{}", spec.error().message);
+            return kRefused;
+        }
         if (const int rm = remove_sandbox(rollback_id, true); rm != 0) return rm;
-        rb.id = rollback_id;
-        rb.detach = true;
-        return restore(rb, rollback_id);
+        return run_restored(std::move(*spec));
     }
     return kRefused;
 }

@@ -63,7 +63,10 @@ class Blk : public QueueDevice {
     // requests (those over the size limits among them), the driver's flush requests (fewer
     // fdatasyncs: see serve) and the queue's counters.
     std::string stats() override;
-    int snapshot_disk_fd() const override { return read_only_ ? -1 : fd_.get(); }
+    std::optional<SnapshotDisk> snapshot_disk() const override {
+        if (read_only_) return std::nullopt;
+        return SnapshotDisk{fd_.get(), bytes_};
+    }
     std::uint32_t pci_class() const override { return 0x010000; }  // mass storage
     bool wants_own_thread() const override { return true; }
 

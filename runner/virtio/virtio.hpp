@@ -3,6 +3,7 @@
 // transport hands the device when the driver sets DRIVER_OK.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -99,8 +100,13 @@ class VirtioDevice {
     [[nodiscard]] virtual Result<DeviceState> save_state() {
         return fail("virtio {}: snapshots of this device are not supported", name());
     }
-    // A writable disk's image, which a snapshot copies while the device is held; -1: none.
-    [[nodiscard]] virtual int snapshot_disk_fd() const { return -1; }
+    // A writable disk's image (its descriptor and length), which a snapshot copies while the
+    // device is held; nullopt: none.
+    struct SnapshotDisk {
+        int fd = -1;
+        std::uint64_t size = 0;
+    };
+    [[nodiscard]] virtual std::optional<SnapshotDisk> snapshot_disk() const { return std::nullopt; }
     // What the device did, one line for `stockade run --stats`; empty: nothing to report.
     [[nodiscard]] virtual std::string stats() { return {}; }
     // PCI class code (base class, subclass, interface) its transport reports.

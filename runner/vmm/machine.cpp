@@ -101,7 +101,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
             return fail("the snapshot's memory is {} bytes, the machine's RAM {}", st.st_size,
                         ram_bytes);
         memory_options.backing_fd = config.restore_memory_fd;
-        memory_options.copy_on_write = true;
+        memory_options.copy_on_write = !config.restore_memory_shared;
     }
     auto memory = STOCKADE_TRY(GuestMemory::create(ram, memory_options));
     std::uint32_t slot = 0;
@@ -351,7 +351,8 @@ void Machine::capture_parked(std::size_t index, std::uint64_t& seen,
     std::optional<Result<kvm::VmState>> vm;
     if (index == 0) vm = kvm::capture_vm(vm_);
     lock.lock();
-    if (seen != capture_.generation) return;  // a capture given up on; a newer one asks again
+    // A capture given up on (nothing pending) or replaced by a newer one: dropped.
+    if (seen != capture_.generation || capture_.pending == 0) return;
     if (vcpu)
         capture_.vcpus[index] = std::move(*vcpu);
     else
@@ -395,7 +396,7 @@ Result<MachineState> Machine::capture_state() {
         return capture_.pending == 0 || (control_ != nullptr && control_->stopping());
     });
     if (!done || capture_.pending != 0) {
-        ++capture_.generation;  // late answers to this one are dropped
+        capture_.pending = 0;  // late answers to this one are dropped
         return fail("the vCPUs did not save their state within 10 s");
     }
     for (std::size_t i = 0; i < vcpus_.size(); ++i)
@@ -425,6 +426,12 @@ Result<> Machine::restore_state(const MachineState& s) {
                 "the snapshot's PCI function in slot {} is not this machine's ({} in slot "
                 "{})",
                 s.functions[i].slot, transports_[i]->device().name(), pci_functions_[i].first);
+    // Only MSRs a capture reads here: KVM takes MSR writes from the VMM as the host's own.
+    for (std::size_t i = 0; i < s.vcpus.size(); ++i)
+        for (const kvm_msr_entry& e : s.vcpus[i].msrs)
+            if (std::find(msr_indices_.begin(), msr_indices_.end(), e.index) == msr_indices_.end())
+                return fail("the snapshot's vCPU {} has MSR {:#x}, which KVM does not save here", i,
+                            e.index);
     STOCKADE_TRY_VOID(kvm::restore_vm(vm_, s.vm));
     for (std::size_t i = 0; i < vcpus_.size(); ++i) {
         auto r = kvm::restore_vcpu(vcpus_[i], s.vcpus[i]);

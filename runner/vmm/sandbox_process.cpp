@@ -307,7 +307,8 @@ Result<> Sandbox::build() {
                          boot.cmdline,
                          boot.layout,
                          boot.has_pci,
-                         res_.restore_memory.get()};
+                         res_.restore_memory.get(),
+                         res_.restore_memory_shared};
     BootImages images{&boot.kernel, {boot.initrd.bytes(), boot.job}};
     machine_ = STOCKADE_TRY(Machine::create(
         *res_.kvm, config, images, {std::move(built.devices), std::move(built.passthrough), &loop_},
@@ -560,7 +561,7 @@ Result<> Sandbox::exec(guest_control::ExecRequest request, UniqueFd& client, std
     return relay->start_exec(std::move(request), client, std::move(head), std::move(client_input));
 }
 
-// The parts' descriptors: state, memory, then one per writable disk (in disk order).
+// The parts' descriptors (pipes): state, memory, then one per writable disk (in disk order).
 Result<nlohmann::json> Sandbox::snapshot(bool leave_paused, std::vector<UniqueFd> parts) {
     const auto t = Clock::now();
     const bool was_paused = machine_->paused();
@@ -580,14 +581,16 @@ Result<nlohmann::json> Sandbox::snapshot(bool leave_paused, std::vector<UniqueFd
                                 {"save", saved_us - paused_us},
                                 {"paused_total", was_paused || leave_paused ? -1 : us_since(t)}};
     (*written)["paused"] = machine_->paused();
+    (*written)["was_paused"] = was_paused;
     return written;
 }
 
+// Everything goes into the pipes the client sent, in order; the sandbox holds no snapshot
+// file (its client writes them) and opens nothing.
 Result<nlohmann::json> Sandbox::write_snapshot(std::span<const UniqueFd> parts) {
-    std::vector<int> disks;
+    std::vector<virtio::VirtioDevice::SnapshotDisk> disks;
     for (std::size_t i = 0; i < machine_->transport_count(); ++i)
-        if (const int fd = machine_->transport(i).device().snapshot_disk_fd(); fd >= 0)
-            disks.push_back(fd);
+        if (auto d = machine_->transport(i).device().snapshot_disk()) disks.push_back(*d);
     if (parts.size() != 2 + disks.size())
         return fail(
             "a snapshot of this sandbox takes {} descriptors (state, memory and {} "
@@ -597,19 +600,14 @@ Result<nlohmann::json> Sandbox::write_snapshot(std::span<const UniqueFd> parts) 
     const std::vector<std::uint8_t> bytes = encode_machine_state(state);
     STOCKADE_TRY_VOID(write_all(parts[0].get(), bytes));
     const WrittenBytes memory =
-        STOCKADE_TRY(write_guest_memory(machine_->memory(), parts[1].get()));
+        STOCKADE_TRY(write_guest_memory(machine_->memory(), parts[1].get(), false));
     nlohmann::json disk_parts = nlohmann::json::array();
     for (std::size_t i = 0; i < disks.size(); ++i) {
-        const WrittenBytes d = STOCKADE_TRY(copy_disk(disks[i], parts[2 + i].get()));
-        disk_parts.push_back({{"bytes", d.size}, {"data_bytes", d.data}});
+        STOCKADE_TRY_VOID(stream_disk(disks[i].fd, disks[i].size, parts[2 + i].get()));
+        disk_parts.push_back({{"bytes", disks[i].size}});
     }
-    // Regular files reach stable storage before the client renames the snapshot into place.
-    for (const UniqueFd& fd : parts)
-        if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS)
-            return fail_sys("fsync of a snapshot part");
     return nlohmann::json{{"state_bytes", bytes.size()},
                           {"memory_bytes", memory.size},
-                          {"memory_data_bytes", memory.data},
                           {"vcpus", state.vcpus.size()},
                           {"disks", std::move(disk_parts)}};
 }

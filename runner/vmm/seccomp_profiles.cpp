@@ -1,7 +1,5 @@
 #include "runner/vmm/seccomp_profiles.hpp"
 
-#include <fcntl.h>
-#include <linux/fs.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -80,14 +78,9 @@ SeccompProfile api_seccomp_profile(policy::SeccompMode mode) {
         .allow({SYS_getpid})
         .allow_if(SYS_tgkill, {policy::arg_eq(0, static_cast<std::uint64_t>(::getpid()))})
         .allow_ioctl({STOCKADE_IOCTL(KVM_GET_CLOCK), STOCKADE_IOCTL(KVM_SET_CLOCK)})
-        // a snapshot (PUT /snapshot/create): its files come with the request (recvmsg); the
-        // state and memory are written to them, disks copied (a reflink, or the data of a
-        // sparse copy), nothing opened
-        .allow({SYS_recvmsg, SYS_pwrite64, SYS_fstat, SYS_ftruncate, SYS_fsync, SYS_lseek,
-                SYS_copy_file_range})
-        // glibc's fstat: newfstatat on the descriptor itself (AT_EMPTY_PATH), never a path
-        .allow_if(SYS_newfstatat, {policy::arg_eq(3, AT_EMPTY_PATH)})
-        .allow_ioctl({STOCKADE_IOCTL(FICLONE)})
+        // a snapshot (PUT /snapshot/create): the pipes it is written into come with the
+        // request (recvmsg); a disk goes into its pipe from the image (sendfile, at offsets)
+        .allow({SYS_recvmsg, SYS_sendfile})
         .deny_execve();
     return p;
 }

@@ -2,12 +2,14 @@
 
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "base/io.hpp"
 
@@ -17,10 +19,14 @@ namespace {
 constexpr std::size_t kPage = 4096;
 
 bool all_zero(const std::uint8_t* p, std::size_t n) {
-    // Word at a time; guest pages are page-aligned.
-    const auto* w = reinterpret_cast<const std::uint64_t*>(p);
-    for (std::size_t i = 0; i < n / sizeof *w; ++i)
-        if (w[i] != 0) return false;
+    // Word at a time; guest pages and stream blocks are aligned.
+    std::uint64_t w = 0;
+    for (std::size_t i = 0; i + sizeof w <= n; i += sizeof w) {
+        std::memcpy(&w, p + i, sizeof w);
+        if (w != 0) return false;
+    }
+    for (std::size_t i = n - n % sizeof w; i < n; ++i)
+        if (p[i] != 0) return false;
     return true;
 }
 
@@ -28,7 +34,7 @@ Result<> pwrite_all(int fd, const std::uint8_t* data, std::size_t size, std::uin
     while (size > 0) {
         const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return fail_sys("writing the snapshot");
+        if (n <= 0) return fail_sys("writing a snapshot part");
         data += n;
         size -= static_cast<std::size_t>(n);
         offset += static_cast<std::uint64_t>(n);
@@ -36,20 +42,13 @@ Result<> pwrite_all(int fd, const std::uint8_t* data, std::size_t size, std::uin
     return {};
 }
 
-Result<bool> is_regular(int fd) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return fail_sys("fstat of a snapshot file");
-    return S_ISREG(st.st_mode);
-}
-
 }  // namespace
 
-Result<WrittenBytes> write_guest_memory(const GuestMemory& memory, int fd) {
-    const bool sparse = STOCKADE_TRY(is_regular(fd));
+Result<WrittenBytes> write_guest_memory(const GuestMemory& memory, int fd, bool sparse) {
     WrittenBytes out;
     for (const auto& r : memory.host_regions()) {
-        // Runs of non-zero pages, each written at its offset (a file) or in order (a stream,
-        // zeros included).
+        // Runs of pages, each written at its offset (a file: zero pages skipped) or in order
+        // (a stream: every page).
         std::uint64_t page = 0;
         const std::uint64_t pages = r.size / kPage;
         while (page < pages) {
@@ -78,40 +77,97 @@ Result<WrittenBytes> write_guest_memory(const GuestMemory& memory, int fd) {
     return out;
 }
 
-Result<WrittenBytes> copy_disk(int from, int to) {
+Result<> stream_disk(int from, std::uint64_t size, int to) {
+    off_t in = 0;
+    while (static_cast<std::uint64_t>(in) < size) {
+        const ssize_t n = ::sendfile(to, from, &in,
+                                     static_cast<std::size_t>(std::min<std::uint64_t>(
+                                         size - static_cast<std::uint64_t>(in), 1u << 30)));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail_sys("copying a disk image");
+        if (n == 0) return fail("a disk image shrank while it was copied");
+    }
+    return {};
+}
+
+Result<WrittenBytes> restore_disk(int from, int to) {
     struct stat st {};
-    if (::fstat(from, &st) != 0) return fail_sys("fstat of a disk image");
+    if (::fstat(from, &st) != 0) return fail_sys("fstat of a disk copy");
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (::ioctl(to, FICLONE, from) == 0) return WrittenBytes{size, size};
-    // Not on one file system that shares extents: the data, hole by hole.
+    if (::ftruncate(to, 0) != 0 || ::ftruncate(to, static_cast<off_t>(size)) != 0)
+        return fail_sys("sizing a disk image");
     WrittenBytes out{size, 0};
     off_t pos = 0;
+    std::vector<std::uint8_t> buf;
     while (static_cast<std::uint64_t>(pos) < size) {
-        off_t data = ::lseek(from, pos, SEEK_DATA);
+        const off_t data = ::lseek(from, pos, SEEK_DATA);
         if (data < 0) {
             if (errno == ENXIO) break;  // only a hole is left
-            return fail_sys("finding a disk image's data");
+            return fail_sys("finding a disk copy's data");
         }
-        off_t hole = ::lseek(from, data, SEEK_HOLE);
-        if (hole < 0) return fail_sys("finding a disk image's holes");
-        off_t in = data, out_off = data;
+        const off_t hole = ::lseek(from, data, SEEK_HOLE);
+        if (hole < 0) return fail_sys("finding a disk copy's holes");
+        off_t in = data, at = data;
         while (in < hole) {
-            const ssize_t n =
-                ::copy_file_range(from, &in, to, &out_off, static_cast<std::size_t>(hole - in), 0);
+            const auto want = static_cast<std::size_t>(hole - in);
+            ssize_t n = ::copy_file_range(from, &in, to, &at, want, 0);
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return fail_sys("copying a disk image");
-            if (n == 0) return fail("a disk image shrank while it was copied");
+            if (n < 0 &&
+                (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) {
+                // Across file systems: read and write.
+                buf.resize(1u << 20);
+                n = ::pread(from, buf.data(), std::min(want, buf.size()), in);
+                if (n > 0) {
+                    STOCKADE_TRY_VOID(pwrite_all(to, buf.data(), static_cast<std::size_t>(n),
+                                                 static_cast<std::uint64_t>(at)));
+                    in += n;
+                    at += n;
+                }
+            }
+            if (n < 0) return fail_sys("copying a disk copy into its image");
+            if (n == 0) return fail("a disk copy shrank while it was copied");
             out.data += static_cast<std::uint64_t>(n);
         }
         pos = hole;
     }
-    if (::ftruncate(to, static_cast<off_t>(size)) != 0) return fail_sys("sizing a disk's copy");
     return out;
 }
 
-Result<WrittenBytes> restore_disk(int from, int to) {
-    if (::ftruncate(to, 0) != 0) return fail_sys("emptying a disk image");
-    return copy_disk(from, to);
+Result<> SparseFileWriter::block(std::span<const std::uint8_t> b) {
+    if (!all_zero(b.data(), b.size())) {
+        STOCKADE_TRY_VOID(pwrite_all(fd_, b.data(), b.size(), offset_));
+        data_ += b.size();
+    }
+    offset_ += b.size();
+    return {};
+}
+
+Result<> SparseFileWriter::write(std::span<const std::uint8_t> data) {
+    if (carried_ > 0) {
+        const std::size_t take = std::min(data.size(), sizeof carry_ - carried_);
+        std::memcpy(carry_ + carried_, data.data(), take);
+        carried_ += take;
+        data = data.subspan(take);
+        if (carried_ < sizeof carry_) return {};
+        STOCKADE_TRY_VOID(block({carry_, sizeof carry_}));
+        carried_ = 0;
+    }
+    while (data.size() >= kPage) {
+        STOCKADE_TRY_VOID(block(data.first(kPage)));
+        data = data.subspan(kPage);
+    }
+    std::memcpy(carry_, data.data(), data.size());
+    carried_ = data.size();
+    return {};
+}
+
+Result<WrittenBytes> SparseFileWriter::finish() {
+    if (carried_ > 0) STOCKADE_TRY_VOID(block({carry_, carried_}));
+    carried_ = 0;
+    if (::ftruncate(fd_, static_cast<off_t>(offset_)) != 0)
+        return fail_sys("sizing a snapshot part");
+    return WrittenBytes{offset_, data_};
 }
 
 }  // namespace stockade
