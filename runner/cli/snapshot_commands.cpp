@@ -1,8 +1,11 @@
 #include "runner/cli/snapshot_commands.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>  // renameat2
+#include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,8 +31,6 @@
 #include "runner/vmm/machine_state.hpp"
 #include "runner/vmm/snapshot_io.hpp"
 #include "snapshot/manifest.hpp"
-#include "snapshot/seal_key.hpp"
-#include "snapshot/sealed_writer.hpp"
 
 namespace stockade::cli {
 namespace {
@@ -121,6 +122,14 @@ class PartialDir {
         out.lock_ = UniqueFd(::open(templ.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!out.lock_ || ::flock(out.lock_.get(), LOCK_EX) != 0)
             return fail_sys(fmt::format("locking {}", templ));
+        // Another create's clean-up may have taken it between mkdtemp and the lock.
+        struct stat held {
+        }, now{};
+        if (::fstat(out.lock_.get(), &held) != 0 || ::stat(templ.c_str(), &now) != 0 ||
+            held.st_ino != now.st_ino || held.st_dev != now.st_dev) {
+            out.path_.clear();
+            return fail("{}: removed by another create of the same snapshot: try again", templ);
+        }
         return out;
     }
     PartialDir(PartialDir&& o) noexcept : path_(std::move(o.path_)), lock_(std::move(o.lock_)) {
@@ -145,7 +154,7 @@ Result<> fsync_path(const std::string& path) {
     return {};
 }
 
-// Whether `dir` holds a snapshot this stockade made: a manifest that is sealed or parses.
+// Whether `dir` holds a snapshot: a manifest that is sealed (snapshot/README.md) or parses.
 bool is_snapshot_dir(const fs::path& dir) {
     UniqueFd fd(::open((dir / "manifest").c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd) return false;
@@ -180,89 +189,82 @@ Result<> put_in_place(PartialDir& partial, const fs::path& target) {
 }
 
 // A part being written: the sandbox writes it into a pipe, and this thread writes it into the
-// part's file (which only this process holds): sparse, or sealed (the key never enters the
-// sandbox). A writer that failed goes on draining the pipe, so that the sandbox is never left
-// blocked on it.
+// part's file (which only this process holds), sparse. A part that grows past its limit, or a
+// create that failed, closes the pipe: the sandbox's writes fail and it is never left blocked.
 class PartPipe {
   public:
-    struct Written {
-        std::optional<snapshot::PartRecord> record;  // sealed
-        WrittenBytes bytes;                          // in the clear
-    };
-    static Result<std::unique_ptr<PartPipe>> start(int file, const snapshot::SealKey* key,
-                                                   const snapshot::SnapshotId& sid,
-                                                   const std::string& name) {
+    using Written = WrittenBytes;
+    // At most `limit` bytes are taken: past it the part is refused and the pipe closed (the
+    // sandbox's write fails), as on cancel().
+    static Result<std::unique_ptr<PartPipe>> start(int file, const std::string& name,
+                                                   std::uint64_t limit) {
         int p[2];
         if (::pipe2(p, O_CLOEXEC) != 0) return fail_sys("pipe");
         std::unique_ptr<PartPipe> s(new PartPipe(UniqueFd(p[0]), UniqueFd(p[1])));
+        s->cancel_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!s->cancel_) return fail_sys("eventfd");
         (void)::fcntl(p[1], F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups; the default will do
-        std::optional<snapshot::SealedWriter> sealed;
-        if (key != nullptr) {
-            auto w = snapshot::SealedWriter::create(file, *key, sid, name);
-            if (!w) return std::unexpected(std::move(w).error());
-            sealed = std::move(*w);
-        }
-        s->thread_ = std::thread([raw = s.get(), file, w = std::move(sealed)]() mutable {
-            raw->written_ = raw->drain(file, w);
+        s->thread_ = std::thread([raw = s.get(), file, name, limit] {
+            raw->written_ = raw->drain(file, name, limit);
+            raw->read_.reset();  // whatever the sandbox writes now fails (EPIPE)
         });
         return s;
     }
     ~PartPipe() {
-        write_.reset();
-        if (thread_.joinable()) thread_.join();
+        cancel();
+        finish_thread();
     }
     [[nodiscard]] int write_end() const { return write_.get(); }
     // Our copy of the write end closed (the sandbox has closed its own): the rest is read
     // and the part finished.
     Result<Written> finish() {
-        write_.reset();
-        if (thread_.joinable()) thread_.join();
+        finish_thread();
         return std::move(written_);
+    }
+    // The create failed: reading stops now, whatever the sandbox still holds.
+    void cancel() {
+        const std::uint64_t one = 1;
+        if (cancel_) (void)!::write(cancel_.get(), &one, sizeof one);
     }
 
   private:
     PartPipe(UniqueFd r, UniqueFd w) : read_(std::move(r)), write_(std::move(w)) {}
-    Result<Written> drain(int file, std::optional<snapshot::SealedWriter>& sealed) {
+    void finish_thread() {
+        write_.reset();
+        if (thread_.joinable()) thread_.join();
+    }
+    Result<Written> drain(int file, const std::string& name, std::uint64_t limit) {
         SparseFileWriter clear(file);
         std::vector<std::uint8_t> buf(1 << 20);
-        Result<> ok;
+        std::uint64_t total = 0;
         for (;;) {
+            pollfd p[2] = {{read_.get(), POLLIN, 0}, {cancel_.get(), POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0) {
+                if (errno == EINTR) continue;
+                return fail_sys("poll");
+            }
+            if (p[1].revents & POLLIN) return fail("{}: cancelled", name);
             const ssize_t n = ::read(read_.get(), buf.data(), buf.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return fail_sys("reading a snapshot part from the sandbox");
+            if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+            if (n < 0) return fail_sys(fmt::format("reading {} from the sandbox", name));
             if (n == 0) break;
+            total += static_cast<std::uint64_t>(n);
+            if (total > limit)
+                return fail("{}: the sandbox sent more than the {} bytes it can be", name, limit);
             const std::span<const std::uint8_t> got(buf.data(), static_cast<std::size_t>(n));
-            if (ok) ok = sealed ? sealed->write(got) : clear.write(got);
+            STOCKADE_TRY_VOID(clear.write(got));
         }
-        if (!ok) return std::unexpected(std::move(ok).error());
-        Written out;
-        if (sealed) {
-            out.record = STOCKADE_TRY(sealed->finish());
-            out.bytes = {out.record->size, out.record->size};
-        } else {
-            out.bytes = STOCKADE_TRY(clear.finish());
-        }
-        return out;
+        return clear.finish();
     }
-    UniqueFd read_, write_;
+    UniqueFd read_, write_, cancel_;
     std::thread thread_;
     Result<Written> written_ = fail("not finished");
 };
 
-int create(const std::string& id, const std::string& dir, bool leave_paused,
-           const std::string& seal_key) {
-    std::optional<snapshot::SealKey> key;
-    if (!seal_key.empty()) {
-        auto k = snapshot::SealKey::load(seal_key);
-        if (!k) {
-            log::error("--seal-key: {}", k.error().message);
-            return kRefused;
-        }
-        key = std::move(*k);
-    }
-    auto sid = snapshot::new_snapshot_id();
-    if (!sid) {
-        log::error("{}", sid.error().message);
+int create(const std::string& id, const std::string& dir, bool leave_paused) {
+    std::array<std::uint8_t, 16> sid{};
+    if (::getrandom(sid.data(), sid.size(), 0) != static_cast<ssize_t>(sid.size())) {
+        log::error("{}", fail_sys("getrandom").error().message);
         return kFailed;
     }
     auto record = read_live_state(state_dir(id));
@@ -286,6 +288,19 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
     if (!disks) {
         log::error("sandbox {}: {}", id, disks.error().message);
         return kFailed;
+    }
+    // What each part can be: the CLI takes no more from the sandbox.
+    std::vector<std::uint64_t> limits{kMaxSnapshotState, record->memory_mib << 20};
+    for (const std::string& image : *disks) {
+        struct stat st {};
+        if (::stat(image.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+            log::error(
+                "sandbox {}: disk {} is not a regular file: only disk images can be "
+                "snapshotted",
+                id, image);
+            return kRefused;
+        }
+        limits.push_back(static_cast<std::uint64_t>(st.st_size));
     }
     const fs::path target = without_trailing_separator(absolute(dir));
     if (target.filename().empty() || target.filename() == "." || target.filename() == "..") {
@@ -312,10 +327,10 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
         fds.push_back(f->get());
         files.push_back(std::move(*f));
     }
-    // The sandbox gets pipes; each part is written (sealed, or sparse) here as it arrives.
+    // The sandbox gets pipes; each part is written here, sparse, as it arrives.
     std::vector<std::unique_ptr<PartPipe>> pipes;
     for (std::size_t i = 0; i < names.size(); ++i) {
-        auto s = PartPipe::start(files[i].get(), key ? &*key : nullptr, *sid, names[i]);
+        auto s = PartPipe::start(files[i].get(), names[i], limits[i]);
         if (!s) {
             log::error("{}", s.error().message);
             return kFailed;
@@ -327,6 +342,10 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
     auto reply =
         api_request(id, "PUT", "/snapshot/create", json{{"leave_paused", leave_paused}}.dump(),
                     std::chrono::minutes(10), fds);
+    // No answer, or a refusal: the sandbox's pipes are cut, whatever it still holds.
+    if (!reply || reply->status / 100 != 2)
+        for (auto& p : pipes)
+            p->cancel();
     std::vector<PartPipe::Written> written;
     for (std::size_t i = 0; i < pipes.size(); ++i) {
         auto r = pipes[i]->finish();
@@ -336,10 +355,6 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
         }
         written.push_back(r ? std::move(*r) : PartPipe::Written{});
     }
-    std::vector<snapshot::PartRecord> records;
-    if (key)
-        for (const auto& w : written)
-            if (w.record) records.push_back(*w.record);
     if (!reply) {
         log::error("{}", reply.error().message);
         return kFailed;
@@ -361,14 +376,14 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
     }
 
     // What came through the pipes must be this sandbox's: its RAM, its disks' sizes.
-    if (written[1].bytes.size != (record->memory_mib << 20)) {
-        log::error("sandbox {}: snapshot: {} bytes of memory for {} MiB of RAM", id,
-                   written[1].bytes.size, record->memory_mib);
-        return kFailed;
-    }
+    for (std::size_t i = 1; i < names.size(); ++i)
+        if (written[i].size != limits[i]) {
+            log::error("sandbox {}: snapshot: {} is {} bytes, not {}", id, names[i],
+                       written[i].size, limits[i]);
+            return kFailed;
+        }
     SnapshotManifest m;
-    m.id = to_hex(*sid);
-    m.sealed = key.has_value();
+    m.id = to_hex(sid);
     m.created = rfc3339_utc(std::chrono::system_clock::now());
     m.source = id;
     m.run_args = record->run_args;
@@ -376,13 +391,9 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
     m.vcpus = record->vcpus;
     m.memory_mib = record->memory_mib;
     m.machine_state_version = kMachineStateVersion;
-    // The digests: the sealed records', or read back from the files the sandbox wrote,
-    // after it has resumed.
+    // The digests, read back from the files only this process wrote, after the sandbox has
+    // resumed.
     for (std::size_t i = 0; i < names.size(); ++i) {
-        if (key) {
-            m.parts[names[i]] = {records[i].size, records[i].sha256};
-            continue;
-        }
         auto d = snapshot::digest_clear_part(files[i].get(), names[i]);
         if (!d) {
             log::error("{}", d.error().message);
@@ -399,20 +410,7 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
         }
     files.clear();
     const std::string document = manifest_to_json(m);
-    if (key) {
-        auto f = open_file(partial->path() + "/manifest", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
-                           0600);
-        auto sealed = f ? snapshot::seal_manifest(
-                              f->get(), *key, *sid, records,
-                              std::span(reinterpret_cast<const std::uint8_t*>(document.data()),
-                                        document.size()))
-                        : Result<snapshot::PartRecord>(std::unexpected(f.error()));
-        if (!sealed || ::fsync(f->get()) != 0) {
-            log::error("sealing the manifest: {}",
-                       sealed ? std::strerror(errno) : sealed.error().message);
-            return kFailed;
-        }
-    } else if (auto w = write_file_atomic(partial->path() + "/manifest", document); !w) {
+    if (auto w = write_file_atomic(partial->path() + "/manifest", document); !w) {
         log::error("{}", w.error().message);
         return kFailed;
     }
@@ -430,9 +428,8 @@ int create(const std::string& id, const std::string& dir, bool leave_paused,
         {"source", id},
         {"state_bytes", m.parts["state"].size},
         {"memory_bytes", m.parts["memory"].size},
-        {"memory_data_bytes", written[1].bytes.data},
+        {"memory_data_bytes", written[1].data},
         {"disks", m.disks.size()},
-        {"sealed", m.sealed},
         {"paused", answer["paused"].get<bool>()},
         {"sandbox_timings_us", answer.contains("timings_us") && answer["timings_us"].is_object()
                                    ? answer["timings_us"]
@@ -464,26 +461,17 @@ std::optional<std::string> disk_in_use(const SnapshotManifest& m, const std::str
     return std::nullopt;
 }
 
-// --seal-key FILE, loaded; nullopt when not given; an error when it cannot be loaded.
-Result<std::optional<snapshot::SealKey>> load_key(const std::string& path) {
-    if (path.empty()) return std::optional<snapshot::SealKey>();
-    auto k = snapshot::SealKey::load(path);
-    if (!k) return std::unexpected(std::move(k).error().context("--seal-key"));
-    return std::optional<snapshot::SealKey>(std::move(*k));
-}
-
 struct RestoreOptions {
-    std::string dir, id, seal_key;
+    std::string dir, id;
     bool detach = false, stats = false, console = false, no_verify_memory = false;
 };
 
-// The restore's spec: the snapshot's manifest read (and, sealed, authenticated), its images
+// The restore's spec: the snapshot's manifest read, its images
 // free (but for `replacing`'s, a rollback's own sandbox), its run arguments parsed from its
 // working directory. Nothing is changed yet.
 Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& replacing) {
     const std::string dir = absolute(o.dir);
-    auto key = STOCKADE_TRY(load_key(o.seal_key));
-    const SnapshotManifest m = STOCKADE_TRY(read_snapshot_manifest(dir, key ? &*key : nullptr));
+    const SnapshotManifest m = STOCKADE_TRY(read_snapshot_manifest(dir));
     if (auto busy = disk_in_use(m, replacing))
         return fail("{}: {}: restoring would overwrite it", dir, *busy);
     // The run's relative paths are relative to where it was started.
@@ -500,7 +488,6 @@ Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& rep
     spec.show_console = spec.show_console || o.console;
     spec.restore_from = dir;
     spec.verify_memory = !o.no_verify_memory;
-    spec.seal_key = o.seal_key.empty() ? "" : absolute(o.seal_key);
     spec.run_args = m.run_args;
     spec.run_cwd = m.run_cwd;
     return spec;
@@ -511,14 +498,9 @@ int run_restored(SandboxSpec spec) {
     return run_sandbox(spec);
 }
 
-int verify(const std::string& dir_arg, const std::string& seal_key) {
+int verify(const std::string& dir_arg) {
     const std::string dir = absolute(dir_arg);
-    auto key = load_key(seal_key);
-    if (!key) {
-        log::error("{}", key.error().message);
-        return kRefused;
-    }
-    auto snap = open_snapshot(dir, true, {}, *key ? &**key : nullptr);
+    auto snap = open_snapshot(dir, true);
     if (!snap) {
         log::error("{}", snap.error().message);
         std::printf("%s\n",
@@ -535,7 +517,6 @@ int verify(const std::string& dir_arg, const std::string& seal_key) {
                              {"id", snap->manifest.id},
                              {"source", snap->manifest.source},
                              {"created", snap->manifest.created},
-                             {"sealed", snap->manifest.sealed},
                              {"parts", std::move(parts)}}
                             .dump()
                             .c_str());
@@ -546,9 +527,6 @@ void add_restore_options(CLI::App& cmd, RestoreOptions& o) {
     cmd.add_flag("-d,--detach", o.detach, "leave the restored sandbox in the background");
     cmd.add_flag("--stats", o.stats, "print timings and exit counts at the end");
     cmd.add_flag("--console", o.console, "the guest kernel's console on stderr");
-    cmd.add_option("--seal-key", o.seal_key,
-                   "the key a sealed snapshot was sealed with: every part is authenticated "
-                   "before anything starts, and the memory decrypted (eagerly)");
     cmd.add_flag("--no-verify-memory", o.no_verify_memory,
                  "do not read the whole memory part for its SHA-256 before the restore (its "
                  "length is still checked): the restore then takes the same time for any guest "
@@ -573,11 +551,6 @@ int snapshot_cli(std::span<const std::string> args) {
     create_cmd->add_option("ID", id, "the sandbox")->required();
     create_cmd->add_option("DIR", dir, "the snapshot's directory")->required();
     create_cmd->add_flag("--leave-paused", leave_paused, "do not resume the sandbox afterwards");
-    std::string create_key;
-    create_cmd->add_option("--seal-key", create_key,
-                           "seal every part with AES-256-GCM under this key (32 raw bytes or 64 "
-                           "hex digits, mode 0600: `openssl rand -hex 32 > K`), sealed here as "
-                           "the sandbox writes it: the key never enters the sandbox");
 
     RestoreOptions ro;
     auto* restore_cmd = app.add_subcommand(
@@ -606,11 +579,9 @@ int snapshot_cli(std::span<const std::string> args) {
         "Check the snapshot in DIR without running it: complete, every part's length and "
         "SHA-256 as its manifest says. Prints JSON; exits 1 when it does not verify.");
     verify_cmd->add_option("DIR", verify_dir, "the snapshot's directory")->required();
-    std::string verify_key;
-    verify_cmd->add_option("--seal-key", verify_key, "the key of a sealed snapshot");
 
     if (auto done = parse(app, args)) return *done;
-    if (create_cmd->parsed()) return create(id, dir, leave_paused, create_key);
+    if (create_cmd->parsed()) return create(id, dir, leave_paused);
     if (restore_cmd->parsed()) {
         auto spec = restore_spec(ro, "");
         if (!spec) {
@@ -619,21 +590,15 @@ int snapshot_cli(std::span<const std::string> args) {
         }
         return run_restored(std::move(*spec));
     }
-    if (verify_cmd->parsed()) return verify(verify_dir, verify_key);
+    if (verify_cmd->parsed()) return verify(verify_dir);
     if (rollback_cmd->parsed()) {
         // Everything that can refuse comes before the sandbox goes: the snapshot whole
         // (every part's digest), its images free but for ID's own, its arguments.
         rb.id = rollback_id;
         rb.detach = true;
-        auto key = load_key(rb.seal_key);
-        if (!key) {
-            log::error("{}", key.error().message);
-            return kRefused;
-        }
         std::vector<std::string> skip;
         if (rb.no_verify_memory) skip.push_back("memory");
-        if (auto snap = open_snapshot(absolute(rb.dir), true, skip, *key ? &**key : nullptr);
-            !snap) {
+        if (auto snap = open_snapshot(absolute(rb.dir), true, skip); !snap) {
             log::error("{}", snap.error().message);
             return kRefused;
         }

@@ -19,8 +19,6 @@
 #include "runner/supervisor/snapshot_files.hpp"
 #include "runner/vmm/machine_state.hpp"
 #include "runner/vmm/snapshot_io.hpp"
-#include "snapshot/manifest.hpp"
-#include "snapshot/sealed_reader.hpp"
 
 namespace stockade {
 namespace {
@@ -171,69 +169,24 @@ std::string default_kernel_cmdline(bool has_pci) {
 
 namespace {
 
-Result<> write_at(int fd, std::span<const std::uint8_t> data, std::uint64_t offset,
-                  std::string_view what) {
-    while (!data.empty()) {
-        const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return fail_sys(fmt::format("writing {}", what));
-        data = data.subspan(static_cast<std::size_t>(n));
-        offset += static_cast<std::uint64_t>(n);
-    }
-    return {};
-}
-
-// A sealed part's plaintext written into `fd` at its offsets, chunk by chunk as each is
-// authenticated; chunks of zeros are left holes. `fd` is emptied first and ends the part's
-// size. A chunk that fails leaves an error (and `fd` for the caller to drop or redo).
-Result<> unseal_into(snapshot::SealedReader& part, int fd) {
-    if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(part.plaintext_size())) != 0)
-        return fail_sys(fmt::format("sizing {}", part.part()));
-    const std::uint64_t chunk = part.chunk_size();
-    return part.read_each(
-        [&](std::uint64_t index, std::span<const std::uint8_t> plain) -> Result<> {
-            if (std::all_of(plain.begin(), plain.end(), [](std::uint8_t b) { return b == 0; }))
-                return {};
-            return write_at(fd, plain, index * chunk, part.part());
-        });
-}
-
-Result<UniqueFd> unsealed_memfd(snapshot::SealedReader& part) {
-    UniqueFd fd(::memfd_create(("stockade-" + part.part()).c_str(), MFD_CLOEXEC));
-    if (!fd) return fail_sys("memfd_create");
-    STOCKADE_TRY_VOID(unseal_into(part, fd.get()));
-    return fd;
-}
-
 // A restore: the snapshot opened and checked (lengths, digests: the memory's unless the
 // caller skips it), its state and memory handed over, and each writable disk given back the
-// contents it had, before anything runs. Sealed: every disk part is authenticated first, the
-// state and memory are decrypted (authenticated as they are) into memory files of their own,
-// and only then is any image written; the key never reaches the sandbox.
-// What a restore does last, once nothing else can be refused: each writable disk image given
-// back its copy.
+// contents it had as preparation's last step (DiskRestores), once nothing else can refuse.
 using DiskRestores = std::vector<std::function<Result<>()>>;
 
 Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, DiskRestores& disks_out) {
-    std::optional<snapshot::SealKey> key;
-    if (!spec.seal_key.empty()) key = STOCKADE_TRY(snapshot::SealKey::load(spec.seal_key));
     std::vector<std::string> skip;
-    if (key)
-        skip = {"state", "memory"};  // decrypted below, which authenticates every chunk
-    else if (!spec.verify_memory)
-        skip.push_back("memory");
-    OpenedSnapshot snap =
-        STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, key ? &*key : nullptr));
+    if (!spec.verify_memory) skip.push_back("memory");
+    OpenedSnapshot snap = STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip));
     const SnapshotManifest& m = snap.manifest;
-    if (key) {
-        for (const char* name : {"state", "memory"}) {
-            auto part = STOCKADE_TRY(snapshot::open_part(snap.fd(name), *key, *snap.sealed, name));
-            auto fd = unsealed_memfd(part);
-            if (!fd) return std::unexpected(std::move(fd).error().context(spec.restore_from));
-            snap.parts[name] = std::move(*fd);
-        }
-        sandbox.restore_memory_shared = true;  // a memory file of its own: no copy needed
-    }
+    // Before anything is mapped: the sizes this sandbox can take.
+    if (m.parts.at("state").size > kMaxSnapshotState ||
+        m.parts.at("memory").size != (spec.memory_mib << 20))
+        return fail(
+            "{}: a state of {} bytes (at most {}) and memory of {} bytes (the sandbox "
+            "has {} MiB)",
+            spec.restore_from, m.parts.at("state").size, kMaxSnapshotState,
+            m.parts.at("memory").size, spec.memory_mib);
     if (m.machine_state_version != kMachineStateVersion)
         return fail("{}: machine state of version {}; this stockade restores version {}",
                     spec.restore_from, m.machine_state_version, kMachineStateVersion);
@@ -262,21 +215,12 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, DiskRe
     // The disk parts stay open for the copies, which come last.
     const std::vector<SnapshotDisk> copies = m.disks;  // `m` goes with `snap`, below
     auto kept = std::make_shared<OpenedSnapshot>(std::move(snap));
-    auto shared_key = key ? std::make_shared<snapshot::SealKey>(std::move(*key)) : nullptr;
     for (std::size_t i = 0; i < writable.size(); ++i) {
         const int image = writable[i]->fd.get();
         const std::string part_name = copies[i].part, image_path = writable[i]->path;
-        disks_out.push_back([kept, shared_key, image, part_name, image_path]() -> Result<> {
-            Result<> copied;
-            if (shared_key) {
-                auto part =
-                    snapshot::open_part(kept->fd(part_name), *shared_key, *kept->sealed, part_name);
-                copied = part ? unseal_into(*part, image) : Result<>(std::unexpected(part.error()));
-            } else if (auto c = restore_disk(kept->fd(part_name), image); !c) {
-                copied = std::unexpected(std::move(c).error());
-            }
-            if (!copied)
-                return std::unexpected(std::move(copied).error().context(
+        disks_out.push_back([kept, image, part_name, image_path]() -> Result<> {
+            if (auto c = restore_disk(kept->fd(part_name), image); !c)
+                return std::unexpected(std::move(c).error().context(
                     fmt::format("putting {} back into {}", part_name, image_path)));
             return {};
         });

@@ -45,7 +45,6 @@ struct SandboxSpec {
     // booting (its state, memory and disk copies; runner/supervisor/snapshot_files.hpp).
     std::string restore_from;
     bool verify_memory = true;  // the memory part's digest checked before the restore
-    std::string seal_key;       // a sealed snapshot's key file
 
     template <DeviceKind K>
     [[nodiscard]] typename K::Spec& device() {

@@ -119,22 +119,7 @@ int OpenedSnapshot::fd(const std::string& part) const {
     return it == parts.end() ? -1 : it->second.get();
 }
 
-namespace {
-
-// Whether the manifest file is a sealed part (its magic), read from its first bytes.
-Result<bool> is_sealed_file(int fd, const std::string& path) {
-    std::array<std::uint8_t, 8> head{};
-    const ssize_t n = ::pread(fd, head.data(), head.size(), 0);
-    if (n < 0) return fail_sys(path);
-    return n == static_cast<ssize_t>(head.size()) && head == snapshot::kMagic;
-}
-
-struct ReadManifest {
-    SnapshotManifest manifest;
-    std::optional<snapshot::Manifest> sealed;
-};
-
-Result<ReadManifest> read_manifest(const std::string& dir, const snapshot::SealKey* key) {
+Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir) {
     const std::string path = dir + "/manifest";
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) return fail_sys(fmt::format("snapshot {}", dir));
@@ -144,88 +129,37 @@ Result<ReadManifest> read_manifest(const std::string& dir, const snapshot::SealK
     struct stat mst {};
     if (::fstat(fd->get(), &mst) != 0 || !S_ISREG(mst.st_mode))
         return fail("{}: its manifest is not a regular file", dir);
-    ReadManifest out;
-    const bool sealed = STOCKADE_TRY(is_sealed_file(fd->get(), path));
-    std::string text;
-    if (sealed) {
-        if (key == nullptr)
-            return fail("{}: a sealed snapshot: give its key (--seal-key FILE)", dir);
-        auto m = snapshot::open_manifest(fd->get(), *key);
-        if (!m) return std::unexpected(std::move(m).error().context(dir));
-        text.assign(m->document.begin(), m->document.end());
-        out.sealed = std::move(*m);
-    } else {
-        if (key != nullptr)
-            return fail(
-                "{}: not sealed, though a seal key was given: refused (nothing vouches "
-                "for it)",
-                dir);
-        if (static_cast<std::uint64_t>(mst.st_size) > kMaxSnapshotManifest)
-            return fail("{}: larger than {} bytes", path, kMaxSnapshotManifest);
-        text.resize(static_cast<std::size_t>(mst.st_size));
-        STOCKADE_TRY_VOID(pread_exact(
-            fd->get(), std::span(reinterpret_cast<std::uint8_t*>(text.data()), text.size()), 0,
-            path));
-    }
-    out.manifest = STOCKADE_TRY(manifest_from_json(text, path));
-    if (out.manifest.sealed != sealed)
-        return fail("{}: the manifest says {}sealed, its file is {}", path,
-                    out.manifest.sealed ? "" : "un", sealed ? "sealed" : "not");
-    if (sealed) {
-        // The document's parts must be exactly the sealed records.
-        if (out.sealed->parts.size() != out.manifest.parts.size())
-            return fail("{}: the sealed records and the document disagree", path);
-        for (const auto& r : out.sealed->parts) {
-            const auto it = out.manifest.parts.find(r.name);
-            if (it == out.manifest.parts.end() || it->second.size != r.size ||
-                it->second.sha256 != r.sha256)
-                return fail("{}: part {}: the sealed record and the document disagree", path,
-                            r.name);
-        }
-    }
-    return out;
-}
-
-}  // namespace
-
-Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir,
-                                                const snapshot::SealKey* key) {
-    auto r = STOCKADE_TRY(read_manifest(dir, key));
-    return std::move(r.manifest);
+    if (static_cast<std::uint64_t>(mst.st_size) > kMaxSnapshotManifest)
+        return fail("{}: larger than {} bytes", path, kMaxSnapshotManifest);
+    std::string text(static_cast<std::size_t>(mst.st_size), '\0');
+    STOCKADE_TRY_VOID(pread_exact(
+        fd->get(), std::span(reinterpret_cast<std::uint8_t*>(text.data()), text.size()), 0, path));
+    if (text.starts_with(std::string_view("STKSEAL\0", 8)))
+        return fail("{}: a sealed snapshot; this stockade does not restore sealed snapshots", dir);
+    SnapshotManifest m = STOCKADE_TRY(manifest_from_json(text, path));
+    if (m.sealed) return fail("{}: the manifest says sealed, its file is not", path);
+    return m;
 }
 
 Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
-                                     const std::vector<std::string>& skip_digest,
-                                     const snapshot::SealKey* key) {
+                                     const std::vector<std::string>& skip_digest) {
     OpenedSnapshot out;
     out.dir = dir;
-    ReadManifest read = STOCKADE_TRY(read_manifest(dir, key));
-    out.manifest = std::move(read.manifest);
-    out.sealed = std::move(read.sealed);
+    out.manifest = STOCKADE_TRY(read_snapshot_manifest(dir));
     for (const auto& [name, digest] : out.manifest.parts) {
         const std::string path = dir + "/" + name;
-        // Never blocking on a FIFO put there; regular files only (checked below, and by the
-        // sealed reader).
+        // Never blocking on a FIFO put there; regular files only.
         auto fd = open_file(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
         if (!fd) return fail("{}: part {} is missing: {}", dir, name, fd.error().message);
+        struct stat part {};
+        if (::fstat(fd->get(), &part) != 0) return fail_sys(path);
+        if (!S_ISREG(part.st_mode) || static_cast<std::uint64_t>(part.st_size) != digest.size)
+            return fail("{}: part {} is {} bytes, the manifest says {}", dir, name, part.st_size,
+                        digest.size);
         const bool skip =
             std::find(skip_digest.begin(), skip_digest.end(), name) != skip_digest.end();
-        if (out.sealed) {
-            // Header, salt and exact length at open; every chunk with `digests`.
-            auto part = snapshot::open_part(fd->get(), *key, *out.sealed, name);
-            if (!part) return std::unexpected(std::move(part).error().context(dir));
-            if (digests && !skip)
-                if (auto v = part->verify_all(); !v)
-                    return std::unexpected(std::move(v).error().context(dir));
-        } else {
-            struct stat part {};
-            if (::fstat(fd->get(), &part) != 0) return fail_sys(path);
-            if (!S_ISREG(part.st_mode) || static_cast<std::uint64_t>(part.st_size) != digest.size)
-                return fail("{}: part {} is {} bytes, the manifest says {}", dir, name,
-                            part.st_size, digest.size);
-            if (digests && !skip)
-                STOCKADE_TRY_VOID(snapshot::check_clear_part(fd->get(), name, digest));
-        }
+        if (digests && !skip)
+            STOCKADE_TRY_VOID(snapshot::check_clear_part(fd->get(), name, digest));
         out.parts.emplace(name, std::move(*fd));
     }
     return out;

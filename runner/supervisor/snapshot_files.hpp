@@ -20,8 +20,6 @@
 #include "base/error.hpp"
 #include "base/unique_fd.hpp"
 #include "snapshot/clear_digest.hpp"
-#include "snapshot/manifest.hpp"
-#include "snapshot/seal_key.hpp"
 
 namespace stockade {
 
@@ -45,9 +43,8 @@ struct SnapshotManifest {
     std::uint32_t vcpus = 0;
     std::uint64_t memory_mib = 0;
     std::uint32_t machine_state_version = 0;
-    // Sealed (--seal-key): every part, the manifest among them, is a sealed part
-    // (snapshot/README.md) and this document is the sealed manifest's; `parts` repeats the
-    // sealed records' lengths and plaintext digests.
+    // Sealed snapshots (snapshot/README.md) are not written by this stockade: a manifest
+    // that says so is refused.
     bool sealed = false;
     std::map<std::string, snapshot::ClearDigest> parts;
     std::vector<SnapshotDisk> disks;
@@ -65,22 +62,17 @@ struct SnapshotManifest {
 struct OpenedSnapshot {
     std::string dir;
     SnapshotManifest manifest;
-    std::optional<snapshot::Manifest> sealed;  // a sealed one's records and id
     std::map<std::string, UniqueFd> parts;
     [[nodiscard]] int fd(const std::string& part) const;
 };
-// The manifest alone. A sealed one needs `key` (refused without it, naming --seal-key); with
-// a key, an unsealed snapshot is refused too (nothing would vouch for it).
-[[nodiscard]] Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir,
-                                                              const snapshot::SealKey* key);
-// Opens every part the manifest lists and checks its length (a sealed part: its header, salt
-// and exact sealed length against its record); with `digests`, its SHA-256 too (a sealed
-// part: every chunk authenticated), on the very descriptor that is kept (nothing can be
-// swapped after the check). `skip_digest` names parts whose contents are not read (the
-// memory, for a restore that must not read all of it first).
-[[nodiscard]] Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
-                                                   const std::vector<std::string>& skip_digest = {},
-                                                   const snapshot::SealKey* key = nullptr);
+// The manifest alone.
+[[nodiscard]] Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir);
+// Opens every part the manifest lists and checks its length; with `digests`, its SHA-256
+// too, on the very descriptor that is kept (nothing can be swapped after the check).
+// `skip_digest` names parts whose contents are not read (the memory, for a restore that must
+// not read all of it first).
+[[nodiscard]] Result<OpenedSnapshot> open_snapshot(
+    const std::string& dir, bool digests, const std::vector<std::string>& skip_digest = {});
 
 // The part names: "state", "memory", "disk-vda".."disk-vdp".
 [[nodiscard]] std::string disk_part_name(std::size_t index);

@@ -103,8 +103,10 @@ std::string make_disk(const std::string& name) {
 }
 
 void start_counter(const std::string& id, const std::string& image) {
-    std::vector<std::string> args{"run",    "-d",     "--id", id,  "--stdio",
-                                  "serial", "--disk", image,  "--"};
+    // 128 MiB: every snapshot, digest and restore here is a pass over guest RAM, and the lab
+    // is slow at it.
+    std::vector<std::string> args{"run",     "-d",     "--id",   id,    "--memory", "128",
+                                  "--stdio", "serial", "--disk", image, "--"};
     args.insert(args.end(), kCounter.begin(), kCounter.end());
     auto r = stockade(args);
     ASSERT_EQ(r.status, 0) << r.describe();
@@ -148,8 +150,8 @@ TEST(Snapshot, ARestoredSandboxGoesOnWhereItWasWithItsDiskAsItWas) {
     ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-a", image));
     const json made = create("lab-snap-a", dir, true);
     EXPECT_EQ(made["paused"], true) << made;
-    EXPECT_EQ(made["memory_bytes"], 256ull << 20) << made;
-    EXPECT_LT(made["memory_data_bytes"].get<std::uint64_t>(), 256ull << 20)
+    EXPECT_EQ(made["memory_bytes"], 128ull << 20) << made;
+    EXPECT_LT(made["memory_data_bytes"].get<std::uint64_t>(), 128ull << 20)
         << "zero pages take no space: " << made;
     // Paused: the log's last tick is the snapshot's.
     std::this_thread::sleep_for(500ms);
@@ -289,74 +291,6 @@ TEST(Snapshot, ACreateKilledMidwayLeavesThePreviousSnapshotWhole) {
     const long n = ticks(logs("lab-snap-k")).back().n;
     EXPECT_TRUE(eventually([&] { return ticks(logs("lab-snap-k")).back().n > n; }));
     ASSERT_EQ(stockade({"rm", "-f", "lab-snap-k"}).status, 0);
-}
-
-TEST(Snapshot, ASealedSnapshotRestoresWithItsKeyAndIsRefusedOtherwise) {
-    const std::string image = make_disk("sealed.img");
-    const std::string dir = kWork + "/snap-sealed";
-    const std::string key = kWork + "/seal.key", other = kWork + "/other.key";
-    fs::remove_all(dir);
-    for (const auto& [path, hex] :
-         {std::pair{key, std::string(64, 'a')}, std::pair{other, std::string(64, 'b')}}) {
-        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        ASSERT_GE(fd, 0);
-        ASSERT_EQ(::write(fd, hex.data(), hex.size()), 64);
-        ::close(fd);
-    }
-    ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-s", image));
-    auto c =
-        stockade({"snapshot", "create", "lab-snap-s", dir, "--leave-paused", "--seal-key", key});
-    ASSERT_EQ(c.status, 0) << c.describe();
-    EXPECT_EQ(json::parse(c.out)["sealed"], true) << c.out;
-    std::this_thread::sleep_for(500ms);
-    const long last = ticks(logs("lab-snap-s")).back().n;
-    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-s"}).status, 0);
-    destroy(image);
-    // Every part is sealed: nothing of the guest in clear.
-    for (const char* part : {"manifest", "state", "memory", "disk-vda"})
-        EXPECT_EQ(lab::read_text(dir + "/" + part).substr(0, 7), "STKSEAL") << part;
-
-    auto v = stockade({"snapshot", "verify", dir});
-    EXPECT_EQ(v.status, 1) << v.describe();
-    EXPECT_NE(v.err.find("--seal-key"), std::string::npos) << v.err;
-    v = stockade({"snapshot", "verify", dir, "--seal-key", other});
-    EXPECT_EQ(v.status, 1) << v.describe();
-    EXPECT_NE(v.err.find("different key"), std::string::npos) << v.err;
-    v = stockade({"snapshot", "verify", dir, "--seal-key", key});
-    ASSERT_EQ(v.status, 0) << v.describe();
-    EXPECT_EQ(json::parse(v.out)["sealed"], true) << v.out;
-
-    // One bit of the memory flipped: refused, naming the chunk, nothing started.
-    const std::string bad = kWork + "/snap-sealed-bad";
-    fs::remove_all(bad);
-    fs::copy(dir, bad);
-    {
-        const int fd = ::open((bad + "/memory").c_str(), O_RDWR | O_CLOEXEC);
-        ASSERT_GE(fd, 0);
-        unsigned char b = 0;
-        const off_t at = static_cast<off_t>(fs::file_size(bad + "/memory") / 3);
-        ASSERT_EQ(::pread(fd, &b, 1, at), 1);
-        b ^= 1;
-        ASSERT_EQ(::pwrite(fd, &b, 1, at), 1);
-        ::close(fd);
-    }
-    auto r = stockade({"snapshot", "restore", bad, "-d", "--id", "lab-snap-sb", "--seal-key", key});
-    EXPECT_NE(r.status, 0) << r.describe();
-    EXPECT_NE(r.err.find("memory: chunk"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("authentication failed"), std::string::npos) << r.err;
-    EXPECT_TRUE(gone("lab-snap-sb"));
-    fs::remove_all(bad);
-
-    r = stockade({"snapshot", "restore", dir, "-d", "--id", "lab-snap-s2", "--seal-key", key});
-    ASSERT_EQ(r.status, 0) << r.describe();
-    std::vector<Tick> after;
-    ASSERT_TRUE(eventually([&] {
-        after = ticks(logs("lab-snap-s2"));
-        return after.size() >= 3;
-    })) << logs("lab-snap-s2");
-    EXPECT_EQ(after.front().n, last + 1);
-    EXPECT_EQ(after.front().file, "kept");
-    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-s2"}).status, 0);
 }
 
 TEST(Snapshot, ASandboxWithADeviceThatCannotBeSavedIsRefusedAndRunsOn) {
