@@ -1,5 +1,8 @@
 #include "lab/support/process.hpp"
 
+#include <chrono>
+#include <thread>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -125,6 +128,15 @@ RunResult run_stockade(const std::vector<std::string>& args, const RunOptions& o
     std::vector<std::string> argv{build_dir() + "/runner/stockade", "run"};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_process(argv, options);
+}
+
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return true;
 }
 
 }  // namespace stockade::lab

@@ -38,6 +38,9 @@ RunResult run_process(const std::vector<std::string>& argv, const RunOptions& op
 RunResult run_stockade(const std::vector<std::string>& args, const RunOptions& options = {});
 
 std::string build_dir();
+// Polls `done` every 200 ms until it is true (true) or `limit` has passed (false).
+bool eventually(const std::function<bool()>& done,
+                std::chrono::seconds limit = std::chrono::seconds(60));
 std::string read_text(const std::string& path);
 
 }  // namespace stockade::lab

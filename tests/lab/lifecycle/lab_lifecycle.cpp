@@ -24,6 +24,7 @@
 namespace stockade {
 namespace {
 
+using lab::eventually;
 using lab::RunResult;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -43,16 +44,6 @@ bool exists(const std::string& path) {
 
 std::string dir_of(const std::string& id) {
     return "/run/stockade/" + id;
-}
-
-// Polls `done` every 200 ms for up to `limit`.
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 60s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(200ms);
-    }
-    return true;
 }
 
 // The sandbox's object in `stockade ps -a --json`; null when it is not listed.

@@ -31,6 +31,7 @@ extern char** environ;
 namespace stockade {
 namespace {
 
+using lab::eventually;
 using lab::RunResult;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -44,15 +45,6 @@ RunResult stockade(const std::vector<std::string>& args) {
     lab::RunOptions o;
     o.timeout = 180s;
     return lab::run_process(argv, o);
-}
-
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 60s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(200ms);
-    }
-    return true;
 }
 
 // The workload: mounts its disk, then every 200 ms drops the page cache and prints
