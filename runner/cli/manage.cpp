@@ -63,6 +63,18 @@ Lookup look_up(const std::string& id) {
 
 }  // namespace
 
+std::optional<int> parse_command(CLI::App& app, std::span<const std::string> args,
+                                 int status_on_error) {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
+    try {
+        app.parse(reversed);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return e.get_exit_code() == 0 ? rc : status_on_error;
+    }
+    return std::nullopt;
+}
+
 // Every sandbox with a state file, by id; other entries of /run/stockade (the MCS and network
 // registries) are not sandboxes.
 std::vector<StateRecord> all_sandboxes() {
@@ -102,16 +114,8 @@ std::string command_column(const std::vector<std::string>& argv) {
     return out.size() > kWidth ? out.substr(0, kWidth - 3) + "..." : out;
 }
 
-// Parses a command's options; nullopt to go on, else the status to exit with (--help: 0).
 std::optional<int> parse(CLI::App& app, std::span<const std::string> args) {
-    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
-    try {
-        app.parse(reversed);
-    } catch (const CLI::ParseError& e) {
-        const int rc = app.exit(e);
-        return e.get_exit_code() == 0 ? rc : kFailed;
-    }
-    return std::nullopt;
+    return parse_command(app, args, kFailed);
 }
 
 int ps(std::span<const std::string> args) {

@@ -40,18 +40,6 @@ namespace fs = std::filesystem;
 constexpr int kRefused = 1;
 constexpr int kFailed = 125;
 
-// What CLI11 made of the arguments: nullopt to go on, else the status to exit with.
-std::optional<int> parse(CLI::App& app, std::span<const std::string> args) {
-    std::vector<std::string> reversed(args.rbegin(), args.rend());
-    try {
-        app.parse(reversed);
-    } catch (const CLI::ParseError& e) {
-        const int rc = app.exit(e);
-        return e.get_exit_code() == 0 ? rc : kRefused;
-    }
-    return std::nullopt;
-}
-
 std::string absolute(const std::string& path) {
     std::error_code ec;
     const fs::path p = fs::absolute(path, ec);
@@ -580,7 +568,7 @@ int snapshot_cli(std::span<const std::string> args) {
         "SHA-256 as its manifest says. Prints JSON; exits 1 when it does not verify.");
     verify_cmd->add_option("DIR", verify_dir, "the snapshot's directory")->required();
 
-    if (auto done = parse(app, args)) return *done;
+    if (auto done = parse_command(app, args, kRefused)) return *done;
     if (create_cmd->parsed()) return create(id, dir, leave_paused);
     if (restore_cmd->parsed()) {
         auto spec = restore_spec(ro, "");

@@ -318,7 +318,7 @@ Result<> Machine::resume() {
 // Called by a vCPU thread between runs: waits here while the machine is paused, and reads
 // its own state when a capture asks for it (its filter has the reading ioctls; the API
 // thread's has none).
-void Machine::park_if_paused(VmControl& control) {
+void Machine::park_if_paused(std::size_t index, VmControl& control) {
     if (!pause_requested_.load()) return;
     std::unique_lock lock(pause_mu_);
     if (!pause_requested_) return;
@@ -330,16 +330,9 @@ void Machine::park_if_paused(VmControl& control) {
             return !pause_requested_ || control.stopping() || capture_.generation != seen;
         });
         if (!pause_requested_ || control.stopping()) break;
-        capture_parked(index_of_this_thread(), seen, lock);
+        capture_parked(index, seen, lock);
     }
     --parked_;
-}
-
-std::size_t Machine::index_of_this_thread() const {
-    const auto self = std::this_thread::get_id();
-    for (std::size_t i = 0; i < threads_.size(); ++i)
-        if (threads_[i].get_id() == self) return i;
-    return threads_.size();
 }
 
 void Machine::capture_parked(std::size_t index, std::uint64_t& seen,
@@ -566,7 +559,7 @@ void Machine::vcpu_main(std::size_t index, VmControl& control, const ThreadSetup
     kvm::Vcpu& vcpu = vcpus_[index];
     Counters& n = counters_[index];
     while (!control.stopping()) {
-        park_if_paused(control);
+        park_if_paused(index, control);
         if (control.stopping()) break;
         auto exit = vcpu.run();
         if (!exit) {

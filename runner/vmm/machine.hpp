@@ -126,7 +126,7 @@ class Machine {
     [[nodiscard]] Result<> add_pci(MachineDevices devices);
     class VmBarSlots;
     void vcpu_main(std::size_t index, VmControl& control, const ThreadSetup& setup);
-    void park_if_paused(VmControl& control);
+    void park_if_paused(std::size_t index, VmControl& control);
     void handle_exit(std::size_t index, std::uint32_t exit, VmControl& control);
 
     kvm::Vm vm_;
@@ -168,7 +168,6 @@ class Machine {
         std::string vm_error;
     };
     Capture capture_;
-    [[nodiscard]] std::size_t index_of_this_thread() const;
     void capture_parked(std::size_t index, std::uint64_t& seen, std::unique_lock<std::mutex>& lock);
     // The MSRs a snapshot reads (KVM's list, taken while /dev/kvm was open).
     std::vector<std::uint32_t> msr_indices_;
