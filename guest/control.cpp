@@ -90,6 +90,14 @@ std::expected<ExecRequest, std::string> decode_exec(std::span<const char> payloa
 std::string encode(const Message& m) {
     std::string body(1, static_cast<char>(m.type));
     if (m.type == MessageType::signal) body.push_back(static_cast<char>(m.signal));
+    if (m.type == MessageType::restored && m.restored) {
+        put_u32(body, m.restored->port);
+        const auto sec = static_cast<std::uint64_t>(m.restored->realtime_sec);
+        put_u32(body, static_cast<std::uint32_t>(sec));
+        put_u32(body, static_cast<std::uint32_t>(sec >> 32));
+        put_u32(body, m.restored->realtime_nsec);
+        body += m.restored->entropy;
+    }
     if (m.type == MessageType::exec && m.exec) {
         put_u32(body, m.exec->id);
         body.push_back(m.exec->stdin_open ? 1 : 0);
@@ -124,6 +132,21 @@ std::expected<std::optional<Decoded>, std::string> decode(std::span<const char> 
             if (sig < 1 || sig > 64) return std::unexpected("signal: out of range");
             d.message.type = MessageType::signal;
             d.message.signal = sig;
+            return d;
+        }
+        case MessageType::restored: {
+            Restored r;
+            Reader in{payload};
+            std::uint32_t lo = 0, hi = 0;
+            if (!in.u32(r.port) || !in.u32(lo) || !in.u32(hi) || !in.u32(r.realtime_nsec) ||
+                in.rest.size() != kRestoredEntropy)
+                return std::unexpected("restored: not port, clock and entropy");
+            if (r.port == 0 || r.realtime_nsec >= 1'000'000'000u)
+                return std::unexpected("restored: port or clock out of range");
+            r.realtime_sec = static_cast<std::int64_t>((std::uint64_t{hi} << 32) | lo);
+            r.entropy.assign(in.rest.data(), in.rest.size());
+            d.message.type = MessageType::restored;
+            d.message.restored = std::move(r);
             return d;
         }
         case MessageType::exec: {

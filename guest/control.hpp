@@ -8,6 +8,11 @@
 // byte and its payload. Exec streams are connected by the process stockade-init forks for
 // the exec: the stream byte (ExecStream) and the exec's id (4 bytes, little endian).
 //
+// A sandbox restored from a snapshot reaches stockade-init the other way round: its relay
+// connects to init's listener (kRestoredPort, in the guest's CID) and sends one `restored`
+// message there: where the five streams are to be connected again, the host's wall clock and
+// fresh entropy for the guest's random number generator (clones must not share it).
+//
 // Standard library only: stockade-init (static, no fmt) compiles control.cpp too.
 #include <cstdint>
 #include <expected>
@@ -26,6 +31,19 @@ enum class MessageType : char {
     signal = 'K',    // signal the workload (its whole process group); payload: 1 byte signal
     poweroff = 'P',  // end the workload (SIGTERM to its group); the usual exit path follows
     exec = 'X',      // run another process; payload: an encoded ExecRequest
+    restored = 'R',  // the sandbox was restored; payload: an encoded Restored (own stream)
+};
+
+// The guest's vsock port stockade-init listens on for the `restored` message.
+inline constexpr std::uint32_t kRestoredPort = 0x5354;  // "ST"
+inline constexpr std::size_t kRestoredEntropy = 32;
+
+struct Restored {
+    std::uint32_t port = 0;  // the host's new stdio port (guest/abi.hpp, kJobVsock)
+    std::int64_t realtime_sec = 0;
+    std::uint32_t realtime_nsec = 0;  // < 1e9
+    std::string entropy;              // kRestoredEntropy bytes
+    bool operator==(const Restored&) const = default;
 };
 
 struct ExecRequest {
@@ -39,8 +57,9 @@ struct ExecRequest {
 
 struct Message {
     MessageType type = MessageType::start;
-    int signal = 0;                   // signal
-    std::optional<ExecRequest> exec;  // exec
+    int signal = 0;                                   // signal
+    std::optional<ExecRequest> exec;                  // exec
+    std::optional<Restored> restored = std::nullopt;  // restored
     bool operator==(const Message&) const = default;
 };
 

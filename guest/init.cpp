@@ -4,12 +4,16 @@
 // the runner appended to the initramfs with its stdio on vsock streams to the host (or on
 // the console as its terminal), and reports the workload's exit status (on vsock, or
 // through the agent port; guest/abi.hpp) before powering off. Over vsock it also serves the
-// host's requests on the control stream (guest/control.hpp): start, signal, power off, exec.
+// host's requests on the control stream (guest/control.hpp): start, signal, power off, exec,
+// and copies the workload's stdio pipes to and from the host's streams, which a restored
+// sandbox's relay has it connect again (a `restored` message on PID 1's own listener, with
+// the host's clock and entropy for the kernel's CRNG).
 // Statically linked and dependency-free: it is the only program the guest must have.
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/random.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,6 +28,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 // after sys/socket.h, which it needs
 #include <linux/vm_sockets.h>
@@ -37,6 +42,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "guest/abi.hpp"
@@ -314,7 +320,8 @@ struct Stdio {
     int in = -1, out = -1, err = -1;
     int status = -1;   // vsock only
     int control = -1;  // vsock only, the workload's: the host's requests (guest/control.hpp)
-    [[nodiscard]] bool vsock() const { return status >= 0; }
+    bool over_vsock = false;
+    [[nodiscard]] bool vsock() const { return over_vsock; }
 };
 
 // One stream to the host: connect to CID 2 on `port` and send `name`, the bytes that name
@@ -349,23 +356,51 @@ int connect_stream(unsigned port, std::string_view name) {
     }
 }
 
-Stdio connect_stdio(const Job& job, int console) {
-    if (!job.vsock_port) return {console, console, console, -1};
+// The five streams on `port`: the control stream first, then the status stream, so the host
+// knows the guest is there before any output; -1 for one that failed (said). PID 1 reads
+// the control stream between signals and must never wait for a host that stops mid-message.
+Stdio connect_streams(unsigned port) {
     using S = abi::VsockStream;
     Stdio s;
-    // The control stream first, then the status stream: the host knows the guest is there
-    // before any output.
     for (auto [fd, stream] :
          {std::pair{&s.control, S::control}, std::pair{&s.status, S::status},
           std::pair{&s.in, S::in}, std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
         const char name = static_cast<char>(stream);
-        *fd = connect_stream(*job.vsock_port, {&name, 1});
-        if (*fd < 0) fail(abi::InitFailure::console, "connecting the vsock stdio streams");
+        *fd = connect_stream(port, {&name, 1});
+        if (*fd < 0) say("connecting stream %c: %s", name, std::strerror(errno));
     }
-    // PID 1 reads it between signals and must never wait for a host that stops mid-message.
-    if (::fcntl(s.control, F_SETFL, O_NONBLOCK) != 0)
-        fail(abi::InitFailure::console, "the control stream");
+    if (s.control >= 0 && ::fcntl(s.control, F_SETFL, O_NONBLOCK) != 0) {
+        ::close(s.control);
+        s.control = -1;
+    }
     return s;
+}
+
+Stdio connect_stdio(const Job& job, int console) {
+    if (!job.vsock_port) return {console, console, console, -1};
+    Stdio s = connect_streams(*job.vsock_port);
+    s.over_vsock = true;
+    for (int fd : {s.control, s.status, s.in, s.out, s.err})
+        if (fd < 0) fail(abi::InitFailure::console, "connecting the vsock stdio streams");
+    return s;
+}
+
+// Where a restored sandbox's relay finds PID 1 (guest_control::Restored): a listener on the
+// guest's own CID, made before the workload runs so that nothing else can take the port.
+// Without it the sandbox still runs; a restore of it cannot reconnect its streams.
+int listen_for_restores() {
+    const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_ANY;
+    addr.svm_port = control::kRestoredPort;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd, 1) != 0) {
+        say("listening for restores: %s", std::strerror(errno));
+        if (fd >= 0) ::close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 // After the workload: its output streams end (for whatever it left running too), the status
@@ -436,7 +471,9 @@ void default_signals() {
     ::_exit(err == ENOENT ? 127 : 126);
 }
 
-[[noreturn]] void exec_workload(const Job& job, const Stdio& stdio) {
+// `in`, `out`, `err`: the console (then the workload's controlling terminal) or, over vsock,
+// the pipes PID 1 copies (HostLink).
+[[noreturn]] void exec_workload(const Job& job, int in, int out, int err, bool terminal) {
     // The host signals the workload through its process group (kill(-leader)), which holds
     // this leader too: every signal it can block stays blocked here for good, so none ends
     // the leader (the workload starts from the defaults, exec_command). A signal sent before
@@ -447,11 +484,11 @@ void default_signals() {
     ::setsid();
     // On the console the workload gets it as its controlling terminal; over vsock it has
     // none (as `docker run` without -t).
-    if (!stdio.vsock()) ::ioctl(stdio.out, TIOCSCTTY, 0);
+    if (terminal) ::ioctl(out, TIOCSCTTY, 0);
     // dup2 leaves the copies without FD_CLOEXEC; the originals go at exec.
-    ::dup2(stdio.in, 0);
-    ::dup2(stdio.out, 1);
-    ::dup2(stdio.err, 2);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
     // This process stays the session leader and the workload runs as its child. When a
     // session leader exits, the kernel hangs up its controlling terminal, and a hang-up
     // throws away output the UART has not sent yet: with more than one vCPU the workload
@@ -585,13 +622,202 @@ struct ControlReader {
     }
 };
 
+// Over vsock the workload's stdin, stdout and stderr are pipes, and PID 1 copies between them
+// and the host's streams: the streams of a restored sandbox are new connections (the
+// snapshot's ended with its transport), which PID 1 connects again under a workload that
+// never notices. PID 1 never waits on either side: its ends are non-blocking, and each
+// direction holds at most kPumpBuffer bytes before it stops reading (the workload then waits
+// in its own write, as it would on a slow host).
+constexpr std::size_t kPumpBuffer = 64 * 1024;
+
+struct Pump {
+    int from = -1, to = -1;  // read end, write end; -1: none
+    std::string buf;
+    bool ended = false;        // `from` reached its end
+    bool from_failed = false;  // reading failed (a reset stream): not watched until reconnected
+    bool to_failed = false;    // writing failed: likewise
+
+    short want_from() const {
+        return from >= 0 && !ended && !from_failed && buf.size() < kPumpBuffer ? POLLIN : 0;
+    }
+    short want_to() const { return to >= 0 && !to_failed && !buf.empty() ? POLLOUT : 0; }
+    void read_some() {
+        char tmp[16 * 1024];
+        const ssize_t n = ::read(from, tmp, std::min(sizeof tmp, kPumpBuffer - buf.size()));
+        if (n > 0 && to >= 0) buf.append(tmp, static_cast<std::size_t>(n));
+        if (n == 0) ended = true;
+        if (n < 0 && errno != EAGAIN && errno != EINTR) from_failed = true;
+    }
+    void write_some() {
+        const ssize_t n = ::write(to, buf.data(), buf.size());
+        if (n > 0) buf.erase(0, static_cast<std::size_t>(n));
+        if (n < 0 && errno != EAGAIN && errno != EINTR) to_failed = true;
+    }
+};
+
+struct HostLink {
+    Pump in, out, err;               // host in -> pipe; pipes -> host out, err
+    int workload[3] = {-1, -1, -1};  // the workload's ends, until it has them
+
+    bool make(const Stdio& host) {
+        int p[3][2];
+        for (auto& fds : p)
+            if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+        workload[0] = p[0][0];
+        in.from = host.in;
+        in.to = p[0][1];
+        workload[1] = p[1][1];
+        out.from = p[1][0];
+        out.to = host.out;
+        workload[2] = p[2][1];
+        err.from = p[2][0];
+        err.to = host.err;
+        for (int fd : {in.from, in.to, out.from, out.to, err.from, err.to})
+            ::fcntl(fd, F_SETFL, O_NONBLOCK);
+        return true;
+    }
+    void close_workload_ends() {
+        for (int& fd : workload)
+            if (fd >= 0) ::close(std::exchange(fd, -1));
+    }
+    // PID 1's own ends, closed in every child: one held elsewhere would keep the workload's
+    // stdin from ever ending.
+    void close_in_child() const {
+        for (int fd : {in.from, in.to, out.from, out.to, err.from, err.to})
+            if (fd >= 0) ::close(fd);
+    }
+    void add(std::vector<pollfd>& p) const {
+        for (const Pump* x : {&in, &out, &err}) {
+            p.push_back({x->want_from() ? x->from : -1, x->want_from(), 0});
+            p.push_back({x->want_to() ? x->to : -1, x->want_to(), 0});
+        }
+    }
+    void serve(std::span<const pollfd> p) {
+        std::size_t i = 0;
+        for (Pump* x : {&in, &out, &err}) {
+            if (p[i++].revents != 0) x->read_some();
+            if (p[i++].revents != 0) x->write_some();
+        }
+        // The host's input ended (or the workload closed its stdin): the workload sees the end.
+        if (in.to >= 0 && ((in.ended && in.buf.empty()) || in.to_failed)) {
+            ::close(std::exchange(in.to, -1));
+            in.buf.clear();
+        }
+    }
+    // The streams of a restored sandbox: what waits in either direction goes on to them.
+    void reconnected(const Stdio& host) {
+        ::close(std::exchange(in.from, host.in));
+        ::close(std::exchange(out.to, host.out));
+        ::close(std::exchange(err.to, host.err));
+        for (int fd : {host.in, host.out, host.err})
+            ::fcntl(fd, F_SETFL, O_NONBLOCK);
+        in.ended = in.from_failed = out.to_failed = err.to_failed = false;
+    }
+    // The workload ended: what it wrote is in the pipes (its writes finished before it
+    // exited), and goes to the host, which gets `timeout_ms` for each piece before it is
+    // given up. Whatever the workload left running may still write: at most kFlushMore
+    // bytes more are taken.
+    void flush(int timeout_ms) {
+        constexpr std::size_t kFlushMore = 1u << 20;
+        for (Pump* x : {&out, &err}) {
+            std::size_t taken = 0;
+            for (;;) {
+                while (x->want_from() != 0 && taken < kFlushMore) {
+                    const std::size_t had = x->buf.size();
+                    x->read_some();
+                    if (x->buf.size() == had) break;
+                    taken += x->buf.size() - had;
+                }
+                if (x->want_to() == 0) break;
+                pollfd p{x->to, POLLOUT, 0};
+                if (::poll(&p, 1, timeout_ms) <= 0) break;
+                x->write_some();
+            }
+        }
+    }
+};
+
+// Reads the one message a restored sandbox's relay sends on a connection to PID 1's
+// listener; nullopt (said why) for anything else. The relay writes it at once: PID 1 waits
+// for it at most a second.
+// `cid`: the guest's CID the relay reached (the restored sandbox's).
+std::optional<control::Restored> read_restored(int listener, unsigned& cid) {
+    const int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) return std::nullopt;
+    sockaddr_vm local{};
+    socklen_t len = sizeof local;
+    cid = ::getsockname(conn, reinterpret_cast<sockaddr*>(&local), &len) == 0 ? local.svm_cid : 0;
+    std::string got;
+    std::optional<control::Restored> r;
+    for (;;) {
+        pollfd p{conn, POLLIN, 0};
+        char buf[256];
+        const ssize_t n = ::poll(&p, 1, 1000) == 1 ? ::read(conn, buf, sizeof buf) : -1;
+        if (n <= 0) {
+            say("restore notice: ended after %zu bytes", got.size());
+            break;
+        }
+        got.append(buf, static_cast<std::size_t>(n));
+        auto d = control::decode(got);
+        if (!d) {
+            say("restore notice: %s", d.error().c_str());
+            break;
+        }
+        if (!*d) continue;
+        if ((*d)->message.type == control::MessageType::restored)
+            r = (*d)->message.restored;
+        else
+            say("restore notice: another message");
+        break;
+    }
+    ::close(conn);
+    return r;
+}
+
+// The transport reset (runner/virtio/vsock.hpp) makes the guest read its new CID, then ends
+// every connection of the snapshot's. Streams connected before that would go out under the
+// old CID (dropped by the host) or be ended with the old ones: PID 1 waits (at most 2 s)
+// until the guest has the CID the relay reached, and a moment more for the reset to finish.
+void wait_for_transport_reset(unsigned cid) {
+    const int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; fd >= 0 && cid != 0 && i < 100; ++i) {
+        unsigned now = 0;
+        if (::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &now) != 0 || now == cid) break;
+        ::usleep(20'000);
+    }
+    if (fd >= 0) ::close(fd);
+    ::usleep(20'000);
+}
+
+// A restored guest's randomness is the snapshot's, shared by every clone of it: the host's
+// fresh bytes are mixed in (credited: they come from the host's getrandom) and the CRNG
+// reseeded at once, so clones differ from here on. The wall clock is stepped to the host's.
+void take_host_entropy_and_time(const control::Restored& r) {
+    struct {
+        int entropy_count;
+        int buf_size;
+        std::uint32_t buf[control::kRestoredEntropy / 4];
+    } pool{};
+    pool.entropy_count = static_cast<int>(control::kRestoredEntropy * 8);
+    pool.buf_size = static_cast<int>(control::kRestoredEntropy);
+    std::memcpy(pool.buf, r.entropy.data(), control::kRestoredEntropy);
+    const int fd = ::open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::ioctl(fd, RNDADDENTROPY, &pool) != 0 || ::ioctl(fd, RNDRESEEDCRNG) != 0)
+        say("reseeding after the restore: %s", std::strerror(errno));
+    if (fd >= 0) ::close(fd);
+    const timespec now{static_cast<time_t>(r.realtime_sec), static_cast<long>(r.realtime_nsec)};
+    if (::clock_settime(CLOCK_REALTIME, &now) != 0)
+        say("setting the clock after the restore: %s", std::strerror(errno));
+}
+
 // The end: the workload's status to the host (after its output) and power-off.
-[[noreturn]] void finish(const Job& job, const Stdio& stdio, int status) {
+[[noreturn]] void finish(const Job& job, const Stdio& stdio, HostLink& link, int status) {
     release_root(job);
     ::sync();
-    if (stdio.vsock())
+    if (stdio.vsock()) {
+        link.flush(abi::kVsockConnectTimeoutSeconds * 1000);
         finish_vsock(stdio, status);
-    else
+    } else
         ::tcdrain(stdio.out);  // the console: every byte of output has left the UART
     report(abi::Event::exited, static_cast<std::uint8_t>(status));
     power_off();
@@ -636,7 +862,7 @@ int main() {
             load_module(name);
     load_device_modules();
 
-    const Job job = load_job();
+    Job job = load_job();
     ::sethostname(job.hostname.data(), job.hostname.size());
     if (job.net) configure_network(*job.net);
     if (!job.root.device.empty()) mount_root(job);
@@ -655,23 +881,51 @@ int main() {
     int sfd = ::signalfd(-1, &sigs, SFD_CLOEXEC);
     if (sfd < 0) fail(abi::InitFailure::fork, "signalfd");
 
-    const Stdio stdio = connect_stdio(job, console);
-    ControlReader requests{stdio.control, {}};
+    Stdio stdio = connect_stdio(job, console);
+    ControlReader requests{std::exchange(stdio.control, -1), {}};
+    HostLink link;
+    int restores = -1;  // PID 1's listener for a restored sandbox's relay
+    if (stdio.vsock()) {
+        if (!link.make(stdio)) fail(abi::InitFailure::fork, "pipes for the workload's stdio");
+        restores = listen_for_restores();
+    }
     pid_t child = -1;  // the workload's session leader, once it runs
     // A child of PID 1 leaves PID 1's own descriptors behind: the host sees the control
     // stream end when PID 1 closes it.
-    const auto fork_child = [&] {
+    const auto fork_child = [&](bool workload) {
         const pid_t pid = ::fork();
         if (pid == 0) {
+            if (!workload) link.close_workload_ends();
             ::close(sfd);
             if (requests.fd >= 0) ::close(requests.fd);
+            if (restores >= 0) ::close(restores);
+            link.close_in_child();  // the host's in, out and err among them
+            if (stdio.status >= 0) ::close(stdio.status);
         }
         return pid;
     };
     const auto start = [&] {
-        child = fork_child();
+        child = fork_child(true);
         if (child < 0) fail(abi::InitFailure::fork, "fork");
-        if (child == 0) exec_workload(job, stdio);
+        if (child == 0) {
+            if (!stdio.vsock()) exec_workload(job, console, console, console, true);
+            exec_workload(job, link.workload[0], link.workload[1], link.workload[2], false);
+        }
+        link.close_workload_ends();
+    };
+    // A restored sandbox: new streams on the port its relay names, the host's entropy and clock.
+    const auto restored = [&](const control::Restored& r) {
+        take_host_entropy_and_time(r);
+        if (requests.fd >= 0) ::close(std::exchange(requests.fd, -1));
+        requests.pending.clear();
+        if (stdio.status >= 0) ::close(stdio.status);
+        job.vsock_port = r.port;
+        Stdio again = connect_streams(r.port);
+        requests.fd = std::exchange(again.control, -1);
+        again.over_vsock = true;
+        link.reconnected(again);  // takes the old in, out and err and closes them
+        stdio = again;
+        say("restored: streams connected again (port %u)", r.port);
     };
     const auto handle = [&](const control::Message& m) {
         switch (m.type) {
@@ -691,12 +945,15 @@ int main() {
                 // The workload's exit, when it comes, ends the sandbox. Before start it ends
                 // now, as if the workload had been terminated.
                 if (child < 0)
-                    finish(job, stdio, 128 + SIGTERM);
+                    finish(job, stdio, link, 128 + SIGTERM);
                 else if (::kill(-child, SIGTERM) != 0)
                     say("poweroff: %s", std::strerror(errno));
                 break;
+            case control::MessageType::restored:
+                say("control stream: a restore notice belongs on its own connection; ignored");
+                break;
             case control::MessageType::exec: {
-                const pid_t pid = fork_child();
+                const pid_t pid = fork_child(false);
                 if (pid < 0)
                     say("exec %u: fork: %s", m.exec->id, std::strerror(errno));
                 else if (pid == 0)
@@ -709,12 +966,22 @@ int main() {
     if (!job.wait_for_start || requests.fd < 0) start();
     report(abi::Event::ready);
 
+    std::vector<pollfd> p;
     for (;;) {
-        pollfd p[2] = {{sfd, POLLIN, 0}, {requests.fd, POLLIN, 0}};
-        if (::poll(p, 2, -1) <= 0) continue;  // poll skips the stream once it is closed
+        // poll skips a negative descriptor: a closed stream, a pump with nothing to do
+        p = {{sfd, POLLIN, 0}, {requests.fd, POLLIN, 0}, {restores, POLLIN, 0}};
+        link.add(p);
+        if (::poll(p.data(), p.size(), -1) <= 0) continue;
         if (p[1].revents != 0)
             for (const control::Message& m : requests.read())
                 handle(m);
+        unsigned cid = 0;
+        if (p[2].revents != 0)
+            if (auto r = read_restored(restores, cid)) {
+                wait_for_transport_reset(cid);
+                restored(*r);
+            }
+        link.serve(std::span(p).subspan(3));
         signalfd_siginfo si{};
         if ((p[0].revents & POLLIN) == 0 || ::read(sfd, &si, sizeof si) != sizeof si) continue;
         if (si.ssi_signo == SIGCHLD) {
@@ -722,7 +989,7 @@ int main() {
             pid_t pid;
             // Anything else is an exec's process or an orphan PID 1 adopted.
             while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0)
-                if (pid == child) finish(job, stdio, status_of(wstatus));
+                if (pid == child) finish(job, stdio, link, status_of(wstatus));
         } else if (si.ssi_signo == SIGTERM) {
             release_root(job);
             report(abi::Event::reboot);

@@ -52,7 +52,7 @@ Result<> VhostDevice::set_vring(const GuestMemory& memory, const VringSetup& v) 
     vhost_vring_state num{v.index, v.size};
     if (::ioctl(fd_.get(), VHOST_SET_VRING_NUM, &num) != 0)
         return fail_sys(fmt::format("VHOST_SET_VRING_NUM {} on {}", v.index, what_));
-    vhost_vring_state base{v.index, 0};
+    vhost_vring_state base{v.index, v.base};
     if (::ioctl(fd_.get(), VHOST_SET_VRING_BASE, &base) != 0)
         return fail_sys(fmt::format("VHOST_SET_VRING_BASE {} on {}", v.index, what_));
     vhost_vring_addr addr{};
@@ -75,6 +75,13 @@ Result<std::uint16_t> VhostDevice::stop_vring(std::uint32_t index) {
     vhost_vring_file off{index, -1};
     (void)::ioctl(fd_.get(), VHOST_SET_VRING_KICK, &off);
     (void)::ioctl(fd_.get(), VHOST_SET_VRING_CALL, &off);
+    vhost_vring_state base{index, 0};
+    if (::ioctl(fd_.get(), VHOST_GET_VRING_BASE, &base) != 0)
+        return fail_sys(fmt::format("VHOST_GET_VRING_BASE {} on {}", index, what_));
+    return static_cast<std::uint16_t>(base.num);
+}
+
+Result<std::uint16_t> VhostDevice::vring_base(std::uint32_t index) const {
     vhost_vring_state base{index, 0};
     if (::ioctl(fd_.get(), VHOST_GET_VRING_BASE, &base) != 0)
         return fail_sys(fmt::format("VHOST_GET_VRING_BASE {} on {}", index, what_));

@@ -20,6 +20,7 @@ struct VringSetup {
     int kick_fd = -1;                             // the guest's notifications arrive here
     int call_fd = -1;                             // written by vhost to interrupt the guest
     bool event_idx = false;
+    std::uint16_t base = 0;  // the avail index the kernel takes next (a restored snapshot's)
 };
 
 class VhostDevice {
@@ -31,11 +32,15 @@ class VhostDevice {
     [[nodiscard]] Result<> set_features(std::uint64_t features);
     // The guest RAM table: every region with its host address.
     [[nodiscard]] Result<> set_memory(const GuestMemory& memory);
-    // Ring size, base index 0, ring addresses (host addresses of the guest rings, which
+    // Ring size, base index, ring addresses (host addresses of the guest rings, which
     // must lie in RAM), kick and call eventfds.
     [[nodiscard]] Result<> set_vring(const GuestMemory& memory, const VringSetup& vring);
     // Stops the kernel using a ring (device reset): detaches kick and call.
     [[nodiscard]] Result<std::uint16_t> stop_vring(std::uint32_t index);
+    // The avail index the kernel takes next on ring `index`, which stays attached: stable
+    // only while the datapath is stopped (vhost-vsock not running, vhost-net's backend
+    // detached).
+    [[nodiscard]] Result<std::uint16_t> vring_base(std::uint32_t index) const;
     // vhost-net: the tap (or -1: none) whose frames ring `index` carries. Attaching the
     // backend starts the kernel's datapath for that ring; -1 stops it.
     [[nodiscard]] Result<> net_set_backend(std::uint32_t index, int tap_fd);

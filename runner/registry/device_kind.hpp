@@ -58,13 +58,19 @@ struct OpenContext {
 // Supervisor, phase 2: claiming host resources once nothing can be refused any more.
 struct ClaimContext {
     std::string_view sandbox_id;
-    Job& job;  // values known only now (a port); the archive's size must not change
+    Job& job;                // values known only now (a port); the archive's size must not change
+    bool restoring = false;  // the sandbox resumes a snapshot's guest instead of booting
 };
 
-// Stdio over vsock: the listening socket the vsock kind hands to the stdio relay thread.
+// Stdio over vsock: the listening socket the vsock kind hands to the stdio relay thread,
+// and for a restored sandbox what the relay tells the guest's init (StdioRelayConfig::
+// RestoredNotice): a socket to reach it with, the listener's port and fresh entropy.
 struct VsockStdio {
     UniqueFd listener;
     std::uint32_t cid = 0;
+    std::uint32_t port = 0;
+    UniqueFd restored_socket;  // invalid: a booted sandbox
+    std::string restored_entropy;
 };
 
 // Sandbox process: what building devices may leave for the rest of the process.

@@ -11,6 +11,7 @@
 #include "base/io.hpp"
 #include "base/log.hpp"
 #include "base/uapi.hpp"
+#include "guest/control.hpp"
 #include "runner/registry/vhost_rules.hpp"
 #include "runner/virtio/vsock.hpp"
 #include "vhost/vhost.hpp"
@@ -21,6 +22,7 @@ namespace {
 constexpr const char* kVhostVsockDevice = "/dev/vhost-vsock";
 // Guest CIDs are host-wide; a random one is taken again only when another VM holds it.
 constexpr int kCidAttempts = 32;
+constexpr int kRestoredConnectSeconds = 30;
 
 Result<std::uint32_t> claim_guest_cid(int vhost) {
     for (int attempt = 0;; ++attempt) {
@@ -52,6 +54,18 @@ Result<std::pair<UniqueFd, std::uint32_t>> listen_on_free_port() {
     return std::pair{std::move(listener), addr.svm_port};
 }
 
+// The socket a restored sandbox's relay reaches the guest's init with. The guest answers
+// once its vCPUs run, which comes after the restore itself: a generous connect timeout.
+Result<UniqueFd> restored_notice_socket() {
+    UniqueFd s(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s) return fail_sys("socket(AF_VSOCK) for the restored guest's init");
+    timeval timeout{kRestoredConnectSeconds, 0};
+    if (::setsockopt(s.get(), AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &timeout, sizeof timeout) !=
+        0)
+        return fail_sys("SO_VM_SOCKETS_CONNECT_TIMEOUT");
+    return s;
+}
+
 }  // namespace
 
 void VsockKind::add_options(CLI::App& app, Options& options) {
@@ -79,7 +93,9 @@ Result<std::optional<VsockKind::Handed>> VsockKind::open(const Spec& spec, OpenC
     // The port is known only once the listener exists (claim); the job's size is not
     // (guest/job.hpp writes the port in a fixed width), so the boot can be planned now.
     ctx.job.vsock_port = 0;
-    return std::optional<Handed>(Handed{std::move(*vhost), 0, {}});
+    Handed handed;
+    handed.vhost = std::move(*vhost);
+    return std::optional<Handed>(std::move(handed));
 }
 
 Result<VsockKind::Host> VsockKind::claim(Handed& handed, const Spec& spec, ClaimContext& ctx) {
@@ -89,7 +105,15 @@ Result<VsockKind::Host> VsockKind::claim(Handed& handed, const Spec& spec, Claim
         handed.cid = STOCKADE_TRY(claim_guest_cid(handed.vhost.get()));
         auto [listener, port] = STOCKADE_TRY(listen_on_free_port());
         handed.listener = std::move(listener);
+        handed.port = port;
         ctx.job.vsock_port = port;
+        if (ctx.restoring) {
+            handed.restored_socket = STOCKADE_TRY(restored_notice_socket());
+            handed.restored_entropy.resize(guest_control::kRestoredEntropy);
+            if (::getrandom(handed.restored_entropy.data(), handed.restored_entropy.size(), 0) !=
+                static_cast<ssize_t>(handed.restored_entropy.size()))
+                return fail_sys("getrandom");
+        }
         return {};
     }();
     if (!claimed && spec.stdio == StdioMode::vsock)
@@ -103,7 +127,8 @@ Result<std::vector<BuiltDevice>> VsockKind::build(Handed handed, BuildContext& c
         STOCKADE_TRY(vhost::VhostDevice::adopt(std::move(handed.vhost), kVhostVsockDevice));
     auto vsock = virtio::Vsock::create(std::move(vhost), handed.cid);
     if (!vsock) return std::unexpected(std::move(vsock).error().context("stdio over vsock"));
-    ctx.stdio = VsockStdio{std::move(handed.listener), handed.cid};
+    ctx.stdio = VsockStdio{std::move(handed.listener), handed.cid, handed.port,
+                           std::move(handed.restored_socket), std::move(handed.restored_entropy)};
     std::vector<BuiltDevice> out;
     out.push_back({std::move(*vsock), ""});  // the relay reports the stdio's bytes
     return out;

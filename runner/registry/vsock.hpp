@@ -22,8 +22,12 @@ struct VsockKind {
     };
     struct Handed {
         UniqueFd vhost;
-        std::uint32_t cid = 0;  // after claim: the guest's CID, held by `vhost`
-        UniqueFd listener;      // after claim: where stockade-init connects
+        std::uint32_t cid = 0;   // after claim: the guest's CID, held by `vhost`
+        UniqueFd listener;       // after claim: where stockade-init connects
+        std::uint32_t port = 0;  // the listener's
+        // After claim, restoring: the socket and entropy of the restored notice (VsockStdio).
+        UniqueFd restored_socket;
+        std::string restored_entropy;
     };
     using Host = NoHostState;
 
@@ -33,7 +37,9 @@ struct VsockKind {
     [[nodiscard]] static Result<std::optional<Handed>> open(const Spec& spec, OpenContext& ctx);
     [[nodiscard]] static Result<Host> claim(Handed& handed, const Spec& spec, ClaimContext& ctx);
     [[nodiscard]] static std::vector<int> fds(const Handed& handed) {
-        return {handed.vhost.get(), handed.listener.get()};
+        std::vector<int> out{handed.vhost.get(), handed.listener.get()};
+        if (handed.restored_socket) out.push_back(handed.restored_socket.get());
+        return out;
     }
     [[nodiscard]] static std::size_t device_count(const Handed&) { return 1; }
     [[nodiscard]] static Result<std::vector<BuiltDevice>> build(Handed handed, BuildContext& ctx);

@@ -266,7 +266,7 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     }
 
     // Step 3, last: host resources, now that nothing can be refused.
-    ClaimContext claim{supervisor.id, job};
+    ClaimContext claim{supervisor.id, job, !spec.restore_from.empty()};
     STOCKADE_TRY_VOID(claim_devices(spec, claim, sandbox.devices, supervisor.hosts));
     // Only the control stream can say start.
     if (spec.wait_for_start && !job.vsock_port)

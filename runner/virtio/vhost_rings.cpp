@@ -7,8 +7,6 @@ namespace stockade::virtio {
 Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
                            std::initializer_list<std::uint16_t> queues, std::uint16_t max_size,
                            std::uint64_t ring_features) {
-    if (!ctx.resume.empty())
-        return fail("resuming vhost rings at a snapshot's positions is not supported yet");
     STOCKADE_TRY_VOID(v.set_features(ctx.features & (ring_features | kFeatureVersion1)));
     STOCKADE_TRY_VOID(v.set_memory(ctx.memory));
     const bool event_idx = (ctx.features & kFeatureEventIdx) != 0;
@@ -17,12 +15,40 @@ Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
             return fail("queue {} is not enabled", q);
         const QueueSetup& s = ctx.queues[q];
         auto checked = SplitQueue::create(ctx.memory, s, event_idx, max_size);
+        std::uint16_t base = 0;
+        if (checked && q < ctx.resume.size()) {
+            if (auto resumed = checked->resume_at(ctx.resume[q]); !resumed)
+                checked = std::unexpected(std::move(resumed).error());
+            base = ctx.resume[q].next_avail;
+        }
         if (!checked)
             return std::unexpected(std::move(checked).error().context(fmt::format("queue {}", q)));
-        STOCKADE_TRY_VOID(v.set_vring(ctx.memory, {q, s.size, s.desc, s.driver, s.device,
-                                                   ctx.kick_fds[q], ctx.call_fds[q], event_idx}));
+        STOCKADE_TRY_VOID(
+            v.set_vring(ctx.memory, {q, s.size, s.desc, s.driver, s.device, ctx.kick_fds[q],
+                                     ctx.call_fds[q], event_idx, base}));
     }
     return {};
+}
+
+Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& v, const GuestMemory& memory,
+                                     std::span<const QueueSetup> setups,
+                                     std::initializer_list<std::uint16_t> queues,
+                                     std::uint16_t queue_count) {
+    DeviceState state;
+    state.queues.resize(queue_count);
+    for (std::uint16_t q : queues) {
+        if (q >= queue_count || q >= setups.size() || !setups[q].enabled) continue;
+        const std::uint16_t next_avail = STOCKADE_TRY(v.vring_base(q));
+        const std::uint16_t next_used =
+            STOCKADE_TRY(memory.read_obj<std::uint16_t>(setups[q].device + 2));
+        // The kernel uses a chain in the same step that takes it; a difference would be a
+        // chain lost for good after the restore.
+        if (next_avail != next_used)
+            return fail("vhost ring {}: {} chains taken but not used", q,
+                        static_cast<std::uint16_t>(next_avail - next_used));
+        state.queues[q] = {next_avail, next_used};
+    }
+    return state;
 }
 
 }  // namespace stockade::virtio

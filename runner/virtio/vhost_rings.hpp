@@ -10,9 +10,22 @@
 
 namespace stockade::virtio {
 
-// `ring_features`: the negotiated bits the kernel is told about (VERSION_1 always).
+// `ring_features`: the negotiated bits the kernel is told about (VERSION_1 always). A
+// restored snapshot's positions (context.resume) are checked against the rings in guest
+// memory as a userspace queue's are, and the kernel takes each ring on from its saved
+// avail index.
 [[nodiscard]] Result<> start_vhost_rings(vhost::VhostDevice& vhost, const ActivateContext& context,
                                          std::initializer_list<std::uint16_t> queues,
                                          std::uint16_t max_size, std::uint64_t ring_features);
+
+// Where the kernel's rings stand, for a snapshot: each ring's next avail index (from the
+// kernel) and used index (from guest memory), in a DeviceState of `queue_count` queues.
+// Only while the datapath is stopped (the device held), when every chain the kernel took
+// has been used.
+[[nodiscard]] Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& vhost,
+                                                   const GuestMemory& memory,
+                                                   std::span<const QueueSetup> setups,
+                                                   std::initializer_list<std::uint16_t> queues,
+                                                   std::uint16_t queue_count);
 
 }  // namespace stockade::virtio

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "runner/virtio/queue.hpp"
 #include "runner/virtio/vhost_rings.hpp"
 
 namespace stockade::virtio {
@@ -11,8 +12,29 @@ namespace {
 // Ring layouts the device offers when the kernel's vhost-vsock supports them. Stream
 // sockets only: VIRTIO_VSOCK_F_SEQPACKET is not offered.
 constexpr std::uint64_t kRingFeatures = kFeatureIndirectDesc | kFeatureEventIdx;
+// struct virtio_vsock_event: le32 id; the one event there is.
+constexpr std::uint32_t kEventTransportReset = 0;
 
 }  // namespace
+
+Result<> post_transport_reset(const GuestMemory& memory, const QueueSetup& setup, bool event_idx,
+                              std::uint16_t max_size, QueuePosition& at,
+                              const std::function<void()>& notify) {
+    auto queue = STOCKADE_TRY(SplitQueue::create(memory, setup, event_idx, max_size));
+    STOCKADE_TRY_VOID(queue.resume_at(at));
+    auto chain = STOCKADE_TRY(queue.pop());
+    if (!chain) return fail("the guest left no buffer on the event queue");
+    std::uint32_t written = 0;
+    if (!chain->writable.empty() && chain->writable[0].len >= sizeof kEventTransportReset) {
+        STOCKADE_TRY_VOID(memory.write_obj(chain->writable[0].addr, kEventTransportReset));
+        written = sizeof kEventTransportReset;
+    }
+    STOCKADE_TRY_VOID(queue.push_used(chain->head, written));
+    at = queue.position();
+    if (STOCKADE_TRY(queue.should_notify())) notify();
+    if (written == 0) return fail("the guest's event buffer takes no event");
+    return {};
+}
 
 Result<std::unique_ptr<VirtioDevice>> Vsock::create(vhost::VhostDevice vhost,
                                                     std::uint64_t guest_cid) {
@@ -45,16 +67,51 @@ Result<> Vsock::activate(const ActivateContext& ctx) {
     auto started = start_vhost_rings(vhost_, ctx, {kVsockRxQueue, kVsockTxQueue}, queue_max_size(),
                                      kRingFeatures);
     if (started) started = vhost_.vsock_set_running(true);
+    if (started) {
+        memory_ = &ctx.memory;
+        setups_.assign(ctx.queues.begin(), ctx.queues.end());
+        event_position_ =
+            kVsockEventQueue < ctx.resume.size() ? ctx.resume[kVsockEventQueue] : QueuePosition{};
+        if (!ctx.resume.empty()) send_transport_reset(ctx);
+    }
     lock.unlock();
     if (!started) stop();
     return started;
 }
 
+void Vsock::send_transport_reset(const ActivateContext& ctx) {
+    // Without the event the guest keeps its old CID and its connections hang: it is warned
+    // of, and the sandbox goes on (its guest may have no event buffer for a reason of its own).
+    if (kVsockEventQueue >= ctx.queues.size() || !ctx.queues[kVsockEventQueue].enabled) {
+        log::warn("virtio vsock: restored with the event queue off: the guest is not told");
+        return;
+    }
+    auto posted = post_transport_reset(
+        ctx.memory, ctx.queues[kVsockEventQueue], (ctx.features & kFeatureEventIdx) != 0,
+        queue_max_size(), event_position_, [&ctx] { ctx.notify_queue(kVsockEventQueue); });
+    if (!posted)
+        log::warn("virtio vsock: telling the guest its transport was reset: {}",
+                  posted.error().message);
+}
+
+Result<DeviceState> Vsock::save_state() {
+    std::lock_guard lock(mu_);
+    if (!running_) return DeviceState{std::vector<QueuePosition>(queue_count())};
+    if (!held_state_) return fail("virtio vsock: saved only while held");
+    return *held_state_;
+}
+
 void Vsock::hold(bool held) {
     std::lock_guard lock(mu_);
+    held_state_.reset();
+    if (!running_) return;
     // Stopped, vhost-vsock keeps its connections and what waits to be sent to the guest.
-    if (running_)
-        if (auto r = vhost_.vsock_set_running(!held); !r) log::warn("{}", r.error().message);
+    if (auto r = vhost_.vsock_set_running(!held); !r) log::warn("{}", r.error().message);
+    if (held) {
+        held_state_ = save_vhost_rings(vhost_, *memory_, setups_, {kVsockRxQueue, kVsockTxQueue},
+                                       queue_count());
+        if (*held_state_) (**held_state_).queues[kVsockEventQueue] = event_position_;
+    }
 }
 
 void Vsock::reset() {
@@ -65,6 +122,8 @@ void Vsock::stop() {
     std::lock_guard lock(mu_);
     if (!running_) return;
     running_ = false;
+    memory_ = nullptr;
+    held_state_.reset();
     (void)vhost_.vsock_set_running(false);
     for (std::uint32_t q : {kVsockRxQueue, kVsockTxQueue})
         (void)vhost_.stop_vring(q);

@@ -1,14 +1,19 @@
 #pragma once
 // virtio-vsock (virtio 1.2, 5.10) on the kernel's vhost-vsock: the receive and transmit
 // queues are served by a vhost worker, so the guest's sockets reach host AF_VSOCK sockets
-// without userspace copying anything. The event queue (used only to tell a guest it was
-// migrated) is left to the driver: the device never takes buffers from it.
+// without userspace copying anything. The event queue is served here, and only once: a
+// sandbox restored from a snapshot tells its guest that the transport was reset (virtio
+// 1.2, 5.10.6.7), so the guest drops every connection of the snapshot's and reads its
+// (new) CID again.
 //
 // The guest's CID is claimed by the supervisor before the sandbox process exists
 // (vhost::vsock_set_guest_cid); this process only reports it in the configuration space.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "runner/virtio/virtio.hpp"
 #include "vhost/vhost.hpp"
@@ -16,6 +21,15 @@
 namespace stockade::virtio {
 
 inline constexpr std::uint16_t kVsockRxQueue = 0, kVsockTxQueue = 1, kVsockEventQueue = 2;
+
+// The transport-reset event (struct virtio_vsock_event, id 0) in the first buffer the driver
+// made available on the event queue `setup`, which stands at `at`: the chain is used (4
+// bytes written, or 0 when its first writable buffer is too small, which is an error after
+// the chain went back; `at` moves on either way) and `notify` called when the driver wants
+// an interrupt. Every index and address the guest wrote is checked (SplitQueue).
+[[nodiscard]] Result<> post_transport_reset(const GuestMemory& memory, const QueueSetup& setup,
+                                            bool event_idx, std::uint16_t max_size,
+                                            QueuePosition& at, const std::function<void()>& notify);
 
 class Vsock : public VirtioDevice {
   public:
@@ -33,17 +47,27 @@ class Vsock : public VirtioDevice {
     Result<> activate(const ActivateContext& context) override;
     void reset() override;
     void hold(bool held) override;
+    Result<DeviceState> save_state() override;
 
   private:
     Vsock(vhost::VhostDevice vhost, std::uint64_t cid, std::uint64_t offered)
         : vhost_(std::move(vhost)), cid_(cid), offered_(offered) {}
     void stop();
+    // Restored: the transport-reset event into the guest's first event buffer.
+    void send_transport_reset(const ActivateContext& context);
 
     vhost::VhostDevice vhost_;
     std::uint64_t cid_;
     std::uint64_t offered_;
     std::mutex mu_;
     bool running_ = false;
+    // While running: what save_state reads the rings' positions from.
+    const GuestMemory* memory_ = nullptr;
+    std::vector<QueueSetup> setups_;
+    QueuePosition event_position_;  // the event queue's, kept here (the kernel never sees it)
+    // Read when the device is held (on the event loop, whose filter has the vring ioctls;
+    // a snapshot is taken on the API thread, whose filter has none), for save_state.
+    std::optional<Result<DeviceState>> held_state_;
 };
 
 }  // namespace stockade::virtio

@@ -118,6 +118,9 @@ write('fuzz_control_message/session', message(b'S') + message(b'K\x0f') + exec_r
     1, [b'sh', b'-c', b'echo hi'], [b'A=1'], b'/', 0) + message(b'P'))
 write('fuzz_control_message/exec', exec_request(
     0xffffffff, [b'cat', b''], [b'PATH=/bin', b'B=x=y'], b'/tmp/w d', 1))
+# A restored sandbox's notice: port, the clock (seconds as two halves, nanoseconds), entropy.
+write('fuzz_control_message/restored', message(
+    b'R' + struct.pack('<IIII', 1027, 1800000000, 0, 5) + bytes(range(32))))
 
 # fuzz_boot_images: two bytes (where the kernel ends), the kernel, the initramfs.
 def bzimage(version):

@@ -33,6 +33,12 @@ std::vector<Message> sample_messages() {
                                 {"A=1", "B=", "C==", "D=x\ny"},
                                 "/tmp/dir with spaces",
                                 true}));
+    Message restored{MessageType::restored, 0, {}};
+    restored.restored = Restored{0xffff'fffeu, -5'000'000'000ll, 999'999'999u,
+                                 std::string(kRestoredEntropy, '\xa5')};
+    out.push_back(restored);
+    restored.restored = Restored{1, 1'800'000'000, 0, std::string(kRestoredEntropy, '\0')};
+    out.push_back(restored);
     return out;
 }
 
@@ -171,6 +177,21 @@ TEST(ControlMessage, RefusesAMalformedExec) {
         expect_refused(framed(exec_body("ls\0"s, "", "/", flags)), "exec: unknown flags");
     EXPECT_TRUE(decoded(framed(exec_body("ls\0"s, "", "/", 1))).exec->stdin_open);
     EXPECT_FALSE(decoded(framed(exec_body("ls\0"s, "", "/", 0))).exec->stdin_open);
+}
+
+TEST(ControlMessage, RefusesAMalformedRestoreNotice) {
+    const std::string entropy(kRestoredEntropy, 'e');
+    const auto body = [&](std::uint32_t port, std::uint32_t nsec, const std::string& e) {
+        return "R" + u32(port) + u32(1'800'000'000) + u32(0) + u32(nsec) + e;
+    };
+    EXPECT_EQ(decoded(framed(body(1234, 5, entropy))).restored,
+              (Restored{1234, 1'800'000'000, 5, entropy}));
+    const std::string good = body(1234, 5, entropy);
+    for (std::size_t n = 1; n < good.size(); ++n)
+        expect_refused(framed(good.substr(0, n)), "restored: not port, clock and entropy");
+    expect_refused(framed(good + "x"), "restored: not port, clock and entropy");
+    expect_refused(framed(body(0, 5, entropy)), "restored: port or clock out of range");
+    expect_refused(framed(body(1234, 1'000'000'000u, entropy)), "out of range");
 }
 
 TEST(ControlMessage, ExecStreamHeaders) {
