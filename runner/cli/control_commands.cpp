@@ -39,9 +39,10 @@ int call(std::string_view id, std::string_view method, std::string_view target,
     return 1;
 }
 
-// Copies stdin (with -i) to the exec's connection and its frames to stdout and stderr;
+// Copies stdin (with -i) to the exec's connection and its frames to `out` and `err`;
 // returns the exec's status.
-Result<int> relay_exec(int conn, std::string first, bool interactive) {
+Result<int> relay_exec(int conn, std::string first, bool interactive, int out = STDOUT_FILENO,
+                       int err = STDERR_FILENO) {
     api::ExecFrameDecoder decoder;
     decoder.feed(first);
     bool in_open = interactive;
@@ -60,8 +61,7 @@ Result<int> relay_exec(int conn, std::string first, bool interactive) {
                 status = f.status;
             } else {
                 // A reader of ours that went away (EPIPE) does not end the exec.
-                (void)write_all(f.kind == api::ExecFrame::out ? STDOUT_FILENO : STDERR_FILENO,
-                                f.payload);
+                (void)write_all(f.kind == api::ExecFrame::out ? out : err, f.payload);
             }
         }
         pollfd fds[2] = {{conn, POLLIN, 0}, {-1, POLLIN, 0}};
@@ -182,6 +182,13 @@ int stop_command(const ControlArgs& a) {
 }
 
 }  // namespace
+
+Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv, int out, int err) {
+    const nlohmann::json body{{"cmd", argv}, {"stdin", false}};
+    auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", body.dump()));
+    if (stream.reply.status != 200) return fail("sandbox {}: {}", id, fault_text(stream.reply));
+    return relay_exec(stream.conn.get(), std::move(stream.body), false, out, err);
+}
 
 bool is_control_command(std::string_view command) {
     for (std::string_view c : kControlCommands)

@@ -4,6 +4,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "base/error.hpp"
 
 namespace stockade::cli {
 
@@ -11,5 +14,11 @@ namespace stockade::cli {
 [[nodiscard]] bool is_control_command(std::string_view command);
 // `stockade COMMAND ARGS...` for one of those commands.
 [[nodiscard]] int control_cli(std::string_view command, std::span<const std::string> args);
+
+// Runs `argv` in sandbox `id` as `stockade exec` does (no stdin, the sandbox's environment
+// and working directory), its stdout and stderr written to `out` and `err`: the command's
+// status, or why it could not be run.
+[[nodiscard]] Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv,
+                                  int out, int err);
 
 }  // namespace stockade::cli

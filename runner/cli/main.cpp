@@ -16,6 +16,7 @@
 #include "netsetup/cli.hpp"
 #include "policy/cli.hpp"
 #include "runner/cli/control_commands.hpp"
+#include "runner/cli/drill_command.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/cli/snapshot_commands.hpp"
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
     if (stockade::cli::is_control_command(command))
         return stockade::cli::control_cli(command, rest);
     if (command == "snapshot") return stockade::cli::snapshot_cli(rest);
+    if (command == "drill") return stockade::cli::drill_cli(rest);
     if (command == "net") return stockade::net::net_cli(rest);
     if (command == "policy")
         return stockade::policy::policy_cli(rest, {stockade::runner_seccomp_profiles});
@@ -120,6 +122,9 @@ int main(int argc, char** argv) {
     app.add_subcommand("snapshot",
                        "save a running sandbox and restore it: create, restore, rollback, verify "
                        "(stockade snapshot --help)");
+    app.add_subcommand("drill",
+                       "rehearse a recovery: restore a snapshot into an isolated sandbox, run a "
+                       "check in it, report as JSON, remove it all (stockade drill --help)");
     app.add_subcommand("net",
                        "set up, tear down or show a sandbox's host network (stockade net --help)");
     app.add_subcommand("policy", "check or show a sandbox policy (stockade policy --help)");

@@ -601,4 +601,13 @@ int snapshot_cli(std::span<const std::string> args) {
     return kRefused;
 }
 
+Result<SandboxSpec> snapshot_restore_spec(const std::string& dir, const std::string& id,
+                                          bool verify_memory) {
+    RestoreOptions o;
+    o.dir = dir;
+    o.id = id;
+    o.no_verify_memory = !verify_memory;
+    return restore_spec(o, "");
+}
+
 }  // namespace stockade::cli

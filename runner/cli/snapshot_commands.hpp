@@ -8,8 +8,17 @@
 #include <span>
 #include <string>
 
+#include "base/error.hpp"
+#include "runner/supervisor/sandbox_spec.hpp"
+
 namespace stockade::cli {
 
 [[nodiscard]] int snapshot_cli(std::span<const std::string> args);
+
+// What `snapshot restore DIR --id ID` runs: the snapshot's manifest read, its disk images
+// free, its run arguments parsed (from its working directory, which becomes this process's).
+// Nothing is changed yet.
+[[nodiscard]] Result<SandboxSpec> snapshot_restore_spec(const std::string& dir,
+                                                        const std::string& id, bool verify_memory);
 
 }  // namespace stockade::cli

@@ -326,7 +326,7 @@ int run_sandbox(const SandboxSpec& spec, UniqueFd ready) {
     return *r;
 }
 
-int run_detached(SandboxSpec spec) {
+int run_detached(SandboxSpec spec, bool print_id) {
     if (spec.id.empty()) spec.id = new_sandbox_id();
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -354,7 +354,7 @@ int run_detached(SandboxSpec spec) {
     while ((n = ::read(ready_read.get(), &byte, 1)) < 0 && errno == EINTR) {
     }
     if (n == 1) {
-        std::printf("%s\n", spec.id.c_str());
+        if (print_id) std::printf("%s\n", spec.id.c_str());
         return 0;
     }
     // It ended before the sandbox was ready: its status is ours (it said why on stderr).

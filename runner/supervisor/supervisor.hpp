@@ -13,6 +13,6 @@ namespace stockade {
 // `stockade run -d` / `stockade create`: forks the supervisor into a session of its own and
 // returns once the sandbox is ready, having printed its id (0); or, when it failed to start,
 // with the supervisor's status.
-[[nodiscard]] int run_detached(SandboxSpec spec);
+[[nodiscard]] int run_detached(SandboxSpec spec, bool print_id = true);
 
 }  // namespace stockade

@@ -7,7 +7,8 @@
 // nothing behind; a create killed with SIGKILL leaves the previous snapshot whole. A sandbox
 // with its stdio on vsock (the default) is restored twice side by side: each clone's output
 // goes on from the snapshot's counter, exec works in it, the two read different bytes from
-// /dev/urandom and their clocks are the host's. A sandbox with a device that cannot be
+// /dev/urandom and their clocks are the host's; `drill` restores it, runs a check, reports
+// and leaves nothing, with the check's status. A sandbox with a device that cannot be
 // saved yet (vhost-net) is refused and runs on.
 #include <gtest/gtest.h>
 
@@ -20,6 +21,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <iostream>
 #include <regex>
 #include <string>
 #include <thread>
@@ -288,8 +290,9 @@ TEST(Snapshot, ACreateKilledMidwayLeavesThePreviousSnapshotWhole) {
     ASSERT_EQ(stockade({"rm", "-f", "lab-snap-k"}).status, 0);
 }
 
-TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClock) {
+TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAndDrillsPass) {
     const std::string dir = kWork + "/snap-clones";
+    fs::create_directories(kWork);
     fs::remove_all(dir);
     auto r = stockade({"run", "-d", "--id", "lab-snap-c", "--memory", "128", "--", "sh", "-c",
                        "i=0; while true; do i=$((i+1)); echo \"tick $i x\"; sleep 0.2; done"});
@@ -345,11 +348,48 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClock) 
         ASSERT_EQ(stockade({"rm", "-f", id}).status, 0);
         EXPECT_TRUE(gone(id));
     }
+
+    // The drill: restored, checked, reported, removed; its status is the check's.
+    const auto no_drill_left = [] {
+        for (const auto& e : fs::directory_iterator("/run/stockade"))
+            if (e.path().filename().string().starts_with("drill-")) return false;
+        return true;
+    };
+    auto d = stockade({"drill", dir, "--", "sh", "-c", "echo drill-ok; ps | grep -c tick"});
+    EXPECT_EQ(d.status, 0) << d.describe();
+    json report = json::parse(d.out, nullptr, false);
+    ASSERT_TRUE(report.is_object()) << d.describe();
+    EXPECT_EQ(report["check"]["passed"], true) << report;
+    EXPECT_EQ(report["check"]["status"], 0) << report;
+    EXPECT_NE(report["check"]["stdout_tail"].get<std::string>().find("drill-ok"), std::string::npos)
+        << report;
+    EXPECT_GT(report["restore_ms"].get<long>(), 0) << report;
+    EXPECT_GE(report["check"]["time_to_pass_ms"].get<long>(), 0) << report;
+    EXPECT_EQ(report["digests_verified"], true) << report;
+    EXPECT_EQ(report["removed"], true) << report;
+    EXPECT_TRUE(no_drill_left());
+    std::cout << "[drill] restore " << report["restore_ms"] << " ms, check passed after "
+              << report["check"]["time_to_pass_ms"] << " ms (" << report["check"]["attempts"]
+              << " attempts), total " << report["total_ms"] << " ms\n";
+
+    d = stockade({"drill", dir, "--timeout", "3", "--", "sh", "-c", "echo not-yet >&2; exit 3"});
+    EXPECT_EQ(d.status, 3) << d.describe();
+    report = json::parse(d.out, nullptr, false);
+    ASSERT_TRUE(report.is_object()) << d.describe();
+    EXPECT_EQ(report["check"]["passed"], false) << report;
+    EXPECT_EQ(report["check"]["status"], 3) << report;
+    EXPECT_GE(report["check"]["attempts"].get<int>(), 2) << "tried again until the time was up";
+    EXPECT_NE(report["check"]["stderr_tail"].get<std::string>().find("not-yet"), std::string::npos)
+        << report;
+    EXPECT_TRUE(report["check"]["time_to_pass_ms"].is_null()) << report;
+    EXPECT_EQ(report["removed"], true) << report;
+    EXPECT_TRUE(no_drill_left());
 }
 
 TEST(Snapshot, ASandboxWithADeviceThatCannotBeSavedIsRefusedAndRunsOn) {
     const std::string dir = kWork + "/snap-vhost-net";
     const std::string bridge = "stkbr-labsnap";
+    fs::create_directories(kWork);
     fs::remove_all(dir);
     // stockade makes the bridge, and removes it with the sandbox.
     auto r = stockade({"run", "-d", "--id", "lab-snap-v", "--net",
