@@ -8,7 +8,7 @@
 // byte and its payload. Exec streams are connected by the process stockade-init forks for
 // the exec: the stream byte (ExecStream) and the exec's id (4 bytes, little endian).
 //
-// A sandbox restored from a snapshot reaches stockade-init the other way round: its relay
+// A sandbox restored from a snapshot reaches stockade-init the other way round: its supervisor
 // connects to init's listener (kRestoredPort, in the guest's CID) and sends one `restored`
 // message there: where the five streams are to be connected again, the host's wall clock and
 // fresh entropy for the guest's random number generator (clones must not share it).

@@ -6,7 +6,7 @@
 // through the agent port; guest/abi.hpp) before powering off. Over vsock it also serves the
 // host's requests on the control stream (guest/control.hpp): start, signal, power off, exec,
 // and copies the workload's stdio pipes to and from the host's streams, which a restored
-// sandbox's relay has it connect again (a `restored` message on PID 1's own listener, with
+// sandbox's supervisor has it connect again (a `restored` message on PID 1's own listener, with
 // the host's clock and entropy for the kernel's CRNG).
 // Statically linked and dependency-free: it is the only program the guest must have.
 
@@ -327,7 +327,8 @@ struct Stdio {
 // One stream to the host: connect to CID 2 on `port` and send `name`, the bytes that name
 // the stream. The transport driver has just been loaded; until it has probed the device a
 // connect fails with ENODEV, so that is retried for a while.
-int connect_stream(unsigned port, std::string_view name) {
+int connect_stream(unsigned port, std::string_view name,
+                   int timeout_seconds = abi::kVsockConnectTimeoutSeconds) {
     for (int tries = 0;; ++tries) {
         const int fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -337,7 +338,7 @@ int connect_stream(unsigned port, std::string_view name) {
             }
             return -1;
         }
-        timeval timeout{abi::kVsockConnectTimeoutSeconds, 0};
+        timeval timeout{timeout_seconds, 0};
         (void)::setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &timeout, sizeof timeout);
         sockaddr_vm addr{};
         addr.svm_family = AF_VSOCK;
@@ -359,14 +360,14 @@ int connect_stream(unsigned port, std::string_view name) {
 // The five streams on `port`: the control stream first, then the status stream, so the host
 // knows the guest is there before any output; -1 for one that failed (said). PID 1 reads
 // the control stream between signals and must never wait for a host that stops mid-message.
-Stdio connect_streams(unsigned port) {
+Stdio connect_streams(unsigned port, int timeout_seconds = abi::kVsockConnectTimeoutSeconds) {
     using S = abi::VsockStream;
     Stdio s;
     for (auto [fd, stream] :
          {std::pair{&s.control, S::control}, std::pair{&s.status, S::status},
           std::pair{&s.in, S::in}, std::pair{&s.out, S::out}, std::pair{&s.err, S::err}}) {
         const char name = static_cast<char>(stream);
-        *fd = connect_stream(port, {&name, 1});
+        *fd = connect_stream(port, {&name, 1}, timeout_seconds);
         if (*fd < 0) say("connecting stream %c: %s", name, std::strerror(errno));
     }
     if (s.control >= 0 && ::fcntl(s.control, F_SETFL, O_NONBLOCK) != 0) {
@@ -385,7 +386,7 @@ Stdio connect_stdio(const Job& job, int console) {
     return s;
 }
 
-// Where a restored sandbox's relay finds PID 1 (guest_control::Restored): a listener on the
+// Where a restored sandbox's supervisor finds PID 1 (guest_control::Restored): a listener on the
 // guest's own CID, made before the workload runs so that nothing else can take the port.
 // Without it the sandbox still runs; a restore of it cannot reconnect its streams.
 int listen_for_restores() {
@@ -737,55 +738,86 @@ struct HostLink {
     }
 };
 
-// Reads the one message a restored sandbox's relay sends on a connection to PID 1's
-// listener; nullopt (said why) for anything else. The relay writes it at once: PID 1 waits
-// for it at most a second.
-// `cid`: the guest's CID the relay reached (the restored sandbox's).
+// The guest's own CID now (0: unknown).
+unsigned local_cid() {
+    unsigned cid = 0;
+    const int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && ::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) != 0) cid = 0;
+    if (fd >= 0) ::close(fd);
+    return cid;
+}
+
+// Reads the one message a restored sandbox's supervisor sends on a connection to PID 1's
+// listener; nullopt (said why) for anything else. Only the host's root can send it: the
+// peer must be the host (CID 2) on a reserved port (below 1024, which takes
+// CAP_NET_BIND_SERVICE to bind), and the connection must be to a CID other than the one this
+// guest had (`cid` becomes the new one): a restore is a new sandbox. The message comes at
+// once: PID 1 waits for it at most a second in all.
 std::optional<control::Restored> read_restored(int listener, unsigned& cid) {
-    const int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_vm peer{};
+    socklen_t peer_len = sizeof peer;
+    const int conn = ::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &peer_len,
+                               SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (conn < 0) return std::nullopt;
     sockaddr_vm local{};
     socklen_t len = sizeof local;
-    cid = ::getsockname(conn, reinterpret_cast<sockaddr*>(&local), &len) == 0 ? local.svm_cid : 0;
-    std::string got;
+    const unsigned to =
+        ::getsockname(conn, reinterpret_cast<sockaddr*>(&local), &len) == 0 ? local.svm_cid : 0;
     std::optional<control::Restored> r;
-    for (;;) {
-        pollfd p{conn, POLLIN, 0};
-        char buf[256];
-        const ssize_t n = ::poll(&p, 1, 1000) == 1 ? ::read(conn, buf, sizeof buf) : -1;
-        if (n <= 0) {
-            say("restore notice: ended after %zu bytes", got.size());
+    if (peer.svm_cid != VMADDR_CID_HOST || peer.svm_port > 1023) {
+        say("restore notice from CID %u port %u: refused (not the host's root)", peer.svm_cid,
+            peer.svm_port);
+    } else if (to == 0 || to == cid) {
+        say("restore notice to CID %u: refused (not a restored sandbox)", to);
+    } else {
+        std::string got;
+        timespec start{};
+        ::clock_gettime(CLOCK_MONOTONIC, &start);
+        for (;;) {
+            timespec now{};
+            ::clock_gettime(CLOCK_MONOTONIC, &now);
+            const long left = 1000 - ((now.tv_sec - start.tv_sec) * 1000 +
+                                      (now.tv_nsec - start.tv_nsec) / 1'000'000);
+            pollfd p{conn, POLLIN, 0};
+            char buf[128];
+            const ssize_t n = left > 0 && ::poll(&p, 1, static_cast<int>(left)) == 1
+                                  ? ::read(conn, buf, sizeof buf)
+                                  : -1;
+            if (n <= 0 || got.size() + static_cast<std::size_t>(n) > 256) {
+                say("restore notice: not a whole message (%zu bytes)", got.size());
+                break;
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+            auto d = control::decode(got);
+            if (!d) {
+                say("restore notice: %s", d.error().c_str());
+                break;
+            }
+            if (!*d) continue;
+            if ((*d)->message.type == control::MessageType::restored) {
+                r = (*d)->message.restored;
+                cid = to;
+            } else {
+                say("restore notice: another message");
+            }
             break;
         }
-        got.append(buf, static_cast<std::size_t>(n));
-        auto d = control::decode(got);
-        if (!d) {
-            say("restore notice: %s", d.error().c_str());
-            break;
-        }
-        if (!*d) continue;
-        if ((*d)->message.type == control::MessageType::restored)
-            r = (*d)->message.restored;
-        else
-            say("restore notice: another message");
-        break;
     }
     ::close(conn);
     return r;
 }
 
+// How long each stream's connect may take after a restore: PID 1 waits for it (the host that
+// sent the notice is listening).
+constexpr int kReconnectSeconds = 5;
+
 // The transport reset (runner/virtio/vsock.hpp) makes the guest read its new CID, then ends
 // every connection of the snapshot's. Streams connected before that would go out under the
 // old CID (dropped by the host) or be ended with the old ones: PID 1 waits (at most 2 s)
-// until the guest has the CID the relay reached, and a moment more for the reset to finish.
+// until the guest has the CID the host reached, and a moment more for the reset to finish.
 void wait_for_transport_reset(unsigned cid) {
-    const int fd = ::open("/dev/vsock", O_RDONLY | O_CLOEXEC);
-    for (int i = 0; fd >= 0 && cid != 0 && i < 100; ++i) {
-        unsigned now = 0;
-        if (::ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &now) != 0 || now == cid) break;
+    for (int i = 0; i < 100 && local_cid() != cid; ++i)
         ::usleep(20'000);
-    }
-    if (fd >= 0) ::close(fd);
     ::usleep(20'000);
 }
 
@@ -884,7 +916,7 @@ int main() {
     Stdio stdio = connect_stdio(job, console);
     ControlReader requests{std::exchange(stdio.control, -1), {}};
     HostLink link;
-    int restores = -1;  // PID 1's listener for a restored sandbox's relay
+    int restores = -1;  // PID 1's listener for a restored sandbox's supervisor
     if (stdio.vsock()) {
         if (!link.make(stdio)) fail(abi::InitFailure::fork, "pipes for the workload's stdio");
         restores = listen_for_restores();
@@ -913,14 +945,15 @@ int main() {
         }
         link.close_workload_ends();
     };
-    // A restored sandbox: new streams on the port its relay names, the host's entropy and clock.
+    // A restored sandbox: new streams on the port its supervisor names, the host's entropy and
+    // clock.
     const auto restored = [&](const control::Restored& r) {
         take_host_entropy_and_time(r);
         if (requests.fd >= 0) ::close(std::exchange(requests.fd, -1));
         requests.pending.clear();
         if (stdio.status >= 0) ::close(stdio.status);
         job.vsock_port = r.port;
-        Stdio again = connect_streams(r.port);
+        Stdio again = connect_streams(r.port, kReconnectSeconds);
         requests.fd = std::exchange(again.control, -1);
         again.over_vsock = true;
         link.reconnected(again);  // takes the old in, out and err and closes them
@@ -967,6 +1000,7 @@ int main() {
     report(abi::Event::ready);
 
     std::vector<pollfd> p;
+    unsigned cid = restores >= 0 ? local_cid() : 0;  // the CID this guest has now
     for (;;) {
         // poll skips a negative descriptor: a closed stream, a pump with nothing to do
         p = {{sfd, POLLIN, 0}, {requests.fd, POLLIN, 0}, {restores, POLLIN, 0}};
@@ -975,7 +1009,6 @@ int main() {
         if (p[1].revents != 0)
             for (const control::Message& m : requests.read())
                 handle(m);
-        unsigned cid = 0;
         if (p[2].revents != 0)
             if (auto r = read_restored(restores, cid)) {
                 wait_for_transport_reset(cid);

@@ -21,10 +21,12 @@
 
 #include "base/io.hpp"
 #include "base/log.hpp"
+#include "netsetup/mac.hpp"
 #include "runner/cli/api_client.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/registry/blk.hpp"
+#include "runner/registry/net.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
 #include "runner/supervisor/state_file.hpp"
 #include "runner/supervisor/supervisor.hpp"
@@ -469,6 +471,23 @@ Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& rep
     auto parsed = parse_run_args(m.run_args);
     if (!parsed) return fail("{}: its run arguments: {}", dir, parsed.error().message);
     SandboxSpec spec = std::move(parsed->spec);
+    std::vector<std::string> run_args = m.run_args;
+    // A MAC stockade derived from the snapshot's sandbox id is the guest's: a restore under
+    // another id keeps it (and the host's filter of it), as the guest's driver does, and so
+    // does a snapshot of the restored sandbox (its run arguments name the MAC).
+    if (auto& net = spec.device<NetKind>(); net && !net->existing_tap &&
+                                            !net->netsetup.starts_with("mac=") &&
+                                            net->netsetup.find(",mac=") == std::string::npos) {
+        const std::string mac = "mac=" + net::derive_mac(m.source).to_string();
+        net->netsetup += (net->netsetup.empty() ? "" : ",") + mac;
+        for (std::size_t i = 0; i < run_args.size(); ++i) {
+            if (run_args[i] == "--") break;
+            if (run_args[i] == "--net" && i + 1 < run_args.size())
+                run_args[++i] += "," + mac;
+            else if (run_args[i].starts_with("--net="))
+                run_args[i] += "," + mac;
+        }
+    }
     spec.id = o.id;
     spec.detach = o.detach;
     spec.wait_for_start = false;  // its workload is where the snapshot left it
@@ -476,7 +495,7 @@ Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& rep
     spec.show_console = spec.show_console || o.console;
     spec.restore_from = dir;
     spec.verify_memory = !o.no_verify_memory;
-    spec.run_args = m.run_args;
+    spec.run_args = std::move(run_args);
     spec.run_cwd = m.run_cwd;
     return spec;
 }

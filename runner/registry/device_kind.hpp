@@ -62,15 +62,10 @@ struct ClaimContext {
     bool restoring = false;  // the sandbox resumes a snapshot's guest instead of booting
 };
 
-// Stdio over vsock: the listening socket the vsock kind hands to the stdio relay thread,
-// and for a restored sandbox what the relay tells the guest's init (StdioRelayConfig::
-// RestoredNotice): a socket to reach it with, the listener's port and fresh entropy.
+// Stdio over vsock: the listening socket the vsock kind hands to the stdio relay thread.
 struct VsockStdio {
     UniqueFd listener;
     std::uint32_t cid = 0;
-    std::uint32_t port = 0;
-    UniqueFd restored_socket;  // invalid: a booted sandbox
-    std::string restored_entropy;
 };
 
 // Sandbox process: what building devices may leave for the rest of the process.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 // after sys/socket.h, which it needs
 #include <linux/vm_sockets.h>
 
@@ -22,7 +23,8 @@ namespace {
 constexpr const char* kVhostVsockDevice = "/dev/vhost-vsock";
 // Guest CIDs are host-wide; a random one is taken again only when another VM holds it.
 constexpr int kCidAttempts = 32;
-constexpr int kRestoredConnectSeconds = 30;
+constexpr int kRestoredConnectSeconds = 2;
+constexpr int kRestoredAttempts = 4;
 
 Result<std::uint32_t> claim_guest_cid(int vhost) {
     for (int attempt = 0;; ++attempt) {
@@ -54,16 +56,32 @@ Result<std::pair<UniqueFd, std::uint32_t>> listen_on_free_port() {
     return std::pair{std::move(listener), addr.svm_port};
 }
 
-// The socket a restored sandbox's relay reaches the guest's init with. The guest answers
-// once its vCPUs run, which comes after the restore itself: a generous connect timeout.
-Result<UniqueFd> restored_notice_socket() {
-    UniqueFd s(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!s) return fail_sys("socket(AF_VSOCK) for the restored guest's init");
-    timeval timeout{kRestoredConnectSeconds, 0};
-    if (::setsockopt(s.get(), AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &timeout, sizeof timeout) !=
-        0)
-        return fail_sys("SO_VM_SOCKETS_CONNECT_TIMEOUT");
-    return s;
+// A vsock stream socket bound to a free reserved port (1-1023), with short timeouts: the
+// restored notice's.
+Result<UniqueFd> reserved_port_socket() {
+    for (int tries = 0;; ++tries) {
+        UniqueFd s(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!s) return fail_sys("socket(AF_VSOCK)");
+        std::uint16_t r = 0;
+        if (::getrandom(&r, sizeof r, 0) != sizeof r) return fail_sys("getrandom");
+        sockaddr_vm addr{};
+        addr.svm_family = AF_VSOCK;
+        addr.svm_cid = VMADDR_CID_ANY;
+        addr.svm_port = 1 + r % 1023u;
+        if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            if (errno == EADDRINUSE && tries < 64) continue;
+            return fail_sys(
+                fmt::format("binding vsock port {} (a reserved port: needs "
+                            "CAP_NET_BIND_SERVICE)",
+                            addr.svm_port));
+        }
+        timeval timeout{kRestoredConnectSeconds, 0};
+        if (::setsockopt(s.get(), AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &timeout,
+                         sizeof timeout) != 0 ||
+            ::setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) != 0)
+            return fail_sys("vsock socket timeouts");
+        return s;
+    }
 }
 
 }  // namespace
@@ -99,27 +117,54 @@ Result<std::optional<VsockKind::Handed>> VsockKind::open(const Spec& spec, OpenC
 }
 
 Result<VsockKind::Host> VsockKind::claim(Handed& handed, const Spec& spec, ClaimContext& ctx) {
+    Host host;
     auto claimed = [&]() -> Result<> {
         // The supervisor claims the CID: the sandbox's filters have no
         // VHOST_VSOCK_SET_GUEST_CID, nor any way to make a socket.
         handed.cid = STOCKADE_TRY(claim_guest_cid(handed.vhost.get()));
         auto [listener, port] = STOCKADE_TRY(listen_on_free_port());
         handed.listener = std::move(listener);
-        handed.port = port;
         ctx.job.vsock_port = port;
-        if (ctx.restoring) {
-            handed.restored_socket = STOCKADE_TRY(restored_notice_socket());
-            handed.restored_entropy.resize(guest_control::kRestoredEntropy);
-            if (::getrandom(handed.restored_entropy.data(), handed.restored_entropy.size(), 0) !=
-                static_cast<ssize_t>(handed.restored_entropy.size()))
-                return fail_sys("getrandom");
-        }
+        host = Host{ctx.restoring, handed.cid, port};
         return {};
     }();
     if (!claimed && spec.stdio == StdioMode::vsock)
         return std::unexpected(std::move(claimed).error().context("--stdio vsock"));
     if (!claimed) return std::unexpected(std::move(claimed).error().context("stdio over vsock"));
-    return Host{};
+    return host;
+}
+
+Result<> VsockKind::tell_restored_guest(const Host& host) {
+    std::string why;
+    for (int attempt = 0; attempt < kRestoredAttempts; ++attempt) {
+        auto told = [&]() -> Result<> {
+            UniqueFd s = STOCKADE_TRY(reserved_port_socket());
+            sockaddr_vm init{};
+            init.svm_family = AF_VSOCK;
+            init.svm_cid = host.cid;
+            init.svm_port = guest_control::kRestoredPort;
+            if (::connect(s.get(), reinterpret_cast<sockaddr*>(&init), sizeof init) != 0)
+                return fail_sys(fmt::format("connecting to CID {} port {}", host.cid,
+                                            guest_control::kRestoredPort));
+            guest_control::Message m{guest_control::MessageType::restored, 0, std::nullopt};
+            guest_control::Restored r;
+            r.port = host.port;
+            r.entropy.resize(guest_control::kRestoredEntropy);
+            if (::getrandom(r.entropy.data(), r.entropy.size(), 0) !=
+                static_cast<ssize_t>(r.entropy.size()))
+                return fail_sys("getrandom");
+            timespec now{};
+            ::clock_gettime(CLOCK_REALTIME, &now);
+            r.realtime_sec = now.tv_sec;
+            r.realtime_nsec = static_cast<std::uint32_t>(now.tv_nsec);
+            m.restored = std::move(r);
+            return write_all(s.get(), guest_control::encode(m));
+        }();
+        if (told) return {};
+        why = told.error().message;
+        log::debug("telling the restored guest (try {}): {}", attempt + 1, why);
+    }
+    return fail("the restored guest's init did not take its notice: {}", why);
 }
 
 Result<std::vector<BuiltDevice>> VsockKind::build(Handed handed, BuildContext& ctx) {
@@ -127,8 +172,7 @@ Result<std::vector<BuiltDevice>> VsockKind::build(Handed handed, BuildContext& c
         STOCKADE_TRY(vhost::VhostDevice::adopt(std::move(handed.vhost), kVhostVsockDevice));
     auto vsock = virtio::Vsock::create(std::move(vhost), handed.cid);
     if (!vsock) return std::unexpected(std::move(vsock).error().context("stdio over vsock"));
-    ctx.stdio = VsockStdio{std::move(handed.listener), handed.cid, handed.port,
-                           std::move(handed.restored_socket), std::move(handed.restored_entropy)};
+    ctx.stdio = VsockStdio{std::move(handed.listener), handed.cid};
     std::vector<BuiltDevice> out;
     out.push_back({std::move(*vsock), ""});  // the relay reports the stdio's bytes
     return out;

@@ -22,14 +22,23 @@ struct VsockKind {
     };
     struct Handed {
         UniqueFd vhost;
-        std::uint32_t cid = 0;   // after claim: the guest's CID, held by `vhost`
-        UniqueFd listener;       // after claim: where stockade-init connects
-        std::uint32_t port = 0;  // the listener's
-        // After claim, restoring: the socket and entropy of the restored notice (VsockStdio).
-        UniqueFd restored_socket;
-        std::string restored_entropy;
+        std::uint32_t cid = 0;  // after claim: the guest's CID, held by `vhost`
+        UniqueFd listener;      // after claim: where stockade-init connects
     };
-    using Host = NoHostState;
+    // A sandbox restored from a snapshot: its guest's init still holds the snapshot's streams,
+    // which the transport reset ended (runner/virtio/vsock.hpp). Once the sandbox is ready
+    // the supervisor tells init where to connect them again (tell_restored_guest).
+    struct Host {
+        bool restoring = false;
+        std::uint32_t cid = 0;   // the guest's, the restored sandbox's own
+        std::uint32_t port = 0;  // the stdio listener's
+    };
+    // Connects to init's listener (guest_control::kRestoredPort) from a reserved host port
+    // (below 1024: only a process with CAP_NET_BIND_SERVICE binds one, which is how init knows
+    // the notice is the host's and not another local user's) and sends the `restored`
+    // message: the port, the host's wall clock and 32 bytes of getrandom. A guest that has
+    // not yet taken its new CID drops the first answer: a few tries, 2 s each.
+    [[nodiscard]] static Result<> tell_restored_guest(const Host& host);
 
     static void add_options(CLI::App& app, Options& options);
     [[nodiscard]] static Result<> apply(const Options& options, Spec& spec);
@@ -37,9 +46,7 @@ struct VsockKind {
     [[nodiscard]] static Result<std::optional<Handed>> open(const Spec& spec, OpenContext& ctx);
     [[nodiscard]] static Result<Host> claim(Handed& handed, const Spec& spec, ClaimContext& ctx);
     [[nodiscard]] static std::vector<int> fds(const Handed& handed) {
-        std::vector<int> out{handed.vhost.get(), handed.listener.get()};
-        if (handed.restored_socket) out.push_back(handed.restored_socket.get());
-        return out;
+        return {handed.vhost.get(), handed.listener.get()};
     }
     [[nodiscard]] static std::size_t device_count(const Handed&) { return 1; }
     [[nodiscard]] static Result<std::vector<BuiltDevice>> build(Handed handed, BuildContext& ctx);

@@ -5,7 +5,6 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <cerrno>
 #include <cstring>
@@ -13,7 +12,6 @@
 #include <vector>
 
 #include "base/io.hpp"
-#include "base/log.hpp"
 #include "base/thread.hpp"
 #include "guest/abi.hpp"
 #include "runner/api/exec_stream.hpp"
@@ -143,8 +141,7 @@ struct StdioRelay::State {
         kExecStatus,
         kExecIn,
         kExecOut,
-        kExecErr,
-        kRestored
+        kExecErr
     };
     struct Slot {
         SlotKind kind;
@@ -168,7 +165,6 @@ struct StdioRelay::State {
     void read_host_input();
     void write_input();
     void check_done();
-    void send_restored();
 };
 
 namespace {
@@ -471,8 +467,6 @@ void StdioRelay::State::watch_set(std::vector<pollfd>& fds, std::vector<Slot>& s
         slots.push_back(s);
     };
     add(wake, POLLIN, {kWake, 0, false});
-    if (config.restored && config.restored->socket)
-        add(config.restored->socket.get(), POLLOUT, {kRestored, 0, false});
     if (config.listener) add(config.listener.get(), POLLIN, {kListener, 0, false});
     for (std::size_t i = 0; i < unidentified.size(); ++i)
         add(unidentified[i].fd.get(), POLLIN, {kUnidentified, i, false});
@@ -532,9 +526,6 @@ bool StdioRelay::State::serve(Slot s, short ev) {
         case kListener:
             accept_some();
             break;
-        case kRestored:
-            send_restored();
-            break;
         case kUnidentified:
             identify(s.index);
             break;
@@ -567,23 +558,6 @@ bool StdioRelay::State::serve(Slot s, short ev) {
     return true;
 }
 
-void StdioRelay::State::send_restored() {
-    StdioRelayConfig::RestoredNotice& r = *config.restored;
-    timespec now{};
-    ::clock_gettime(CLOCK_REALTIME, &now);
-    gc::Message m{gc::MessageType::restored, 0, std::nullopt};
-    m.restored =
-        gc::Restored{r.port, now.tv_sec, static_cast<std::uint32_t>(now.tv_nsec), r.entropy};
-    const std::string bytes = gc::encode(m);
-    // Connected or failed, it is writable now; the message is far smaller than the socket's
-    // buffer, so the write does not block.
-    const ssize_t n = ::write(r.socket.get(), bytes.data(), bytes.size());
-    if (n != static_cast<ssize_t>(bytes.size()))
-        log::warn("telling the restored guest's init where to reconnect: {}",
-                  n < 0 ? std::strerror(errno) : "short write");
-    r.socket.reset();
-}
-
 void StdioRelay::State::run() {
     std::vector<pollfd> fds;
     std::vector<Slot> slots;
@@ -609,16 +583,6 @@ void StdioRelay::State::run() {
 Result<std::unique_ptr<StdioRelay>> StdioRelay::start(StdioRelayConfig config) {
     if (!config.listener) return fail("stdio relay: no listening socket");
     STOCKADE_TRY_VOID(set_nonblocking(config.listener.get(), "the stdio relay's listening socket"));
-    if (config.restored) {
-        auto& r = *config.restored;
-        if (!r.socket || r.entropy.size() != guest_control::kRestoredEntropy)
-            return fail("stdio relay: a restored sandbox's notice needs a socket and entropy");
-        STOCKADE_TRY_VOID(set_nonblocking(r.socket.get(), "the restored notice's socket"));
-        if (::connect(r.socket.get(), reinterpret_cast<const sockaddr*>(&r.init), r.init_len) !=
-                0 &&
-            errno != EINPROGRESS)
-            return fail_sys("stdio relay: connecting to the restored guest's init");
-    }
     std::unique_ptr<StdioRelay> relay(new StdioRelay());
     relay->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!relay->wake_) return fail_sys("stdio relay: eventfd");

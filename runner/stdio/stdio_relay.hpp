@@ -10,9 +10,7 @@
 // The same thread carries the control stream to stockade-init (guest/control.hpp: start,
 // signal, power off, exec) and every exec's streams: an exec's client (the control API's
 // connection, handed over by the API thread) gets the exec's output as frames
-// (runner/api/exec_stream.hpp) and its bytes become the exec's stdin. In a sandbox restored
-// from a snapshot it first tells stockade-init where to connect its streams again
-// (StdioRelayConfig::restored).
+// (runner/api/exec_stream.hpp) and its bytes become the exec's stdin.
 //
 // The guest is hostile: a connection from any peer but the guest is closed unread, as is
 // one naming an unknown or already connected stream, and at most a few unidentified ones
@@ -31,8 +29,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
-#include <string>
 #include <thread>
 
 #include "base/error.hpp"
@@ -50,20 +46,6 @@ struct StdioRelayConfig {
     std::function<void(int status)> on_exit;
     // Runs first on the relay thread (its seccomp filter); start() fails with its error.
     std::function<Result<>()> on_thread_start;
-    // A sandbox restored from a snapshot: its guest's init still holds the snapshot's streams,
-    // which the transport reset ends. The relay tells init where to connect them again
-    // (guest_control::Restored, with the host's clock and `entropy`) on `socket`, an
-    // unconnected stream socket the supervisor made: start() begins its connect to `init`
-    // (the guest's CID, guest_control::kRestoredPort), the thread sends the message once it
-    // is connected and closes it. A guest that never accepts costs a warning.
-    struct RestoredNotice {
-        UniqueFd socket;
-        sockaddr_storage init{};
-        socklen_t init_len = 0;
-        std::uint32_t port = 0;  // the listener's: where init connects again
-        std::string entropy;     // guest_control::kRestoredEntropy bytes
-    };
-    std::optional<RestoredNotice> restored;
 };
 
 class StdioRelay {

@@ -71,6 +71,7 @@ std::string state_to_json(const StateRecord& r) {
               {"run_args", r.run_args},
               {"run_cwd", or_null(r.run_cwd)},
               {"detached", r.detached},
+              {"guest_cid", r.guest_cid == 0 ? json() : json(r.guest_cid)},
               {"exit_status", r.exit_status ? json(*r.exit_status) : json()},
               {"stdout_log", or_null(r.stdout_log)},
               {"stderr_log", or_null(r.stderr_log)},
@@ -98,6 +99,8 @@ Result<StateRecord> state_from_json(std::string_view text, std::string_view orig
     r.run_args = STOCKADE_TRY(field<std::vector<std::string>>(j, "run_args", {}, origin));
     r.run_cwd = STOCKADE_TRY(field<std::string>(j, "run_cwd", "", origin));
     r.detached = STOCKADE_TRY(field<bool>(j, "detached", false, origin));
+    if (auto it = j.find("guest_cid"); it != j.end() && !it->is_null())
+        r.guest_cid = STOCKADE_TRY(field<std::uint32_t>(j, "guest_cid", 0, origin));
     if (auto it = j.find("exit_status"); it != j.end() && !it->is_null())
         r.exit_status = STOCKADE_TRY(field<int>(j, "exit_status", 0, origin));
     r.stdout_log = STOCKADE_TRY(field<std::string>(j, "stdout_log", "", origin));

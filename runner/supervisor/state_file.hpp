@@ -47,6 +47,7 @@ struct StateRecord {
     std::vector<std::string> run_args;
     std::string run_cwd;  // the directory its relative paths were relative to
     bool detached = false;
+    std::uint32_t guest_cid = 0;     // its vsock CID (stdio over vsock), else 0
     std::optional<int> exit_status;  // once stopped, when known
     std::string stdout_log, stderr_log;
     HostRecord host;

@@ -215,6 +215,8 @@ Result<> prepare_run(RunContext& run) {
             [](std::string_view c) { return policy::McsReservation::held(kMcsRegistry, c); }));
     if (run.state) {
         run.state->record().host = host_record(*run.host, run.supervisor);
+        if (const auto& vsock = part_of<VsockKind>(run.supervisor.hosts))
+            run.state->record().guest_cid = vsock->cid;
         run.state->save();
     }
     return open_detached_stdio(run);
@@ -258,6 +260,13 @@ void on_sandbox_status(RunContext& run, SandboxStatus s) {
             if (r.state != SandboxState::creating) return;  // once
             if (!run.spec.wait_for_start) r.started = now_text();
             state.set(run.spec.wait_for_start ? SandboxState::created : SandboxState::running);
+            // A restored guest's init learns where its streams are now (and gets the clock and
+            // fresh entropy) before `snapshot restore -d` returns.
+            if (const auto& vsock = part_of<VsockKind>(run.supervisor.hosts);
+                vsock && vsock->restoring)
+                if (auto told = VsockKind::tell_restored_guest(*vsock); !told)
+                    log::warn("{}; its stdio, exec and status are not reconnected",
+                              told.error().message);
             if (run.ready) {
                 // Off the terminal first: whoever waits for `run -d` to end sees its output
                 // end with it.

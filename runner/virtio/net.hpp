@@ -67,9 +67,10 @@ class Net : public QueueDevice {
     Result<> activate(const ActivateContext& context) override;
     void reset() override;
     void hold(bool held) override;
-    // Snapshots of the userspace datapath (the receive chains waiting for a frame are taken
-    // again after restore; a frame read from the tap and not yet delivered is lost, as on a
-    // wire). The vhost-net datapath: not yet (start_vhost_rings refuses to resume).
+    // Snapshots (the device held): the userspace datapath's positions (the receive chains
+    // waiting for a frame are taken again after restore; a frame read from the tap and not yet
+    // delivered is lost, as on a wire), or the vhost-net rings', read when the backend was
+    // detached (hold, on the event loop). A restore gives the kernel its rings back there.
     [[nodiscard]] Result<DeviceState> save_state() override;
 
     [[nodiscard]] bool uses_vhost() const { return backend_.vhost.has_value(); }
@@ -117,6 +118,11 @@ class Net : public QueueDevice {
     // vhost-net datapath.
     std::mutex vhost_mu_;
     bool vhost_running_ = false;
+    // While the vhost datapath runs: where its rings are, and what hold read of them.
+    const GuestMemory* vhost_memory_ = nullptr;
+    std::vector<QueueSetup> vhost_setups_;
+    std::vector<int> vhost_kicks_;
+    std::optional<Result<DeviceState>> vhost_held_;
     bool warned_tap_ = false;
     std::atomic<unsigned> offloads_{0};
 };

@@ -1,5 +1,7 @@
 #include "runner/virtio/vhost_rings.hpp"
 
+#include <unistd.h>
+
 #include "runner/virtio/queue.hpp"
 
 namespace stockade::virtio {
@@ -28,6 +30,12 @@ Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
                                      ctx.call_fds[q], event_idx, base}));
     }
     return {};
+}
+
+void kick_vhost_rings(std::span<const int> kick_fds, std::initializer_list<std::uint16_t> queues) {
+    const std::uint64_t one = 1;
+    for (std::uint16_t q : queues)
+        if (q < kick_fds.size() && kick_fds[q] >= 0) (void)!::write(kick_fds[q], &one, sizeof one);
 }
 
 Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& v, const GuestMemory& memory,

@@ -4,6 +4,7 @@
 // ring features, memory table and each ring with its kick (ioeventfd) and call (irqfd).
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 
 #include "runner/virtio/virtio.hpp"
 #include "vhost/vhost.hpp"
@@ -17,6 +18,13 @@ namespace stockade::virtio {
 [[nodiscard]] Result<> start_vhost_rings(vhost::VhostDevice& vhost, const ActivateContext& context,
                                          std::initializer_list<std::uint16_t> queues,
                                          std::uint16_t max_size, std::uint64_t ring_features);
+
+// A kick on each of `queues` (their kick eventfds), as if the guest had notified: once a
+// stopped datapath runs again (released from a hold, or restored) the kernel looks at what the
+// driver made available meanwhile, which it would otherwise not do until the next
+// notification, and with EVENT_IDX a driver may not send one for chains it already made
+// available. A kick while the datapath is stopped is lost: after it runs.
+void kick_vhost_rings(std::span<const int> kick_fds, std::initializer_list<std::uint16_t> queues);
 
 // Where the kernel's rings stand, for a snapshot: each ring's next avail index (from the
 // kernel) and used index (from guest memory), in a DeviceState of `queue_count` queues.

@@ -70,9 +70,13 @@ Result<> Vsock::activate(const ActivateContext& ctx) {
     if (started) {
         memory_ = &ctx.memory;
         setups_.assign(ctx.queues.begin(), ctx.queues.end());
+        kick_fds_.assign(ctx.kick_fds.begin(), ctx.kick_fds.end());
         event_position_ =
             kVsockEventQueue < ctx.resume.size() ? ctx.resume[kVsockEventQueue] : QueuePosition{};
-        if (!ctx.resume.empty()) send_transport_reset(ctx);
+        if (!ctx.resume.empty()) {
+            send_transport_reset(ctx);
+            kick_vhost_rings(kick_fds_, {kVsockRxQueue, kVsockTxQueue});
+        }
     }
     lock.unlock();
     if (!started) stop();
@@ -106,12 +110,20 @@ void Vsock::hold(bool held) {
     held_state_.reset();
     if (!running_) return;
     // Stopped, vhost-vsock keeps its connections and what waits to be sent to the guest.
-    if (auto r = vhost_.vsock_set_running(!held); !r) log::warn("{}", r.error().message);
-    if (held) {
-        held_state_ = save_vhost_rings(vhost_, *memory_, setups_, {kVsockRxQueue, kVsockTxQueue},
-                                       queue_count());
-        if (*held_state_) (**held_state_).queues[kVsockEventQueue] = event_position_;
+    auto switched = vhost_.vsock_set_running(!held);
+    if (!switched) log::warn("{}", switched.error().message);
+    if (!held) {
+        kick_vhost_rings(kick_fds_, {kVsockRxQueue, kVsockTxQueue});
+        return;
     }
+    // Positions read while the worker may still run would not be a snapshot's.
+    if (!switched) {
+        held_state_ = std::unexpected(std::move(switched).error());
+        return;
+    }
+    held_state_ =
+        save_vhost_rings(vhost_, *memory_, setups_, {kVsockRxQueue, kVsockTxQueue}, queue_count());
+    if (*held_state_) (**held_state_).queues[kVsockEventQueue] = event_position_;
 }
 
 void Vsock::reset() {

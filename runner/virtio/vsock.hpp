@@ -64,6 +64,7 @@ class Vsock : public VirtioDevice {
     // While running: what save_state reads the rings' positions from.
     const GuestMemory* memory_ = nullptr;
     std::vector<QueueSetup> setups_;
+    std::vector<int> kick_fds_;
     QueuePosition event_position_;  // the event queue's, kept here (the kernel never sees it)
     // Read when the device is held (on the event loop, whose filter has the vring ioctls;
     // a snapshot is taken on the API thread, whose filter has none), for save_state.

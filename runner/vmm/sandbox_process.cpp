@@ -406,17 +406,6 @@ Result<> Sandbox::start_stdio_relay() {
     const std::uint32_t cid = relay_cid_ = vsock_stdio_->cid;
     StdioRelayConfig rc;
     rc.listener = std::move(vsock_stdio_->listener);
-    if (vsock_stdio_->restored_socket) {
-        auto& notice = rc.restored.emplace();
-        notice.socket = std::move(vsock_stdio_->restored_socket);
-        auto* init = reinterpret_cast<sockaddr_vm*>(&notice.init);
-        init->svm_family = AF_VSOCK;
-        init->svm_cid = cid;
-        init->svm_port = guest_control::kRestoredPort;
-        notice.init_len = sizeof(sockaddr_vm);
-        notice.port = vsock_stdio_->port;
-        notice.entropy = std::move(vsock_stdio_->restored_entropy);
-    }
     rc.is_guest = [cid](const sockaddr_storage& peer, socklen_t len) {
         const auto* vm = reinterpret_cast<const sockaddr_vm*>(&peer);
         return len >= sizeof(sockaddr_vm) && vm->svm_family == AF_VSOCK && vm->svm_cid == cid;

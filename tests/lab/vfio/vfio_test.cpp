@@ -176,6 +176,24 @@ TEST_F(Vfio, TheGuestPingsAndRunsIperf3ThroughThePassedThroughNic) {
 // the guest) many times: none of those reads leaves the guest (the run's MMIO exits, beside
 // the same run without the reads). Then another sandbox takes the device: it was handed back
 // clean.
+// Its state is in the hardware: a snapshot is refused, naming the device, and the sandbox
+// runs on.
+TEST_F(Vfio, ASnapshotOfASandboxWithAPassedThroughDeviceIsRefused) {
+    const std::string bin = lab::build_dir() + "/runner/stockade";
+    const std::string dir = "/tmp/lab-vfio-snapshot";
+    std::filesystem::remove_all(dir);
+    auto r = run_process({bin, "run", "-d", "--id", "lab-vfio-snap", "--policy", kPolicy,
+                          "--device", std::string("vfio=") + kPassed, "--", "sleep", "600"});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    auto c = run_process({bin, "snapshot", "create", "lab-vfio-snap", dir});
+    EXPECT_EQ(c.status, 1) << c.describe();
+    EXPECT_NE(c.err.find("passed-through PCI function"), std::string::npos) << c.err;
+    EXPECT_FALSE(std::filesystem::exists(dir));
+    auto ps = run_process({bin, "ps", "--json"});
+    EXPECT_NE(ps.out.find("\"running\""), std::string::npos) << "it runs on: " << ps.out;
+    EXPECT_EQ(run_process({bin, "rm", "-f", "lab-vfio-snap"}).status, 0);
+}
+
 TEST_F(Vfio, BarReadsCauseNoExitsAndTheDeviceServesTheNextSandbox) {
     constexpr int kReads = 600;
     auto mmio_exits = [](int reads, std::string& last) -> long {

@@ -30,6 +30,7 @@ StateRecord sample() {
     r.memory_mib = 512;
     r.argv = {"sh", "-c", "echo 'a b'; exit 7"};
     r.detached = true;
+    r.guest_cid = 0xfffffffe;
     r.stdout_log = "/run/stockade/sb-1/stdout.log";
     r.stderr_log = "/run/stockade/sb-1/stderr.log";
     r.host = {"/sys/fs/cgroup/stockade/sb-1",

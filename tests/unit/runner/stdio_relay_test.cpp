@@ -444,54 +444,6 @@ TEST(StdioRelay, StopReturnsPromptlyWhileTheHostStdoutIsFull) {
     EXPECT_EQ(got.find_first_not_of('x'), std::string::npos);
 }
 
-// A restored sandbox's relay reaches the guest's init on a socket the supervisor made and
-// tells it where to connect its streams again, with the host's clock and the entropy given.
-TEST(StdioRelay, ARestoredSandboxTellsInitWhereToReconnect) {
-    UniqueFd init(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un init_addr = test_address();
-    ASSERT_EQ(::bind(init.get(), reinterpret_cast<sockaddr*>(&init_addr), sizeof init_addr), 0);
-    ASSERT_EQ(::listen(init.get(), 1), 0);
-    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un relay_addr = test_address();
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&relay_addr), sizeof relay_addr),
-              0);
-    ASSERT_EQ(::listen(listener.get(), 8), 0);
-    UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    StdioRelayConfig c;
-    c.listener = std::move(listener);
-    c.is_guest = [](const sockaddr_storage&, socklen_t) { return true; };
-    c.host_in = c.host_out = c.host_err = devnull.get();
-    c.on_exit = [](int) {};
-    auto& notice = c.restored.emplace();
-    notice.socket = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    std::memcpy(&notice.init, &init_addr, sizeof init_addr);
-    notice.init_len = sizeof init_addr;
-    notice.port = 4321;
-    notice.entropy = random_bytes(guest_control::kRestoredEntropy, 7);
-    const std::string entropy = notice.entropy;
-    const auto before = std::chrono::system_clock::now();
-    auto relay = StdioRelay::start(std::move(c));
-    ASSERT_TRUE(relay) << relay.error().message;
-
-    pollfd p{init.get(), POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "the relay connects to init";
-    UniqueFd conn(::accept4(init.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    ASSERT_TRUE(conn);
-    const std::string got = test::read_all(conn.get());  // the relay closes it when done
-    auto d = guest_control::decode(std::span<const char>(got));
-    ASSERT_TRUE(d && *d) << got.size() << " bytes";
-    EXPECT_EQ((*d)->used, got.size()) << "one message";
-    const auto& m = (*d)->message;
-    ASSERT_EQ(m.type, guest_control::MessageType::restored);
-    EXPECT_EQ(m.restored->port, 4321u);
-    EXPECT_EQ(m.restored->entropy, entropy);
-    const auto sent =
-        std::chrono::system_clock::time_point(std::chrono::seconds(m.restored->realtime_sec) +
-                                              std::chrono::nanoseconds(m.restored->realtime_nsec));
-    EXPECT_GE(sent, before - 1s);
-    EXPECT_LE(sent, std::chrono::system_clock::now() + 1s);
-}
-
 TEST(StdioRelay, AFailureOnTheRelayThreadFailsStart) {
     UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     StdioRelayConfig c;
