@@ -958,6 +958,8 @@ int main() {
         again.over_vsock = true;
         link.reconnected(again);  // takes the old in, out and err and closes them
         stdio = again;
+        // As at boot: a workload waiting for a start that nothing can send now starts.
+        if (child < 0 && requests.fd < 0) start();
         say("restored: streams connected again (port %u)", r.port);
     };
     const auto handle = [&](const control::Message& m) {

@@ -22,9 +22,11 @@
 #include "base/io.hpp"
 #include "base/log.hpp"
 #include "netsetup/mac.hpp"
+#include "runner/arch/x86/cpuid.hpp"
 #include "runner/cli/api_client.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
+#include "runner/kvm/kvm.hpp"
 #include "runner/registry/blk.hpp"
 #include "runner/registry/net.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
@@ -46,6 +48,15 @@ std::string absolute(const std::string& path) {
     std::error_code ec;
     const fs::path p = fs::absolute(path, ec);
     return ec ? path : p.lexically_normal().string();
+}
+
+// The CPU a guest of `vcpus` vCPUs sees on this host (x86::filter_cpuid of what KVM
+// supports): its vendor and feature words.
+Result<std::pair<std::string, x86::CpuFeatures>> guest_cpu_here(std::uint32_t vcpus) {
+    const kvm::Kvm kvm = STOCKADE_TRY(kvm::Kvm::open());
+    const auto supported = STOCKADE_TRY(kvm.supported_cpuid());
+    return std::pair{std::string(x86::vendor_name(x86::cpu_vendor(supported))),
+                     x86::guest_cpu_features(x86::filter_cpuid(supported, 0, vcpus))};
 }
 
 // The disks of a run's arguments (in disk order; with `writable_only`, the writable ones), as
@@ -381,6 +392,15 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
     m.vcpus = record->vcpus;
     m.memory_mib = record->memory_mib;
     m.machine_state_version = kMachineStateVersion;
+    if (auto cpu = guest_cpu_here(m.vcpus)) {
+        m.guest_cpu_vendor = cpu->first;
+        m.guest_cpu = std::move(cpu->second);
+    } else {
+        log::warn(
+            "sandbox {}: snapshot: its guest's CPU features are not recorded (a restore "
+            "cannot check them): {}",
+            id, cpu.error().message);
+    }
     // The digests, read back from the files only this process wrote, after the sandbox has
     // resumed.
     for (std::size_t i = 0; i < names.size(); ++i) {
@@ -451,6 +471,26 @@ std::optional<std::string> disk_in_use(const SnapshotManifest& m, const std::str
     return std::nullopt;
 }
 
+// A guest that checked for a CPU feature once uses it from then on: a host without it (or of
+// another vendor) would crash it at some later instruction, so the restore is refused here.
+Result<> check_guest_cpu(const SnapshotManifest& m, const std::string& dir) {
+    if (m.guest_cpu_vendor.empty()) return {};  // not recorded
+    const auto [vendor, features] = STOCKADE_TRY(guest_cpu_here(m.vcpus));
+    if (vendor != m.guest_cpu_vendor)
+        return fail("{}: the snapshot's guest ran on an {} CPU, this host's is {}", dir,
+                    m.guest_cpu_vendor, vendor);
+    const auto missing = x86::missing_cpu_features(m.guest_cpu, features);
+    if (missing.empty()) return {};
+    std::string list;
+    for (std::size_t i = 0; i < missing.size() && i < 8; ++i)
+        list += (i ? ", " : "") + missing[i];
+    if (missing.size() > 8) list += fmt::format(" and {} more", missing.size() - 8);
+    return fail(
+        "{}: this host's CPU lacks features the snapshot's guest saw and may use (CPUID {}): "
+        "restore it on a host with the same CPU features",
+        dir, list);
+}
+
 struct RestoreOptions {
     std::string dir, id;
     bool detach = false, stats = false, console = false, no_verify_memory = false;
@@ -462,6 +502,7 @@ struct RestoreOptions {
 Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& replacing) {
     const std::string dir = absolute(o.dir);
     const SnapshotManifest m = STOCKADE_TRY(read_snapshot_manifest(dir));
+    STOCKADE_TRY_VOID(check_guest_cpu(m, dir));
     if (auto busy = disk_in_use(m, replacing))
         return fail("{}: {}: restoring would overwrite it", dir, *busy);
     // The run's relative paths are relative to where it was started.

@@ -34,6 +34,19 @@ bool known_part(std::string_view name) {
     return name.size() == 8 && name.starts_with("disk-vd") && name[7] >= 'a' && name[7] <= 'p';
 }
 
+// "LEAF.SUBLEAF.REGISTER": leaf in lower-case hex, subleaf decimal (x86::guest_cpu_features).
+bool cpu_word_name(std::string_view w) {
+    const auto dot1 = w.find('.'), dot2 = w.rfind('.');
+    if (dot1 == std::string_view::npos || dot1 == dot2 || dot1 == 0 || dot1 > 8) return false;
+    const auto leaf = w.substr(0, dot1), sub = w.substr(dot1 + 1, dot2 - dot1 - 1),
+               reg = w.substr(dot2 + 1);
+    const auto all = [](std::string_view s, std::string_view of) {
+        return !s.empty() && s.find_first_not_of(of) == std::string_view::npos;
+    };
+    return all(leaf, "0123456789abcdef") && all(sub, "0123456789") && sub.size() <= 4 &&
+           (reg == "eax" || reg == "ebx" || reg == "ecx" || reg == "edx");
+}
+
 }  // namespace
 
 std::string disk_part_name(std::size_t index) {
@@ -60,6 +73,8 @@ std::string manifest_to_json(const SnapshotManifest& m) {
               {"sealed", m.sealed},
               {"parts", std::move(parts)},
               {"disks", std::move(disks)}};
+    if (!m.guest_cpu_vendor.empty())
+        j["guest_cpu"] = {{"vendor", m.guest_cpu_vendor}, {"features", m.guest_cpu}};
     return j.dump(2) + "\n";
 }
 
@@ -94,6 +109,18 @@ Result<SnapshotManifest> manifest_from_json(std::string_view text, std::string_v
         }
         for (const auto& d : j.at("disks"))
             m.disks.push_back({d.at("part").get<std::string>(), d.at("image").get<std::string>()});
+        if (auto cpu = j.find("guest_cpu"); cpu != j.end()) {
+            m.guest_cpu_vendor = cpu->at("vendor").get<std::string>();
+            if (m.guest_cpu_vendor != "intel" && m.guest_cpu_vendor != "amd" &&
+                m.guest_cpu_vendor != "other")
+                return fail("{}: guest_cpu: vendor \"{}\"", origin, m.guest_cpu_vendor);
+            for (const auto& [word, bits] : cpu->at("features").items()) {
+                if (!cpu_word_name(word))
+                    return fail("{}: guest_cpu: \"{}\" is not LEAF.SUBLEAF.REGISTER", origin, word);
+                m.guest_cpu.emplace(word,
+                                    unsigned_at<std::uint32_t>(cpu->at("features"), word.c_str()));
+            }
+        }
     } catch (const std::exception& e) {  // json's, and unsigned_at's
         return fail("{}: {}", origin, e.what());
     }

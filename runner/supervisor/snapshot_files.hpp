@@ -43,6 +43,10 @@ struct SnapshotManifest {
     std::uint32_t vcpus = 0;
     std::uint64_t memory_mib = 0;
     std::uint32_t machine_state_version = 0;
+    // The CPU the guest saw (x86::guest_cpu_features): its vendor ("intel", "amd", "other")
+    // and feature words. Empty vendor: not recorded (no check at restore).
+    std::string guest_cpu_vendor;
+    std::map<std::string, std::uint32_t> guest_cpu;
     // Sealed snapshots (snapshot/README.md) are not written by this stockade: a manifest
     // that says so is refused.
     bool sealed = false;

@@ -2,6 +2,8 @@
 
 #include <bit>
 
+#include <fmt/format.h>
+
 namespace stockade::x86 {
 namespace {
 
@@ -89,6 +91,61 @@ kvm::CpuidEntries filter_cpuid(const kvm::CpuidEntries& supported, std::uint32_t
         out.push_back(e);
     }
     return out;
+}
+
+CpuFeatures guest_cpu_features(const kvm::CpuidEntries& guest) {
+    struct Word {
+        std::uint32_t leaf, subleaf;
+        const char* reg;
+        std::uint32_t kvm_cpuid_entry2::*field;
+        std::uint32_t dynamic = 0;  // bits the guest's state sets, not the CPU's
+    };
+    static constexpr std::uint32_t kOsxsave = 1u << 27, kOspke = 1u << 4;
+    static const Word kWords[] = {
+        {0x1, 0, "ecx", &kvm_cpuid_entry2::ecx, kOsxsave},
+        {0x1, 0, "edx", &kvm_cpuid_entry2::edx},
+        {0x7, 0, "ebx", &kvm_cpuid_entry2::ebx},
+        {0x7, 0, "ecx", &kvm_cpuid_entry2::ecx, kOspke},
+        {0x7, 0, "edx", &kvm_cpuid_entry2::edx},
+        {0x7, 1, "eax", &kvm_cpuid_entry2::eax},
+        {0xd, 1, "eax", &kvm_cpuid_entry2::eax},
+        {0x8000'0001, 0, "ecx", &kvm_cpuid_entry2::ecx},
+        {0x8000'0001, 0, "edx", &kvm_cpuid_entry2::edx},
+        {0x8000'0007, 0, "edx", &kvm_cpuid_entry2::edx},
+        {0x8000'0008, 0, "ebx", &kvm_cpuid_entry2::ebx},
+    };
+    CpuFeatures out;
+    for (const Word& w : kWords)
+        for (const auto& e : guest) {
+            const bool indexed = (e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) != 0;
+            if (e.function != w.leaf || (indexed && e.index != w.subleaf)) continue;
+            out[fmt::format("{:x}.{}.{}", w.leaf, w.subleaf, w.reg)] = (e.*w.field) & ~w.dynamic;
+            break;
+        }
+    return out;
+}
+
+std::string_view vendor_name(CpuVendor vendor) {
+    switch (vendor) {
+        case CpuVendor::intel:
+            return "intel";
+        case CpuVendor::amd:
+            return "amd";
+        case CpuVendor::other:
+            break;
+    }
+    return "other";
+}
+
+std::vector<std::string> missing_cpu_features(const CpuFeatures& saw, const CpuFeatures& now) {
+    std::vector<std::string> missing;
+    for (const auto& [word, bits] : saw) {
+        const auto it = now.find(word);
+        const std::uint32_t lacking = bits & ~(it == now.end() ? 0u : it->second);
+        for (int bit = 0; bit < 32; ++bit)
+            if (lacking & (1u << bit)) missing.push_back(fmt::format("{} bit {}", word, bit));
+    }
+    return missing;
 }
 
 }  // namespace stockade::x86

@@ -4,12 +4,12 @@
 // and the restored sandbox goes on counting from the snapshot's next number with the file as
 // it was. Rollback replaces a running sandbox under its id. A snapshot with one byte changed
 // in any part, cut short or without its manifest is refused before anything starts, leaving
-// nothing behind; a create killed with SIGKILL leaves the previous snapshot whole. A sandbox
-// with its stdio on vsock (the default) is restored twice side by side: each clone's output
-// goes on from the snapshot's counter, exec works in it, the two read different bytes from
-// /dev/urandom and their clocks are the host's; `drill` restores it, runs a check, reports
-// and leaves nothing, with the check's status. A sandbox on vhost-net is restored on a fresh
-// tap and its guest reaches the host.
+// nothing behind, as is one whose guest saw a CPU feature this host lacks; a create killed with
+// SIGKILL leaves the previous snapshot whole. A sandbox with its stdio on vsock (the default) is
+// restored twice side by side: each clone's output goes on from the snapshot's counter, exec works
+// in it, the two read different bytes from /dev/urandom and their clocks are the host's; `drill`
+// restores it, runs a check, reports and leaves nothing, with the check's status. A sandbox on
+// vhost-net is restored on a fresh tap and its guest reaches the host.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <regex>
@@ -243,6 +244,26 @@ TEST(Snapshot, ATamperedOrIncompleteSnapshotIsRefusedBeforeAnythingStarts) {
         EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
         EXPECT_TRUE(gone(id)) << "nothing left of " << id;
         fs::remove_all(copy);
+    }
+    // A host without a CPU feature the guest saw: refused before anything starts.
+    {
+        const std::string other = kWork + "/snap-tamper-cpu";
+        fs::remove_all(other);
+        fs::copy(dir, other);
+        std::ifstream in(other + "/manifest");
+        json m = json::parse(in, nullptr, false);
+        in.close();
+        ASSERT_TRUE(m.is_object() && m.contains("guest_cpu")) << "the CPU is recorded";
+        ASSERT_FALSE(m["guest_cpu"]["features"].empty()) << m["guest_cpu"];
+        m["guest_cpu"]["features"]["7.0.ebx"] = 0xffffffffu;  // every leaf-7 feature there is
+        std::ofstream(other + "/manifest") << m.dump(2);
+        auto r = stockade({"snapshot", "restore", other, "-d", "--id", "lab-snap-xc"});
+        EXPECT_EQ(r.status, 1) << r.describe();
+        EXPECT_NE(r.err.find("lacks features the snapshot's guest saw"), std::string::npos)
+            << r.err;
+        EXPECT_NE(r.err.find("7.0.ebx bit"), std::string::npos) << r.err;
+        EXPECT_TRUE(gone("lab-snap-xc"));
+        fs::remove_all(other);
     }
     const std::string cut = kWork + "/snap-tamper-cut";
     fs::remove_all(cut);

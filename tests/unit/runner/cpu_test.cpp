@@ -59,6 +59,42 @@ const kvm_cpuid_entry2& find(const kvm::CpuidEntries& v, std::uint32_t fn, std::
     throw std::runtime_error("no such leaf");
 }
 
+TEST(Cpuid, AGuestsFeatureWordsLeaveOutWhatItsOwnStateSets) {
+    kvm::CpuidEntries v = fake_supported(true);
+    auto e7 = entry(7, 0);
+    e7.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+    e7.ebx = 0x219c'01ab;
+    e7.ecx = 0x0040'0010;  // OSPKE (bit 4) is the guest's CR4, not the CPU
+    v.push_back(e7);
+    auto e71 = entry(7, 1);
+    e71.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+    e71.eax = 0x10;
+    v.push_back(e71);
+    for (auto& e : v)
+        if (e.function == 1) e.ecx |= (1u << 27) | (1u << 28);  // OSXSAVE, AVX
+    const CpuFeatures f = guest_cpu_features(filter_cpuid(v, 0, 2));
+    EXPECT_EQ(f.at("1.0.ecx") & (1u << 27), 0u) << "OSXSAVE left out";
+    EXPECT_NE(f.at("1.0.ecx") & (1u << 28), 0u) << "AVX kept";
+    EXPECT_EQ(f.at("1.0.ecx") & (1u << 5), 0u) << "VMX hidden from the guest, so not needed";
+    EXPECT_EQ(f.at("7.0.ebx"), 0x219c'01abu);
+    EXPECT_EQ(f.at("7.0.ecx"), 0x0040'0000u);
+    EXPECT_EQ(f.at("7.1.eax"), 0x10u);
+    EXPECT_TRUE(f.contains("80000001.0.ecx"));
+    EXPECT_FALSE(f.contains("d.1.eax")) << "a leaf the CPU does not have is not recorded";
+    EXPECT_EQ(vendor_name(cpu_vendor(v)), "amd");
+}
+
+TEST(Cpuid, MissingFeaturesAreNamedBitByBit) {
+    const CpuFeatures saw{{"1.0.ecx", 0x5}, {"7.0.ebx", 1u << 31}, {"d.1.eax", 0x1}};
+    EXPECT_TRUE(missing_cpu_features(saw, saw).empty());
+    EXPECT_TRUE(missing_cpu_features({}, saw).empty());
+    const CpuFeatures more{{"1.0.ecx", 0xff}, {"7.0.ebx", ~0u}, {"d.1.eax", 0x3}};
+    EXPECT_TRUE(missing_cpu_features(saw, more).empty()) << "a host with more is fine";
+    const CpuFeatures less{{"1.0.ecx", 0x1}, {"7.0.ebx", 0}};
+    EXPECT_EQ(missing_cpu_features(saw, less),
+              (std::vector<std::string>{"1.0.ecx bit 2", "7.0.ebx bit 31", "d.1.eax bit 0"}));
+}
+
 TEST(Cpuid, DetectsVendor) {
     EXPECT_EQ(cpu_vendor(fake_supported(true)), CpuVendor::amd);
     EXPECT_EQ(cpu_vendor(fake_supported(false)), CpuVendor::intel);

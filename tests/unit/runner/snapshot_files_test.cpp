@@ -37,6 +37,8 @@ SnapshotManifest sample() {
     m.parts["memory"] = {0, sha256(std::string_view(""))};
     m.parts["disk-vda"] = {3, sha256(std::string_view("abc"))};
     m.disks.push_back({"disk-vda", "/tmp/d.img"});
+    m.guest_cpu_vendor = "amd";
+    m.guest_cpu = {{"1.0.ecx", 0xf6d8'3203u}, {"7.0.ebx", 0x219c'01abu}, {"80000001.0.edx", 0}};
     return m;
 }
 
@@ -65,8 +67,20 @@ TEST(SnapshotManifest, RoundTripsAndRefusesWhatThisVersionDidNotWrite) {
     refused("\"part\": \"disk-vda\"", "\"part\": \"state\"", "not a listed disk part");
     refused("\"vcpus\": 2", "\"vcpus\": -1", "manifest");
     refused("\"run_args\": [", "\"run_args\": 7, \"x\": [", "manifest");
+    refused("\"vendor\": \"amd\"", "\"vendor\": \"zilog\"", "vendor");
+    refused("\"7.0.ebx\"", "\"7.0.esp\"", "LEAF.SUBLEAF.REGISTER");
+    refused("\"7.0.ebx\"", "\"7.ebx\"", "LEAF.SUBLEAF.REGISTER");
+    refused("\"7.0.ebx\"", "\"G.0.ebx\"", "LEAF.SUBLEAF.REGISTER");
+    refused("\"7.0.ebx\": 563872171", "\"7.0.ebx\": 4294967296", "4294967295");
     EXPECT_FALSE(manifest_from_json("[]", "manifest"));
     EXPECT_FALSE(manifest_from_json("{", "manifest"));
+    // Written before the CPU was recorded: no check, and it still reads.
+    SnapshotManifest older = sample();
+    older.guest_cpu_vendor.clear();
+    older.guest_cpu.clear();
+    auto read = manifest_from_json(manifest_to_json(older), "manifest");
+    ASSERT_TRUE(read) << read.error().message;
+    EXPECT_EQ(*read, older);
 }
 
 void write(const std::filesystem::path& p, std::string_view bytes) {
