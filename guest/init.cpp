@@ -945,10 +945,8 @@ int main() {
         }
         link.close_workload_ends();
     };
-    // A restored sandbox: new streams on the port its supervisor names, the host's entropy and
-    // clock.
+    // A restored sandbox: new streams on the port its supervisor names.
     const auto restored = [&](const control::Restored& r) {
-        take_host_entropy_and_time(r);
         if (requests.fd >= 0) ::close(std::exchange(requests.fd, -1));
         requests.pending.clear();
         if (stdio.status >= 0) ::close(stdio.status);
@@ -1013,6 +1011,7 @@ int main() {
                 handle(m);
         if (p[2].revents != 0)
             if (auto r = read_restored(restores, cid)) {
+                take_host_entropy_and_time(*r);  // at once: the clock is the host's of now
                 wait_for_transport_reset(cid);
                 restored(*r);
             }

@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -838,17 +839,33 @@ int port_abuse(unsigned rounds) {
 
 // ---- vsock connections to the host, as many as the guest can make ----------------------------
 
-// Connects to the host's stdio port (its number is the peer of this process's stdout, a
-// vsock stream stockade-init made) again and again, holding up to 512 connections that say
-// nothing, or garbage, or an unknown stream byte, closing the oldest to make more. Prints
-// "vsock made M refused R" after SECONDS, and keeps going.
+// The host's stdio port: the peer of one of stockade-init's vsock streams (the workload's own
+// stdio are pipes PID 1 copies to them), taken from PID 1 with pidfd_getfd (root in the guest
+// may; this is the guest attacking its host, not itself).
+bool host_stdio_port(sockaddr_vm& host) {
+    const int pid1 = static_cast<int>(::syscall(SYS_pidfd_open, 1, 0));
+    if (pid1 < 0) return false;
+    bool found = false;
+    for (int fd = 0; fd < 64 && !found; ++fd) {
+        const int mine = static_cast<int>(::syscall(SYS_pidfd_getfd, pid1, fd, 0));
+        if (mine < 0) continue;
+        socklen_t len = sizeof host;
+        found = ::getpeername(mine, reinterpret_cast<sockaddr*>(&host), &len) == 0 &&
+                host.svm_family == AF_VSOCK && host.svm_cid == VMADDR_CID_HOST;
+        ::close(mine);
+    }
+    ::close(pid1);
+    return found;
+}
+
+// Connects to the host's stdio port (host_stdio_port) again and again, holding up to 512
+// connections that say nothing, or garbage, or an unknown stream byte, closing the oldest to make
+// more. Prints "vsock made M refused R" after SECONDS, and keeps going.
 int vsock_flood(double seconds) {
     sockaddr_vm host{};
-    socklen_t len = sizeof host;
-    if (::getpeername(1, reinterpret_cast<sockaddr*>(&host), &len) != 0 ||
-        host.svm_family != AF_VSOCK) {
+    if (!host_stdio_port(host)) {
         errno = ENOTSOCK;
-        die("stdout is not a vsock stream (run with vsock stdio)");
+        die("stockade-init holds no vsock stream to the host (run with vsock stdio)");
     }
     say("host port %u\n", host.svm_port);
     say("storm-start\n");

@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <iostream>
 #include <regex>
 #include <string>
@@ -367,6 +368,9 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAn
         const double after_exec = host_now();
         ASSERT_EQ(date.status, 0) << date.describe();
         const double guest = std::stod(date.out);
+        std::cout << "[clock] " << id << ": the guest's clock is " << std::fixed
+                  << std::setprecision(3) << guest - before << " s from the host's (exec took "
+                  << after_exec - before << " s)\n";
         EXPECT_GT(guest, before - 1.0) << id << ": the guest's clock is the host's";
         EXPECT_LT(guest, after_exec + 1.0) << id;
     }
