@@ -134,9 +134,7 @@ void Net::reset() {
 Result<DeviceState> Net::save_state() {
     if (!backend_.vhost) return QueueDevice::save_state();
     std::lock_guard lock(vhost_mu_);
-    if (!vhost_running_) return DeviceState{std::vector<QueuePosition>(queue_count())};
-    if (!vhost_held_) return fail("virtio net: saved only while held");
-    return *vhost_held_;
+    return vhost_rings_.saved(queue_count(), name());
 }
 
 std::uint16_t Net::unused_chains(std::uint16_t q) const {
@@ -154,10 +152,7 @@ Result<> Net::start_vhost(const ActivateContext& ctx) {
         start_vhost_rings(v, ctx, {kNetRxQueue, kNetTxQueue}, queue_max_size(), kRingFeatures));
     for (std::uint16_t q : {kNetRxQueue, kNetTxQueue})
         STOCKADE_TRY_VOID(v.net_set_backend(q, backend_.tap.get()));
-    vhost_memory_ = &ctx.memory;
-    vhost_setups_.assign(ctx.queues.begin(), ctx.queues.end());
-    vhost_kicks_.assign(ctx.kick_fds.begin(), ctx.kick_fds.end());
-    if (!ctx.resume.empty()) kick_vhost_rings(vhost_kicks_, {kNetRxQueue, kNetTxQueue});
+    vhost_rings_.started(ctx);
     return {};
 }
 
@@ -172,23 +167,14 @@ void Net::hold(bool held) {
             log::warn("{}", r.error().message);
             switched = std::move(r);
         }
-    vhost_held_.reset();
-    if (!held) {
-        kick_vhost_rings(vhost_kicks_, {kNetRxQueue, kNetTxQueue});
-    } else if (!switched) {
-        vhost_held_ = std::unexpected(std::move(switched).error());  // the worker may run on
-    } else if (vhost_memory_ != nullptr) {
-        vhost_held_ = save_vhost_rings(*backend_.vhost, *vhost_memory_, vhost_setups_,
-                                       {kNetRxQueue, kNetTxQueue}, queue_count());
-    }
+    vhost_rings_.switched(*backend_.vhost, held, std::move(switched));
 }
 
 void Net::stop_vhost() {
     std::lock_guard lock(vhost_mu_);
     if (!vhost_running_ || !backend_.vhost) return;
     vhost_running_ = false;
-    vhost_memory_ = nullptr;
-    vhost_held_.reset();
+    vhost_rings_.stopped();
     for (std::uint32_t q : {kNetRxQueue, kNetTxQueue}) {
         // Detaching the backend first makes the worker finish with the ring.
         (void)backend_.vhost->net_set_backend(q, -1);

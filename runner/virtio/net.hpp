@@ -17,6 +17,7 @@
 
 #include "base/unique_fd.hpp"
 #include "runner/virtio/queue_device.hpp"
+#include "runner/virtio/vhost_rings.hpp"
 #include "vhost/vhost.hpp"
 
 namespace stockade::virtio {
@@ -118,11 +119,7 @@ class Net : public QueueDevice {
     // vhost-net datapath.
     std::mutex vhost_mu_;
     bool vhost_running_ = false;
-    // While the vhost datapath runs: where its rings are, and what hold read of them.
-    const GuestMemory* vhost_memory_ = nullptr;
-    std::vector<QueueSetup> vhost_setups_;
-    std::vector<int> vhost_kicks_;
-    std::optional<Result<DeviceState>> vhost_held_;
+    VhostRings vhost_rings_{kNetRxQueue, kNetTxQueue};
     bool warned_tap_ = false;
     std::atomic<unsigned> offloads_{0};
 };

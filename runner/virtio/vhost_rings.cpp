@@ -32,7 +32,40 @@ Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
     return {};
 }
 
-void kick_vhost_rings(std::span<const int> kick_fds, std::initializer_list<std::uint16_t> queues) {
+void VhostRings::started(const ActivateContext& ctx) {
+    memory_ = &ctx.memory;
+    setups_.assign(ctx.queues.begin(), ctx.queues.end());
+    kick_fds_.assign(ctx.kick_fds.begin(), ctx.kick_fds.end());
+    held_.reset();
+    if (!ctx.resume.empty()) kick_vhost_rings(kick_fds_, queues_);
+}
+
+void VhostRings::stopped() {
+    memory_ = nullptr;
+    held_.reset();
+}
+
+void VhostRings::switched(const vhost::VhostDevice& v, bool held, Result<> switched) {
+    held_.reset();
+    if (memory_ == nullptr) return;
+    if (!held)
+        kick_vhost_rings(kick_fds_, queues_);
+    else if (!switched)
+        held_ = std::unexpected(std::move(switched).error());  // the worker may run on
+    else
+        held_ = save_vhost_rings(v, *memory_, setups_, queues_,
+                                 static_cast<std::uint16_t>(setups_.size()));
+}
+
+Result<DeviceState> VhostRings::saved(std::uint16_t queue_count, std::string_view device) const {
+    if (memory_ == nullptr) return DeviceState{std::vector<QueuePosition>(queue_count)};
+    if (!held_) return fail("virtio {}: saved only while held", device);
+    DeviceState s = STOCKADE_TRY(*held_);
+    s.queues.resize(queue_count);
+    return s;
+}
+
+void kick_vhost_rings(std::span<const int> kick_fds, std::span<const std::uint16_t> queues) {
     const std::uint64_t one = 1;
     for (std::uint16_t q : queues)
         if (q < kick_fds.size() && kick_fds[q] >= 0) (void)!::write(kick_fds[q], &one, sizeof one);
@@ -40,7 +73,7 @@ void kick_vhost_rings(std::span<const int> kick_fds, std::initializer_list<std::
 
 Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& v, const GuestMemory& memory,
                                      std::span<const QueueSetup> setups,
-                                     std::initializer_list<std::uint16_t> queues,
+                                     std::span<const std::uint16_t> queues,
                                      std::uint16_t queue_count) {
     DeviceState state;
     state.queues.resize(queue_count);

@@ -4,7 +4,10 @@
 // ring features, memory table and each ring with its kick (ioeventfd) and call (irqfd).
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <span>
+#include <string_view>
+#include <vector>
 
 #include "runner/virtio/virtio.hpp"
 #include "vhost/vhost.hpp"
@@ -24,7 +27,7 @@ namespace stockade::virtio {
 // driver made available meanwhile, which it would otherwise not do until the next
 // notification, and with EVENT_IDX a driver may not send one for chains it already made
 // available. A kick while the datapath is stopped is lost: after it runs.
-void kick_vhost_rings(std::span<const int> kick_fds, std::initializer_list<std::uint16_t> queues);
+void kick_vhost_rings(std::span<const int> kick_fds, std::span<const std::uint16_t> queues);
 
 // Where the kernel's rings stand, for a snapshot: each ring's next avail index (from the
 // kernel) and used index (from guest memory), in a DeviceState of `queue_count` queues.
@@ -33,7 +36,32 @@ void kick_vhost_rings(std::span<const int> kick_fds, std::initializer_list<std::
 [[nodiscard]] Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& vhost,
                                                    const GuestMemory& memory,
                                                    std::span<const QueueSetup> setups,
-                                                   std::initializer_list<std::uint16_t> queues,
+                                                   std::span<const std::uint16_t> queues,
                                                    std::uint16_t queue_count);
+
+// What a vhost device (vhost-vsock, vhost-net) keeps of its kernel rings between starts, for
+// holds and snapshots: where the rings are and their kicks while the datapath runs, and the
+// positions read at the last hold. Guarded by the device's own lock.
+class VhostRings {
+  public:
+    explicit VhostRings(std::initializer_list<std::uint16_t> queues) : queues_(queues) {}
+    // The datapath runs (start_vhost_rings and the backend done); a restored one is kicked.
+    void started(const ActivateContext& context);
+    void stopped();
+    // The datapath was switched off (held) or on again: on, the rings are kicked; off and
+    // `switched` without error, their positions are read (save_vhost_rings) for saved().
+    void switched(const vhost::VhostDevice& vhost, bool held, Result<> switched);
+    // A snapshot's positions: every queue at {0, 0} when the datapath is not running, those of
+    // the last hold while it is held.
+    [[nodiscard]] Result<DeviceState> saved(std::uint16_t queue_count,
+                                            std::string_view device) const;
+
+  private:
+    std::vector<std::uint16_t> queues_;
+    const GuestMemory* memory_ = nullptr;  // null: not running
+    std::vector<QueueSetup> setups_;
+    std::vector<int> kick_fds_;
+    std::optional<Result<DeviceState>> held_;
+};
 
 }  // namespace stockade::virtio

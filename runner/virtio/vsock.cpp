@@ -68,15 +68,10 @@ Result<> Vsock::activate(const ActivateContext& ctx) {
                                      kRingFeatures);
     if (started) started = vhost_.vsock_set_running(true);
     if (started) {
-        memory_ = &ctx.memory;
-        setups_.assign(ctx.queues.begin(), ctx.queues.end());
-        kick_fds_.assign(ctx.kick_fds.begin(), ctx.kick_fds.end());
         event_position_ =
             kVsockEventQueue < ctx.resume.size() ? ctx.resume[kVsockEventQueue] : QueuePosition{};
-        if (!ctx.resume.empty()) {
-            send_transport_reset(ctx);
-            kick_vhost_rings(kick_fds_, {kVsockRxQueue, kVsockTxQueue});
-        }
+        if (!ctx.resume.empty()) send_transport_reset(ctx);
+        rings_.started(ctx);
     }
     lock.unlock();
     if (!started) stop();
@@ -100,30 +95,18 @@ void Vsock::send_transport_reset(const ActivateContext& ctx) {
 
 Result<DeviceState> Vsock::save_state() {
     std::lock_guard lock(mu_);
-    if (!running_) return DeviceState{std::vector<QueuePosition>(queue_count())};
-    if (!held_state_) return fail("virtio vsock: saved only while held");
-    return *held_state_;
+    DeviceState s = STOCKADE_TRY(rings_.saved(queue_count(), name()));
+    if (running_) s.queues[kVsockEventQueue] = event_position_;
+    return s;
 }
 
 void Vsock::hold(bool held) {
     std::lock_guard lock(mu_);
-    held_state_.reset();
     if (!running_) return;
     // Stopped, vhost-vsock keeps its connections and what waits to be sent to the guest.
     auto switched = vhost_.vsock_set_running(!held);
     if (!switched) log::warn("{}", switched.error().message);
-    if (!held) {
-        kick_vhost_rings(kick_fds_, {kVsockRxQueue, kVsockTxQueue});
-        return;
-    }
-    // Positions read while the worker may still run would not be a snapshot's.
-    if (!switched) {
-        held_state_ = std::unexpected(std::move(switched).error());
-        return;
-    }
-    held_state_ =
-        save_vhost_rings(vhost_, *memory_, setups_, {kVsockRxQueue, kVsockTxQueue}, queue_count());
-    if (*held_state_) (**held_state_).queues[kVsockEventQueue] = event_position_;
+    rings_.switched(vhost_, held, std::move(switched));
 }
 
 void Vsock::reset() {
@@ -134,8 +117,7 @@ void Vsock::stop() {
     std::lock_guard lock(mu_);
     if (!running_) return;
     running_ = false;
-    memory_ = nullptr;
-    held_state_.reset();
+    rings_.stopped();
     (void)vhost_.vsock_set_running(false);
     for (std::uint32_t q : {kVsockRxQueue, kVsockTxQueue})
         (void)vhost_.stop_vring(q);

@@ -15,6 +15,7 @@
 #include <optional>
 #include <vector>
 
+#include "runner/virtio/vhost_rings.hpp"
 #include "runner/virtio/virtio.hpp"
 #include "vhost/vhost.hpp"
 
@@ -61,14 +62,8 @@ class Vsock : public VirtioDevice {
     std::uint64_t offered_;
     std::mutex mu_;
     bool running_ = false;
-    // While running: what save_state reads the rings' positions from.
-    const GuestMemory* memory_ = nullptr;
-    std::vector<QueueSetup> setups_;
-    std::vector<int> kick_fds_;
+    VhostRings rings_{kVsockRxQueue, kVsockTxQueue};
     QueuePosition event_position_;  // the event queue's, kept here (the kernel never sees it)
-    // Read when the device is held (on the event loop, whose filter has the vring ioctls;
-    // a snapshot is taken on the API thread, whose filter has none), for save_state.
-    std::optional<Result<DeviceState>> held_state_;
 };
 
 }  // namespace stockade::virtio
