@@ -160,6 +160,23 @@ std::expected<std::optional<Decoded>, std::string> decode(std::span<const char> 
     return std::unexpected("unknown control message type");
 }
 
+std::string encode_clock(WallClock c) {
+    std::string out;
+    put_u32(out, static_cast<std::uint32_t>(static_cast<std::uint64_t>(c.sec)));
+    put_u32(out, static_cast<std::uint32_t>(static_cast<std::uint64_t>(c.sec) >> 32));
+    put_u32(out, c.nsec);
+    return out;
+}
+
+std::optional<WallClock> decode_clock(std::span<const char> bytes) {
+    if (bytes.size() != kClockReplySize) return std::nullopt;
+    const std::uint64_t sec =
+        get_u32(bytes.first(4)) | (std::uint64_t{get_u32(bytes.subspan(4, 4))} << 32);
+    const WallClock c{static_cast<std::int64_t>(sec), get_u32(bytes.subspan(8, 4))};
+    if (c.nsec >= 1'000'000'000u) return std::nullopt;
+    return c;
+}
+
 std::string exec_stream_header(ExecStream s, std::uint32_t id) {
     std::string h(1, static_cast<char>(s));
     put_u32(h, id);

@@ -46,6 +46,22 @@ struct Restored {
     bool operator==(const Restored&) const = default;
 };
 
+// After the `restored` message stockade-init asks for the clock once more (kClockRequest, one
+// byte) and the host answers at once with its wall clock (encode_clock: seconds and
+// nanoseconds, little endian). Init times that exchange and takes the reply plus half its
+// round trip, so the time before init could read the notice (a restored guest is slow to
+// wake) does not put its clock behind.
+inline constexpr char kClockRequest = 'T';
+inline constexpr std::size_t kClockReplySize = 12;
+struct WallClock {
+    std::int64_t sec = 0;
+    std::uint32_t nsec = 0;  // < 1e9
+    bool operator==(const WallClock&) const = default;
+};
+[[nodiscard]] std::string encode_clock(WallClock c);
+// nullopt unless `bytes` is kClockReplySize bytes with nanoseconds below 1e9.
+[[nodiscard]] std::optional<WallClock> decode_clock(std::span<const char> bytes);
+
 struct ExecRequest {
     std::uint32_t id = 0;  // the host's, unique per sandbox; names the exec's streams
     std::vector<std::string> argv;

@@ -747,12 +747,51 @@ unsigned local_cid() {
     return cid;
 }
 
+long ms_since(const timespec& start) {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1'000'000;
+}
+
+// The host's clock asked for once the notice is read (guest/control.hpp, kClockRequest), plus
+// half the exchange's round trip: the notice's own clock is as old as the time this guest took
+// to read it. nullopt (the notice's clock stands) when the host does not answer within 1 s.
+std::optional<control::WallClock> ask_clock_again(int conn) {
+    timespec start{};
+    ::clock_gettime(CLOCK_MONOTONIC, &start);
+    if (::write(conn, &control::kClockRequest, 1) != 1) return std::nullopt;
+    std::string got;
+    while (got.size() < control::kClockReplySize) {
+        const long left = 1000 - ms_since(start);
+        pollfd p{conn, POLLIN, 0};
+        char buf[control::kClockReplySize];
+        const ssize_t n = left > 0 && ::poll(&p, 1, static_cast<int>(left)) == 1
+                              ? ::read(conn, buf, control::kClockReplySize - got.size())
+                              : -1;
+        if (n <= 0) {
+            say("restore notice: the host did not answer for the clock");
+            return std::nullopt;
+        }
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    auto c = control::decode_clock(got);
+    if (!c) return std::nullopt;
+    timespec end{};
+    ::clock_gettime(CLOCK_MONOTONIC, &end);
+    const std::int64_t half_ns =
+        ((end.tv_sec - start.tv_sec) * 1'000'000'000ll + (end.tv_nsec - start.tv_nsec)) / 2;
+    const std::int64_t ns = std::int64_t{c->nsec} + half_ns;
+    c->sec += ns / 1'000'000'000;
+    c->nsec = static_cast<std::uint32_t>(ns % 1'000'000'000);
+    return c;
+}
+
 // Reads the one message a restored sandbox's supervisor sends on a connection to PID 1's
 // listener; nullopt (said why) for anything else. Only the host's root can send it: the
 // peer must be the host (CID 2) on a reserved port (below 1024, which takes
 // CAP_NET_BIND_SERVICE to bind), and the connection must be to a CID other than the one this
 // guest had (`cid` becomes the new one): a restore is a new sandbox. The message comes at
-// once: PID 1 waits for it at most a second in all.
+// once: PID 1 waits for it at most a second, and as long for the clock's second look.
 std::optional<control::Restored> read_restored(int listener, unsigned& cid) {
     sockaddr_vm peer{};
     socklen_t peer_len = sizeof peer;
@@ -774,10 +813,7 @@ std::optional<control::Restored> read_restored(int listener, unsigned& cid) {
         timespec start{};
         ::clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
-            timespec now{};
-            ::clock_gettime(CLOCK_MONOTONIC, &now);
-            const long left = 1000 - ((now.tv_sec - start.tv_sec) * 1000 +
-                                      (now.tv_nsec - start.tv_nsec) / 1'000'000);
+            const long left = 1000 - ms_since(start);
             pollfd p{conn, POLLIN, 0};
             char buf[128];
             const ssize_t n = left > 0 && ::poll(&p, 1, static_cast<int>(left)) == 1
@@ -797,6 +833,10 @@ std::optional<control::Restored> read_restored(int listener, unsigned& cid) {
             if ((*d)->message.type == control::MessageType::restored) {
                 r = (*d)->message.restored;
                 cid = to;
+                if (auto c = ask_clock_again(conn)) {
+                    r->realtime_sec = c->sec;
+                    r->realtime_nsec = c->nsec;
+                }
             } else {
                 say("restore notice: another message");
             }

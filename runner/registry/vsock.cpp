@@ -134,6 +134,29 @@ Result<VsockKind::Host> VsockKind::claim(Handed& handed, const Spec& spec, Claim
     return host;
 }
 
+namespace {
+
+// init's second look at the clock (guest/control.hpp, kClockRequest): the wall clock, as soon
+// as it asks. The one byte read is compared, never parsed. Init keeps the notice's clock when
+// this fails, so a failure is only logged.
+void answer_clock_request(int s) {
+    const timeval wait{1, 0};  // init waits as long; the supervise loop waits meanwhile
+    char asked = 0;
+    if (::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) != 0 ||
+        ::read(s, &asked, 1) != 1 || asked != guest_control::kClockRequest) {
+        log::debug("the restored guest did not ask for the clock again");
+        return;
+    }
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    if (auto w = write_all(
+            s, guest_control::encode_clock({now.tv_sec, static_cast<std::uint32_t>(now.tv_nsec)}));
+        !w)
+        log::debug("answering the restored guest's clock request: {}", w.error().message);
+}
+
+}  // namespace
+
 Result<> VsockKind::tell_restored_guest(const Host& host) {
     std::string why;
     for (int attempt = 0; attempt < kRestoredAttempts; ++attempt) {
@@ -158,7 +181,9 @@ Result<> VsockKind::tell_restored_guest(const Host& host) {
             r.realtime_sec = now.tv_sec;
             r.realtime_nsec = static_cast<std::uint32_t>(now.tv_nsec);
             m.restored = std::move(r);
-            return write_all(s.get(), guest_control::encode(m));
+            STOCKADE_TRY_VOID(write_all(s.get(), guest_control::encode(m)));
+            answer_clock_request(s.get());
+            return {};
         }();
         if (told) return {};
         why = told.error().message;

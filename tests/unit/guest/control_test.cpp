@@ -194,6 +194,23 @@ TEST(ControlMessage, RefusesAMalformedRestoreNotice) {
     expect_refused(framed(body(1234, 1'000'000'000u, entropy)), "out of range");
 }
 
+TEST(ControlMessage, ClockRepliesRoundTripAndRefuseWhatIsNotOne) {
+    for (const WallClock c : {WallClock{1'800'000'000, 999'999'999u}, WallClock{0, 0},
+                              WallClock{-5'000'000'000ll, 1}, WallClock{0x1'0000'0002ll, 7}}) {
+        const std::string b = encode_clock(c);
+        ASSERT_EQ(b.size(), kClockReplySize);
+        EXPECT_EQ(decode_clock(b), c);
+    }
+    EXPECT_EQ(encode_clock({0x0102'0304'0506'0708ll, 0x0a0b'0c0du}),
+              "\x08\x07\x06\x05\x04\x03\x02\x01\x0d\x0c\x0b\x0a"s);
+    const std::string good = encode_clock({1'800'000'000, 5});
+    EXPECT_EQ(decode_clock(good.substr(0, kClockReplySize - 1)), std::nullopt);
+    EXPECT_EQ(decode_clock(good + "x"), std::nullopt);
+    EXPECT_EQ(decode_clock(""), std::nullopt);
+    EXPECT_EQ(decode_clock(encode_clock({1, 999'999'999u}).replace(8, 4, u32(1'000'000'000u))),
+              std::nullopt);
+}
+
 TEST(ControlMessage, ExecStreamHeaders) {
     EXPECT_EQ(exec_stream_header(ExecStream::status, 7), "S\x07\0\0\0"s);
     EXPECT_EQ(exec_stream_header(ExecStream::in, 0x0102'0304u), "I\x04\x03\x02\x01"s);
