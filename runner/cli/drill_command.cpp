@@ -25,6 +25,7 @@
 #include "runner/cli/manage.hpp"
 #include "runner/cli/snapshot_commands.hpp"
 #include "runner/registry/net.hpp"
+#include "runner/supervisor/seal_helper.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
 #include "runner/supervisor/state_file.hpp"
 #include "runner/supervisor/supervisor.hpp"
@@ -46,6 +47,7 @@ struct DrillOptions {
     std::string network = "isolated";
     unsigned timeout = 120;
     bool no_verify_memory = false;
+    std::string seal_key;
     std::vector<std::string> check;
 };
 
@@ -127,7 +129,7 @@ int drill(const DrillOptions& o) {
     json report{{"snapshot", dir},
                 {"sandbox", id},
                 {"network", o.network},
-                {"memory_verified", !o.no_verify_memory},
+                {"memory_verified", !o.no_verify_memory || !o.seal_key.empty()},
                 {"sealed", false}};
     auto finish = [&](int status) {
         report["removed"] = removed(id);
@@ -135,9 +137,14 @@ int drill(const DrillOptions& o) {
         std::printf("%s\n", report.dump().c_str());
         return status;
     };
-    if (auto manifest = read_snapshot_manifest(dir)) report["snapshot_id"] = manifest->id;
-
-    auto spec = snapshot_restore_spec(dir, id, !o.no_verify_memory);
+    auto key = seal_key_path(o.seal_key);
+    if (!key) {
+        report["error"] = key.error().message;
+        log::error("{}", key.error().message);
+        return finish(kFailed);
+    }
+    auto spec = snapshot_restore_spec(dir, id, !o.no_verify_memory, *key);
+    if (spec) report["snapshot_id"] = spec->restore_snapshot_id;
     if (spec) {
         if (auto isolated = isolate_network(*spec, o.network); !isolated)
             spec = std::unexpected(std::move(isolated).error());
@@ -158,6 +165,7 @@ int drill(const DrillOptions& o) {
     // waiting to be reaped.
     ::signal(SIGCHLD, SIG_IGN);
     report["restore_ms"] = ms_since(start);
+    report["sealed"] = !key->empty();  // and every chunk authenticated, or it had not started
 
     // A CHECK that hangs past the time is ended with its sandbox.
     const auto deadline = Clock::now() + std::chrono::seconds(o.timeout);
@@ -243,6 +251,10 @@ int drill_cli(std::span<const std::string> args) {
         ->check(CLI::Range(1u, 86400u));
     app.add_flag("--no-verify-memory", o.no_verify_memory,
                  "do not read the memory part for its SHA-256 before the restore");
+    app.add_option("--seal-key", o.seal_key,
+                   "a sealed snapshot's key file: every part is authenticated before the "
+                   "restore (the report's \"sealed\" is true once it has been)")
+        ->check(CLI::ExistingFile);
     app.add_option("CHECK", o.check, "the command that says the restored workload is healthy")
         ->required();
     if (auto done = parse_command(app, args, kFailed)) return *done;

@@ -29,6 +29,7 @@
 #include "runner/kvm/kvm.hpp"
 #include "runner/registry/blk.hpp"
 #include "runner/registry/net.hpp"
+#include "runner/supervisor/seal_helper.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
 #include "runner/supervisor/state_file.hpp"
 #include "runner/supervisor/supervisor.hpp"
@@ -262,7 +263,13 @@ class PartPipe {
     Result<Written> written_ = fail("not finished");
 };
 
-int create(const std::string& id, const std::string& dir, bool leave_paused) {
+int create(const std::string& id, const std::string& dir, bool leave_paused,
+           const std::string& seal_key) {
+    if (!seal_key.empty())
+        if (auto k = check_seal_key(seal_key); !k) {
+            log::error("{}", k.error().message);
+            return kRefused;
+        }
     std::array<std::uint8_t, 16> sid{};
     if (::getrandom(sid.data(), sid.size(), 0) != static_cast<ssize_t>(sid.size())) {
         log::error("{}", fail_sys("getrandom").error().message);
@@ -328,9 +335,21 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         fds.push_back(f->get());
         files.push_back(std::move(*f));
     }
-    // The sandbox gets pipes; each part is written here, sparse, as it arrives.
+    // The sandbox gets pipes; each part is written here, sparse, as it arrives, or sealed by
+    // stockade-seal (the key never enters the sandbox, nor this process).
     std::vector<std::unique_ptr<PartPipe>> pipes;
+    std::vector<std::unique_ptr<SealingPart>> sealing;
     for (std::size_t i = 0; i < names.size(); ++i) {
+        if (!seal_key.empty()) {
+            auto s = SealingPart::start(seal_key, to_hex(sid), names[i], limits[i], files[i].get());
+            if (!s) {
+                log::error("{}", s.error().message);
+                return kFailed;
+            }
+            fds[i] = (*s)->write_end();
+            sealing.push_back(std::move(*s));
+            continue;
+        }
         auto s = PartPipe::start(files[i].get(), names[i], limits[i]);
         if (!s) {
             log::error("{}", s.error().message);
@@ -344,9 +363,12 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         api_request(id, "PUT", "/snapshot/create", json{{"leave_paused", leave_paused}}.dump(),
                     std::chrono::minutes(10), fds);
     // No answer, or a refusal: the sandbox's pipes are cut, whatever it still holds.
-    if (!reply || reply->status / 100 != 2)
+    if (!reply || reply->status / 100 != 2) {
         for (auto& p : pipes)
             p->cancel();
+        for (auto& p : sealing)
+            p->cancel();
+    }
     std::vector<PartPipe::Written> written;
     for (std::size_t i = 0; i < pipes.size(); ++i) {
         auto r = pipes[i]->finish();
@@ -355,6 +377,18 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
             return kFailed;
         }
         written.push_back(r ? std::move(*r) : PartPipe::Written{});
+    }
+    std::vector<SealedRecord> records;
+    for (std::size_t i = 0; i < sealing.size(); ++i) {
+        auto r = sealing[i]->finish();
+        if (!r && reply && reply->status / 100 == 2) {
+            log::error("sealing {}: {}", names[i], r.error().message);
+            return kFailed;
+        }
+        if (r) {
+            written.push_back({r->size, r->size});
+            records.push_back(std::move(*r));
+        }
     }
     if (!reply) {
         log::error("{}", reply.error().message);
@@ -401,9 +435,19 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
             "cannot check them): {}",
             id, cpu.error().message);
     }
-    // The digests, read back from the files only this process wrote, after the sandbox has
-    // resumed.
+    // The digests: of the plaintext, as stockade-seal took it; or read back from the files
+    // only this process wrote, after the sandbox has resumed.
+    m.sealed = !seal_key.empty();
     for (std::size_t i = 0; i < names.size(); ++i) {
+        if (m.sealed) {
+            auto sha = parse_sha256_hex(records[i].sha256);
+            if (!sha) {
+                log::error("sealing {}: stockade-seal gave no digest", names[i]);
+                return kFailed;
+            }
+            m.parts[names[i]] = {records[i].size, *sha};
+            continue;
+        }
         auto d = snapshot::digest_clear_part(files[i].get(), names[i]);
         if (!d) {
             log::error("{}", d.error().message);
@@ -420,7 +464,16 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         }
     files.clear();
     const std::string document = manifest_to_json(m);
-    if (auto w = write_file_atomic(partial->path() + "/manifest", document); !w) {
+    if (m.sealed) {
+        auto f = open_file(partial->path() + "/manifest", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+                           0600);
+        auto sealed = f ? seal_manifest_file(seal_key, m.id, records, document, f->get())
+                        : Result<>(std::unexpected(f.error()));
+        if (!sealed) {
+            log::error("{}", sealed.error().message);
+            return kFailed;
+        }
+    } else if (auto w = write_file_atomic(partial->path() + "/manifest", document); !w) {
         log::error("{}", w.error().message);
         return kFailed;
     }
@@ -438,13 +491,14 @@ int create(const std::string& id, const std::string& dir, bool leave_paused) {
         {"source", id},
         {"state_bytes", m.parts["state"].size},
         {"memory_bytes", m.parts["memory"].size},
-        {"memory_data_bytes", written[1].data},
+        {"sealed", m.sealed},
         {"disks", m.disks.size()},
         {"paused", answer["paused"].get<bool>()},
         {"sandbox_timings_us", answer.contains("timings_us") && answer["timings_us"].is_object()
                                    ? answer["timings_us"]
                                    : json::object()},
         {"request_ms", saved_ms}};
+    if (!m.sealed) out["memory_data_bytes"] = written[1].data;  // a sealed part is not sparse
     std::printf("%s\n", out.dump().c_str());
     return 0;
 }
@@ -492,7 +546,7 @@ Result<> check_guest_cpu(const SnapshotManifest& m, const std::string& dir) {
 }
 
 struct RestoreOptions {
-    std::string dir, id;
+    std::string dir, id, seal_key;
     bool detach = false, stats = false, console = false, no_verify_memory = false;
 };
 
@@ -501,7 +555,7 @@ struct RestoreOptions {
 // working directory. Nothing is changed yet.
 Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& replacing) {
     const std::string dir = absolute(o.dir);
-    const SnapshotManifest m = STOCKADE_TRY(read_snapshot_manifest(dir));
+    const SnapshotManifest m = STOCKADE_TRY(read_snapshot_manifest(dir, o.seal_key));
     STOCKADE_TRY_VOID(check_guest_cpu(m, dir));
     if (auto busy = disk_in_use(m, replacing))
         return fail("{}: {}: restoring would overwrite it", dir, *busy);
@@ -536,6 +590,8 @@ Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& rep
     spec.show_console = spec.show_console || o.console;
     spec.restore_from = dir;
     spec.verify_memory = !o.no_verify_memory;
+    spec.seal_key = o.seal_key;
+    spec.restore_snapshot_id = m.id;
     spec.run_args = std::move(run_args);
     spec.run_cwd = m.run_cwd;
     return spec;
@@ -546,9 +602,9 @@ int run_restored(SandboxSpec spec) {
     return run_sandbox(spec);
 }
 
-int verify(const std::string& dir_arg) {
+int verify(const std::string& dir_arg, const std::string& seal_key) {
     const std::string dir = absolute(dir_arg);
-    auto snap = open_snapshot(dir, true);
+    auto snap = open_snapshot(dir, true, {}, seal_key);
     if (!snap) {
         log::error("{}", snap.error().message);
         std::printf("%s\n",
@@ -565,10 +621,15 @@ int verify(const std::string& dir_arg) {
                              {"id", snap->manifest.id},
                              {"source", snap->manifest.source},
                              {"created", snap->manifest.created},
+                             {"sealed", snap->manifest.sealed},
                              {"parts", std::move(parts)}}
                             .dump()
                             .c_str());
     return 0;
+}
+
+void add_seal_key_option(CLI::App& cmd, std::string& key, const std::string& what) {
+    cmd.add_option("--seal-key", key, what)->check(CLI::ExistingFile);
 }
 
 void add_restore_options(CLI::App& cmd, RestoreOptions& o) {
@@ -579,6 +640,7 @@ void add_restore_options(CLI::App& cmd, RestoreOptions& o) {
                  "do not read the whole memory part for its SHA-256 before the restore (its "
                  "length is still checked): the restore then takes the same time for any guest "
                  "size");
+    add_seal_key_option(cmd, o.seal_key, "the sealed snapshot's key file");
 }
 
 }  // namespace
@@ -599,6 +661,12 @@ int snapshot_cli(std::span<const std::string> args) {
     create_cmd->add_option("ID", id, "the sandbox")->required();
     create_cmd->add_option("DIR", dir, "the snapshot's directory")->required();
     create_cmd->add_flag("--leave-paused", leave_paused, "do not resume the sandbox afterwards");
+    std::string create_key;
+    add_seal_key_option(*create_cmd, create_key,
+                        "seal the snapshot with this key file (32 bytes, or 64 hex digits; "
+                        "readable by its owner only): every part encrypted and authenticated "
+                        "with AES-256-GCM by stockade-seal, so that restore and verify refuse "
+                        "any change and need the key");
 
     RestoreOptions ro;
     auto* restore_cmd = app.add_subcommand(
@@ -627,9 +695,19 @@ int snapshot_cli(std::span<const std::string> args) {
         "Check the snapshot in DIR without running it: complete, every part's length and "
         "SHA-256 as its manifest says. Prints JSON; exits 1 when it does not verify.");
     verify_cmd->add_option("DIR", verify_dir, "the snapshot's directory")->required();
+    std::string verify_key;
+    add_seal_key_option(*verify_cmd, verify_key, "the sealed snapshot's key file");
 
     if (auto done = parse_command(app, args, kRefused)) return *done;
-    if (create_cmd->parsed()) return create(id, dir, leave_paused);
+    for (std::string* key : {&create_key, &ro.seal_key, &rb.seal_key, &verify_key}) {
+        auto absolute_key = seal_key_path(*key);
+        if (!absolute_key) {
+            log::error("{}", absolute_key.error().message);
+            return kRefused;
+        }
+        *key = std::move(*absolute_key);
+    }
+    if (create_cmd->parsed()) return create(id, dir, leave_paused, create_key);
     if (restore_cmd->parsed()) {
         auto spec = restore_spec(ro, "");
         if (!spec) {
@@ -638,7 +716,7 @@ int snapshot_cli(std::span<const std::string> args) {
         }
         return run_restored(std::move(*spec));
     }
-    if (verify_cmd->parsed()) return verify(verify_dir);
+    if (verify_cmd->parsed()) return verify(verify_dir, verify_key);
     if (rollback_cmd->parsed()) {
         // Everything that can refuse comes before the sandbox goes: the snapshot whole
         // (every part's digest), its images free but for ID's own, its arguments.
@@ -646,7 +724,7 @@ int snapshot_cli(std::span<const std::string> args) {
         rb.detach = true;
         std::vector<std::string> skip;
         if (rb.no_verify_memory) skip.push_back("memory");
-        if (auto snap = open_snapshot(absolute(rb.dir), true, skip); !snap) {
+        if (auto snap = open_snapshot(absolute(rb.dir), true, skip, rb.seal_key); !snap) {
             log::error("{}", snap.error().message);
             return kRefused;
         }
@@ -662,11 +740,12 @@ int snapshot_cli(std::span<const std::string> args) {
 }
 
 Result<SandboxSpec> snapshot_restore_spec(const std::string& dir, const std::string& id,
-                                          bool verify_memory) {
+                                          bool verify_memory, const std::string& seal_key) {
     RestoreOptions o;
     o.dir = dir;
     o.id = id;
     o.no_verify_memory = !verify_memory;
+    o.seal_key = seal_key;
     return restore_spec(o, "");
 }
 

@@ -18,7 +18,9 @@ namespace stockade::cli {
 // What `snapshot restore DIR --id ID` runs: the snapshot's manifest read, its disk images
 // free, its run arguments parsed (from its working directory, which becomes this process's).
 // Nothing is changed yet.
+// `seal_key`: a sealed snapshot's key file.
 [[nodiscard]] Result<SandboxSpec> snapshot_restore_spec(const std::string& dir,
-                                                        const std::string& id, bool verify_memory);
+                                                        const std::string& id, bool verify_memory,
+                                                        const std::string& seal_key = {});
 
 }  // namespace stockade::cli

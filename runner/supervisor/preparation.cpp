@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <memory>
 
@@ -16,6 +17,7 @@
 #include "runner/arch/x86/kernel_release.hpp"
 #include "runner/arch/x86/memory_map.hpp"
 #include "runner/kvm/kvm.hpp"
+#include "runner/supervisor/seal_helper.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
 #include "runner/vmm/machine_state.hpp"
 #include "runner/vmm/snapshot_io.hpp"
@@ -171,13 +173,42 @@ namespace {
 
 // A restore: the snapshot opened and checked (lengths, digests: the memory's unless the
 // caller skips it), its state and memory handed over, and each writable disk given back the
-// contents it had as preparation's last step (DiskRestores), once nothing else can refuse.
+// contents it had as preparation's last step (DiskRestores), once nothing else can refuse;
+// a sealed snapshot's state and memory are decrypted there too, before the disks.
 using DiskRestores = std::vector<std::function<Result<>()>>;
+
+// A sealed part's plaintext in a memory file of its own, every chunk authenticated by
+// stockade-seal on the way.
+Result<UniqueFd> unsealed_memfd(const OpenedSnapshot& snap, const std::string& part) {
+    UniqueFd fd(::memfd_create(("stockade-" + part).c_str(), MFD_CLOEXEC));
+    if (!fd) return fail_sys("memfd_create");
+    if (auto o = open_sealed_part(snap.seal_key, part, snap.fd(part), snap.sealed_manifest.get(),
+                                  fd.get());
+        !o)
+        return std::unexpected(std::move(o).error().context(snap.dir));
+    return fd;
+}
+
+// A sealed disk copy's plaintext in an unnamed file in the image's directory (its file system
+// takes the image's size), or in a memory file where that cannot be made.
+Result<UniqueFd> unsealed_beside(const OpenedSnapshot& snap, const std::string& part,
+                                 const std::string& image) {
+    const std::string dir = std::filesystem::path(image).parent_path().string();
+    UniqueFd fd(::open(dir.empty() ? "." : dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!fd) fd = UniqueFd(::memfd_create(("stockade-" + part).c_str(), MFD_CLOEXEC));
+    if (!fd) return fail_sys(fmt::format("a file for {} beside {}", part, image));
+    STOCKADE_TRY_VOID(
+        open_sealed_part(snap.seal_key, part, snap.fd(part), snap.sealed_manifest.get(), fd.get()));
+    return fd;
+}
 
 Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, DiskRestores& disks_out) {
     std::vector<std::string> skip;
-    if (!spec.verify_memory) skip.push_back("memory");
-    OpenedSnapshot snap = STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip));
+    if (!spec.seal_key.empty())
+        skip = {"state", "memory"};  // decrypted below, which authenticates every chunk
+    else if (!spec.verify_memory)
+        skip.push_back("memory");
+    OpenedSnapshot snap = STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, spec.seal_key));
     const SnapshotManifest& m = snap.manifest;
     // Before anything is mapped: the sizes this sandbox can take.
     if (m.parts.at("state").size > kMaxSnapshotState ||
@@ -210,16 +241,43 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, DiskRe
         if (!same_file(writable[i]->fd.get(), m.disks[i].image))
             return fail("{}: disk {} is {}, the snapshot's copy is of {} (a regular file)",
                         spec.restore_from, i, writable[i]->path, m.disks[i].image);
-    sandbox.restore_state = std::move(snap.parts.at("state"));
-    sandbox.restore_memory = std::move(snap.parts.at("memory"));
+    if (!m.sealed) {
+        sandbox.restore_state = std::move(snap.parts.at("state"));
+        sandbox.restore_memory = std::move(snap.parts.at("memory"));
+    }
     // The disk parts stay open for the copies, which come last.
     const std::vector<SnapshotDisk> copies = m.disks;  // `m` goes with `snap`, below
     auto kept = std::make_shared<OpenedSnapshot>(std::move(snap));
+    if (kept->manifest.sealed)
+        // Sealed: decrypted into memory files of their own (eager: README.md says why not
+        // lazily), with the host's other resources, last; the memory is mapped shared, as
+        // nothing else holds it. Before any disk is written: a chunk that fails leaves the
+        // images as they were.
+        disks_out.push_back([kept, &sandbox]() -> Result<> {
+            sandbox.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state"));
+            sandbox.restore_memory = STOCKADE_TRY(unsealed_memfd(*kept, "memory"));
+            sandbox.restore_memory_shared = true;
+            return {};
+        });
     for (std::size_t i = 0; i < writable.size(); ++i) {
         const int image = writable[i]->fd.get();
         const std::string part_name = copies[i].part, image_path = writable[i]->path;
         disks_out.push_back([kept, image, part_name, image_path]() -> Result<> {
-            if (auto c = restore_disk(kept->fd(part_name), image); !c)
+            // A sealed copy was authenticated whole by open_snapshot; it is again as it is
+            // decrypted into the image.
+            Result<> c;
+            if (kept->manifest.sealed) {
+                // Decrypted beside the image first (every chunk authenticated on the way),
+                // then copied in: a chunk that fails leaves the image as it was.
+                auto plain = unsealed_beside(*kept, part_name, image_path);
+                if (!plain)
+                    c = std::unexpected(std::move(plain).error());
+                else if (auto r = restore_disk(plain->get(), image); !r)
+                    c = std::unexpected(std::move(r).error());
+            } else if (auto r = restore_disk(kept->fd(part_name), image); !r) {
+                c = std::unexpected(std::move(r).error());
+            }
+            if (!c)
                 return std::unexpected(std::move(c).error().context(
                     fmt::format("putting {} back into {}", part_name, image_path)));
             return {};

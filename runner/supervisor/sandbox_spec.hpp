@@ -45,6 +45,8 @@ struct SandboxSpec {
     // booting (its state, memory and disk copies; runner/supervisor/snapshot_files.hpp).
     std::string restore_from;
     bool verify_memory = true;  // the memory part's digest checked before the restore
+    std::string seal_key;       // a sealed snapshot's key file (runner/supervisor/seal_helper.hpp)
+    std::string restore_snapshot_id;  // the snapshot's id, as its manifest says
 
     template <DeviceKind K>
     [[nodiscard]] typename K::Spec& device() {

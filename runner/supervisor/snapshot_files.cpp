@@ -13,6 +13,7 @@
 
 #include "base/io.hpp"
 #include "base/sha256.hpp"
+#include "runner/supervisor/seal_helper.hpp"
 
 namespace stockade {
 namespace {
@@ -146,7 +147,28 @@ int OpenedSnapshot::fd(const std::string& part) const {
     return it == parts.end() ? -1 : it->second.get();
 }
 
-Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir) {
+namespace {
+
+struct ReadManifest {
+    SnapshotManifest manifest;
+    UniqueFd sealed;  // the sealed manifest's descriptor
+};
+
+// The document's parts must be exactly the sealed records: names, sizes and digests.
+Result<> check_sealed_records(const SnapshotManifest& m, const std::vector<SealedRecord>& records,
+                              const std::string& path) {
+    if (records.size() != m.parts.size())
+        return fail("{}: the sealed records and the document disagree", path);
+    for (const SealedRecord& r : records) {
+        const auto it = m.parts.find(r.name);
+        if (it == m.parts.end() || it->second.size != r.size ||
+            to_hex(it->second.sha256) != r.sha256)
+            return fail("{}: part {}: the sealed record and the document disagree", path, r.name);
+    }
+    return {};
+}
+
+Result<ReadManifest> read_manifest(const std::string& dir, const std::string& seal_key) {
     const std::string path = dir + "/manifest";
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) return fail_sys(fmt::format("snapshot {}", dir));
@@ -156,23 +178,58 @@ Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir) {
     struct stat mst {};
     if (::fstat(fd->get(), &mst) != 0 || !S_ISREG(mst.st_mode))
         return fail("{}: its manifest is not a regular file", dir);
+    std::array<char, 8> head{};
+    const ssize_t got = ::pread(fd->get(), head.data(), head.size(), 0);
+    const bool sealed =
+        got == static_cast<ssize_t>(head.size()) &&
+        std::string_view(head.data(), head.size()) == std::string_view("STKSEAL\0", 8);
+    ReadManifest out;
+    std::string text;
+    if (sealed) {
+        if (seal_key.empty())
+            return fail("{}: a sealed snapshot: give its key (--seal-key FILE)", dir);
+        auto opened = open_sealed_manifest(seal_key, fd->get());
+        if (!opened) return std::unexpected(std::move(opened).error().context(dir));
+        text = std::move(opened->document);
+        out.manifest = STOCKADE_TRY(manifest_from_json(text, path));
+        if (!out.manifest.sealed) return fail("{}: sealed, its document says it is not", path);
+        if (out.manifest.id != opened->snapshot_id)
+            return fail("{}: sealed as snapshot {}, its document says {}", path,
+                        opened->snapshot_id, out.manifest.id);
+        STOCKADE_TRY_VOID(check_sealed_records(out.manifest, opened->records, path));
+        out.sealed = std::move(*fd);
+        return out;
+    }
+    if (!seal_key.empty())
+        return fail("{}: not sealed, though a seal key was given: refused (nothing vouches for it)",
+                    dir);
     if (static_cast<std::uint64_t>(mst.st_size) > kMaxSnapshotManifest)
         return fail("{}: larger than {} bytes", path, kMaxSnapshotManifest);
-    std::string text(static_cast<std::size_t>(mst.st_size), '\0');
+    text.assign(static_cast<std::size_t>(mst.st_size), '\0');
     STOCKADE_TRY_VOID(pread_exact(
         fd->get(), std::span(reinterpret_cast<std::uint8_t*>(text.data()), text.size()), 0, path));
-    if (text.starts_with(std::string_view("STKSEAL\0", 8)))
-        return fail("{}: a sealed snapshot; this stockade does not restore sealed snapshots", dir);
-    SnapshotManifest m = STOCKADE_TRY(manifest_from_json(text, path));
-    if (m.sealed) return fail("{}: the manifest says sealed, its file is not", path);
-    return m;
+    out.manifest = STOCKADE_TRY(manifest_from_json(text, path));
+    if (out.manifest.sealed) return fail("{}: the manifest says sealed, its file is not", path);
+    return out;
+}
+
+}  // namespace
+
+Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir,
+                                                const std::string& seal_key) {
+    auto r = STOCKADE_TRY(read_manifest(dir, seal_key));
+    return std::move(r.manifest);
 }
 
 Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
-                                     const std::vector<std::string>& skip_digest) {
+                                     const std::vector<std::string>& skip_digest,
+                                     const std::string& seal_key) {
     OpenedSnapshot out;
     out.dir = dir;
-    out.manifest = STOCKADE_TRY(read_snapshot_manifest(dir));
+    ReadManifest read = STOCKADE_TRY(read_manifest(dir, seal_key));
+    out.manifest = std::move(read.manifest);
+    out.sealed_manifest = std::move(read.sealed);
+    out.seal_key = seal_key;
     for (const auto& [name, digest] : out.manifest.parts) {
         const std::string path = dir + "/" + name;
         // Never blocking on a FIFO put there; regular files only.
@@ -180,13 +237,22 @@ Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
         if (!fd) return fail("{}: part {} is missing: {}", dir, name, fd.error().message);
         struct stat part {};
         if (::fstat(fd->get(), &part) != 0) return fail_sys(path);
-        if (!S_ISREG(part.st_mode) || static_cast<std::uint64_t>(part.st_size) != digest.size)
+        if (!S_ISREG(part.st_mode)) return fail("{}: part {} is not a regular file", dir, name);
+        // A sealed part's length is checked by stockade-seal (its record's chunks).
+        if (!out.manifest.sealed && static_cast<std::uint64_t>(part.st_size) != digest.size)
             return fail("{}: part {} is {} bytes, the manifest says {}", dir, name, part.st_size,
                         digest.size);
         const bool skip =
             std::find(skip_digest.begin(), skip_digest.end(), name) != skip_digest.end();
-        if (digests && !skip)
+        if (out.manifest.sealed) {
+            // Every chunk with `digests`, else the header: which snapshot, part, copy, length.
+            if (auto v = open_sealed_part(seal_key, name, fd->get(), out.sealed_manifest.get(), -1,
+                                          !digests || skip);
+                !v)
+                return std::unexpected(std::move(v).error().context(dir));
+        } else if (digests && !skip) {
             STOCKADE_TRY_VOID(snapshot::check_clear_part(fd->get(), name, digest));
+        }
         out.parts.emplace(name, std::move(*fd));
     }
     return out;

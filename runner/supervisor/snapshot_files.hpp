@@ -47,8 +47,9 @@ struct SnapshotManifest {
     // and feature words. Empty vendor: not recorded (no check at restore).
     std::string guest_cpu_vendor;
     std::map<std::string, std::uint32_t> guest_cpu;
-    // Sealed snapshots (snapshot/README.md) are not written by this stockade: a manifest
-    // that says so is refused.
+    // A sealed snapshot (snapshot/README.md, made and opened by stockade-seal): this document
+    // is the plaintext inside the sealed manifest, and its parts' sizes and digests are of
+    // their plaintext.
     bool sealed = false;
     std::map<std::string, snapshot::ClearDigest> parts;
     std::vector<SnapshotDisk> disks;
@@ -62,21 +63,29 @@ struct SnapshotManifest {
 [[nodiscard]] Result<SnapshotManifest> manifest_from_json(std::string_view text,
                                                           std::string_view origin);
 
-// The snapshot at `dir`, opened: its manifest and a read-only descriptor of each part.
+// The snapshot at `dir`, opened: its manifest and a read-only descriptor of each part (and
+// of the sealed manifest, for a sealed one).
 struct OpenedSnapshot {
     std::string dir;
     SnapshotManifest manifest;
     std::map<std::string, UniqueFd> parts;
+    UniqueFd sealed_manifest;
+    std::string seal_key;  // the key file a sealed one was opened with
     [[nodiscard]] int fd(const std::string& part) const;
 };
-// The manifest alone.
-[[nodiscard]] Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir);
+// The manifest alone. `seal_key`: a sealed snapshot's key file (its manifest is opened and
+// authenticated by stockade-seal); a sealed snapshot without it is refused, and so is an
+// unsealed one with it (nothing would vouch for it: no downgrade).
+[[nodiscard]] Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir,
+                                                              const std::string& seal_key = {});
 // Opens every part the manifest lists and checks its length; with `digests`, its SHA-256
-// too, on the very descriptor that is kept (nothing can be swapped after the check).
-// `skip_digest` names parts whose contents are not read (the memory, for a restore that must
-// not read all of it first).
-[[nodiscard]] Result<OpenedSnapshot> open_snapshot(
-    const std::string& dir, bool digests, const std::vector<std::string>& skip_digest = {});
+// too, on the very descriptor that is kept (nothing can be swapped after the check): of a
+// sealed part, every chunk authenticated by stockade-seal. `skip_digest` names parts whose
+// contents are not read (the memory, for a restore that must not read all of it first, or
+// parts that a sealed restore decrypts, which authenticates them).
+[[nodiscard]] Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
+                                                   const std::vector<std::string>& skip_digest = {},
+                                                   const std::string& seal_key = {});
 
 // The part names: "state", "memory", "disk-vda".."disk-vdp".
 [[nodiscard]] std::string disk_part_name(std::size_t index);

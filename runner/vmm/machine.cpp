@@ -101,7 +101,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
             return fail("the snapshot's memory is {} bytes, the machine's RAM {}", st.st_size,
                         ram_bytes);
         memory_options.backing_fd = config.restore_memory_fd;
-        memory_options.copy_on_write = true;
+        memory_options.copy_on_write = !config.restore_memory_shared;
     }
     auto memory = STOCKADE_TRY(GuestMemory::create(ram, memory_options));
     std::uint32_t slot = 0;

@@ -48,6 +48,7 @@ struct MachineConfig {
     // RAM's size), mapped copy-on-write, so pages load when the guest first touches them and
     // nothing is written back; nothing is loaded or set up for a boot (restore_state follows).
     int restore_memory_fd = -1;
+    bool restore_memory_shared = false;  // the file is this machine's alone: mapped shared
 };
 
 // Devices on the PCI bus, in slot order (virtio first, then passed-through functions);

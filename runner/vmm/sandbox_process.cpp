@@ -307,7 +307,8 @@ Result<> Sandbox::build() {
                          boot.cmdline,
                          boot.layout,
                          boot.has_pci,
-                         res_.restore_memory.get()};
+                         res_.restore_memory.get(),
+                         res_.restore_memory_shared};
     BootImages images{&boot.kernel, {boot.initrd.bytes(), boot.job}};
     machine_ = STOCKADE_TRY(Machine::create(
         *res_.kvm, config, images, {std::move(built.devices), std::move(built.passthrough), &loop_},

@@ -48,6 +48,9 @@ struct SandboxResources {
     // A restore (SandboxSpec::restore_from): the snapshot's state part, decoded only in the
     // jailed sandbox, and its memory part, mapped copy-on-write as guest RAM; both read-only.
     UniqueFd restore_state, restore_memory;
+    // The memory is a file of the sandbox's own (a sealed snapshot's, decrypted into a memory
+    // file): mapped shared, not copied on write.
+    bool restore_memory_shared = false;
 
     // Every descriptor this carries: the sandbox process keeps these and closes the rest.
     [[nodiscard]] std::vector<int> fds() const;

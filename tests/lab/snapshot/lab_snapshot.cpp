@@ -5,7 +5,8 @@
 // it was. Rollback replaces a running sandbox under its id. A snapshot with one byte changed
 // in any part, cut short or without its manifest is refused before anything starts, leaving
 // nothing behind, as is one whose guest saw a CPU feature this host lacks; a create killed with
-// SIGKILL leaves the previous snapshot whole. A sandbox with its
+// SIGKILL leaves the previous snapshot whole. A sealed snapshot is refused without its key, with
+// another key and with one bit of its memory flipped, and restores with its key. A sandbox with its
 // stdio on vsock (the default) is restored twice side by side: each clone's output goes on from the
 // snapshot's counter, exec works in it, the two read different bytes from /dev/urandom and their
 // clocks are the host's; `drill` restores it, runs a check, reports and leaves nothing, with the
@@ -107,10 +108,11 @@ std::string make_disk(const std::string& name) {
     return image;
 }
 
-void start_counter(const std::string& id, const std::string& image) {
+void start_counter(const std::string& id, const std::string& image,
+                   const std::string& memory_mib = "128") {
     // 128 MiB: every snapshot, digest and restore here is a pass over guest RAM, and the lab
     // is slow at it.
-    std::vector<std::string> args{"run",     "-d",     "--id",   id,    "--memory", "128",
+    std::vector<std::string> args{"run",     "-d",     "--id",   id,    "--memory", memory_mib,
                                   "--stdio", "serial", "--disk", image, "--"};
     args.insert(args.end(), kCounter.begin(), kCounter.end());
     auto r = stockade(args);
@@ -316,6 +318,76 @@ TEST(Snapshot, ACreateKilledMidwayLeavesThePreviousSnapshotWhole) {
     const long n = ticks(logs("lab-snap-k")).back().n;
     EXPECT_TRUE(eventually([&] { return ticks(logs("lab-snap-k")).back().n > n; }));
     ASSERT_EQ(stockade({"rm", "-f", "lab-snap-k"}).status, 0);
+}
+
+TEST(Snapshot, ASealedSnapshotRestoresWithItsKeyAndIsRefusedOtherwise) {
+    const std::string image = make_disk("sealed.img");
+    const std::string dir = kWork + "/snap-sealed";
+    const std::string key = kWork + "/seal.key", other = kWork + "/other.key";
+    fs::remove_all(dir);
+    for (const auto& [path, hex] :
+         {std::pair{key, std::string(64, 'a')}, std::pair{other, std::string(64, 'b')}}) {
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::write(fd, hex.data(), hex.size()), 64);
+        ::close(fd);
+    }
+    // 80 MiB: a sealed create, verify and restore are each a pass of AES-GCM over guest RAM,
+    // in the lab's emulated CPU.
+    ASSERT_NO_FATAL_FAILURE(start_counter("lab-snap-s", image, "80"));
+    auto c =
+        stockade({"snapshot", "create", "lab-snap-s", dir, "--leave-paused", "--seal-key", key});
+    ASSERT_EQ(c.status, 0) << c.describe();
+    EXPECT_EQ(json::parse(c.out)["sealed"], true) << c.out;
+    std::this_thread::sleep_for(500ms);
+    const long last = ticks(logs("lab-snap-s")).back().n;
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-s"}).status, 0);
+    destroy(image);
+    // Every part is sealed: nothing of the guest in clear.
+    for (const char* part : {"manifest", "state", "memory", "disk-vda"})
+        EXPECT_EQ(lab::read_text(dir + "/" + part).substr(0, 7), "STKSEAL") << part;
+
+    auto v = stockade({"snapshot", "verify", dir});
+    EXPECT_EQ(v.status, 1) << v.describe();
+    EXPECT_NE(v.err.find("--seal-key"), std::string::npos) << v.err;
+    v = stockade({"snapshot", "verify", dir, "--seal-key", other});
+    EXPECT_EQ(v.status, 1) << v.describe();
+    EXPECT_NE(v.err.find("different key"), std::string::npos) << v.err;
+    v = stockade({"snapshot", "verify", dir, "--seal-key", key});
+    ASSERT_EQ(v.status, 0) << v.describe();
+    EXPECT_EQ(json::parse(v.out)["sealed"], true) << v.out;
+
+    // One bit of the memory flipped: refused, naming the chunk, nothing started.
+    const std::string bad = kWork + "/snap-sealed-bad";
+    fs::remove_all(bad);
+    fs::copy(dir, bad);
+    {
+        const int fd = ::open((bad + "/memory").c_str(), O_RDWR | O_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        unsigned char b = 0;
+        const off_t at = static_cast<off_t>(fs::file_size(bad + "/memory") / 8);
+        ASSERT_EQ(::pread(fd, &b, 1, at), 1);
+        b ^= 1;
+        ASSERT_EQ(::pwrite(fd, &b, 1, at), 1);
+        ::close(fd);
+    }
+    auto r = stockade({"snapshot", "restore", bad, "-d", "--id", "lab-snap-sb", "--seal-key", key});
+    EXPECT_NE(r.status, 0) << r.describe();
+    EXPECT_NE(r.err.find("memory: chunk"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("authentication failed"), std::string::npos) << r.err;
+    EXPECT_TRUE(gone("lab-snap-sb"));
+    fs::remove_all(bad);
+
+    r = stockade({"snapshot", "restore", dir, "-d", "--id", "lab-snap-s2", "--seal-key", key});
+    ASSERT_EQ(r.status, 0) << r.describe();
+    std::vector<Tick> after;
+    ASSERT_TRUE(eventually([&] {
+        after = ticks(logs("lab-snap-s2"));
+        return after.size() >= 3;
+    })) << logs("lab-snap-s2");
+    EXPECT_EQ(after.front().n, last + 1);
+    EXPECT_EQ(after.front().file, "kept");
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-s2"}).status, 0);
 }
 
 // The guest's wall clock to the microsecond: busybox's date has no %N (it prints "%N"), its

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #include "base/io.hpp"
 #include "base/sha256.hpp"
+#include "runner/supervisor/seal_helper.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
 #include "runner/vmm/snapshot_io.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -232,19 +234,113 @@ TEST(SnapshotIo, ADiskStreamedIntoASparseCopyKeepsItsHolesAndARestoreGivesItBack
 namespace stockade {
 namespace {
 
-TEST(SnapshotFiles, SealedManifestsAreRefusedByThisStockade) {
-    test::TempDir dir;
-    ASSERT_FALSE(dir.path.empty());
-    const std::string d = dir.path.string();
-    ASSERT_TRUE(write_file_atomic(d + "/manifest", std::string("STKSEAL\0rest", 12)));
-    auto r = read_snapshot_manifest(d);
-    ASSERT_FALSE(r);
-    EXPECT_NE(r.error().message.find("sealed snapshot"), std::string::npos) << r.error().message;
-    // And a document that claims to be sealed while its file is not.
+std::string key_file(const std::filesystem::path& dir, char digit, mode_t mode = 0600) {
+    const std::string path = (dir / (std::string("key-") + digit)).string();
+    EXPECT_TRUE(write_file_atomic(path, std::string(64, digit) + "\n"));
+    ::chmod(path.c_str(), mode);
+    return path;
+}
+
+// One part sealed the way create does: its bytes into the pipe, the helper sealing them into
+// the part's file.
+Result<SealedRecord> seal_part(const std::string& key, const std::string& sid,
+                               const std::filesystem::path& file, const std::string& name,
+                               std::string_view bytes, std::uint64_t limit) {
+    auto f = STOCKADE_TRY(open_file(file.string(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+    auto part = STOCKADE_TRY(SealingPart::start(key, sid, name, limit, f.get()));
+    (void)write_all(part->write_end(), bytes);  // a refusal shows in finish
+    return part->finish();
+}
+
+// A sealed snapshot in `d`: sample()'s parts, sealed under `key`.
+void make_sealed(const std::filesystem::path& d, const std::string& key) {
     SnapshotManifest m = sample();
     m.sealed = true;
-    ASSERT_TRUE(write_file_atomic(d + "/manifest", manifest_to_json(m)));
-    r = read_snapshot_manifest(d);
+    std::vector<SealedRecord> records;
+    for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
+             {"disk-vda", "abc"}, {"memory", ""}, {"state", "0123456789"}}) {
+        auto r = seal_part(key, m.id, d / name, name, bytes, 1 << 20);
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(r->size, bytes.size());
+        EXPECT_EQ(r->sha256, to_hex(sha256(bytes)));
+        records.push_back(std::move(*r));
+    }
+    auto f = open_file((d / "manifest").string(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ASSERT_TRUE(f);
+    auto sealed = seal_manifest_file(key, m.id, records, manifest_to_json(m), f->get());
+    ASSERT_TRUE(sealed) << sealed.error().message;
+}
+
+void expect_refused(const Result<OpenedSnapshot>& r, std::string_view why) {
+    ASSERT_FALSE(r) << "expected a refusal: " << why;
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+}
+
+TEST(SnapshotFiles, SealedSnapshotsOpenOnlyWithTheirKeyAndEveryChangedByteIsRefused) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const auto d = dir.path / "snap";
+    std::filesystem::create_directory(d);
+    const std::string key = key_file(dir.path, 'a'), other = key_file(dir.path, 'b');
+    ASSERT_TRUE(check_seal_key(key));
+    auto loose = check_seal_key(key_file(dir.path, 'c', 0644));
+    ASSERT_FALSE(loose);
+    EXPECT_NE(loose.error().message.find("--seal-key"), std::string::npos) << loose.error().message;
+    make_sealed(d, key);
+    if (HasFatalFailure()) return;
+
+    auto m = read_snapshot_manifest(d.string(), key);
+    ASSERT_TRUE(m) << m.error().message;
+    SnapshotManifest want = sample();
+    want.sealed = true;
+    EXPECT_EQ(*m, want);
+    auto snap = open_snapshot(d.string(), true, {}, key);
+    ASSERT_TRUE(snap) << snap.error().message;
+    // A part's plaintext, as a restore takes it: into a memory file of its own.
+    UniqueFd plain(::memfd_create("state", MFD_CLOEXEC));
+    ASSERT_TRUE(open_sealed_part(key, "state", snap->fd("state"), snap->sealed_manifest.get(),
+                                 plain.get()));
+    char got[16] = {};
+    EXPECT_EQ(::pread(plain.get(), got, sizeof got, 0), 10);
+    EXPECT_EQ(std::string(got, 10), "0123456789");
+
+    expect_refused(open_snapshot(d.string(), true), "a sealed snapshot: give its key");
+    expect_refused(open_snapshot(d.string(), true, {}, other), "manifest");
+    // One bit of a disk copy's ciphertext: refused, naming the part; skipped, not read.
+    {
+        UniqueFd f(::open((d / "disk-vda").c_str(), O_RDWR | O_CLOEXEC));
+        char b = 0;
+        ASSERT_EQ(::pread(f.get(), &b, 1, 120), 1);
+        b ^= 1;
+        ASSERT_EQ(::pwrite(f.get(), &b, 1, 120), 1);
+    }
+    expect_refused(open_snapshot(d.string(), true, {}, key), "disk-vda");
+    EXPECT_TRUE(open_snapshot(d.string(), true, {"disk-vda"}, key));
+    // A part swapped for the same part of another snapshot sealed under the same key.
+    const auto d2 = dir.path / "snap2";
+    std::filesystem::create_directory(d2);
+    make_sealed(d2, key);
+    std::filesystem::copy_file(d2 / "state", d / "state",
+                               std::filesystem::copy_options::overwrite_existing);
+    expect_refused(open_snapshot(d.string(), false, {}, key), "state");
+
+    // Refused at sealing: more than the part can be.
+    auto big = seal_part(key, sample().id, dir.path / "big", "state", "0123456789", 4);
+    ASSERT_FALSE(big);
+    EXPECT_NE(big.error().message.find("more than the 4 bytes"), std::string::npos)
+        << big.error().message;
+
+    // An unsealed snapshot with a key (no downgrade), and a document that claims to be sealed
+    // while its file is not.
+    const auto clear = dir.path / "clear";
+    std::filesystem::create_directory(clear);
+    ASSERT_TRUE(write_file_atomic((clear / "manifest").string(), manifest_to_json(sample())));
+    auto r = read_snapshot_manifest(clear.string(), key);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("not sealed, though a seal key was given"), std::string::npos)
+        << r.error().message;
+    ASSERT_TRUE(write_file_atomic((clear / "manifest").string(), manifest_to_json(want)));
+    r = read_snapshot_manifest(clear.string());
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("says sealed"), std::string::npos) << r.error().message;
 }

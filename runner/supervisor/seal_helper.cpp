@@ -1,0 +1,252 @@
+#include "runner/supervisor/seal_helper.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/io.hpp"
+#include "base/log.hpp"
+
+namespace stockade {
+namespace {
+
+using json = nlohmann::json;
+
+// What the helper's descriptors 0, 1 and 3 are (-1: /dev/null); 2 is always a pipe here.
+struct HelperFds {
+    int in = -1, out = -1, fd3 = -1;
+};
+
+struct Spawned {
+    pid_t pid = -1;
+    UniqueFd errors;
+};
+
+Result<UniqueFd> high_copy(int fd) {
+    UniqueFd c(::fcntl(fd, F_DUPFD_CLOEXEC, 10));
+    if (!c) return fail_sys("dup");
+    return c;
+}
+
+Result<std::pair<UniqueFd, UniqueFd>> make_pipe() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return fail_sys("pipe");
+    return std::pair{UniqueFd(p[0]), UniqueFd(p[1])};
+}
+
+Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds) {
+    const std::string path = STOCKADE_TRY(seal_helper_path());
+    UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!null) return fail_sys("/dev/null");
+    auto [err_read, err_write] = STOCKADE_TRY(make_pipe());
+    // Copies above 10, so that no source is also a target (dup2 onto itself would leave it
+    // close-on-exec).
+    std::array<UniqueFd, 4> src;
+    const std::array<int, 4> wanted{fds.in, fds.out, err_write.get(), fds.fd3};
+    for (std::size_t i = 0; i < src.size(); ++i)
+        src[i] = STOCKADE_TRY(high_copy(wanted[i] >= 0 ? wanted[i] : null.get()));
+    posix_spawn_file_actions_t fa;
+    if (::posix_spawn_file_actions_init(&fa) != 0) return fail("posix_spawn_file_actions_init");
+    for (std::size_t i = 0; i < src.size(); ++i)
+        ::posix_spawn_file_actions_adddup2(&fa, src[i].get(), static_cast<int>(i));
+    // Nothing else of this process's goes with it, not even a descriptor it inherited open.
+    ::posix_spawn_file_actions_addclosefrom_np(&fa, static_cast<int>(src.size()));
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(path.c_str()));
+    for (const std::string& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    // No environment: nothing (OPENSSL_CONF, OPENSSL_MODULES, ...) can make the helper that
+    // holds the key load other code.
+    char* no_env[] = {nullptr};
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv.data(), no_env);
+    ::posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return fail_sys(fmt::format("running {}", path), rc);
+    return Spawned{pid, std::move(err_read)};
+}
+
+std::string read_to_end(int fd, std::size_t max) {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return out;
+        out.append(buf, static_cast<std::size_t>(n));
+        if (out.size() > max) return out;
+    }
+}
+
+// The helper's end: 0, or its one line of error. Its stderr is read to its end first (a helper
+// that wrote more than a pipe holds would otherwise wait on us while we wait on it).
+Result<> wait_helper(Spawned& s, const std::string& what) {
+    std::string message = read_to_end(s.errors.get(), 4096);
+    s.errors.reset();  // a helper still writing gets EPIPE, not a wait
+    int status = 0;
+    while (::waitpid(s.pid, &status, 0) < 0)
+        if (errno != EINTR) return fail_sys("waitpid");
+    s.pid = -1;
+    while (!message.empty() && message.back() == '\n')
+        message.pop_back();
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+    if (message.empty())
+        message = WIFSIGNALED(status)
+                      ? fmt::format("stockade-seal killed by signal {}", WTERMSIG(status))
+                      : fmt::format("stockade-seal exited with status {}", WEXITSTATUS(status));
+    return fail("{}: {}", what, message);
+}
+
+Result<SealedRecord> parse_record(std::string line) {
+    while (!line.empty() && line.back() == '\n')
+        line.pop_back();
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("size") ||
+        !j["size"].is_number_unsigned() || !j.contains("sha256") || !j["sha256"].is_string())
+        return fail("stockade-seal: a part record that is not one: {}", line.substr(0, 200));
+    return SealedRecord{line, j["name"].get<std::string>(), j["size"].get<std::uint64_t>(),
+                        j["sha256"].get<std::string>()};
+}
+
+}  // namespace
+
+Result<std::string> seal_helper_path() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (ec) return fail("/proc/self/exe: {}", ec.message());
+    if (exe.parent_path().filename() == "bin") {
+        const fs::path installed = exe.parent_path().parent_path() / "lib/stockade/stockade-seal";
+        if (fs::is_regular_file(installed, ec)) return installed.string();
+    }
+    // The build tree's helper only for a program of that build tree: an installed stockade
+    // never runs (as root, with the key) a file from wherever it was built.
+    const std::string tree = std::string(STOCKADE_SEAL_HELPER_TREE) + "/";
+    if (exe.string().starts_with(tree)) return std::string(STOCKADE_SEAL_HELPER);
+    return fail("stockade-seal, which seals and opens snapshots, is not installed beside {}",
+                exe.string());
+}
+
+Result<std::string> seal_key_path(const std::string& key) {
+    if (key.empty()) return key;
+    struct stat st {};
+    if (::stat(key.c_str(), &st) != 0) return fail_sys(fmt::format("--seal-key {}", key));
+    if (!S_ISREG(st.st_mode)) return fail("--seal-key {}: not a regular file", key);
+    return std::filesystem::absolute(key).lexically_normal().string();
+}
+
+Result<> check_seal_key(const std::string& key) {
+    auto s = STOCKADE_TRY(spawn({"check-key", key}, {}));
+    return wait_helper(s, "--seal-key");
+}
+
+Result<std::unique_ptr<SealingPart>> SealingPart::start(const std::string& key,
+                                                        const std::string& snapshot_id,
+                                                        const std::string& part,
+                                                        std::uint64_t limit, int file) {
+    std::unique_ptr<SealingPart> p(new SealingPart());
+    p->part_ = part;
+    auto [data_read, data_write] = STOCKADE_TRY(make_pipe());
+    auto [record_read, record_write] = STOCKADE_TRY(make_pipe());
+    (void)::fcntl(data_write.get(), F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups; else the default
+    auto s = STOCKADE_TRY(spawn({"seal", key, snapshot_id, part, std::to_string(limit)},
+                                {data_read.get(), file, record_write.get()}));
+    p->pid_ = s.pid;
+    p->errors_ = std::move(s.errors);
+    p->write_ = std::move(data_write);
+    p->record_ = std::move(record_read);
+    return p;
+}
+
+SealingPart::~SealingPart() {
+    cancel();
+    if (pid_ > 0)
+        while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+        }
+}
+
+void SealingPart::cancel() {
+    if (pid_ > 0) ::kill(pid_, SIGKILL);
+}
+
+Result<SealedRecord> SealingPart::finish(std::chrono::seconds limit) {
+    write_.reset();
+    // A sandbox that keeps its end open would keep the helper reading: past the limit the
+    // helper is stopped and the part refused.
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    pid_t done = 0;
+    while ((done = ::waitpid(pid_, &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (done == 0) {
+        cancel();
+        return fail("{}: the sandbox did not finish writing it within {} s", part_, limit.count());
+    }
+    // Reaped here (or failing to be: the destructor kills and reaps it).
+    std::string message = read_to_end(errors_.get(), 4096);
+    if (done == pid_) pid_ = -1;
+    if (done < 0) return fail_sys("waitpid");
+    while (!message.empty() && message.back() == '\n')
+        message.pop_back();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return fail("{}: {}", part_, message.empty() ? "stockade-seal failed" : message);
+    auto r = STOCKADE_TRY(parse_record(read_to_end(record_.get(), 4096)));
+    if (r.name != part_) return fail("{}: stockade-seal sealed {} instead", part_, r.name);
+    return r;
+}
+
+Result<> seal_manifest_file(const std::string& key, const std::string& snapshot_id,
+                            const std::vector<SealedRecord>& records, const std::string& document,
+                            int file) {
+    json list = json::array();
+    for (const SealedRecord& r : records)
+        list.push_back(json::parse(r.json));
+    const std::string input = json{{"records", std::move(list)}, {"document", document}}.dump();
+    // The input is written into a memory file first: the helper reads it to its end.
+    UniqueFd in(::memfd_create("stockade-seal-manifest", MFD_CLOEXEC));
+    if (!in) return fail_sys("memfd_create");
+    STOCKADE_TRY_VOID(write_all(in.get(), input));
+    if (::lseek(in.get(), 0, SEEK_SET) != 0) return fail_sys("lseek");
+    auto s = STOCKADE_TRY(spawn({"seal-manifest", key, snapshot_id}, {in.get(), file, -1}));
+    return wait_helper(s, "sealing the manifest");
+}
+
+Result<OpenedSealedManifest> open_sealed_manifest(const std::string& key, int manifest) {
+    UniqueFd out(::memfd_create("stockade-seal-document", MFD_CLOEXEC));
+    if (!out) return fail_sys("memfd_create");
+    auto s = STOCKADE_TRY(spawn({"open-manifest", key}, {manifest, out.get(), -1}));
+    STOCKADE_TRY_VOID(wait_helper(s, "manifest"));
+    if (::lseek(out.get(), 0, SEEK_SET) != 0) return fail_sys("lseek");
+    const json j = json::parse(read_to_end(out.get(), 64u << 20), nullptr, false);
+    if (!j.is_object() || !j.contains("document") || !j["document"].is_string() ||
+        !j.contains("records") || !j["records"].is_array())
+        return fail("manifest: stockade-seal printed something else");
+    OpenedSealedManifest m;
+    m.document = j["document"].get<std::string>();
+    if (j.contains("snapshot_id") && j["snapshot_id"].is_string())
+        m.snapshot_id = j["snapshot_id"].get<std::string>();
+    for (const json& r : j["records"])
+        m.records.push_back(STOCKADE_TRY(parse_record(r.dump())));
+    return m;
+}
+
+Result<> open_sealed_part(const std::string& key, const std::string& part, int file, int manifest,
+                          int out, bool header_only) {
+    const char* cmd = out >= 0 ? "open" : header_only ? "check" : "verify";
+    auto s = STOCKADE_TRY(spawn({cmd, key, part}, {file, out, manifest}));
+    return wait_helper(s, part);
+}
+
+}  // namespace stockade
