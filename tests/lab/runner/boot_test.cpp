@@ -5,10 +5,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "lab/support/memory.hpp"
 #include "lab/support/process.hpp"
@@ -244,17 +247,29 @@ TEST(Install, TheInstalledStockadeBootsWhatWasInstalledWithIt) {
     std::filesystem::remove_all(prefix);
 }
 
-TEST(Stability, TwentyBootsInARow) {
+// Twenty boots, two side by side at a time: each sandbox's output is its own, and neither
+// run disturbs the other (the lab's two CPUs make the pair take about as long as one boot).
+TEST(Stability, TwentyBootsInARowTwoAtATime) {
     std::vector<double> seconds;
-    for (int i = 0; i < 20; ++i) {
-        auto r = run_stockade({"--", "sh", "-c", "echo boot-$0", std::to_string(i)});
-        ASSERT_EQ(r.status, 0) << "boot " << i << ": " << r.describe();
-        ASSERT_EQ(r.out, "boot-" + std::to_string(i) + "\n") << r.describe();
-        seconds.push_back(r.seconds);
+    for (int round = 0; round < 10; ++round) {
+        std::array<lab::RunResult, 2> r;
+        std::array<std::thread, 2> runs;
+        for (int k = 0; k < 2; ++k)
+            runs[k] = std::thread([&r, k, i = 2 * round + k] {
+                r[k] = run_stockade({"--", "sh", "-c", "echo boot-$0", std::to_string(i)});
+            });
+        for (auto& t : runs)
+            t.join();
+        for (int k = 0; k < 2; ++k) {
+            const int i = 2 * round + k;
+            ASSERT_EQ(r[k].status, 0) << "boot " << i << ": " << r[k].describe();
+            ASSERT_EQ(r[k].out, "boot-" + std::to_string(i) + "\n") << r[k].describe();
+            seconds.push_back(r[k].seconds);
+        }
     }
     std::sort(seconds.begin(), seconds.end());
-    std::cout << "20 boots: min " << seconds.front() << " s, median " << seconds[10] << " s, max "
-              << seconds.back() << " s\n";
+    std::cout << "20 boots, two at a time: min " << seconds.front() << " s, median " << seconds[10]
+              << " s, max " << seconds.back() << " s\n";
 }
 
 }  // namespace
