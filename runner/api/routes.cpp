@@ -186,6 +186,13 @@ Response respond(const Request& r, std::string_view path, ApiController& c) {
     if (path == "/vm" && m == "PATCH") return patch_vm(r, c);
     if (path == "/actions" && m == "PUT") return put_actions(r, c);
     if (path == "/kill" && m == "PUT") return put_kill(r, c);
+    // Firecracker loads a snapshot into a VMM that has not booted; every stockade API socket
+    // belongs to a sandbox that has.
+    if (path == "/snapshot/load" && m == "PUT")
+        return fault(400,
+                     "a snapshot is loaded into a new sandbox, not into this one: `stockade "
+                     "create --restore DIR` (left paused until `start` or a resume, as a load "
+                     "without resume_vm) or `stockade snapshot restore DIR`");
     return fault(400, fmt::format("Invalid request method and/or path: {} {}", m, path));
 }
 

@@ -45,7 +45,11 @@ constexpr const char* kCreateHelp =
     R"(Boot a sandbox for CMD and leave it waiting in the background:
 CMD runs at `stockade start ID`. Prints ID once the sandbox is ready. Options are run's; CMD's
 stdin is /dev/null and its stdout and stderr go to /run/stockade/ID/stdout.log and stderr.log
-(`stockade logs ID`). The sandbox stays listed after CMD ends until `stockade rm ID`.)";
+(`stockade logs ID`). The sandbox stays listed after CMD ends until `stockade rm ID`.
+
+`stockade create --restore DIR [--id ID] [--seal-key KEY] [--no-verify-memory]` restores the
+snapshot in DIR instead, its vCPUs stopped before their first instruction until `stockade
+start ID` (or `resume`) lets it go on (`stockade snapshot restore --help`).)";
 
 }  // namespace
 

@@ -548,6 +548,7 @@ Result<> check_guest_cpu(const SnapshotManifest& m, const std::string& dir) {
 struct RestoreOptions {
     std::string dir, id, seal_key;
     bool detach = false, stats = false, console = false, no_verify_memory = false;
+    bool paused = false;  // waits for `start` (create --restore)
 };
 
 // The restore's spec: the snapshot's manifest read, its images
@@ -585,7 +586,10 @@ Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& rep
     }
     spec.id = o.id;
     spec.detach = o.detach;
-    spec.wait_for_start = false;  // its workload is where the snapshot left it
+    // Its workload is where the snapshot left it; with `paused` its vCPUs wait for `start`
+    // (or `resume`) before their first instruction.
+    spec.wait_for_start = o.paused;
+    if (o.paused) spec.detach = true;
     spec.print_stats = spec.print_stats || o.stats;
     spec.show_console = spec.show_console || o.console;
     spec.restore_from = dir;
@@ -676,6 +680,10 @@ int snapshot_cli(std::span<const std::string> args) {
         "they had). Its output and exit status are the workload's, as `run`.");
     restore_cmd->add_option("DIR", ro.dir, "the snapshot's directory")->required();
     restore_cmd->add_option("--id", ro.id, "the new sandbox's id (default: a fresh one)");
+    restore_cmd->add_flag("--paused", ro.paused,
+                          "restore in the background and leave it created, its vCPUs stopped "
+                          "before their first instruction, until `stockade start ID` (or "
+                          "`resume`): what `stockade create --restore DIR` does");
     add_restore_options(*restore_cmd, ro);
 
     std::string rollback_id;

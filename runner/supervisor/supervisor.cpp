@@ -250,6 +250,13 @@ Result<pid_t> start_sandbox(RunContext& run) {
     return forked->pid;
 }
 
+// A restored sandbox's guest told so (VsockKind::tell_restored_guest), once it runs.
+void tell_restored_guest(RunContext& run) {
+    if (const auto& vsock = part_of<VsockKind>(run.supervisor.hosts); vsock && vsock->restoring)
+        if (auto told = VsockKind::tell_restored_guest(*vsock); !told)
+            log::warn("{}; its stdio, exec and status are not reconnected", told.error().message);
+}
+
 // The state file follows what the sandbox process reports; a detached run's waiting CLI is
 // released once it is ready.
 void on_sandbox_status(RunContext& run, SandboxStatus s) {
@@ -261,12 +268,9 @@ void on_sandbox_status(RunContext& run, SandboxStatus s) {
             if (!run.spec.wait_for_start) r.started = now_text();
             state.set(run.spec.wait_for_start ? SandboxState::created : SandboxState::running);
             // A restored guest's init learns where its streams are now (and gets the clock and
-            // fresh entropy) before `snapshot restore -d` returns.
-            if (const auto& vsock = part_of<VsockKind>(run.supervisor.hosts);
-                vsock && vsock->restoring)
-                if (auto told = VsockKind::tell_restored_guest(*vsock); !told)
-                    log::warn("{}; its stdio, exec and status are not reconnected",
-                              told.error().message);
+            // fresh entropy) before `snapshot restore -d` returns; one that waits for `start`
+            // (create --restore), once started.
+            if (!run.spec.wait_for_start) tell_restored_guest(run);
             if (run.ready) {
                 // Off the terminal first: whoever waits for `run -d` to end sees its output
                 // end with it.
@@ -280,6 +284,7 @@ void on_sandbox_status(RunContext& run, SandboxStatus s) {
         case SandboxStatus::started:
             if (r.started.empty()) r.started = now_text();
             state.set(SandboxState::running);
+            tell_restored_guest(run);
             return;
         case SandboxStatus::paused:
             state.set(SandboxState::paused);

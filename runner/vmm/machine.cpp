@@ -298,6 +298,15 @@ Result<> Machine::pause() {
     return {};
 }
 
+Result<> Machine::start_paused() {
+    std::unique_lock lock(pause_mu_);
+    if (!threads_.empty()) return fail("the machine has started");
+    const auto clock = STOCKADE_TRY(vm_.get_clock());
+    paused_clock_ = clock.clock;
+    pause_requested_ = true;
+    return {};
+}
+
 void Machine::hold_devices(bool held) {
     for (auto& t : transports_)
         t->device().hold(held);

@@ -95,6 +95,10 @@ class Machine {
     // time pass) and lets them run. Both are idempotent; a stop ends a pause.
     [[nodiscard]] Result<> pause();
     [[nodiscard]] Result<> resume();
+    // Before start(): the vCPUs, once released, park before their first KVM_RUN, and the
+    // guest's clock is held where it is now (a restore that waits for `start`); resume()
+    // lets them run.
+    [[nodiscard]] Result<> start_paused();
     [[nodiscard]] bool paused() const { return pause_requested_.load(); }
     // Every virtio device's host side held or released (VirtioDevice::hold); while paused.
     void hold_devices(bool held);

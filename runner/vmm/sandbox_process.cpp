@@ -441,6 +441,9 @@ Result<> Sandbox::start() {
     STOCKADE_TRY_VOID(restore());
     STOCKADE_TRY_VOID(watch_control_and_signals());
     stdin_.emplace(machine_->serial(), loop_);
+    // A restore that waits for `start` (create --restore): its vCPUs park before their first
+    // instruction.
+    if (restored_us_ >= 0 && !started_) STOCKADE_TRY_VOID(machine_->start_paused());
     // Each vCPU thread loads its filter and waits; this thread then loads the event loop's.
     STOCKADE_TRY_VOID(machine_->start(control_, [this] { return profiles_.vcpu.load(); }));
     if (auto r = profiles_.event_loop.load(); !r) {
@@ -515,6 +518,7 @@ Result<> Sandbox::pause() {
 }
 
 Result<> Sandbox::resume() {
+    if (!started_ && restored_us_ >= 0) return start_workload();  // Firecracker's load, then resume
     if (!machine_->paused()) return {};
     STOCKADE_TRY_VOID(on_loop([this]() -> Result<> {
         machine_->hold_devices(false);
@@ -535,6 +539,14 @@ Result<StdioRelay*> Sandbox::control_stream() const {
 Result<> Sandbox::start_workload() {
     std::lock_guard lock(start_mu_);
     if (started_) return fail("the workload has already started");
+    if (restored_us_ >= 0) {
+        // A restore that waited: its workload is where the snapshot left it; it goes on
+        // when the vCPUs run (its devices were never held).
+        STOCKADE_TRY_VOID(machine_->resume());
+        started_ = true;
+        tell_supervisor(SandboxStatus::started);
+        return {};
+    }
     StdioRelay* relay = STOCKADE_TRY(control_stream());
     STOCKADE_TRY_VOID(relay->send_control({guest_control::MessageType::start, 0, std::nullopt}));
     started_ = true;

@@ -10,7 +10,8 @@
 // stdio on vsock (the default) is restored twice side by side: each clone's output goes on from the
 // snapshot's counter, exec works in it, the two read different bytes from /dev/urandom and their
 // clocks are the host's; `drill` restores it, runs a check, reports and leaves nothing, with the
-// check's status. A sandbox on vhost-net is restored on a fresh tap and its guest reaches the host.
+// check's status; `create --restore` restores it stopped until `start`. A sandbox on vhost-net is
+// restored on a fresh tap and its guest reaches the host.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -462,6 +463,32 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAn
         ASSERT_EQ(stockade({"rm", "-f", id}).status, 0);
         EXPECT_TRUE(gone(id));
     }
+
+    // create --restore: restored, its vCPUs stopped before their first instruction until
+    // `start` (nothing runs, nothing is printed); started, it goes on from the snapshot.
+    auto created =
+        stockade({"create", "--restore", dir, "--id", "lab-snap-c3", "--no-verify-memory"});
+    ASSERT_EQ(created.status, 0) << created.describe();
+    const json waiting = json::parse(stockade({"inspect", "lab-snap-c3"}).out, nullptr, false);
+    ASSERT_TRUE(waiting.is_object()) << waiting;
+    EXPECT_EQ(waiting["state"], "created") << waiting;
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_TRUE(ticks(logs("lab-snap-c3")).empty()) << "ran before start: " << logs("lab-snap-c3");
+    auto started = stockade({"start", "lab-snap-c3"});
+    ASSERT_EQ(started.status, 0) << started.describe();
+    std::vector<Tick> went_on;
+    ASSERT_TRUE(eventually([&] {
+        went_on = ticks(logs("lab-snap-c3"));
+        return went_on.size() >= 3;
+    })) << logs("lab-snap-c3");
+    EXPECT_GT(went_on.front().n, 4) << "the counter goes on from the snapshot";
+    EXPECT_LE(went_on.front().n, at + 1);
+    RunResult exec_after;
+    EXPECT_TRUE(eventually([&] {
+        exec_after = stockade({"exec", "lab-snap-c3", "--", "true"});
+        return exec_after.status == 0;
+    })) << exec_after.describe();
+    ASSERT_EQ(stockade({"rm", "-f", "lab-snap-c3"}).status, 0);
 
     // The drill: restored, checked, reported, removed; its status is the check's.
     const auto no_drill_left = [] {

@@ -405,6 +405,12 @@ TEST(ApiRoutes, SnapshotRequestsTakeDescriptorsNotPaths) {
         EXPECT_FALSE(h.snapshot) << body;
         EXPECT_EQ(h.response.status, 400) << body;
     }
+    // A load goes to a new sandbox: the answer says how.
+    h = handle({"PUT", "/snapshot/load", "{\"snapshot_path\": \"/x\"}", true}, c);
+    EXPECT_FALSE(h.snapshot);
+    EXPECT_EQ(h.response.status, 400);
+    EXPECT_NE(fault_of(h.response).find("stockade create --restore DIR"), std::string::npos)
+        << fault_of(h.response);
 }
 
 // Sends `request` with `fds` attached (SCM_RIGHTS) and reads the answer.
