@@ -134,28 +134,24 @@ Result<VsockKind::Host> VsockKind::claim(Handed& handed, const Spec& spec, Claim
     return host;
 }
 
-namespace {
-
-// init's second look at the clock (guest/control.hpp, kClockRequest): the wall clock, as soon
-// as it asks. The one byte read is compared, never parsed. Init keeps the notice's clock when
-// this fails, so a failure is only logged.
-void answer_clock_request(int s) {
+bool VsockKind::answer_clock_request(int s) {
     const timeval wait{1, 0};  // init waits as long; the supervise loop waits meanwhile
     char asked = 0;
     if (::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) != 0 ||
         ::read(s, &asked, 1) != 1 || asked != guest_control::kClockRequest) {
         log::debug("the restored guest did not ask for the clock again");
-        return;
+        return false;
     }
     timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);
     if (auto w = write_all(
             s, guest_control::encode_clock({now.tv_sec, static_cast<std::uint32_t>(now.tv_nsec)}));
-        !w)
+        !w) {
         log::debug("answering the restored guest's clock request: {}", w.error().message);
+        return false;
+    }
+    return true;
 }
-
-}  // namespace
 
 Result<> VsockKind::tell_restored_guest(const Host& host) {
     std::string why;

@@ -39,6 +39,11 @@ struct VsockKind {
     // message: the port, the host's wall clock and 32 bytes of getrandom. A guest that has
     // not yet taken its new CID drops the first answer: a few tries, 2 s each.
     [[nodiscard]] static Result<> tell_restored_guest(const Host& host);
+    // Then init's second look at the clock (guest/control.hpp, kClockRequest): on the notice's
+    // connection `s`, one byte within 1 s, compared (never parsed) with the request, answered
+    // with the wall clock. Whether it was; a guest that sends nothing, something else or
+    // closes only costs it the answer (init keeps the notice's clock).
+    static bool answer_clock_request(int s);
 
     static void add_options(CLI::App& app, Options& options);
     [[nodiscard]] static Result<> apply(const Options& options, Spec& spec);
