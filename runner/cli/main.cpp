@@ -86,18 +86,11 @@ int main(int argc, char** argv) {
     // Subcommands own their arguments (run's command line is the workload's).
     const std::string command = args.empty() ? "" : args.front();
     const auto rest = std::span(args).subspan(args.empty() ? 0 : 1);
-    // `create --restore DIR [restore's options]`: a restored sandbox that waits for `start`.
-    if (command == "create" && !rest.empty() &&
-        (rest.front() == "--restore" || rest.front().starts_with("--restore="))) {
-        std::vector<std::string> restore{"restore", "--paused"};
-        if (rest.front() == "--restore")
-            restore.insert(restore.end(), rest.begin() + 1, rest.end());
-        else {
-            restore.push_back(rest.front().substr(10));
-            restore.insert(restore.end(), rest.begin() + 1, rest.end());
-        }
-        return stockade::cli::snapshot_cli(restore);
-    }
+    // `create --restore DIR [restore's options]` (anywhere among create's options): a
+    // restored sandbox that waits for `start`.
+    if (command == "create")
+        if (auto restore = stockade::cli::create_restore_args({rest.begin(), rest.end()}))
+            return stockade::cli::snapshot_cli(*restore);
     if (command == "run" || command == "create")
         return run_command({rest.begin(), rest.end()}, command == "create");
     if (stockade::cli::is_manage_command(command)) return stockade::cli::manage_cli(command, rest);

@@ -747,6 +747,23 @@ int snapshot_cli(std::span<const std::string> args) {
     return kRefused;
 }
 
+std::optional<std::vector<std::string>> create_restore_args(const std::vector<std::string>& args) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--") break;
+        if (a != "--restore" && !a.starts_with("--restore=")) continue;
+        std::vector<std::string> out{"restore", "--paused"};
+        const bool joined = a != "--restore";
+        std::string dir = joined ? a.substr(10) : (i + 1 < args.size() ? args[i + 1] : "");
+        const std::size_t end = joined || i + 1 >= args.size() ? i + 1 : i + 2;
+        if (!dir.empty()) out.push_back(dir);  // else restore's parser says DIR is required
+        out.insert(out.end(), args.begin(), args.begin() + static_cast<std::ptrdiff_t>(i));
+        out.insert(out.end(), args.begin() + static_cast<std::ptrdiff_t>(end), args.end());
+        return out;
+    }
+    return std::nullopt;
+}
+
 Result<SandboxSpec> snapshot_restore_spec(const std::string& dir, const std::string& id,
                                           bool verify_memory, const std::string& seal_key) {
     RestoreOptions o;

@@ -5,8 +5,10 @@
 // resumes from the snapshot instead of booting. Each returns the process exit status: 0, 1
 // (refused: bad input, an unknown sandbox, a snapshot that does not verify), 125 (failed), or
 // for a restore in the foreground its workload's.
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/error.hpp"
 #include "runner/supervisor/sandbox_spec.hpp"
@@ -14,6 +16,13 @@
 namespace stockade::cli {
 
 [[nodiscard]] int snapshot_cli(std::span<const std::string> args);
+
+// `stockade create`'s arguments when they ask for a restore (`--restore DIR` or
+// `--restore=DIR` among the options, before any "--"): the `snapshot` arguments that do it
+// ("restore", "--paused", DIR, the other options); nullopt for a create that boots. Without a
+// directory, DIR is left out and restore's parser says it is required.
+[[nodiscard]] std::optional<std::vector<std::string>> create_restore_args(
+    const std::vector<std::string>& args);
 
 // What `snapshot restore DIR --id ID` runs: the snapshot's manifest read, its disk images
 // free, its run arguments parsed (from its working directory, which becomes this process's).

@@ -327,7 +327,8 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     ClaimContext claim{supervisor.id, job, !spec.restore_from.empty()};
     STOCKADE_TRY_VOID(claim_devices(spec, claim, sandbox.devices, supervisor.hosts));
     // Only the control stream can say start.
-    if (spec.wait_for_start && !job.vsock_port)
+    // (A restore that waits is started by letting its vCPUs go, not on the control stream.)
+    if (spec.wait_for_start && !job.vsock_port && spec.restore_from.empty())
         return fail("stockade create needs stdio over vsock (/dev/vhost-vsock and --stdio vsock)");
     const std::size_t planned = sandbox.boot.job.size();
     sandbox.boot.job = build_job_archive(job);

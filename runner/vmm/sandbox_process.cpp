@@ -165,6 +165,8 @@ class Sandbox final : public api::ApiController {
     nlohmann::json metrics() const override;
     Result<> flush_metrics() override;
     Result<> start_workload() override;
+    // A restore made to wait (create --restore) that has not been started.
+    [[nodiscard]] bool waiting_restore() const { return restored_us_ >= 0 && !started_; }
     Result<> power_off() override;
     Result<> signal_workload(int signal) override;
     Result<> exec(guest_control::ExecRequest request, UniqueFd& client, std::string head,
@@ -443,7 +445,7 @@ Result<> Sandbox::start() {
     stdin_.emplace(machine_->serial(), loop_);
     // A restore that waits for `start` (create --restore): its vCPUs park before their first
     // instruction.
-    if (restored_us_ >= 0 && !started_) STOCKADE_TRY_VOID(machine_->start_paused());
+    if (waiting_restore()) STOCKADE_TRY_VOID(machine_->start_paused());
     // Each vCPU thread loads its filter and waits; this thread then loads the event loop's.
     STOCKADE_TRY_VOID(machine_->start(control_, [this] { return profiles_.vcpu.load(); }));
     if (auto r = profiles_.event_loop.load(); !r) {
@@ -503,6 +505,9 @@ void Sandbox::run_loop_tasks() {
 // Paused: the vCPUs parked, then the devices' host side held (vhost workers detached, the
 // userspace queues' descriptors not served), so nothing changes guest memory until resume.
 Result<> Sandbox::pause() {
+    // A restore that waits for `start` has never run: its vCPUs are parked and its devices
+    // not held, and `start` only lets the vCPUs go.
+    if (waiting_restore()) return fail("the sandbox waits for `stockade start`: it has not run");
     STOCKADE_TRY_VOID(machine_->pause());
     auto held = on_loop([this]() -> Result<> {
         STOCKADE_TRY_VOID(loop_.hold_watched(true));
@@ -518,7 +523,7 @@ Result<> Sandbox::pause() {
 }
 
 Result<> Sandbox::resume() {
-    if (!started_ && restored_us_ >= 0) return start_workload();  // Firecracker's load, then resume
+    if (waiting_restore()) return start_workload();  // Firecracker's load, then resume
     if (!machine_->paused()) return {};
     STOCKADE_TRY_VOID(on_loop([this]() -> Result<> {
         machine_->hold_devices(false);
@@ -555,6 +560,10 @@ Result<> Sandbox::start_workload() {
 }
 
 Result<> Sandbox::power_off() {
+    if (waiting_restore()) {  // nothing in it has run: its init cannot be asked
+        control_.stop({StopKind::guest_poweroff, 0, "stopped before `stockade start`"});
+        return {};
+    }
     StdioRelay* relay = STOCKADE_TRY(control_stream());
     if (machine_->paused()) return fail("the sandbox is paused: resume it first");
     return relay->send_control({guest_control::MessageType::poweroff, 0, std::nullopt});

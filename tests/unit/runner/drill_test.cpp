@@ -4,6 +4,7 @@
 
 #include "runner/cli/drill_command.hpp"
 #include "runner/cli/run_args.hpp"
+#include "runner/cli/snapshot_commands.hpp"
 #include "runner/registry/net.hpp"
 
 namespace stockade {
@@ -48,3 +49,25 @@ TEST(Drill, NoNetworkRefusesASnapshotThatHasADevice) {
 
 }  // namespace
 }  // namespace stockade
+
+namespace stockade::cli {
+namespace {
+
+using Args = std::vector<std::string>;
+
+TEST(CreateRestore, IsRestorePausedWhereverRestoreIsAmongCreatesOptions) {
+    EXPECT_EQ(create_restore_args({"--restore", "/s", "--id", "x"}),
+              (Args{"restore", "--paused", "/s", "--id", "x"}));
+    EXPECT_EQ(create_restore_args({"--id", "x", "--restore=/s", "--no-verify-memory"}),
+              (Args{"restore", "--paused", "/s", "--id", "x", "--no-verify-memory"}));
+    EXPECT_EQ(create_restore_args({"--id", "x", "--restore"}),
+              (Args{"restore", "--paused", "--id", "x"}))
+        << "no directory: restore's parser names the missing DIR";
+    EXPECT_EQ(create_restore_args({"--memory", "64", "--", "echo", "--restore", "/s"}),
+              std::nullopt)
+        << "the command's own words are not create's options";
+    EXPECT_EQ(create_restore_args({"--id", "x", "--", "sh"}), std::nullopt);
+}
+
+}  // namespace
+}  // namespace stockade::cli
