@@ -476,6 +476,8 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAn
     EXPECT_EQ(waiting["state"], "created") << waiting;
     std::this_thread::sleep_for(1500ms);
     EXPECT_TRUE(ticks(logs("lab-snap-c3")).empty()) << "ran before start: " << logs("lab-snap-c3");
+    auto pause = stockade({"pause", "lab-snap-c3"});
+    EXPECT_NE(pause.status, 0) << "a restore that waits has not run: " << pause.describe();
     auto started = stockade({"start", "lab-snap-c3"});
     ASSERT_EQ(started.status, 0) << started.describe();
     std::vector<Tick> went_on;
