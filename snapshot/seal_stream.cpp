@@ -91,7 +91,9 @@ Result<PartRecord> record_from_json(std::string_view text) {
         r.size = j.at("size").get<std::uint64_t>();
         r.chunk_count = j.at("chunk_count").get<std::uint64_t>();
         r.salt = STOCKADE_TRY(parse_hex<16>(j.at("salt").get<std::string>(), "salt"));
-        r.sha256 = STOCKADE_TRY(parse_hex<32>(j.at("sha256").get<std::string>(), "sha256"));
+        const auto sha = parse_sha256_hex(j.at("sha256").get<std::string>());
+        if (!sha) return fail("sha256: not 64 hex digits");
+        r.sha256 = *sha;
     } catch (const nlohmann::json::exception& e) {
         return fail("a part record: {}", e.what());
     }
