@@ -67,7 +67,9 @@ void NetKind::add_options(CLI::App& app, Options& options) {
                    "a virtio-net interface on a fresh tap: a `stockade net` spec (id defaults "
                    "to the sandbox id, e.g. bridge=br0,vlan=10) plus vhost=on|off (the "
                    "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
-                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init); or on an "
+                   "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init); "
+                   "queues=N (1..16) makes a multi-queue tap and offers the guest N queue "
+                   "pairs, of which Linux uses one per vCPU; or on an "
                    "existing tap, left as it is (no bridge, MAC filter or MTU from stockade): "
                    "tap=NAME with only mac=, vhost= and addr=")
         ->each([&options](const std::string&) { options.given = true; });
@@ -86,13 +88,30 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
     if (!parsed) return std::unexpected(std::move(parsed).error().context("--net"));
     Handed h{std::move(*parsed), {}, {}};
     if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address};
-    h.vhost = STOCKADE_TRY(open_vhost_net(spec->vhost));
+    // One vhost-net per queue pair (each is a kernel worker): all of them, or the userspace
+    // datapath.
+    auto first = STOCKADE_TRY(open_vhost_net(spec->vhost));
+    if (first) {
+        h.vhost.push_back(std::move(first));
+        for (unsigned q = 1; q < h.spec.queues; ++q) {
+            auto more = open_file(kVhostNetDevice, O_RDWR);
+            if (more) {
+                h.vhost.push_back(std::move(*more));
+            } else if (spec->vhost == VhostMode::on) {
+                return std::unexpected(std::move(more).error().context("--net vhost=on"));
+            } else {  // the default: all pairs on one datapath, so the userspace one
+                log::debug("{}; using the userspace network datapath", more.error().message);
+                h.vhost.clear();
+                break;
+            }
+        }
+    }
     return std::optional<Handed>(std::move(h));
 }
 
 Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec& spec, ClaimContext&) {
     if (spec->existing_tap) {
-        handed.tap = STOCKADE_TRY(attach_existing_tap(handed.spec));
+        handed.taps.push_back(STOCKADE_TRY(attach_existing_tap(handed.spec)));
         return Host{};  // the user's tap: nothing to tear down, nothing for `stockade rm`
     }
     net::NetOptions options;
@@ -100,24 +119,39 @@ Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec& spec, ClaimCont
     auto handle = net::NetworkHandle::open(handed.spec, options);
     if (!handle) return std::unexpected(std::move(handle).error().context("--net"));
     auto fds = handle->take_tap_fds();
-    if (fds.size() != 1) return fail("--net: expected one tap queue, got {}", fds.size());
-    handed.tap = std::move(fds.front());
+    if (fds.size() != handed.spec.queues)
+        return fail("--net: expected {} tap queues, got {}", handed.spec.queues, fds.size());
+    handed.taps = std::move(fds);
     return Host(std::move(*handle));
 }
 
 std::vector<int> NetKind::fds(const Handed& handed) {
-    std::vector<int> out{handed.tap.get()};
-    if (handed.vhost) out.push_back(handed.vhost.get());
+    std::vector<int> out;
+    for (const UniqueFd& fd : handed.taps)
+        out.push_back(fd.get());
+    for (const UniqueFd& fd : handed.vhost)
+        out.push_back(fd.get());
     return out;
 }
 
 Result<std::vector<BuiltDevice>> NetKind::build(Handed handed, BuildContext&) {
-    virtio::NetBackend backend{std::move(handed.tap), handed.spec.mac.bytes, {}, std::nullopt};
+    if (handed.taps.empty() || (!handed.vhost.empty() && handed.vhost.size() != handed.taps.size()))
+        return fail("--net: {} tap queues and {} vhost-net devices", handed.taps.size(),
+                    handed.vhost.size());
+    virtio::NetBackend backend{
+        std::move(handed.taps.front()), handed.spec.mac.bytes, {}, std::nullopt};
     if (handed.spec.mtu) backend.mtu = static_cast<std::uint16_t>(*handed.spec.mtu);
-    // VHOST_SET_OWNER: the kernel's worker serves this process's memory from now on.
-    if (handed.vhost)
-        backend.vhost =
-            STOCKADE_TRY(vhost::VhostDevice::adopt(std::move(handed.vhost), kVhostNetDevice));
+    // VHOST_SET_OWNER: the kernel's worker serves this process's memory from now on (one
+    // worker per queue pair).
+    auto adopt = [](UniqueFd fd) {
+        return vhost::VhostDevice::adopt(std::move(fd), kVhostNetDevice);
+    };
+    if (!handed.vhost.empty()) backend.vhost = STOCKADE_TRY(adopt(std::move(handed.vhost.front())));
+    for (std::size_t k = 1; k < handed.taps.size(); ++k) {
+        virtio::NetQueuePair pair{std::move(handed.taps[k]), std::nullopt};
+        if (!handed.vhost.empty()) pair.vhost = STOCKADE_TRY(adopt(std::move(handed.vhost[k])));
+        backend.more_pairs.push_back(std::move(pair));
+    }
     auto net = virtio::Net::create(std::move(backend));
     if (!net) return std::unexpected(std::move(net).error().context("--net"));
     std::vector<BuiltDevice> out;
@@ -129,8 +163,11 @@ void NetKind::add_seccomp_rules(DeviceThreadProfiles profiles) {
     // vhost-net started and stopped with the driver (activation, reset), and the tap told
     // which offloads the guest accepted
     for (policy::SeccompProfile* p : {&profiles.vcpu, &profiles.event_loop})
-        allow_vhost_rings(*p).allow_ioctl(
-            {STOCKADE_IOCTL(VHOST_NET_SET_BACKEND), STOCKADE_IOCTL(TUNSETOFFLOAD)});
+        allow_vhost_rings(*p).allow_ioctl({STOCKADE_IOCTL(VHOST_NET_SET_BACKEND),
+                                           STOCKADE_IOCTL(TUNSETOFFLOAD),
+                                           // the driver chose how many queue pairs it uses
+                                           // (control queue): the others' tap queues detached
+                                           STOCKADE_IOCTL(TUNSETQUEUE)});
     // the userspace datapath moves frames on the event loop (writev of a frame to the tap)
     profiles.event_loop.allow({SYS_writev});
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "netsetup/network.hpp"
 #include "runner/registry/device_kind.hpp"
@@ -22,9 +23,9 @@ struct NetKind {
     };
     using Spec = std::optional<NetDeviceSpec>;
     struct Handed {
-        net::NetSpec spec;  // resolved with the sandbox's id
-        UniqueFd tap;       // after claim
-        UniqueFd vhost;     // invalid: the userspace datapath
+        net::NetSpec spec;            // resolved with the sandbox's id
+        std::vector<UniqueFd> taps;   // after claim: one per queue pair
+        std::vector<UniqueFd> vhost;  // one /dev/vhost-net per queue pair; none: userspace
     };
     // Tears the tap (and its filter) down; none for an existing tap, which is the user's.
     using Host = std::optional<net::NetworkHandle>;

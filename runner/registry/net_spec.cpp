@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "netsetup/spec.hpp"
+#include "runner/virtio/net.hpp"
 
 namespace stockade {
 namespace {
@@ -99,7 +100,9 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
     defaults.id = "sandbox";
     auto checked = net::parse_net_spec(out.netsetup, defaults);
     if (!checked) return fail("--net: {}", checked.error().message);
-    if (checked->queues != 1) return fail("--net: queues: stockade run uses one queue pair");
+    if (checked->queues > virtio::kNetMaxQueuePairs)
+        return fail("--net: queues: {} queue pairs, at most {}", checked->queues,
+                    virtio::kNetMaxQueuePairs);
     return out;
 }
 

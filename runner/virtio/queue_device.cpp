@@ -12,7 +12,7 @@ Result<> QueueDevice::activate(const ActivateContext& ctx) {
     kick_fds_.clear();
     const bool event_idx = (ctx.features & kFeatureEventIdx) != 0;
     for (std::size_t q = 0; q < ctx.queues.size() && q < queue_count(); ++q) {
-        if (!ctx.queues[q].enabled) {
+        if (!ctx.queues[q].enabled || !serves_queue(static_cast<std::uint16_t>(q), ctx.features)) {
             queues_.emplace_back();
             continue;
         }

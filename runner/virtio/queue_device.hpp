@@ -64,6 +64,11 @@ class QueueDevice : public VirtioDevice {
     // Chains of queue q the device has taken from the ring but not used yet (virtio-net's
     // receive buffers waiting for a frame); they are the last it took. Called with mu_ held.
     [[nodiscard]] virtual std::uint16_t unused_chains(std::uint16_t /*q*/) const { return 0; }
+    // Whether queue q is served here once `features` are negotiated; a queue that is not
+    // (one a kernel vhost worker serves) is left alone: its kicks are not watched.
+    [[nodiscard]] virtual bool serves_queue(std::uint16_t /*q*/, std::uint64_t /*features*/) const {
+        return true;
+    }
     // Serves queue `q` now (e.g. when a backend became readable). Takes mu_.
     void kick(std::uint16_t q);
     [[nodiscard]] std::uint64_t negotiated() const { return features_; }

@@ -7,13 +7,13 @@
 namespace stockade::virtio {
 
 Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
-                           std::initializer_list<std::uint16_t> queues, std::uint16_t max_size,
-                           std::uint64_t ring_features) {
+                           std::span<const std::uint16_t> queues, std::uint16_t max_size,
+                           std::uint64_t ring_features, std::uint16_t first) {
     STOCKADE_TRY_VOID(v.set_features(ctx.features & (ring_features | kFeatureVersion1)));
     STOCKADE_TRY_VOID(v.set_memory(ctx.memory));
     const bool event_idx = (ctx.features & kFeatureEventIdx) != 0;
     for (std::uint16_t q : queues) {
-        if (q >= ctx.queues.size() || !ctx.queues[q].enabled)
+        if (q < first || q >= ctx.queues.size() || !ctx.queues[q].enabled)
             return fail("queue {} is not enabled", q);
         const QueueSetup& s = ctx.queues[q];
         auto checked = SplitQueue::create(ctx.memory, s, event_idx, max_size);
@@ -25,9 +25,9 @@ Result<> start_vhost_rings(vhost::VhostDevice& v, const ActivateContext& ctx,
         }
         if (!checked)
             return std::unexpected(std::move(checked).error().context(fmt::format("queue {}", q)));
-        STOCKADE_TRY_VOID(
-            v.set_vring(ctx.memory, {q, s.size, s.desc, s.driver, s.device, ctx.kick_fds[q],
-                                     ctx.call_fds[q], event_idx, base}));
+        STOCKADE_TRY_VOID(v.set_vring(
+            ctx.memory, {static_cast<std::uint16_t>(q - first), s.size, s.desc, s.driver, s.device,
+                         ctx.kick_fds[q], ctx.call_fds[q], event_idx, base}));
     }
     return {};
 }
@@ -54,7 +54,19 @@ void VhostRings::switched(const vhost::VhostDevice& v, bool held, Result<> switc
         held_ = std::unexpected(std::move(switched).error());  // the worker may run on
     else
         held_ = save_vhost_rings(v, *memory_, setups_, queues_,
-                                 static_cast<std::uint16_t>(setups_.size()));
+                                 static_cast<std::uint16_t>(setups_.size()), first_);
+}
+
+std::vector<std::uint16_t> VhostRings::used_indices() const {
+    std::vector<std::uint16_t> out;
+    if (memory_ == nullptr) return out;
+    for (std::uint16_t q : queues_) {
+        std::uint16_t used = 0;
+        if (q < setups_.size() && setups_[q].enabled)
+            used = memory_->read_obj<std::uint16_t>(setups_[q].device + 2).value_or(0);
+        out.push_back(used);
+    }
+    return out;
 }
 
 Result<DeviceState> VhostRings::saved(std::uint16_t queue_count, std::string_view device) const {
@@ -74,12 +86,13 @@ void kick_vhost_rings(std::span<const int> kick_fds, std::span<const std::uint16
 Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& v, const GuestMemory& memory,
                                      std::span<const QueueSetup> setups,
                                      std::span<const std::uint16_t> queues,
-                                     std::uint16_t queue_count) {
+                                     std::uint16_t queue_count, std::uint16_t first) {
     DeviceState state;
     state.queues.resize(queue_count);
     for (std::uint16_t q : queues) {
-        if (q >= queue_count || q >= setups.size() || !setups[q].enabled) continue;
-        const std::uint16_t next_avail = STOCKADE_TRY(v.vring_base(q));
+        if (q < first || q >= queue_count || q >= setups.size() || !setups[q].enabled) continue;
+        const std::uint16_t next_avail =
+            STOCKADE_TRY(v.vring_base(static_cast<std::uint16_t>(q - first)));
         const std::uint16_t next_used =
             STOCKADE_TRY(memory.read_obj<std::uint16_t>(setups[q].device + 2));
         // The kernel uses a chain in the same step that takes it; a difference would be a

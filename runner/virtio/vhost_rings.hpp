@@ -17,10 +17,12 @@ namespace stockade::virtio {
 // `ring_features`: the negotiated bits the kernel is told about (VERSION_1 always). A
 // restored snapshot's positions (context.resume) are checked against the rings in guest
 // memory as a userspace queue's are, and the kernel takes each ring on from its saved
-// avail index.
+// avail index. Queue q is the vhost device's ring q - first (a multi-queue virtio-net
+// device's pair k is queues 2k and 2k + 1 of the guest's, rings 0 and 1 of its own vhost-net).
 [[nodiscard]] Result<> start_vhost_rings(vhost::VhostDevice& vhost, const ActivateContext& context,
-                                         std::initializer_list<std::uint16_t> queues,
-                                         std::uint16_t max_size, std::uint64_t ring_features);
+                                         std::span<const std::uint16_t> queues,
+                                         std::uint16_t max_size, std::uint64_t ring_features,
+                                         std::uint16_t first = 0);
 
 // A kick on each of `queues` (their kick eventfds), as if the guest had notified: once a
 // stopped datapath runs again (released from a hold, or restored) the kernel looks at what the
@@ -33,18 +35,23 @@ void kick_vhost_rings(std::span<const int> kick_fds, std::span<const std::uint16
 // kernel) and used index (from guest memory), in a DeviceState of `queue_count` queues.
 // Only while the datapath is stopped (the device held), when every chain the kernel took
 // has been used.
-[[nodiscard]] Result<DeviceState> save_vhost_rings(const vhost::VhostDevice& vhost,
-                                                   const GuestMemory& memory,
-                                                   std::span<const QueueSetup> setups,
-                                                   std::span<const std::uint16_t> queues,
-                                                   std::uint16_t queue_count);
+[[nodiscard]] Result<DeviceState> save_vhost_rings(
+    const vhost::VhostDevice& vhost, const GuestMemory& memory, std::span<const QueueSetup> setups,
+    std::span<const std::uint16_t> queues, std::uint16_t queue_count, std::uint16_t first = 0);
 
 // What a vhost device (vhost-vsock, vhost-net) keeps of its kernel rings between starts, for
 // holds and snapshots: where the rings are and their kicks while the datapath runs, and the
 // positions read at the last hold. Guarded by the device's own lock.
 class VhostRings {
   public:
+    // The guest's queue numbers; queue q is the vhost device's ring q - first.
     explicit VhostRings(std::initializer_list<std::uint16_t> queues) : queues_(queues) {}
+    VhostRings(std::vector<std::uint16_t> queues, std::uint16_t first)
+        : queues_(std::move(queues)), first_(first) {}
+    [[nodiscard]] bool running() const { return memory_ != nullptr; }
+    // Each queue's used index in guest memory (what the kernel has used, modulo 2^16), while
+    // the datapath runs; empty otherwise.
+    [[nodiscard]] std::vector<std::uint16_t> used_indices() const;
     // The datapath runs (start_vhost_rings and the backend done); a restored one is kicked.
     void started(const ActivateContext& context);
     void stopped();
@@ -58,6 +65,7 @@ class VhostRings {
 
   private:
     std::vector<std::uint16_t> queues_;
+    std::uint16_t first_ = 0;
     const GuestMemory* memory_ = nullptr;  // null: not running
     std::vector<QueueSetup> setups_;
     std::vector<int> kick_fds_;

@@ -64,8 +64,8 @@ void Vsock::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
 Result<> Vsock::activate(const ActivateContext& ctx) {
     std::unique_lock lock(mu_);
     running_ = true;  // from here on, stop() has something to undo
-    auto started = start_vhost_rings(vhost_, ctx, {kVsockRxQueue, kVsockTxQueue}, queue_max_size(),
-                                     kRingFeatures);
+    constexpr std::uint16_t kRings[] = {kVsockRxQueue, kVsockTxQueue};
+    auto started = start_vhost_rings(vhost_, ctx, kRings, queue_max_size(), kRingFeatures);
     if (started) started = vhost_.vsock_set_running(true);
     if (started) {
         event_position_ =

@@ -2,9 +2,10 @@
 // behind it: PCI configuration space (the capability list, MSI-X control, the PCI-config
 // access window), BAR0 (common configuration, ISR, device configuration, notifications, the
 // MSI-X table and PBA), BAR moves, guest RAM stores (rings) and queue kicks, in any order.
-// The device (the first byte, modulo 3) is virtio-rng, virtio-blk on a small memfd image, or
-// virtio-net on its userspace datapath, whose tap is a datagram socket the host side sends
-// frames into (so both of its queues and its receive path are driven). Nothing may
+// The device (the first byte, modulo 4) is virtio-rng, virtio-blk on a small memfd image, or
+// virtio-net on its userspace datapath with one queue pair or with two and the control queue
+// (VIRTIO_NET_F_MQ), each pair's tap a datagram socket the host side sends frames into (so
+// every queue, the receive paths and the control commands are driven). Nothing may
 // crash or hang; KVM's side is faked with checks: an interrupt route attached twice, a
 // detach of what is not attached, or a notification registered twice is a bug.
 #include <sys/mman.h>
@@ -16,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
@@ -88,19 +90,27 @@ class IoEvents : public kvm::IoEventRegistry {
     std::map<std::uint64_t, int> registered_;
 };
 
-// The host's end of the net device's "tap" (-1 for the other devices).
-int host_end = -1;
+// The host's ends of the net device's "tap" queues (none for the other devices).
+std::vector<int> host_ends;
+
+// A "tap" queue: the device's end, the host's kept for the run.
+UniqueFd tap_queue() {
+    static std::vector<UniqueFd> hosts;
+    if (hosts.size() >= 2) hosts.erase(hosts.begin());  // the previous input's
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
+        __builtin_trap();
+    hosts.emplace_back(sv[1]);
+    host_ends.push_back(sv[1]);
+    return UniqueFd(sv[0]);
+}
 
 std::unique_ptr<virtio::VirtioDevice> make_device(std::uint8_t kind) {
+    host_ends.clear();
     if (kind == 0) return std::make_unique<virtio::Rng>();
-    if (kind == 2) {
-        static UniqueFd host;
-        int sv[2];
-        if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
-            __builtin_trap();
-        host = UniqueFd(sv[1]);
-        host_end = sv[1];
-        virtio::NetBackend b{UniqueFd(sv[0]), {0x02, 0, 0, 0, 0, 1}, 1500, std::nullopt, false};
+    if (kind >= 2) {
+        virtio::NetBackend b{tap_queue(), {0x02, 0, 0, 0, 0, 1}, 1500, std::nullopt, false};
+        if (kind == 3) b.more_pairs.push_back({tap_queue(), std::nullopt});
         auto dev = virtio::Net::create(std::move(b));
         if (!dev) __builtin_trap();
         return std::move(*dev);
@@ -135,7 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Router router;
     IoEvents io;
     auto transport =
-        virtio::PciTransport::create(make_device(data[0] % 3), io, router, mem, watcher);
+        virtio::PciTransport::create(make_device(data[0] % 4), io, router, mem, watcher);
     if (!transport) __builtin_trap();
     virtio::PciTransport& t = **transport;
     t.bar_placed(0, 0xc000'0000);
@@ -172,7 +182,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             default: {  // the host sends the net device a frame (header included)
                 static std::uint8_t frame[2048];
                 std::memset(frame, a.width, sizeof frame);
-                if (host_end >= 0) (void)!::send(host_end, frame, a.value % sizeof frame, 0);
+                if (!host_ends.empty())
+                    (void)!::send(host_ends[a.offset % host_ends.size()], frame,
+                                  a.value % sizeof frame, 0);
                 break;
             }
         }

@@ -266,3 +266,40 @@ def transport_net_start():
 
 
 write('fuzz_virtio_transport/net-start', transport_net_start())
+
+
+def transport_net_mq_start():
+    """virtio-net with two queue pairs: MRG_RXBUF, CTRL_VQ, MQ and VERSION_1; queues 0 to 4
+    (the control queue last) at 0x1000 + q * 0x1000; a VQ_PAIRS_SET 2 command with its ack,
+    then a receive buffer on pair 1's queue; the host sends a frame into each tap queue."""
+    common, ram = 4, 5
+    a = [access(common, 0, 0x14, 0), access(common, 0, 0x14, 3),
+         access(common, 2, 0x08, 0),
+         access(common, 2, 0x0c, (1 << 15) | (1 << 17) | (1 << 22)),  # MRG_RXBUF CTRL_VQ MQ
+         access(common, 2, 0x08, 1), access(common, 2, 0x0c, 1),        # VERSION_1
+         access(common, 0, 0x14, 11)]
+    for q in range(5):
+        base = 0x1000 + q * 0x1000
+        a += [access(common, 1, 0x16, q), access(common, 1, 0x18, 16),
+              access(common, 2, 0x20, base), access(common, 2, 0x28, base + 0x400),
+              access(common, 2, 0x30, base + 0x800), access(common, 1, 0x1c, 1)]
+    a += [access(common, 0, 0x14, 15),
+          # control: class MQ, VQ_PAIRS_SET, 2 pairs (readable), then the ack (writable)
+          access(ram, 2, 0xb000, 4 | (0 << 8) | (2 << 16)),
+          access(ram, 2, 0x5000, 0xb000), access(ram, 2, 0x5008, 4),
+          access(ram, 2, 0x500c, 1 | (1 << 16)),           # NEXT, next 1
+          access(ram, 2, 0x5010, 0xb100), access(ram, 2, 0x5018, 1), access(ram, 2, 0x501c, 2),
+          access(ram, 2, 0x5400, 1 << 16), access(ram, 2, 0x5404, 0),
+          # pair 1's receive queue (queue 2): one writable buffer
+          access(ram, 2, 0x3000, 0x9000), access(ram, 2, 0x3008, 1526), access(ram, 2, 0x300c, 2),
+          access(ram, 2, 0x3400, 1 << 16), access(ram, 2, 0x3404, 0),
+          # the watched descriptors in order: pair 0's tap (while it has buffers) and the
+          # five kicks; a kick of each, the control queue's among them
+          access(6, 0, 0, 5), access(6, 0, 0, 3),
+          access(8, 0x45, 0, 98), access(8, 0x45, 1, 98),  # a frame into each tap queue
+          access(6, 0, 0, 0), access(6, 0, 0, 1), access(6, 0, 0, 2), access(6, 0, 0, 3),
+          access(6, 0, 0, 4), access(6, 0, 0, 5), access(6, 0, 0, 6)]
+    return bytes([3]) + b''.join(a)
+
+
+write('fuzz_virtio_transport/net-mq-start', transport_net_mq_start())

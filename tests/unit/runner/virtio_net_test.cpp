@@ -618,6 +618,250 @@ TEST(VirtioNetHostile, MisplacedRingsFailActivation) {
 
 // ---- the --net spec ----
 
+// ---- multi-queue: several pairs and the control queue ----
+
+// A Net device with kPairs pairs on the userspace datapath, each pair's "tap" one end of a
+// datagram socket pair; queues rx0 tx0 rx1 tx1 ... and the control queue last.
+struct MqRig {
+    static constexpr std::uint16_t kPairs = 2, kControl = 2 * kPairs;
+    GuestMemory mem = GuestMemory::create_unregistered(4 << 20).value();
+    std::vector<DriverRing> rings;
+    std::vector<UniqueFd> peers;
+    std::vector<int> taps, kicks;
+    FakeWatcher watcher;
+    std::unique_ptr<VirtioDevice> owned;
+    Net* net = nullptr;
+    std::vector<std::string> resets;
+    std::vector<int> notified = std::vector<int>(kControl + 1, 0);
+    std::uint64_t next_buf = 0x100000;
+
+    MqRig() {
+        NetBackend b{UniqueFd(pair()), kMac, std::nullopt, std::nullopt, false};
+        for (std::uint16_t k = 1; k < kPairs; ++k)
+            b.more_pairs.push_back({UniqueFd(pair()), std::nullopt});
+        for (std::uint16_t q = 0; q <= kControl; ++q) {
+            rings.emplace_back(mem, 0x10000 + 0x4000ull * q, kQueueSize);
+            kicks.push_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        }
+        auto created = Net::create(std::move(b));
+        EXPECT_TRUE(created) << created.error().message;
+        owned = std::move(*created);
+        net = static_cast<Net*>(owned.get());
+    }
+    ~MqRig() {
+        owned.reset();
+        for (int k : kicks)
+            ::close(k);
+    }
+    int pair() {
+        int sv[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+        peers.emplace_back(sv[1]);
+        taps.push_back(sv[0]);
+        return sv[0];
+    }
+    std::uint64_t alloc(std::uint64_t len) {
+        const std::uint64_t at = next_buf;
+        next_buf = (next_buf + len + 15) & ~15ull;
+        return at;
+    }
+    // Every ring enabled but those in `disabled`.
+    Result<> activate(std::uint64_t features, std::vector<std::uint16_t> disabled = {}) {
+        std::vector<QueueSetup> setups;
+        for (const DriverRing& r : rings)
+            setups.push_back(r.setup());
+        for (std::uint16_t q : disabled)
+            setups[q].enabled = false;
+        std::vector<int> calls(rings.size(), -1);
+        ActivateContext ctx{mem,
+                            features,
+                            setups,
+                            kicks,
+                            calls,
+                            watcher,
+                            [this](std::uint16_t q) { ++notified[q]; },
+                            [this](std::string why) { resets.push_back(why); },
+                            {}};
+        return net->activate(ctx);
+    }
+    void kick(std::uint16_t q) {
+        std::uint64_t one = 1;
+        ASSERT_EQ(::write(kicks[q], &one, sizeof one), 8);
+        watcher.fire(kicks[q]);
+    }
+    // Sends a control command on queue q (the control queue unless said): its bytes readable,
+    // then a one-byte ack. The ack, or -1 when the device used nothing.
+    int command(std::vector<std::uint8_t> cmd, std::uint16_t q = kControl) {
+        DriverRing& r = rings[q];
+        const std::uint64_t at = alloc(cmd.size()), ack = alloc(1);
+        EXPECT_TRUE(mem.write(at, cmd));
+        EXPECT_TRUE(mem.write_obj<std::uint8_t>(ack, 0xee));
+        const std::uint16_t before = r.used_idx();
+        r.desc(0, at, static_cast<std::uint32_t>(cmd.size()), kDescNext, 1);
+        r.desc(1, ack, 1, kDescWrite);
+        r.offer(0);
+        kick(q);
+        if (r.used_idx() == before) return -1;
+        return mem.read_obj<std::uint8_t>(ack).value();
+    }
+    static std::vector<std::uint8_t> set_pairs(std::uint16_t k) {
+        return {kNetCtrlMq, kNetCtrlMqVqPairsSet, static_cast<std::uint8_t>(k & 0xff),
+                static_cast<std::uint8_t>(k >> 8)};
+    }
+};
+
+constexpr std::uint64_t kMq = kModern | kNetFCtrlVq | kNetFMq;
+
+TEST(VirtioNetMultiQueue, PairsAndTheControlQueueAreOfferedAndCounted) {
+    MqRig rig;
+    const std::uint64_t f = rig.net->offered_features();
+    EXPECT_TRUE(f & kNetFMq);
+    EXPECT_TRUE(f & kNetFCtrlVq);
+    EXPECT_EQ(rig.net->queue_count(), 2 * MqRig::kPairs + 1);
+    EXPECT_EQ(rig.net->queue_pairs(), MqRig::kPairs);
+    std::uint8_t cfg[10];
+    rig.net->config_read(0, cfg);
+    EXPECT_EQ(cfg[8] | (cfg[9] << 8), MqRig::kPairs) << "max_virtqueue_pairs";
+    EXPECT_FALSE(net_features_consistent(kNetFMq)) << "MQ needs the control queue";
+    EXPECT_TRUE(net_features_consistent(kNetFMq | kNetFCtrlVq));
+    NetRig one;
+    EXPECT_FALSE(one.net->offered_features() & (kNetFMq | kNetFCtrlVq));
+}
+
+TEST(VirtioNetMultiQueue, TheDriverSetsHowManyPairsItUses) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kMq));
+    EXPECT_EQ(rig.net->pairs_in_use(), 1) << "the first pair only, until the driver says";
+    EXPECT_TRUE(rig.watcher.watching(rig.taps[0]));
+    EXPECT_FALSE(rig.watcher.watching(rig.taps[1]));
+    EXPECT_EQ(rig.command(MqRig::set_pairs(2)), kNetOk);
+    EXPECT_EQ(rig.net->pairs_in_use(), 2);
+    EXPECT_TRUE(rig.watcher.watching(rig.taps[1]));
+    EXPECT_GE(rig.notified[MqRig::kControl], 1) << "the driver spins on the ack";
+    // Out of range, unknown, short and long commands: refused, the pairs as they were.
+    EXPECT_EQ(rig.command(MqRig::set_pairs(0)), kNetErr);
+    EXPECT_EQ(rig.command(MqRig::set_pairs(3)), kNetErr);
+    EXPECT_EQ(rig.command({kNetCtrlMq, 7, 1, 0}), kNetErr);
+    EXPECT_EQ(rig.command({0, 0, 1}), kNetErr) << "rx mode: not offered";
+    EXPECT_EQ(rig.command({kNetCtrlMq}), kNetErr);
+    EXPECT_EQ(rig.command(std::vector<std::uint8_t>(200, 4)), kNetErr);
+    EXPECT_EQ(rig.net->pairs_in_use(), 2);
+    EXPECT_EQ(rig.net->counters().commands_refused, 6u);
+    EXPECT_EQ(rig.command(MqRig::set_pairs(1)), kNetOk);
+    EXPECT_FALSE(rig.watcher.watching(rig.taps[1]));
+    EXPECT_TRUE(rig.resets.empty());
+    EXPECT_NE(rig.net->stats().find("queue pairs 2 (1 in use)"), std::string::npos)
+        << rig.net->stats();
+}
+
+TEST(VirtioNetMultiQueue, EachPairMovesFramesOnItsOwnTapQueue) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kMq));
+    ASSERT_EQ(rig.command(MqRig::set_pairs(2)), kNetOk);
+    for (std::uint16_t k = 0; k < MqRig::kPairs; ++k) {
+        DriverRing& rx = rig.rings[2 * k];
+        const std::uint64_t buf = rig.alloc(2048);
+        rx.desc(0, buf, 2048, kDescWrite);
+        rx.offer(0);
+        rig.kick(static_cast<std::uint16_t>(2 * k));
+        auto frame = frame_with_header(60, static_cast<std::uint8_t>(0x10 + k));
+        ASSERT_EQ(::send(rig.peers[k].get(), frame.data(), frame.size(), 0),
+                  static_cast<ssize_t>(frame.size()));
+        rig.watcher.fire(rig.taps[k]);
+        ASSERT_EQ(rx.used_idx(), 1) << "pair " << k;
+        std::vector<std::uint8_t> got(frame.size());
+        ASSERT_TRUE(rig.mem.read(buf, got));
+        EXPECT_EQ(got[kNetHdrSize], 0x10 + k);
+        // And a frame sent on the pair's transmit queue reaches its own tap queue only.
+        DriverRing& tx = rig.rings[2 * k + 1];
+        auto out = frame_with_header(40, static_cast<std::uint8_t>(0x20 + k));
+        const std::uint64_t at = rig.alloc(out.size());
+        ASSERT_TRUE(rig.mem.write(at, out));
+        tx.desc(0, at, static_cast<std::uint32_t>(out.size()));
+        tx.offer(0);
+        rig.kick(static_cast<std::uint16_t>(2 * k + 1));
+        std::vector<std::uint8_t> host(256);
+        const ssize_t n = ::recv(rig.peers[k].get(), host.data(), host.size(), MSG_DONTWAIT);
+        ASSERT_EQ(n, static_cast<ssize_t>(out.size())) << "pair " << k;
+        EXPECT_EQ(host[kNetHdrSize], 0x20 + k);
+        const ssize_t other =
+            ::recv(rig.peers[1 - k].get(), host.data(), host.size(), MSG_DONTWAIT);
+        EXPECT_LT(other, 0) << "pair " << k << "'s frame on the other queue";
+    }
+    EXPECT_EQ(rig.net->counters().rx_frames, 2u);
+    EXPECT_EQ(rig.net->counters().tx_frames, 2u);
+    const std::string stats = rig.net->stats();
+    EXPECT_NE(stats.find("rx1 queue: kicks 1"), std::string::npos) << stats;
+    EXPECT_NE(stats.find("control queue:"), std::string::npos) << stats;
+}
+
+// A pair the driver does not use takes nothing from its tap queue (a real tap's is detached).
+TEST(VirtioNetMultiQueue, AnUnusedPairReceivesNothing) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kMq));
+    DriverRing& rx1 = rig.rings[2];
+    rx1.desc(0, rig.alloc(2048), 2048, kDescWrite);
+    rx1.offer(0);
+    rig.kick(2);
+    auto frame = frame_with_header(60);
+    ASSERT_EQ(::send(rig.peers[1].get(), frame.data(), frame.size(), 0),
+              static_cast<ssize_t>(frame.size()));
+    EXPECT_FALSE(rig.watcher.watching(rig.taps[1]));
+    rig.kick(2);
+    EXPECT_EQ(rx1.used_idx(), 0);
+    EXPECT_TRUE(rig.resets.empty());
+}
+
+// A pair whose rings the driver left disabled is never used: asking for it is refused, and a
+// receive ring that is not enabled leaves its tap unwatched (the readable tap would otherwise
+// wake the event loop for ever, as nothing serves it).
+TEST(VirtioNetMultiQueue, PairsWithoutEnabledRingsAreNotUsed) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kMq, {3}));  // pair 1's transmit ring
+    EXPECT_EQ(rig.command(MqRig::set_pairs(2)), kNetErr);
+    EXPECT_EQ(rig.net->pairs_in_use(), 1);
+    EXPECT_FALSE(rig.watcher.watching(rig.taps[1]));
+    rig.net->reset();
+    ASSERT_TRUE(rig.activate(kMq, {0}));  // pair 0's receive ring
+    EXPECT_FALSE(rig.watcher.watching(rig.taps[0]));
+    EXPECT_EQ(rig.command(MqRig::set_pairs(2)), kNetErr);
+    rig.net->reset();
+    ASSERT_TRUE(rig.activate(kMq));
+    EXPECT_TRUE(rig.watcher.watching(rig.taps[0]));
+    EXPECT_EQ(rig.command(MqRig::set_pairs(2)), kNetOk);
+    rig.net->reset();
+    EXPECT_EQ(rig.net->pairs_in_use(), 1) << "a reset goes back to one pair";
+    EXPECT_EQ(rig.watcher.count(), 0u);
+}
+
+// Without MQ the control queue is queue 2 (5.1.2) and the other pairs do not exist.
+TEST(VirtioNetMultiQueue, WithoutMqTheControlQueueIsQueueTwo) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kModern | kNetFCtrlVq));
+    EXPECT_EQ(rig.command(MqRig::set_pairs(2), 2), kNetErr) << "MQ was not negotiated";
+    EXPECT_EQ(rig.net->pairs_in_use(), 1);
+    EXPECT_EQ(rig.command(MqRig::set_pairs(1)), -1) << "queue 4 is not the control queue now";
+}
+
+TEST(VirtioNetMultiQueue, AControlChainWithoutRoomForTheAckNeedsReset) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kMq));
+    DriverRing& c = rig.rings[MqRig::kControl];
+    c.desc(0, rig.alloc(4), 4);
+    c.offer(0);
+    rig.kick(MqRig::kControl);
+    ASSERT_EQ(rig.resets.size(), 1u);
+    EXPECT_NE(rig.resets[0].find("no room for the ack"), std::string::npos) << rig.resets[0];
+}
+
+TEST(VirtioNetMultiQueue, SnapshotsOfAMultiQueueDeviceAreRefused) {
+    MqRig rig;
+    ASSERT_TRUE(rig.activate(kMq));
+    auto s = rig.net->save_state();
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("multi-queue"), std::string::npos) << s.error().message;
+}
+
 TEST(NetDeviceSpec, RunnerKeysAreSplitFromTheNetsetupSpec) {
     auto s = parse_net_device_spec("bridge=br0,vhost=off,vlan=10,addr=169.254.10.2/24");
     ASSERT_TRUE(s) << s.error().message;
@@ -635,13 +879,22 @@ TEST(NetDeviceSpec, BadValuesNameTheirKey) {
     for (const char* bad :
          {"vhost=maybe", "vhost=on,vhost=off", "addr=169.254.1.2", "addr=169.254.1.2/33",
           "addr=169.254.1/16", "addr=x/8", "addr=1.2.3.4/8,addr=1.2.3.5/8", "vlan=5000,bridge=b",
-          "colour=blue", "queues=2"}) {
+          "colour=blue", "queues=17", "queues=0"}) {
         auto r = parse_net_device_spec(bad);
         EXPECT_FALSE(r) << bad;
         if (!r) {
             EXPECT_NE(r.error().message.find("--net"), std::string::npos) << r.error().message;
         }
     }
+}
+
+TEST(NetDeviceSpec, QueuesAskForThatManyPairs) {
+    auto s = parse_net_device_spec("queues=4,vhost=on");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(s->netsetup, "queues=4");
+    auto many = parse_net_device_spec("queues=17");
+    ASSERT_FALSE(many);
+    EXPECT_NE(many.error().message.find("at most 16"), std::string::npos) << many.error().message;
 }
 
 TEST(NetDeviceSpec, AnExistingTapTakesTheGuestSideKeys) {
