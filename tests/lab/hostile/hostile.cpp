@@ -28,6 +28,7 @@
 //   stockade-hostile port-abuse ROUNDS
 //   stockade-hostile vsock-flood SECONDS
 //   stockade-hostile zero-rx ROUNDS
+//   stockade-hostile net-control ROUNDS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -1054,6 +1055,125 @@ int slow_disk(unsigned readers) {
 
 }  // namespace
 
+// ---- virtio-net's control queue (a multi-queue device) --------------------------------------
+
+// Rounds of commands on the control queue of a device with two or more queue pairs, every
+// queue started (each pair's rings, for vhost-net's workers too): VQ_PAIRS_SET with 0, one
+// more than the device has and 65535; an unknown class and an unknown command; a one-byte and
+// a 2 KiB command; 50 switches between all pairs and one (each attaches or detaches a tap
+// queue); and last a command with no room for its ack, which must cost the device NEEDS_RESET.
+// Prints each answer of the first round, "ctrl-wrong W" and "storm-done N" after ROUNDS.
+int net_control(unsigned rounds) {
+    constexpr std::uint64_t kCtrlVq = 1ull << 17, kMq = 1ull << 22;
+    const std::string addr = find_function("0x1af4", "0x1041");
+    unbind(addr);
+    const VirtioPci v = VirtioPci::open(addr);
+    const std::uint16_t pairs = *reinterpret_cast<volatile std::uint16_t*>(v.bar + v.device + 8);
+    if (pairs < 2) {
+        errno = EINVAL;
+        die("the device has one queue pair (run with --net queues=2)");
+    }
+    const std::uint16_t ctrl = static_cast<std::uint16_t>(2 * pairs);
+    std::vector<Rings> rings;
+    for (unsigned q = 0; q <= ctrl; ++q)
+        rings.push_back(Rings::make());
+    std::uint16_t next = 0;  // the control queue's avail index
+    auto start = [&] {
+        v.status(0);
+        for (const Rings& r : rings)
+            std::memset(r.pages, 0, 3 * 4096);
+        next = 0;
+        v.status(kAcknowledge | kDriver);
+        v.driver_features(kVersion1 | kCtrlVq | kMq);
+        v.status(kAcknowledge | kDriver | kFeaturesOk);
+        for (std::uint16_t q = 0; q <= ctrl; ++q) {
+            const Rings& r = rings[q];
+            const std::uint64_t desc = physical_address(r.pages),
+                                avail = physical_address(r.pages + 4096),
+                                used = physical_address(r.pages + 2 * 4096);
+            v.wr<std::uint16_t>(0x16, q);
+            v.wr<std::uint16_t>(0x18, Rings::size);
+            v.wr<std::uint16_t>(0x1a, 0xffff);
+            v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
+            v.wr<std::uint32_t>(0x24, static_cast<std::uint32_t>(desc >> 32));
+            v.wr<std::uint32_t>(0x28, static_cast<std::uint32_t>(avail));
+            v.wr<std::uint32_t>(0x2c, static_cast<std::uint32_t>(avail >> 32));
+            v.wr<std::uint32_t>(0x30, static_cast<std::uint32_t>(used));
+            v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
+            v.wr<std::uint16_t>(0x1c, 1);
+        }
+        v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
+        if (!(v.status() & kFeaturesOk)) {
+            errno = EPROTO;
+            die("the device refused VERSION_1, CTRL_VQ and MQ");
+        }
+    };
+    // The ack (0 OK, 1 ERR); -1: NEEDS_RESET; -2: no answer in 100 ms.
+    auto command = [&](const std::vector<std::uint8_t>& bytes, bool room_for_ack) {
+        const Rings& r = rings[ctrl];
+        std::uint8_t* buf = r.buffer();
+        std::memcpy(buf, bytes.data(), bytes.size());
+        volatile std::uint8_t* ack = buf + 4000;
+        *ack = 0xee;
+        const std::uint64_t at = physical_address(buf);
+        put_desc(r.pages, 0, at, static_cast<std::uint32_t>(bytes.size()),
+                 room_for_ack ? kDescNext : 0, 1);
+        put_desc(r.pages, 1, at + 4000, 1, kDescWrite, 0);
+        r.avail()[2 + next % Rings::size] = 0;
+        next = static_cast<std::uint16_t>(next + 1);
+        r.avail()[1] = next;
+        v.kick(ctrl);
+        const double until = now() + 0.1;
+        while (now() < until) {
+            if (v.status() & 0x40) return -1;
+            if (r.used()[1] == next) return static_cast<int>(*ack);
+        }
+        return -2;
+    };
+    auto set_pairs = [](unsigned k) {
+        return std::vector<std::uint8_t>{4, 0, static_cast<std::uint8_t>(k & 0xff),
+                                         static_cast<std::uint8_t>(k >> 8)};
+    };
+    struct Case {
+        const char* name;
+        std::vector<std::uint8_t> bytes;
+        int expect;
+        bool room_for_ack = true;
+    };
+    std::vector<Case> cases = {
+        {"pairs-all", set_pairs(pairs), 0},
+        {"pairs-0", set_pairs(0), 1},
+        {"pairs-too-many", set_pairs(pairs + 1u), 1},
+        {"pairs-65535", set_pairs(0xffff), 1},
+        {"unknown-class", {0x7f, 0, 1, 0}, 1},
+        {"unknown-command", {4, 9, 1, 0}, 1},
+        {"one-byte", {4}, 1},
+        {"two-kib", std::vector<std::uint8_t>(2048, 4), 1},
+        {"pairs-1", set_pairs(1), 0},
+    };
+    for (int i = 0; i < 50; ++i)
+        cases.push_back({"switch", set_pairs(i % 2 == 0 ? pairs : 1u), 0});
+    cases.push_back({"no-room-for-ack", set_pairs(pairs), -1, false});
+    say("pairs %u\n", pairs);
+    say("storm-start\n");
+    start_heartbeat();
+    unsigned wrong = 0, answered = 0;
+    for (std::uint64_t round = 0;; ++round) {
+        start();
+        for (const Case& c : cases) {
+            const int got = command(c.bytes, c.room_for_ack);
+            if (round >= rounds) continue;
+            ++answered;
+            if (got != c.expect) ++wrong;
+            if (round == 0 && std::strcmp(c.name, "switch") != 0) say("ctrl %s %d\n", c.name, got);
+        }
+        if (round + 1 == rounds) {
+            say("ctrl-wrong %u\n", wrong);
+            say("storm-done %u\n", answered);
+        }
+    }
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         std::fprintf(stderr, "usage: stockade-hostile CASE [ARG]\n");
@@ -1075,6 +1195,7 @@ int main(int argc, char** argv) {
     if (c == "port-abuse") return port_abuse(static_cast<unsigned>(std::atoi(arg)));
     if (c == "vsock-flood") return vsock_flood(std::atof(arg));
     if (c == "zero-rx") return zero_rx(static_cast<unsigned>(std::atoi(arg)));
+    if (c == "net-control") return net_control(static_cast<unsigned>(std::atoi(arg)));
     std::fprintf(stderr, "stockade-hostile: unknown case %s\n", c.c_str());
     return 2;
 }
