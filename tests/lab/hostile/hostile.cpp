@@ -341,15 +341,11 @@ struct Rings {
     }
 };
 
-// Starts queue 0 of `size` entries on the given ring addresses (any, RAM or not) with the
-// given features (a reset first).
-void start_raw(const VirtioPci& v, std::uint16_t size, std::uint64_t desc, std::uint64_t avail,
-               std::uint64_t used, std::uint64_t features) {
-    v.status(0);
-    v.status(kAcknowledge | kDriver);
-    v.driver_features(features);
-    v.status(kAcknowledge | kDriver | kFeaturesOk);
-    v.wr<std::uint16_t>(0x16, 0);
+// Sets queue q up with `size` entries on the given ring addresses, no MSI-X vector, and
+// enables it.
+void setup_queue(const VirtioPci& v, std::uint16_t q, std::uint16_t size, std::uint64_t desc,
+                 std::uint64_t avail, std::uint64_t used) {
+    v.wr<std::uint16_t>(0x16, q);
     v.wr<std::uint16_t>(0x18, size);
     v.wr<std::uint16_t>(0x1a, 0xffff);
     v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
@@ -359,6 +355,17 @@ void start_raw(const VirtioPci& v, std::uint16_t size, std::uint64_t desc, std::
     v.wr<std::uint32_t>(0x30, static_cast<std::uint32_t>(used));
     v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
     v.wr<std::uint16_t>(0x1c, 1);
+}
+
+// Starts queue 0 of `size` entries on the given ring addresses (any, RAM or not) with the
+// given features (a reset first).
+void start_raw(const VirtioPci& v, std::uint16_t size, std::uint64_t desc, std::uint64_t avail,
+               std::uint64_t used, std::uint64_t features) {
+    v.status(0);
+    v.status(kAcknowledge | kDriver);
+    v.driver_features(features);
+    v.status(kAcknowledge | kDriver | kFeaturesOk);
+    setup_queue(v, 0, size, desc, avail, used);
     v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
 }
 
@@ -1088,19 +1095,8 @@ int net_control(unsigned rounds) {
         v.status(kAcknowledge | kDriver | kFeaturesOk);
         for (std::uint16_t q = 0; q <= ctrl; ++q) {
             const Rings& r = rings[q];
-            const std::uint64_t desc = physical_address(r.pages),
-                                avail = physical_address(r.pages + 4096),
-                                used = physical_address(r.pages + 2 * 4096);
-            v.wr<std::uint16_t>(0x16, q);
-            v.wr<std::uint16_t>(0x18, Rings::size);
-            v.wr<std::uint16_t>(0x1a, 0xffff);
-            v.wr<std::uint32_t>(0x20, static_cast<std::uint32_t>(desc));
-            v.wr<std::uint32_t>(0x24, static_cast<std::uint32_t>(desc >> 32));
-            v.wr<std::uint32_t>(0x28, static_cast<std::uint32_t>(avail));
-            v.wr<std::uint32_t>(0x2c, static_cast<std::uint32_t>(avail >> 32));
-            v.wr<std::uint32_t>(0x30, static_cast<std::uint32_t>(used));
-            v.wr<std::uint32_t>(0x34, static_cast<std::uint32_t>(used >> 32));
-            v.wr<std::uint16_t>(0x1c, 1);
+            setup_queue(v, q, Rings::size, physical_address(r.pages),
+                        physical_address(r.pages + 4096), physical_address(r.pages + 2 * 4096));
         }
         v.status(kAcknowledge | kDriver | kFeaturesOk | kDriverOk);
         if (!(v.status() & kFeaturesOk)) {
