@@ -91,13 +91,9 @@ std::string read_to_end(int fd, std::size_t max) {
 
 // The helper's end: 0, or its one line of error. Its stderr is read to its end first (a helper
 // that wrote more than a pipe holds would otherwise wait on us while we wait on it).
-Result<> wait_helper(Spawned& s, const std::string& what) {
-    std::string message = read_to_end(s.errors.get(), 4096);
-    s.errors.reset();  // a helper still writing gets EPIPE, not a wait
-    int status = 0;
-    while (::waitpid(s.pid, &status, 0) < 0)
-        if (errno != EINTR) return fail_sys("waitpid");
-    s.pid = -1;
+// How a helper that ended with `status` did: its message on stderr (or, when it printed none,
+// how it ended) after `what` unless it exited with 0.
+Result<> helper_outcome(int status, std::string message, const std::string& what) {
     while (!message.empty() && message.back() == '\n')
         message.pop_back();
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
@@ -106,6 +102,16 @@ Result<> wait_helper(Spawned& s, const std::string& what) {
                       ? fmt::format("stockade-seal killed by signal {}", WTERMSIG(status))
                       : fmt::format("stockade-seal exited with status {}", WEXITSTATUS(status));
     return fail("{}: {}", what, message);
+}
+
+Result<> wait_helper(Spawned& s, const std::string& what) {
+    std::string message = read_to_end(s.errors.get(), 4096);
+    s.errors.reset();  // a helper still writing gets EPIPE, not a wait
+    int status = 0;
+    while (::waitpid(s.pid, &status, 0) < 0)
+        if (errno != EINTR) return fail_sys("waitpid");
+    s.pid = -1;
+    return helper_outcome(status, std::move(message), what);
 }
 
 Result<SealedRecord> parse_record(std::string line) {
@@ -195,13 +201,9 @@ Result<SealedRecord> SealingPart::finish(std::chrono::seconds limit) {
         return fail("{}: the sandbox did not finish writing it within {} s", part_, limit.count());
     }
     // Reaped here (or failing to be: the destructor kills and reaps it).
-    std::string message = read_to_end(errors_.get(), 4096);
     if (done == pid_) pid_ = -1;
     if (done < 0) return fail_sys("waitpid");
-    while (!message.empty() && message.back() == '\n')
-        message.pop_back();
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return fail("{}: {}", part_, message.empty() ? "stockade-seal failed" : message);
+    STOCKADE_TRY_VOID(helper_outcome(status, read_to_end(errors_.get(), 4096), part_));
     auto r = STOCKADE_TRY(parse_record(read_to_end(record_.get(), 4096)));
     if (r.name != part_) return fail("{}: stockade-seal sealed {} instead", part_, r.name);
     return r;
