@@ -209,7 +209,9 @@ TEST(Signals, TermAndIntStopTheVmCleanly) {
 // What the runner itself keeps resident beside the guest's RAM, sampled while the workload
 // runs: the sandbox process under Firecracker's published 5 MiB bound, and a supervisor
 // that holds no copy of the boot images and no freed heap of them (docs/lab-notes.md).
-TEST(Memory, RunnerOverheadStaysSmall) {
+// The sandbox's and the supervisor's memory beside guest RAM while the workload runs, with
+// `options` before the workload.
+void expect_small_overhead(const std::vector<std::string>& options, const std::string& what) {
     lab::ProcessMemory sandbox, supervisor;
     RunOptions o;
     o.mark = "measure-now";
@@ -218,14 +220,28 @@ TEST(Memory, RunnerOverheadStaysSmall) {
         if (pid_t child = lab::only_child_of(pid); child > 0)
             sandbox = lab::process_memory(child, std::uint64_t{256} << 20);
     };
-    auto r = run_stockade({"--memory", "256", "--", "sh", "-c", "echo measure-now; sleep 2"}, o);
-    ASSERT_EQ(r.status, 0) << r.describe();
+    std::vector<std::string> args{"--memory", "256"};
+    args.insert(args.end(), options.begin(), options.end());
+    args.insert(args.end(), {"--", "sh", "-c", "echo measure-now; sleep 2"});
+    auto r = run_stockade(args, o);
+    ASSERT_EQ(r.status, 0) << what << "\n" << r.describe();
     ASSERT_TRUE(sandbox.found) << "no guest RAM mapping in the sandbox process";
-    std::cout << "sandbox RSS " << sandbox.total_mib << " MiB, guest " << sandbox.guest_mib
-              << " MiB, overhead " << sandbox.overhead_mib() << " MiB; supervisor RSS "
-              << supervisor.total_mib << " MiB\n";
-    EXPECT_LT(sandbox.overhead_mib(), STOCKADE_STATIC_DEPS ? 3.0 : 5.0);
-    EXPECT_LT(supervisor.total_mib, STOCKADE_STATIC_DEPS ? 6.0 : 10.0);
+    std::cout << what << ": sandbox RSS " << sandbox.total_mib << " MiB, guest "
+              << sandbox.guest_mib << " MiB, overhead " << sandbox.overhead_mib()
+              << " MiB; supervisor RSS " << supervisor.total_mib << " MiB\n";
+    EXPECT_LT(sandbox.overhead_mib(), STOCKADE_STATIC_DEPS ? 3.0 : 5.0) << what;
+    EXPECT_LT(supervisor.total_mib, STOCKADE_STATIC_DEPS ? 6.0 : 10.0) << what;
+}
+
+TEST(Memory, RunnerOverheadStaysSmall) {
+    expect_small_overhead({}, "defaults");
+}
+
+// Two virtio-net queue pairs, on each datapath: per pair a tap queue and either a vhost-net
+// or a frame buffer on the event loop, and the control queue.
+TEST(Memory, RunnerOverheadStaysSmallWithTwoQueuePairs) {
+    expect_small_overhead({"--net", "queues=2,vhost=on"}, "2 pairs, vhost-net");
+    expect_small_overhead({"--net", "queues=2,vhost=off"}, "2 pairs, userspace");
 }
 
 // Installed like a runtime (`cmake --install`): the installed stockade boots the kernel and
