@@ -90,21 +90,13 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
     if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address};
     // One vhost-net per queue pair (each is a kernel worker): all of them, or the userspace
     // datapath.
-    auto first = STOCKADE_TRY(open_vhost_net(spec->vhost));
-    if (first) {
-        h.vhost.push_back(std::move(first));
-        for (unsigned q = 1; q < h.spec.queues; ++q) {
-            auto more = open_file(kVhostNetDevice, O_RDWR);
-            if (more) {
-                h.vhost.push_back(std::move(*more));
-            } else if (spec->vhost == VhostMode::on) {
-                return std::unexpected(std::move(more).error().context("--net vhost=on"));
-            } else {  // the default: all pairs on one datapath, so the userspace one
-                log::debug("{}; using the userspace network datapath", more.error().message);
-                h.vhost.clear();
-                break;
-            }
+    for (unsigned q = 0; q < h.spec.queues; ++q) {
+        auto fd = STOCKADE_TRY(open_vhost_net(spec->vhost));
+        if (!fd) {  // every pair on one datapath, so the userspace one
+            h.vhost.clear();
+            break;
         }
+        h.vhost.push_back(std::move(fd));
     }
     return std::optional<Handed>(std::move(h));
 }

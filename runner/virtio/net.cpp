@@ -26,6 +26,15 @@ constexpr std::uint64_t kRingFeatures = kFeatureIndirectDesc | kFeatureEventIdx 
 // loop comes back).
 constexpr int kRxBatch = 64;
 
+// Whether the driver enabled pair k's rings: both of them, and for pairs after the first with
+// VIRTIO_NET_F_MQ (without it they do not exist for the driver).
+bool pair_enabled(const ActivateContext& ctx, std::size_t k, bool rx_only = false) {
+    const std::size_t rx = 2 * k, tx = rx + 1;
+    const bool mq = (ctx.features & kNetFMq) != 0;
+    return (k == 0 || mq) && rx < ctx.queues.size() && ctx.queues[rx].enabled &&
+           (rx_only || (tx < ctx.queues.size() && ctx.queues[tx].enabled));
+}
+
 }  // namespace
 
 unsigned tap_offloads_for(std::uint64_t f) {
@@ -229,13 +238,10 @@ std::uint16_t Net::unused_chains(std::uint16_t q) const {
 Result<> Net::start_vhost(const ActivateContext& ctx) {
     std::lock_guard lock(vhost_mu_);
     vhost_running_ = true;  // from here on, stop_vhost() has something to undo
-    const bool mq = (ctx.features & kNetFMq) != 0;
     for (std::uint16_t k = 0; k < pairs_.size(); ++k) {
         Pair& p = pairs_[k];
-        const std::uint16_t rx = 2 * k, tx = 2 * k + 1;
-        if (k > 0 &&
-            (!mq || tx >= ctx.queues.size() || !ctx.queues[rx].enabled || !ctx.queues[tx].enabled))
-            continue;
+        if (k > 0 && !pair_enabled(ctx, k)) continue;
+        const std::uint16_t rx = 2 * k, tx = rx + 1;
         const std::uint16_t rings[] = {rx, tx};
         // Only the ring features are the kernel's business; offloads are the tap's.
         STOCKADE_TRY_VOID(
@@ -351,13 +357,9 @@ bool Net::use_pairs(std::uint16_t k) {
 // ---- userspace datapath ----
 
 void Net::on_activate(const ActivateContext& ctx) {
-    pairs_in_use_ = 0;
-    const bool mq = (ctx.features & kNetFMq) != 0;
     for (std::size_t k = 0; k < pairs_.size(); ++k) {
-        const std::size_t rx = 2 * k, tx = 2 * k + 1;
-        Pair& p = pairs_[k];
-        p.rx_enabled = (k == 0 || mq) && rx < ctx.queues.size() && ctx.queues[rx].enabled;
-        p.enabled = p.rx_enabled && tx < ctx.queues.size() && ctx.queues[tx].enabled;
+        pairs_[k].rx_enabled = pair_enabled(ctx, k, true);
+        pairs_[k].enabled = pair_enabled(ctx, k);
     }
     if (!uses_vhost()) {
         watcher_ = &ctx.watcher;
