@@ -111,6 +111,17 @@ static_assert(decode_status(encode_status(0x1234'5678)) == 0x1234'5678);
 // streams, reports ready, and runs the workload only once the control stream says start.
 inline constexpr std::string_view kJobWaitStart = "/stockade/wait-start";
 
+// How the workload and every exec run (guest/job.hpp's JobProcess; an OCI container's
+// process). Lines of tab-separated fields, each field free of tabs, newlines and NULs:
+//   user UID GID [GROUP...]          decimal
+//   rlimit RESOURCE SOFT HARD        decimal; RESOURCE below RLIM_NLIMITS (16), SOFT <= HARD
+//   caps BOUNDING EFFECTIVE PERMITTED INHERITABLE AMBIENT   hex masks
+//   no-new-privileges
+//   mounts                           the mount lines replace the default /proc, /sys, /dev
+//   mount TYPE SOURCE DESTINATION FLAGS DATA   FLAGS hex (MS_*), DATA may be empty
+//   masked PATH / readonly PATH      absolute paths
+inline constexpr std::string_view kJobProcess = "/stockade/process";
+
 // How long stockade-init waits for each connection: the host accepts from a thread that is
 // running before the first vCPU is, so this only bounds a host that broke.
 inline constexpr int kVsockConnectTimeoutSeconds = 30;

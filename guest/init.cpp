@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/random.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -21,11 +23,14 @@
 #include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -270,6 +275,68 @@ constexpr const char* kRootMounts[] = {"/proc", "/sys", "/dev"};
     power_off();
 }
 
+// Every directory of `path` (absolute, inside the new root) that does not exist yet.
+void make_dirs(const std::string& path) {
+    for (std::size_t at = std::strlen(kNewRoot) + 1; at != std::string::npos;
+         at = path.find('/', at + 1))
+        ::mkdir(path.substr(0, at).c_str(), 0755);
+    ::mkdir(path.c_str(), 0755);
+}
+
+// The nodes and links a container's /dev has when it is a fresh tmpfs (as runc makes them).
+void populate_dev(const std::string& dev) {
+    struct Node {
+        const char* name;
+        unsigned major, minor;
+    };
+    for (const Node& n : {Node{"null", 1, 3}, Node{"zero", 1, 5}, Node{"full", 1, 7},
+                          Node{"random", 1, 8}, Node{"urandom", 1, 9}, Node{"tty", 5, 0}}) {
+        const std::string path = dev + "/" + n.name;
+        if (::mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)) == 0)
+            ::chmod(path.c_str(), 0666);  // past the umask
+    }
+    for (auto [name, to] : {std::pair{"fd", "/proc/self/fd"},
+                            {"stdin", "/proc/self/fd/0"},
+                            {"stdout", "/proc/self/fd/1"},
+                            {"stderr", "/proc/self/fd/2"},
+                            {"ptmx", "pts/ptmx"},
+                            {"core", "/proc/kcore"}})
+        (void)::symlink(to, (dev + "/" + name).c_str());
+}
+
+// The job's own mounts inside the root disk, in order, then its masked and read-only paths
+// (a path the image lacks is skipped, as runc does).
+void mount_own(const Job& job) {
+    const stockade::JobProcess& p = *job.process;
+    for (const stockade::JobMount& m : p.mounts) {
+        const std::string target = std::string(kNewRoot) + m.destination;
+        make_dirs(target);
+        if (::mount(m.source.c_str(), target.c_str(), m.type.c_str(), m.flags,
+                    m.data.empty() ? nullptr : m.data.c_str()) != 0)
+            fail_root("mounting " + m.type + " at " + m.destination);
+        if (m.destination == "/dev" && m.type == "tmpfs") populate_dev(target);
+    }
+    for (const std::string& path : p.masked) {
+        const std::string target = std::string(kNewRoot) + path;
+        struct stat st {};
+        if (::lstat(target.c_str(), &st) != 0) continue;
+        const int r = S_ISDIR(st.st_mode)
+                          ? ::mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY, "size=0")
+                          : ::mount("/dev/null", target.c_str(), nullptr, MS_BIND, nullptr);
+        if (r != 0) fail_root("masking " + path);
+    }
+    for (const std::string& path : p.readonly) {
+        const std::string target = std::string(kNewRoot) + path;
+        if (::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+            if (errno == ENOENT) continue;
+            fail_root("making " + path + " read-only");
+        }
+        if (::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC,
+                    nullptr) != 0)
+            fail_root("making " + path + " read-only");
+    }
+}
+
 // Mounts the job's ext4 root disk and the pseudo file systems inside it; the workload is
 // chrooted into it. Reports InitFailure::rootfs when any of it fails.
 void mount_root(const Job& job) {
@@ -281,6 +348,10 @@ void mount_root(const Job& job) {
     while (::mount(job.root.device.c_str(), kNewRoot, "ext4", flags, nullptr) != 0) {
         if (errno != ENOENT || ++tries > 100) fail_root("mounting " + job.root.device);
         ::usleep(20'000);
+    }
+    if (job.process && job.process->own_mounts) {
+        mount_own(job);
+        return;
     }
     for (const char* dir : kRootMounts) {
         const std::string target = std::string(kNewRoot) + dir;
@@ -437,6 +508,50 @@ void default_signals() {
         if (sig != SIGKILL && sig != SIGSTOP) (void)::sigaction(sig, &dfl, nullptr);
 }
 
+[[noreturn]] void cannot_become(const char* what) {
+    say("%s: %s", what, std::strerror(errno));
+    ::_exit(126);
+}
+
+// The job's process settings on this process, before it runs the command: limits first
+// (raising one needs CAP_SYS_RESOURCE), then the bounding set (needs CAP_SETPCAP), the user
+// (keeping the permitted set across setuid), the other sets, ambient, no_new_privs. Any
+// step that fails ends it with 126: the command never runs with more than it was given.
+void become(const stockade::JobProcess& p) {
+    for (const stockade::JobRlimit& r : p.rlimits) {
+        const rlimit lim{static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)};
+        if (::setrlimit(static_cast<__rlimit_resource>(r.resource), &lim) != 0)
+            cannot_become("setrlimit");
+    }
+    if (p.caps)
+        for (int cap = 0; cap < 64; ++cap)
+            if (!(p.caps->bounding >> cap & 1) && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 &&
+                errno != EINVAL)  // EINVAL: past the kernel's last capability
+                cannot_become("dropping a capability from the bounding set");
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) cannot_become("PR_SET_KEEPCAPS");
+    if (::setgroups(p.groups.size(), p.groups.data()) != 0) cannot_become("setgroups");
+    if (::setresgid(p.gid, p.gid, p.gid) != 0) cannot_become("setgid");
+    if (::setresuid(p.uid, p.uid, p.uid) != 0) cannot_become("setuid");
+    (void)::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    if (p.caps) {
+        __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2]{};
+        for (int i = 0; i < 2; ++i) {
+            data[i].effective = static_cast<std::uint32_t>(p.caps->effective >> (32 * i));
+            data[i].permitted = static_cast<std::uint32_t>(p.caps->permitted >> (32 * i));
+            data[i].inheritable = static_cast<std::uint32_t>(p.caps->inheritable >> (32 * i));
+        }
+        if (::syscall(SYS_capset, &header, data) != 0) cannot_become("capset");
+        (void)::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        for (int cap = 0; cap < 64; ++cap)
+            if ((p.caps->ambient >> cap & 1) &&
+                ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0)
+                cannot_become("raising an ambient capability");
+    }
+    if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        cannot_become("PR_SET_NO_NEW_PRIVS");
+}
+
 // Runs a command as the workload runs: chrooted into the root disk when the job has one, in
 // `workdir`, with `env` (and the default PATH when it sets none), on this process's stdio.
 // Exits 127 when the command is not found and 126 when it cannot run, the reason on stderr.
@@ -447,6 +562,7 @@ void default_signals() {
         say("chroot %s: %s", kNewRoot, std::strerror(errno));
         ::_exit(126);
     }
+    if (job.process) become(*job.process);
     if (::chdir(workdir.c_str()) != 0) {
         say("%s: %s", workdir.c_str(), std::strerror(errno));
         ::_exit(126);

@@ -30,6 +30,47 @@ struct JobNet {
     bool operator==(const JobNet&) const = default;
 };
 
+// One resource limit (setrlimit): RLIMIT_* number, soft and hard (RLIM_INFINITY allowed).
+struct JobRlimit {
+    std::uint32_t resource = 0;
+    std::uint64_t soft = 0, hard = 0;
+    bool operator==(const JobRlimit&) const = default;
+};
+
+// One file system mounted inside the workload's root disk, in order: mount(2)'s arguments
+// (MS_* flags, the file system's own options as data). A tmpfs at /dev also gets the
+// standard device nodes (null, zero, full, random, urandom, tty) and links (fd, stdin,
+// stdout, stderr, ptmx).
+struct JobMount {
+    std::string type, source, destination;
+    std::uint64_t flags = 0;
+    std::string data;
+    bool operator==(const JobMount&) const = default;
+};
+
+// Capability sets as bit masks of CAP_* numbers (capabilities(7)).
+struct JobCaps {
+    std::uint64_t bounding = 0, effective = 0, permitted = 0, inheritable = 0, ambient = 0;
+    bool operator==(const JobCaps&) const = default;
+};
+
+// How the workload (and every exec) runs, as an OCI runtime configures a container's
+// process: user and groups, resource limits, capabilities, no_new_privs, and the root
+// disk's mounts (own_mounts: `mounts` replace the guest's /proc, /sys and /dev, bound in by
+// default), masked paths (a directory gets an empty read-only tmpfs, anything else
+// /dev/null) and read-only paths (bound read-only onto themselves).
+struct JobProcess {
+    std::uint32_t uid = 0, gid = 0;
+    std::vector<std::uint32_t> groups;
+    std::vector<JobRlimit> rlimits;
+    std::optional<JobCaps> caps;  // nullopt: left as they are (all of root's)
+    bool no_new_privileges = false;
+    bool own_mounts = false;
+    std::vector<JobMount> mounts;
+    std::vector<std::string> masked, readonly;
+    bool operator==(const JobProcess&) const = default;
+};
+
 struct Job {
     std::vector<std::string> argv;
     std::vector<std::string> env;
@@ -42,12 +83,13 @@ struct Job {
     std::optional<std::uint32_t> vsock_port;
     // run the workload only once the control stream says start (`stockade create`)
     bool wait_for_start = false;
+    std::optional<JobProcess> process{};
     bool operator==(const Job&) const = default;
 };
 
 // The archive's files, each one's bytes or nullopt where the archive has none.
 struct JobFiles {
-    std::optional<std::string> argv, env, workdir, hostname, root, net, vsock, wait_start;
+    std::optional<std::string> argv, env, workdir, hostname, root, net, vsock, wait_start, process;
     bool operator==(const JobFiles&) const = default;
 };
 
@@ -57,7 +99,7 @@ struct JobFile {
     std::string_view path;
     std::optional<std::string> JobFiles::*member;
 };
-inline constexpr std::array<JobFile, 8> kJobFiles{{
+inline constexpr std::array<JobFile, 9> kJobFiles{{
     {guest_abi::kJobArgv, &JobFiles::argv},
     {guest_abi::kJobEnv, &JobFiles::env},
     {guest_abi::kJobWorkdir, &JobFiles::workdir},
@@ -66,6 +108,7 @@ inline constexpr std::array<JobFile, 8> kJobFiles{{
     {guest_abi::kJobNet, &JobFiles::net},
     {guest_abi::kJobVsock, &JobFiles::vsock},
     {guest_abi::kJobWaitStart, &JobFiles::wait_start},
+    {guest_abi::kJobProcess, &JobFiles::process},
 }};
 
 // The files that carry `job`: argv and env as NUL-terminated items, workdir and hostname
@@ -77,7 +120,8 @@ inline constexpr std::array<JobFile, 8> kJobFiles{{
 // items, argv[0] not empty, each env item NAME=value; workdir an absolute path; hostname 1
 // to 64 bytes; root "DEVICE ro|rw" with DEVICE an absolute path; net "MAC A.B.C.D/N" with a
 // lower-case MAC and N 1 to 32; vsock a decimal port 1 to 4294967294; wait-start exactly
-// "wait". No file may hold a NUL except argv and env. An absent optional file leaves Job's
+// "wait"; process lines as guest/abi.hpp's kJobProcess says. No file may hold a NUL except
+// argv and env. An absent optional file leaves Job's
 // default. The error names the file and what is wrong, e.g.
 // "/stockade/root: \"/dev/vda rx\" is not \"DEVICE ro|rw\"".
 [[nodiscard]] std::expected<Job, std::string> parse_job_files(const JobFiles& files);

@@ -94,6 +94,113 @@ std::optional<std::pair<std::string_view, std::string_view>> two_words(std::stri
     return std::pair{text.substr(0, space), text.substr(space + 1)};
 }
 
+// A decimal or (base 16) hex number up to `max`: digits only, no sign, prefix or spaces.
+std::optional<std::uint64_t> number(std::string_view text, int base, std::uint64_t max) {
+    std::uint64_t v = 0;
+    if (text.empty() || text.size() > 20) return std::nullopt;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
+    if (ec != std::errc{} || end != text.data() + text.size() || v > max) return std::nullopt;
+    return v;
+}
+
+std::string hex(std::uint64_t v) {
+    char out[24];
+    std::snprintf(out, sizeof out, "%llx", static_cast<unsigned long long>(v));
+    return out;
+}
+
+std::vector<std::string_view> split_view(std::string_view text, char sep) {
+    std::vector<std::string_view> out;
+    for (std::size_t start = 0;;) {
+        const auto end = text.find(sep, start);
+        out.push_back(text.substr(start, end == std::string_view::npos ? end : end - start));
+        if (end == std::string_view::npos) return out;
+        start = end + 1;
+    }
+}
+
+constexpr std::uint32_t kRlimits = 16;  // RLIM_NLIMITS
+
+std::string process_text(const JobProcess& p) {
+    std::string out = "user\t" + std::to_string(p.uid) + "\t" + std::to_string(p.gid);
+    for (std::uint32_t g : p.groups)
+        out += "\t" + std::to_string(g);
+    out += "\n";
+    for (const JobRlimit& r : p.rlimits)
+        out += "rlimit\t" + std::to_string(r.resource) + "\t" + std::to_string(r.soft) + "\t" +
+               std::to_string(r.hard) + "\n";
+    if (p.caps)
+        out += "caps\t" + hex(p.caps->bounding) + "\t" + hex(p.caps->effective) + "\t" +
+               hex(p.caps->permitted) + "\t" + hex(p.caps->inheritable) + "\t" +
+               hex(p.caps->ambient) + "\n";
+    if (p.no_new_privileges) out += "no-new-privileges\n";
+    if (p.own_mounts) out += "mounts\n";
+    for (const JobMount& m : p.mounts)
+        out += "mount\t" + m.type + "\t" + m.source + "\t" + m.destination + "\t" + hex(m.flags) +
+               "\t" + m.data + "\n";
+    for (const std::string& path : p.masked)
+        out += "masked\t" + path + "\n";
+    for (const std::string& path : p.readonly)
+        out += "readonly\t" + path + "\n";
+    return out;
+}
+
+bool absolute_path(std::string_view path) {
+    return !path.empty() && path.front() == '/';
+}
+
+// One line of the process file into `p`; false when it is not one of the documented forms.
+bool process_line(std::string_view line, JobProcess& p) {
+    const std::vector<std::string_view> f = split_view(line, '\t');
+    const std::string_view key = f.front();
+    const auto u32 = [](std::string_view t) { return number(t, 10, 0xffff'ffff); };
+    if (key == "user" && f.size() >= 3) {
+        const auto uid = u32(f[1]), gid = u32(f[2]);
+        if (!uid || !gid) return false;
+        p.uid = static_cast<std::uint32_t>(*uid);
+        p.gid = static_cast<std::uint32_t>(*gid);
+        p.groups.clear();
+        for (std::size_t i = 3; i < f.size(); ++i) {
+            const auto g = u32(f[i]);
+            if (!g) return false;
+            p.groups.push_back(static_cast<std::uint32_t>(*g));
+        }
+        return true;
+    }
+    if (key == "rlimit" && f.size() == 4) {
+        const auto res = number(f[1], 10, kRlimits - 1);
+        const auto soft = number(f[2], 10, ~std::uint64_t{0});
+        const auto hard = number(f[3], 10, ~std::uint64_t{0});
+        if (!res || !soft || !hard || *soft > *hard) return false;
+        p.rlimits.push_back({static_cast<std::uint32_t>(*res), *soft, *hard});
+        return true;
+    }
+    if (key == "caps" && f.size() == 6) {
+        std::uint64_t v[5];
+        for (int i = 0; i < 5; ++i) {
+            const auto m = number(f[static_cast<std::size_t>(i) + 1], 16, ~std::uint64_t{0});
+            if (!m) return false;
+            v[i] = *m;
+        }
+        p.caps = JobCaps{v[0], v[1], v[2], v[3], v[4]};
+        return true;
+    }
+    if (key == "no-new-privileges" && f.size() == 1) return p.no_new_privileges = true;
+    if (key == "mounts" && f.size() == 1) return p.own_mounts = true;
+    if (key == "mount" && f.size() == 6) {
+        const auto flags = number(f[4], 16, ~std::uint64_t{0});
+        if (f[1].empty() || !absolute_path(f[3]) || !flags) return false;
+        p.mounts.push_back(
+            {std::string(f[1]), std::string(f[2]), std::string(f[3]), *flags, std::string(f[5])});
+        return true;
+    }
+    if ((key == "masked" || key == "readonly") && f.size() == 2 && absolute_path(f[1])) {
+        (key == "masked" ? p.masked : p.readonly).emplace_back(f[1]);
+        return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 std::optional<Ipv4Prefix> parse_ipv4_prefix(std::string_view text) {
@@ -133,6 +240,7 @@ JobFiles job_files(const Job& job) {
         f.vsock = port;
     }
     if (job.wait_for_start) f.wait_start = std::string(kWaitStart);
+    if (job.process) f.process = process_text(*job.process);
     return f;
 }
 
@@ -210,6 +318,21 @@ std::expected<Job, std::string> parse_job_files(const JobFiles& files) {
         if (*files.wait_start != kWaitStart)
             return bad(abi::kJobWaitStart, quoted(*files.wait_start) + " is not \"wait\"");
         job.wait_for_start = true;
+    }
+
+    if (files.process) {
+        auto text = text_of(abi::kJobProcess, *files.process);
+        if (!text) return std::unexpected(std::move(text).error());
+        if (text->empty() || text->back() != '\n')
+            return bad(abi::kJobProcess, "the last line does not end with a newline");
+        JobProcess p;
+        text->pop_back();
+        for (std::string_view line : split_view(*text, '\n'))
+            if (!process_line(line, p))
+                return bad(abi::kJobProcess, quoted(line) + " is not a process line");
+        if (p.mounts.size() > 0 && !p.own_mounts)
+            return bad(abi::kJobProcess, "mount lines without a mounts line");
+        job.process = std::move(p);
     }
     return job;
 }

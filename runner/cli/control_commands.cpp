@@ -183,6 +183,14 @@ int stop_command(const ControlArgs& a) {
 
 }  // namespace
 
+Result<int> exec_relayed(std::string_view id, const nlohmann::json& request, bool interactive,
+                         const std::function<void()>& started) {
+    auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", request.dump()));
+    if (stream.reply.status != 200) return fail("sandbox {}: {}", id, fault_text(stream.reply));
+    if (started) started();
+    return relay_exec(stream.conn.get(), std::move(stream.body), interactive);
+}
+
 Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv, int out, int err) {
     const nlohmann::json body{{"cmd", argv}, {"stdin", false}};
     auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", body.dump()));

@@ -1,10 +1,13 @@
 #pragma once
 // The commands that talk to a running sandbox through its control API: exec, kill, stop,
 // pause, resume, start. Each returns the process exit status (125: stockade's own error).
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "base/error.hpp"
 
@@ -18,6 +21,12 @@ namespace stockade::cli {
 // Runs `argv` in sandbox `id` as `stockade exec` does (no stdin, the sandbox's environment
 // and working directory), its stdout and stderr written to `out` and `err`: the command's
 // status, or why it could not be run.
+// `PUT /exec` with `request` (the API's exec body) in sandbox `id`, relaying our stdin (when
+// `interactive`), stdout and stderr: the command's status. `started` runs once the sandbox
+// has accepted the exec (its command runs), before anything is relayed.
+[[nodiscard]] Result<int> exec_relayed(std::string_view id, const nlohmann::json& request,
+                                       bool interactive, const std::function<void()>& started);
+
 [[nodiscard]] Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv,
                                   int out, int err);
 

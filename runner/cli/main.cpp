@@ -18,6 +18,7 @@
 #include "runner/cli/control_commands.hpp"
 #include "runner/cli/drill_command.hpp"
 #include "runner/cli/manage.hpp"
+#include "runner/cli/oci_runtime.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/cli/snapshot_commands.hpp"
 #include "runner/supervisor/supervisor.hpp"
@@ -66,6 +67,8 @@ int run_command(const std::vector<std::string>& args, bool create) {
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
+    // The runc command line engines drive (runner/cli/oci_runtime.hpp).
+    if (stockade::cli::is_oci_invocation(args)) return stockade::cli::oci_cli(args);
     // Global options come before the command: --log-format text|json.
     while (!args.empty() && args.front().starts_with("--log-format")) {
         std::string value;

@@ -68,6 +68,7 @@ Result<UniqueFd> open_boot_image(const std::string& path) {
 Job core_job(const SandboxSpec& spec) {
     Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}, {}};
     job.wait_for_start = spec.wait_for_start;
+    job.process = spec.process;
     return job;
 }
 

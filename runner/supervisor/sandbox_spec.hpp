@@ -8,6 +8,7 @@
 
 #include "base/error.hpp"
 #include "base/guest_memory.hpp"
+#include "guest/job.hpp"
 #include "runner/registry/device_registry.hpp"
 
 namespace stockade {
@@ -37,6 +38,14 @@ struct SandboxSpec {
     bool detach = false;
     // `create`: boot and connect, then wait for `stockade start ID` before running argv
     bool wait_for_start = false;
+    // The workload's process as an OCI bundle configures it (user, limits, capabilities,
+    // mounts; guest/job.hpp); nullopt: root with the guest's defaults
+    std::optional<JobProcess> process;
+    // An OCI runtime's create (runner/cli/oci_runtime.hpp): the workload's stdin, stdout and
+    // stderr are the caller's (the engine's pipes), not /dev/null and the logs; nothing is
+    // printed on stdout
+    bool inherit_stdio = false;
+    std::string oci_bundle;  // its bundle directory, for the state file
     // The arguments `run` or `create` was given, as given: a snapshot keeps them and its
     // restore parses them again (the state file records them).
     std::vector<std::string> run_args;

@@ -75,6 +75,7 @@ std::string state_to_json(const StateRecord& r) {
               {"exit_status", r.exit_status ? json(*r.exit_status) : json()},
               {"stdout_log", or_null(r.stdout_log)},
               {"stderr_log", or_null(r.stderr_log)},
+              {"bundle", or_null(r.bundle)},
               {"host", std::move(host)}};
     return j.dump(2) + "\n";
 }
@@ -105,6 +106,7 @@ Result<StateRecord> state_from_json(std::string_view text, std::string_view orig
         r.exit_status = STOCKADE_TRY(field<int>(j, "exit_status", 0, origin));
     r.stdout_log = STOCKADE_TRY(field<std::string>(j, "stdout_log", "", origin));
     r.stderr_log = STOCKADE_TRY(field<std::string>(j, "stderr_log", "", origin));
+    r.bundle = STOCKADE_TRY(field<std::string>(j, "bundle", "", origin));
     if (auto it = j.find("host"); it != j.end() && it->is_object()) {
         const std::string where = fmt::format("{} (host)", origin);
         r.host.cgroup_leaf = STOCKADE_TRY(field<std::string>(*it, "cgroup_leaf", "", where));

@@ -50,6 +50,7 @@ struct StateRecord {
     std::uint32_t guest_cid = 0;     // its vsock CID (stdio over vsock), else 0
     std::optional<int> exit_status;  // once stopped, when known
     std::string stdout_log, stderr_log;
+    std::string bundle;  // an OCI container's bundle directory (runner/cli/oci_runtime.hpp)
     HostRecord host;
     bool operator==(const StateRecord&) const = default;
 };

@@ -102,6 +102,7 @@ StateRecord first_record(const SandboxSpec& spec, std::string_view id) {
     r.run_args = spec.run_args;
     r.run_cwd = spec.run_cwd;
     r.detached = spec.detach;
+    r.bundle = spec.oci_bundle;
     return r;
 }
 
@@ -181,9 +182,24 @@ Result<> claim_state_dir(RunContext& run) {
     return {};
 }
 
-// A detached sandbox's stdio: /dev/null and the two logs in its state directory.
+// A copy of one of our own standard descriptors, kept for the sandbox process.
+Result<UniqueFd> copy_of(int fd) {
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) return fail_sys("keeping the caller's stdio for the workload");
+    return UniqueFd(copy);
+}
+
+// A detached sandbox's stdio: /dev/null and the two logs in its state directory; or, for an
+// OCI runtime's create, the caller's own three (the engine's pipes), which the supervisor
+// lets go of once the sandbox process has them.
 Result<> open_detached_stdio(RunContext& run) {
     if (!run.spec.detach) return {};
+    if (run.spec.inherit_stdio) {
+        run.stdio.null = STOCKADE_TRY(copy_of(STDIN_FILENO));
+        run.stdio.out = STOCKADE_TRY(copy_of(STDOUT_FILENO));
+        run.stdio.err = STOCKADE_TRY(copy_of(STDERR_FILENO));
+        return {};
+    }
     StateRecord& r = run.state->record();
     run.stdio.null = STOCKADE_TRY(open_file("/dev/null", O_RDWR));
     r.stdout_log = run.state->file("stdout.log");
@@ -276,6 +292,11 @@ void on_sandbox_status(RunContext& run, SandboxStatus s) {
                 // end with it.
                 state.keep();
                 detach_own_stdio(state.file("supervisor.log"));
+                if (run.spec.inherit_stdio)
+                    if (const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null >= 0) {
+                        ::dup2(null, STDIN_FILENO);
+                        ::close(null);
+                    }
                 if (auto w = write_all(run.ready.get(), "R"); !w)
                     log::error("{}", w.error().message);
                 run.ready.reset();
@@ -358,7 +379,8 @@ int run_detached(SandboxSpec spec, bool print_id) {
         // stderr stays ours until the sandbox is ready, so that a failed start is seen.
         ready_read.reset();
         ::setsid();
-        if (const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null >= 0)
+        if (const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            null >= 0 && !spec.inherit_stdio)
             ::dup2(null, STDIN_FILENO);
         ::_exit(run_sandbox(spec, std::move(ready_write)));
     }
@@ -368,7 +390,7 @@ int run_detached(SandboxSpec spec, bool print_id) {
     while ((n = ::read(ready_read.get(), &byte, 1)) < 0 && errno == EINTR) {
     }
     if (n == 1) {
-        if (print_id) std::printf("%s\n", spec.id.c_str());
+        if (print_id && !spec.inherit_stdio) std::printf("%s\n", spec.id.c_str());
         return 0;
     }
     // It ended before the sandbox was ready: its status is ours (it said why on stderr).

@@ -1,0 +1,306 @@
+// stockade as an OCI runtime in the lab: Debian's containerd drives it through its runc shim
+// (`ctr run --runc-binary`), with an image this test builds (busybox-static, make-image);
+// and the runtime command line directly, as an engine calls it, for the bundle's process
+// settings and for bundles it must refuse. Every case checks that nothing is left behind: no
+// state directory, cgroup leaf or container image.
+#include <gtest/gtest.h>
+
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lab/support/process.hpp"
+
+namespace stockade {
+namespace {
+
+namespace fs = std::filesystem;
+using lab::RunResult;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string kWork = "/tmp/lab-oci";
+const std::string kSocket = kWork + "/containerd/sock";
+const std::string kImage = "docker.io/library/stockade-busybox:latest";
+
+std::string stockade_bin() {
+    return lab::build_dir() + "/runner/stockade";
+}
+
+RunResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout = 180s) {
+    lab::RunOptions o;
+    o.timeout = timeout;
+    return lab::run_process(argv, o);
+}
+
+RunResult ctr(const std::vector<std::string>& args, std::chrono::seconds timeout = 180s) {
+    std::vector<std::string> argv{"/usr/bin/ctr", "-a", kSocket};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, timeout);
+}
+
+// `stockade` as an engine calls it: runc's global flags first.
+RunResult runtime(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{
+        stockade_bin(), "--root", kWork + "/runtime-root", "--log", kWork + "/runtime.log",
+        "--log-format", "json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+}
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+}
+
+// Nothing of container `id` is left on the host.
+void expect_no_residue(const std::string& id) {
+    EXPECT_FALSE(fs::exists("/run/stockade/" + id)) << id;
+    EXPECT_FALSE(fs::exists("/sys/fs/cgroup/stockade/" + id)) << id;
+    EXPECT_FALSE(fs::exists("/run/stockade/jail/" + id)) << id;
+    EXPECT_FALSE(fs::exists("/var/lib/stockade/oci/containers/" + id + ".ext4")) << id;
+}
+
+// The default guest kernel's release, from the stamp fetch-kernel writes
+// ("linux-image-RELEASE VERSION").
+std::string guest_release() {
+    const std::string stamp = lab::read_text(lab::build_dir() + "/cache/kernels/cloud-amd64/stamp");
+    const std::string prefix = "linux-image-";
+    if (!stamp.starts_with(prefix)) return "";
+    return stamp.substr(prefix.size(), stamp.find(' ') - prefix.size());
+}
+
+class Oci : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        fs::remove_all(kWork);
+        fs::create_directories(kWork + "/containerd");
+        write_file(kWork + "/containerd/config.toml",
+                   "version = 2\nroot = \"" + kWork + "/containerd/root\"\nstate = \"" + kWork +
+                       "/containerd/state\"\n"
+                       "disabled_plugins = [\"io.containerd.grpc.v1.cri\", "
+                       "\"io.containerd.snapshotter.v1.btrfs\", "
+                       "\"io.containerd.snapshotter.v1.zfs\", "
+                       "\"io.containerd.snapshotter.v1.devmapper\", "
+                       "\"io.containerd.snapshotter.v1.aufs\", "
+                       "\"io.containerd.snapshotter.v1.overlayfs\"]\n"
+                       "[grpc]\n  address = \"" +
+                       kSocket + "\"\n");
+        daemon_ = ::fork();
+        if (daemon_ == 0) {
+            const std::string log = kWork + "/containerd/log";
+            std::freopen(log.c_str(), "w", stdout);
+            std::freopen(log.c_str(), "a", stderr);
+            ::execlp("containerd", "containerd", "-c", (kWork + "/containerd/config.toml").c_str(),
+                     nullptr);
+            ::_exit(127);
+        }
+        ASSERT_TRUE(lab::eventually([] { return fs::exists(kSocket); }, 30s))
+            << "containerd did not start: " << lab::read_text(kWork + "/containerd/log");
+        auto made = run({std::string(STOCKADE_SOURCE_DIR) + "/tests/lab/oci/make-image",
+                         kWork + "/image.tar", kImage});
+        ASSERT_EQ(made.status, 0) << made.describe();
+        auto imported = ctr({"images", "import", "--snapshotter", "native", kWork + "/image.tar"});
+        ASSERT_EQ(imported.status, 0) << imported.describe();
+    }
+    static void TearDownTestSuite() {
+        if (daemon_ > 0) {
+            ::kill(daemon_, SIGTERM);
+            ::waitpid(daemon_, nullptr, 0);
+        }
+    }
+    static std::vector<std::string> ctr_run(const std::vector<std::string>& flags) {
+        std::vector<std::string> a{"run", "--snapshotter", "native", "--runc-binary",
+                                   stockade_bin()};
+        a.insert(a.end(), flags.begin(), flags.end());
+        return a;
+    }
+    static inline pid_t daemon_ = -1;
+};
+
+TEST_F(Oci, CtrRunPrintsTheGuestsOutputAndExitsWithItsStatus) {
+    const std::string release = guest_release();
+    ASSERT_FALSE(release.empty());
+    utsname host{};
+    ::uname(&host);
+    auto args =
+        ctr_run({"--rm", kImage, "oci-run", "sh", "-c",
+                 "echo out $(uname -r); echo err >&2; head -c 3 /dev/zero | wc -c; exit 3"});
+    const auto r = ctr(args);
+    EXPECT_EQ(r.status, 3) << r.describe();
+    EXPECT_EQ(r.out, "out " + release + "\n3\n") << r.describe();
+    EXPECT_NE(release, host.release) << "the lab's own kernel answered";
+    EXPECT_NE(r.err.find("err\n"), std::string::npos) << r.describe();
+    std::printf("ctr run --rm to exit: %.2f s\n", r.seconds);
+    expect_no_residue("oci-run");
+    const auto tasks = ctr({"task", "ls"});
+    EXPECT_EQ(tasks.out.find("oci-run"), std::string::npos) << tasks.describe();
+}
+
+TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
+    const std::string id = "oci-task";
+    auto started =
+        ctr(ctr_run({"-d", kImage, id, "sh", "-c", "echo marker > /tmp/mark; sleep 600"}));
+    ASSERT_EQ(started.status, 0) << started.describe();
+    ASSERT_TRUE(lab::eventually(
+        [&] {
+            return ctr({"task", "ls"}).out.find("RUNNING") != std::string::npos;
+        },
+        30s))
+        << ctr({"task", "ls"}).describe();
+    const json state = json::parse(runtime({"state", id}).out);
+    EXPECT_EQ(state["status"], "running") << state.dump();
+    EXPECT_GT(state["pid"].get<int>(), 0) << state.dump();
+    EXPECT_TRUE(fs::exists("/run/stockade/" + id + "/state.json"));
+
+    // exec: output and status from inside the same guest (it sees the workload's file).
+    const auto exec = ctr({"task", "exec", "--exec-id", "e1", id, "sh", "-c",
+                           "cat /tmp/mark; echo to-err >&2; exit 5"});
+    EXPECT_EQ(exec.status, 5) << exec.describe();
+    EXPECT_EQ(exec.out, "marker\n") << exec.describe();
+    EXPECT_NE(exec.err.find("to-err"), std::string::npos) << exec.describe();
+
+    const auto ps = ctr({"task", "ps", id});
+    EXPECT_EQ(ps.status, 0) << ps.describe();
+    EXPECT_NE(ps.out.find(std::to_string(state["pid"].get<int>())), std::string::npos)
+        << ps.describe();
+
+    const auto killed = ctr({"task", "kill", "-s", "KILL", id});
+    EXPECT_EQ(killed.status, 0) << killed.describe();
+    ASSERT_TRUE(lab::eventually(
+        [&] {
+            return ctr({"task", "ls"}).out.find("STOPPED") != std::string::npos;
+        },
+        30s))
+        << ctr({"task", "ls"}).describe();
+    const auto deleted = ctr({"task", "delete", id});
+    EXPECT_EQ(deleted.status, 0) << deleted.describe();
+    EXPECT_NE((deleted.out + deleted.err).find("137"), std::string::npos) << deleted.describe();
+    EXPECT_EQ(ctr({"container", "delete", id}).status, 0);
+    expect_no_residue(id);
+}
+
+// A bundle of the test's own: the busybox root and a config.json like containerd's default.
+std::string make_bundle(const std::string& name, const json& config) {
+    const std::string dir = kWork + "/bundles/" + name;
+    fs::create_directories(dir + "/rootfs/bin");
+    fs::create_directories(dir + "/rootfs/tmp");
+    fs::copy_file("/bin/busybox", dir + "/rootfs/bin/busybox",
+                  fs::copy_options::overwrite_existing);
+    for (const char* applet : {"sh", "cat", "id", "grep", "ls", "echo", "touch"})
+        if (!fs::is_symlink(dir + "/rootfs/bin/" + applet))
+            fs::create_symlink("busybox", dir + "/rootfs/bin/" + applet);
+    write_file(dir + "/config.json", config.dump());
+    return dir;
+}
+
+json default_config() {
+    const auto spec = run({"/usr/bin/ctr", "oci", "spec"});
+    EXPECT_EQ(spec.status, 0) << spec.describe();
+    json c = json::parse(spec.out);
+    c["process"]["env"] = {"PATH=/bin"};
+    return c;
+}
+
+TEST_F(Oci, TheBundlesProcessSettingsReachTheWorkload) {
+    // As an engine's shim: the supervisor (--pid-file) is reaped here once the test is its
+    // nearest subreaper, with the container's status.
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    json c = default_config();
+    c["process"]["user"] = {{"uid", 1000}, {"gid", 1000}, {"additionalGids", {27}}};
+    c["process"]["capabilities"] = {{"bounding", {"CAP_NET_BIND_SERVICE", "CAP_KILL"}},
+                                    {"effective", {"CAP_NET_BIND_SERVICE"}},
+                                    {"permitted", {"CAP_NET_BIND_SERVICE"}},
+                                    {"inheritable", {"CAP_NET_BIND_SERVICE"}},
+                                    {"ambient", {"CAP_NET_BIND_SERVICE"}}};
+    c["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 77}, {"hard", 99}}};
+    c["process"]["args"] = {
+        "sh", "-c",
+        "id; grep -E '^(CapBnd|CapEff|CapAmb|NoNewPrivs)' /proc/self/status; ulimit -n; "
+        "ulimit -Hn; cat /proc/kcore | wc -c; touch /proc/sys/x 2>/dev/null || echo ro-sys; "
+        "ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs; hostname; exit 9"};
+    c["hostname"] = "oci-box";
+    const std::string bundle = make_bundle("settings", c);
+    const std::string id = "oci-settings";
+    const std::string out = kWork + "/settings.out", pid_file = kWork + "/settings.pid";
+    // create's stdio become the workload's: files here, so that nothing waits on pipes.
+    auto created = run({"/bin/sh", "-c",
+                        stockade_bin() + " --root " + kWork + "/rr --log " + kWork +
+                            "/settings.log create --bundle " + bundle + " --pid-file " + pid_file +
+                            " " + id + " >" + out + " 2>&1 </dev/null"});
+    ASSERT_EQ(created.status, 0) << created.describe() << lab::read_text(kWork + "/settings.log");
+    const pid_t pid = std::stoi(lab::read_text(pid_file));
+    EXPECT_EQ(json::parse(runtime({"state", id}).out)["status"], "created");
+    EXPECT_EQ(runtime({"start", id}).status, 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 9) << status;
+    const std::string text = lab::read_text(out);
+    EXPECT_NE(text.find("uid=1000 gid=1000 groups=27"), std::string::npos) << text;
+    EXPECT_NE(text.find("CapBnd:\t0000000000000420"), std::string::npos) << text;
+    EXPECT_NE(text.find("CapEff:\t0000000000000400"), std::string::npos) << text;
+    EXPECT_NE(text.find("CapAmb:\t0000000000000400"), std::string::npos) << text;
+    EXPECT_NE(text.find("NoNewPrivs:\t1"), std::string::npos) << text;
+    EXPECT_NE(text.find("\n77\n99\n0\nro-sys\ndevs\noci-box\n"), std::string::npos) << text;
+    EXPECT_EQ(json::parse(runtime({"state", id}).out)["status"], "stopped");
+    EXPECT_EQ(runtime({"delete", id}).status, 0);
+    expect_no_residue(id);
+    const auto again = runtime({"delete", id});
+    EXPECT_EQ(again.status, 1);
+    EXPECT_NE(again.err.find("does not exist"), std::string::npos) << again.describe();
+}
+
+TEST_F(Oci, BadBundlesAreRefusedByFieldAndLeaveNothing) {
+    struct Case {
+        std::string name, expect;
+        std::function<void(json&)> change;
+    };
+    const std::vector<Case> cases = {
+        {"version", "ociVersion", [](json& c) { c["ociVersion"] = "2.0.0"; }},
+        {"userns", "linux.namespaces[5]: a user namespace is not supported",
+         [](json& c) {
+             c["linux"]["namespaces"].push_back({{"type", "user"}});
+         }},
+        {"bind", "a bind mount of a host path",
+         [](json& c) {
+             c["mounts"].push_back({{"destination", "/data"},
+                                    {"type", "bind"},
+                                    {"source", "/etc"},
+                                    {"options", {"rbind"}}});
+         }},
+        {"terminal", "process.terminal", [](json& c) { c["process"]["terminal"] = true; }},
+        {"rootfs", "root.path", [](json& c) { c["root"]["path"] = "config.json"; }},
+    };
+    for (const Case& k : cases) {
+        json c = default_config();
+        c["process"]["args"] = {"true"};
+        k.change(c);
+        const std::string bundle = make_bundle("bad-" + k.name, c);
+        const std::string id = "oci-bad-" + k.name;
+        const auto r = runtime({"create", "--bundle", bundle, id});
+        EXPECT_EQ(r.status, 1) << k.name << ": " << r.describe();
+        EXPECT_NE(lab::read_text(kWork + "/runtime.log").find(k.expect), std::string::npos)
+            << k.name << ": " << lab::read_text(kWork + "/runtime.log");
+        expect_no_residue(id);
+    }
+    const std::string empty = kWork + "/bundles/empty";
+    fs::create_directories(empty);
+    const auto r = runtime({"create", "--bundle", empty, "oci-bad-empty"});
+    EXPECT_EQ(r.status, 1) << r.describe();
+    EXPECT_NE(lab::read_text(kWork + "/runtime.log").find("config.json"), std::string::npos);
+    expect_no_residue("oci-bad-empty");
+}
+
+}  // namespace
+}  // namespace stockade
