@@ -119,6 +119,7 @@ inline constexpr std::string_view kJobWaitStart = "/stockade/wait-start";
 //   no-new-privileges
 //   mounts                           the mount lines replace the default /proc, /sys, /dev
 //   mount TYPE SOURCE DESTINATION FLAGS DATA   FLAGS hex (MS_*), DATA may be empty
+//   read-only-root                   the root disk is remounted read-only after the mounts
 //   masked PATH / readonly PATH      absolute paths
 inline constexpr std::string_view kJobProcess = "/stockade/process";
 

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/random.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -29,6 +30,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -275,66 +277,129 @@ constexpr const char* kRootMounts[] = {"/proc", "/sys", "/dev"};
     power_off();
 }
 
-// Every directory of `path` (absolute, inside the new root) that does not exist yet.
-void make_dirs(const std::string& path) {
-    for (std::size_t at = std::strlen(kNewRoot) + 1; at != std::string::npos;
-         at = path.find('/', at + 1))
-        ::mkdir(path.substr(0, at).c_str(), 0755);
-    ::mkdir(path.c_str(), 0755);
+// An O_PATH descriptor of `path` (absolute) inside the new root, resolved as if that root
+// were / (RESOLVE_IN_ROOT: neither ".." nor a symlink of the image leads out of it); with
+// `make`, the directories missing on the way are made. -1 with errno set on failure.
+int open_in_root(int root, const std::string& path, bool make) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT;
+    const auto open2 = [&](const std::string& rel) {
+        return static_cast<int>(
+            ::syscall(SYS_openat2, root, rel.empty() ? "." : rel.c_str(), &how, sizeof how));
+    };
+    const std::string rel =
+        path.substr(path.find_first_not_of('/') == std::string::npos ? path.size()
+                                                                     : path.find_first_not_of('/'));
+    if (!make) return open2(rel);
+    std::string walked;
+    int fd = open2("");
+    for (std::size_t at = 0; fd >= 0 && at < rel.size();) {
+        std::size_t end = rel.find('/', at);
+        if (end == std::string::npos) end = rel.size();
+        const std::string name = rel.substr(at, end - at);
+        at = end + 1;
+        if (name.empty()) continue;
+        const std::string next = walked.empty() ? name : walked + "/" + name;
+        int child = open2(next);
+        if (child < 0 && errno == ENOENT && ::mkdirat(fd, name.c_str(), 0755) == 0)
+            child = open2(next);
+        ::close(fd);
+        fd = child;
+        walked = next;
+    }
+    return fd;
 }
 
-// The nodes and links a container's /dev has when it is a fresh tmpfs (as runc makes them).
-void populate_dev(const std::string& dev) {
+// "/proc/self/fd/N": what mount(2) takes for a descriptor's file.
+std::string fd_path(int fd) {
+    return "/proc/self/fd/" + std::to_string(fd);
+}
+
+// The nodes and links a container's /dev has when it is a fresh tmpfs (as runc makes them),
+// made in the directory `dev` refers to.
+void populate_dev(int dev_path_fd) {
+    const int dev = ::openat(dev_path_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dev < 0) return;
     struct Node {
         const char* name;
         unsigned major, minor;
     };
     for (const Node& n : {Node{"null", 1, 3}, Node{"zero", 1, 5}, Node{"full", 1, 7},
-                          Node{"random", 1, 8}, Node{"urandom", 1, 9}, Node{"tty", 5, 0}}) {
-        const std::string path = dev + "/" + n.name;
-        if (::mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor)) == 0)
-            ::chmod(path.c_str(), 0666);  // past the umask
-    }
+                          Node{"random", 1, 8}, Node{"urandom", 1, 9}, Node{"tty", 5, 0}})
+        if (::mknodat(dev, n.name, S_IFCHR | 0666, makedev(n.major, n.minor)) == 0)
+            ::fchmodat(dev, n.name, 0666, 0);  // past the umask
     for (auto [name, to] : {std::pair{"fd", "/proc/self/fd"},
                             {"stdin", "/proc/self/fd/0"},
                             {"stdout", "/proc/self/fd/1"},
                             {"stderr", "/proc/self/fd/2"},
                             {"ptmx", "pts/ptmx"},
                             {"core", "/proc/kcore"}})
-        (void)::symlink(to, (dev + "/" + name).c_str());
+        (void)::symlinkat(to, dev, name);
+    ::close(dev);
+}
+
+// The mount flags a bind remount must keep (it replaces them all).
+unsigned long kept_flags(const std::string& path) {
+    struct statvfs sv {};
+    if (::statvfs(path.c_str(), &sv) != 0) return 0;
+    unsigned long flags = 0;
+    if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+    if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+    return flags;
 }
 
 // The job's own mounts inside the root disk, in order, then its masked and read-only paths
-// (a path the image lacks is skipped, as runc does).
+// (a path the image lacks is skipped, as runc does). Every path is resolved inside the root
+// disk (open_in_root) and mounted through its descriptor, so nothing lands outside it.
 void mount_own(const Job& job) {
     const stockade::JobProcess& p = *job.process;
+    const int root = ::open(kNewRoot, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) fail_root("opening the root disk");
     for (const stockade::JobMount& m : p.mounts) {
-        const std::string target = std::string(kNewRoot) + m.destination;
-        make_dirs(target);
-        if (::mount(m.source.c_str(), target.c_str(), m.type.c_str(), m.flags,
+        int target = open_in_root(root, m.destination, true);
+        if (target < 0) fail_root("making " + m.destination);
+        if (::mount(m.source.c_str(), fd_path(target).c_str(), m.type.c_str(), m.flags,
                     m.data.empty() ? nullptr : m.data.c_str()) != 0)
             fail_root("mounting " + m.type + " at " + m.destination);
-        if (m.destination == "/dev" && m.type == "tmpfs") populate_dev(target);
+        ::close(target);
+        if (m.destination == "/dev" && m.type == "tmpfs") {
+            target = open_in_root(root, m.destination, false);  // the new tmpfs
+            if (target >= 0) populate_dev(target);
+            ::close(target);
+        }
     }
     for (const std::string& path : p.masked) {
-        const std::string target = std::string(kNewRoot) + path;
+        const int target = open_in_root(root, path, false);
+        if (target < 0) continue;
         struct stat st {};
-        if (::lstat(target.c_str(), &st) != 0) continue;
-        const int r = S_ISDIR(st.st_mode)
-                          ? ::mount("tmpfs", target.c_str(), "tmpfs", MS_RDONLY, "size=0")
-                          : ::mount("/dev/null", target.c_str(), nullptr, MS_BIND, nullptr);
+        const bool dir = ::fstat(target, &st) == 0 && S_ISDIR(st.st_mode);
+        const int r =
+            dir ? ::mount("tmpfs", fd_path(target).c_str(), "tmpfs", MS_RDONLY, "size=0")
+                : ::mount("/dev/null", fd_path(target).c_str(), nullptr, MS_BIND, nullptr);
         if (r != 0) fail_root("masking " + path);
+        ::close(target);
     }
     for (const std::string& path : p.readonly) {
-        const std::string target = std::string(kNewRoot) + path;
-        if (::mount(target.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-            if (errno == ENOENT) continue;
+        int target = open_in_root(root, path, false);
+        if (target < 0) continue;
+        const std::string at = fd_path(target);
+        if (::mount(at.c_str(), at.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
             fail_root("making " + path + " read-only");
-        }
-        if (::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC,
-                    nullptr) != 0)
+        ::close(target);
+        // The bind mount now at `path`, remounted read-only with the flags it had.
+        target = open_in_root(root, path, false);
+        const std::string bound = fd_path(target);
+        if (target < 0 ||
+            ::mount(nullptr, bound.c_str(), nullptr,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(bound), nullptr) != 0)
             fail_root("making " + path + " read-only");
+        ::close(target);
     }
+    ::close(root);
 }
 
 // Mounts the job's ext4 root disk and the pseudo file systems inside it; the workload is
@@ -342,6 +407,7 @@ void mount_own(const Job& job) {
 void mount_root(const Job& job) {
     load_module(std::string(abi::kRootFsModule));
     ::mkdir(kNewRoot, 0755);
+    const bool own = job.process && job.process->own_mounts;
     const unsigned long flags = MS_NOATIME | (job.root.read_only ? MS_RDONLY : 0);
     // The disk's node appears once virtio_blk has probed it; that is normally done by now.
     int tries = 0;
@@ -349,8 +415,12 @@ void mount_root(const Job& job) {
         if (errno != ENOENT || ++tries > 100) fail_root("mounting " + job.root.device);
         ::usleep(20'000);
     }
-    if (job.process && job.process->own_mounts) {
+    if (own) {
         mount_own(job);
+        // An OCI root marked read-only: only now that its mount points are made.
+        if (job.process->read_only_root &&
+            ::mount(nullptr, kNewRoot, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOATIME, nullptr) != 0)
+            fail_root("making the root disk read-only");
         return;
     }
     for (const char* dir : kRootMounts) {

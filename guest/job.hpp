@@ -67,6 +67,8 @@ struct JobProcess {
     bool no_new_privileges = false;
     bool own_mounts = false;
     std::vector<JobMount> mounts;
+    // The root disk (attached writable) is remounted read-only once the mounts are made
+    bool read_only_root = false;
     std::vector<std::string> masked, readonly;
     bool operator==(const JobProcess&) const = default;
 };

@@ -135,6 +135,7 @@ std::string process_text(const JobProcess& p) {
                hex(p.caps->ambient) + "\n";
     if (p.no_new_privileges) out += "no-new-privileges\n";
     if (p.own_mounts) out += "mounts\n";
+    if (p.read_only_root) out += "read-only-root\n";
     for (const JobMount& m : p.mounts)
         out += "mount\t" + m.type + "\t" + m.source + "\t" + m.destination + "\t" + hex(m.flags) +
                "\t" + m.data + "\n";
@@ -153,7 +154,8 @@ bool absolute_path(std::string_view path) {
 bool process_line(std::string_view line, JobProcess& p) {
     const std::vector<std::string_view> f = split_view(line, '\t');
     const std::string_view key = f.front();
-    const auto u32 = [](std::string_view t) { return number(t, 10, 0xffff'ffff); };
+    // 4294967295 is -1, which setresuid and setgroups take as "leave it unchanged".
+    const auto u32 = [](std::string_view t) { return number(t, 10, 0xffff'fffe); };
     if (key == "user" && f.size() >= 3) {
         const auto uid = u32(f[1]), gid = u32(f[2]);
         if (!uid || !gid) return false;
@@ -187,6 +189,7 @@ bool process_line(std::string_view line, JobProcess& p) {
     }
     if (key == "no-new-privileges" && f.size() == 1) return p.no_new_privileges = true;
     if (key == "mounts" && f.size() == 1) return p.own_mounts = true;
+    if (key == "read-only-root" && f.size() == 1) return p.read_only_root = true;
     if (key == "mount" && f.size() == 6) {
         const auto flags = number(f[4], 16, ~std::uint64_t{0});
         if (f[1].empty() || !absolute_path(f[3]) || !flags) return false;

@@ -265,13 +265,18 @@ Result<> build_rootfs(const RootfsOptions& o) {
     // A fixed UUID and hash seed, and E2FSPROGS_FAKE_TIME for the superblock times,
     // make the image a function of the directory's content alone.
     std::uint64_t bytes = 0;
-    for (const auto& e : fs::recursive_directory_iterator(o.from))
-        if (e.is_regular_file()) bytes += e.file_size();
+    std::error_code ec;
+    if (o.size_mib == 0)
+        for (auto it = fs::recursive_directory_iterator(o.from, ec); !ec && it != fs::end(it);
+             it.increment(ec))
+            if (it->symlink_status(ec).type() == fs::file_type::regular) bytes += it->file_size(ec);
+    if (ec) return stockade::fail("reading {}: {}", o.from, ec.message());
     unsigned size =
         o.size_mib != 0
             ? o.size_mib
             : static_cast<unsigned>(std::max<std::uint64_t>(16, bytes * 3 / 2 / (1 << 20) + 16));
-    std::string tmp = o.output + ".tmp";
+    // A name of this process's own: two builds of one image at once never share a file.
+    std::string tmp = o.output + ".tmp" + std::to_string(::getpid());
     ::unlink(tmp.c_str());
     std::vector<std::string> args = {
         "mke2fs",

@@ -200,6 +200,17 @@ int create(std::span<const std::string> args) {
     if (!text) return refused(fmt::format("the bundle {}: {}", bundle, text.error().message));
     auto c = oci::parse_config(*text, bundle);
     if (!c) return refused(fmt::format("{}/config.json: {}", bundle, c.error().message));
+    for (auto [value, name] : {std::pair{&c->kernel, oci::kAnnotationKernel},
+                               {&c->initrd, oci::kAnnotationInitrd},
+                               {&c->policy, oci::kAnnotationPolicy}}) {
+        if (value->empty()) continue;
+        std::error_code fec;
+        const std::string real = std::filesystem::canonical(*value, fec).string();
+        if (fec || !real.starts_with(std::string(oci::kAnnotationFileDir) + "/"))
+            return refused(fmt::format("annotations.{}: {} is not a file in {}", name, *value,
+                                       oci::kAnnotationFileDir));
+        *value = real;
+    }
     struct stat st {};
     if (::stat(c->root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         return refused(fmt::format("root.path: {} is not a directory", c->root));
@@ -230,8 +241,15 @@ int create(std::span<const std::string> args) {
     }
     if (!pid_file.empty()) {
         auto r = read_state_file(state_dir(id));
-        if (!r) return refused(r.error().message);
-        if (auto w = write_pid_file(pid_file, r->pid); !w) return refused(w.error().message);
+        Result<> written =
+            r ? write_pid_file(pid_file, r->pid) : Result<>(std::unexpected(r.error()));
+        if (!written) {
+            // Nobody would wait for it: the sandbox goes again, with what it made.
+            log::error("--pid-file: {}", written.error().message);
+            (void)remove_sandbox(id, true);
+            remove_container_image(id);
+            return kRefused;
+        }
     }
     return 0;
 }
@@ -329,7 +347,12 @@ int delete_container(std::span<const std::string> args) {
         remove_container_image(id);
         return refused(fmt::format("container \"{}\" does not exist", id));
     }
-    const int rc = remove_sandbox(id, force);
+    // A container that never started has nothing to lose (runc deletes it too; containerd
+    // deletes it so when its start failed).
+    auto r = container(id);
+    const bool created =
+        r && (r->state == SandboxState::created || r->state == SandboxState::creating);
+    const int rc = remove_sandbox(id, force || created);
     if (rc == 0) remove_container_image(id);
     return rc;
 }
@@ -371,8 +394,6 @@ int exec(std::span<const std::string> args) {
     std::string id, process_file, pid_file, console_socket, cwd;
     std::vector<std::string> env, command;
     bool detach = false, tty = false;
-    app.add_option("ID", id, "the container's id")->required();
-    app.add_option("COMMAND", command, "the command and its arguments (without --process)");
     app.add_option("-p,--process", process_file, "the process, as config.json's process object");
     app.add_flag("-d,--detach", detach,
                  "return once it runs; --pid-file names a host process that exits with its "
@@ -382,10 +403,20 @@ int exec(std::span<const std::string> args) {
     app.add_flag("-t,--tty", tty, "not supported yet");
     app.add_option("-e,--env", env, "NAME=value (repeatable)");
     app.add_option("--cwd", cwd, "its working directory in the container");
-    app.allow_extras();
+    // The first argument that is no option is ID; everything after it is the command.
+    app.prefix_command();
     if (auto done = parse_command(app, args, 125)) return *done;
-    for (const std::string& extra : app.remaining())
-        if (extra != "--") command.push_back(extra);
+    std::vector<std::string> rest = app.remaining();
+    if (!rest.empty() && rest.front().size() > 1 && rest.front().front() == '-')
+        return refused(
+            fmt::format("exec: {} is not supported (every exec runs with the container's user, "
+                        "capabilities and limits)",
+                        rest.front()));
+    if (rest.empty()) return refused("exec: no container id");
+    id = rest.front();
+    rest.erase(rest.begin());
+    if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+    command = std::move(rest);
     if (tty || !console_socket.empty()) return refused("exec: a terminal is not supported yet");
     oci::Process p;
     if (!process_file.empty()) {
@@ -405,8 +436,14 @@ int exec(std::span<const std::string> args) {
     if (!r) return kRefused;
     if (r->state != SandboxState::running)
         return refused(fmt::format("cannot exec in a container that is {}", oci_status(r->state)));
-    if (!process_file.empty())
-        if (auto c = bundle_container(r->bundle)) {
+    if (!process_file.empty()) {
+        const auto c = bundle_container(r->bundle);
+        if (!c)
+            return refused(
+                fmt::format("exec: the container's bundle {} can no longer be read, so its process "
+                            "settings cannot be checked against the exec's",
+                            r->bundle));
+        {
             JobProcess mine = p.settings, theirs = c->process.settings;
             mine.own_mounts = theirs.own_mounts;
             mine.mounts = theirs.mounts;
@@ -417,6 +454,7 @@ int exec(std::span<const std::string> args) {
                     "exec: its user, rlimits, capabilities or noNewPrivileges differ from the "
                     "container's; stockade runs every exec with the container's");
         }
+    }
     const json request{{"cmd", p.args}, {"env", p.env}, {"workdir", p.cwd}, {"stdin", true}};
     ::signal(SIGPIPE, SIG_IGN);
     if (!detach) {

@@ -85,6 +85,19 @@ bool plain(std::string_view s) {
     return s.find_first_of(std::string_view("\t\n\0", 3)) == std::string_view::npos;
 }
 
+// An absolute path inside the container's root: no ".." component, nothing the process file
+// cannot carry.
+bool container_path(std::string_view p) {
+    if (p.empty() || p.front() != '/' || !plain(p)) return false;
+    for (std::size_t at = 0; at != std::string_view::npos;) {
+        const auto next = p.find('/', at + 1);
+        if (p.substr(at + 1, next == std::string_view::npos ? next : next - at - 1) == "..")
+            return false;
+        at = next;
+    }
+    return true;
+}
+
 Result<const json*> member(const json& j, std::string_view key, std::string_view path,
                            json::value_t type, std::string_view type_name) {
     const auto it = j.find(key);
@@ -183,6 +196,8 @@ Result<> parse_limits(const json& p, Process& out) {
             if (*soft > *hard) return fail("process.rlimits[{}]: soft above hard", i);
             out.settings.rlimits.push_back({*n, *soft, *hard});
         }
+    // No capabilities object: none at all, as runc gives.
+    out.settings.caps = JobCaps{};
     if (const json* caps = STOCKADE_TRY(object(p, "capabilities", "process."))) {
         JobCaps c;
         c.bounding = STOCKADE_TRY(capability_set(*caps, "bounding"));
@@ -249,8 +264,8 @@ Result<> parse_mounts(const json& config, JobProcess& settings) {
         const std::string where = fmt::format("mounts[{}].", i);
         if (!m.is_object()) return fail("mounts[{}]: not an object", i);
         const auto dest = STOCKADE_TRY(string(m, "destination", where));
-        if (!dest || dest->empty() || dest->front() != '/' || !plain(*dest))
-            return fail("{}destination: not an absolute path", where);
+        if (!dest || !container_path(*dest))
+            return fail("{}destination: not an absolute path without \"..\"", where);
         const std::string type = STOCKADE_TRY(string(m, "type", where)).value_or("");
         const std::string source = STOCKADE_TRY(string(m, "source", where)).value_or(type);
         const MountOptions opts = mount_options(STOCKADE_TRY(strings(m, "options", where)));
@@ -296,8 +311,8 @@ Result<> parse_linux(const json& config, Container& out) {
     for (const char* key : {"maskedPaths", "readonlyPaths"}) {
         auto paths = STOCKADE_TRY(strings(*linux, key, at));
         for (const std::string& p : paths)
-            if (p.empty() || p.front() != '/' || !plain(p))
-                return fail("linux.{}: {:?} is not an absolute path", key, p);
+            if (!container_path(p))
+                return fail("linux.{}: {:?} is not an absolute path without \"..\"", key, p);
         (std::string_view(key) == "maskedPaths" ? out.process.settings.masked
                                                 : out.process.settings.readonly) = paths;
     }
@@ -487,6 +502,9 @@ Result<Container> parse_config(std::string_view text, std::string_view bundle) {
         if (!it->is_boolean()) return fail("root.readonly: not a boolean");
         out.root_readonly = it->get<bool>();
     }
+    // The disk is the container's own copy, attached writable so that missing mount points
+    // can be made; the guest remounts it read-only once they are.
+    out.process.settings.read_only_root = out.root_readonly;
     out.hostname = STOCKADE_TRY(string(config, "hostname", "")).value_or("");
     if (out.hostname.size() > 64) return fail("hostname: longer than 64 bytes");
     STOCKADE_TRY_VOID(refuse_if_set(config, "domainname", "", "is not supported"));
@@ -503,7 +521,7 @@ std::vector<std::string> create_args(const Container& c, std::string_view id,
                                      std::string_view rootfs_image) {
     std::vector<std::string> a = {
         "--id",      std::string(id),
-        "--rootfs",  fmt::format("{}{}", rootfs_image, c.root_readonly ? ",ro" : ""),
+        "--rootfs",  std::string(rootfs_image),
         "--memory",  std::to_string(c.memory_mib.value_or(kDefaultMemoryMiB)),
         "--vcpus",   std::to_string(c.vcpus.value_or(1)),
         "--workdir", c.process.cwd};

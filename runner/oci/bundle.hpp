@@ -33,6 +33,11 @@ inline constexpr std::string_view kAnnotationRootfsSize = "io.stockade.rootfs_si
 
 inline constexpr std::uint64_t kDefaultMemoryMiB = 256;
 
+// The kernel, initramfs and policy annotations name files in this directory only: whoever
+// writes config.json (a pod's annotations, through an engine) must not pick a weaker policy
+// or have root load any host file into a guest. An administrator puts them there.
+inline constexpr std::string_view kAnnotationFileDir = "/etc/stockade/oci";
+
 // One process: config.json's `process`, or `runc exec --process FILE`'s.
 struct Process {
     std::vector<std::string> args, env;

@@ -80,24 +80,28 @@ std::string mkimage_path() {
 
 Result<Sha256> tree_digest(const std::string& dir) {
     std::error_code ec;
+    struct stat top {};
+    if (::stat(dir.c_str(), &top) != 0) return fail_sys(fmt::format("stat {}", dir));
+    std::string text = fmt::format("root {:o} {} {}\n", top.st_mode, top.st_uid, top.st_gid);
     std::vector<std::string> paths;
     for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
          it.increment(ec))
         paths.push_back(fs::relative(it->path(), dir).string());
     if (ec) return fail("reading {}: {}", dir, ec.message());
     std::sort(paths.begin(), paths.end());
-    std::string text;
     for (const std::string& rel : paths) {
         const std::string path = dir + "/" + rel;
         struct stat st {};
         if (::lstat(path.c_str(), &st) != 0) return fail_sys(fmt::format("stat {}", path));
-        text +=
-            fmt::format("{}\n{:o} {} {} {} {}:{}\n", rel, st.st_mode, st.st_uid, st.st_gid,
-                        S_ISREG(st.st_mode) ? st.st_size : 0, major(st.st_rdev), minor(st.st_rdev));
+        // Every field length-prefixed or fixed: no two trees give the same text.
+        text += fmt::format("{}:{} {:o} {} {} {} {} {}:{} ", rel.size(), rel, st.st_mode, st.st_uid,
+                            st.st_gid, S_ISREG(st.st_mode) ? st.st_size : 0, st.st_nlink,
+                            major(st.st_rdev), minor(st.st_rdev));
         if (S_ISSOCK(st.st_mode)) return fail("{}: a socket cannot go into an image", path);
         if (S_ISLNK(st.st_mode)) {
             std::error_code lec;
-            text += fs::read_symlink(path, lec).string() + "\n";
+            const std::string target = fs::read_symlink(path, lec).string();
+            text += fmt::format("{}:{}\n", target.size(), target);
             if (lec) return fail("reading the link {}: {}", path, lec.message());
         } else if (S_ISREG(st.st_mode)) {
             auto fd = STOCKADE_TRY(open_file(path, O_RDONLY | O_NOFOLLOW));
@@ -126,7 +130,9 @@ Result<ImageResult> container_image(const std::string& root_dir, std::string_vie
         fmt::format("{}/{}-{}.ext4", images, to_hex(STOCKADE_TRY(tree_digest(root_dir))), size);
     out.cached = ::access(cached.c_str(), R_OK) == 0;
     if (!out.cached) {
-        // mkimage writes CACHED.tmp and renames it: a half-built image is never found.
+        // mkimage writes a file of its own beside CACHED and renames it: a half-built image is
+        // never found, and two containers building the same one at once each rename a whole
+        // one.
         const int rc = STOCKADE_TRY(run_program({mkimage, "rootfs", "-o", cached, "--from",
                                                  root_dir, "--size-mib", std::to_string(size)}));
         if (rc != 0)

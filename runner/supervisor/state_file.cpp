@@ -172,6 +172,11 @@ std::optional<std::uint64_t> stat_start_time(std::string_view stat) {
 std::optional<std::uint64_t> process_start_time(pid_t pid) {
     auto text = read_text_file(fmt::format("/proc/{}/stat", pid), 4096);
     if (!text) return std::nullopt;
+    // A zombie has finished (a supervisor has cleaned up by then); only its parent, an
+    // engine's shim perhaps, has not reaped it yet.
+    if (const auto close = text->rfind(')');
+        close != std::string::npos && text->compare(close, 3, ") Z") == 0)
+        return std::nullopt;
     return stat_start_time(*text);
 }
 

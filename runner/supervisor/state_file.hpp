@@ -75,7 +75,7 @@ struct StateRecord {
 
 // Field 22 (starttime) of a /proc/PID/stat text; nullopt when it is malformed.
 [[nodiscard]] std::optional<std::uint64_t> stat_start_time(std::string_view stat);
-// Of a running process; nullopt when there is none.
+// Of a running process; nullopt when there is none, or only a zombie.
 [[nodiscard]] std::optional<std::uint64_t> process_start_time(pid_t pid);
 
 // The state file of `dir` as it stands now. A supervisor writes "stopped" with the exit status

@@ -143,7 +143,9 @@ void detach_own_stdio(const std::string& log_path) {
     auto log = open_log(log_path);
     if (!log) {
         log::error("{}", log.error().message);
-        return;
+        // Still off the caller's descriptors, whose reader waits for them to close.
+        log = open_file("/dev/null", O_WRONLY);
+        if (!log) return;
     }
     ::dup2(log->get(), STDOUT_FILENO);
     ::dup2(log->get(), STDERR_FILENO);

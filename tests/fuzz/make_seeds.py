@@ -98,6 +98,12 @@ write('fuzz_job_archive/everything', newc([
     ('stockade/root', REG, b'/dev/vda ro'),
     ('stockade/net', REG, b'02:11:22:33:44:55 169.254.10.2/24'),
     ('stockade/vsock', REG, b'0000001027'), ('stockade/wait-start', REG, b'wait')]))
+write('fuzz_job_archive/oci-process', newc([
+    ('stockade', DIR, b''), ('stockade/argv', REG, b'sh\0'), ('stockade/root', REG, b'/dev/vda rw'),
+    ('stockade/process', REG, b'user\t1000\t1000\t27\nrlimit\t7\t1024\t1024\n'
+     b'caps\ta80425fb\t400\t400\t0\t0\nno-new-privileges\nmounts\n'
+     b'mount\tproc\tproc\t/proc\te\t\nmount\ttmpfs\ttmpfs\t/dev\t1000002\tmode=755\n'
+     b'masked\t/proc/kcore\nreadonly\t/proc/sys\n')]))
 
 
 # fuzz_control_message: messages as the runner sends them (guest/control.hpp), back to back.
@@ -303,3 +309,17 @@ def transport_net_mq_start():
 
 
 write('fuzz_virtio_transport/net-mq-start', transport_net_mq_start())
+
+# fuzz_specs: the first byte picks the parser; 4 is an OCI config.json (containerd's default
+# spec, trimmed).
+write('fuzz_specs/oci-config', bytes([4]) + b'''{"ociVersion":"1.0.2-dev","process":{"user":{"uid":0,\
+"gid":0,"additionalGids":[5]},"args":["sh","-c","echo hi"],"env":["PATH=/bin"],"cwd":"/",\
+"capabilities":{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":["CAP_KILL"],\
+"permitted":["CAP_KILL"]},"rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":1024}],\
+"noNewPrivileges":true},"root":{"path":"rootfs","readonly":true},"hostname":"h",\
+"mounts":[{"destination":"/proc","type":"proc","source":"proc","options":["nosuid","noexec"]},\
+{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}],\
+"linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":134217728},\
+"cpu":{"quota":50000,"period":100000}},"namespaces":[{"type":"pid"},{"type":"mount"}],\
+"maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]},\
+"annotations":{"io.stockade.vcpus":"2"}}''')

@@ -171,6 +171,17 @@ TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
     EXPECT_EQ(exec.out, "marker\n") << exec.describe();
     EXPECT_NE(exec.err.find("to-err"), std::string::npos) << exec.describe();
 
+    // The runtime's own exec, as a shim without --process would call it: the command's
+    // arguments in order, and a runc flag stockade cannot honour refused.
+    const auto direct = runtime({"exec", id, "sh", "-c", "echo a  b; exit 4"});
+    EXPECT_EQ(direct.status, 4) << direct.describe();
+    EXPECT_EQ(direct.out, "a b\n") << direct.describe();
+    const auto as_user = runtime({"exec", "--user=1000", id, "id"});
+    EXPECT_EQ(as_user.status, 1) << as_user.describe();
+    EXPECT_NE(lab::read_text(kWork + "/runtime.log").find("--user=1000 is not supported"),
+              std::string::npos)
+        << lab::read_text(kWork + "/runtime.log");
+
     const auto ps = ctr({"task", "ps", id});
     EXPECT_EQ(ps.status, 0) << ps.describe();
     EXPECT_NE(ps.out.find(std::to_string(state["pid"].get<int>())), std::string::npos)
@@ -198,9 +209,11 @@ std::string make_bundle(const std::string& name, const json& config) {
     fs::create_directories(dir + "/rootfs/tmp");
     fs::copy_file("/bin/busybox", dir + "/rootfs/bin/busybox",
                   fs::copy_options::overwrite_existing);
-    for (const char* applet : {"sh", "cat", "id", "grep", "ls", "echo", "touch"})
+    for (const char* applet : {"sh", "cat", "id", "grep", "ls", "echo", "touch", "wc"})
         if (!fs::is_symlink(dir + "/rootfs/bin/" + applet))
             fs::create_symlink("busybox", dir + "/rootfs/bin/" + applet);
+    // A link out of the root, were it followed outside the guest's chroot.
+    if (!fs::is_symlink(dir + "/rootfs/link")) fs::create_symlink("/", dir + "/rootfs/link");
     write_file(dir + "/config.json", config.dump());
     return dir;
 }
@@ -229,8 +242,18 @@ TEST_F(Oci, TheBundlesProcessSettingsReachTheWorkload) {
         "sh", "-c",
         "id; grep -E '^(CapBnd|CapEff|CapAmb|NoNewPrivs)' /proc/self/status; ulimit -n; "
         "ulimit -Hn; cat /proc/kcore | wc -c; touch /proc/sys/x 2>/dev/null || echo ro-sys; "
-        "ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs; hostname; exit 9"};
+        "ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs; hostname"};
     c["hostname"] = "oci-box";
+    // A read-only root whose image lacks a mount point (/run), a mount through the image's
+    // link to "/" (it must land inside the root), and a read-only path that keeps its
+    // nosuid, nodev and noexec.
+    c["root"]["readonly"] = true;
+    c["mounts"].push_back({{"destination", "/link/inside"}, {"type", "tmpfs"}, {"source", "t"}});
+    c["linux"]["readonlyPaths"].push_back("/dev/shm");
+    c["process"]["args"][2] =
+        c["process"]["args"][2].get<std::string>() +
+        "; touch /x 2>/dev/null || echo ro-root; grep -c ' /inside tmpfs' /proc/mounts; "
+        "grep ' /dev/shm ' /proc/mounts | grep -o 'ro,nosuid,nodev,noexec'; exit 9";
     const std::string bundle = make_bundle("settings", c);
     const std::string id = "oci-settings";
     const std::string out = kWork + "/settings.out", pid_file = kWork + "/settings.pid";
@@ -252,13 +275,26 @@ TEST_F(Oci, TheBundlesProcessSettingsReachTheWorkload) {
     EXPECT_NE(text.find("CapEff:\t0000000000000400"), std::string::npos) << text;
     EXPECT_NE(text.find("CapAmb:\t0000000000000400"), std::string::npos) << text;
     EXPECT_NE(text.find("NoNewPrivs:\t1"), std::string::npos) << text;
-    EXPECT_NE(text.find("\n77\n99\n0\nro-sys\ndevs\noci-box\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\n77\n99\n0\nro-sys\ndevs\noci-box\nro-root\n1\nro,nosuid,nodev,noexec\n"),
+              std::string::npos)
+        << text;
     EXPECT_EQ(json::parse(runtime({"state", id}).out)["status"], "stopped");
     EXPECT_EQ(runtime({"delete", id}).status, 0);
     expect_no_residue(id);
     const auto again = runtime({"delete", id});
     EXPECT_EQ(again.status, 1);
     EXPECT_NE(again.err.find("does not exist"), std::string::npos) << again.describe();
+
+    // A container that was created and never started is deleted without --force (as runc
+    // does, and containerd asks when a start failed).
+    auto second = run(
+        {"/bin/sh", "-c",
+         stockade_bin() + " create --bundle " + bundle + " " + id + " >/dev/null 2>&1 </dev/null"});
+    ASSERT_EQ(second.status, 0) << second.describe();
+    EXPECT_EQ(json::parse(runtime({"state", id}).out)["status"], "created");
+    const auto removed = runtime({"delete", id});
+    EXPECT_EQ(removed.status, 0) << removed.describe();
+    expect_no_residue(id);
 }
 
 TEST_F(Oci, BadBundlesAreRefusedByFieldAndLeaveNothing) {

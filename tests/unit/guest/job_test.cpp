@@ -73,6 +73,24 @@ std::vector<Job> sample_jobs() {
                        0xffff'fffeu});
     jobs.push_back(Job{{"y"}, {}, "/", "one", {}, JobNet{"02:00:00:00:00:01", "10.1.2.3/1"}, 1u});
     jobs.push_back(Job{{"sleep", "9"}, {}, "/", "created", {}, {}, 1028u, true});
+    // An OCI container's process: everything set, and root with nothing but the defaults.
+    JobProcess oci;
+    oci.uid = 1000;
+    oci.gid = 0xffff'fffe;
+    oci.groups = {27, 0};
+    oci.rlimits = {{7, 1024, 1024}, {4, 0, ~std::uint64_t{0}}, {15, 1, 2}};
+    oci.caps = JobCaps{0xa80425fb, 0x400, 0x400, 0, ~std::uint64_t{0}};
+    oci.no_new_privileges = true;
+    oci.own_mounts = true;
+    oci.mounts = {{"proc", "proc", "/proc", 0xe, ""},
+                  {"tmpfs", "tmpfs", "/dev", 0x1000002, "mode=755,size=65536k"},
+                  {"devpts", "devpts", "/dev/pts", 0xa, "newinstance,ptmxmode=0666"},
+                  {"tmpfs", "", "/dir with spaces", 0, ""}};
+    oci.masked = {"/proc/kcore", "/sys/firmware"};
+    oci.readonly = {"/proc/sys"};
+    jobs.push_back(Job{{"sh"}, {}, "/", "oci", {"/dev/vda", false}, {}, 7u, true, oci});
+    jobs.push_back(
+        Job{{"sh"}, {}, "/", "oci-root", {"/dev/vda", true}, {}, 7u, false, JobProcess{}});
     return jobs;
 }
 
@@ -209,6 +227,63 @@ TEST(JobFiles, RefusesAMalformedWaitStart) {
     ASSERT_TRUE(job) << job.error();
     EXPECT_TRUE(job->wait_for_start);
     EXPECT_FALSE(parse_job_files(with(&JobFiles::wait_start, std::nullopt))->wait_for_start);
+}
+
+TEST(JobFiles, WritesTheProcessAsDocumentedLines) {
+    JobProcess p;
+    p.uid = 5;
+    p.gid = 6;
+    p.groups = {7};
+    p.rlimits = {{7, 10, 20}};
+    p.caps = JobCaps{0xff, 1, 2, 3, 0};
+    p.no_new_privileges = true;
+    p.own_mounts = true;
+    p.mounts = {{"tmpfs", "shm", "/dev/shm", 0xe, "mode=1777"}};
+    p.masked = {"/proc/kcore"};
+    p.readonly = {"/proc/sys"};
+    const JobFiles f = job_files(Job{{"true"}, {}, "/", "h", {}, {}, {}, false, p});
+    EXPECT_EQ(f.process,
+              "user\t5\t6\t7\nrlimit\t7\t10\t20\ncaps\tff\t1\t2\t3\t0\nno-new-privileges\n"
+              "mounts\nmount\ttmpfs\tshm\t/dev/shm\te\tmode=1777\nmasked\t/proc/kcore\n"
+              "readonly\t/proc/sys\n");
+    EXPECT_FALSE(job_files(Job{{"true"}, {}, "/", "h", {}, {}, {}}).process)
+        << "a job without process settings has no process file";
+}
+
+TEST(JobFiles, RefusesAMalformedProcess) {
+    using guest_abi::kJobProcess;
+    for (const char* bad : {"",
+                            "user\t0\t0",
+                            "user\t0\n\n",
+                            "user\t0\n",
+                            "user\t-1\t0\n",
+                            "user\t0\t0\tx\n",
+                            "user\t4294967296\t0\n",
+                            "rlimit\t16\t1\t1\n",
+                            "rlimit\t7\t2\t1\n",
+                            "rlimit\t7\t1\n",
+                            "caps\t1\t2\t3\t4\n",
+                            "caps\tg\t0\t0\t0\t0\n",
+                            "caps\t10000000000000000\t0\t0\t0\t0\n",
+                            "no-new-privileges\tyes\n",
+                            "mount\ttmpfs\tx\trelative\t0\t\n",
+                            "mount\t\tx\t/a\t0\t\n",
+                            "mount\ttmpfs\tx\t/a\tz\t\n",
+                            "mount\ttmpfs\tx\t/a\t0\n",
+                            "masked\tproc\n",
+                            "readonly\t\n",
+                            "setuid\t0\n",
+                            "user 0 0\n"})
+        expect_refused(with(&JobFiles::process, bad), kJobProcess, "");
+    expect_refused(with(&JobFiles::process, "mount\ttmpfs\tx\t/a\t0\t\n"), kJobProcess,
+                   "mount lines without a mounts line");
+    expect_refused(with(&JobFiles::process, "user\t0\t0\0\n"s), kJobProcess, "contains a NUL byte");
+    auto job = parse_job_files(with(&JobFiles::process, "no-new-privileges\nuser\t1\t2\n"));
+    ASSERT_TRUE(job) << job.error();
+    ASSERT_TRUE(job->process);
+    EXPECT_EQ(job->process->uid, 1u);
+    EXPECT_TRUE(job->process->no_new_privileges);
+    EXPECT_FALSE(job->process->caps) << "no caps line: the capabilities are left alone";
 }
 
 TEST(JobFiles, VsockPortMayBeZeroPadded) {

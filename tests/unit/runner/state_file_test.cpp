@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -150,6 +151,25 @@ TEST(StateFile, ASupervisorThatFinishesWhileItsFileIsReadIsSeenWithItsStatus) {
     seen = read_live_state(d, [&](pid_t) { return running.pid_start_time; });
     ASSERT_TRUE(seen);
     EXPECT_EQ(*seen, running);
+}
+
+TEST(StateFile, AZombieIsGone) {
+    // A supervisor that exited but whose parent (an engine's shim) has not reaped it yet
+    // has finished: it must not hold `delete` or `rm` waiting.
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) ::_exit(0);
+    bool zombie = false;
+    for (int i = 0; i < 200 && !zombie; ++i) {
+        std::string stat =
+            read_text_file("/proc/" + std::to_string(child) + "/stat", 4096).value_or("");
+        zombie = stat.find(") Z ") != std::string::npos;
+        if (!zombie) ::usleep(10'000);
+    }
+    ASSERT_TRUE(zombie);
+    EXPECT_FALSE(process_start_time(child));
+    EXPECT_TRUE(process_start_time(::getpid()));
+    ::waitpid(child, nullptr, 0);
 }
 
 TEST(StateFile, StartTimeIsField22CountedFromTheLastParenthesis) {

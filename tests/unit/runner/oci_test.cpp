@@ -1,0 +1,321 @@
+// The OCI runtime's pure parts: config.json onto the sandbox (containerd's default spec as it
+// comes, each field stockade refuses named), mount options, the arguments of the sandbox it
+// creates, and which command lines are a runtime's.
+#include <gtest/gtest.h>
+
+#include <sys/mount.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runner/cli/oci_runtime.hpp"
+#include "runner/cli/run_args.hpp"
+#include "runner/oci/bundle.hpp"
+
+namespace stockade::oci {
+namespace {
+
+using nlohmann::json;
+
+// containerd 1.6's default spec (`ctr oci spec`), with the command ctr adds.
+json containerd_default() {
+    const std::vector<std::string> caps = {
+        "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+        "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+        "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+        "CAP_KILL",    "CAP_AUDIT_WRITE"};
+    return json{
+        {"ociVersion", "1.0.2-dev"},
+        {"process",
+         {{"user", {{"uid", 0}, {"gid", 0}}},
+          {"args", {"sh", "-c", "echo hi"}},
+          {"env", {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+          {"cwd", "/"},
+          {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
+          {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}}},
+          {"noNewPrivileges", true}}},
+        {"root", {{"path", "rootfs"}}},
+        {"mounts",
+         {{{"destination", "/proc"},
+           {"type", "proc"},
+           {"source", "proc"},
+           {"options", {"nosuid", "noexec", "nodev"}}},
+          {{"destination", "/dev"},
+           {"type", "tmpfs"},
+           {"source", "tmpfs"},
+           {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+          {{"destination", "/dev/pts"},
+           {"type", "devpts"},
+           {"source", "devpts"},
+           {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}}},
+          {{"destination", "/sys"},
+           {"type", "sysfs"},
+           {"source", "sysfs"},
+           {"options", {"nosuid", "noexec", "nodev", "ro"}}}}},
+        {"linux",
+         {{"resources",
+           {{"devices", {{{"allow", false}, {"access", "rwm"}}}},
+            {"cpu", {{"shares", 1024}, {"cpus", ""}}}}},
+          {"cgroupsPath", "/default/c1"},
+          {"namespaces",
+           {{{"type", "pid"}},
+            {{"type", "ipc"}},
+            {{"type", "uts"}},
+            {{"type", "mount"}},
+            {{"type", "network"}}}},
+          {"maskedPaths", {"/proc/kcore", "/sys/firmware"}},
+          {"readonlyPaths", {"/proc/sys"}}}}};
+}
+
+Result<Container> parse(const json& config) {
+    return parse_config(config.dump(), "/run/bundle");
+}
+
+TEST(OciBundle, ContainerdsDefaultSpecMapsOntoTheSandbox) {
+    auto c = parse(containerd_default());
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->process.args, (std::vector<std::string>{"sh", "-c", "echo hi"}));
+    EXPECT_EQ(c->root, "/run/bundle/rootfs");
+    EXPECT_FALSE(c->root_readonly);
+    const JobProcess& p = c->process.settings;
+    EXPECT_EQ(p.uid, 0u);
+    ASSERT_TRUE(p.caps);
+    EXPECT_EQ(p.caps->bounding, 0xa80425fbu);  // what runc gives these 14
+    EXPECT_EQ(p.caps->effective, 0xa80425fbu);
+    EXPECT_EQ(p.caps->inheritable, 0u);
+    EXPECT_EQ(p.rlimits, (std::vector<JobRlimit>{{7, 1024, 1024}}));
+    EXPECT_TRUE(p.no_new_privileges);
+    EXPECT_TRUE(p.own_mounts);
+    ASSERT_EQ(p.mounts.size(), 4u);
+    EXPECT_EQ(p.mounts[1], (JobMount{"tmpfs", "tmpfs", "/dev", MS_NOSUID | MS_STRICTATIME,
+                                     "mode=755,size=65536k"}));
+    EXPECT_EQ(p.mounts[2].data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    EXPECT_EQ(p.mounts[3].flags, std::uint64_t{MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY});
+    EXPECT_EQ(p.masked, (std::vector<std::string>{"/proc/kcore", "/sys/firmware"}));
+    EXPECT_EQ(p.readonly, (std::vector<std::string>{"/proc/sys"}));
+    EXPECT_FALSE(c->memory_mib);
+    EXPECT_FALSE(c->vcpus);
+}
+
+TEST(OciBundle, ResourcesAndAnnotationsSizeTheVm) {
+    json j = containerd_default();
+    j["linux"]["resources"]["memory"] = {{"limit", 300 * 1024 * 1024 + 1}};
+    j["linux"]["resources"]["cpu"] = {{"quota", 150000}, {"period", 100000}};
+    j["hostname"] = "web";
+    j["root"]["readonly"] = true;
+    auto c = parse(j);
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->memory_mib, 301u) << "rounded up to whole MiB";
+    EXPECT_EQ(c->vcpus, 2u) << "1.5 CPUs of quota: two vCPUs";
+    EXPECT_TRUE(c->process.settings.read_only_root) << "the guest remounts it read-only";
+    j["annotations"] = {{"io.stockade.vcpus", "3"},
+                        {"io.stockade.memory_mib", "512"},
+                        {"io.stockade.kernel", "/k"},
+                        {"other", "kept"}};
+    c = parse(j);
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->vcpus, 3u) << "an annotation wins over the quota";
+    EXPECT_EQ(c->memory_mib, 512u);
+    EXPECT_EQ(c->annotations.at("other"), "kept");
+    const auto args = create_args(*c, "c1", "/var/lib/x.ext4");
+    EXPECT_EQ(args,
+              (std::vector<std::string>{
+                  "--id",       "c1",
+                  "--rootfs",   "/var/lib/x.ext4",
+                  "--memory",   "512",
+                  "--vcpus",    "3",
+                  "--workdir",  "/",
+                  "--hostname", "web",
+                  "--kernel",   "/k",
+                  "--env",      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                  "--",         "sh",
+                  "-c",         "echo hi"}));
+    auto parsed = parse_create_args(args);
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    EXPECT_EQ(parsed->spec.argv, c->process.args);
+    EXPECT_EQ(parsed->spec.memory_mib, 512u);
+    EXPECT_TRUE(parsed->spec.wait_for_start);
+    for (const char* bad : {"0", "x", "255", "-1", ""}) {
+        j["annotations"] = {{"io.stockade.vcpus", bad}};
+        auto refused = parse(j);
+        ASSERT_FALSE(refused) << bad;
+        EXPECT_NE(refused.error().message.find("annotations.io.stockade.vcpus"), std::string::npos);
+    }
+}
+
+TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
+    struct Case {
+        std::function<void(json&)> change;
+        std::string field;
+    };
+    const std::vector<Case> cases = {
+        {[](json& j) { j["ociVersion"] = "0.9"; }, "ociVersion"},
+        {[](json& j) { j.erase("ociVersion"); }, "ociVersion"},
+        {[](json& j) { j.erase("process"); }, "process: missing"},
+        {[](json& j) { j["process"]["args"] = json::array(); }, "process.args"},
+        {[](json& j) {
+             j["process"]["args"] = {"sh", 1};
+         },
+         "process.args[1]: not a string"},
+        {[](json& j) { j["process"]["env"] = {"NOVALUE"}; }, "process.env[0]"},
+        {[](json& j) { j["process"]["cwd"] = "rel"; }, "process.cwd"},
+        {[](json& j) { j["process"]["terminal"] = true; }, "process.terminal"},
+        {[](json& j) { j["process"]["user"]["uid"] = -1; }, "process.user.uid"},
+        {[](json& j) { j["process"]["user"]["umask"] = 18; }, "process.user.umask"},
+        {[](json& j) { j["process"]["capabilities"]["bounding"] = {"CAP_NOPE"}; },
+         "process.capabilities.bounding: unknown capability CAP_NOPE"},
+        {[](json& j) { j["process"]["rlimits"][0]["type"] = "RLIMIT_X"; }, "process.rlimits[0]"},
+        {[](json& j) { j["process"]["rlimits"][0]["soft"] = 2048; }, "soft above hard"},
+        {[](json& j) { j["process"]["selinuxLabel"] = "system_u:system_r:x"; },
+         "process.selinuxLabel"},
+        {[](json& j) { j["process"]["apparmorProfile"] = "p"; }, "process.apparmorProfile"},
+        {[](json& j) { j["root"]["path"] = ""; }, "root.path"},
+        {[](json& j) {
+             j["hooks"] = {{"prestart", {{{"path", "/x"}}}}};
+         },
+         "hooks"},
+        {[](json& j) { j["domainname"] = "d"; }, "domainname"},
+        {[](json& j) {
+             j["mounts"].push_back(
+                 {{"destination", "/data"}, {"type", "bind"}, {"source", "/srv"}});
+         },
+         "a bind mount of a host path (/srv)"},
+        {[](json& j) {
+             j["mounts"].push_back({{"destination", "/d"},
+                                    {"type", "none"},
+                                    {"source", "/srv"},
+                                    {"options", {"rbind", "ro"}}});
+         },
+         "a bind mount"},
+        {[](json& j) {
+             j["mounts"].push_back({{"destination", "/n"}, {"type", "nfs"}});
+         },
+         "mounts[4].type"},
+        {[](json& j) {
+             j["mounts"].push_back({{"destination", "n"}, {"type", "tmpfs"}});
+         },
+         "mounts[4].destination"},
+        {[](json& j) {
+             j["linux"]["namespaces"].push_back({{"type", "user"}});
+         },
+         "linux.namespaces[5]: a user namespace"},
+        {[](json& j) { j["linux"]["namespaces"][4]["path"] = "/var/run/netns/cni-1"; },
+         "linux.namespaces[4].path: joining an existing namespace"},
+        {[](json& j) {
+             j["linux"]["uidMappings"] = {{{"containerID", 0}}};
+         },
+         "linux.uidMappings"},
+        {[](json& j) {
+             j["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ERRNO"}};
+         },
+         "linux.seccomp"},
+        {[](json& j) {
+             j["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+         },
+         "linux.sysctl"},
+        {[](json& j) {
+             j["linux"]["devices"] = {{{"path", "/dev/fuse"}}};
+         },
+         "linux.devices"},
+        {[](json& j) {
+             j["linux"]["resources"]["pids"] = {{"limit", 10}};
+         },
+         "linux.resources.pids"},
+        {[](json& j) { j["linux"]["resources"]["cpu"]["shares"] = 512; },
+         "linux.resources.cpu.shares"},
+        {[](json& j) { j["linux"]["resources"]["cpu"]["cpus"] = "0-1"; },
+         "linux.resources.cpu.cpus"},
+        {[](json& j) {
+             j["linux"]["resources"]["memory"] = {{"swap", 1}};
+         },
+         "linux.resources.memory.swap"},
+        {[](json& j) { j["linux"]["maskedPaths"] = {"proc/kcore"}; }, "linux.maskedPaths"},
+        {[](json& j) {
+             j["windows"] = {{"layerFolders", {"x"}}};
+         },
+         "windows"},
+    };
+    for (const Case& k : cases) {
+        json j = containerd_default();
+        k.change(j);
+        auto c = parse(j);
+        ASSERT_FALSE(c) << "accepted: " << j.dump();
+        EXPECT_NE(c.error().message.find(k.field), std::string::npos)
+            << c.error().message << " (wanted " << k.field << ")";
+    }
+    EXPECT_FALSE(parse_config("{", "/b"));
+    EXPECT_FALSE(parse_config("[]", "/b"));
+}
+
+TEST(OciBundle, UnknownPropertiesAreIgnoredAsTheSpecAsks) {
+    json j = containerd_default();
+    j["futureField"] = {{"x", 1}};
+    j["linux"]["futureField"] = true;
+    j["process"]["futureField"] = "y";
+    EXPECT_TRUE(parse(j));
+}
+
+TEST(OciBundle, MountOptionsSplitIntoFlagsAndData) {
+    auto o = mount_options({"ro", "nosuid", "rw", "noexec", "mode=1777", "rprivate", "size=1m"});
+    EXPECT_EQ(o.flags, std::uint64_t{MS_NOSUID | MS_NOEXEC}) << "rw clears an earlier ro";
+    EXPECT_EQ(o.data, "mode=1777,size=1m") << "propagation has no meaning for the guest's mounts";
+    EXPECT_FALSE(o.bind);
+    EXPECT_TRUE(mount_options({"rbind", "ro"}).bind);
+}
+
+TEST(OciBundle, AnExecsProcessIsParsedAlone) {
+    auto p = parse_process(R"({"args":["ls","-l"],"env":["A=1"],"cwd":"/tmp",
+                               "user":{"uid":0,"gid":0},"noNewPrivileges":true})");
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->args, (std::vector<std::string>{"ls", "-l"}));
+    EXPECT_EQ(p->cwd, "/tmp");
+    EXPECT_TRUE(p->settings.no_new_privileges);
+    EXPECT_FALSE(parse_process(R"({"args":[]})"));
+    EXPECT_FALSE(parse_process(R"({"args":["x"],"terminal":true})"));
+}
+
+TEST(OciBundle, CapabilityAndRlimitNamesAreLinuxs) {
+    EXPECT_EQ(capability_number("CAP_CHOWN"), 0u);
+    EXPECT_EQ(capability_number("CAP_NET_ADMIN"), 12u);
+    EXPECT_EQ(capability_number("CAP_SYS_ADMIN"), 21u);
+    EXPECT_EQ(capability_number("CAP_CHECKPOINT_RESTORE"), 40u);
+    EXPECT_FALSE(capability_number("NET_ADMIN"));
+    EXPECT_EQ(rlimit_number("RLIMIT_NOFILE"), 7u);
+    EXPECT_EQ(rlimit_number("RLIMIT_RTTIME"), 15u);
+    EXPECT_FALSE(rlimit_number("RLIMIT_NLIMITS"));
+}
+
+bool oci(const std::vector<std::string>& args) {
+    return cli::is_oci_invocation(args);
+}
+
+TEST(OciCli, EnginesCommandLinesAreTheRuntimes) {
+    // containerd's runc shim (go-runc): global flags first.
+    EXPECT_TRUE(
+        oci({"--root", "/run/containerd/runc/default", "--log", "/x/log.json", "--log-format",
+             "json", "create", "--bundle", "/b", "--pid-file", "/p", "c1"}));
+    EXPECT_TRUE(oci({"--root=/r", "kill", "c1", "9"}));
+    EXPECT_TRUE(oci({"--systemd-cgroup", "start", "c1"}));
+    EXPECT_TRUE(oci({"--debug", "delete", "c1"}));
+    // Commands only the runtime has, and create/exec in runc's shape.
+    EXPECT_TRUE(oci({"state", "c1"}));
+    EXPECT_TRUE(oci({"delete", "--force", "c1"}));
+    EXPECT_TRUE(oci({"features"}));
+    EXPECT_TRUE(oci({"create", "-b", "/b", "c1"}));
+    EXPECT_TRUE(oci({"--log-format", "json", "create", "--bundle=/b", "c1"}));
+    EXPECT_TRUE(oci({"exec", "--process", "/p.json", "--detach", "c1"}));
+    // stockade's own command lines stay its own.
+    EXPECT_FALSE(oci({"run", "--", "state"}));
+    EXPECT_FALSE(oci({"create", "--id", "x", "--", "sh", "--bundle"}));
+    EXPECT_FALSE(oci({"--log-format", "json", "run", "true"}));
+    EXPECT_FALSE(oci({"exec", "x", "--", "ls", "--process"}));
+    EXPECT_FALSE(oci({"kill", "x", "TERM"}));
+    EXPECT_FALSE(oci({"--version"}));
+    EXPECT_FALSE(oci({}));
+}
+
+}  // namespace
+}  // namespace stockade::oci
