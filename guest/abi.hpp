@@ -120,6 +120,9 @@ inline constexpr std::string_view kJobWaitStart = "/stockade/wait-start";
 //   mounts                           the mount lines replace the default /proc, /sys, /dev
 //   mount TYPE SOURCE DESTINATION FLAGS DATA   FLAGS hex (MS_*), DATA may be empty
 //   read-only-root                   the root disk is remounted read-only after the mounts
+//   mount copy HEX DESTINATION FLAGS MODE      a file of those bytes (hex), MODE octal
+//   sysctl KEY VALUE                 KEY of [A-Za-z0-9_.-], VALUE without tab or newline
+//   seccomp HEX                      a BPF program: 1 to 4096 struct sock_filter, in hex
 //   masked PATH / readonly PATH      absolute paths
 inline constexpr std::string_view kJobProcess = "/stockade/process";
 

@@ -15,8 +15,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/random.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -352,6 +354,49 @@ unsigned long kept_flags(const std::string& path) {
     return flags;
 }
 
+// Binds `path` (inside the root) onto itself read-only, keeping its other flags. Skipped when
+// the image lacks it.
+void make_read_only(int root, const std::string& path) {
+    int target = open_in_root(root, path, false);
+    if (target < 0) return;
+    const std::string at = fd_path(target);
+    if (::mount(at.c_str(), at.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+        fail_root("making " + path + " read-only");
+    ::close(target);
+    // The bind mount now at `path`, remounted read-only with the flags it had.
+    target = open_in_root(root, path, false);
+    const std::string bound = fd_path(target);
+    if (target < 0 || ::mount(nullptr, bound.c_str(), nullptr,
+                              MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(bound), nullptr) != 0)
+        fail_root("making " + path + " read-only");
+    ::close(target);
+}
+
+// A host file's content (an OCI bind mount of a file) written at its destination inside the
+// root, replacing what the image has there; read-only when asked.
+void copy_in(int root, const stockade::JobMount& m) {
+    const auto slash = m.destination.rfind('/');
+    const std::string dir = m.destination.substr(0, slash), name = m.destination.substr(slash + 1);
+    const int parent = open_in_root(root, dir.empty() ? "/" : dir, true);
+    if (parent < 0 || name.empty()) fail_root("making the directory of " + m.destination);
+    const int dirfd = ::openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(parent);
+    const mode_t mode = static_cast<mode_t>(std::strtoul(m.data.c_str(), nullptr, 8));
+    (void)::unlinkat(dirfd, name.c_str(), 0);
+    const int fd =
+        ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    ::close(dirfd);
+    if (fd < 0) fail_root("writing " + m.destination);
+    for (std::size_t done = 0; done < m.source.size();) {
+        const ssize_t n = ::write(fd, m.source.data() + done, m.source.size() - done);
+        if (n <= 0) fail_root("writing " + m.destination);
+        done += static_cast<std::size_t>(n);
+    }
+    ::fchmod(fd, mode);
+    ::close(fd);
+    if (m.flags & MS_RDONLY) make_read_only(root, m.destination);
+}
+
 // The job's own mounts inside the root disk, in order, then its masked and read-only paths
 // (a path the image lacks is skipped, as runc does). Every path is resolved inside the root
 // disk (open_in_root) and mounted through its descriptor, so nothing lands outside it.
@@ -360,6 +405,10 @@ void mount_own(const Job& job) {
     const int root = ::open(kNewRoot, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) fail_root("opening the root disk");
     for (const stockade::JobMount& m : p.mounts) {
+        if (m.type == stockade::kCopyMount) {
+            copy_in(root, m);
+            continue;
+        }
         int target = open_in_root(root, m.destination, true);
         if (target < 0) fail_root("making " + m.destination);
         if (::mount(m.source.c_str(), fd_path(target).c_str(), m.type.c_str(), m.flags,
@@ -383,21 +432,15 @@ void mount_own(const Job& job) {
         if (r != 0) fail_root("masking " + path);
         ::close(target);
     }
-    for (const std::string& path : p.readonly) {
-        int target = open_in_root(root, path, false);
-        if (target < 0) continue;
-        const std::string at = fd_path(target);
-        if (::mount(at.c_str(), at.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
-            fail_root("making " + path + " read-only");
-        ::close(target);
-        // The bind mount now at `path`, remounted read-only with the flags it had.
-        target = open_in_root(root, path, false);
-        const std::string bound = fd_path(target);
-        if (target < 0 ||
-            ::mount(nullptr, bound.c_str(), nullptr,
-                    MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(bound), nullptr) != 0)
-            fail_root("making " + path + " read-only");
-        ::close(target);
+    for (const std::string& path : p.readonly)
+        make_read_only(root, path);
+    for (const auto& [key, value] : p.sysctl) {
+        std::string file = "/proc/sys/" + key;
+        for (std::size_t i = 10; i < file.size(); ++i)
+            if (file[i] == '.') file[i] = '/';
+        const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ::write(fd, value.data(), value.size()) < 0) fail_root("sysctl " + key);
+        ::close(fd);
     }
     ::close(root);
 }
@@ -583,6 +626,16 @@ void default_signals() {
     ::_exit(126);
 }
 
+// The job's seccomp filter (libseccomp's export: struct sock_filter instructions), if any.
+void load_seccomp(const std::string& program) {
+    if (program.empty()) return;
+    std::vector<sock_filter> filter(program.size() / sizeof(sock_filter));
+    std::memcpy(filter.data(), program.data(), filter.size() * sizeof(sock_filter));
+    sock_fprog prog{static_cast<unsigned short>(filter.size()), filter.data()};
+    if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0)
+        cannot_become("loading the seccomp filter");
+}
+
 // The job's process settings on this process, before it runs the command: limits first
 // (raising one needs CAP_SYS_RESOURCE), then the bounding set (needs CAP_SETPCAP), the user
 // (keeping the permitted set across setuid), the other sets, ambient, no_new_privs. Any
@@ -598,6 +651,8 @@ void become(const stockade::JobProcess& p) {
             if (!(p.caps->bounding >> cap & 1) && ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 &&
                 errno != EINVAL)  // EINVAL: past the kernel's last capability
                 cannot_become("dropping a capability from the bounding set");
+    // Without no_new_privs only CAP_SYS_ADMIN may load a filter: load it while there is one.
+    if (!p.no_new_privileges) load_seccomp(p.seccomp);
     if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) cannot_become("PR_SET_KEEPCAPS");
     if (::setgroups(p.groups.size(), p.groups.data()) != 0) cannot_become("setgroups");
     if (::setresgid(p.gid, p.gid, p.gid) != 0) cannot_become("setgid");
@@ -618,8 +673,10 @@ void become(const stockade::JobProcess& p) {
                 ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0)
                 cannot_become("raising an ambient capability");
     }
-    if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        cannot_become("PR_SET_NO_NEW_PRIVS");
+    if (p.no_new_privileges) {
+        if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) cannot_become("PR_SET_NO_NEW_PRIVS");
+        load_seccomp(p.seccomp);
+    }
 }
 
 // Runs a command as the workload runs: chrooted into the root disk when the job has one, in

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "guest/abi.hpp"
@@ -40,7 +41,11 @@ struct JobRlimit {
 // One file system mounted inside the workload's root disk, in order: mount(2)'s arguments
 // (MS_* flags, the file system's own options as data). A tmpfs at /dev also gets the
 // standard device nodes (null, zero, full, random, urandom, tty) and links (fd, stdin,
-// stdout, stderr, ptmx).
+// stdout, stderr, ptmx). Type kCopyMount is a host file's content written at `destination`
+// instead (an OCI bind mount of a file, such as /etc/hosts): `source` holds the bytes, `data`
+// the file's mode in octal, MS_RDONLY in `flags` makes it read-only.
+inline constexpr std::string_view kCopyMount = "copy";
+inline constexpr std::size_t kMaxCopyBytes = 64 * 1024;
 struct JobMount {
     std::string type, source, destination;
     std::uint64_t flags = 0;
@@ -70,6 +75,12 @@ struct JobProcess {
     // The root disk (attached writable) is remounted read-only once the mounts are made
     bool read_only_root = false;
     std::vector<std::string> masked, readonly;
+    // Kernel parameters set before the workload runs (KEY as sysctl names it, "net.ipv4.x")
+    std::vector<std::pair<std::string, std::string>> sysctl;
+    // A seccomp filter (struct sock_filter instructions, as libseccomp exports them), loaded
+    // last before the command runs (before the user changes when no_new_privileges is off, so
+    // that CAP_SYS_ADMIN allows it); empty: none
+    std::string seccomp;
     bool operator==(const JobProcess&) const = default;
 };
 
@@ -127,6 +138,11 @@ inline constexpr std::array<JobFile, 9> kJobFiles{{
 // default. The error names the file and what is wrong, e.g.
 // "/stockade/root: \"/dev/vda rx\" is not \"DEVICE ro|rw\"".
 [[nodiscard]] std::expected<Job, std::string> parse_job_files(const JobFiles& files);
+
+// A kernel parameter's name as sysctl writes it ("net.ipv4.ping_group_range"): of
+// [A-Za-z0-9_.-], no empty part. The process file's sysctl lines and the OCI bundle's
+// linux.sysctl keys are held to it.
+[[nodiscard]] bool is_sysctl_name(std::string_view key);
 
 // "A.B.C.D/N" (N 1 to 32, decimal, no leading zeros): the address in host byte order.
 struct Ipv4Prefix {

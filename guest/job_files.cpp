@@ -119,7 +119,38 @@ std::vector<std::string_view> split_view(std::string_view text, char sep) {
     }
 }
 
-constexpr std::uint32_t kRlimits = 16;  // RLIM_NLIMITS
+constexpr std::uint32_t kRlimits = 16;             // RLIM_NLIMITS
+constexpr std::size_t kMaxBpfInstructions = 4096;  // BPF_MAXINSNS
+
+std::string hex_bytes(std::string_view bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (char c : bytes) {
+        const auto u = static_cast<unsigned char>(c);
+        out.push_back(kDigits[u >> 4]);
+        out.push_back(kDigits[u & 15]);
+    }
+    return out;
+}
+
+// Lower-case hex (as hex_bytes writes it) back to bytes; nullopt for anything else.
+std::optional<std::string> bytes_of_hex(std::string_view text) {
+    if (text.size() % 2 != 0) return std::nullopt;
+    const auto digit = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(text.size() / 2);
+    for (std::size_t i = 0; i < text.size(); i += 2) {
+        const int hi = digit(text[i]), lo = digit(text[i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out.push_back(static_cast<char>(hi << 4 | lo));
+    }
+    return out;
+}
 
 std::string process_text(const JobProcess& p) {
     std::string out = "user\t" + std::to_string(p.uid) + "\t" + std::to_string(p.gid);
@@ -137,8 +168,11 @@ std::string process_text(const JobProcess& p) {
     if (p.own_mounts) out += "mounts\n";
     if (p.read_only_root) out += "read-only-root\n";
     for (const JobMount& m : p.mounts)
-        out += "mount\t" + m.type + "\t" + m.source + "\t" + m.destination + "\t" + hex(m.flags) +
-               "\t" + m.data + "\n";
+        out += "mount\t" + m.type + "\t" + (m.type == kCopyMount ? hex_bytes(m.source) : m.source) +
+               "\t" + m.destination + "\t" + hex(m.flags) + "\t" + m.data + "\n";
+    for (const auto& [key, value] : p.sysctl)
+        out += "sysctl\t" + key + "\t" + value + "\n";
+    if (!p.seccomp.empty()) out += "seccomp\t" + hex_bytes(p.seccomp) + "\n";
     for (const std::string& path : p.masked)
         out += "masked\t" + path + "\n";
     for (const std::string& path : p.readonly)
@@ -193,8 +227,28 @@ bool process_line(std::string_view line, JobProcess& p) {
     if (key == "mount" && f.size() == 6) {
         const auto flags = number(f[4], 16, ~std::uint64_t{0});
         if (f[1].empty() || !absolute_path(f[3]) || !flags) return false;
+        std::string source(f[2]);
+        if (f[1] == kCopyMount) {
+            auto bytes = bytes_of_hex(f[2]);
+            if (!bytes || bytes->size() > kMaxCopyBytes || !number(f[5], 8, 07777) ||
+                f[5].size() > 4)
+                return false;
+            source = std::move(*bytes);
+        }
         p.mounts.push_back(
-            {std::string(f[1]), std::string(f[2]), std::string(f[3]), *flags, std::string(f[5])});
+            {std::string(f[1]), std::move(source), std::string(f[3]), *flags, std::string(f[5])});
+        return true;
+    }
+    if (key == "sysctl" && f.size() == 3 && is_sysctl_name(f[1])) {
+        p.sysctl.emplace_back(f[1], f[2]);
+        return true;
+    }
+    if (key == "seccomp" && f.size() == 2) {
+        auto bytes = bytes_of_hex(f[1]);
+        if (!bytes || bytes->empty() || bytes->size() % 8 != 0 ||
+            bytes->size() / 8 > kMaxBpfInstructions)
+            return false;
+        p.seccomp = std::move(*bytes);
         return true;
     }
     if ((key == "masked" || key == "readonly") && f.size() == 2 && absolute_path(f[1])) {
@@ -205,6 +259,17 @@ bool process_line(std::string_view line, JobProcess& p) {
 }
 
 }  // namespace
+
+bool is_sysctl_name(std::string_view key) {
+    if (key.empty() || key.front() == '.' || key.back() == '.' ||
+        key.find("..") != std::string_view::npos)
+        return false;
+    for (char c : key)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return false;
+    return true;
+}
 
 std::optional<Ipv4Prefix> parse_ipv4_prefix(std::string_view text) {
     const auto slash = text.find('/');

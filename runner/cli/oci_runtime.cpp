@@ -211,6 +211,7 @@ int create(std::span<const std::string> args) {
                                        oci::kAnnotationFileDir));
         *value = real;
     }
+    if (auto copied = oci::read_copied_files(*c); !copied) return refused(copied.error().message);
     struct stat st {};
     if (::stat(c->root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
         return refused(fmt::format("root.path: {} is not a directory", c->root));

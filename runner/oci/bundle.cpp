@@ -1,5 +1,9 @@
 #include "runner/oci/bundle.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <sys/mount.h>
 
 #include <algorithm>
@@ -8,6 +12,9 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "base/io.hpp"
+#include "runner/oci/seccomp.hpp"
 
 namespace stockade::oci {
 namespace {
@@ -255,7 +262,7 @@ Result<Process> process_of(const json& p) {
     return out;
 }
 
-Result<> parse_mounts(const json& config, JobProcess& settings) {
+Result<> parse_mounts(const json& config, JobProcess& settings, Container& out) {
     settings.own_mounts = true;
     const json* mounts = STOCKADE_TRY(array(config, "mounts", ""));
     if (!mounts) return {};
@@ -269,11 +276,15 @@ Result<> parse_mounts(const json& config, JobProcess& settings) {
         const std::string type = STOCKADE_TRY(string(m, "type", where)).value_or("");
         const std::string source = STOCKADE_TRY(string(m, "source", where)).value_or(type);
         const MountOptions opts = mount_options(STOCKADE_TRY(strings(m, "options", where)));
-        if (opts.bind || type == "bind" || type == "rbind")
-            return fail(
-                "{}: a bind mount of a host path ({}) is not supported: the guest cannot "
-                "see the host's files",
-                *dest, source);
+        if (opts.bind || type == "bind" || type == "rbind") {
+            // A host file is copied in (read_copied_files); a directory is refused there.
+            if (source.empty() || source.front() != '/')
+                return fail("{}source: a bind mount needs an absolute host path", where);
+            out.copy_sources.emplace_back(settings.mounts.size(), source);
+            settings.mounts.push_back(
+                {std::string(kCopyMount), "", *dest, opts.flags & MS_RDONLY, "644"});
+            continue;
+        }
         if (!index_of(kMountTypes, type))
             return fail(
                 "{}type: {:?} at {} is not supported (proc, sysfs, tmpfs, devpts, mqueue, "
@@ -305,8 +316,15 @@ Result<> parse_linux(const json& config, Container& out) {
         }
     for (std::string_view key : {"uidMappings", "gidMappings"})
         STOCKADE_TRY_VOID(refuse_if_set(*linux, key, at, "user namespaces are not supported"));
-    for (std::string_view key :
-         {"sysctl", "devices", "seccomp", "intelRdt", "personality", "mountLabel", "timeOffsets"})
+    if (const json* sysctl = STOCKADE_TRY(object(*linux, "sysctl", at)))
+        for (auto it = sysctl->begin(); it != sysctl->end(); ++it) {
+            if (!is_sysctl_name(it.key()) || !it->is_string() || !plain(it->get<std::string>()))
+                return fail("linux.sysctl.{}: not a kernel parameter and its value", it.key());
+            out.process.settings.sysctl.emplace_back(it.key(), it->get<std::string>());
+        }
+    if (const auto it = linux->find("seccomp"); it != linux->end() && !it->is_null())
+        out.process.settings.seccomp = STOCKADE_TRY(compile_seccomp(*it));
+    for (std::string_view key : {"devices", "intelRdt", "personality", "mountLabel", "timeOffsets"})
         STOCKADE_TRY_VOID(refuse_if_set(*linux, key, at, "is not supported"));
     for (const char* key : {"maskedPaths", "readonlyPaths"}) {
         auto paths = STOCKADE_TRY(strings(*linux, key, at));
@@ -475,6 +493,33 @@ MountOptions mount_options(const std::vector<std::string>& options) {
     return out;
 }
 
+Result<> read_copied_files(Container& c) {
+    for (const auto& [index, host] : c.copy_sources) {
+        JobMount& m = c.process.settings.mounts.at(index);
+        const std::string what =
+            fmt::format("mounts: the bind mount of {} at {}", host, m.destination);
+        auto fd = open_file(host, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+        if (!fd) return fail("{}: {}", what, fd.error().message);
+        struct stat st {};
+        if (::fstat(fd->get(), &st) != 0) return fail_sys(what);
+        if (S_ISDIR(st.st_mode))
+            return fail(
+                "{}: a directory cannot be bound in: the guest cannot see the host's "
+                "files",
+                what);
+        if (!S_ISREG(st.st_mode)) return fail("{}: not a regular file", what);
+        if (static_cast<std::uint64_t>(st.st_size) > kMaxCopyBytes)
+            return fail("{}: larger than {} bytes, the most a file is copied in", what,
+                        kMaxCopyBytes);
+        std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
+        if (::pread(fd->get(), bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size()))
+            return fail_sys(what);
+        m.source = std::move(bytes);
+        m.data = fmt::format("{:o}", st.st_mode & 07777);
+    }
+    return {};
+}
+
 Result<Process> parse_process(std::string_view text) {
     const json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return fail("the process: not a JSON object");
@@ -511,7 +556,7 @@ Result<Container> parse_config(std::string_view text, std::string_view bundle) {
     STOCKADE_TRY_VOID(refuse_if_set(config, "hooks", "", "stockade runs no hooks"));
     for (std::string_view key : {"solaris", "windows", "vm", "zos"})
         STOCKADE_TRY_VOID(refuse_if_set(config, key, "", "is not a Linux container's"));
-    STOCKADE_TRY_VOID(parse_mounts(config, out.process.settings));
+    STOCKADE_TRY_VOID(parse_mounts(config, out.process.settings, out));
     STOCKADE_TRY_VOID(parse_linux(config, out));
     STOCKADE_TRY_VOID(parse_annotations(config, out));
     return out;

@@ -7,10 +7,12 @@
 // for (pid, ipc, uts, mount, network, cgroup: the guest is all of them), and device cgroup
 // rules (the guest's devices are the VM's own; no host device is reachable). What stockade
 // cannot honour is refused with the field's JSON path, never dropped: a terminal, user
-// namespaces and id mappings, joining another namespace, hooks, bind mounts, seccomp and
-// AppArmor/SELinux labels for the workload, sysctls, extra device nodes, and resource
-// settings other than the memory limit and the CPU quota. Unknown properties are ignored, as
-// the spec asks.
+// namespaces and id mappings, joining another namespace, hooks, bind mounts of directories,
+// AppArmor/SELinux labels for the workload, extra device nodes, and resource settings other
+// than the memory limit and the CPU quota. Bind mounts of files are copied in at create (a
+// snapshot of /etc/hosts and the like, not a live view); sysctls are the guest's; seccomp is
+// compiled here and loaded by the guest (runner/oci/seccomp.hpp). Unknown properties are
+// ignored, as the spec asks.
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -58,11 +60,18 @@ struct Container {
     std::optional<std::uint64_t> rootfs_size_mib;
     std::string kernel, initrd, policy;  // from annotations; empty: the defaults
     std::map<std::string, std::string> annotations;
+    // Bind mounts of host files, copied in: the index of each one's kCopyMount in
+    // process.settings.mounts and the host file whose content it gets (read_copied_files).
+    std::vector<std::pair<std::size_t, std::string>> copy_sources;
 };
 
 // config.json's text, of the bundle at `bundle` (absolute). The error names the field, as
 // runc's do, e.g. "linux.namespaces[5]: a user namespace is not supported".
 [[nodiscard]] Result<Container> parse_config(std::string_view text, std::string_view bundle);
+// Reads each bind-mounted host file (a regular file of at most 64 KiB, its last component
+// not a symbolic link) into its copy mount, with its mode. A directory is refused: the guest
+// cannot see host directories.
+[[nodiscard]] Result<> read_copied_files(Container& c);
 // `runc exec --process FILE`: a process object alone (its `cwd` defaults to "/").
 [[nodiscard]] Result<Process> parse_process(std::string_view text);
 

@@ -318,8 +318,13 @@ write('fuzz_specs/oci-config', bytes([4]) + b'''{"ociVersion":"1.0.2-dev","proce
 "permitted":["CAP_KILL"]},"rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":1024}],\
 "noNewPrivileges":true},"root":{"path":"rootfs","readonly":true},"hostname":"h",\
 "mounts":[{"destination":"/proc","type":"proc","source":"proc","options":["nosuid","noexec"]},\
-{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}],\
+{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]},\
+{"destination":"/etc/hosts","type":"bind","source":"/etc/hosts","options":["rbind","ro"]}],\
 "linux":{"resources":{"devices":[{"allow":false,"access":"rwm"}],"memory":{"limit":134217728},\
 "cpu":{"quota":50000,"period":100000}},"namespaces":[{"type":"pid"},{"type":"mount"}],\
-"maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]},\
+"maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"],\
+"sysctl":{"net.ipv4.ping_group_range":"0 0"},"seccomp":{"defaultAction":"SCMP_ACT_ERRNO",\
+"defaultErrnoRet":1,"architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],"syscalls":[\
+{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"},{"names":["personality"],\
+"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}},\
 "annotations":{"io.stockade.vcpus":"2"}}''')

@@ -250,10 +250,25 @@ TEST_F(Oci, TheBundlesProcessSettingsReachTheWorkload) {
     c["root"]["readonly"] = true;
     c["mounts"].push_back({{"destination", "/link/inside"}, {"type", "tmpfs"}, {"source", "t"}});
     c["linux"]["readonlyPaths"].push_back("/dev/shm");
+    // A host file bound in (copied), a guest kernel parameter, and a seccomp profile whose
+    // errno (EXDEV) no other cause of a failed mkdir gives.
+    write_file(kWork + "/hosts-file", "10.9.8.7 oci-host\n");
+    c["mounts"].push_back({{"destination", "/etc/hosts"},
+                           {"type", "bind"},
+                           {"source", kWork + "/hosts-file"},
+                           {"options", {"rbind", "ro"}}});
+    c["linux"]["sysctl"] = {{"net.ipv4.ping_group_range", "0 0"}};
+    c["linux"]["seccomp"] = {
+        {"defaultAction", "SCMP_ACT_ALLOW"},
+        {"architectures", {"SCMP_ARCH_X86_64"}},
+        {"syscalls",
+         {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 18}}}}};
     c["process"]["args"][2] =
         c["process"]["args"][2].get<std::string>() +
         "; touch /x 2>/dev/null || echo ro-root; grep -c ' /inside tmpfs' /proc/mounts; "
-        "grep ' /dev/shm ' /proc/mounts | grep -o 'ro,nosuid,nodev,noexec'; exit 9";
+        "grep ' /dev/shm ' /proc/mounts | grep -o 'ro,nosuid,nodev,noexec'; cat /etc/hosts; "
+        "echo x 2>/dev/null >>/etc/hosts || echo ro-hosts; cat "
+        "/proc/sys/net/ipv4/ping_group_range; mkdir /run/d 2>&1 | grep -o 'cross-device'; exit 9";
     const std::string bundle = make_bundle("settings", c);
     const std::string id = "oci-settings";
     const std::string out = kWork + "/settings.out", pid_file = kWork + "/settings.pid";
@@ -275,7 +290,8 @@ TEST_F(Oci, TheBundlesProcessSettingsReachTheWorkload) {
     EXPECT_NE(text.find("CapEff:\t0000000000000400"), std::string::npos) << text;
     EXPECT_NE(text.find("CapAmb:\t0000000000000400"), std::string::npos) << text;
     EXPECT_NE(text.find("NoNewPrivs:\t1"), std::string::npos) << text;
-    EXPECT_NE(text.find("\n77\n99\n0\nro-sys\ndevs\noci-box\nro-root\n1\nro,nosuid,nodev,noexec\n"),
+    EXPECT_NE(text.find("\n77\n99\n0\nro-sys\ndevs\noci-box\nro-root\n1\nro,nosuid,nodev,noexec\n"
+                        "10.9.8.7 oci-host\nro-hosts\n0\t0\ncross-device\n"),
               std::string::npos)
         << text;
     EXPECT_EQ(json::parse(runtime({"state", id}).out)["status"], "stopped");
@@ -308,7 +324,7 @@ TEST_F(Oci, BadBundlesAreRefusedByFieldAndLeaveNothing) {
          [](json& c) {
              c["linux"]["namespaces"].push_back({{"type", "user"}});
          }},
-        {"bind", "a bind mount of a host path",
+        {"bind", "a directory cannot be bound in",
          [](json& c) {
              c["mounts"].push_back({{"destination", "/data"},
                                     {"type", "bind"},

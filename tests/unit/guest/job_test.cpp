@@ -88,6 +88,10 @@ std::vector<Job> sample_jobs() {
                   {"tmpfs", "", "/dir with spaces", 0, ""}};
     oci.masked = {"/proc/kcore", "/sys/firmware"};
     oci.readonly = {"/proc/sys"};
+    oci.mounts.push_back({"copy", "127.0.0.1 localhost\n\0\t\xff"s, "/etc/hosts", 1, "0644"});
+    oci.mounts.push_back({"copy", "", "/etc/empty", 0, "600"});
+    oci.sysctl = {{"net.ipv4.ping_group_range", "0 0"}, {"kernel.x", ""}};
+    oci.seccomp = std::string("\x06\x00\x00\x00\x00\x00\xff\x7f", 8);
     jobs.push_back(Job{{"sh"}, {}, "/", "oci", {"/dev/vda", false}, {}, 7u, true, oci});
     jobs.push_back(
         Job{{"sh"}, {}, "/", "oci-root", {"/dev/vda", true}, {}, 7u, false, JobProcess{}});
@@ -277,6 +281,19 @@ TEST(JobFiles, RefusesAMalformedProcess) {
         expect_refused(with(&JobFiles::process, bad), kJobProcess, "");
     expect_refused(with(&JobFiles::process, "mount\ttmpfs\tx\t/a\t0\t\n"), kJobProcess,
                    "mount lines without a mounts line");
+    for (const char* bad :
+         {"mounts\nmount\tcopy\t6\t/a\t0\t644\n", "mounts\nmount\tcopy\tAB\t/a\t0\t644\n",
+          "mounts\nmount\tcopy\tzz\t/a\t0\t644\n", "mounts\nmount\tcopy\t00\t/a\t0\t9\n",
+          "mounts\nmount\tcopy\t00\t/a\t0\t17777\n", "mounts\nmount\tcopy\t00\t/a\t0\t\n",
+          "sysctl\tnet/../x\t1\n", "sysctl\t\t1\n", "sysctl\t.x\t1\n", "sysctl\tx\n", "seccomp\t\n",
+          "seccomp\t0600\n", "seccomp\t06000000000000ff7\n"})
+        expect_refused(with(&JobFiles::process, bad), kJobProcess, "is not a process line");
+    expect_refused(with(&JobFiles::process, "seccomp\t" + std::string(2 * 8 * 4097, '0') + "\n"),
+                   kJobProcess, "is not a process line");
+    auto big = parse_job_files(
+        with(&JobFiles::process,
+             "mounts\nmount\tcopy\t" + std::string(2 * 65537, 'a') + "\t/a\t0\t644\n"));
+    EXPECT_FALSE(big) << "a copied file is at most 64 KiB";
     expect_refused(with(&JobFiles::process, "user\t0\t0\0\n"s), kJobProcess, "contains a NUL byte");
     auto job = parse_job_files(with(&JobFiles::process, "no-new-privileges\nuser\t1\t2\n"));
     ASSERT_TRUE(job) << job.error();

@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include <functional>
 #include <string>
@@ -14,11 +19,13 @@
 #include "runner/cli/oci_runtime.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/oci/bundle.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace stockade::oci {
 namespace {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 // containerd 1.6's default spec (`ctr oci spec`), with the command ctr adds.
 json containerd_default() {
@@ -179,17 +186,9 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
          "hooks"},
         {[](json& j) { j["domainname"] = "d"; }, "domainname"},
         {[](json& j) {
-             j["mounts"].push_back(
-                 {{"destination", "/data"}, {"type", "bind"}, {"source", "/srv"}});
+             j["mounts"].push_back({{"destination", "/data"}, {"type", "bind"}, {"source", "srv"}});
          },
-         "a bind mount of a host path (/srv)"},
-        {[](json& j) {
-             j["mounts"].push_back({{"destination", "/d"},
-                                    {"type", "none"},
-                                    {"source", "/srv"},
-                                    {"options", {"rbind", "ro"}}});
-         },
-         "a bind mount"},
+         "mounts[4].source: a bind mount needs an absolute host path"},
         {[](json& j) {
              j["mounts"].push_back({{"destination", "/n"}, {"type", "nfs"}});
          },
@@ -209,13 +208,36 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
          },
          "linux.uidMappings"},
         {[](json& j) {
-             j["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ERRNO"}};
+             j["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_NOTIFY"}};
          },
-         "linux.seccomp"},
+         "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY needs a listener"},
         {[](json& j) {
-             j["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+             j["linux"]["seccomp"] = {
+                 {"defaultAction", "SCMP_ACT_ALLOW"},
+                 {"syscalls",
+                  {{{"names", {"mkdir"}},
+                    {"action", "SCMP_ACT_ERRNO"},
+                    {"args", {{{"index", 0}, {"op", "SCMP_CMP_SOMETIMES"}}}}}}}};
          },
-         "linux.sysctl"},
+         "linux.seccomp.syscalls[0]: unknown operator"},
+        {[](json& j) {
+             j["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ALLOW"},
+                                      {"flags", {"SECCOMP_FILTER_FLAG_TSYNC"}}};
+         },
+         "linux.seccomp.flags"},
+        {[](json& j) {
+             j["linux"]["seccomp"] = {{"defaultAction", "SCMP_ACT_ALLOW"},
+                                      {"listenerPath", "/run/agent.sock"}};
+         },
+         "linux.seccomp.listenerPath"},
+        {[](json& j) {
+             j["linux"]["sysctl"] = {{"net/../x", "1"}};
+         },
+         "linux.sysctl.net/../x"},
+        {[](json& j) {
+             j["linux"]["sysctl"] = {{"kernel.x", 1}};
+         },
+         "linux.sysctl.kernel.x"},
         {[](json& j) {
              j["linux"]["devices"] = {{{"path", "/dev/fuse"}}};
          },
@@ -248,6 +270,80 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
     }
     EXPECT_FALSE(parse_config("{", "/b"));
     EXPECT_FALSE(parse_config("[]", "/b"));
+}
+
+TEST(OciBundle, SeccompIsCompiledForTheGuestToLoad) {
+    json j = containerd_default();
+    j["linux"]["seccomp"] = {
+        {"defaultAction", "SCMP_ACT_ALLOW"},
+        {"architectures", {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"}},
+        {"syscalls",
+         {{{"names", {"mkdir", "mkdirat", "no_such_syscall_at_all"}},
+           {"action", "SCMP_ACT_ERRNO"},
+           {"errnoRet", 13}},
+          {{"names", {"personality"}},
+           {"action", "SCMP_ACT_ERRNO"},
+           {"args", {{{"index", 0}, {"value", 8}, {"op", "SCMP_CMP_NE"}}}}}}}};
+    auto c = parse(j);
+    ASSERT_TRUE(c) << c.error().message;
+    const std::string& bpf = c->process.settings.seccomp;
+    ASSERT_FALSE(bpf.empty());
+    EXPECT_EQ(bpf.size() % 8, 0u) << "whole struct sock_filter instructions";
+    // EACCES (13) is in the program as SECCOMP_RET_ERRNO | 13.
+    bool found = false;
+    for (std::size_t at = 0; at + 8 <= bpf.size(); at += 8) {
+        std::uint32_t k = 0;
+        std::memcpy(&k, bpf.data() + at + 4, 4);
+        found = found || k == (0x00050000u | 13);
+    }
+    EXPECT_TRUE(found);
+    // It travels to the guest unchanged.
+    const Job job{{"x"}, {}, "/", "h", {}, {}, {}, false, c->process.settings};
+    auto again = parse_job_files(job_files(job));
+    ASSERT_TRUE(again) << again.error();
+    EXPECT_EQ(again->process->seccomp, bpf);
+}
+
+TEST(OciBundle, BoundFilesAreCopiedInAndDirectoriesRefused) {
+    test::TempDir dir;
+    const std::string hosts = (dir.path / "hosts").string();
+    { std::ofstream(hosts) << "127.0.0.1 localhost\n"; }
+    ::chmod(hosts.c_str(), 0640);
+    json j = containerd_default();
+    j["mounts"].push_back({{"destination", "/etc/hosts"},
+                           {"type", "bind"},
+                           {"source", hosts},
+                           {"options", {"rbind", "ro"}}});
+    j["linux"]["sysctl"] = {{"net.ipv4.ping_group_range", "0 0"}};
+    auto c = parse(j);
+    ASSERT_TRUE(c) << c.error().message;
+    ASSERT_EQ(c->copy_sources.size(), 1u);
+    EXPECT_EQ(c->copy_sources[0].second, hosts);
+    ASSERT_TRUE(read_copied_files(*c));
+    const JobMount& m = c->process.settings.mounts.at(c->copy_sources[0].first);
+    EXPECT_EQ(m, (JobMount{"copy", "127.0.0.1 localhost\n", "/etc/hosts", MS_RDONLY, "640"}));
+    EXPECT_EQ(
+        c->process.settings.sysctl,
+        (std::vector<std::pair<std::string, std::string>>{{"net.ipv4.ping_group_range", "0 0"}}));
+
+    const auto refused = [&](const std::string& source, const std::string& why) {
+        json k = containerd_default();
+        k["mounts"].push_back({{"destination", "/d"}, {"type", "bind"}, {"source", source}});
+        auto parsed = parse(k);
+        ASSERT_TRUE(parsed) << parsed.error().message;
+        auto read = read_copied_files(*parsed);
+        ASSERT_FALSE(read) << source;
+        EXPECT_NE(read.error().message.find(why), std::string::npos) << read.error().message;
+    };
+    refused(dir.path.string(), "a directory cannot be bound in");
+    fs::create_symlink(hosts, dir.path / "link");
+    refused((dir.path / "link").string(), "the bind mount of");
+    {
+        std::ofstream big(dir.path / "big");
+        big << std::string(64 * 1024 + 1, 'x');
+    }
+    refused((dir.path / "big").string(), "larger than 65536 bytes");
+    refused((dir.path / "none").string(), "the bind mount of");
 }
 
 TEST(OciBundle, UnknownPropertiesAreIgnoredAsTheSpecAsks) {
