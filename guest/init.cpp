@@ -392,7 +392,7 @@ void copy_in(int root, const stockade::JobMount& m) {
         if (n <= 0) fail_root("writing " + m.destination);
         done += static_cast<std::size_t>(n);
     }
-    ::fchmod(fd, mode);
+    if (::fchmod(fd, mode) != 0) fail_root("the mode of " + m.destination);
     ::close(fd);
     if (m.flags & MS_RDONLY) make_read_only(root, m.destination);
 }
@@ -439,7 +439,8 @@ void mount_own(const Job& job) {
         for (std::size_t i = 10; i < file.size(); ++i)
             if (file[i] == '.') file[i] = '/';
         const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::write(fd, value.data(), value.size()) < 0) fail_root("sysctl " + key);
+        if (fd < 0 || ::write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+            fail_root("setting the kernel parameter " + key);
         ::close(fd);
     }
     ::close(root);

@@ -450,6 +450,9 @@ int exec(std::span<const std::string> args) {
             mine.mounts = theirs.mounts;
             mine.masked = theirs.masked;
             mine.readonly = theirs.readonly;
+            mine.read_only_root = theirs.read_only_root;
+            mine.sysctl = theirs.sysctl;
+            mine.seccomp = theirs.seccomp;  // an exec's process has none: the container's applies
             if (!(mine == theirs))
                 return refused(
                     "exec: its user, rlimits, capabilities or noNewPrivileges differ from the "
@@ -515,7 +518,7 @@ int features() {
         {"linux",
          {{"namespaces", {"pid", "ipc", "uts", "mount", "network", "cgroup"}},
           {"cgroup", {{"v1", false}, {"v2", true}, {"systemd", false}}},
-          {"seccomp", {{"enabled", false}}},
+          {"seccomp", {{"enabled", true}}},
           {"apparmor", {{"enabled", false}}},
           {"selinux", {{"enabled", false}}}}},
         {"annotations",

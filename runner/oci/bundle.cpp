@@ -498,24 +498,37 @@ Result<> read_copied_files(Container& c) {
         JobMount& m = c.process.settings.mounts.at(index);
         const std::string what =
             fmt::format("mounts: the bind mount of {} at {}", host, m.destination);
-        auto fd = open_file(host, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-        if (!fd) return fail("{}: {}", what, fd.error().message);
+        // Looked at before it is opened for reading: opening a device can do things (a
+        // watchdog starts, a tape rewinds, a tty becomes ours).
+        auto path_fd = open_file(host, O_PATH | O_NOFOLLOW);
+        if (!path_fd) return fail("{}: {}", what, path_fd.error().message);
         struct stat st {};
-        if (::fstat(fd->get(), &st) != 0) return fail_sys(what);
+        if (::fstat(path_fd->get(), &st) != 0) return fail_sys(what);
         if (S_ISDIR(st.st_mode))
             return fail(
                 "{}: a directory cannot be bound in: the guest cannot see the host's "
                 "files",
                 what);
         if (!S_ISREG(st.st_mode)) return fail("{}: not a regular file", what);
-        if (static_cast<std::uint64_t>(st.st_size) > kMaxCopyBytes)
-            return fail("{}: larger than {} bytes, the most a file is copied in", what,
-                        kMaxCopyBytes);
-        std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
-        if (::pread(fd->get(), bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size()))
-            return fail_sys(what);
+        auto fd = open_file(fmt::format("/proc/self/fd/{}", path_fd->get()), O_RDONLY | O_NOCTTY);
+        if (!fd) return fail("{}: {}", what, fd.error().message);
+        // Read to its end, whatever its size said: one byte past the limit is too large.
+        std::string bytes;
+        char buf[16384];
+        for (;;) {
+            const ssize_t n = ::read(fd->get(), buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return fail_sys(what);
+            if (n == 0) break;
+            bytes.append(buf, static_cast<std::size_t>(n));
+            if (bytes.size() > kMaxCopyBytes)
+                return fail("{}: larger than {} bytes, the most a file is copied in", what,
+                            kMaxCopyBytes);
+        }
         m.source = std::move(bytes);
-        m.data = fmt::format("{:o}", st.st_mode & 07777);
+        // The copy belongs to the guest's root: no set-id or sticky bit of a host file's owner
+        // survives onto it.
+        m.data = fmt::format("{:o}", st.st_mode & 0777);
     }
     return {};
 }

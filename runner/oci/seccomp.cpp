@@ -110,19 +110,40 @@ Result<std::string> compile_seccomp(const json& profile) {
             const std::uint32_t act = STOCKADE_TRY(
                 action(rule["action"].get<std::string>(), errno_of(rule, EPERM), where));
             std::vector<scmp_arg_cmp> cmps;
-            if (const auto args = rule.find("args"); args != rule.end() && args->is_array())
+            if (const auto args = rule.find("args"); args != rule.end() && !args->is_null()) {
+                if (!args->is_array()) return fail("{}.args: not an array", where);
                 for (const json& a : *args) {
+                    const auto number = [&](const char* key) -> Result<std::uint64_t> {
+                        const auto it = a.find(key);
+                        if (it == a.end() || it->is_null()) return std::uint64_t{0};
+                        if (!it->is_number_unsigned())
+                            return fail("{}.args: {} is not a non-negative integer", where, key);
+                        return it->get<std::uint64_t>();
+                    };
                     if (!a.is_object() || !a.contains("index") ||
-                        !a["index"].is_number_unsigned() || a["index"].get<unsigned>() > 5 ||
+                        !a["index"].is_number_unsigned() || a["index"].get<std::uint64_t>() > 5 ||
                         !a.contains("op") || !a["op"].is_string())
                         return fail("{}.args: each needs an index 0-5 and an op", where);
                     scmp_arg_cmp c{};
-                    c.arg = a["index"].get<unsigned>();
+                    c.arg = static_cast<unsigned>(a["index"].get<std::uint64_t>());
                     c.op = STOCKADE_TRY(op(a["op"].get<std::string>(), where));
-                    c.datum_a = a.value("value", std::uint64_t{0});
-                    c.datum_b = a.value("valueTwo", std::uint64_t{0});
+                    c.datum_a = STOCKADE_TRY(number("value"));  // MASKED_EQ: the mask
+                    c.datum_b = STOCKADE_TRY(number("valueTwo"));
                     cmps.push_back(c);
                 }
+            }
+            // Two conditions on one argument cannot be one rule (libseccomp would AND them):
+            // as runc does, each condition is then a rule of its own, so they OR.
+            bool repeated = false;
+            for (std::size_t x = 0; x < cmps.size(); ++x)
+                for (std::size_t y = x + 1; y < cmps.size(); ++y)
+                    repeated = repeated || cmps[x].arg == cmps[y].arg;
+            std::vector<std::vector<scmp_arg_cmp>> rules;
+            if (repeated)
+                for (const scmp_arg_cmp& c : cmps)
+                    rules.push_back({c});
+            else
+                rules.push_back(cmps);
             const auto names = rule.find("names");
             if (names == rule.end() || !names->is_array())
                 return fail("{}.names: not an array", where);
@@ -132,11 +153,13 @@ Result<std::string> compile_seccomp(const json& profile) {
                 if (nr == __NR_SCMP_ERROR) continue;  // a syscall this libseccomp does not know
                 if (act == default_action)
                     continue;  // libseccomp refuses a rule that changes nothing
-                const int rc = seccomp_rule_add_array(
-                    ctx.get(), act, nr, static_cast<unsigned>(cmps.size()), cmps.data());
-                if (rc != 0)
-                    return fail("{}: the rule for {}: {}", where, n.get<std::string>(),
-                                std::strerror(-rc));
+                for (const auto& conditions : rules)
+                    if (const int rc = seccomp_rule_add_array(
+                            ctx.get(), act, nr, static_cast<unsigned>(conditions.size()),
+                            conditions.data());
+                        rc != 0)
+                        return fail("{}: the rule for {}: {}", where, n.get<std::string>(),
+                                    std::strerror(-rc));
             }
         }
     }

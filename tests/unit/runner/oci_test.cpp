@@ -304,6 +304,34 @@ TEST(OciBundle, SeccompIsCompiledForTheGuestToLoad) {
     EXPECT_EQ(again->process->seccomp, bpf);
 }
 
+TEST(OciBundle, SeccompArgumentsAreCheckedAndRepeatedOnesOred) {
+    const auto profile = [](const json& args) {
+        json j = containerd_default();
+        j["linux"]["seccomp"] = {
+            {"defaultAction", "SCMP_ACT_ALLOW"},
+            {"syscalls",
+             {{{"names", {"personality"}}, {"action", "SCMP_ACT_ERRNO"}, {"args", args}}}}};
+        return parse(j);
+    };
+    for (const json& bad :
+         {json{{"index", 0}}, json("x"),
+          json::array({{{"index", 0}, {"value", "8"}, {"op", "SCMP_CMP_EQ"}}}),
+          json::array({{{"index", 4294967296ull}, {"value", 8}, {"op", "SCMP_CMP_EQ"}}}),
+          json::array({{{"index", 6}, {"op", "SCMP_CMP_EQ"}}})}) {
+        auto c = profile(bad);
+        ASSERT_FALSE(c) << bad.dump();
+        EXPECT_NE(c.error().message.find("linux.seccomp.syscalls[0].args"), std::string::npos)
+            << c.error().message;
+    }
+    auto one = profile(json::array({{{"index", 0}, {"value", 8}, {"op", "SCMP_CMP_EQ"}}}));
+    auto two = profile(json::array({{{"index", 0}, {"value", 8}, {"op", "SCMP_CMP_EQ"}},
+                                    {{"index", 0}, {"value", 9}, {"op", "SCMP_CMP_EQ"}}}));
+    ASSERT_TRUE(one) << one.error().message;
+    ASSERT_TRUE(two) << two.error().message;
+    // Two rules (8 or 9), not one rule no call can match (8 and 9).
+    EXPECT_GT(two->process.settings.seccomp.size(), one->process.settings.seccomp.size());
+}
+
 TEST(OciBundle, BoundFilesAreCopiedInAndDirectoriesRefused) {
     test::TempDir dir;
     const std::string hosts = (dir.path / "hosts").string();
@@ -344,6 +372,20 @@ TEST(OciBundle, BoundFilesAreCopiedInAndDirectoriesRefused) {
     }
     refused((dir.path / "big").string(), "larger than 65536 bytes");
     refused((dir.path / "none").string(), "the bind mount of");
+    ASSERT_EQ(::mkfifo((dir.path / "fifo").c_str(), 0600), 0);
+    refused((dir.path / "fifo").string(), "not a regular file");  // and it did not block
+
+    // No set-id bit of a host file's owner reaches the guest's root-owned copy; a file whose
+    // size says 0 (as /proc's do) is read to its end.
+    ::chmod(hosts.c_str(), 04755);
+    json k = containerd_default();
+    k["mounts"].push_back({{"destination", "/a"}, {"type", "bind"}, {"source", hosts}});
+    k["mounts"].push_back({{"destination", "/b"}, {"type", "bind"}, {"source", "/proc/self/stat"}});
+    auto setid = parse(k);
+    ASSERT_TRUE(setid) << setid.error().message;
+    ASSERT_TRUE(read_copied_files(*setid));
+    EXPECT_EQ(setid->process.settings.mounts.at(setid->copy_sources[0].first).data, "755");
+    EXPECT_FALSE(setid->process.settings.mounts.at(setid->copy_sources[1].first).source.empty());
 }
 
 TEST(OciBundle, UnknownPropertiesAreIgnoredAsTheSpecAsks) {
