@@ -444,20 +444,15 @@ int exec(std::span<const std::string> args) {
                 fmt::format("exec: the container's bundle {} can no longer be read, so its process "
                             "settings cannot be checked against the exec's",
                             r->bundle));
-        {
-            JobProcess mine = p.settings, theirs = c->process.settings;
-            mine.own_mounts = theirs.own_mounts;
-            mine.mounts = theirs.mounts;
-            mine.masked = theirs.masked;
-            mine.readonly = theirs.readonly;
-            mine.read_only_root = theirs.read_only_root;
-            mine.sysctl = theirs.sysctl;
-            mine.seccomp = theirs.seccomp;  // an exec's process has none: the container's applies
-            if (!(mine == theirs))
-                return refused(
-                    "exec: its user, rlimits, capabilities or noNewPrivileges differ from the "
-                    "container's; stockade runs every exec with the container's");
-        }
+        const JobProcess &mine = p.settings, &theirs = c->process.settings;
+        // What an exec's process can say; the rest (mounts, paths, sysctls, seccomp) is the
+        // container's alone and applies to every exec.
+        if (mine.uid != theirs.uid || mine.gid != theirs.gid || mine.groups != theirs.groups ||
+            mine.rlimits != theirs.rlimits || mine.caps != theirs.caps ||
+            mine.no_new_privileges != theirs.no_new_privileges)
+            return refused(
+                "exec: its user, rlimits, capabilities or noNewPrivileges differ from the "
+                "container's; stockade runs every exec with the container's");
     }
     const json request{{"cmd", p.args}, {"env", p.env}, {"workdir", p.cwd}, {"stdin", true}};
     ::signal(SIGPIPE, SIG_IGN);

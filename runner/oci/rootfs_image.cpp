@@ -78,11 +78,12 @@ std::string mkimage_path() {
     return STOCKADE_MKIMAGE;
 }
 
-Result<Sha256> tree_digest(const std::string& dir) {
+Result<TreeContent> tree_digest(const std::string& dir) {
     std::error_code ec;
     struct stat top {};
     if (::stat(dir.c_str(), &top) != 0) return fail_sys(fmt::format("stat {}", dir));
     std::string text = fmt::format("root {:o} {} {}\n", top.st_mode, top.st_uid, top.st_gid);
+    std::uint64_t bytes = 0;
     std::vector<std::string> paths;
     for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
          it.increment(ec))
@@ -104,11 +105,12 @@ Result<Sha256> tree_digest(const std::string& dir) {
             text += fmt::format("{}:{}\n", target.size(), target);
             if (lec) return fail("reading the link {}: {}", path, lec.message());
         } else if (S_ISREG(st.st_mode)) {
+            bytes += static_cast<std::uint64_t>(st.st_size);
             auto fd = STOCKADE_TRY(open_file(path, O_RDONLY | O_NOFOLLOW));
             text += to_hex(STOCKADE_TRY(sha256_fd(fd.get(), path))) + "\n";
         }
     }
-    return sha256(text);
+    return TreeContent{sha256(text), bytes};
 }
 
 Result<ImageResult> container_image(const std::string& root_dir, std::string_view id,
@@ -116,18 +118,12 @@ Result<ImageResult> container_image(const std::string& root_dir, std::string_vie
                                     const std::string& mkimage) {
     ImageResult out;
     const auto started = std::chrono::steady_clock::now();
-    std::uint64_t bytes = 0;
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(root_dir, ec); !ec && it != fs::end(it);
-         it.increment(ec))
-        if (it->is_regular_file(ec) && !it->is_symlink(ec)) bytes += it->file_size(ec);
-    if (ec) return fail("reading {}: {}", root_dir, ec.message());
-    const std::uint64_t size = size_mib.value_or(bytes * 3 / 2 / (1 << 20) + 256);
+    const TreeContent content = STOCKADE_TRY(tree_digest(root_dir));
+    const std::uint64_t size = size_mib.value_or(content.bytes * 3 / 2 / (1 << 20) + 256);
     const std::string images = oci_data_dir() + "/images";
     STOCKADE_TRY_VOID(make_dir(images));
     STOCKADE_TRY_VOID(make_dir(oci_data_dir() + "/containers"));
-    const std::string cached =
-        fmt::format("{}/{}-{}.ext4", images, to_hex(STOCKADE_TRY(tree_digest(root_dir))), size);
+    const std::string cached = fmt::format("{}/{}-{}.ext4", images, to_hex(content.digest), size);
     out.cached = ::access(cached.c_str(), R_OK) == 0;
     if (!out.cached) {
         // mkimage writes a file of its own beside CACHED and renames it: a half-built image is

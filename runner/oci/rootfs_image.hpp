@@ -18,8 +18,13 @@ namespace stockade::oci {
 [[nodiscard]] std::string container_image_path(std::string_view id);
 
 // The digest of a directory tree's content: every entry's relative path, type, mode, owner,
-// size, device number, link target and file bytes, in sorted order. Sockets are refused.
-[[nodiscard]] Result<Sha256> tree_digest(const std::string& dir);
+// size, device number, link target and file bytes, in sorted order; and the bytes its
+// regular files hold (what sizes its image), from the same walk. Sockets are refused.
+struct TreeContent {
+    Sha256 digest{};
+    std::uint64_t bytes = 0;
+};
+[[nodiscard]] Result<TreeContent> tree_digest(const std::string& dir);
 
 struct ImageResult {
     std::string path;     // the container's own image
