@@ -111,6 +111,13 @@ static_assert(decode_status(encode_status(0x1234'5678)) == 0x1234'5678);
 // streams, reports ready, and runs the workload only once the control stream says start.
 inline constexpr std::string_view kJobWaitStart = "/stockade/wait-start";
 
+// Present (holding "pty"; vsock stdio only): the workload runs on a terminal. stockade-init
+// makes a pseudo-terminal (in the container's own devpts when it mounts one), gives the
+// workload its slave as stdin, stdout, stderr and controlling terminal, and copies the host's
+// in stream to the master and the master to the out stream (err stays empty). The window
+// size comes on the control stream (guest/control.hpp, resize).
+inline constexpr std::string_view kJobTerminal = "/stockade/terminal";
+
 // How the workload and every exec run (guest/job.hpp's JobProcess; an OCI container's
 // process). Lines of tab-separated fields, each field free of tabs, newlines and NULs:
 //   user UID GID [GROUP...]          decimal

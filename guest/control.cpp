@@ -90,6 +90,11 @@ std::expected<ExecRequest, std::string> decode_exec(std::span<const char> payloa
 std::string encode(const Message& m) {
     std::string body(1, static_cast<char>(m.type));
     if (m.type == MessageType::signal) body.push_back(static_cast<char>(m.signal));
+    if (m.type == MessageType::resize)
+        for (std::uint16_t v : {m.window.rows, m.window.columns}) {
+            body.push_back(static_cast<char>(v & 0xff));
+            body.push_back(static_cast<char>(v >> 8));
+        }
     if (m.type == MessageType::restored && m.restored) {
         put_u32(body, m.restored->port);
         const auto sec = static_cast<std::uint64_t>(m.restored->realtime_sec);
@@ -132,6 +137,16 @@ std::expected<std::optional<Decoded>, std::string> decode(std::span<const char> 
             if (sig < 1 || sig > 64) return std::unexpected("signal: out of range");
             d.message.type = MessageType::signal;
             d.message.signal = sig;
+            return d;
+        }
+        case MessageType::resize: {
+            if (payload.size() != 4) return std::unexpected("resize: not rows and columns");
+            const auto u16 = [&](std::size_t at) {
+                return static_cast<std::uint16_t>(static_cast<unsigned char>(payload[at]) |
+                                                  static_cast<unsigned char>(payload[at + 1]) << 8);
+            };
+            d.message.type = MessageType::resize;
+            d.message.window = {u16(0), u16(2)};
             return d;
         }
         case MessageType::restored: {

@@ -32,6 +32,9 @@ enum class MessageType : char {
     poweroff = 'P',  // end the workload (SIGTERM to its group); the usual exit path follows
     exec = 'X',      // run another process; payload: an encoded ExecRequest
     restored = 'R',  // the sandbox was restored; payload: an encoded Restored (own stream)
+    // the workload's terminal (guest/abi.hpp, kJobTerminal) has a new window size; payload:
+    // rows and columns, 2 bytes each, little endian (ignored without a terminal)
+    resize = 'W',
 };
 
 // The guest's vsock port stockade-init listens on for the `restored` message.
@@ -71,11 +74,17 @@ struct ExecRequest {
     bool operator==(const ExecRequest&) const = default;
 };
 
+struct WindowSize {
+    std::uint16_t rows = 0, columns = 0;
+    bool operator==(const WindowSize&) const = default;
+};
+
 struct Message {
     MessageType type = MessageType::start;
     int signal = 0;                                   // signal
     std::optional<ExecRequest> exec;                  // exec
     std::optional<Restored> restored = std::nullopt;  // restored
+    WindowSize window{};                              // resize
     bool operator==(const Message&) const = default;
 };
 

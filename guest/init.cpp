@@ -16,6 +16,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/random.h>
 #include <linux/seccomp.h>
@@ -32,6 +33,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -921,6 +923,22 @@ struct HostLink {
             ::fcntl(fd, F_SETFL, O_NONBLOCK);
         return true;
     }
+    // A terminal (guest/abi.hpp, kJobTerminal): the host's in goes to the master and the
+    // master to the host's out; the workload gets the slave three times (each end its own
+    // descriptor, closed on its own). The err stream carries nothing.
+    bool make_terminal(const Stdio& host, int master, int slave) {
+        in.from = host.in;
+        in.to = master;
+        out.from = ::fcntl(master, F_DUPFD_CLOEXEC, 0);
+        out.to = host.out;
+        err.to = host.err;
+        workload[0] = slave;
+        workload[1] = ::fcntl(slave, F_DUPFD_CLOEXEC, 0);
+        workload[2] = ::fcntl(slave, F_DUPFD_CLOEXEC, 0);
+        for (int fd : {in.from, in.to, out.from, out.to, err.to})
+            ::fcntl(fd, F_SETFL, O_NONBLOCK);
+        return out.from >= 0 && workload[1] >= 0 && workload[2] >= 0;
+    }
     void close_workload_ends() {
         for (int& fd : workload)
             if (fd >= 0) ::close(std::exchange(fd, -1));
@@ -981,6 +999,32 @@ struct HostLink {
         }
     }
 };
+
+// The workload's pseudo-terminal: from the container's own devpts when its root has one
+// mounted at /dev/pts (so the name the workload sees for its terminal is one it can open),
+// else from the instance PID 1 mounted at /dev/pts. The slave belongs to the workload's
+// user. The master is PID 1's.
+struct Terminal {
+    int master = -1, slave = -1;
+};
+Terminal open_terminal(const Job& job) {
+    std::string ptmx = "/dev/pts/ptmx";
+    struct statfs fs {};
+    const std::string own = std::string(kNewRoot) + "/dev/pts";
+    if (job.process && job.process->own_mounts && ::statfs(own.c_str(), &fs) == 0 &&
+        fs.f_type == DEVPTS_SUPER_MAGIC)
+        ptmx = own + "/ptmx";
+    Terminal t;
+    t.master = ::open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int unlock = 0;
+    if (t.master < 0 || ::ioctl(t.master, TIOCSPTLCK, &unlock) != 0)
+        fail(abi::InitFailure::console, "opening a pseudo-terminal");
+    t.slave = ::ioctl(t.master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (t.slave < 0) fail(abi::InitFailure::console, "opening the pseudo-terminal's slave");
+    if (job.process && ::fchown(t.slave, job.process->uid, job.process->gid) != 0)
+        say("terminal owner: %s", std::strerror(errno));
+    return t;
+}
 
 // The guest's own CID now (0: unknown).
 unsigned local_cid() {
@@ -1181,6 +1225,12 @@ int main() {
     Job job = load_job();
     ::sethostname(job.hostname.data(), job.hostname.size());
     if (job.net) configure_network(*job.net);
+    // A terminal's devpts, before the root disk binds /dev in with what is under it.
+    if (job.terminal) {
+        ::mkdir("/dev/pts", 0755);
+        mount_or_fail("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                      "newinstance,ptmxmode=0666,mode=0620");
+    }
     if (!job.root.device.empty()) mount_root(job);
 
     int console = ::open("/dev/ttyS0", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -1201,10 +1251,16 @@ int main() {
     ControlReader requests{std::exchange(stdio.control, -1), {}};
     HostLink link;
     int restores = -1;  // PID 1's listener for a restored sandbox's supervisor
-    if (stdio.vsock()) {
-        if (!link.make(stdio)) fail(abi::InitFailure::fork, "pipes for the workload's stdio");
-        restores = listen_for_restores();
+    int terminal = -1;  // the terminal's master, where the window size is set
+    if (stdio.vsock() && job.terminal) {
+        const Terminal t = open_terminal(job);
+        terminal = ::fcntl(t.master, F_DUPFD_CLOEXEC, 0);  // the in pump may close its own
+        if (terminal < 0 || !link.make_terminal(stdio, t.master, t.slave))
+            fail(abi::InitFailure::fork, "descriptors for the workload's terminal");
+    } else if (stdio.vsock() && !link.make(stdio)) {
+        fail(abi::InitFailure::fork, "pipes for the workload's stdio");
     }
+    if (stdio.vsock()) restores = listen_for_restores();
     pid_t child = -1;  // the workload's session leader, once it runs
     // A child of PID 1 leaves PID 1's own descriptors behind: the host sees the control
     // stream end when PID 1 closes it.
@@ -1215,6 +1271,7 @@ int main() {
             ::close(sfd);
             if (requests.fd >= 0) ::close(requests.fd);
             if (restores >= 0) ::close(restores);
+            if (terminal >= 0) ::close(terminal);
             link.close_in_child();  // the host's in, out and err among them
             if (stdio.status >= 0) ::close(stdio.status);
         }
@@ -1225,7 +1282,7 @@ int main() {
         if (child < 0) fail(abi::InitFailure::fork, "fork");
         if (child == 0) {
             if (!stdio.vsock()) exec_workload(job, console, console, console, true);
-            exec_workload(job, link.workload[0], link.workload[1], link.workload[2], false);
+            exec_workload(job, link.workload[0], link.workload[1], link.workload[2], terminal >= 0);
         }
         link.close_workload_ends();
     };
@@ -1269,6 +1326,13 @@ int main() {
             case control::MessageType::restored:
                 say("control stream: a restore notice belongs on its own connection; ignored");
                 break;
+            case control::MessageType::resize: {
+                // The kernel signals the terminal's foreground group (SIGWINCH) itself.
+                const winsize ws{m.window.rows, m.window.columns, 0, 0};
+                if (terminal >= 0 && ::ioctl(terminal, TIOCSWINSZ, &ws) != 0)
+                    say("resize: %s", std::strerror(errno));
+                break;
+            }
             case control::MessageType::exec: {
                 const pid_t pid = fork_child(false);
                 if (pid < 0)

@@ -97,12 +97,15 @@ struct Job {
     // run the workload only once the control stream says start (`stockade create`)
     bool wait_for_start = false;
     std::optional<JobProcess> process{};
+    // the workload runs on a pseudo-terminal (guest/abi.hpp, kJobTerminal)
+    bool terminal = false;
     bool operator==(const Job&) const = default;
 };
 
 // The archive's files, each one's bytes or nullopt where the archive has none.
 struct JobFiles {
-    std::optional<std::string> argv, env, workdir, hostname, root, net, vsock, wait_start, process;
+    std::optional<std::string> argv, env, workdir, hostname, root, net, vsock, wait_start, process,
+        terminal;
     bool operator==(const JobFiles&) const = default;
 };
 
@@ -112,7 +115,7 @@ struct JobFile {
     std::string_view path;
     std::optional<std::string> JobFiles::*member;
 };
-inline constexpr std::array<JobFile, 9> kJobFiles{{
+inline constexpr std::array<JobFile, 10> kJobFiles{{
     {guest_abi::kJobArgv, &JobFiles::argv},
     {guest_abi::kJobEnv, &JobFiles::env},
     {guest_abi::kJobWorkdir, &JobFiles::workdir},
@@ -122,6 +125,7 @@ inline constexpr std::array<JobFile, 9> kJobFiles{{
     {guest_abi::kJobVsock, &JobFiles::vsock},
     {guest_abi::kJobWaitStart, &JobFiles::wait_start},
     {guest_abi::kJobProcess, &JobFiles::process},
+    {guest_abi::kJobTerminal, &JobFiles::terminal},
 }};
 
 // The files that carry `job`: argv and env as NUL-terminated items, workdir and hostname
@@ -133,9 +137,9 @@ inline constexpr std::array<JobFile, 9> kJobFiles{{
 // items, argv[0] not empty, each env item NAME=value; workdir an absolute path; hostname 1
 // to 64 bytes; root "DEVICE ro|rw" with DEVICE an absolute path; net "MAC A.B.C.D/N" with a
 // lower-case MAC and N 1 to 32; vsock a decimal port 1 to 4294967294; wait-start exactly
-// "wait"; process lines as guest/abi.hpp's kJobProcess says. No file may hold a NUL except
-// argv and env. An absent optional file leaves Job's
-// default. The error names the file and what is wrong, e.g.
+// "wait"; terminal exactly "pty"; process lines as guest/abi.hpp's kJobProcess says. No file may
+// hold a NUL except argv and env. An absent optional file leaves Job's default. The error names the
+// file and what is wrong, e.g.
 // "/stockade/root: \"/dev/vda rx\" is not \"DEVICE ro|rw\"".
 [[nodiscard]] std::expected<Job, std::string> parse_job_files(const JobFiles& files);
 

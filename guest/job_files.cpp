@@ -11,6 +11,7 @@ namespace {
 constexpr std::size_t kMaxHostnameLength = 64;        // the kernel's __NEW_UTS_LEN
 constexpr std::uint32_t kMaxVsockPort = 0xffff'fffe;  // 0xffffffff is VMADDR_PORT_ANY
 constexpr std::string_view kWaitStart = "wait";       // guest/abi.hpp's kJobWaitStart
+constexpr std::string_view kTerminal = "pty";         // guest/abi.hpp's kJobTerminal
 
 std::string nul_terminated(const std::vector<std::string>& items) {
     std::string out;
@@ -308,6 +309,7 @@ JobFiles job_files(const Job& job) {
         f.vsock = port;
     }
     if (job.wait_for_start) f.wait_start = std::string(kWaitStart);
+    if (job.terminal) f.terminal = std::string(kTerminal);
     if (job.process) f.process = process_text(*job.process);
     return f;
 }
@@ -386,6 +388,14 @@ std::expected<Job, std::string> parse_job_files(const JobFiles& files) {
         if (*files.wait_start != kWaitStart)
             return bad(abi::kJobWaitStart, quoted(*files.wait_start) + " is not \"wait\"");
         job.wait_for_start = true;
+    }
+
+    if (files.terminal) {
+        if (*files.terminal != kTerminal)
+            return bad(abi::kJobTerminal, quoted(*files.terminal) + " is not \"pty\"");
+        if (!job.vsock_port)
+            return bad(abi::kJobTerminal, "without vsock stdio (the console is the terminal then)");
+        job.terminal = true;
     }
 
     if (files.process) {

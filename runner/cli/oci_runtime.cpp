@@ -26,6 +26,7 @@
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/oci/bundle.hpp"
+#include "runner/oci/console.hpp"
 #include "runner/oci/rootfs_image.hpp"
 #include "runner/supervisor/state_file.hpp"
 #include "runner/supervisor/supervisor.hpp"
@@ -183,7 +184,7 @@ int create(std::span<const std::string> args) {
                    "where to write the pid of the host process whose exit is the container's "
                    "(the sandbox's supervisor)");
     app.add_option("--console-socket", console_socket,
-                   "a Unix socket for the terminal's master (process.terminal; not supported yet)");
+                   "the Unix socket the terminal's master is sent to (process.terminal)");
     app.add_flag("--no-pivot", no_pivot, "accepted: the guest's root is the bundle's image");
     app.add_flag("--no-new-keyring", no_keyring, "accepted: the guest has its own keyrings");
     app.add_option("--preserve-fds", preserve_fds, "refused when not 0: nothing crosses into a VM");
@@ -193,8 +194,6 @@ int create(std::span<const std::string> args) {
     if (std::filesystem::exists(state_dir(id), ec))
         return refused(fmt::format("container with id {} exists already", id));
     if (preserve_fds != 0) return refused("--preserve-fds: descriptors cannot be passed into a VM");
-    if (!console_socket.empty())
-        return refused("--console-socket: a terminal is not supported yet");
     bundle = absolute_dir(bundle);
     auto text = read_text_file(bundle + "/config.json", kMaxConfigBytes);
     if (!text) return refused(fmt::format("the bundle {}: {}", bundle, text.error().message));
@@ -211,6 +210,11 @@ int create(std::span<const std::string> args) {
                                        oci::kAnnotationFileDir));
         *value = real;
     }
+    if (c->process.terminal && console_socket.empty())
+        return refused(
+            "process.terminal: a terminal needs --console-socket (where its master goes)");
+    if (!c->process.terminal && !console_socket.empty())
+        return refused("--console-socket: the container has no terminal (process.terminal)");
     if (auto copied = oci::read_copied_files(*c); !copied) return refused(copied.error().message);
     struct stat st {};
     if (::stat(c->root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -229,17 +233,44 @@ int create(std::span<const std::string> args) {
     SandboxSpec& spec = parsed->spec;
     spec.process = c->process.settings;
     spec.inherit_stdio = true;
+    spec.terminal = c->process.terminal;
     spec.oci_bundle = bundle;
     spec.run_args = run_args;
     spec.run_cwd = bundle;
     if (c->process.oom_score_adj)
         // The VM's host processes inherit it: the host's OOM killer weighs the whole VM.
         (void)write_file("/proc/self/oom_score_adj", std::to_string(*c->process.oom_score_adj));
+    // A terminal: its slave is the sandbox's stdio (our own three, which the sandbox
+    // inherits), ours again once it runs.
+    std::optional<oci::ConsolePty> pty;
+    std::array<UniqueFd, 3> ours;
+    if (spec.terminal) {
+        auto opened = oci::open_console_pty();
+        if (!opened) {
+            remove_container_image(id);
+            return refused(opened.error().message);
+        }
+        pty = std::move(*opened);
+        for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+            ours[static_cast<std::size_t>(fd)] = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+            ::dup2(pty->slave.get(), fd);
+        }
+        pty->slave.reset();
+    }
     const int rc = run_detached(std::move(spec), false);
+    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO})
+        if (const UniqueFd& o = ours[static_cast<std::size_t>(fd)]; o) ::dup2(o.get(), fd);
     if (rc != 0) {
         remove_container_image(id);
         return rc;
     }
+    if (pty)
+        if (auto sent = oci::send_console_master(console_socket, pty->master.get()); !sent) {
+            log::error("{}", sent.error().message);
+            (void)remove_sandbox(id, true);
+            remove_container_image(id);
+            return kRefused;
+        }
     if (!pid_file.empty()) {
         auto r = read_state_file(state_dir(id));
         Result<> written =
@@ -418,7 +449,8 @@ int exec(std::span<const std::string> args) {
     rest.erase(rest.begin());
     if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
     command = std::move(rest);
-    if (tty || !console_socket.empty()) return refused("exec: a terminal is not supported yet");
+    if (tty || !console_socket.empty())
+        return refused("exec: a terminal is not supported yet (the container's own is)");
     oci::Process p;
     if (!process_file.empty()) {
         auto text = read_text_file(process_file, kMaxConfigBytes);
@@ -427,6 +459,8 @@ int exec(std::span<const std::string> args) {
         if (!parsed)
             return refused(fmt::format("--process {}: {}", process_file, parsed.error().message));
         p = std::move(*parsed);
+        if (p.terminal)
+            return refused("--process: process.terminal: an exec's terminal is not supported yet");
     } else {
         if (command.empty()) return refused("exec: no command");
         p.args = command;

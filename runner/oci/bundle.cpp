@@ -245,10 +245,6 @@ Result<Process> process_of(const json& p) {
         if (!it->is_boolean()) return fail("process.terminal: not a boolean");
         out.terminal = it->get<bool>();
     }
-    if (out.terminal)
-        return fail(
-            "process.terminal: a terminal is not supported yet; run the container without one "
-            "(no -t)");
     STOCKADE_TRY_VOID(parse_user(p, out));
     STOCKADE_TRY_VOID(parse_limits(p, out));
     STOCKADE_TRY_VOID(refuse_if_set(p, "apparmorProfile", "process.",

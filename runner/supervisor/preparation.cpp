@@ -68,6 +68,7 @@ Result<UniqueFd> open_boot_image(const std::string& path) {
 Job core_job(const SandboxSpec& spec) {
     Job job{spec.argv, spec.env, spec.workdir, spec.hostname, {}, {}, {}};
     job.wait_for_start = spec.wait_for_start;
+    job.terminal = spec.terminal;
     job.process = spec.process;
     return job;
 }
@@ -331,6 +332,8 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     // (A restore that waits is started by letting its vCPUs go, not on the control stream.)
     if (spec.wait_for_start && !job.vsock_port && spec.restore_from.empty())
         return fail("stockade create needs stdio over vsock (/dev/vhost-vsock and --stdio vsock)");
+    if (spec.terminal && !job.vsock_port)
+        return fail("a terminal needs stdio over vsock (/dev/vhost-vsock and --stdio vsock)");
     const std::size_t planned = sandbox.boot.job.size();
     sandbox.boot.job = build_job_archive(job);
     if (sandbox.boot.job.size() != planned)

@@ -45,6 +45,9 @@ struct SandboxSpec {
     // stderr are the caller's (the engine's pipes), not /dev/null and the logs; nothing is
     // printed on stdout
     bool inherit_stdio = false;
+    // The workload runs on a terminal in the guest (guest/abi.hpp, kJobTerminal); the
+    // caller's stdin is a terminal too, whose window size the guest's follows
+    bool terminal = false;
     std::string oci_bundle;  // its bundle directory, for the state file
     // The arguments `run` or `create` was given, as given: a snapshot keeps them and its
     // restore parses them again (the state file records them).

@@ -6,12 +6,14 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 // after sys/socket.h, which it needs
 #include <linux/vm_sockets.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -137,7 +139,8 @@ class Sandbox final : public api::ApiController {
           control_(std::move(control)),
           loop_(std::move(loop)),
           sigfd_(std::move(sigfd)),
-          profiles_(sandbox_seccomp_profiles(res_.policy.seccomp_mode, res_.devices)) {}
+          profiles_(sandbox_seccomp_profiles(res_.policy.seccomp_mode, res_.devices,
+                                             res_.spec.terminal)) {}
 
     ~Sandbox();
     Sandbox(const Sandbox&) = delete;
@@ -194,6 +197,11 @@ class Sandbox final : public api::ApiController {
     [[nodiscard]] Result<> start_device_threads();
     void stop_device_threads();
     [[nodiscard]] Result<> watch_control_and_signals();
+    // A terminal's window size: read from stdin (at start and on SIGWINCH, on the event
+    // loop's thread, whose filter allows that one ioctl) and sent to the guest's terminal;
+    // when its init is not connected yet, start_workload sends it.
+    void read_window_size();
+    void send_window_size();
     void print_stats() const;
     [[nodiscard]] std::string host_output_stats() const;
 
@@ -208,7 +216,8 @@ class Sandbox final : public api::ApiController {
     std::atomic<bool> guest_ready_{false};
     // The workload runs (false only for a sandbox made with `create`, until start).
     std::atomic<bool> started_{!res_.spec.wait_for_start};
-    std::mutex start_mu_;  // one start at a time
+    std::atomic<std::uint32_t> window_{0};  // a terminal's rows << 16 | columns
+    std::mutex start_mu_;                   // one start at a time
     std::mutex tasks_mu_;
     std::vector<std::function<void()>> loop_tasks_;
     ConsoleTail console_;
@@ -428,13 +437,32 @@ Result<> Sandbox::watch_control_and_signals() {
     return loop_.add(sigfd_.get(), EPOLLIN, [this](std::uint32_t) {
         signalfd_siginfo si{};
         while (::read(sigfd_.get(), &si, sizeof si) == sizeof si)
-            control_.stop({StopKind::signal, 128 + static_cast<int>(si.ssi_signo),
-                           ::strsignal(static_cast<int>(si.ssi_signo))});
+            if (si.ssi_signo == SIGWINCH) {
+                read_window_size();
+                send_window_size();
+            } else
+                control_.stop({StopKind::signal, 128 + static_cast<int>(si.ssi_signo),
+                               ::strsignal(static_cast<int>(si.ssi_signo))});
     });
+}
+
+void Sandbox::read_window_size() {
+    winsize ws{};
+    if (res_.spec.terminal && ::ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+        window_ = std::uint32_t{ws.ws_row} << 16 | ws.ws_col;
+}
+
+void Sandbox::send_window_size() {
+    if (!res_.spec.terminal || !relay_ || !relay_->control_connected()) return;
+    guest_control::Message m{guest_control::MessageType::resize, 0, std::nullopt};
+    const std::uint32_t w = window_;
+    m.window = {static_cast<std::uint16_t>(w >> 16), static_cast<std::uint16_t>(w & 0xffff)};
+    (void)relay_->send_control(m);
 }
 
 Result<> Sandbox::start() {
     const auto t = Clock::now();
+    read_window_size();
     // The host outputs first: the API thread reads their counters.
     STOCKADE_TRY_VOID(start_host_outputs());
     STOCKADE_TRY_VOID(start_stdio_relay());
@@ -553,6 +581,7 @@ Result<> Sandbox::start_workload() {
         return {};
     }
     StdioRelay* relay = STOCKADE_TRY(control_stream());
+    send_window_size();  // before the workload can ask for it
     STOCKADE_TRY_VOID(relay->send_control({guest_control::MessageType::start, 0, std::nullopt}));
     started_ = true;
     tell_supervisor(SandboxStatus::started);
@@ -776,9 +805,20 @@ std::string Sandbox::host_output_stats() const {
     return fmt::format("serial output: {}", fmt::join(parts, "; "));
 }
 
+// A sandbox with a terminal (SandboxSpec::terminal) makes its stdin, the terminal, its
+// controlling terminal in a session of its own: the kernel then tells it of window size
+// changes (SIGWINCH), which its guest's terminal follows. Without that the terminal still
+// works, at its first size.
+void take_terminal(const SandboxSpec& spec) {
+    if (!spec.terminal) return;
+    if (::setsid() < 0 || ::ioctl(STDIN_FILENO, TIOCSCTTY, 0) != 0)
+        log::warn("the terminal's window size will not follow: {}", std::strerror(errno));
+}
+
 Result<int> run_sandbox(SandboxResources resources, const SandboxJail& jail) {
     auto control = STOCKADE_TRY(VmControl::create());
-    auto sigfd = STOCKADE_TRY(watch_termination_signals());
+    take_terminal(resources.spec);
+    auto sigfd = STOCKADE_TRY(watch_termination_signals(resources.spec.terminal));
     auto loop = STOCKADE_TRY(EventLoop::create());
     auto sandbox = std::make_unique<Sandbox>(std::move(resources), jail, std::move(control),
                                              std::move(loop), std::move(sigfd));

@@ -1,5 +1,6 @@
 #include "runner/vmm/seccomp_profiles.hpp"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -37,8 +38,12 @@ SeccompProfile vcpu_profile(policy::SeccompMode mode) {
     return interrupt_routing(p);
 }
 
-SeccompProfile event_loop_profile(policy::SeccompMode mode) {
+SeccompProfile event_loop_profile(policy::SeccompMode mode, bool terminal) {
     SeccompProfile p("event-loop", mode);
+    // a terminal's window size (SandboxSpec::terminal): reading it from stdin, nothing else
+    if (terminal)
+        p.allow_if(SYS_ioctl, {policy::arg_masked_eq(0, 0xffffffffu, STDIN_FILENO),
+                               policy::arg_masked_eq(1, 0xffffffffu, TIOCGWINSZ)});
     p.baseline()
         .allow({SYS_epoll_wait, SYS_epoll_pwait, SYS_epoll_ctl,
                 // guest RAM statistics (--stats)
@@ -94,9 +99,9 @@ SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode) {
 }
 
 SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
-                                                const DeviceKinds::Handed& present) {
+                                                const DeviceKinds::Handed& present, bool terminal) {
     SandboxSeccompProfiles out{vcpu_profile(mode),
-                               event_loop_profile(mode),
+                               event_loop_profile(mode, terminal),
                                stdio_relay_seccomp_profile(mode),
                                api_seccomp_profile(mode),
                                host_output_seccomp_profile(mode),
@@ -108,7 +113,7 @@ SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
 }
 
 std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
-    SandboxSeccompProfiles all = sandbox_seccomp_profiles(p.seccomp_mode, {});
+    SandboxSeccompProfiles all = sandbox_seccomp_profiles(p.seccomp_mode, {}, true);
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_seccomp_rules({all.vcpu, all.event_loop, all.device_io});
     });

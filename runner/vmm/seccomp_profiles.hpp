@@ -7,7 +7,8 @@
 //               KVM_IRQFD), follow a moved BAR (KVM_IOEVENTFD, event-loop registration),
 //               and start or reset a device (what its kind adds).
 //   event-loop  epoll, the console and the workload's streams, signals, stopping the vCPUs
-//               (tgkill), and what each device kind adds for the queues it serves there.
+//               (tgkill), and what each device kind adds for the queues it serves there;
+//               with a terminal (SandboxSpec::terminal), reading stdin's window size.
 //   stdio-relay the workload's stdio over vsock: poll, accept on the listening socket the
 //               supervisor made, read and write, shutdown (runner/stdio/stdio_relay.hpp).
 //   api         the control API (runner/api/api_server.hpp): poll, accept on the listening
@@ -39,8 +40,10 @@ struct SandboxSeccompProfiles {
 };
 
 // The profiles of a sandbox with the devices `present` (engaged entries) hands over.
+// `terminal`: the sandbox's stdin is its terminal.
 [[nodiscard]] SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
-                                                              const DeviceKinds::Handed& present);
+                                                              const DeviceKinds::Handed& present,
+                                                              bool terminal = false);
 // Every thread's profile with every device kind's additions: the most a sandbox may get.
 [[nodiscard]] std::vector<policy::SeccompProfile> runner_seccomp_profiles(const policy::Policy& p);
 [[nodiscard]] policy::SeccompProfile stdio_relay_seccomp_profile(policy::SeccompMode mode);

@@ -5,11 +5,12 @@
 
 namespace stockade {
 
-Result<UniqueFd> watch_termination_signals() {
+Result<UniqueFd> watch_termination_signals(bool window_changes) {
     sigset_t set;
     sigemptyset(&set);
     for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
         sigaddset(&set, s);
+    if (window_changes) sigaddset(&set, SIGWINCH);
     if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return fail_sys("sigprocmask");
     int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (fd < 0) return fail_sys("signalfd");

@@ -9,6 +9,7 @@
 
 namespace stockade {
 
-[[nodiscard]] Result<UniqueFd> watch_termination_signals();
+// `window_changes`: SIGWINCH too (a sandbox whose controlling terminal is its stdin).
+[[nodiscard]] Result<UniqueFd> watch_termination_signals(bool window_changes = false);
 
 }  // namespace stockade

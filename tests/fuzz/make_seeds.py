@@ -97,7 +97,8 @@ write('fuzz_job_archive/everything', newc([
     ('stockade/workdir', REG, b'/w'), ('stockade/hostname', REG, b'h'),
     ('stockade/root', REG, b'/dev/vda ro'),
     ('stockade/net', REG, b'02:11:22:33:44:55 169.254.10.2/24'),
-    ('stockade/vsock', REG, b'0000001027'), ('stockade/wait-start', REG, b'wait')]))
+    ('stockade/vsock', REG, b'0000001027'), ('stockade/wait-start', REG, b'wait'),
+    ('stockade/terminal', REG, b'pty')]))
 write('fuzz_job_archive/oci-process', newc([
     ('stockade', DIR, b''), ('stockade/argv', REG, b'sh\0'), ('stockade/root', REG, b'/dev/vda rw'),
     ('stockade/process', REG, b'user\t1000\t1000\t27\nrlimit\t7\t1024\t1024\n'
@@ -120,7 +121,8 @@ def exec_request(id_, argv, env, workdir, stdin_open):
     return message(b'X' + struct.pack('<IB', id_, stdin_open) + b''.join(items) + blob(workdir))
 
 
-write('fuzz_control_message/session', message(b'S') + message(b'K\x0f') + exec_request(
+write('fuzz_control_message/session', message(b'W' + struct.pack('<HH', 33, 77)) + message(b'S') +
+      message(b'K\x0f') + exec_request(
     1, [b'sh', b'-c', b'echo hi'], [b'A=1'], b'/', 0) + message(b'P'))
 write('fuzz_control_message/exec', exec_request(
     0xffffffff, [b'cat', b''], [b'PATH=/bin', b'B=x=y'], b'/tmp/w d', 1))

@@ -148,6 +148,37 @@ TEST_F(Oci, CtrRunPrintsTheGuestsOutputAndExitsWithItsStatus) {
     EXPECT_EQ(tasks.out.find("oci-run"), std::string::npos) << tasks.describe();
 }
 
+// `ctr run -t`: the workload has a terminal in the guest (its stdin one, its own name for it),
+// whose size follows the engine's (set after start, so through SIGWINCH and the control
+// stream), typed input reaches it through two terminals, and its status comes back.
+TEST_F(Oci, CtrRunWithATerminalGivesTheWorkloadOneThatFollowsItsSize) {
+    // ctr -t wants a terminal of its own: script(1) gives it one, of 33 rows and 77 columns.
+    const std::string workload =
+        "tty; [ -t 0 ] && echo stdin-is-a-tty; i=0; "
+        "while [ \"$(stty size)\" != \"33 77\" ] && [ $i -lt 150 ]; do sleep 0.1; "
+        "i=$((i+1)); done; echo size $(stty size); read line; echo got:$line; exit 4";
+    std::string command = "stty rows 33 cols 77; exec /usr/bin/ctr -a " + kSocket;
+    for (const std::string& a : ctr_run({"-t", "--rm", kImage, "oci-tty", "sh", "-c"}))
+        command += " " + a;
+    command += " '" + workload + "'";
+    // Its input is typed and then stays open: an end of input would close the engine's
+    // terminal, which hangs the container up, as with runc.
+    const std::string fifo = kWork + "/tty-input";
+    ::unlink(fifo.c_str());
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    const std::string outer = "(printf 'hello\\n'; exec sleep 170) > " + fifo +
+                              " & w=$!; /usr/bin/script -qefc \"$0\" /dev/null < " + fifo +
+                              "; rc=$?; kill $w; exit $rc";
+    const auto r = run({"/bin/sh", "-c", outer, command});
+    std::printf("ctr run -t to exit: %.2f s\n", r.seconds);
+    EXPECT_EQ(r.status, 4) << r.describe();
+    EXPECT_NE(r.out.find("/dev/pts/0"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("stdin-is-a-tty"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("size 33 77"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("got:hello"), std::string::npos) << r.describe();
+    expect_no_residue("oci-tty");
+}
+
 TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
     const std::string id = "oci-task";
     auto started =
@@ -333,7 +364,8 @@ TEST_F(Oci, BadBundlesAreRefusedByFieldAndLeaveNothing) {
                                     {"source", "/etc"},
                                     {"options", {"rbind"}}});
          }},
-        {"terminal", "process.terminal", [](json& c) { c["process"]["terminal"] = true; }},
+        {"terminal", "process.terminal: a terminal needs --console-socket",
+         [](json& c) { c["process"]["terminal"] = true; }},
         {"rootfs", "root.path", [](json& c) { c["root"]["path"] = "config.json"; }},
     };
     for (const Case& k : cases) {

@@ -39,6 +39,11 @@ std::vector<Message> sample_messages() {
     out.push_back(restored);
     restored.restored = Restored{1, 1'800'000'000, 0, std::string(kRestoredEntropy, '\0')};
     out.push_back(restored);
+    for (WindowSize w : {WindowSize{0, 0}, WindowSize{24, 80}, WindowSize{65535, 1}}) {
+        Message resize{MessageType::resize, 0, {}};
+        resize.window = w;
+        out.push_back(resize);
+    }
     return out;
 }
 
@@ -149,6 +154,15 @@ TEST(ControlMessage, RefusesAnUnknownTypeOrPayload) {
     expect_refused(framed("K\0"s), "signal: out of range");
     expect_refused(framed("K\x41"), "signal: out of range");  // 65
     expect_refused(framed("K\xff"), "signal: out of range");
+    expect_refused(framed("W"), "resize: not rows and columns");
+    expect_refused(framed("W\x18\0\x50"s), "resize: not rows and columns");
+    expect_refused(framed("W\x18\0\x50\0\0"s), "resize: not rows and columns");
+}
+
+TEST(ControlMessage, AResizeIsRowsThenColumnsLittleEndian) {
+    Message m{MessageType::resize, 0, {}};
+    m.window = {0x0118, 80};
+    EXPECT_EQ(encode(m), "\x05\0\0\0W\x18\x01\x50\0"s);
 }
 
 TEST(ControlMessage, RefusesAnExecTruncatedAtEveryByte) {

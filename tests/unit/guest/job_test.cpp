@@ -93,6 +93,7 @@ std::vector<Job> sample_jobs() {
     oci.sysctl = {{"net.ipv4.ping_group_range", "0 0"}, {"kernel.x", ""}};
     oci.seccomp = std::string("\x06\x00\x00\x00\x00\x00\xff\x7f", 8);
     jobs.push_back(Job{{"sh"}, {}, "/", "oci", {"/dev/vda", false}, {}, 7u, true, oci});
+    jobs.push_back(Job{{"sh"}, {}, "/", "tty", {"/dev/vda", false}, {}, 7u, true, oci, true});
     jobs.push_back(
         Job{{"sh"}, {}, "/", "oci-root", {"/dev/vda", true}, {}, 7u, false, JobProcess{}});
     return jobs;
@@ -130,6 +131,9 @@ TEST(JobFiles, WritesTheDocumentedFiles) {
     const JobFiles again = files_in(build_job_archive(job));
     EXPECT_EQ(again.root, "/dev/vda rw");
     EXPECT_EQ(again.wait_start, "wait");
+    EXPECT_EQ(again.terminal, std::nullopt) << "written only for a job with a terminal";
+    job.terminal = true;
+    EXPECT_EQ(files_in(build_job_archive(job)).terminal, "pty");
 }
 
 TEST(JobFiles, OptionalFilesMayBeAbsent) {
@@ -231,6 +235,19 @@ TEST(JobFiles, RefusesAMalformedWaitStart) {
     ASSERT_TRUE(job) << job.error();
     EXPECT_TRUE(job->wait_for_start);
     EXPECT_FALSE(parse_job_files(with(&JobFiles::wait_start, std::nullopt))->wait_for_start);
+}
+
+TEST(JobFiles, ATerminalIsPtyOverVsockOnly) {
+    using guest_abi::kJobTerminal;
+    for (const char* bad : {"", "PTY", "pty\n", "tty", "1"})
+        expect_refused(with(&JobFiles::terminal, bad), kJobTerminal, "is not \"pty\"");
+    JobFiles files = with(&JobFiles::terminal, "pty");
+    expect_refused(files, kJobTerminal, "without vsock stdio");
+    files.vsock = "0000001024";
+    auto job = parse_job_files(files);
+    ASSERT_TRUE(job) << job.error();
+    EXPECT_TRUE(job->terminal);
+    EXPECT_FALSE(parse_job_files(with(&JobFiles::terminal, std::nullopt))->terminal);
 }
 
 TEST(JobFiles, WritesTheProcessAsDocumentedLines) {

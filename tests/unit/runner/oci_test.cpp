@@ -3,8 +3,12 @@
 // creates, and which command lines are a runtime's.
 #include <gtest/gtest.h>
 
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
 
 #include <cstring>
 #include <filesystem>
@@ -19,6 +23,7 @@
 #include "runner/cli/oci_runtime.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/oci/bundle.hpp"
+#include "runner/oci/console.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace stockade::oci {
@@ -169,7 +174,7 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
          "process.args[1]: not a string"},
         {[](json& j) { j["process"]["env"] = {"NOVALUE"}; }, "process.env[0]"},
         {[](json& j) { j["process"]["cwd"] = "rel"; }, "process.cwd"},
-        {[](json& j) { j["process"]["terminal"] = true; }, "process.terminal"},
+        {[](json& j) { j["process"]["terminal"] = 1; }, "process.terminal: not a boolean"},
         {[](json& j) { j["process"]["user"]["uid"] = -1; }, "process.user.uid"},
         {[](json& j) { j["process"]["user"]["umask"] = 18; }, "process.user.umask"},
         {[](json& j) { j["process"]["capabilities"]["bounding"] = {"CAP_NOPE"}; },
@@ -412,7 +417,8 @@ TEST(OciBundle, AnExecsProcessIsParsedAlone) {
     EXPECT_EQ(p->cwd, "/tmp");
     EXPECT_TRUE(p->settings.no_new_privileges);
     EXPECT_FALSE(parse_process(R"({"args":[]})"));
-    EXPECT_FALSE(parse_process(R"({"args":["x"],"terminal":true})"));
+    EXPECT_TRUE(parse_process(R"({"args":["x"],"terminal":true})")->terminal)
+        << "read, and refused by exec, which has no terminal yet";
 }
 
 TEST(OciBundle, CapabilityAndRlimitNamesAreLinuxs) {
@@ -428,6 +434,59 @@ TEST(OciBundle, CapabilityAndRlimitNamesAreLinuxs) {
 
 bool oci(const std::vector<std::string>& args) {
     return cli::is_oci_invocation(args);
+}
+
+// The host's end of a container's terminal: a raw slave for the sandbox, and the master sent
+// over the console socket as an engine receives it (one message, one descriptor).
+TEST(OciConsole, TheMasterGoesOverTheSocketAndTheSlaveIsRaw) {
+    auto pty = open_console_pty();
+    ASSERT_TRUE(pty) << pty.error().message;
+    termios t{};
+    ASSERT_EQ(::tcgetattr(pty->slave.get(), &t), 0);
+    EXPECT_EQ(t.c_lflag & (ECHO | ICANON | ISIG), 0u) << "the guest's terminal does all that";
+    EXPECT_EQ(t.c_oflag & OPOST, 0u) << "bytes pass unchanged (no \\n to \\r\\n twice)";
+
+    test::TempDir dir;
+    const std::string path = (dir.path / "console.sock").string();
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, path.c_str());
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    ASSERT_TRUE(send_console_master(path, pty->master.get()));
+    UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    char name[64] = {};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{name, sizeof name};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ASSERT_GT(::recvmsg(conn.get(), &msg, 0), 0);
+    EXPECT_STREQ(name, "/dev/ptmx");
+    const cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(c->cmsg_type, SCM_RIGHTS);
+    int received = -1;
+    std::memcpy(&received, CMSG_DATA(c), sizeof received);
+    UniqueFd master(received);
+    // What the sandbox writes on the slave, the engine reads on the master it received.
+    ASSERT_EQ(::write(pty->slave.get(), "a\nb", 3), 3);
+    char got[8] = {};
+    ASSERT_EQ(::read(master.get(), got, sizeof got), 3);
+    EXPECT_EQ(std::string(got, 3), "a\nb");
+    // And the size it sets is the one the sandbox reads.
+    const winsize ws{33, 77, 0, 0};
+    ASSERT_EQ(::ioctl(master.get(), TIOCSWINSZ, &ws), 0);
+    winsize seen{};
+    ASSERT_EQ(::ioctl(pty->slave.get(), TIOCGWINSZ, &seen), 0);
+    EXPECT_EQ(seen.ws_row, 33);
+    EXPECT_EQ(seen.ws_col, 77);
+
+    EXPECT_FALSE(send_console_master((dir.path / "absent.sock").string(), pty->master.get()));
+    EXPECT_FALSE(send_console_master(std::string(200, 'x'), pty->master.get()));
 }
 
 TEST(OciCli, EnginesCommandLinesAreTheRuntimes) {

@@ -1,7 +1,9 @@
 // The device registry and what is derived from it: options, the PCI bus, the seccomp
 // additions; and the pure mapping from platform events to how a run ends.
 #include <gtest/gtest.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -222,6 +224,27 @@ TEST(DeviceRegistry, ASandboxsFiltersCarryOnlyItsOwnDevicesAdditions) {
     EXPECT_FALSE(allows(with_vfio.event_loop, "pread64"));
     EXPECT_FALSE(allows_ioctl(with_vfio.vcpu, VFIO_IOMMU_MAP_DMA)) << "mapped before the filters";
     EXPECT_FALSE(allows_ioctl(with_vfio.vcpu, VFIO_DEVICE_RESET)) << "reset before the filters";
+}
+
+// A terminal's window size: the event loop may read it from stdin and nothing more, and only
+// in a sandbox that has one.
+TEST(DeviceRegistry, OnlyATerminalsEventLoopReadsStdinsWindowSize) {
+    const auto reads_window = [](const policy::SeccompProfile& p) {
+        return std::any_of(p.rules().begin(), p.rules().end(), [](const auto& r) {
+            return r.syscall == SYS_ioctl && r.conditions.size() == 2 && r.conditions[0].arg == 0 &&
+                   r.conditions[0].value == STDIN_FILENO && r.conditions[1].arg == 1 &&
+                   r.conditions[1].value == TIOCGWINSZ;
+        });
+    };
+    const DeviceKinds::Handed none;
+    const auto plain = sandbox_seccomp_profiles(policy::SeccompMode::kill, none);
+    const auto tty = sandbox_seccomp_profiles(policy::SeccompMode::kill, none, true);
+    EXPECT_FALSE(reads_window(plain.event_loop));
+    EXPECT_TRUE(reads_window(tty.event_loop));
+    for (const auto* p : {&tty.vcpu, &tty.api, &tty.stdio_relay, &tty.device_io})
+        EXPECT_FALSE(reads_window(*p)) << p->name();
+    EXPECT_FALSE(allows_ioctl(tty.event_loop, TIOCSWINSZ));
+    EXPECT_TRUE(tty.event_loop.export_bpf()) << "the rule compiles beside the others";
 }
 
 // Calls no thread makes once its filter is loaded are in no profile: vhost features are
