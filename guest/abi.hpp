@@ -76,8 +76,9 @@ inline constexpr std::string_view kJobWorkdir = "/stockade/workdir";  // one pat
 inline constexpr std::string_view kJobHostname = "/stockade/hostname";
 // "DEVICE ro|rw": an ext4 disk to mount and run the workload in (chroot), e.g. "/dev/vda rw".
 inline constexpr std::string_view kJobRoot = "/stockade/root";
-// "MAC A.B.C.D/N": stockade-init brings up the interface with that MAC (and lo) and gives
-// it the address, e.g. "02:1a:2b:3c:4d:5e 169.254.10.2/16".
+// "MAC A.B.C.D/N [GATEWAY]": stockade-init brings up the interface with that MAC (and lo),
+// gives it the address and, when a gateway follows, a default route through it, e.g.
+// "02:1a:2b:3c:4d:5e 169.254.10.2/16" or "02:1a:2b:3c:4d:5e 10.88.0.5/16 10.88.0.1".
 inline constexpr std::string_view kJobNet = "/stockade/net";
 
 // "PORT" (ten decimal digits, leading zeros): the workload's stdio travels over vsock

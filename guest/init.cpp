@@ -21,6 +21,7 @@
 #include <linux/random.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -251,6 +252,18 @@ void configure_network(const stockade::JobNet& net) {
     if (!interface_up(sock, "lo", nullptr, 0)) say("lo: %s", std::strerror(errno));
     if (!interface_up(sock, ifname, &addr, prefix->length))
         fail(abi::InitFailure::network, ifname.c_str());
+    if (!net.gateway.empty()) {
+        const auto gw = stockade::parse_ipv4_prefix(net.gateway + "/32");
+        rtentry route{};
+        auto* dst = reinterpret_cast<sockaddr_in*>(&route.rt_dst);
+        auto* mask = reinterpret_cast<sockaddr_in*>(&route.rt_genmask);
+        auto* via = reinterpret_cast<sockaddr_in*>(&route.rt_gateway);
+        dst->sin_family = mask->sin_family = via->sin_family = AF_INET;
+        via->sin_addr.s_addr = htonl(gw ? gw->address : 0);
+        route.rt_flags = RTF_UP | RTF_GATEWAY;
+        if (!gw || ::ioctl(sock, SIOCADDRT, &route) != 0)
+            fail(abi::InitFailure::network, ("a default route via " + net.gateway).c_str());
+    }
     ::close(sock);
 }
 

@@ -28,6 +28,7 @@ struct JobRoot {
 struct JobNet {
     std::string mac;      // "02:1a:2b:3c:4d:5e": which interface (lower case, as sysfs shows it)
     std::string address;  // "169.254.10.2/16"
+    std::string gateway = {};  // "169.254.10.1": the default route's; empty: none
     bool operator==(const JobNet&) const = default;
 };
 

@@ -1,5 +1,6 @@
 // The job archive's files, both ways (guest/job.hpp). Standard library only: stockade-init
 // compiles this file too.
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -301,7 +302,9 @@ JobFiles job_files(const Job& job) {
     f.workdir = job.workdir;
     f.hostname = job.hostname;
     if (!job.root.device.empty()) f.root = job.root.device + (job.root.read_only ? " ro" : " rw");
-    if (job.net) f.net = job.net->mac + " " + job.net->address;
+    if (job.net)
+        f.net = job.net->mac + " " + job.net->address +
+                (job.net->gateway.empty() ? "" : " " + job.net->gateway);
     if (job.vsock_port) {
         // Ten digits whatever the port (guest/job.hpp).
         char port[16];
@@ -365,15 +368,24 @@ std::expected<Job, std::string> parse_job_files(const JobFiles& files) {
     if (files.net) {
         auto net = text_of(abi::kJobNet, *files.net);
         if (!net) return std::unexpected(std::move(net).error());
-        const auto words = two_words(*net);
-        if (!words) return bad(abi::kJobNet, quoted(*net) + " is not \"MAC A.B.C.D/N\"");
+        const std::vector<std::string_view> w = split_view(*net, ' ');
+        // (An empty MAC or address of two words is named by its own check below.)
+        if (w.size() < 2 || w.size() > 3 ||
+            (w.size() == 3 && std::ranges::any_of(w, &std::string_view::empty)))
+            return bad(abi::kJobNet, quoted(*net) + " is not \"MAC A.B.C.D/N [GATEWAY]\"");
+        const auto words = std::optional{std::pair{w[0], w[1]}};
+        const std::string_view gateway = w.size() == 3 ? w[2] : std::string_view{};
         if (!is_mac(words->first))
             return bad(abi::kJobNet, quoted(words->first) +
                                          " is not a MAC address (xx:xx:xx:xx:xx:xx, lower case)");
         if (!parse_ipv4_prefix(words->second))
             return bad(abi::kJobNet,
                        quoted(words->second) + " is not an address A.B.C.D/N (N 1 to 32)");
-        job.net = JobNet{std::string(words->first), std::string(words->second)};
+        if (!gateway.empty() && (!parse_ipv4_prefix(std::string(gateway) + "/32") ||
+                                 gateway.find('/') != std::string_view::npos))
+            return bad(abi::kJobNet, quoted(gateway) + " is not a gateway address A.B.C.D");
+        job.net =
+            JobNet{std::string(words->first), std::string(words->second), std::string(gateway)};
     }
 
     if (files.vsock) {

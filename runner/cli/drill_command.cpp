@@ -88,6 +88,7 @@ Result<> isolate_network(SandboxSpec& spec, std::string_view network) {
     }
     net->netsetup = kept;
     net->existing_tap = false;
+    net->netns.clear();  // a container's network namespace is not isolated
     return {};
 }
 

@@ -571,7 +571,7 @@ Result<SandboxSpec> restore_spec(const RestoreOptions& o, const std::string& rep
     // A MAC stockade derived from the snapshot's sandbox id is the guest's: a restore under
     // another id keeps it (and the host's filter of it), as the guest's driver does, and so
     // does a snapshot of the restored sandbox (its run arguments name the MAC).
-    if (auto& net = spec.device<NetKind>(); net && !net->existing_tap &&
+    if (auto& net = spec.device<NetKind>(); net && !net->existing_tap && net->netns.empty() &&
                                             !net->netsetup.starts_with("mac=") &&
                                             net->netsetup.find(",mac=") == std::string::npos) {
         const std::string mac = "mac=" + net::derive_mac(m.source).to_string();

@@ -307,8 +307,17 @@ Result<> parse_linux(const json& config, Container& out) {
             if (!index_of(kVmNamespaces, type))
                 return fail("linux.namespaces[{}]: a {} namespace is not supported", i,
                             type.empty() ? "(typeless)" : type);
-            STOCKADE_TRY_VOID(
-                refuse_if_set(n, "path", where, "joining an existing namespace is not supported"));
+            const auto path = STOCKADE_TRY(string(n, "path", where));
+            // A network namespace made with CNI is joined: the guest takes its interface.
+            if (type == "network" && path && !path->empty()) {
+                if (path->front() != '/')
+                    return fail("{}path: {:?} is not an absolute path", where, *path);
+                out.network_namespace = *path;
+            } else {
+                STOCKADE_TRY_VOID(refuse_if_set(
+                    n, "path", where,
+                    "joining an existing namespace is not supported (but a network one)"));
+            }
         }
     for (std::string_view key : {"uidMappings", "gidMappings"})
         STOCKADE_TRY_VOID(refuse_if_set(*linux, key, at, "user namespaces are not supported"));
@@ -583,6 +592,7 @@ std::vector<std::string> create_args(const Container& c, std::string_view id,
     if (!c.kernel.empty()) a.insert(a.end(), {"--kernel", c.kernel});
     if (!c.initrd.empty()) a.insert(a.end(), {"--initrd", c.initrd});
     if (!c.policy.empty()) a.insert(a.end(), {"--policy", c.policy});
+    if (!c.network_namespace.empty()) a.insert(a.end(), {"--net", "netns=" + c.network_namespace});
     for (const std::string& e : c.process.env)
         a.insert(a.end(), {"--env", e});
     a.push_back("--");

@@ -59,6 +59,9 @@ struct Container {
     std::optional<std::uint32_t> vcpus;
     std::optional<std::uint64_t> rootfs_size_mib;
     std::string kernel, initrd, policy;  // from annotations; empty: the defaults
+    // The network namespace the engine made with CNI (linux.namespaces' network `path`): the
+    // guest's interface is joined to its veth and takes its address (--net netns=PATH)
+    std::string network_namespace;
     std::map<std::string, std::string> annotations;
     // Bind mounts of host files, copied in: the index of each one's kCopyMount in
     // process.settings.mounts and the host file whose content it gets (read_copied_files).

@@ -71,7 +71,9 @@ void NetKind::add_options(CLI::App& app, Options& options) {
                    "queues=N (1..16) makes a multi-queue tap and offers the guest N queue "
                    "pairs, of which Linux uses one per vCPU; or on an "
                    "existing tap, left as it is (no bridge, MAC filter or MTU from stockade): "
-                   "tap=NAME with only mac=, vhost= and addr=")
+                   "tap=NAME with only mac=, vhost= and addr=; or netns=PATH (an OCI "
+                   "container's network namespace): a tap there joined to its veth, whose MAC, "
+                   "address and default route the guest takes")
         ->each([&options](const std::string&) { options.given = true; });
 }
 
@@ -86,8 +88,25 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
     defaults.id = std::string(ctx.sandbox_id);
     auto parsed = net::parse_net_spec(spec->netsetup, defaults);
     if (!parsed) return std::unexpected(std::move(parsed).error().context("--net"));
-    Handed h{std::move(*parsed), {}, {}};
-    if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address};
+    Handed h{std::move(*parsed), {}, {}, {}, std::nullopt};
+    if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address, {}};
+    if (!spec->netns.empty()) {
+        // The guest takes the namespace's interface: its MAC, MTU, address and gateway.
+        const std::string what = fmt::format("--net netns={}", spec->netns);
+        auto ns = net::open_netns(spec->netns);
+        if (!ns) return std::unexpected(std::move(ns).error().context(what));
+        auto veth =
+            net::in_netns<net::NetnsInterface>(ns->get(), []() -> Result<net::NetnsInterface> {
+                auto nl = STOCKADE_TRY(net::Netlink::connect());
+                return net::find_netns_interface(nl);
+            });
+        if (!veth) return std::unexpected(std::move(veth).error().context(what));
+        h.spec.mac = veth->mac;
+        h.spec.mtu = veth->mtu;
+        ctx.job.net = JobNet{veth->mac.to_string(), veth->address, veth->gateway};
+        h.netns = std::move(*ns);
+        h.veth = std::move(*veth);
+    }
     // One vhost-net per queue pair (each is a kernel worker): all of them, or the userspace
     // datapath.
     for (unsigned q = 0; q < h.spec.queues; ++q) {
@@ -102,6 +121,17 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
 }
 
 Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec& spec, ClaimContext&) {
+    if (handed.veth) {
+        auto taps = net::in_netns<std::vector<UniqueFd>>(
+            handed.netns.get(), [&]() -> Result<std::vector<UniqueFd>> {
+                auto nl = STOCKADE_TRY(net::Netlink::connect());
+                return net::join_tap_to(nl, *handed.veth, handed.spec.tap, handed.spec.queues);
+            });
+        if (!taps) return std::unexpected(std::move(taps).error().context("--net netns"));
+        handed.taps = std::move(*taps);
+        handed.netns.reset();  // the sandbox gets the tap, never the namespace
+        return Host{};         // the tap goes with its descriptors; the namespace is the engine's
+    }
     if (spec->existing_tap) {
         handed.taps.push_back(STOCKADE_TRY(attach_existing_tap(handed.spec)));
         return Host{};  // the user's tap: nothing to tear down, nothing for `stockade rm`

@@ -1,12 +1,14 @@
 #pragma once
 // virtio-net on a fresh tap: `--net SPEC` (runner/virtio/net.hpp is the device; netsetup/
 // makes the tap, bridge, VLAN and MAC filter, and the supervisor keeps its handle to tear
-// them down); or on the user's existing tap, `--net tap=NAME`, which stays as it is.
+// them down); or on the user's existing tap, `--net tap=NAME`, which stays as it is; or in an
+// OCI container's network namespace, `--net netns=PATH`, joined to the veth CNI put there.
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "netsetup/netns.hpp"
 #include "netsetup/network.hpp"
 #include "runner/registry/device_kind.hpp"
 #include "runner/registry/net_spec.hpp"
@@ -26,6 +28,9 @@ struct NetKind {
         net::NetSpec spec;            // resolved with the sandbox's id
         std::vector<UniqueFd> taps;   // after claim: one per queue pair
         std::vector<UniqueFd> vhost;  // one /dev/vhost-net per queue pair; none: userspace
+        // netns=PATH: the namespace (until claim) and its interface (netsetup/netns.hpp)
+        UniqueFd netns;
+        std::optional<net::NetnsInterface> veth;
     };
     // Tears the tap (and its filter) down; none for an existing tap, which is the user's.
     using Host = std::optional<net::NetworkHandle>;

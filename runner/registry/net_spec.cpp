@@ -44,6 +44,10 @@ Result<> check_existing_tap_keys(const std::vector<std::string_view>& keys) {
     return {};
 }
 
+// netns=PATH: the tap is made in that network namespace and joined to its veth, whose MAC
+// and address the guest takes (netsetup/netns.hpp); nothing else of the host side is asked.
+constexpr std::string_view kNetnsKeys[] = {"queues"};
+
 bool valid_ipv4_prefix(std::string_view text) {
     const auto slash = text.find('/');
     if (slash == std::string_view::npos) return false;
@@ -61,7 +65,7 @@ bool valid_ipv4_prefix(std::string_view text) {
 
 Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
     NetDeviceSpec out;
-    bool vhost_seen = false, addr_seen = false;
+    bool vhost_seen = false, addr_seen = false, netns_seen = false;
     std::vector<std::string_view> netsetup_keys;
     std::size_t pos = 0;
     while (!text.empty() && pos <= text.size()) {
@@ -88,6 +92,12 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
                     "--net: addr: '{}' is not an IPv4 address with a prefix length "
                     "(A.B.C.D/N)",
                     out.address);
+        } else if (item.starts_with("netns=")) {
+            if (netns_seen) return fail("--net: netns: given twice");
+            netns_seen = true;
+            out.netns = std::string(item.substr(6));
+            if (out.netns.empty() || out.netns.front() != '/')
+                return fail("--net: netns: '{}' is not an absolute path", out.netns);
         } else {
             if (!out.netsetup.empty()) out.netsetup += ',';
             out.netsetup += item;
@@ -95,6 +105,16 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
         }
     }
     out.existing_tap = std::ranges::find(netsetup_keys, "tap") != netsetup_keys.end();
+    if (netns_seen) {
+        if (addr_seen)
+            return fail("--net: addr: the guest takes the address of netns=PATH's interface");
+        for (std::string_view key : netsetup_keys)
+            if (!key.empty() && std::ranges::find(kNetnsKeys, key) == std::end(kNetnsKeys))
+                return fail(
+                    "--net: {}: not an option with netns=PATH (netns, vhost, queues): the tap is "
+                    "joined to the namespace's interface, whose MAC and address the guest takes",
+                    key);
+    }
     if (out.existing_tap) STOCKADE_TRY_VOID(check_existing_tap_keys(netsetup_keys));
     net::SpecDefaults defaults;
     defaults.id = "sandbox";

@@ -12,13 +12,16 @@ namespace stockade {
 // `vhost=on|off` picks the datapath (default: vhost-net when the host has /dev/vhost-net),
 // `addr=A.B.C.D/N` is the IPv4 address stockade-init gives the guest's interface (none: the
 // workload configures it). `tap=NAME` names an existing tap to attach to: then only mac=
-// of netsetup's keys may be given.
+// of netsetup's keys may be given. `netns=PATH` (an OCI container's network namespace, made
+// with CNI) makes the tap in that namespace, joined to its one veth, whose MAC, address and
+// default route the guest takes (netsetup/netns.hpp): only vhost= and queues= go with it.
 enum class VhostMode { automatic, on, off };
 struct NetDeviceSpec {
     std::string netsetup;       // the spec handed to netsetup, runner keys removed
     bool existing_tap = false;  // tap=NAME: netsetup only resolves the spec, makes nothing
     VhostMode vhost = VhostMode::automatic;
     std::string address;  // "A.B.C.D/N", or empty
+    std::string netns;    // netns=PATH, or empty
     bool operator==(const NetDeviceSpec&) const = default;
 };
 

@@ -179,6 +179,52 @@ TEST_F(Oci, CtrRunWithATerminalGivesTheWorkloadOneThatFollowsItsSize) {
     expect_no_residue("oci-tty");
 }
 
+// CNI: a network namespace as CRI makes one (Debian's CNI bridge plugin puts a veth in it
+// with a host-local address and a default route through the bridge), named in config.json by
+// `ctr run --with-ns`. The guest takes the veth's address and route and reaches the gateway
+// (the lab host, on the bridge); its tap is gone from the namespace after the run.
+TEST_F(Oci, ACniNetworkNamespaceIsTheGuestsNetwork) {
+    const std::string ns = "stk-cni", netns = "/run/netns/" + ns;
+    const std::string conf = kWork + "/cni.json";
+    write_file(conf, R"({"cniVersion": "1.0.0", "name": "stk-cni", "type": "bridge",
+        "bridge": "stkcni0", "isGateway": true, "ipMasq": false,
+        "ipam": {"type": "host-local", "dataDir": ")" +
+                         kWork + R"(/cni-ipam",
+                 "ranges": [[{"subnet": "169.254.77.0/24", "gateway": "169.254.77.1"}]],
+                 "routes": [{"dst": "0.0.0.0/0"}]}})");
+    const auto cni = [&](const std::string& command) {
+        return run({"/bin/sh", "-c",
+                    "CNI_COMMAND=" + command + " CNI_CONTAINERID=oci-cni CNI_NETNS=" + netns +
+                        " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni exec /usr/lib/cni/bridge < " +
+                        conf});
+    };
+    (void)run({"/usr/bin/ip", "netns", "del", ns});
+    ASSERT_EQ(run({"/usr/bin/ip", "netns", "add", ns}).status, 0);
+    const auto added = cni("ADD");
+    ASSERT_EQ(added.status, 0) << added.describe();
+    const json result = json::parse(added.out);
+    const std::string address = result["ips"][0]["address"];  // e.g. 169.254.77.2/24
+    ASSERT_TRUE(address.starts_with("169.254.77.")) << added.out;
+
+    const auto r =
+        ctr(ctr_run({"--with-ns", "network:" + netns, "--rm", kImage, "oci-cni", "sh", "-c",
+                     "ip -4 -o addr show; ip route; ping -c 2 -W 10 169.254.77.1 "
+                     ">/dev/null && echo reached the gateway"}));
+    EXPECT_EQ(r.status, 0) << r.describe();
+    EXPECT_NE(r.out.find("inet " + address), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("default via 169.254.77.1"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("reached the gateway"), std::string::npos) << r.describe();
+    expect_no_residue("oci-cni");
+    const auto links = run({"/usr/bin/ip", "-n", ns, "-o", "link", "show"});
+    EXPECT_EQ(links.out.find("stk-"), std::string::npos)
+        << "the tap outlived the run: " << links.out;
+    EXPECT_NE(links.out.find("eth0"), std::string::npos) << links.describe();
+
+    EXPECT_EQ(cni("DEL").status, 0);
+    (void)run({"/usr/bin/ip", "netns", "del", ns});
+    (void)run({"/usr/bin/ip", "link", "del", "stkcni0"});
+}
+
 TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
     const std::string id = "oci-task";
     auto started =

@@ -72,6 +72,8 @@ std::vector<Job> sample_jobs() {
                        JobNet{"ff:ff:ff:ff:ff:00", "0.0.0.0/32"},
                        0xffff'fffeu});
     jobs.push_back(Job{{"y"}, {}, "/", "one", {}, JobNet{"02:00:00:00:00:01", "10.1.2.3/1"}, 1u});
+    jobs.push_back(Job{
+        {"cni"}, {}, "/", "cni", {}, JobNet{"0a:58:0a:58:00:05", "10.88.0.5/16", "10.88.0.1"}, 1u});
     jobs.push_back(Job{{"sleep", "9"}, {}, "/", "created", {}, {}, 1028u, true});
     // An OCI container's process: everything set, and root with nothing but the defaults.
     JobProcess oci;
@@ -213,9 +215,13 @@ TEST(JobFiles, RefusesAMalformedNet) {
           "169.254.10.-2/16", "169.254.10.+2/16", "a.b.c.d/8", ""})
         expect_refused(with(&JobFiles::net, std::string("02:1a:2b:3c:4d:5e ") + ip), kJobNet,
                        "is not an address A.B.C.D/N");
-    for (const char* bad : {"02:1a:2b:3c:4d:5e", "02:1a:2b:3c:4d:5e  169.254.10.2/16",
-                            "02:1a:2b:3c:4d:5e 169.254.10.2/16 x", ""})
-        expect_refused(with(&JobFiles::net, bad), kJobNet, "is not \"MAC A.B.C.D/N\"");
+    for (const char* bad :
+         {"02:1a:2b:3c:4d:5e", "02:1a:2b:3c:4d:5e  169.254.10.2/16",
+          "02:1a:2b:3c:4d:5e 169.254.10.2/16 10.0.0.1 x", "02:1a:2b:3c:4d:5e 169.254.10.2/16 ", ""})
+        expect_refused(with(&JobFiles::net, bad), kJobNet, "is not \"MAC A.B.C.D/N [GATEWAY]\"");
+    for (const char* gw : {"x", "10.0.0.1/8", "10.0.0.256", "10.0.0", "010.0.0.1"})
+        expect_refused(with(&JobFiles::net, std::string("02:1a:2b:3c:4d:5e 169.254.10.2/16 ") + gw),
+                       kJobNet, "is not a gateway address A.B.C.D");
 }
 
 TEST(JobFiles, RefusesAMalformedVsockPort) {

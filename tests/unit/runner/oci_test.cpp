@@ -206,8 +206,10 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
              j["linux"]["namespaces"].push_back({{"type", "user"}});
          },
          "linux.namespaces[5]: a user namespace"},
-        {[](json& j) { j["linux"]["namespaces"][4]["path"] = "/var/run/netns/cni-1"; },
-         "linux.namespaces[4].path: joining an existing namespace"},
+        {[](json& j) { j["linux"]["namespaces"][0]["path"] = "/proc/1/ns/pid"; },
+         "linux.namespaces[0].path: joining an existing namespace"},
+        {[](json& j) { j["linux"]["namespaces"][4]["path"] = "run/netns/cni-1"; },
+         "linux.namespaces[4].path: \"run/netns/cni-1\" is not an absolute path"},
         {[](json& j) {
              j["linux"]["uidMappings"] = {{{"containerID", 0}}};
          },
@@ -391,6 +393,28 @@ TEST(OciBundle, BoundFilesAreCopiedInAndDirectoriesRefused) {
     ASSERT_TRUE(read_copied_files(*setid));
     EXPECT_EQ(setid->process.settings.mounts.at(setid->copy_sources[0].first).data, "755");
     EXPECT_FALSE(setid->process.settings.mounts.at(setid->copy_sources[1].first).source.empty());
+}
+
+// CNI's network namespace (what CRI and `ctr run --with-ns network:PATH` put in the config):
+// the sandbox's network device is made there.
+TEST(OciBundle, ACniNetworkNamespaceBecomesTheSandboxsNetwork) {
+    json config = containerd_default();
+    auto plain = parse(config);
+    ASSERT_TRUE(plain) << plain.error().message;
+    EXPECT_EQ(plain->network_namespace, "");
+    for (const std::string& a : create_args(*plain, "c1", "/img"))
+        EXPECT_NE(a, "--net") << "no namespace named: no network but loopback";
+    config["linux"]["namespaces"][4]["path"] = "/var/run/netns/cni-1";
+    auto c = parse(config);
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->network_namespace, "/var/run/netns/cni-1");
+    const auto args = create_args(*c, "c1", "/img");
+    const auto net = std::find(args.begin(), args.end(), "--net");
+    ASSERT_NE(net, args.end());
+    EXPECT_EQ(*(net + 1), "netns=/var/run/netns/cni-1");
+    auto run = parse_create_args(args);
+    ASSERT_TRUE(run) << run.error().message;
+    EXPECT_EQ(run->spec.device<NetKind>()->netns, "/var/run/netns/cni-1");
 }
 
 TEST(OciBundle, UnknownPropertiesAreIgnoredAsTheSpecAsks) {

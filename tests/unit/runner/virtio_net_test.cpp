@@ -925,6 +925,27 @@ TEST(NetDeviceSpec, AnExistingTapRefusesHostSideKeysByName) {
     }
 }
 
+// netns=PATH: the namespace's interface is the guest's, so only the datapath and the queue
+// count may be chosen.
+TEST(NetDeviceSpec, ANetworkNamespaceTakesOnlyTheDatapathAndQueues) {
+    auto s = parse_net_device_spec("netns=/var/run/netns/cni-1,vhost=on,queues=2");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(s->netns, "/var/run/netns/cni-1");
+    EXPECT_EQ(s->netsetup, "queues=2");
+    EXPECT_EQ(s->vhost, VhostMode::on);
+    for (const std::string item : {"mac=02:11:22:33:44:55", "bridge=br0", "tap=tap0", "vlan=10",
+                                   "filter=off", "addr=10.0.0.2/24"}) {
+        const std::string text = "netns=/run/netns/x," + item;
+        auto r = parse_net_device_spec(text);
+        ASSERT_FALSE(r) << text;
+        const std::string key = item.substr(0, item.find('='));
+        EXPECT_NE(r.error().message.find("--net: " + key + ": "), std::string::npos)
+            << r.error().message;
+    }
+    for (const char* bad : {"netns=", "netns=run/netns/x", "netns=/a,netns=/b"})
+        EXPECT_FALSE(parse_net_device_spec(bad)) << bad;
+}
+
 TEST(NetDeviceSpec, AnExistingTapNeedsAnInterfaceName) {
     for (const char* bad : {"tap=", "tap=1234567890123456", "tap=a/b", "tap=.", "tap=..", "tap=a b",
                             "tap=tap%d", "tap=a,tap=b"}) {
