@@ -206,14 +206,22 @@ TEST_F(Oci, ACniNetworkNamespaceIsTheGuestsNetwork) {
     const std::string address = result["ips"][0]["address"];  // e.g. 169.254.77.2/24
     ASSERT_TRUE(address.starts_with("169.254.77.")) << added.out;
 
-    const auto r =
-        ctr(ctr_run({"--with-ns", "network:" + netns, "--rm", kImage, "oci-cni", "sh", "-c",
-                     "ip -4 -o addr show; ip route; ping -c 2 -W 10 169.254.77.1 "
-                     ">/dev/null && echo reached the gateway"}));
+    // Then the guest turns hostile: frames from any other MAC go nowhere (the gateway stops
+    // answering) until it takes the veth's MAC back.
+    const auto r = ctr(ctr_run(
+        {"--with-ns", "network:" + netns, "--cap-add", "CAP_NET_ADMIN", "--rm", kImage, "oci-cni",
+         "sh", "-c",
+         "ip -4 -o addr show; ip route; ping -c 2 -W 10 169.254.77.1 >/dev/null && echo reached "
+         "the gateway; mac=$(cat /sys/class/net/eth0/address); ip link set eth0 address "
+         "02:00:00:00:00:99; ip neigh flush dev eth0; ping -c 2 -W 3 169.254.77.1 >/dev/null || "
+         "echo spoofed frames dropped; ip link set eth0 address $mac; ping -c 2 -W 10 "
+         "169.254.77.1 >/dev/null && echo reached it again"}));
     EXPECT_EQ(r.status, 0) << r.describe();
     EXPECT_NE(r.out.find("inet " + address), std::string::npos) << r.describe();
     EXPECT_NE(r.out.find("default via 169.254.77.1"), std::string::npos) << r.describe();
     EXPECT_NE(r.out.find("reached the gateway"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("spoofed frames dropped"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("reached it again"), std::string::npos) << r.describe();
     expect_no_residue("oci-cni");
     const auto links = run({"/usr/bin/ip", "-n", ns, "-o", "link", "show"});
     EXPECT_EQ(links.out.find("stk-"), std::string::npos)
