@@ -253,16 +253,29 @@ void configure_network(const stockade::JobNet& net) {
     if (!interface_up(sock, ifname, &addr, prefix->length))
         fail(abi::InitFailure::network, ifname.c_str());
     if (!net.gateway.empty()) {
+        // A route to the gateway on the link first: CNI plugins that give a /32 address
+        // (Calico, Cilium) have a gateway outside it. Then the default route through it.
         const auto gw = stockade::parse_ipv4_prefix(net.gateway + "/32");
-        rtentry route{};
-        auto* dst = reinterpret_cast<sockaddr_in*>(&route.rt_dst);
-        auto* mask = reinterpret_cast<sockaddr_in*>(&route.rt_genmask);
-        auto* via = reinterpret_cast<sockaddr_in*>(&route.rt_gateway);
-        dst->sin_family = mask->sin_family = via->sin_family = AF_INET;
-        via->sin_addr.s_addr = htonl(gw ? gw->address : 0);
-        route.rt_flags = RTF_UP | RTF_GATEWAY;
-        if (!gw || ::ioctl(sock, SIOCADDRT, &route) != 0)
-            fail(abi::InitFailure::network, ("a default route via " + net.gateway).c_str());
+        if (!gw) fail_with(abi::InitFailure::network, "the job's gateway " + net.gateway);
+        for (bool on_link : {true, false}) {
+            rtentry route{};
+            auto* dst = reinterpret_cast<sockaddr_in*>(&route.rt_dst);
+            auto* mask = reinterpret_cast<sockaddr_in*>(&route.rt_genmask);
+            auto* via = reinterpret_cast<sockaddr_in*>(&route.rt_gateway);
+            dst->sin_family = mask->sin_family = via->sin_family = AF_INET;
+            if (on_link) {
+                dst->sin_addr.s_addr = htonl(gw->address);
+                mask->sin_addr.s_addr = 0xffffffffu;
+                route.rt_flags = RTF_UP | RTF_HOST;
+                route.rt_dev = ifname.data();
+            } else {
+                via->sin_addr.s_addr = htonl(gw->address);
+                route.rt_flags = RTF_UP | RTF_GATEWAY;
+            }
+            if (::ioctl(sock, SIOCADDRT, &route) != 0 && !(on_link && errno == EEXIST))
+                fail(abi::InitFailure::network,
+                     ((on_link ? "a route to " : "a default route via ") + net.gateway).c_str());
+        }
     }
     ::close(sock);
 }

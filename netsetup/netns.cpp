@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if_ether.h>
+#include <linux/magic.h>
 #include <linux/nsfs.h>
 #include <linux/pkt_cls.h>
 #include <linux/rtnetlink.h>
@@ -11,6 +12,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "netsetup/link.hpp"
 #include "netsetup/tap.hpp"
@@ -50,21 +52,47 @@ Result<std::string> default_gateway(Netlink& nl, int ifindex) {
     rt.rtm_family = AF_INET;
     auto msg = STOCKADE_TRY(new_message(RTM_GETROUTE, NLM_F_DUMP, rt, 64));
     std::string found;
+    std::uint32_t best = 0;
     STOCKADE_TRY_VOID(nl.request(msg.get(), "listing IPv4 routes", [&](nlmsghdr* hdr) {
-        if (hdr->nlmsg_type != RTM_NEWROUTE || !found.empty()) return;
+        if (hdr->nlmsg_type != RTM_NEWROUTE) return;
         const auto* r = static_cast<rtmsg*>(nlmsg_data(hdr));
-        if (r->rtm_family != AF_INET || r->rtm_dst_len != 0 || r->rtm_table != RT_TABLE_MAIN)
+        if (r->rtm_family != AF_INET || r->rtm_dst_len != 0 || r->rtm_table != RT_TABLE_MAIN ||
+            r->rtm_type != RTN_UNICAST)
             return;
         nlattr* tb[RTA_MAX + 1] = {};
         if (nlmsg_parse(hdr, sizeof(rtmsg), tb, RTA_MAX, nullptr) < 0) return;
         if (!tb[RTA_GATEWAY] || nla_len(tb[RTA_GATEWAY]) != 4) return;
         if (tb[RTA_OIF] && static_cast<int>(nla_get_u32(tb[RTA_OIF])) != ifindex) return;
+        const std::uint32_t metric = tb[RTA_PRIORITY] ? nla_get_u32(tb[RTA_PRIORITY]) : 0;
+        if (!found.empty() && metric >= best) return;
         found = ipv4_text(nla_data(tb[RTA_GATEWAY]));
+        best = metric;
     }));
     return found;
 }
 
+// The priority of the veth's redirect (the only filter stockade puts there).
+constexpr std::uint16_t kVethPrio = 1;
+
 }  // namespace
+
+NetnsJoin::~NetnsJoin() {
+    (void)close();
+}
+
+Result<> NetnsJoin::close() {
+    if (!netns_) return {};
+    const int veth = veth_;
+    auto removed = in_netns<bool>(netns_.get(), [veth]() -> Result<bool> {
+        auto nl = STOCKADE_TRY(Netlink::connect());
+        STOCKADE_TRY_VOID(tc::delete_filter(nl, veth, tc::kIngress, kVethPrio,
+                                            "removing the veth's redirect to the sandbox"));
+        return true;
+    });
+    netns_.reset();
+    if (!removed) return std::unexpected(std::move(removed).error());
+    return {};
+}
 
 namespace detail {
 Result<> enter_netns(int netns) {
@@ -74,7 +102,13 @@ Result<> enter_netns(int netns) {
 }  // namespace detail
 
 Result<UniqueFd> open_netns(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    const UniqueFd where(::open(path.c_str(), O_PATH | O_CLOEXEC));
+    if (!where) return fail_sys(fmt::format("network namespace {}", path));
+    struct statfs fs {};
+    if (::fstatfs(where.get(), &fs) != 0 || fs.f_type != NSFS_MAGIC)
+        return fail("{} is not a namespace", path);
+    const std::string self = fmt::format("/proc/self/fd/{}", where.get());
+    UniqueFd fd(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (!fd) return fail_sys(fmt::format("network namespace {}", path));
     if (::ioctl(fd.get(), NS_GET_NSTYPE) != CLONE_NEWNET)
         return fail("{} is not a network namespace", path);
@@ -90,17 +124,18 @@ Result<UniqueFd> open_netns(const std::string& path) {
 
 Result<NetnsInterface> find_netns_interface(Netlink& nl) {
     const auto links = STOCKADE_TRY(list_links(nl));
-    std::vector<const LinkInfo*> others;
-    for (const LinkInfo& l : links)
-        if ((l.flags & IFF_LOOPBACK) == 0) others.push_back(&l);
-    if (others.size() != 1)
-        return fail(
-            "the network namespace has {} interfaces besides lo; expected the one veth CNI made",
-            others.size());
-    const LinkInfo& veth = *others.front();
-    if (veth.kind != "veth")
-        return fail("{} in the network namespace is {}, not a veth", veth.name,
-                    veth.kind.empty() ? "a plain device" : veth.kind);
+    std::vector<const LinkInfo*> veths;
+    for (const LinkInfo& l : links) {
+        if ((l.flags & IFF_LOOPBACK) != 0) continue;
+        if (l.kind == "veth")
+            veths.push_back(&l);
+        else if (l.is_up())
+            return fail("{} in the network namespace is up and {}, not a veth", l.name,
+                        l.kind.empty() ? "a plain device" : l.kind);
+    }
+    if (veths.size() != 1)
+        return fail("the network namespace has {} veths; expected the one CNI made", veths.size());
+    const LinkInfo& veth = *veths.front();
     if (!veth.address) return fail("{} has no MAC address", veth.name);
     NetnsInterface out{veth.ifindex, veth.name, *veth.address, veth.mtu, {}, {}};
     out.address = STOCKADE_TRY(ipv4_address(nl, veth.ifindex));
@@ -132,13 +167,16 @@ Result<std::vector<UniqueFd>> join_tap_to(Netlink& nl, const NetnsInterface& vet
         nl, t, tc::kIngress, 1, tc::MacMatch{true, veth.mac.bytes, exact}, to_veth.get(), out));
     auto drop = STOCKADE_TRY(tc::verdict(TC_ACT_SHOT, out));
     STOCKADE_TRY_VOID(tc::add_flower(nl, t, tc::kIngress, 2, std::nullopt, drop.get(), out));
-    // Everything that reaches the veth: to the guest.
+    STOCKADE_TRY_VOID(set_link_up(nl, t, tap, true));
+    // Everything that reaches the veth: to the guest. Last: nothing after it can fail.
     const auto in = fmt::format("redirecting {}'s frames to {}", veth.name, tap);
     STOCKADE_TRY_VOID(tc::add_clsact(nl, veth.ifindex, in, false));
     auto to_tap = STOCKADE_TRY(tc::redirect_to(t, in));
-    STOCKADE_TRY_VOID(
-        tc::add_flower(nl, veth.ifindex, tc::kIngress, 1, std::nullopt, to_tap.get(), in, true));
-    STOCKADE_TRY_VOID(set_link_up(nl, t, tap, true));
+    auto added =
+        tc::add_flower(nl, veth.ifindex, tc::kIngress, kVethPrio, std::nullopt, to_tap.get(), in);
+    if (!added && added.error().code == EEXIST)
+        return fail("{}: the veth is joined to another sandbox already", in);
+    STOCKADE_TRY_VOID(std::move(added));
     return fds;
 }
 

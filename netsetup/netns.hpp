@@ -31,7 +31,9 @@ struct NetnsInterface {
 };
 
 // Opens `path` and checks that it is a network namespace, and not this process's own (the
-// host's: its interface must never be handed to a guest).
+// host's: its interface must never be handed to a guest). The path is looked at (O_PATH)
+// before anything is opened for reading: a FIFO, a device or a terminal named there is
+// refused without being opened.
 [[nodiscard]] Result<UniqueFd> open_netns(const std::string& path);
 
 // Runs `fn` on a thread of its own that joined the network namespace `netns` (setns): netlink
@@ -39,15 +41,33 @@ struct NetnsInterface {
 template <typename T, typename F>
 [[nodiscard]] Result<T> in_netns(int netns, F&& fn);
 
-// In the namespace: its one interface besides lo, which must be a veth, with an IPv4
-// address; the default route's gateway when there is one through it.
+// In the namespace: its one veth, with an IPv4 address; the default route's gateway when
+// there is one through it (the lowest metric's). Other interfaces may be there only down (the
+// tunnel devices the kernel puts in every namespace, tunl0 and the like).
 [[nodiscard]] Result<NetnsInterface> find_netns_interface(Netlink& nl);
 
 // In the namespace: a non-persistent tap `tap` with `queues` queues (gone with its last
 // descriptor), the veth's MTU, up, without host addresses, joined to the veth as above. The
-// veth's rules replace those of an earlier sandbox in the same namespace.
+// veth's redirect comes last, and is refused when the veth has one already (another
+// sandbox's: a namespace is one sandbox's at a time).
 [[nodiscard]] Result<std::vector<UniqueFd>> join_tap_to(Netlink& nl, const NetnsInterface& veth,
                                                         std::string_view tap, unsigned queues);
+
+// The veth's redirect, removed when this goes (from a thread in the namespace): the
+// namespace is left as CNI made it. The tap's rules go with the tap.
+class NetnsJoin {
+  public:
+    NetnsJoin(UniqueFd netns, int veth_ifindex) : netns_(std::move(netns)), veth_(veth_ifindex) {}
+    NetnsJoin(NetnsJoin&&) noexcept = default;
+    NetnsJoin& operator=(NetnsJoin&&) noexcept = default;
+    ~NetnsJoin();
+    // Removes the redirect now; idempotent.
+    Result<> close();
+
+  private:
+    UniqueFd netns_;
+    int veth_ = 0;
+};
 
 // ---- implementation of the template ----
 namespace detail {

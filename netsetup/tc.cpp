@@ -1,7 +1,9 @@
 #include "netsetup/tc.hpp"
 
+#include <arpa/inet.h>
 #include <linux/if_ether.h>
 #include <linux/pkt_cls.h>
+#include <linux/rtnetlink.h>
 #include <netlink/route/act/gact.h>
 #include <netlink/route/act/mirred.h>
 #include <netlink/route/cls/flower.h>
@@ -73,6 +75,22 @@ Result<> add_flower(Netlink& nl, int ifindex, std::uint32_t parent, std::uint16_
                  what));
     NlPtr<nl_msg> msg(raw);
     return nl.request(msg.get(), what);
+}
+
+Result<> delete_filter(Netlink& nl, int ifindex, std::uint32_t parent, std::uint16_t prio,
+                       std::string_view what) {
+    tcmsg t{};
+    t.tcm_family = AF_UNSPEC;
+    t.tcm_ifindex = ifindex;
+    t.tcm_parent = parent;
+    // tcm_info: priority in the upper half, protocol (network order) in the lower.
+    t.tcm_info = TC_H_MAKE(static_cast<std::uint32_t>(prio) << 16, htons(ETH_P_ALL));
+    auto msg = STOCKADE_TRY(new_message(RTM_DELTFILTER, 0, t, 0));
+    auto done = nl.request(msg.get(), what);
+    if (!done &&
+        (done.error().code == ENOENT || done.error().code == ENODEV || done.error().code == EINVAL))
+        return {};  // gone with its interface or its qdisc
+    return done;
 }
 
 }  // namespace stockade::net::tc

@@ -39,4 +39,8 @@ struct MacMatch {
                                   std::uint16_t prio, const std::optional<MacMatch>& match,
                                   rtnl_act* action, std::string_view what, bool replace = false);
 
+// Removes the filter at `prio` of `parent` (all its handles); one already gone is no error.
+[[nodiscard]] Result<> delete_filter(Netlink& nl, int ifindex, std::uint32_t parent,
+                                     std::uint16_t prio, std::string_view what);
+
 }  // namespace stockade::net::tc

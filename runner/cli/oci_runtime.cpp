@@ -240,10 +240,8 @@ int create(std::span<const std::string> args) {
     if (c->process.oom_score_adj)
         // The VM's host processes inherit it: the host's OOM killer weighs the whole VM.
         (void)write_file("/proc/self/oom_score_adj", std::to_string(*c->process.oom_score_adj));
-    // A terminal: its slave is the sandbox's stdio (our own three, which the sandbox
-    // inherits), ours again once it runs.
+    // A terminal: its slave is the sandbox's stdio; ours stay the engine's.
     std::optional<oci::ConsolePty> pty;
-    std::array<UniqueFd, 3> ours;
     if (spec.terminal) {
         auto opened = oci::open_console_pty();
         if (!opened) {
@@ -251,15 +249,10 @@ int create(std::span<const std::string> args) {
             return refused(opened.error().message);
         }
         pty = std::move(*opened);
-        for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
-            ours[static_cast<std::size_t>(fd)] = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
-            ::dup2(pty->slave.get(), fd);
-        }
-        pty->slave.reset();
+        spec.terminal_fd = pty->slave.get();
     }
     const int rc = run_detached(std::move(spec), false);
-    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO})
-        if (const UniqueFd& o = ours[static_cast<std::size_t>(fd)]; o) ::dup2(o.get(), fd);
+    if (pty) pty->slave.reset();
     if (rc != 0) {
         remove_container_image(id);
         return rc;

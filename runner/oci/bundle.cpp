@@ -312,6 +312,11 @@ Result<> parse_linux(const json& config, Container& out) {
             if (type == "network" && path && !path->empty()) {
                 if (path->front() != '/')
                     return fail("{}path: {:?} is not an absolute path", where, *path);
+                // It travels in --net netns=PATH, whose items a comma separates.
+                if (std::ranges::any_of(*path, [](char c) {
+                        return c == ',' || static_cast<unsigned char>(c) < 0x20;
+                    }))
+                    return fail("{}path: {:?} has a comma or a control character", where, *path);
                 out.network_namespace = *path;
             } else {
                 STOCKADE_TRY_VOID(refuse_if_set(

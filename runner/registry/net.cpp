@@ -129,8 +129,11 @@ Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec& spec, ClaimCont
             });
         if (!taps) return std::unexpected(std::move(taps).error().context("--net netns"));
         handed.taps = std::move(*taps);
-        handed.netns.reset();  // the sandbox gets the tap, never the namespace
-        return Host{};         // the tap goes with its descriptors; the namespace is the engine's
+        // The sandbox gets the tap, never the namespace; the supervisor removes the veth's
+        // redirect at the end (the tap goes with its descriptors).
+        Host host;
+        host.netns.emplace(std::move(handed.netns), handed.veth->ifindex);
+        return host;
     }
     if (spec->existing_tap) {
         handed.taps.push_back(STOCKADE_TRY(attach_existing_tap(handed.spec)));
@@ -144,7 +147,7 @@ Result<NetKind::Host> NetKind::claim(Handed& handed, const Spec& spec, ClaimCont
     if (fds.size() != handed.spec.queues)
         return fail("--net: expected {} tap queues, got {}", handed.spec.queues, fds.size());
     handed.taps = std::move(fds);
-    return Host(std::move(*handle));
+    return Host{std::move(*handle), std::nullopt};
 }
 
 std::vector<int> NetKind::fds(const Handed& handed) {

@@ -32,8 +32,13 @@ struct NetKind {
         UniqueFd netns;
         std::optional<net::NetnsInterface> veth;
     };
-    // Tears the tap (and its filter) down; none for an existing tap, which is the user's.
-    using Host = std::optional<net::NetworkHandle>;
+    // What goes when the sandbox goes: a tap stockade made (and its bridge port and filter),
+    // or the redirect put on a network namespace's veth; nothing for an existing tap, which
+    // is the user's.
+    struct Host {
+        std::optional<net::NetworkHandle> network;
+        std::optional<net::NetnsJoin> netns;
+    };
 
     static void add_options(CLI::App& app, Options& options);
     [[nodiscard]] static Result<> apply(const Options& options, Spec& spec);

@@ -48,6 +48,10 @@ struct SandboxSpec {
     // The workload runs on a terminal in the guest (guest/abi.hpp, kJobTerminal); the
     // caller's stdin is a terminal too, whose window size the guest's follows
     bool terminal = false;
+    // With `terminal` and inherit_stdio: the caller's terminal (the slave of the pseudo-terminal
+    // an OCI create made), the sandbox's stdin, stdout and stderr instead of the caller's own
+    // three, which stay the caller's (its errors go to the engine). Not owned.
+    int terminal_fd = -1;
     std::string oci_bundle;  // its bundle directory, for the state file
     // The arguments `run` or `create` was given, as given: a snapshot keeps them and its
     // restore parses them again (the state file records them).

@@ -111,8 +111,8 @@ StateRecord first_record(const SandboxSpec& spec, std::string_view id) {
 HostRecord host_record(const HostSetup& host, const SupervisorState& supervisor) {
     HostRecord r{host.leaf.path(), host.root.path(), {}, {}};
     if (host.label) r.mcs_file = host.label->reservation.path();
-    if (const auto& net = part_of<NetKind>(supervisor.hosts); net && *net)
-        for (const auto& res : (*net)->state().resources)
+    if (const auto& net = part_of<NetKind>(supervisor.hosts); net && net->network)
+        for (const auto& res : net->network->state().resources)
             if (res.kind == net::ResourceKind::tap) r.taps.push_back(res.link);
     return r;
 }
@@ -197,9 +197,10 @@ Result<UniqueFd> copy_of(int fd) {
 Result<> open_detached_stdio(RunContext& run) {
     if (!run.spec.detach) return {};
     if (run.spec.inherit_stdio) {
-        run.stdio.null = STOCKADE_TRY(copy_of(STDIN_FILENO));
-        run.stdio.out = STOCKADE_TRY(copy_of(STDOUT_FILENO));
-        run.stdio.err = STOCKADE_TRY(copy_of(STDERR_FILENO));
+        const int tty = run.spec.terminal_fd;
+        run.stdio.null = STOCKADE_TRY(copy_of(tty >= 0 ? tty : STDIN_FILENO));
+        run.stdio.out = STOCKADE_TRY(copy_of(tty >= 0 ? tty : STDOUT_FILENO));
+        run.stdio.err = STOCKADE_TRY(copy_of(tty >= 0 ? tty : STDERR_FILENO));
         return {};
     }
     StateRecord& r = run.state->record();
@@ -215,9 +216,11 @@ Result<> open_detached_stdio(RunContext& run) {
 // before the spec and policy passed every check.
 Result<> prepare_run(RunContext& run) {
     // Descriptors inherited from whoever started us are never the sandbox's.
-    // Kept: the ready pipe and the log file (--log-path), when there are any.
+    // Kept: the ready pipe, the log file (--log-path) and an OCI create's terminal, when
+    // there are any.
     std::vector<int> keep;
     if (run.ready) keep.push_back(run.ready.get());
+    if (run.spec.terminal_fd >= 0) keep.push_back(run.spec.terminal_fd);
     if (log::output_fd() != STDERR_FILENO) keep.push_back(log::output_fd());
     close_fds_except(keep);
     if (run.spec.detach && ::geteuid() != 0)

@@ -217,7 +217,8 @@ class Sandbox final : public api::ApiController {
     // The workload runs (false only for a sandbox made with `create`, until start).
     std::atomic<bool> started_{!res_.spec.wait_for_start};
     std::atomic<std::uint32_t> window_{0};  // a terminal's rows << 16 | columns
-    std::mutex start_mu_;                   // one start at a time
+    std::mutex window_mu_;
+    std::mutex start_mu_;  // one start at a time
     std::mutex tasks_mu_;
     std::vector<std::function<void()>> loop_tasks_;
     ConsoleTail console_;
@@ -454,6 +455,9 @@ void Sandbox::read_window_size() {
 
 void Sandbox::send_window_size() {
     if (!res_.spec.terminal || !relay_ || !relay_->control_connected()) return;
+    // One at a time, the size read under the lock: a start (API thread) and a resize (event
+    // loop) at once never leave the older size last.
+    std::lock_guard lock(window_mu_);
     guest_control::Message m{guest_control::MessageType::resize, 0, std::nullopt};
     const std::uint32_t w = window_;
     m.window = {static_cast<std::uint16_t>(w >> 16), static_cast<std::uint16_t>(w & 0xffff)};

@@ -227,6 +227,15 @@ TEST_F(Oci, ACniNetworkNamespaceIsTheGuestsNetwork) {
     EXPECT_EQ(links.out.find("stk-"), std::string::npos)
         << "the tap outlived the run: " << links.out;
     EXPECT_NE(links.out.find("eth0"), std::string::npos) << links.describe();
+    // The veth's redirect went with the sandbox: the namespace is CNI's again, and the next
+    // container in it gets the network in turn.
+    const auto filters =
+        run({"/usr/sbin/tc", "-n", ns, "filter", "show", "dev", "eth0", "ingress"});
+    EXPECT_EQ(filters.out.find("mirred"), std::string::npos) << filters.describe();
+    const auto again =
+        ctr(ctr_run({"--with-ns", "network:" + netns, "--rm", kImage, "oci-cni2", "sh", "-c",
+                     "ping -c 1 -W 10 169.254.77.1 >/dev/null && echo up"}));
+    EXPECT_EQ(again.out, "up\n") << again.describe();
 
     EXPECT_EQ(cni("DEL").status, 0);
     (void)run({"/usr/bin/ip", "netns", "del", ns});

@@ -210,6 +210,8 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
          "linux.namespaces[0].path: joining an existing namespace"},
         {[](json& j) { j["linux"]["namespaces"][4]["path"] = "run/netns/cni-1"; },
          "linux.namespaces[4].path: \"run/netns/cni-1\" is not an absolute path"},
+        {[](json& j) { j["linux"]["namespaces"][4]["path"] = "/run/netns/x,vhost=off"; },
+         "linux.namespaces[4].path: \"/run/netns/x,vhost=off\" has a comma"},
         {[](json& j) {
              j["linux"]["uidMappings"] = {{{"containerID", 0}}};
          },
