@@ -128,6 +128,8 @@ inline constexpr std::string_view kJobTerminal = "/stockade/terminal";
 //   mounts                           the mount lines replace the default /proc, /sys, /dev
 //   mount TYPE SOURCE DESTINATION FLAGS DATA   FLAGS hex (MS_*), DATA may be empty
 //   read-only-root                   the root disk is remounted read-only after the mounts
+//   umask MODE                       octal, 0 to 777
+//   pids-max N                       decimal, 1 or more: the container's processes at most
 //   mount copy HEX DESTINATION FLAGS MODE      a file of those bytes (hex), MODE octal
 //   sysctl KEY VALUE                 KEY of [A-Za-z0-9_.-], VALUE without tab or newline
 //   seccomp HEX                      a BPF program: 1 to 4096 struct sock_filter, in hex

@@ -299,6 +299,40 @@ Job load_job() {
 
 // The workload's root disk is mounted here, with proc, sys and dev inside it.
 constexpr const char* kNewRoot = "/run/stockade-root";
+
+// The container's cgroup in the guest (JobProcess::pids_max): the workload and every exec
+// join it before their command runs, so the pids controller counts them all.
+constexpr const char* kCgroupRoot = "/run/stockade-cgroup";
+constexpr const char* kContainerCgroup = "/run/stockade-cgroup/container";
+
+bool write_text(const std::string& path, const std::string& text) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    const bool ok =
+        fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    if (fd >= 0) ::close(fd);
+    return ok;
+}
+
+// PID 1, at boot: cgroup v2 where nothing in the container sees it, the pids controller for
+// the root's children, and the container's cgroup with its limit.
+void make_container_cgroup(std::uint64_t pids_max) {
+    ::mkdir(kCgroupRoot, 0700);
+    if (::mount("cgroup2", kCgroupRoot, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) !=
+            0 ||
+        !write_text(std::string(kCgroupRoot) + "/cgroup.subtree_control", "+pids") ||
+        (::mkdir(kContainerCgroup, 0755) != 0 && errno != EEXIST) ||
+        !write_text(std::string(kContainerCgroup) + "/pids.max", std::to_string(pids_max)))
+        fail(abi::InitFailure::mount, "the container's cgroup (its pids limit)");
+}
+
+// In a child about to run the container's command.
+void join_container_cgroup(const Job& job) {
+    if (!job.process || !job.process->pids_max) return;
+    if (!write_text(std::string(kContainerCgroup) + "/cgroup.procs", "0")) {
+        say("joining the container's cgroup: %s", std::strerror(errno));
+        ::_exit(126);
+    }
+}
 constexpr const char* kRootMounts[] = {"/proc", "/sys", "/dev"};
 
 [[noreturn]] void fail_root(const std::string& what) {
@@ -670,6 +704,7 @@ void load_seccomp(const std::string& program) {
 // (keeping the permitted set across setuid), the other sets, ambient, no_new_privs. Any
 // step that fails ends it with 126: the command never runs with more than it was given.
 void become(const stockade::JobProcess& p) {
+    if (p.umask) ::umask(static_cast<mode_t>(*p.umask));
     for (const stockade::JobRlimit& r : p.rlimits) {
         const rlimit lim{static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)};
         if (::setrlimit(static_cast<__rlimit_resource>(r.resource), &lim) != 0)
@@ -714,6 +749,7 @@ void become(const stockade::JobProcess& p) {
 [[noreturn]] void exec_command(const Job& job, const std::vector<std::string>& args,
                                const std::vector<std::string>& env, const std::string& workdir) {
     default_signals();
+    join_container_cgroup(job);
     if (!job.root.device.empty() && (::chroot(kNewRoot) != 0 || ::chdir("/") != 0)) {
         say("chroot %s: %s", kNewRoot, std::strerror(errno));
         ::_exit(126);
@@ -1257,6 +1293,9 @@ int main() {
         mount_or_fail("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                       "newinstance,ptmxmode=0666,mode=0620");
     }
+    // Before the root disk's own mounts: a container that mounts cgroup2 read-only would
+    // otherwise make the one superblock read-only for this mount too.
+    if (job.process && job.process->pids_max) make_container_cgroup(*job.process->pids_max);
     if (!job.root.device.empty()) mount_root(job);
 
     int console = ::open("/dev/ttyS0", O_RDWR | O_NOCTTY | O_CLOEXEC);

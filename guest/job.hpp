@@ -82,6 +82,10 @@ struct JobProcess {
     // last before the command runs (before the user changes when no_new_privileges is off, so
     // that CAP_SYS_ADMIN allows it); empty: none
     std::string seccomp;
+    std::optional<std::uint32_t> umask{};  // the file mode creation mask (0 to 0777)
+    // The container's processes (the workload and every exec) at most this many, through a
+    // cgroup of their own in the guest (the pids controller); nullopt: no limit
+    std::optional<std::uint64_t> pids_max{};
     bool operator==(const JobProcess&) const = default;
 };
 

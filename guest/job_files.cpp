@@ -169,6 +169,12 @@ std::string process_text(const JobProcess& p) {
     if (p.no_new_privileges) out += "no-new-privileges\n";
     if (p.own_mounts) out += "mounts\n";
     if (p.read_only_root) out += "read-only-root\n";
+    if (p.umask) {
+        char mode[16];
+        std::snprintf(mode, sizeof mode, "%o", static_cast<unsigned>(*p.umask));
+        out += std::string("umask\t") + mode + "\n";
+    }
+    if (p.pids_max) out += "pids-max\t" + std::to_string(*p.pids_max) + "\n";
     for (const JobMount& m : p.mounts)
         out += "mount\t" + m.type + "\t" + (m.type == kCopyMount ? hex_bytes(m.source) : m.source) +
                "\t" + m.destination + "\t" + hex(m.flags) + "\t" + m.data + "\n";
@@ -226,6 +232,18 @@ bool process_line(std::string_view line, JobProcess& p) {
     if (key == "no-new-privileges" && f.size() == 1) return p.no_new_privileges = true;
     if (key == "mounts" && f.size() == 1) return p.own_mounts = true;
     if (key == "read-only-root" && f.size() == 1) return p.read_only_root = true;
+    if (key == "umask" && f.size() == 2) {
+        const auto mode = number(f[1], 8, 0777);
+        if (!mode) return false;
+        p.umask = static_cast<std::uint32_t>(*mode);
+        return true;
+    }
+    if (key == "pids-max" && f.size() == 2) {
+        const auto n = number(f[1], 10, ~std::uint64_t{0});
+        if (!n || *n == 0) return false;
+        p.pids_max = *n;
+        return true;
+    }
     if (key == "mount" && f.size() == 6) {
         const auto flags = number(f[4], 16, ~std::uint64_t{0});
         if (f[1].empty() || !absolute_path(f[3]) || !flags) return false;

@@ -476,9 +476,10 @@ int exec(std::span<const std::string> args) {
         // container's alone and applies to every exec.
         if (mine.uid != theirs.uid || mine.gid != theirs.gid || mine.groups != theirs.groups ||
             mine.rlimits != theirs.rlimits || mine.caps != theirs.caps ||
-            mine.no_new_privileges != theirs.no_new_privileges)
+            mine.no_new_privileges != theirs.no_new_privileges ||
+            (mine.umask && mine.umask != theirs.umask))
             return refused(
-                "exec: its user, rlimits, capabilities or noNewPrivileges differ from the "
+                "exec: its user, umask, rlimits, capabilities or noNewPrivileges differ from the "
                 "container's; stockade runs every exec with the container's");
     }
     const json request{{"cmd", p.args}, {"env", p.env}, {"workdir", p.cwd}, {"stdin", true}};

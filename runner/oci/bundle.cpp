@@ -183,8 +183,11 @@ Result<> parse_user(const json& p, Process& out) {
                 return fail("process.user.additionalGids[{}]: not a group id", i);
             out.settings.groups.push_back(g.get<std::uint32_t>());
         }
-    STOCKADE_TRY_VOID(refuse_if_set(*user, "umask", "process.user.",
-                                    "a umask for the workload is not supported"));
+    if (const auto it = user->find("umask"); it != user->end() && !it->is_null()) {
+        if (!it->is_number_unsigned() || it->get<std::uint64_t>() > 0777)
+            return fail("process.user.umask: not a mode (0 to 0777)");
+        out.settings.umask = it->get<std::uint32_t>();
+    }
     return refuse_if_set(*user, "username", "process.user.", "is for Windows containers");
 }
 
@@ -272,6 +275,14 @@ Result<> parse_mounts(const json& config, JobProcess& settings, Container& out) 
         const std::string type = STOCKADE_TRY(string(m, "type", where)).value_or("");
         const std::string source = STOCKADE_TRY(string(m, "source", where)).value_or(type);
         const MountOptions opts = mount_options(STOCKADE_TRY(strings(m, "options", where)));
+        if ((opts.bind || type == "bind" || type == "rbind") && *dest == "/dev/shm") {
+            // The engine's shared memory directory (podman binds one in): the IPC namespace
+            // is the VM's own, so the guest gets a tmpfs of its own there.
+            settings.mounts.push_back({"tmpfs", "shm", *dest,
+                                       opts.flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY),
+                                       "mode=1777,size=65536k"});
+            continue;
+        }
         if (opts.bind || type == "bind" || type == "rbind") {
             // A host file is copied in (read_copied_files); a directory is refused there.
             if (source.empty() || source.front() != '/')
@@ -361,6 +372,20 @@ Result<> parse_linux(const json& config, Container& out) {
                 if (m->get<std::int64_t>() < 0) continue;  // -1: unlimited, the default size
                 const std::uint64_t mib = (m->get<std::uint64_t>() + (1 << 20) - 1) >> 20;
                 out.memory_mib = mib;
+            }
+            continue;
+        }
+        if (key == "pids") {
+            // Counted in the guest, where the container's processes are (JobProcess::pids_max).
+            if (!it->is_object()) return fail("linux.resources.pids: not an object");
+            for (auto q = it->begin(); q != it->end(); ++q) {
+                if (q.key() != "limit" && !q->is_null())
+                    return fail("linux.resources.pids.{}: is not supported (only limit)", q.key());
+                if (q.key() != "limit" || q->is_null()) continue;
+                if (!q->is_number_integer())
+                    return fail("linux.resources.pids.limit: not an integer");
+                if (q->get<std::int64_t>() > 0)
+                    out.process.settings.pids_max = q->get<std::uint64_t>();  // else: no limit
             }
             continue;
         }

@@ -242,6 +242,34 @@ TEST_F(Oci, ACniNetworkNamespaceIsTheGuestsNetwork) {
     (void)run({"/usr/bin/ip", "link", "del", "stkcni0"});
 }
 
+// podman (Debian's 4.3, through conmon) with stockade as its runtime: its config.json brings a
+// umask, a pids limit and a shared memory directory, all honoured in the guest.
+TEST_F(Oci, PodmanRunsAContainerAsAMicroVm) {
+    const std::string root = kWork + "/podman";
+    const auto podman = [&](const std::vector<std::string>& args) {
+        std::string command = "TMPDIR=" + root + "/tmp exec /usr/bin/podman --root " + root +
+                              "/root --runroot " + root +
+                              "/run --storage-driver vfs --cgroup-manager cgroupfs "
+                              "--events-backend file --runtime " +
+                              stockade_bin();
+        for (const std::string& a : args)
+            command += " '" + a + "'";
+        return run({"/bin/sh", "-c", command});
+    };
+    fs::create_directories(root + "/tmp");
+    const auto loaded = podman({"load", "-i", kWork + "/image.tar"});
+    ASSERT_EQ(loaded.status, 0) << loaded.describe();
+    const std::string release = guest_release();
+    const auto r = podman({"run", "--rm", "--network", "none", kImage, "sh", "-c",
+                           "echo out $(uname -r); umask; cat /sys/fs/cgroup/container/pids.max; "
+                           "grep -c \" /dev/shm tmpfs \" /proc/mounts; echo err >&2; exit 3"});
+    EXPECT_EQ(r.status, 3) << r.describe();
+    EXPECT_EQ(r.out, "out " + release + "\n0022\n2048\n1\n") << r.describe();
+    EXPECT_NE(r.err.find("err\n"), std::string::npos) << r.describe();
+    const auto left = podman({"ps", "-a", "-q"});
+    EXPECT_EQ(left.out, "") << left.describe();
+}
+
 TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
     const std::string id = "oci-task";
     auto started =

@@ -94,6 +94,8 @@ std::vector<Job> sample_jobs() {
     oci.mounts.push_back({"copy", "", "/etc/empty", 0, "600"});
     oci.sysctl = {{"net.ipv4.ping_group_range", "0 0"}, {"kernel.x", ""}};
     oci.seccomp = std::string("\x06\x00\x00\x00\x00\x00\xff\x7f", 8);
+    oci.umask = 022;
+    oci.pids_max = 2048;
     jobs.push_back(Job{{"sh"}, {}, "/", "oci", {"/dev/vda", false}, {}, 7u, true, oci});
     jobs.push_back(Job{{"sh"}, {}, "/", "tty", {"/dev/vda", false}, {}, 7u, true, oci, true});
     jobs.push_back(
@@ -268,11 +270,13 @@ TEST(JobFiles, WritesTheProcessAsDocumentedLines) {
     p.mounts = {{"tmpfs", "shm", "/dev/shm", 0xe, "mode=1777"}};
     p.masked = {"/proc/kcore"};
     p.readonly = {"/proc/sys"};
+    p.umask = 027;
+    p.pids_max = 100;
     const JobFiles f = job_files(Job{{"true"}, {}, "/", "h", {}, {}, {}, false, p});
     EXPECT_EQ(f.process,
               "user\t5\t6\t7\nrlimit\t7\t10\t20\ncaps\tff\t1\t2\t3\t0\nno-new-privileges\n"
-              "mounts\nmount\ttmpfs\tshm\t/dev/shm\te\tmode=1777\nmasked\t/proc/kcore\n"
-              "readonly\t/proc/sys\n");
+              "mounts\numask\t27\npids-max\t100\nmount\ttmpfs\tshm\t/dev/shm\te\tmode=1777\n"
+              "masked\t/proc/kcore\nreadonly\t/proc/sys\n");
     EXPECT_FALSE(job_files(Job{{"true"}, {}, "/", "h", {}, {}, {}}).process)
         << "a job without process settings has no process file";
 }
@@ -300,6 +304,12 @@ TEST(JobFiles, RefusesAMalformedProcess) {
                             "masked\tproc\n",
                             "readonly\t\n",
                             "setuid\t0\n",
+                            "umask\t8\n",
+                            "umask\t1000\n",
+                            "umask\n",
+                            "pids-max\t0\n",
+                            "pids-max\t-1\n",
+                            "pids-max\tx\n",
                             "user 0 0\n"})
         expect_refused(with(&JobFiles::process, bad), kJobProcess, "");
     expect_refused(with(&JobFiles::process, "mount\ttmpfs\tx\t/a\t0\t\n"), kJobProcess,

@@ -112,6 +112,29 @@ TEST(OciBundle, ContainerdsDefaultSpecMapsOntoTheSandbox) {
     EXPECT_FALSE(c->vcpus);
 }
 
+// What podman's config.json adds to containerd's: a umask, a pids limit and its shared
+// memory directory bound at /dev/shm (which the guest gets as a tmpfs of its own).
+TEST(OciBundle, PodmansSpecMapsOntoTheSandbox) {
+    json j = containerd_default();
+    j["process"]["user"]["umask"] = 18;
+    j["linux"]["resources"]["pids"] = {{"limit", 2048}};
+    j["mounts"].push_back({{"destination", "/dev/shm"},
+                           {"type", "bind"},
+                           {"source", "/var/lib/containers/storage/x/userdata/shm"},
+                           {"options", {"bind", "rprivate", "nosuid", "noexec", "nodev"}}});
+    auto c = parse(j);
+    ASSERT_TRUE(c) << c.error().message;
+    const JobProcess& p = c->process.settings;
+    EXPECT_EQ(p.umask, 022u);
+    EXPECT_EQ(p.pids_max, 2048u);
+    EXPECT_EQ(p.mounts.back(),
+              (JobMount{"tmpfs", "shm", "/dev/shm", MS_NOSUID | MS_NOEXEC | MS_NODEV,
+                        "mode=1777,size=65536k"}));
+    EXPECT_TRUE(c->copy_sources.empty()) << "nothing of the host's directory is read";
+    j["linux"]["resources"]["pids"] = {{"limit", -1}};
+    EXPECT_EQ(parse(j)->process.settings.pids_max, std::nullopt) << "-1: no limit";
+}
+
 TEST(OciBundle, ResourcesAndAnnotationsSizeTheVm) {
     json j = containerd_default();
     j["linux"]["resources"]["memory"] = {{"limit", 300 * 1024 * 1024 + 1}};
@@ -176,7 +199,8 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
         {[](json& j) { j["process"]["cwd"] = "rel"; }, "process.cwd"},
         {[](json& j) { j["process"]["terminal"] = 1; }, "process.terminal: not a boolean"},
         {[](json& j) { j["process"]["user"]["uid"] = -1; }, "process.user.uid"},
-        {[](json& j) { j["process"]["user"]["umask"] = 18; }, "process.user.umask"},
+        {[](json& j) { j["process"]["user"]["umask"] = 01000; }, "process.user.umask: not a mode"},
+        {[](json& j) { j["process"]["user"]["umask"] = -1; }, "process.user.umask: not a mode"},
         {[](json& j) { j["process"]["capabilities"]["bounding"] = {"CAP_NOPE"}; },
          "process.capabilities.bounding: unknown capability CAP_NOPE"},
         {[](json& j) { j["process"]["rlimits"][0]["type"] = "RLIMIT_X"; }, "process.rlimits[0]"},
@@ -252,9 +276,13 @@ TEST(OciBundle, WhatCannotBeHonouredIsRefusedByField) {
          },
          "linux.devices"},
         {[](json& j) {
-             j["linux"]["resources"]["pids"] = {{"limit", 10}};
+             j["linux"]["resources"]["pids"] = {{"limit", 10}, {"other", 1}};
          },
-         "linux.resources.pids"},
+         "linux.resources.pids.other: is not supported"},
+        {[](json& j) {
+             j["linux"]["resources"]["pids"] = {{"limit", "10"}};
+         },
+         "linux.resources.pids.limit: not an integer"},
         {[](json& j) { j["linux"]["resources"]["cpu"]["shares"] = 512; },
          "linux.resources.cpu.shares"},
         {[](json& j) { j["linux"]["resources"]["cpu"]["cpus"] = "0-1"; },
