@@ -250,8 +250,8 @@ TEST_F(Oci, PodmanRunsAContainerAsAMicroVm) {
         std::string command = "TMPDIR=" + root + "/tmp exec /usr/bin/podman --root " + root +
                               "/root --runroot " + root +
                               "/run --storage-driver vfs --cgroup-manager cgroupfs "
-                              "--events-backend file --runtime " +
-                              stockade_bin();
+                              "--events-backend file --network-config-dir " +
+                              root + "/networks --runtime " + stockade_bin();
         for (const std::string& a : args)
             command += " '" + a + "'";
         return run({"/bin/sh", "-c", command});
@@ -266,8 +266,26 @@ TEST_F(Oci, PodmanRunsAContainerAsAMicroVm) {
     EXPECT_EQ(r.status, 3) << r.describe();
     EXPECT_EQ(r.out, "out " + release + "\n0022\n2048\n1\n") << r.describe();
     EXPECT_NE(r.err.find("err\n"), std::string::npos) << r.describe();
+    // A CNI bridge network of podman's (link-local addresses; no masquerading or firewall
+    // plugin, which would need the lab's iptables): the guest has the address podman gave the
+    // container and reaches the lab host through the bridge.
+    fs::create_directories(root + "/networks");
+    write_file(root + "/networks/stk-podman.conflist",
+               R"({"cniVersion": "0.4.0", "name": "stk-podman", "plugins": [{"type": "bridge",
+                   "bridge": "stkpod0", "isGateway": true, "ipMasq": false,
+                   "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}],
+                            "ranges": [[{"subnet": "169.254.78.0/24",
+                                         "gateway": "169.254.78.1"}]]}}]})");
+    const auto net = podman({"run", "--rm", "--network", "stk-podman", "--cap-add", "NET_RAW",
+                             kImage, "sh", "-c",
+                             "ip -4 -o addr show eth0; ping -c 2 -W 10 169.254.78.1 >/dev/null "
+                             "&& echo reached the host"});
+    EXPECT_EQ(net.status, 0) << net.describe();
+    EXPECT_NE(net.out.find("inet 169.254.78."), std::string::npos) << net.describe();
+    EXPECT_NE(net.out.find("reached the host"), std::string::npos) << net.describe();
     const auto left = podman({"ps", "-a", "-q"});
     EXPECT_EQ(left.out, "") << left.describe();
+    (void)run({"/usr/bin/ip", "link", "del", "stkpod0"});
 }
 
 TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
