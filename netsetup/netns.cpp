@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <algorithm>
+
 #include "netsetup/link.hpp"
 #include "netsetup/tap.hpp"
 #include "netsetup/tc.hpp"
@@ -77,7 +79,10 @@ constexpr std::uint16_t kVethPrio = 1;
 }  // namespace
 
 NetnsJoin::~NetnsJoin() {
-    (void)close();
+    try {
+        (void)close();
+    } catch (...) {  // no thread to join the namespace with: the next sandbox there replaces it
+    }
 }
 
 Result<> NetnsJoin::close() {
@@ -174,8 +179,17 @@ Result<std::vector<UniqueFd>> join_tap_to(Netlink& nl, const NetnsInterface& vet
     auto to_tap = STOCKADE_TRY(tc::redirect_to(t, in));
     auto added =
         tc::add_flower(nl, veth.ifindex, tc::kIngress, kVethPrio, std::nullopt, to_tap.get(), in);
-    if (!added && added.error().code == EEXIST)
-        return fail("{}: the veth is joined to another sandbox already", in);
+    if (!added && added.error().code == EEXIST) {
+        // Another sandbox's, unless no other tap is here: then one whose supervisor died
+        // without removing it, pointing at nothing, which goes.
+        const auto links = STOCKADE_TRY(list_links(nl));
+        if (std::ranges::any_of(
+                links, [&](const LinkInfo& l) { return l.kind == "tun" && l.ifindex != t; }))
+            return fail("{}: the veth is joined to another sandbox already", in);
+        STOCKADE_TRY_VOID(tc::delete_filter(nl, veth.ifindex, tc::kIngress, kVethPrio, in));
+        added = tc::add_flower(nl, veth.ifindex, tc::kIngress, kVethPrio, std::nullopt,
+                               to_tap.get(), in);
+    }
     STOCKADE_TRY_VOID(std::move(added));
     return fds;
 }

@@ -48,8 +48,9 @@ template <typename T, typename F>
 
 // In the namespace: a non-persistent tap `tap` with `queues` queues (gone with its last
 // descriptor), the veth's MTU, up, without host addresses, joined to the veth as above. The
-// veth's redirect comes last, and is refused when the veth has one already (another
-// sandbox's: a namespace is one sandbox's at a time).
+// veth's redirect comes last, and is refused when the veth has one already and another tap
+// is in the namespace (another sandbox's: a namespace is one sandbox's at a time); one left
+// by a sandbox that is gone (no tap of its own left) is replaced.
 [[nodiscard]] Result<std::vector<UniqueFd>> join_tap_to(Netlink& nl, const NetnsInterface& veth,
                                                         std::string_view tap, unsigned queues);
 
@@ -59,7 +60,14 @@ class NetnsJoin {
   public:
     NetnsJoin(UniqueFd netns, int veth_ifindex) : netns_(std::move(netns)), veth_(veth_ifindex) {}
     NetnsJoin(NetnsJoin&&) noexcept = default;
-    NetnsJoin& operator=(NetnsJoin&&) noexcept = default;
+    NetnsJoin& operator=(NetnsJoin&& other) noexcept {
+        if (this != &other) {
+            this->~NetnsJoin();  // a live join's redirect goes first
+            netns_ = std::move(other.netns_);
+            veth_ = other.veth_;
+        }
+        return *this;
+    }
     ~NetnsJoin();
     // Removes the redirect now; idempotent.
     Result<> close();

@@ -477,7 +477,7 @@ int exec(std::span<const std::string> args) {
         if (mine.uid != theirs.uid || mine.gid != theirs.gid || mine.groups != theirs.groups ||
             mine.rlimits != theirs.rlimits || mine.caps != theirs.caps ||
             mine.no_new_privileges != theirs.no_new_privileges ||
-            (mine.umask && mine.umask != theirs.umask))
+            (mine.umask && *mine.umask != theirs.umask.value_or(022)))
             return refused(
                 "exec: its user, umask, rlimits, capabilities or noNewPrivileges differ from the "
                 "container's; stockade runs every exec with the container's");

@@ -384,8 +384,10 @@ Result<> parse_linux(const json& config, Container& out) {
                 if (q.key() != "limit" || q->is_null()) continue;
                 if (!q->is_number_integer())
                     return fail("linux.resources.pids.limit: not an integer");
-                if (q->get<std::int64_t>() > 0)
-                    out.process.settings.pids_max = q->get<std::uint64_t>();  // else: no limit
+                // -1 or 0: no limit; nor above the most pids a Linux kernel has.
+                constexpr std::int64_t kPidMaxLimit = 4'194'304;
+                if (q->get<std::int64_t>() > 0 && q->get<std::int64_t>() < kPidMaxLimit)
+                    out.process.settings.pids_max = q->get<std::uint64_t>();
             }
             continue;
         }

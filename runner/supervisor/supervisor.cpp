@@ -201,6 +201,9 @@ Result<> open_detached_stdio(RunContext& run) {
         run.stdio.null = STOCKADE_TRY(copy_of(tty >= 0 ? tty : STDIN_FILENO));
         run.stdio.out = STOCKADE_TRY(copy_of(tty >= 0 ? tty : STDOUT_FILENO));
         run.stdio.err = STOCKADE_TRY(copy_of(tty >= 0 ? tty : STDERR_FILENO));
+        // The terminal is the sandbox's alone from here: the engine sees its end when the
+        // sandbox's copies close, not when this process does.
+        if (tty >= 0) ::close(tty);  // (terminal_fd is not used after this)
         return {};
     }
     StateRecord& r = run.state->record();
