@@ -22,14 +22,13 @@ Result<> add_verdict(Netlink& nl, int ifindex, std::uint32_t parent, std::uint16
 Result<> install_mac_filter(Netlink& nl, int ifindex, std::string_view name, const MacAddress& mac,
                             MacFilter mode) {
     if (mode == MacFilter::off) return {};
-    constexpr std::array<std::uint8_t, 6> exact{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     constexpr std::array<std::uint8_t, 6> group_bit{0x01, 0, 0, 0, 0, 0};
 
     STOCKADE_TRY_VOID(tc::add_clsact(nl, ifindex, fmt::format("adding clsact qdisc to {}", name)));
     auto in =
         fmt::format("adding source MAC filter ({} only) to ingress of {}", mac.to_string(), name);
     STOCKADE_TRY_VOID(add_verdict(nl, ifindex, tc::kIngress, 1,
-                                  tc::MacMatch{true, mac.bytes, exact}, TC_ACT_OK, in));
+                                  tc::MacMatch{true, mac.bytes, tc::kWholeMac}, TC_ACT_OK, in));
     STOCKADE_TRY_VOID(add_verdict(nl, ifindex, tc::kIngress, 2, std::nullopt, TC_ACT_SHOT, in));
     if (mode != MacFilter::strict) return {};
 
@@ -37,7 +36,7 @@ Result<> install_mac_filter(Netlink& nl, int ifindex, std::string_view name, con
         fmt::format("adding destination MAC filter ({}, broadcast, multicast) to egress of {}",
                     mac.to_string(), name);
     STOCKADE_TRY_VOID(add_verdict(nl, ifindex, tc::kEgress, 1,
-                                  tc::MacMatch{false, mac.bytes, exact}, TC_ACT_OK, out));
+                                  tc::MacMatch{false, mac.bytes, tc::kWholeMac}, TC_ACT_OK, out));
     STOCKADE_TRY_VOID(add_verdict(nl, ifindex, tc::kEgress, 2,
                                   tc::MacMatch{false, group_bit, group_bit}, TC_ACT_OK, out));
     STOCKADE_TRY_VOID(add_verdict(nl, ifindex, tc::kEgress, 3, std::nullopt, TC_ACT_SHOT, out));

@@ -166,10 +166,10 @@ Result<std::vector<UniqueFd>> join_tap_to(Netlink& nl, const NetnsInterface& vet
     const auto out =
         fmt::format("redirecting {}'s frames from {} to {}", tap, veth.mac.to_string(), veth.name);
     STOCKADE_TRY_VOID(tc::add_clsact(nl, t, out));
-    constexpr std::array<std::uint8_t, 6> exact{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     auto to_veth = STOCKADE_TRY(tc::redirect_to(veth.ifindex, out));
-    STOCKADE_TRY_VOID(tc::add_flower(
-        nl, t, tc::kIngress, 1, tc::MacMatch{true, veth.mac.bytes, exact}, to_veth.get(), out));
+    STOCKADE_TRY_VOID(tc::add_flower(nl, t, tc::kIngress, 1,
+                                     tc::MacMatch{true, veth.mac.bytes, tc::kWholeMac},
+                                     to_veth.get(), out));
     auto drop = STOCKADE_TRY(tc::verdict(TC_ACT_SHOT, out));
     STOCKADE_TRY_VOID(tc::add_flower(nl, t, tc::kIngress, 2, std::nullopt, drop.get(), out));
     STOCKADE_TRY_VOID(set_link_up(nl, t, tap, true));

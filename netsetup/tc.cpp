@@ -47,14 +47,12 @@ Result<NlPtr<rtnl_act>> redirect_to(int ifindex, std::string_view what) {
 }
 
 Result<> add_flower(Netlink& nl, int ifindex, std::uint32_t parent, std::uint16_t prio,
-                    const std::optional<MacMatch>& match, rtnl_act* action, std::string_view what,
-                    bool replace) {
+                    const std::optional<MacMatch>& match, rtnl_act* action, std::string_view what) {
     NlPtr<rtnl_cls> cls(rtnl_cls_alloc());
     if (!cls) return fail("{}: out of memory", what);
     rtnl_tc* t = TC_CAST(cls.get());
     rtnl_tc_set_ifindex(t, ifindex);
     rtnl_tc_set_parent(t, parent);
-    if (replace) rtnl_tc_set_handle(t, 1);
     STOCKADE_TRY_VOID(nl_check(rtnl_tc_set_kind(t, "flower"), what));
     rtnl_cls_set_prio(cls.get(), prio);
     rtnl_cls_set_protocol(cls.get(), ETH_P_ALL);  // every ethertype, VLAN-tagged or not
@@ -70,9 +68,7 @@ Result<> add_flower(Netlink& nl, int ifindex, std::uint32_t parent, std::uint16_
     STOCKADE_TRY_VOID(nl_check(rtnl_flower_append_action(cls.get(), action), what));
     nl_msg* raw = nullptr;
     STOCKADE_TRY_VOID(
-        nl_check(rtnl_cls_build_add_request(
-                     cls.get(), NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL), &raw),
-                 what));
+        nl_check(rtnl_cls_build_add_request(cls.get(), NLM_F_CREATE | NLM_F_EXCL, &raw), what));
     NlPtr<nl_msg> msg(raw);
     return nl.request(msg.get(), what);
 }

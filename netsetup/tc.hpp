@@ -17,6 +17,9 @@ namespace stockade::net::tc {
 inline constexpr std::uint32_t kIngress = TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS);
 inline constexpr std::uint32_t kEgress = TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS);
 
+// The mask of a match on one whole MAC address.
+inline constexpr std::array<std::uint8_t, 6> kWholeMac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
 struct MacMatch {
     bool source = false;  // match the source address, else the destination
     std::array<std::uint8_t, 6> addr{};
@@ -33,11 +36,10 @@ struct MacMatch {
 [[nodiscard]] Result<NlPtr<rtnl_act>> redirect_to(int ifindex, std::string_view what);
 
 // One flower filter at `prio` of `parent` (kIngress, kEgress): `match` (none: every frame)
-// gets `action`. `replace`: a filter already at that priority (handle 1) is replaced instead
-// of refusing the new one.
+// gets `action`. A filter already at that priority fails it (EEXIST).
 [[nodiscard]] Result<> add_flower(Netlink& nl, int ifindex, std::uint32_t parent,
                                   std::uint16_t prio, const std::optional<MacMatch>& match,
-                                  rtnl_act* action, std::string_view what, bool replace = false);
+                                  rtnl_act* action, std::string_view what);
 
 // Removes the filter at `prio` of `parent` (all its handles); one already gone is no error.
 [[nodiscard]] Result<> delete_filter(Netlink& nl, int ifindex, std::uint32_t parent,

@@ -257,24 +257,21 @@ int create(std::span<const std::string> args) {
         remove_container_image(id);
         return rc;
     }
+    // The engine never gets the container: the sandbox goes again, with what it made.
+    const auto give_up = [&](std::string_view what, const Error& e) {
+        log::error("{}{}", what, e.message);
+        (void)remove_sandbox(id, true);
+        remove_container_image(id);
+        return kRefused;
+    };
     if (pty)
-        if (auto sent = oci::send_console_master(console_socket, pty->master.get()); !sent) {
-            log::error("{}", sent.error().message);
-            (void)remove_sandbox(id, true);
-            remove_container_image(id);
-            return kRefused;
-        }
+        if (auto sent = oci::send_console_master(console_socket, pty->master.get()); !sent)
+            return give_up("", sent.error());
     if (!pid_file.empty()) {
         auto r = read_state_file(state_dir(id));
         Result<> written =
             r ? write_pid_file(pid_file, r->pid) : Result<>(std::unexpected(r.error()));
-        if (!written) {
-            // Nobody would wait for it: the sandbox goes again, with what it made.
-            log::error("--pid-file: {}", written.error().message);
-            (void)remove_sandbox(id, true);
-            remove_container_image(id);
-            return kRefused;
-        }
+        if (!written) return give_up("--pid-file: ", written.error());  // nobody would wait
     }
     return 0;
 }
