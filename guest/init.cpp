@@ -500,10 +500,7 @@ void mount_own(const Job& job) {
         std::string file = "/proc/sys/" + key;
         for (std::size_t i = 10; i < file.size(); ++i)
             if (file[i] == '.') file[i] = '/';
-        const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size()))
-            fail_root("setting the kernel parameter " + key);
-        ::close(fd);
+        if (!write_text(file, value)) fail_root("setting the kernel parameter " + key);
     }
     ::close(root);
 }
