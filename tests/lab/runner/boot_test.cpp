@@ -264,7 +264,9 @@ TEST(Install, TheInstalledStockadeBootsWhatWasInstalledWithIt) {
 }
 
 // Twenty boots, two side by side at a time: each sandbox's output is its own, and neither
-// run disturbs the other (the lab's two CPUs make the pair take about as long as one boot).
+// run disturbs the other. Both runs share lab CPU 0: two guests busy on both of the lab's CPUs
+// break its emulated SVM now and then (a guest panicked at boot 16 in CI on 2026-12-07;
+// docs/lab-notes.md), which no stockade change can cause or cure.
 TEST(Stability, TwentyBootsInARowTwoAtATime) {
     std::vector<double> seconds;
     for (int round = 0; round < 10; ++round) {
@@ -272,7 +274,9 @@ TEST(Stability, TwentyBootsInARowTwoAtATime) {
         std::array<std::thread, 2> runs;
         for (int k = 0; k < 2; ++k)
             runs[k] = std::thread([&r, k, i = 2 * round + k] {
-                r[k] = run_stockade({"--", "sh", "-c", "echo boot-$0", std::to_string(i)});
+                r[k] = lab::run_process({"/usr/bin/taskset", "-c", "0",
+                                         lab::build_dir() + "/runner/stockade", "run", "--", "sh",
+                                         "-c", "echo boot-$0", std::to_string(i)});
             });
         for (auto& t : runs)
             t.join();
