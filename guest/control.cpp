@@ -68,8 +68,9 @@ std::expected<ExecRequest, std::string> decode_exec(std::span<const char> payloa
     if (!in.u32(r.id) || in.rest.empty()) return std::unexpected("exec: truncated");
     const auto flags = static_cast<unsigned char>(in.rest[0]);
     in.rest = in.rest.subspan(1);
-    if (flags > 1) return std::unexpected("exec: unknown flags");
-    r.stdin_open = flags == 1;
+    if (flags > 3) return std::unexpected("exec: unknown flags");
+    r.stdin_open = (flags & 1) != 0;
+    r.terminal = (flags & 2) != 0;
     if (!in.blob(argv) || !in.blob(env) || !in.blob(workdir))
         return std::unexpected("exec: truncated");
     if (!in.rest.empty()) return std::unexpected("exec: bytes after the request");
@@ -90,6 +91,7 @@ std::expected<ExecRequest, std::string> decode_exec(std::span<const char> payloa
 std::string encode(const Message& m) {
     std::string body(1, static_cast<char>(m.type));
     if (m.type == MessageType::signal) body.push_back(static_cast<char>(m.signal));
+    if (m.type == MessageType::resize && m.resize_exec != 0) put_u32(body, m.resize_exec);
     if (m.type == MessageType::resize)
         for (std::uint16_t v : {m.window.rows, m.window.columns}) {
             body.push_back(static_cast<char>(v & 0xff));
@@ -105,7 +107,8 @@ std::string encode(const Message& m) {
     }
     if (m.type == MessageType::exec && m.exec) {
         put_u32(body, m.exec->id);
-        body.push_back(m.exec->stdin_open ? 1 : 0);
+        body.push_back(
+            static_cast<char>((m.exec->stdin_open ? 1 : 0) | (m.exec->terminal ? 2 : 0)));
         put_blob(body, items(m.exec->argv));
         put_blob(body, items(m.exec->env));
         put_blob(body, m.exec->workdir);
@@ -140,13 +143,18 @@ std::expected<std::optional<Decoded>, std::string> decode(std::span<const char> 
             return d;
         }
         case MessageType::resize: {
-            if (payload.size() != 4) return std::unexpected("resize: not rows and columns");
-            const auto u16 = [&](std::size_t at) {
-                return static_cast<std::uint16_t>(static_cast<unsigned char>(payload[at]) |
-                                                  static_cast<unsigned char>(payload[at + 1]) << 8);
+            if (payload.size() != 4 && payload.size() != 8)
+                return std::unexpected("resize: not rows and columns");
+            // An exec's id first, when there is one; 0 would name the workload twice.
+            const std::size_t at = payload.size() - 4;
+            if (at == 4 && (d.message.resize_exec = get_u32(payload)) == 0)
+                return std::unexpected("resize: exec id 0");
+            const auto u16 = [&](std::size_t i) {
+                return static_cast<std::uint16_t>(static_cast<unsigned char>(payload[i]) |
+                                                  static_cast<unsigned char>(payload[i + 1]) << 8);
             };
             d.message.type = MessageType::resize;
-            d.message.window = {u16(0), u16(2)};
+            d.message.window = {u16(at), u16(at + 2)};
             return d;
         }
         case MessageType::restored: {

@@ -32,8 +32,9 @@ enum class MessageType : char {
     poweroff = 'P',  // end the workload (SIGTERM to its group); the usual exit path follows
     exec = 'X',      // run another process; payload: an encoded ExecRequest
     restored = 'R',  // the sandbox was restored; payload: an encoded Restored (own stream)
-    // the workload's terminal (guest/abi.hpp, kJobTerminal) has a new window size; payload:
-    // rows and columns, 2 bytes each, little endian (ignored without a terminal)
+    // a terminal has a new window size; payload: rows and columns, 2 bytes each, little
+    // endian, for the workload's (guest/abi.hpp, kJobTerminal), or an exec's id (4 bytes)
+    // first for that exec's terminal (ExecRequest::terminal); ignored for one without
     resize = 'W',
 };
 
@@ -71,6 +72,9 @@ struct ExecRequest {
     std::vector<std::string> env;  // NAME=value
     std::string workdir = "/";
     bool stdin_open = false;  // false: the host shuts the in stream at once
+    // on a terminal of its own in the guest: its in stream goes to the terminal and the
+    // terminal to its out stream (err stays empty), resized by resize messages naming its id
+    bool terminal = false;
     bool operator==(const ExecRequest&) const = default;
 };
 
@@ -85,6 +89,7 @@ struct Message {
     std::optional<ExecRequest> exec;                  // exec
     std::optional<Restored> restored = std::nullopt;  // restored
     WindowSize window{};                              // resize
+    std::uint32_t resize_exec = 0;                    // resize: 0 the workload, else an exec
     bool operator==(const Message&) const = default;
 };
 

@@ -817,6 +817,129 @@ void become(const stockade::JobProcess& p) {
     exec_command(job, job.argv, job.env, job.workdir);
 }
 
+// Over vsock the workload's stdin, stdout and stderr are pipes, and PID 1 copies between them
+// and the host's streams: the streams of a restored sandbox are new connections (the
+// snapshot's ended with its transport), which PID 1 connects again under a workload that
+// never notices. PID 1 never waits on either side: its ends are non-blocking, and each
+// direction holds at most kPumpBuffer bytes before it stops reading (the workload then waits
+// in its own write, as it would on a slow host).
+constexpr std::size_t kPumpBuffer = 64 * 1024;
+
+struct Pump {
+    int from = -1, to = -1;  // read end, write end; -1: none
+    std::string buf;
+    bool ended = false;        // `from` reached its end
+    bool from_failed = false;  // reading failed (a reset stream): not watched until reconnected
+    bool to_failed = false;    // writing failed: likewise
+
+    short want_from() const {
+        return from >= 0 && !ended && !from_failed && buf.size() < kPumpBuffer ? POLLIN : 0;
+    }
+    short want_to() const { return to >= 0 && !to_failed && !buf.empty() ? POLLOUT : 0; }
+    void read_some() {
+        char tmp[16 * 1024];
+        const ssize_t n = ::read(from, tmp, std::min(sizeof tmp, kPumpBuffer - buf.size()));
+        if (n > 0 && to >= 0) buf.append(tmp, static_cast<std::size_t>(n));
+        if (n == 0) ended = true;
+        if (n < 0 && errno != EAGAIN && errno != EINTR) from_failed = true;
+    }
+    void write_some() {
+        const ssize_t n = ::write(to, buf.data(), buf.size());
+        if (n > 0) buf.erase(0, static_cast<std::size_t>(n));
+        if (n < 0 && errno != EAGAIN && errno != EINTR) to_failed = true;
+    }
+};
+
+// A pseudo-terminal for the workload or an exec: from the container's own devpts when its
+// root has one mounted at /dev/pts (so the name the command sees for its terminal is one it
+// can open), else from the instance PID 1 mounted at /dev/pts. The slave belongs to the
+// container's user. Both -1 (errno set) when it cannot be made.
+struct Terminal {
+    int master = -1, slave = -1;
+};
+Terminal open_terminal(const Job& job) {
+    std::string ptmx = "/dev/pts/ptmx";
+    struct statfs fs {};
+    const std::string own = std::string(kNewRoot) + "/dev/pts";
+    if (job.process && job.process->own_mounts && ::statfs(own.c_str(), &fs) == 0 &&
+        fs.f_type == DEVPTS_SUPER_MAGIC)
+        ptmx = own + "/ptmx";
+    Terminal t;
+    t.master = ::open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int unlock = 0;
+    if (t.master >= 0 && ::ioctl(t.master, TIOCSPTLCK, &unlock) == 0)
+        t.slave = ::ioctl(t.master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (t.slave < 0) {
+        const int err = errno;
+        if (t.master >= 0) ::close(t.master);
+        errno = err;
+        return {};
+    }
+    if (job.process && ::fchown(t.slave, job.process->uid, job.process->gid) != 0)
+        say("terminal owner: %s", std::strerror(errno));
+    return t;
+}
+
+// An exec on a terminal: the command's stdio is the slave, and this process copies the exec's
+// in stream to the master and the master to its out stream while it waits, watching the
+// status stream as wait_watching does. After the command, what it left in the terminal goes
+// out too (at most kFlushMore more bytes). nullopt: the client left (or the wait failed).
+std::optional<int> pump_terminal(pid_t pid, const Stdio& s, int master) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+    const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC);
+    Pump in, out;
+    in.from = s.in;
+    in.to = master;
+    out.from = ::fcntl(master, F_DUPFD_CLOEXEC, 0);
+    out.to = s.out;
+    for (int fd : {in.from, in.to, out.from, out.to})
+        ::fcntl(fd, F_SETFL, O_NONBLOCK);
+    for (;;) {
+        int wstatus = 0;
+        const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
+        if (done == pid) {
+            constexpr std::size_t kFlushMore = 1u << 20;
+            for (std::size_t taken = 0;;) {
+                while (out.want_from() != 0 && taken < kFlushMore) {
+                    const std::size_t had = out.buf.size();
+                    out.read_some();
+                    if (out.buf.size() == had) break;
+                    taken += out.buf.size() - had;
+                }
+                if (out.want_to() == 0) break;
+                pollfd p{out.to, POLLOUT, 0};
+                if (::poll(&p, 1, 2000) <= 0) break;
+                out.write_some();
+            }
+            return wstatus;
+        }
+        if (done < 0 && errno != EINTR) {
+            say("waiting for the command: %s", std::strerror(errno));
+            return std::nullopt;
+        }
+        pollfd p[6] = {{s.status, POLLIN, 0},
+                       {sfd, POLLIN, 0},
+                       {in.want_from() ? in.from : -1, in.want_from(), 0},
+                       {in.want_to() ? in.to : -1, in.want_to(), 0},
+                       {out.want_from() ? out.from : -1, out.want_from(), 0},
+                       {out.want_to() ? out.to : -1, out.want_to(), 0}};
+        if (::poll(p, 6, sfd < 0 ? 100 : -1) <= 0) continue;
+        signalfd_siginfo si{};
+        if ((p[1].revents & POLLIN) != 0) (void)!::read(sfd, &si, sizeof si);
+        char c;
+        if ((p[0].revents & (POLLHUP | POLLERR)) != 0 ||
+            ((p[0].revents & POLLIN) != 0 && ::read(s.status, &c, 1) <= 0))
+            return std::nullopt;
+        if (p[2].revents != 0) in.read_some();
+        if (p[3].revents != 0) in.write_some();
+        if (p[4].revents != 0) out.read_some();
+        if (p[5].revents != 0) out.write_some();
+    }
+}
+
 // Waits for `pid` while watching `status`, an exec's status stream: the wait status, or
 // nullopt once the host has closed or reset that stream before the command ended (its client
 // left) or the wait failed.
@@ -850,7 +973,7 @@ std::optional<int> wait_watching(pid_t pid, int status) {
 // itself (a connect may block, PID 1 must not), runs the command on them in a process group
 // of its own, and reports its status as the workload's is reported. The host closing the
 // status stream before that means its client left: the command's group is killed.
-[[noreturn]] void run_exec(const Job& job, const control::ExecRequest& exec) {
+[[noreturn]] void run_exec(const Job& job, const control::ExecRequest& exec, Terminal tty) {
     ::setsid();
     ::signal(SIGPIPE, SIG_IGN);  // a stream the host closed fails a write, nothing more
     using S = control::ExecStream;
@@ -863,10 +986,44 @@ std::optional<int> wait_watching(pid_t pid, int status) {
             ::_exit(1);
         }
     }
-    // The command's stdio, and where this process reports its own failures from now on.
-    ::dup2(s.in, 0);
-    ::dup2(s.out, 1);
+    if (exec.terminal && tty.master < 0) {
+        (void)!::write(s.err, "stockade-init: no pseudo-terminal for the exec\n", 47);
+        finish_vsock(s, 126);
+        ::_exit(0);
+    }
+    // The command's stdio (without a terminal), and where this process reports its own
+    // failures from now on.
+    if (tty.master < 0) {
+        ::dup2(s.in, 0);
+        ::dup2(s.out, 1);
+    }
     ::dup2(s.err, 2);
+    if (tty.master >= 0) {
+        // On the terminal: the command leads a session of its own, the slave its controlling
+        // terminal and its stdio; this process copies between the streams and the master.
+        const pid_t command = ::fork();
+        if (command < 0) {
+            say("fork: %s", std::strerror(errno));
+            finish_vsock(s, 126);
+            ::_exit(0);
+        }
+        if (command == 0) {
+            ::close(tty.master);
+            ::setsid();
+            ::ioctl(tty.slave, TIOCSCTTY, 0);
+            for (int fd : {0, 1, 2})
+                ::dup2(tty.slave, fd);
+            exec_command(job, exec.argv, exec.env, exec.workdir);
+        }
+        ::close(tty.slave);
+        const std::optional<int> wstatus = pump_terminal(command, s, tty.master);
+        if (!wstatus) {
+            ::kill(-command, SIGKILL);
+            ::_exit(0);
+        }
+        finish_vsock(s, status_of(*wstatus));
+        ::_exit(0);
+    }
     const pid_t command = ::fork();
     if (command < 0) {
         say("fork: %s", std::strerror(errno));
@@ -925,39 +1082,6 @@ struct ControlReader {
         ::close(fd);
         fd = -1;
         pending.clear();
-    }
-};
-
-// Over vsock the workload's stdin, stdout and stderr are pipes, and PID 1 copies between them
-// and the host's streams: the streams of a restored sandbox are new connections (the
-// snapshot's ended with its transport), which PID 1 connects again under a workload that
-// never notices. PID 1 never waits on either side: its ends are non-blocking, and each
-// direction holds at most kPumpBuffer bytes before it stops reading (the workload then waits
-// in its own write, as it would on a slow host).
-constexpr std::size_t kPumpBuffer = 64 * 1024;
-
-struct Pump {
-    int from = -1, to = -1;  // read end, write end; -1: none
-    std::string buf;
-    bool ended = false;        // `from` reached its end
-    bool from_failed = false;  // reading failed (a reset stream): not watched until reconnected
-    bool to_failed = false;    // writing failed: likewise
-
-    short want_from() const {
-        return from >= 0 && !ended && !from_failed && buf.size() < kPumpBuffer ? POLLIN : 0;
-    }
-    short want_to() const { return to >= 0 && !to_failed && !buf.empty() ? POLLOUT : 0; }
-    void read_some() {
-        char tmp[16 * 1024];
-        const ssize_t n = ::read(from, tmp, std::min(sizeof tmp, kPumpBuffer - buf.size()));
-        if (n > 0 && to >= 0) buf.append(tmp, static_cast<std::size_t>(n));
-        if (n == 0) ended = true;
-        if (n < 0 && errno != EAGAIN && errno != EINTR) from_failed = true;
-    }
-    void write_some() {
-        const ssize_t n = ::write(to, buf.data(), buf.size());
-        if (n > 0) buf.erase(0, static_cast<std::size_t>(n));
-        if (n < 0 && errno != EAGAIN && errno != EINTR) to_failed = true;
     }
 };
 
@@ -1058,32 +1182,6 @@ struct HostLink {
         }
     }
 };
-
-// The workload's pseudo-terminal: from the container's own devpts when its root has one
-// mounted at /dev/pts (so the name the workload sees for its terminal is one it can open),
-// else from the instance PID 1 mounted at /dev/pts. The slave belongs to the workload's
-// user. The master is PID 1's.
-struct Terminal {
-    int master = -1, slave = -1;
-};
-Terminal open_terminal(const Job& job) {
-    std::string ptmx = "/dev/pts/ptmx";
-    struct statfs fs {};
-    const std::string own = std::string(kNewRoot) + "/dev/pts";
-    if (job.process && job.process->own_mounts && ::statfs(own.c_str(), &fs) == 0 &&
-        fs.f_type == DEVPTS_SUPER_MAGIC)
-        ptmx = own + "/ptmx";
-    Terminal t;
-    t.master = ::open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
-    int unlock = 0;
-    if (t.master < 0 || ::ioctl(t.master, TIOCSPTLCK, &unlock) != 0)
-        fail(abi::InitFailure::console, "opening a pseudo-terminal");
-    t.slave = ::ioctl(t.master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (t.slave < 0) fail(abi::InitFailure::console, "opening the pseudo-terminal's slave");
-    if (job.process && ::fchown(t.slave, job.process->uid, job.process->gid) != 0)
-        say("terminal owner: %s", std::strerror(errno));
-    return t;
-}
 
 // The guest's own CID now (0: unknown).
 unsigned local_cid() {
@@ -1314,8 +1412,17 @@ int main() {
     HostLink link;
     int restores = -1;  // PID 1's listener for a restored sandbox's supervisor
     int terminal = -1;  // the terminal's master, where the window size is set
+    // Each running exec's terminal: its master, kept to set the window size, until the exec's
+    // process is reaped.
+    struct ExecTerminal {
+        std::uint32_t id = 0;
+        pid_t pid = -1;
+        int master = -1;
+    };
+    std::vector<ExecTerminal> exec_terminals;
     if (stdio.vsock() && job.terminal) {
         const Terminal t = open_terminal(job);
+        if (t.master < 0) fail(abi::InitFailure::console, "opening a pseudo-terminal");
         terminal = ::fcntl(t.master, F_DUPFD_CLOEXEC, 0);  // the in pump may close its own
         if (terminal < 0 || !link.make_terminal(stdio, t.master, t.slave))
             fail(abi::InitFailure::fork, "descriptors for the workload's terminal");
@@ -1334,6 +1441,8 @@ int main() {
             if (requests.fd >= 0) ::close(requests.fd);
             if (restores >= 0) ::close(restores);
             if (terminal >= 0) ::close(terminal);
+            for (const ExecTerminal& e : exec_terminals)
+                ::close(e.master);
             link.close_in_child();  // the host's in, out and err among them
             if (stdio.status >= 0) ::close(stdio.status);
         }
@@ -1390,17 +1499,35 @@ int main() {
                 break;
             case control::MessageType::resize: {
                 // The kernel signals the terminal's foreground group (SIGWINCH) itself.
+                int fd = terminal;
+                if (m.resize_exec != 0) {
+                    fd = -1;
+                    for (const ExecTerminal& e : exec_terminals)
+                        if (e.id == m.resize_exec) fd = e.master;
+                }
                 const winsize ws{m.window.rows, m.window.columns, 0, 0};
-                if (terminal >= 0 && ::ioctl(terminal, TIOCSWINSZ, &ws) != 0)
+                if (fd >= 0 && ::ioctl(fd, TIOCSWINSZ, &ws) != 0)
                     say("resize: %s", std::strerror(errno));
                 break;
             }
             case control::MessageType::exec: {
+                // An exec's terminal is made here, so that PID 1 keeps its master to resize.
+                Terminal tty;
+                if (m.exec->terminal) {
+                    tty = open_terminal(job);
+                    if (tty.master < 0)
+                        say("exec %u: a pseudo-terminal: %s", m.exec->id, std::strerror(errno));
+                }
                 const pid_t pid = fork_child(false);
                 if (pid < 0)
                     say("exec %u: fork: %s", m.exec->id, std::strerror(errno));
                 else if (pid == 0)
-                    run_exec(job, *m.exec);
+                    run_exec(job, *m.exec, tty);
+                if (tty.slave >= 0) ::close(tty.slave);
+                if (tty.master >= 0 && pid > 0)
+                    exec_terminals.push_back({m.exec->id, pid, tty.master});
+                else if (tty.master >= 0)
+                    ::close(tty.master);
                 break;
             }
         }
@@ -1432,8 +1559,13 @@ int main() {
             int wstatus = 0;
             pid_t pid;
             // Anything else is an exec's process or an orphan PID 1 adopted.
-            while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0)
+            while ((pid = ::waitpid(-1, &wstatus, WNOHANG)) > 0) {
                 if (pid == child) finish(job, stdio, link, status_of(wstatus));
+                std::erase_if(exec_terminals, [pid](const ExecTerminal& e) {
+                    if (e.pid == pid) ::close(e.master);
+                    return e.pid == pid;
+                });
+            }
         } else if (si.ssi_signo == SIGTERM) {
             release_root(job);
             report(abi::Event::reboot);

@@ -25,6 +25,13 @@ std::string exec_response_head() {
         kExecStreamType);
 }
 
+std::string with_exec_id(std::string head, std::uint32_t id) {
+    const auto end = head.rfind("\r\n\r\n");
+    if (end == std::string::npos) return head;
+    head.insert(end + 2, fmt::format("{}: {}\r\n", kExecIdHeader, id));
+    return head;
+}
+
 std::string exec_frame(ExecFrame kind, std::string_view payload) {
     std::string out{static_cast<char>(kind), 0, 0, 0};
     put_be32(out, static_cast<std::uint32_t>(payload.size()));

@@ -24,6 +24,10 @@ enum class ExecFrame : std::uint8_t { out = 1, err = 2, exit = 3 };
 
 // The response's status line and header, before the first frame.
 [[nodiscard]] std::string exec_response_head();
+// The exec's id, which PUT /exec/resize names, as a header of the response.
+inline constexpr std::string_view kExecIdHeader = "Stockade-Exec-Id";
+// `head` (ending in its blank line) with the id header added before that line.
+[[nodiscard]] std::string with_exec_id(std::string head, std::uint32_t id);
 // One frame (payload at most kMaxExecFramePayload bytes).
 [[nodiscard]] std::string exec_frame(ExecFrame kind, std::string_view payload);
 [[nodiscard]] std::string exec_exit_frame(int status);

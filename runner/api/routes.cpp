@@ -87,6 +87,29 @@ Response put_kill(const Request& r, ApiController& c) {
     return no_content();
 }
 
+// {"id": N, "rows": R, "columns": C}: N an exec's id (the exec stream's Stockade-Exec-Id).
+Response put_exec_resize(const Request& r, ApiController& c) {
+    auto body = object_body(r, {"id", "rows", "columns"});
+    if (!body) return fault(400, body.error().message);
+    const auto number = [&](const char* key, std::uint64_t max) -> std::optional<std::uint64_t> {
+        if (!body->contains(key) || !(*body)[key].is_number_unsigned()) return std::nullopt;
+        const auto v = (*body)[key].get<std::uint64_t>();
+        return v <= max ? std::optional(v) : std::nullopt;
+    };
+    const auto id = number("id", 0xffff'ffffu), rows = number("rows", 0xffff),
+               columns = number("columns", 0xffff);
+    if (!id || *id == 0 || !rows || !columns)
+        return fault(400,
+                     "the body must be {\"id\": EXEC (1 or more), \"rows\": R, \"columns\": C} "
+                     "(0 to 65535)");
+    if (auto done = c.resize_exec(
+            static_cast<std::uint32_t>(*id),
+            {static_cast<std::uint16_t>(*rows), static_cast<std::uint16_t>(*columns)});
+        !done)
+        return fault(400, done.error().message);
+    return no_content();
+}
+
 Result<std::vector<std::string>> string_list(const json& body, std::string_view key) {
     if (!body.contains(key)) return std::vector<std::string>{};
     const json& v = body[std::string(key)];
@@ -104,7 +127,7 @@ Response respond(const Request& r, std::string_view path, ApiController& c);
 }  // namespace
 
 Result<guest_control::ExecRequest> parse_exec_request(const Request& r) {
-    const json body = STOCKADE_TRY(object_body(r, {"cmd", "env", "workdir", "stdin"}));
+    const json body = STOCKADE_TRY(object_body(r, {"cmd", "env", "workdir", "stdin", "tty"}));
     guest_control::ExecRequest out;
     out.argv = STOCKADE_TRY(string_list(body, "cmd"));
     if (out.argv.empty() || out.argv.front().empty())
@@ -128,6 +151,10 @@ Result<guest_control::ExecRequest> parse_exec_request(const Request& r) {
     if (body.contains("stdin")) {
         if (!body["stdin"].is_boolean()) return fail("\"stdin\" must be true or false");
         out.stdin_open = body["stdin"].get<bool>();
+    }
+    if (body.contains("tty")) {
+        if (!body["tty"].is_boolean()) return fail("\"tty\" must be true or false");
+        out.terminal = body["tty"].get<bool>();
     }
     if (guest_control::encode({guest_control::MessageType::exec, 0, out}).size() >
         guest_control::kMaxControlMessage)
@@ -186,6 +213,7 @@ Response respond(const Request& r, std::string_view path, ApiController& c) {
     if (path == "/vm" && m == "PATCH") return patch_vm(r, c);
     if (path == "/actions" && m == "PUT") return put_actions(r, c);
     if (path == "/kill" && m == "PUT") return put_kill(r, c);
+    if (path == "/exec/resize" && m == "PUT") return put_exec_resize(r, c);
     // Firecracker loads a snapshot into a VMM that has not booted; every stockade API socket
     // belongs to a sandbox that has.
     if (path == "/snapshot/load" && m == "PUT")

@@ -41,6 +41,13 @@ class ApiController {
     // sent after its request. On an error `client` stays the caller's.
     [[nodiscard]] virtual Result<> exec(guest_control::ExecRequest request, UniqueFd& client,
                                         std::string head, std::string client_input) = 0;
+    // PUT /exec/resize: the terminal of exec `id` (one made with "tty": true) gets a new
+    // window size.
+    [[nodiscard]] virtual Result<> resize_exec(std::uint32_t id, guest_control::WindowSize size) {
+        (void)id;
+        (void)size;
+        return fail("this sandbox resizes no exec's terminal");
+    }
     // PUT /snapshot/create: the snapshot's parts are written to the descriptors the client
     // sent with its request (SCM_RIGHTS), never to paths: `parts` is the state, the memory,
     // then one per writable disk in order. Pauses (unless paused), saves, and resumes unless

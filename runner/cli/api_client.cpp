@@ -9,6 +9,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -130,7 +131,16 @@ Result<ApiStream> api_open_stream(std::string_view id, std::string_view method,
     constexpr int kReplyTimeoutMs = 30'000;
     STOCKADE_TRY_VOID(read_reply(s.conn.get(), p, s.body, true, kReplyTimeoutMs, id));
     s.reply.status = static_cast<int>(p.get().result_int());
-    if (s.reply.status == 200) return s;
+    if (s.reply.status == 200) {
+        const auto field = p.get().find("Stockade-Exec-Id");
+        if (field != p.get().end()) {
+            const std::string_view v(field->value().data(), field->value().size());
+            std::uint32_t n = 0;
+            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (ec == std::errc{} && end == v.data() + v.size()) s.exec_id = n;
+        }
+        return s;
+    }
     // An error: its (JSON) body is short and has a length.
     STOCKADE_TRY_VOID(read_reply(s.conn.get(), p, s.body, false, kReplyTimeoutMs, id));
     s.reply.body = p.get().body();

@@ -3,6 +3,7 @@
 // fresh connection, the reply parsed with Boost.Beast under size limits (the sandbox process
 // answering is the less trusted side).
 #include <chrono>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +39,7 @@ struct ApiStream {
     ApiReply reply;
     UniqueFd conn;
     std::string body;
+    std::uint32_t exec_id = 0;  // PUT /exec's Stockade-Exec-Id; 0: none
 };
 [[nodiscard]] Result<ApiStream> api_open_stream(std::string_view id, std::string_view method,
                                                 std::string_view target, std::string_view body);

@@ -184,10 +184,10 @@ int stop_command(const ControlArgs& a) {
 }  // namespace
 
 Result<int> exec_relayed(std::string_view id, const nlohmann::json& request, bool interactive,
-                         const std::function<void()>& started) {
+                         const std::function<void(std::uint32_t)>& started) {
     auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", request.dump()));
     if (stream.reply.status != 200) return fail("sandbox {}: {}", id, fault_text(stream.reply));
-    if (started) started();
+    if (started) started(stream.exec_id);
     return relay_exec(stream.conn.get(), std::move(stream.body), interactive);
 }
 

@@ -23,9 +23,11 @@ namespace stockade::cli {
 // status, or why it could not be run.
 // `PUT /exec` with `request` (the API's exec body) in sandbox `id`, relaying our stdin (when
 // `interactive`), stdout and stderr: the command's status. `started` runs once the sandbox
-// has accepted the exec (its command runs), before anything is relayed.
+// has accepted the exec (its command runs), before anything is relayed, with the exec's id
+// (PUT /exec/resize names it; 0 when the sandbox did not say).
 [[nodiscard]] Result<int> exec_relayed(std::string_view id, const nlohmann::json& request,
-                                       bool interactive, const std::function<void()>& started);
+                                       bool interactive,
+                                       const std::function<void(std::uint32_t)>& started);
 
 [[nodiscard]] Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv,
                                   int out, int err);

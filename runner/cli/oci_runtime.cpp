@@ -2,13 +2,16 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <thread>
@@ -405,6 +408,28 @@ int ps(std::span<const std::string> args) {
     return 0;
 }
 
+// A terminal exec's window size follows the engine's: its slave is our controlling terminal
+// (stdin), SIGWINCH (blocked in every thread) says it changed, and a thread of ours sends the
+// size to the sandbox (PUT /exec/resize), once at once and then at each change.
+void follow_window_size(std::string id, std::uint32_t exec_id) {
+    if (exec_id == 0) return;  // a sandbox that did not say which exec this is
+    std::thread([id = std::move(id), exec_id] {
+        sigset_t winch;
+        sigemptyset(&winch);
+        sigaddset(&winch, SIGWINCH);
+        for (;;) {
+            winsize ws{};
+            if (::ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+                const json body{{"id", exec_id}, {"rows", ws.ws_row}, {"columns", ws.ws_col}};
+                if (auto r = api_request(id, "PUT", "/exec/resize", body.dump()); !r)
+                    log::debug("exec: resizing its terminal: {}", r.error().message);
+            }
+            int sig = 0;
+            if (::sigwait(&winch, &sig) != 0) return;
+        }
+    }).detach();
+}
+
 // `exec`: the process from --process (containerd's way) or the command line. The guest runs
 // every exec with the container's user, limits and capabilities, so a process asking for
 // other ones is refused.
@@ -421,8 +446,9 @@ int exec(std::span<const std::string> args) {
                  "return once it runs; --pid-file names a host process that exits with its "
                  "status");
     app.add_option("--pid-file", pid_file, "where to write that process's pid");
-    app.add_option("--console-socket", console_socket, "not supported yet");
-    app.add_flag("-t,--tty", tty, "not supported yet");
+    app.add_option("--console-socket", console_socket,
+                   "the Unix socket the exec's terminal's master is sent to (with --tty)");
+    app.add_flag("-t,--tty", tty, "a terminal for the exec (as process.terminal)");
     app.add_option("-e,--env", env, "NAME=value (repeatable)");
     app.add_option("--cwd", cwd, "its working directory in the container");
     // The first argument that is no option is ID; everything after it is the command.
@@ -439,8 +465,6 @@ int exec(std::span<const std::string> args) {
     rest.erase(rest.begin());
     if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
     command = std::move(rest);
-    if (tty || !console_socket.empty())
-        return refused("exec: a terminal is not supported yet (the container's own is)");
     oci::Process p;
     if (!process_file.empty()) {
         auto text = read_text_file(process_file, kMaxConfigBytes);
@@ -449,8 +473,6 @@ int exec(std::span<const std::string> args) {
         if (!parsed)
             return refused(fmt::format("--process {}: {}", process_file, parsed.error().message));
         p = std::move(*parsed);
-        if (p.terminal)
-            return refused("--process: process.terminal: an exec's terminal is not supported yet");
     } else {
         if (command.empty()) return refused("exec: no command");
         p.args = command;
@@ -479,10 +501,48 @@ int exec(std::span<const std::string> args) {
                 "exec: its user, umask, rlimits, capabilities or noNewPrivileges differ from the "
                 "container's; stockade runs every exec with the container's");
     }
-    const json request{{"cmd", p.args}, {"env", p.env}, {"workdir", p.cwd}, {"stdin", true}};
+    const bool terminal = tty || p.terminal;
+    if (terminal && console_socket.empty())
+        return refused("exec: a terminal needs --console-socket (where its master goes)");
+    if (!terminal && !console_socket.empty())
+        return refused("--console-socket: the exec has no terminal (--tty, process.terminal)");
+    const json request{
+        {"cmd", p.args}, {"env", p.env}, {"workdir", p.cwd}, {"stdin", true}, {"tty", terminal}};
+    // A terminal: its master goes to the engine now; its slave becomes the relaying
+    // process's stdin, stdout and stderr (and controlling terminal, so resizes reach it). The
+    // engine's stdout and stderr must not stay open in a process that outlives this command:
+    // an engine that reads them to their end (containerd's shim does, for a terminal exec)
+    // would wait for the exec to end.
+    std::optional<oci::ConsolePty> pty;
+    if (terminal) {
+        auto opened = oci::open_console_pty();
+        if (!opened) return refused(opened.error().message);
+        pty = std::move(*opened);
+        if (auto sent = oci::send_console_master(console_socket, pty->master.get()); !sent)
+            return refused(sent.error().message);
+        pty->master.reset();
+    }
+    const auto take_terminal = [&] {
+        if (!pty) return;
+        if (::setsid() < 0 || ::ioctl(pty->slave.get(), TIOCSCTTY, 0) != 0)
+            log::debug("exec: the terminal's window size will not follow: {}",
+                       std::strerror(errno));
+        ::dup2(pty->slave.get(), STDIN_FILENO);
+        ::dup2(pty->slave.get(), STDOUT_FILENO);
+        ::dup2(pty->slave.get(), STDERR_FILENO);
+        pty->slave.reset();
+        sigset_t winch;
+        sigemptyset(&winch);
+        sigaddset(&winch, SIGWINCH);
+        ::pthread_sigmask(SIG_BLOCK, &winch, nullptr);
+    };
+    const auto follow = [&, id](std::uint32_t exec_id) {
+        if (terminal) follow_window_size(id, exec_id);
+    };
     ::signal(SIGPIPE, SIG_IGN);
     if (!detach) {
-        auto status = exec_relayed(id, request, true, {});
+        take_terminal();
+        auto status = exec_relayed(id, request, true, follow);
         if (!status) return refused(status.error().message);
         return *status;
     }
@@ -494,7 +554,9 @@ int exec(std::span<const std::string> args) {
     if (child < 0) return refused("exec: fork");
     if (child == 0) {
         ::close(ready[0]);
-        auto status = exec_relayed(id, request, true, [&] {
+        take_terminal();
+        auto status = exec_relayed(id, request, true, [&](std::uint32_t exec_id) {
+            follow(exec_id);
             (void)write_all(ready[1], "R");
             ::close(ready[1]);
         });

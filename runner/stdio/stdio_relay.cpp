@@ -637,6 +637,7 @@ Result<> StdioRelay::start_exec(guest_control::ExecRequest request, UniqueFd& cl
             return fail("the guest's init is not taking requests (1 MiB of them wait)");
         e->client = std::move(client);
         request.id = e->id = state_->next_exec_id++;
+        e->to_client = api::with_exec_id(std::move(e->to_client), e->id);
         state_->queued_control +=
             guest_control::encode({guest_control::MessageType::exec, 0, std::move(request)});
         state_->queued_execs.push_back(std::move(e));

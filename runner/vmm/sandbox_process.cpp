@@ -175,6 +175,7 @@ class Sandbox final : public api::ApiController {
     Result<> exec(guest_control::ExecRequest request, UniqueFd& client, std::string head,
                   std::string client_input) override;
     Result<nlohmann::json> snapshot(bool leave_paused, std::vector<UniqueFd> parts) override;
+    Result<> resize_exec(std::uint32_t id, guest_control::WindowSize size) override;
 
   private:
     [[nodiscard]] Result<nlohmann::json> write_snapshot(std::span<const UniqueFd> parts);
@@ -613,6 +614,14 @@ Result<> Sandbox::exec(guest_control::ExecRequest request, UniqueFd& client, std
     StdioRelay* relay = STOCKADE_TRY(control_stream());
     if (machine_->paused()) return fail("the sandbox is paused: resume it first");
     return relay->start_exec(std::move(request), client, std::move(head), std::move(client_input));
+}
+
+Result<> Sandbox::resize_exec(std::uint32_t id, guest_control::WindowSize size) {
+    StdioRelay* relay = STOCKADE_TRY(control_stream());
+    guest_control::Message m{guest_control::MessageType::resize, 0, std::nullopt};
+    m.window = size;
+    m.resize_exec = id;
+    return relay->send_control(m);
 }
 
 // The parts' descriptors (pipes): state, memory, then one per writable disk (in disk order).

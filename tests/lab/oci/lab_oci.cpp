@@ -151,31 +151,47 @@ TEST_F(Oci, CtrRunPrintsTheGuestsOutputAndExitsWithItsStatus) {
 // `ctr run -t`: the workload has a terminal in the guest (its stdin one, its own name for it),
 // whose size follows the engine's (set after start, so through SIGWINCH and the control
 // stream), typed input reaches it through two terminals, and its status comes back.
-TEST_F(Oci, CtrRunWithATerminalGivesTheWorkloadOneThatFollowsItsSize) {
-    // ctr -t wants a terminal of its own: script(1) gives it one, of 33 rows and 77 columns.
-    const std::string workload =
-        "tty; [ -t 0 ] && echo stdin-is-a-tty; i=0; "
-        "while [ \"$(stty size)\" != \"33 77\" ] && [ $i -lt 150 ]; do sleep 0.1; "
-        "i=$((i+1)); done; echo size $(stty size); read line; echo got:$line; exit 4";
-    std::string command = "stty rows 33 cols 77; exec /usr/bin/ctr -a " + kSocket;
-    for (const std::string& a : ctr_run({"-t", "--rm", kImage, "oci-tty", "sh", "-c"}))
-        command += " " + a;
-    command += " '" + workload + "'";
-    // Its input is typed and then stays open: an end of input would close the engine's
-    // terminal, which hangs the container up, as with runc.
+// A command that checks its terminal (the test waits for the size ctr set, as ctr sends it only
+// after start), reads a typed line and exits with `status`.
+std::string terminal_check(int status) {
+    return "tty; [ -t 0 ] && echo stdin-is-a-tty; i=0; "
+           "while [ \"$(stty size)\" != \"33 77\" ] && [ $i -lt 150 ]; do sleep 0.1; "
+           "i=$((i+1)); done; echo size $(stty size); read line; echo got:$line; exit " +
+           std::to_string(status);
+}
+
+// `ctr_args` (ctr's arguments, each shell-safe, the last the command in single quotes) on a
+// terminal of 33 rows and 77 columns that script(1) gives ctr, with "hello" typed. The input
+// then stays open: an end of input would close the engine's terminal, which hangs the
+// container up, as with runc.
+RunResult run_on_terminal(const std::string& ctr_args) {
+    const std::string command =
+        "stty rows 33 cols 77; exec /usr/bin/ctr -a " + kSocket + " " + ctr_args;
     const std::string fifo = kWork + "/tty-input";
     ::unlink(fifo.c_str());
-    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    if (::mkfifo(fifo.c_str(), 0600) != 0) return {};
     const std::string outer = "(printf 'hello\\n'; exec sleep 170) > " + fifo +
                               " & w=$!; /usr/bin/script -qefc \"$0\" /dev/null < " + fifo +
                               "; rc=$?; kill $w; exit $rc";
-    const auto r = run({"/bin/sh", "-c", outer, command});
-    std::printf("ctr run -t to exit: %.2f s\n", r.seconds);
-    EXPECT_EQ(r.status, 4) << r.describe();
-    EXPECT_NE(r.out.find("/dev/pts/0"), std::string::npos) << r.describe();
+    return run({"/bin/sh", "-c", outer, command});
+}
+
+void expect_terminal_checked(const RunResult& r, int status) {
+    EXPECT_EQ(r.status, status) << r.describe();
+    EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.describe();
     EXPECT_NE(r.out.find("stdin-is-a-tty"), std::string::npos) << r.describe();
     EXPECT_NE(r.out.find("size 33 77"), std::string::npos) << r.describe();
     EXPECT_NE(r.out.find("got:hello"), std::string::npos) << r.describe();
+}
+
+TEST_F(Oci, CtrRunWithATerminalGivesTheWorkloadOneThatFollowsItsSize) {
+    std::string args;
+    for (const std::string& a : ctr_run({"-t", "--rm", kImage, "oci-tty", "sh", "-c"}))
+        args += a + " ";
+    const auto r = run_on_terminal(args + "'" + terminal_check(4) + "'");
+    std::printf("ctr run -t to exit: %.2f s\n", r.seconds);
+    expect_terminal_checked(r, 4);
+    EXPECT_NE(r.out.find("/dev/pts/0"), std::string::npos) << r.describe();
     expect_no_residue("oci-tty");
 }
 
@@ -312,6 +328,12 @@ TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
     EXPECT_EQ(exec.status, 5) << exec.describe();
     EXPECT_EQ(exec.out, "marker\n") << exec.describe();
     EXPECT_NE(exec.err.find("to-err"), std::string::npos) << exec.describe();
+
+    // exec -t: a terminal of the exec's own (a second one, beside none of the workload's),
+    // whose size follows ctr's through PUT /exec/resize, typed input reaching it.
+    const auto tty = run_on_terminal("task exec -t --exec-id e-tty " + id + " sh -c '" +
+                                     terminal_check(6) + "'");
+    expect_terminal_checked(tty, 6);
 
     // The runtime's own exec, as a shim without --process would call it: the command's
     // arguments in order, and a runc flag stockade cannot honour refused.

@@ -43,7 +43,12 @@ std::vector<Message> sample_messages() {
         Message resize{MessageType::resize, 0, {}};
         resize.window = w;
         out.push_back(resize);
+        resize.resize_exec = 0xffff'ffffu;  // an exec's terminal
+        out.push_back(resize);
     }
+    ExecRequest tty{7, {"sh"}, {"TERM=xterm"}, "/", true};
+    tty.terminal = true;
+    out.push_back(exec_message(tty));
     return out;
 }
 
@@ -157,12 +162,16 @@ TEST(ControlMessage, RefusesAnUnknownTypeOrPayload) {
     expect_refused(framed("W"), "resize: not rows and columns");
     expect_refused(framed("W\x18\0\x50"s), "resize: not rows and columns");
     expect_refused(framed("W\x18\0\x50\0\0"s), "resize: not rows and columns");
+    expect_refused(framed("W" + u32(0) + "\x18\0\x50\0"s), "resize: exec id 0");
+    expect_refused(framed("W" + u32(9) + "\x18\0\x50\0\0"s), "resize: not rows and columns");
 }
 
 TEST(ControlMessage, AResizeIsRowsThenColumnsLittleEndian) {
     Message m{MessageType::resize, 0, {}};
     m.window = {0x0118, 80};
     EXPECT_EQ(encode(m), "\x05\0\0\0W\x18\x01\x50\0"s);
+    m.resize_exec = 3;
+    EXPECT_EQ(encode(m), "\x09\0\0\0W\x03\0\0\0\x18\x01\x50\0"s);
 }
 
 TEST(ControlMessage, RefusesAnExecTruncatedAtEveryByte) {
@@ -187,10 +196,14 @@ TEST(ControlMessage, RefusesAMalformedExec) {
         expect_refused(framed(exec_body("ls\0"s, env, "/")), "env item is not NAME=value");
     for (const std::string& dir : {""s, "w"s, "./w"s, "/w\0x"s})
         expect_refused(framed(exec_body("ls\0"s, "", dir)), "workdir is not an absolute path");
-    for (char flags : {'\x02', '\x03', '\xff'})
+    for (char flags : {'\x04', '\x07', '\xff'})
         expect_refused(framed(exec_body("ls\0"s, "", "/", flags)), "exec: unknown flags");
     EXPECT_TRUE(decoded(framed(exec_body("ls\0"s, "", "/", 1))).exec->stdin_open);
     EXPECT_FALSE(decoded(framed(exec_body("ls\0"s, "", "/", 0))).exec->stdin_open);
+    const auto tty = decoded(framed(exec_body("ls\0"s, "", "/", 3))).exec;
+    EXPECT_TRUE(tty->terminal);
+    EXPECT_TRUE(tty->stdin_open);
+    EXPECT_FALSE(decoded(framed(exec_body("ls\0"s, "", "/", 1))).exec->terminal);
 }
 
 TEST(ControlMessage, RefusesAMalformedRestoreNotice) {

@@ -14,11 +14,13 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/io.hpp"
 #include "base/uapi.hpp"
 #include "runner/api/api_server.hpp"
+#include "runner/api/exec_stream.hpp"
 #include "runner/api/http_connection.hpp"
 #include "runner/api/routes.hpp"
 #include "runner/supervisor/api_socket.hpp"
@@ -130,6 +132,11 @@ class FakeController : public ApiController {
     Result<> exec(guest_control::ExecRequest, UniqueFd&, std::string, std::string) override {
         return fail("not here");
     }
+    Result<> resize_exec(std::uint32_t id, guest_control::WindowSize size) override {
+        resizes.emplace_back(id, size);
+        return {};
+    }
+    std::vector<std::pair<std::uint32_t, guest_control::WindowSize>> resizes;
     Result<json> snapshot(bool leave_paused, std::vector<UniqueFd> parts) override {
         snapshot_leave_paused = leave_paused;
         snapshot_parts.clear();
@@ -258,6 +265,10 @@ TEST(ApiRoutes, ExecRequestsAreCheckedBeforeTheConnectionIsHandedOver) {
     ASSERT_TRUE(plain.exec);
     EXPECT_EQ(plain.exec->workdir, "/");
     EXPECT_FALSE(plain.exec->stdin_open);
+    EXPECT_FALSE(plain.exec->terminal);
+    const auto tty = handle({"PUT", "/exec", R"({"cmd": ["sh"], "tty": true})", true}, c);
+    ASSERT_TRUE(tty.exec);
+    EXPECT_TRUE(tty.exec->terminal);
     struct Case {
         const char *body, *says;
     };
@@ -272,7 +283,8 @@ TEST(ApiRoutes, ExecRequestsAreCheckedBeforeTheConnectionIsHandedOver) {
              Case{R"({"cmd": ["ls"], "workdir": "tmp"})", "absolute path"},
              Case{R"({"cmd": ["ls"], "stdin": "yes"})", "true or false"},
              Case{R"({"cmd": ["a\u0000b"]})", "NUL"},
-             Case{R"({"cmd": ["ls"], "tty": true})", "unknown field \"tty\""},
+             Case{R"({"cmd": ["ls"], "tty": 1})", "\"tty\" must be true or false"},
+             Case{R"({"cmd": ["ls"], "terminal": true})", "unknown field \"terminal\""},
              Case{"not json", "JSON object"},
          }) {
         const auto r = handle({"PUT", "/exec", k.body, true}, c);
@@ -284,6 +296,29 @@ TEST(ApiRoutes, ExecRequestsAreCheckedBeforeTheConnectionIsHandedOver) {
     // A request stockade-init would refuse for its size is refused here first.
     const std::string big = R"({"cmd": ["echo", ")" + std::string(70'000, 'x') + R"("]})";
     EXPECT_FALSE(parse_exec_request({"PUT", "/exec", big, true}));
+}
+
+// An exec's terminal is resized by its id, which the exec stream's head carries.
+TEST(ApiRoutes, AnExecsTerminalIsResizedByItsId) {
+    FakeController c;
+    EXPECT_EQ(call(c, "PUT", "/exec/resize", R"({"id": 3, "rows": 33, "columns": 77})").status,
+              204);
+    ASSERT_EQ(c.resizes.size(), 1u);
+    EXPECT_EQ(c.resizes[0].first, 3u);
+    EXPECT_EQ(c.resizes[0].second, (guest_control::WindowSize{33, 77}));
+    for (const char* bad :
+         {R"({"id": 0, "rows": 1, "columns": 1})", R"({"id": 1, "rows": 65536, "columns": 1})",
+          R"({"id": 1, "rows": -1, "columns": 1})", R"({"id": 1, "rows": 1})",
+          R"({"id": "1", "rows": 1, "columns": 1})",
+          R"({"id": 4294967296, "rows": 1, "columns": 1})"}) {
+        const Response r = call(c, "PUT", "/exec/resize", bad);
+        EXPECT_EQ(r.status, 400) << bad;
+        EXPECT_NE(fault_of(r).find("\"id\""), std::string::npos) << bad << ": " << fault_of(r);
+    }
+    EXPECT_EQ(c.resizes.size(), 1u);
+    const std::string head = api::with_exec_id(api::exec_response_head(), 42);
+    EXPECT_NE(head.find("\r\nStockade-Exec-Id: 42\r\n\r\n"), std::string::npos) << head;
+    EXPECT_EQ(head.find("\r\n\r\n"), head.size() - 4) << "one blank line, at the end";
 }
 
 // Found by fuzz_api_request: a client's invalid UTF-8 reached a fault message, and the JSON
