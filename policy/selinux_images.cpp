@@ -5,6 +5,7 @@
 #include <selinux/selinux.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -128,6 +129,16 @@ void ImageLabels::restore() {
         if (::fsetfilecon_raw(s.fd.get(), s.original.c_str()) < 0)
             log::warn("restoring the label {} of {}: {}", s.original, s.path, std::strerror(errno));
     saved_.clear();
+}
+
+CreationLabel::CreationLabel(const char* context) {
+    if (::is_selinux_enabled() <= 0 || ::security_check_context_raw(context) != 0) return;
+    active_ = ::setfscreatecon_raw(context) == 0;
+    if (!active_) log::warn("SELinux: labelling new files {}: {}", context, std::strerror(errno));
+}
+
+CreationLabel::~CreationLabel() {
+    if (active_) (void)::setfscreatecon_raw(nullptr);
 }
 
 }  // namespace stockade::policy

@@ -64,4 +64,24 @@ class ImageLabels {
     std::vector<Saved> saved_;
 };
 
+// The label of snapshot directories (selinux/README.md): files made in one inherit its type.
+inline constexpr const char* kSnapshotContext = "system_u:object_r:stockade_snapshot_t:s0";
+
+// While one lives, the files and directories this thread creates get `context`
+// (setfscreatecon), where SELinux is enabled and the loaded policy knows the context (the
+// module is installed); elsewhere it changes nothing. Thread-local, as the kernel's
+// creation context is.
+class CreationLabel {
+  public:
+    explicit CreationLabel(const char* context);
+    ~CreationLabel();
+    CreationLabel(const CreationLabel&) = delete;
+    CreationLabel& operator=(const CreationLabel&) = delete;
+    // Whether creations are labelled (false: SELinux off or the context unknown).
+    [[nodiscard]] bool active() const { return active_; }
+
+  private:
+    bool active_ = false;
+};
+
 }  // namespace stockade::policy

@@ -22,6 +22,7 @@
 #include "base/io.hpp"
 #include "base/log.hpp"
 #include "netsetup/mac.hpp"
+#include "policy/selinux_images.hpp"
 #include "runner/arch/x86/cpuid.hpp"
 #include "runner/cli/api_client.hpp"
 #include "runner/cli/manage.hpp"
@@ -118,8 +119,13 @@ class PartialDir {
         }
         std::string templ =
             (target.parent_path() / fmt::format("{}{}-XXXXXX", prefix, ::getpid())).string();
-        if (::mkdtemp(templ.data()) == nullptr)
-            return fail_sys(fmt::format("making a temporary directory beside {}", target.string()));
+        {
+            // The module's snapshot type (where SELinux is on): the parts made in it inherit it.
+            const policy::CreationLabel label(policy::kSnapshotContext);
+            if (::mkdtemp(templ.data()) == nullptr)
+                return fail_sys(
+                    fmt::format("making a temporary directory beside {}", target.string()));
+        }
         PartialDir out(templ);
         out.lock_ = UniqueFd(::open(templ.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!out.lock_ || ::flock(out.lock_.get(), LOCK_EX) != 0)

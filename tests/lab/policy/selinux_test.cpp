@@ -451,12 +451,40 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
     EXPECT_TRUE(WIFEXITED(st)) << describe_status(st);
     EXPECT_EQ(WEXITSTATUS(st), 3) << "1: its own image read, 2: the other's refused (EACCES)";
 
+    // 4. Snapshots: se-a's snapshot directory and its parts carry the module's snapshot type
+    // at s0; once se-a is gone, a sandbox restored from it (categories of its own) reads its
+    // state and maps its memory through the supervisor's descriptors, runs what se-a ran and
+    // takes exec, and the disk copy goes back into a.
+    const std::string snap = std::string(kImageDir) + "/snap-a";
+    ASSERT_EQ(stockade({"exec", "se-a", "--", "sh", "-c", "echo before-snapshot > /dev/vda; sync"})
+                  .status,
+              0);
+    auto sc = stockade({"snapshot", "create", "se-a", snap});
+    EXPECT_EQ(sc.status, 0) << sc.describe();
+    for (const char* part : {"", "/manifest", "/state", "/memory", "/disk-vda"})
+        EXPECT_EQ(file_context(snap + part), "system_u:object_r:stockade_snapshot_t:s0") << part;
+
     for (const char* id : {"se-a", "se-b"})
         EXPECT_EQ(stockade({"rm", "-f", id}).status, 0);
     EXPECT_EQ(file_context(a), before);
     EXPECT_EQ(file_context(b), before);
 
-    // 4. A supervisor killed with SIGKILL leaves its image labelled with categories nobody
+    ASSERT_EQ(run_command("dd if=/dev/zero of=" + a + " bs=1M count=1 conv=notrunc 2>&1", out), 0)
+        << out;
+    auto rs = stockade({"snapshot", "restore", snap, "-d", "--id", "se-r"});
+    EXPECT_EQ(rs.status, 0) << rs.describe();
+    const std::string ctx_r = sandbox_process_context("se-r");
+    EXPECT_NE(ctx_r.find(":stockade_t:s0:c"), std::string::npos) << ctx_r;
+    auto back = stockade({"exec", "se-r", "--", "head", "-c", "15", "/dev/vda"});
+    EXPECT_EQ(back.status, 0) << back.describe();
+    EXPECT_EQ(back.out, "before-snapshot") << back.describe();
+    EXPECT_EQ(stockade({"rm", "-f", "se-r"}).status, 0);
+    EXPECT_EQ(file_context(a), before);
+    EXPECT_EQ(file_context(snap + "/memory"), "system_u:object_r:stockade_snapshot_t:s0");
+    EXPECT_EQ(denials_of_stockade(), "");
+    fs::remove_all(snap);
+
+    // 5. A supervisor killed with SIGKILL leaves its image labelled with categories nobody
     // holds: the next run takes it, and gives it what the file contexts say for its path.
     {
         auto d = stockade({"run", "-d", "--id", "se-killed", "--disk", a, "--", "sleep", "120"});
@@ -488,7 +516,7 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
         EXPECT_EQ(stockade({"rm", "-f", "se-killed"}).status, 0);
     }
 
-    // 5. PCI passthrough: the lab's spare virtio-net bound to vfio-pci, allowed by a policy
+    // 6. PCI passthrough: the lab's spare virtio-net bound to vfio-pci, allowed by a policy
     // file, reaches the guest; the supervisor opens its VFIO group and reads sysfs.
     {
         constexpr const char* kPassed = "0000:01:00.0";  // lab/run's spare virtio-net
@@ -510,7 +538,7 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
         EXPECT_EQ(v.out.size(), 18U) << "a MAC address and a newline: " << v.describe();
     }
 
-    // 6. Nothing a process named stockade (or its relay) did was refused, and no audit
+    // 7. Nothing a process named stockade (or its relay) did was refused, and no audit
     // record was lost on the way to the kernel log (no auditd in the lab).
     EXPECT_EQ(denials_of_stockade(), "");
     run_command("dmesg | grep -E 'audit_lost|backlog limit exceeded|kauditd.*suppressed'", out);
