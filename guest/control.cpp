@@ -73,6 +73,11 @@ std::expected<ExecRequest, std::string> decode_exec(std::span<const char> payloa
     r.terminal = (flags & 2) != 0;
     if (!in.blob(argv) || !in.blob(env) || !in.blob(workdir))
         return std::unexpected("exec: truncated");
+    if (std::uint32_t size = 0; r.terminal) {
+        if (!in.u32(size)) return std::unexpected("exec: truncated");
+        r.window = {static_cast<std::uint16_t>(size & 0xffff),
+                    static_cast<std::uint16_t>(size >> 16)};
+    }
     if (!in.rest.empty()) return std::unexpected("exec: bytes after the request");
     if (!split_items(argv, r.argv) || r.argv.empty() || r.argv[0].empty())
         return std::unexpected("exec: argv is not NUL-terminated items with a command");
@@ -112,6 +117,9 @@ std::string encode(const Message& m) {
         put_blob(body, items(m.exec->argv));
         put_blob(body, items(m.exec->env));
         put_blob(body, m.exec->workdir);
+        if (m.exec->terminal)
+            put_u32(body, static_cast<std::uint32_t>(m.exec->window.rows) |
+                              static_cast<std::uint32_t>(m.exec->window.columns) << 16);
     }
     std::string out;
     put_u32(out, static_cast<std::uint32_t>(body.size()));

@@ -66,6 +66,11 @@ struct WallClock {
 // nullopt unless `bytes` is kClockReplySize bytes with nanoseconds below 1e9.
 [[nodiscard]] std::optional<WallClock> decode_clock(std::span<const char> bytes);
 
+struct WindowSize {
+    std::uint16_t rows = 0, columns = 0;
+    bool operator==(const WindowSize&) const = default;
+};
+
 struct ExecRequest {
     std::uint32_t id = 0;  // the host's, unique per sandbox; names the exec's streams
     std::vector<std::string> argv;
@@ -75,12 +80,8 @@ struct ExecRequest {
     // on a terminal of its own in the guest: its in stream goes to the terminal and the
     // terminal to its out stream (err stays empty), resized by resize messages naming its id
     bool terminal = false;
+    WindowSize window{};  // with a terminal: its size to start with (0 by 0: none given)
     bool operator==(const ExecRequest&) const = default;
-};
-
-struct WindowSize {
-    std::uint16_t rows = 0, columns = 0;
-    bool operator==(const WindowSize&) const = default;
 };
 
 struct Message {

@@ -854,18 +854,42 @@ struct Pump {
 // root has one mounted at /dev/pts (so the name the command sees for its terminal is one it
 // can open), else from the instance PID 1 mounted at /dev/pts. The slave belongs to the
 // container's user. Both -1 (errno set) when it cannot be made.
+//
+// An exec's is made while the container runs, whose processes may have changed its
+// /dev/pts: the directory is resolved inside the container's root, must be a devpts, and
+// its ptmx is opened without leaving it (no symlink, no mount crossed), non-blocking, and
+// must be the ptmx device (5:2), so PID 1 neither blocks nor opens another file.
 struct Terminal {
     int master = -1, slave = -1;
 };
+int open_container_ptmx(int pts) {
+    open_how how{};
+    how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV;
+    const int fd = static_cast<int>(::syscall(SYS_openat2, pts, "ptmx", &how, sizeof how));
+    struct stat st {};
+    if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(5, 2) ||
+                    ::fcntl(fd, F_SETFL, 0) != 0)) {
+        ::close(fd);
+        errno = ENODEV;
+        return -1;
+    }
+    return fd;
+}
 Terminal open_terminal(const Job& job) {
-    std::string ptmx = "/dev/pts/ptmx";
-    struct statfs fs {};
-    const std::string own = std::string(kNewRoot) + "/dev/pts";
-    if (job.process && job.process->own_mounts && ::statfs(own.c_str(), &fs) == 0 &&
-        fs.f_type == DEVPTS_SUPER_MAGIC)
-        ptmx = own + "/ptmx";
     Terminal t;
-    t.master = ::open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int pts = -1;
+    if (job.process && job.process->own_mounts)
+        if (const int root = ::open(kNewRoot, O_PATH | O_DIRECTORY | O_CLOEXEC); root >= 0) {
+            pts = open_in_root(root, "/dev/pts", false);
+            ::close(root);
+        }
+    struct statfs fs {};
+    if (pts >= 0 && ::fstatfs(pts, &fs) == 0 && fs.f_type == DEVPTS_SUPER_MAGIC)
+        t.master = open_container_ptmx(pts);
+    else
+        t.master = ::open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (pts >= 0) ::close(pts);
     int unlock = 0;
     if (t.master >= 0 && ::ioctl(t.master, TIOCSPTLCK, &unlock) == 0)
         t.slave = ::ioctl(t.master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -1018,7 +1042,9 @@ std::optional<int> wait_watching(pid_t pid, int status) {
         ::close(tty.slave);
         const std::optional<int> wstatus = pump_terminal(command, s, tty.master);
         if (!wstatus) {
+            // Its group, or the command itself before it made that group (setsid).
             ::kill(-command, SIGKILL);
+            ::kill(command, SIGKILL);
             ::_exit(0);
         }
         finish_vsock(s, status_of(*wstatus));
@@ -1517,6 +1543,9 @@ int main() {
                     tty = open_terminal(job);
                     if (tty.master < 0)
                         say("exec %u: a pseudo-terminal: %s", m.exec->id, std::strerror(errno));
+                    const winsize ws{m.exec->window.rows, m.exec->window.columns, 0, 0};
+                    if (tty.master >= 0 && (ws.ws_row != 0 || ws.ws_col != 0))
+                        (void)::ioctl(tty.master, TIOCSWINSZ, &ws);
                 }
                 const pid_t pid = fork_child(false);
                 if (pid < 0)

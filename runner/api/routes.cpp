@@ -87,26 +87,34 @@ Response put_kill(const Request& r, ApiController& c) {
     return no_content();
 }
 
+// `j[key]` when it is an unsigned integer of at most `max`.
+std::optional<std::uint64_t> unsigned_in(const json& j, const char* key, std::uint64_t max) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_number_unsigned() || it->get<std::uint64_t>() > max)
+        return std::nullopt;
+    return it->get<std::uint64_t>();
+}
+
+// {"rows": R, "columns": C} in `j`, each 0 to 65535.
+std::optional<guest_control::WindowSize> window_in(const json& j) {
+    const auto rows = unsigned_in(j, "rows", 0xffff), columns = unsigned_in(j, "columns", 0xffff);
+    if (!rows || !columns) return std::nullopt;
+    return guest_control::WindowSize{static_cast<std::uint16_t>(*rows),
+                                     static_cast<std::uint16_t>(*columns)};
+}
+
 // {"id": N, "rows": R, "columns": C}: N an exec's id (the exec stream's Stockade-Exec-Id).
 Response put_exec_resize(const Request& r, ApiController& c) {
     auto body = object_body(r, {"id", "rows", "columns"});
     if (!body) return fault(400, body.error().message);
-    const auto number = [&](const char* key, std::uint64_t max) -> std::optional<std::uint64_t> {
-        if (!body->contains(key) || !(*body)[key].is_number_unsigned()) return std::nullopt;
-        const auto v = (*body)[key].get<std::uint64_t>();
-        return v <= max ? std::optional(v) : std::nullopt;
-    };
-    const auto id = number("id", 0xffff'ffffu), rows = number("rows", 0xffff),
-               columns = number("columns", 0xffff);
-    if (!id || *id == 0 || !rows || !columns)
+    const auto id = unsigned_in(*body, "id", 0xffff'ffffu);
+    const auto window = window_in(*body);
+    if (!id || *id == 0 || !window)
         return fault(400,
                      "the body must be {\"id\": EXEC (1 or more), \"rows\": R, \"columns\": C} "
                      "(0 to 65535)");
-    if (auto done = c.resize_exec(
-            static_cast<std::uint32_t>(*id),
-            {static_cast<std::uint16_t>(*rows), static_cast<std::uint16_t>(*columns)});
-        !done)
-        return fault(400, done.error().message);
+    if (auto done = c.resize_exec(static_cast<std::uint32_t>(*id), *window); !done)
+        return fault(404, done.error().message);
     return no_content();
 }
 
@@ -153,8 +161,13 @@ Result<guest_control::ExecRequest> parse_exec_request(const Request& r) {
         out.stdin_open = body["stdin"].get<bool>();
     }
     if (body.contains("tty")) {
-        if (!body["tty"].is_boolean()) return fail("\"tty\" must be true or false");
-        out.terminal = body["tty"].get<bool>();
+        // true, or the terminal's size to start with.
+        const json& tty = body["tty"];
+        const auto window = tty.is_object() ? window_in(tty) : std::nullopt;
+        if (!tty.is_boolean() && (!window || tty.size() != 2))
+            return fail("\"tty\" must be true, false or {{\"rows\": R, \"columns\": C}}");
+        out.terminal = tty.is_object() || tty.get<bool>();
+        if (window) out.window = *window;
     }
     if (guest_control::encode({guest_control::MessageType::exec, 0, out}).size() >
         guest_control::kMaxControlMessage)

@@ -246,7 +246,7 @@ int create(std::span<const std::string> args) {
     // A terminal: its slave is the sandbox's stdio; ours stay the engine's.
     std::optional<oci::ConsolePty> pty;
     if (spec.terminal) {
-        auto opened = oci::open_console_pty();
+        auto opened = oci::open_console_pty(c->process.console_size);
         if (!opened) {
             remove_container_image(id);
             return refused(opened.error().message);
@@ -506,7 +506,7 @@ int exec(std::span<const std::string> args) {
         return refused("exec: a terminal needs --console-socket (where its master goes)");
     if (!terminal && !console_socket.empty())
         return refused("--console-socket: the exec has no terminal (--tty, process.terminal)");
-    const json request{
+    json request{
         {"cmd", p.args}, {"env", p.env}, {"workdir", p.cwd}, {"stdin", true}, {"tty", terminal}};
     // A terminal: its master goes to the engine now; its slave becomes the relaying
     // process's stdin, stdout and stderr (and controlling terminal, so resizes reach it). The
@@ -515,12 +515,16 @@ int exec(std::span<const std::string> args) {
     // would wait for the exec to end.
     std::optional<oci::ConsolePty> pty;
     if (terminal) {
-        auto opened = oci::open_console_pty();
+        auto opened = oci::open_console_pty(p.console_size);
         if (!opened) return refused(opened.error().message);
         pty = std::move(*opened);
         if (auto sent = oci::send_console_master(console_socket, pty->master.get()); !sent)
             return refused(sent.error().message);
         pty->master.reset();
+        // The guest's terminal starts with this one's size (process.consoleSize) if it has one.
+        if (winsize ws{};
+            ::ioctl(pty->slave.get(), TIOCGWINSZ, &ws) == 0 && (ws.ws_row != 0 || ws.ws_col != 0))
+            request["tty"] = {{"rows", ws.ws_row}, {"columns", ws.ws_col}};
     }
     const auto take_terminal = [&] {
         if (!pty) return;
@@ -540,14 +544,15 @@ int exec(std::span<const std::string> args) {
         if (terminal) follow_window_size(id, exec_id);
     };
     ::signal(SIGPIPE, SIG_IGN);
-    if (!detach) {
-        take_terminal();
-        auto status = exec_relayed(id, request, true, follow);
+    if (!detach && !terminal) {
+        auto status = exec_relayed(id, request, true, {});
         if (!status) return refused(status.error().message);
         return *status;
     }
-    // Detached: a child of ours holds the exec and exits with its status (the engine, as
-    // subreaper, waits for it); we return once it runs.
+    // Detached, or on a terminal: a child of ours holds the exec and exits with its status
+    // (the engine, as subreaper, waits for it); we return once it runs, or, not detached,
+    // with its status. On a terminal the child leads a session of its own, whose
+    // controlling terminal the slave is (which a process group leader could not).
     int ready[2];
     if (::pipe2(ready, O_CLOEXEC) != 0) return refused("exec: a pipe");
     const pid_t child = ::fork();
@@ -576,6 +581,12 @@ int exec(std::span<const std::string> args) {
     }
     if (!pid_file.empty())
         if (auto w = write_pid_file(pid_file, child); !w) return refused(w.error().message);
+    if (!detach) {
+        int st = 0;
+        while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
+        }
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
     return 0;
 }
 

@@ -248,6 +248,19 @@ Result<Process> process_of(const json& p) {
         if (!it->is_boolean()) return fail("process.terminal: not a boolean");
         out.terminal = it->get<bool>();
     }
+    if (const auto it = p.find("consoleSize"); it != p.end() && !it->is_null()) {
+        const auto dimension = [&](const char* key) -> std::optional<std::uint16_t> {
+            const auto v = it->is_object() ? it->find(key) : it->end();
+            if (v == it->end() || !v->is_number_unsigned() || v->get<std::uint64_t>() > 0xffff)
+                return std::nullopt;
+            return static_cast<std::uint16_t>(v->get<std::uint64_t>());
+        };
+        const auto rows = dimension("height"), columns = dimension("width");
+        if (!rows || !columns)
+            return fail(
+                "process.consoleSize: not {{\"height\": ROWS, \"width\": COLUMNS}} (0 to 65535)");
+        out.console_size = std::pair{*rows, *columns};
+    }
     STOCKADE_TRY_VOID(parse_user(p, out));
     STOCKADE_TRY_VOID(parse_limits(p, out));
     STOCKADE_TRY_VOID(refuse_if_set(p, "apparmorProfile", "process.",

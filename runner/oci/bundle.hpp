@@ -45,6 +45,8 @@ struct Process {
     std::vector<std::string> args, env;
     std::string cwd = "/";
     bool terminal = false;
+    // process.consoleSize: the terminal's size to start with (rows, columns)
+    std::optional<std::pair<std::uint16_t, std::uint16_t>> console_size;
     JobProcess settings;  // user, limits, capabilities, no_new_privs (mounts: the container's)
     std::optional<int> oom_score_adj;
 };

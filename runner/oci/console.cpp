@@ -15,7 +15,7 @@
 
 namespace stockade::oci {
 
-Result<ConsolePty> open_console_pty() {
+Result<ConsolePty> open_console_pty(std::optional<std::pair<std::uint16_t, std::uint16_t>> size) {
     ConsolePty pty;
     pty.master = UniqueFd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
     if (!pty.master) return fail_sys("opening a pseudo-terminal (/dev/ptmx)");
@@ -27,6 +27,11 @@ Result<ConsolePty> open_console_pty() {
     if (::tcgetattr(pty.slave.get(), &t) != 0) return fail_sys("reading the terminal's modes");
     ::cfmakeraw(&t);
     if (::tcsetattr(pty.slave.get(), TCSANOW, &t) != 0) return fail_sys("making the terminal raw");
+    if (size) {
+        const winsize ws{size->first, size->second, 0, 0};
+        if (::ioctl(pty.master.get(), TIOCSWINSZ, &ws) != 0)
+            return fail_sys("setting the terminal's size (process.consoleSize)");
+    }
     return pty;
 }
 

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "base/io.hpp"
@@ -75,6 +76,7 @@ struct Unidentified {
 struct Exec {
     std::uint32_t id = 0;
     bool stdin_open = false;
+    bool terminal = false;
     UniqueFd client;
     std::string to_client;  // response head and frames not yet written
     bool client_in_ended = false;
@@ -125,6 +127,7 @@ struct StdioRelay::State {
     std::mutex mu;
     std::string queued_control;
     std::vector<std::unique_ptr<Exec>> queued_execs;
+    std::set<std::uint32_t> terminal_execs;  // the execs with a terminal, until dropped
 
     // What the thread polls, and what each entry is.
     enum SlotKind {
@@ -573,7 +576,16 @@ void StdioRelay::State::run() {
         std::erase_if(unidentified, [](const Unidentified& u) { return !u.fd; });
         for (auto& e : execs)
             check_exec(*e);
-        std::erase_if(execs, [](const std::unique_ptr<Exec>& e) { return e->gone; });
+        std::vector<std::uint32_t> ended_terminals;
+        std::erase_if(execs, [&](const std::unique_ptr<Exec>& e) {
+            if (e->gone && e->terminal) ended_terminals.push_back(e->id);
+            return e->gone;
+        });
+        if (!ended_terminals.empty()) {
+            std::lock_guard lock(mu);
+            for (std::uint32_t id : ended_terminals)
+                terminal_execs.erase(id);
+        }
         execs_running = execs.size();
         control_backlog = control_out.size();
         check_done();
@@ -622,11 +634,24 @@ Result<> StdioRelay::send_control(const guest_control::Message& m) {
     return {};
 }
 
+Result<> StdioRelay::resize_exec(std::uint32_t id, guest_control::WindowSize size) {
+    guest_control::Message m{guest_control::MessageType::resize, 0, std::nullopt};
+    m.window = size;
+    m.resize_exec = id;
+    {
+        std::lock_guard lock(state_->mu);
+        if (!state_->terminal_execs.contains(id))
+            return fail("no exec {} with a terminal is running", id);
+    }
+    return send_control(m);
+}
+
 Result<> StdioRelay::start_exec(guest_control::ExecRequest request, UniqueFd& client,
                                 std::string head, std::string client_input) {
     if (!state_->control_up) return fail("stockade-init's control stream is not connected");
     auto e = std::make_unique<Exec>();
     e->stdin_open = request.stdin_open;
+    e->terminal = request.terminal;
     e->to_client = std::move(head);
     if (request.stdin_open) e->in_buf = std::move(client_input);
     {
@@ -638,6 +663,7 @@ Result<> StdioRelay::start_exec(guest_control::ExecRequest request, UniqueFd& cl
         e->client = std::move(client);
         request.id = e->id = state_->next_exec_id++;
         e->to_client = api::with_exec_id(std::move(e->to_client), e->id);
+        if (e->terminal) state_->terminal_execs.insert(e->id);
         state_->queued_control +=
             guest_control::encode({guest_control::MessageType::exec, 0, std::move(request)});
         state_->queued_execs.push_back(std::move(e));

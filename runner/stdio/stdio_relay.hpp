@@ -69,6 +69,9 @@ class StdioRelay {
     // exec's stdin when the request says so.
     [[nodiscard]] Result<> start_exec(guest_control::ExecRequest request, UniqueFd& client,
                                       std::string head, std::string client_input);
+    // Sets the window size of exec `id`'s terminal (any thread); refused for an exec that is
+    // not running or has no terminal.
+    [[nodiscard]] Result<> resize_exec(std::uint32_t id, guest_control::WindowSize size);
 
     struct Counters {
         std::uint64_t in = 0, out = 0, err = 0;  // bytes relayed

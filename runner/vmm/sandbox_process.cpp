@@ -618,10 +618,7 @@ Result<> Sandbox::exec(guest_control::ExecRequest request, UniqueFd& client, std
 
 Result<> Sandbox::resize_exec(std::uint32_t id, guest_control::WindowSize size) {
     StdioRelay* relay = STOCKADE_TRY(control_stream());
-    guest_control::Message m{guest_control::MessageType::resize, 0, std::nullopt};
-    m.window = size;
-    m.resize_exec = id;
-    return relay->send_control(m);
+    return relay->resize_exec(id, size);
 }
 
 // The parts' descriptors (pipes): state, memory, then one per writable disk (in disk order).

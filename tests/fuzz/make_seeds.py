@@ -116,9 +116,12 @@ def blob(data):
     return struct.pack('<I', len(data)) + data
 
 
-def exec_request(id_, argv, env, workdir, stdin_open):
+def exec_request(id_, argv, env, workdir, stdin_open, window=None):
+    """window: (rows, columns) of a terminal of the exec's own (flags bit 2)."""
     items = [blob(b''.join(i + b'\0' for i in list_)) for list_ in (argv, env)]
-    return message(b'X' + struct.pack('<IB', id_, stdin_open) + b''.join(items) + blob(workdir))
+    flags = stdin_open | (2 if window else 0)
+    size = struct.pack('<HH', *window) if window else b''
+    return message(b'X' + struct.pack('<IB', id_, flags) + b''.join(items) + blob(workdir) + size)
 
 
 write('fuzz_control_message/session', message(b'W' + struct.pack('<HH', 33, 77)) + message(b'S') +
@@ -126,6 +129,9 @@ write('fuzz_control_message/session', message(b'W' + struct.pack('<HH', 33, 77))
     1, [b'sh', b'-c', b'echo hi'], [b'A=1'], b'/', 0) + message(b'P'))
 write('fuzz_control_message/exec', exec_request(
     0xffffffff, [b'cat', b''], [b'PATH=/bin', b'B=x=y'], b'/tmp/w d', 1))
+# An exec on a terminal of its own (24 by 80), then a resize naming it.
+write('fuzz_control_message/exec_tty', exec_request(
+    5, [b'sh'], [b'TERM=xterm'], b'/', 1, (24, 80)) + message(b'W' + struct.pack('<IHH', 5, 50, 132)))
 # A restored sandbox's notice: port, the clock (seconds as two halves, nanoseconds), entropy.
 write('fuzz_control_message/restored', message(
     b'R' + struct.pack('<IIII', 1027, 1800000000, 0, 5) + bytes(range(32))))
@@ -196,6 +202,11 @@ write('fuzz_api_request/actions', b'PUT /actions HTTP/1.1\r\nContent-Length: 31\
 exec_body = b'{"cmd": ["sh", "-c", "echo hi"], "env": ["A=1"], "workdir": "/", "stdin": true}'
 write('fuzz_api_request/exec',
       b'PUT /exec HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(exec_body) + exec_body)
+tty_body = b'{"cmd": ["sh"], "stdin": true, "tty": {"rows": 24, "columns": 80}}'
+resize_body = b'{"id": 5, "rows": 50, "columns": 132}'
+write('fuzz_api_request/exec_tty',
+      b'PUT /exec HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(tty_body) + tty_body +
+      b'PUT /exec/resize HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(resize_body) + resize_body)
 # fuzz_exec_frames: an exec's reply body as the sandbox sends it (runner/api/exec_stream.hpp).
 def frame(kind, payload):
     return bytes([kind, 0, 0, 0]) + struct.pack('>I', len(payload)) + payload

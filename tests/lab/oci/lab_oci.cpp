@@ -4,17 +4,22 @@
 // settings and for bundles it must refuse. Every case checks that nothing is left behind: no
 // state directory, cgroup leaf or container image.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -340,6 +345,58 @@ TEST_F(Oci, CtrTaskExecKillAndDeleteWorkAndLeaveNothing) {
     const auto direct = runtime({"exec", id, "sh", "-c", "echo a  b; exit 4"});
     EXPECT_EQ(direct.status, 4) << direct.describe();
     EXPECT_EQ(direct.out, "a b\n") << direct.describe();
+    // The runtime's exec on a terminal, not detached, with the process a shim gives (the
+    // container's, with process.consoleSize): the master comes over the console socket, and
+    // the guest's terminal starts at that size.
+    {
+        const std::string sock = kWork + "/console.sock", file = kWork + "/tty-process.json";
+        json p = json::parse(lab::read_text(state["bundle"].get<std::string>() + "/config.json"))
+                     .at("process");
+        p["args"] = {"sh", "-c", "stty size; tty; exit 5"};
+        p["terminal"] = true;
+        p["consoleSize"] = {{"height", 21}, {"width", 65}};
+        write_file(file, p.dump());
+        ::unlink(sock.c_str());
+        const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+        ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        ASSERT_EQ(::listen(listener, 1), 0);
+        auto done = std::async(std::launch::async, [&] {
+            return runtime({"exec", "--tty", "--console-socket", sock, "--process", file, id});
+        });
+        const int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        ASSERT_GE(conn, 0);
+        char name[64];
+        iovec iov{name, sizeof name};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ASSERT_GT(::recvmsg(conn, &msg, 0), 0);
+        const cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        ASSERT_TRUE(c != nullptr && c->cmsg_type == SCM_RIGHTS);
+        int master = -1;
+        std::memcpy(&master, CMSG_DATA(c), sizeof master);
+        ::close(conn);
+        ::close(listener);
+        // Its output until the exec's end closes the slave (EIO).
+        std::string seen;
+        char buf[256];
+        for (pollfd pf{master, POLLIN, 0}; ::poll(&pf, 1, 60'000) == 1;) {
+            const ssize_t n = ::read(master, buf, sizeof buf);
+            if (n <= 0) break;
+            seen.append(buf, static_cast<std::size_t>(n));
+        }
+        ::close(master);
+        const auto r = done.get();
+        EXPECT_EQ(r.status, 5) << r.describe() << seen;
+        EXPECT_NE(seen.find("21 65"), std::string::npos) << seen;
+        EXPECT_NE(seen.find("/dev/pts/"), std::string::npos) << seen;
+    }
     const auto as_user = runtime({"exec", "--user=1000", id, "id"});
     EXPECT_EQ(as_user.status, 1) << as_user.describe();
     EXPECT_NE(lab::read_text(kWork + "/runtime.log").find("--user=1000 is not supported"),

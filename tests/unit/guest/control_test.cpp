@@ -49,6 +49,8 @@ std::vector<Message> sample_messages() {
     ExecRequest tty{7, {"sh"}, {"TERM=xterm"}, "/", true};
     tty.terminal = true;
     out.push_back(exec_message(tty));
+    tty.window = {50, 0x1234};
+    out.push_back(exec_message(tty));
     return out;
 }
 
@@ -200,9 +202,15 @@ TEST(ControlMessage, RefusesAMalformedExec) {
         expect_refused(framed(exec_body("ls\0"s, "", "/", flags)), "exec: unknown flags");
     EXPECT_TRUE(decoded(framed(exec_body("ls\0"s, "", "/", 1))).exec->stdin_open);
     EXPECT_FALSE(decoded(framed(exec_body("ls\0"s, "", "/", 0))).exec->stdin_open);
-    const auto tty = decoded(framed(exec_body("ls\0"s, "", "/", 3))).exec;
+    // A terminal's size to start with follows the workdir: rows, then columns (16 bits each).
+    expect_refused(framed(exec_body("ls\0"s, "", "/", 3)), "exec: truncated");
+    expect_refused(framed(exec_body("ls\0"s, "", "/", 3) + "\x18\0\x50"s), "exec: truncated");
+    expect_refused(framed(exec_body("ls\0"s, "", "/", 3) + u32(0) + "x"), "bytes after");
+    const auto tty = decoded(framed(exec_body("ls\0"s, "", "/", 3) + "\x18\0\x50\0"s)).exec;
     EXPECT_TRUE(tty->terminal);
     EXPECT_TRUE(tty->stdin_open);
+    EXPECT_EQ(tty->window, (WindowSize{24, 80}));
+    EXPECT_TRUE(decoded(framed(exec_body("ls\0"s, "", "/", 2) + u32(0))).exec->terminal);
     EXPECT_FALSE(decoded(framed(exec_body("ls\0"s, "", "/", 1))).exec->terminal);
 }
 

@@ -269,6 +269,12 @@ TEST(ApiRoutes, ExecRequestsAreCheckedBeforeTheConnectionIsHandedOver) {
     const auto tty = handle({"PUT", "/exec", R"({"cmd": ["sh"], "tty": true})", true}, c);
     ASSERT_TRUE(tty.exec);
     EXPECT_TRUE(tty.exec->terminal);
+    EXPECT_EQ(tty.exec->window, (guest_control::WindowSize{}));
+    const auto sized =
+        handle({"PUT", "/exec", R"({"cmd": ["sh"], "tty": {"rows": 24, "columns": 80}})", true}, c);
+    ASSERT_TRUE(sized.exec);
+    EXPECT_TRUE(sized.exec->terminal);
+    EXPECT_EQ(sized.exec->window, (guest_control::WindowSize{24, 80}));
     struct Case {
         const char *body, *says;
     };
@@ -283,7 +289,12 @@ TEST(ApiRoutes, ExecRequestsAreCheckedBeforeTheConnectionIsHandedOver) {
              Case{R"({"cmd": ["ls"], "workdir": "tmp"})", "absolute path"},
              Case{R"({"cmd": ["ls"], "stdin": "yes"})", "true or false"},
              Case{R"({"cmd": ["a\u0000b"]})", "NUL"},
-             Case{R"({"cmd": ["ls"], "tty": 1})", "\"tty\" must be true or false"},
+             Case{R"({"cmd": ["ls"], "tty": 1})", "\"tty\" must be true, false or"},
+             Case{R"({"cmd": ["ls"], "tty": {"rows": 24}})", "\"tty\" must be true, false or"},
+             Case{R"({"cmd": ["ls"], "tty": {"rows": 24, "columns": 65536}})",
+                  "\"tty\" must be true, false or"},
+             Case{R"({"cmd": ["ls"], "tty": {"rows": 1, "columns": 2, "x": 3}})",
+                  "\"tty\" must be true, false or"},
              Case{R"({"cmd": ["ls"], "terminal": true})", "unknown field \"terminal\""},
              Case{"not json", "JSON object"},
          }) {

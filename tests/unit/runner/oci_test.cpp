@@ -471,8 +471,21 @@ TEST(OciBundle, AnExecsProcessIsParsedAlone) {
     EXPECT_EQ(p->cwd, "/tmp");
     EXPECT_TRUE(p->settings.no_new_privileges);
     EXPECT_FALSE(parse_process(R"({"args":[]})"));
-    EXPECT_TRUE(parse_process(R"({"args":["x"],"terminal":true})")->terminal)
-        << "read, and refused by exec, which has no terminal yet";
+    EXPECT_TRUE(parse_process(R"({"args":["x"],"terminal":true})")->terminal);
+    // The terminal's size to start with (docker exec -it sends it).
+    const auto sized =
+        parse_process(R"({"args":["x"],"terminal":true,"consoleSize":{"height":24,"width":80}})");
+    ASSERT_TRUE(sized) << sized.error().message;
+    EXPECT_EQ(sized->console_size, (std::pair<std::uint16_t, std::uint16_t>{24, 80}));
+    EXPECT_FALSE(parse_process(R"({"args":["x"]})")->console_size);
+    for (const char* bad : {R"({"args":["x"],"consoleSize":{"height":24}})",
+                            R"({"args":["x"],"consoleSize":{"height":24,"width":65536}})",
+                            R"({"args":["x"],"consoleSize":[24,80]})"}) {
+        const auto p2 = parse_process(bad);
+        ASSERT_FALSE(p2) << bad;
+        EXPECT_NE(p2.error().message.find("process.consoleSize"), std::string::npos)
+            << p2.error().message;
+    }
 }
 
 TEST(OciBundle, CapabilityAndRlimitNamesAreLinuxs) {

@@ -353,6 +353,40 @@ TEST(StdioRelay, AnExecRunsOnItsOwnStreamsAndItsClientGetsFramesThenTheStatus) {
     EXPECT_EQ(contents(out.get()), "") << "an exec's output is not the workload's";
 }
 
+// Only a running exec with a terminal can be resized; the resize names it on the control
+// stream.
+TEST(StdioRelay, OnlyARunningExecsTerminalIsResized) {
+    UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC)), out = memfd(), err = memfd();
+    Relay r(in.get(), out.get(), err.get());
+    auto control = r.connect(S::control);
+    ASSERT_TRUE(wait_for([&] { return r.relay().control_connected(); }));
+    std::uint32_t ids[2] = {};
+    UniqueFd clients[2];
+    for (int k = 0; k < 2; ++k) {
+        int pair[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        clients[k] = UniqueFd(pair[0]);
+        UniqueFd api_side(pair[1]);
+        gc::ExecRequest req{0, {"sh"}, {}, "/", false};
+        req.terminal = k == 1;
+        ASSERT_TRUE(r.relay().start_exec(req, api_side, "HEAD", ""));
+        const gc::Message m = next_message(control.get());
+        ASSERT_TRUE(m.exec);
+        EXPECT_EQ(m.exec->terminal, k == 1);
+        ids[k] = m.exec->id;
+    }
+    EXPECT_FALSE(r.relay().resize_exec(ids[0], {24, 80})) << "no terminal";
+    EXPECT_FALSE(r.relay().resize_exec(ids[1] + 1, {24, 80})) << "no such exec";
+    ASSERT_TRUE(r.relay().resize_exec(ids[1], {24, 80}));
+    const gc::Message m = next_message(control.get());
+    EXPECT_EQ(m.type, gc::MessageType::resize);
+    EXPECT_EQ(m.resize_exec, ids[1]);
+    EXPECT_EQ(m.window, (gc::WindowSize{24, 80}));
+    // Its client leaves: the exec is dropped, and so is its terminal.
+    clients[1].reset();
+    EXPECT_TRUE(wait_for([&] { return !r.relay().resize_exec(ids[1], {1, 1}); }));
+}
+
 TEST(StdioRelay, AnExecsClientThatGoesAwayEndsItsStreamsInTheGuest) {
     UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC)), out = memfd(), err = memfd();
     Relay r(in.get(), out.get(), err.get());
