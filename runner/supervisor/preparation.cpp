@@ -175,17 +175,16 @@ namespace {
 
 // A restore: the snapshot opened and checked (lengths, digests: the memory's unless the
 // caller skips it), its state and memory handed over, and each writable disk given back the
-// contents it had as preparation's last step (DiskRestores), once nothing else can refuse;
-// a sealed snapshot's state and memory are decrypted there too, before the disks.
-using DiskRestores = std::vector<std::function<Result<>()>>;
+// contents it had in the steps the caller runs last (RestoreSteps), once nothing else can
+// refuse; a sealed snapshot's state and memory are decrypted there too, before the disks.
 
 // A sealed part's plaintext in a memory file of its own, every chunk authenticated by
-// stockade-seal on the way.
-Result<UniqueFd> unsealed_memfd(const OpenedSnapshot& snap, const std::string& part) {
+// stockade-seal on the way; the helper runs in `cgroup`, which its pages are charged to.
+Result<UniqueFd> unsealed_memfd(const OpenedSnapshot& snap, const std::string& part, int cgroup) {
     UniqueFd fd(::memfd_create(("stockade-" + part).c_str(), MFD_CLOEXEC));
     if (!fd) return fail_sys("memfd_create");
     if (auto o = open_sealed_part(snap.seal_key, part, snap.fd(part), snap.sealed_manifest.get(),
-                                  fd.get());
+                                  fd.get(), false, cgroup);
         !o)
         return std::unexpected(std::move(o).error().context(snap.dir));
     return fd;
@@ -204,7 +203,7 @@ Result<UniqueFd> unsealed_beside(const OpenedSnapshot& snap, const std::string& 
     return fd;
 }
 
-Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, DiskRestores& disks_out) {
+Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, RestoreSteps& disks_out) {
     std::vector<std::string> skip;
     if (!spec.seal_key.empty())
         skip = {"state", "memory"};  // decrypted below, which authenticates every chunk
@@ -255,35 +254,36 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, DiskRe
         // lazily), with the host's other resources, last; the memory is mapped shared, as
         // nothing else holds it. Before any disk is written: a chunk that fails leaves the
         // images as they were.
-        disks_out.push_back([kept, &sandbox]() -> Result<> {
-            sandbox.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state"));
-            sandbox.restore_memory = STOCKADE_TRY(unsealed_memfd(*kept, "memory"));
-            sandbox.restore_memory_shared = true;
+        disks_out.push_back([kept](SandboxResources& to, int cgroup) -> Result<> {
+            to.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state", cgroup));
+            to.restore_memory = STOCKADE_TRY(unsealed_memfd(*kept, "memory", cgroup));
+            to.restore_memory_shared = true;
             return {};
         });
     for (std::size_t i = 0; i < writable.size(); ++i) {
         const int image = writable[i]->fd.get();
         const std::string part_name = copies[i].part, image_path = writable[i]->path;
-        disks_out.push_back([kept, image, part_name, image_path]() -> Result<> {
-            // A sealed copy was authenticated whole by open_snapshot; it is again as it is
-            // decrypted into the image.
-            Result<> c;
-            if (kept->manifest.sealed) {
-                // Decrypted beside the image first (every chunk authenticated on the way),
-                // then copied in: a chunk that fails leaves the image as it was.
-                auto plain = unsealed_beside(*kept, part_name, image_path);
-                if (!plain)
-                    c = std::unexpected(std::move(plain).error());
-                else if (auto r = restore_disk(plain->get(), image); !r)
+        disks_out.push_back(
+            [kept, image, part_name, image_path](SandboxResources&, int) -> Result<> {
+                // A sealed copy was authenticated whole by open_snapshot; it is again as it is
+                // decrypted into the image.
+                Result<> c;
+                if (kept->manifest.sealed) {
+                    // Decrypted beside the image first (every chunk authenticated on the way),
+                    // then copied in: a chunk that fails leaves the image as it was.
+                    auto plain = unsealed_beside(*kept, part_name, image_path);
+                    if (!plain)
+                        c = std::unexpected(std::move(plain).error());
+                    else if (auto r = restore_disk(plain->get(), image); !r)
+                        c = std::unexpected(std::move(r).error());
+                } else if (auto r = restore_disk(kept->fd(part_name), image); !r) {
                     c = std::unexpected(std::move(r).error());
-            } else if (auto r = restore_disk(kept->fd(part_name), image); !r) {
-                c = std::unexpected(std::move(r).error());
-            }
-            if (!c)
-                return std::unexpected(std::move(c).error().context(
-                    fmt::format("putting {} back into {}", part_name, image_path)));
-            return {};
-        });
+                }
+                if (!c)
+                    return std::unexpected(std::move(c).error().context(
+                        fmt::format("putting {} back into {}", part_name, image_path)));
+                return {};
+            });
     }
     return {};
 }
@@ -311,8 +311,7 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     Job job = core_job(spec);
     OpenContext open{supervisor.id, supervisor.policy, artefacts, job};
     STOCKADE_TRY_VOID(open_devices(spec, open, sandbox.devices));
-    DiskRestores disk_restores;
-    if (!spec.restore_from.empty()) STOCKADE_TRY_VOID(open_restore(spec, sandbox, disk_restores));
+    if (!spec.restore_from.empty()) STOCKADE_TRY_VOID(open_restore(spec, sandbox, prep.restore));
     STOCKADE_TRY_VOID(read_boot_images(spec, sandbox.boot, artefacts, supervisor.policy));
     STOCKADE_TRY_VOID(plan(spec, job, plans_pci_bus(sandbox.devices), sandbox.boot));
     STOCKADE_TRY_VOID(
@@ -339,9 +338,6 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     if (sandbox.boot.job.size() != planned)
         return fail("the job archive changed size after the boot was planned ({} -> {} bytes)",
                     planned, sandbox.boot.job.size());
-    // A restore's disks, last: nothing before this can be refused any more.
-    for (const auto& restore : disk_restores)
-        STOCKADE_TRY_VOID(restore());
     return prep;
 }
 

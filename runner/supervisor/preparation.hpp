@@ -2,6 +2,7 @@
 // Startup steps 1 to 4, in the supervisor: everything a sandbox needs, read, checked and
 // opened before anything is created. Validation comes first and host resources (a guest
 // CID, a tap) last, once nothing can be refused any more. After this, no path is opened.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,15 @@ struct SupervisorState {
     DeviceKinds::Hosts hosts;
 };
 
+// A restore's last steps, once the host is set up and nothing else can refuse: a sealed
+// snapshot's state and memory decrypted (in `cgroup`, the sandbox's leaf, which is charged
+// for them), then each writable disk given back the contents it had.
+using RestoreSteps = std::vector<std::function<Result<>(SandboxResources&, int cgroup)>>;
+
 struct Preparation {
     SupervisorState supervisor;
     SandboxResources sandbox;  // moved into the sandbox process
+    RestoreSteps restore;      // run in order by the caller, last (empty unless a restore)
 };
 
 // Reads, checks and opens; fails (naming the field or file) before anything is created.

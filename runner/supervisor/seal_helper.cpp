@@ -1,10 +1,12 @@
 #include "runner/supervisor/seal_helper.hpp"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,7 +47,25 @@ Result<std::pair<UniqueFd, UniqueFd>> make_pipe() {
     return std::pair{UniqueFd(p[0]), UniqueFd(p[1])};
 }
 
-Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds) {
+// In cgroup `cgroup` from its first instruction (clone3's CLONE_INTO_CGROUP; posix_spawn
+// has no such attribute before glibc 2.39): the child only duplicates descriptors, closes the
+// rest and executes, all async-signal-safe.
+pid_t spawn_into_cgroup(int cgroup, const char* path, const std::array<UniqueFd, 4>& src,
+                        char* const argv[], char* const env[]) {
+    clone_args ca{};
+    ca.flags = CLONE_INTO_CGROUP;
+    ca.exit_signal = SIGCHLD;
+    ca.cgroup = static_cast<std::uint64_t>(cgroup);
+    const long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid != 0) return static_cast<pid_t>(pid);
+    for (std::size_t i = 0; i < src.size(); ++i)
+        if (::dup2(src[i].get(), static_cast<int>(i)) < 0) ::_exit(127);
+    ::close_range(static_cast<unsigned>(src.size()), ~0U, 0);
+    ::execve(path, argv, env);
+    ::_exit(127);
+}
+
+Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds, int cgroup = -1) {
     const std::string path = STOCKADE_TRY(seal_helper_path());
     UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!null) return fail_sys("/dev/null");
@@ -71,6 +91,12 @@ Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds) {
     // holds the key load other code.
     char* no_env[] = {nullptr};
     pid_t pid = -1;
+    if (cgroup >= 0) {
+        ::posix_spawn_file_actions_destroy(&fa);
+        pid = spawn_into_cgroup(cgroup, path.c_str(), src, argv.data(), no_env);
+        if (pid < 0) return fail_sys(fmt::format("running {} in the sandbox's cgroup", path));
+        return Spawned{pid, std::move(err_read)};
+    }
     const int rc = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv.data(), no_env);
     ::posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return fail_sys(fmt::format("running {}", path), rc);
@@ -245,9 +271,9 @@ Result<OpenedSealedManifest> open_sealed_manifest(const std::string& key, int ma
 }
 
 Result<> open_sealed_part(const std::string& key, const std::string& part, int file, int manifest,
-                          int out, bool header_only) {
+                          int out, bool header_only, int cgroup) {
     const char* cmd = out >= 0 ? "open" : header_only ? "check" : "verify";
-    auto s = STOCKADE_TRY(spawn({cmd, key, part}, {file, out, manifest}));
+    auto s = STOCKADE_TRY(spawn({cmd, key, part}, {file, out, manifest}, cgroup));
     return wait_helper(s, part);
 }
 

@@ -83,8 +83,11 @@ struct OpenedSealedManifest {
 // Part `part` (the descriptor `file`) against the sealed manifest: with `out` >= 0, its
 // plaintext written there as each chunk is authenticated (holes where chunks are zeros); else
 // authenticated whole, or with `header_only` only its header checked (the snapshot, part,
-// copy and length the manifest records), no chunk read.
+// copy and length the manifest records), no chunk read. With `cgroup` (a cgroup v2
+// directory) >= 0 the helper runs in that cgroup, so the pages it writes into a memory file
+// `out` are charged there (a restored sandbox's leaf), not to the caller's.
 [[nodiscard]] Result<> open_sealed_part(const std::string& key, const std::string& part, int file,
-                                        int manifest, int out = -1, bool header_only = false);
+                                        int manifest, int out = -1, bool header_only = false,
+                                        int cgroup = -1);
 
 }  // namespace stockade

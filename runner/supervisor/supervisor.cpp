@@ -162,6 +162,7 @@ struct RunContext {
     UniqueFd ready;  // detached: the waiting `stockade run -d`'s pipe, until ready
     SupervisorState supervisor;
     SandboxResources sandbox;
+    RestoreSteps restore;  // a restore's last steps (prepare), until they ran
     std::optional<ApiSocket> api;
     std::optional<StateKeeper> state;
     StatusPipe status;
@@ -228,15 +229,20 @@ Result<> prepare_run(RunContext& run) {
     close_fds_except(keep);
     if (run.spec.detach && ::geteuid() != 0)
         return fail("a detached sandbox needs root: its state and logs live in {}", kStateRoot);
-    auto [supervisor, sandbox] = STOCKADE_TRY(prepare(run.spec));
+    auto [supervisor, sandbox, restore] = STOCKADE_TRY(prepare(run.spec));
     run.supervisor = std::move(supervisor);
     run.sandbox = std::move(sandbox);
+    run.restore = std::move(restore);
     STOCKADE_TRY_VOID(claim_state_dir(run));
     run.host.emplace(STOCKADE_TRY(set_up_host(run.supervisor)));
     if (run.host->label)
         run.host->images = STOCKADE_TRY(policy::ImageLabels::apply(
             disk_images(run.sandbox.devices), run.host->label->context,
             [](std::string_view c) { return policy::McsReservation::held(kMcsRegistry, c); }));
+    // A restore's decryption and disks, last: nothing before this can be refused any more.
+    for (const auto& step : run.restore)
+        STOCKADE_TRY_VOID(step(run.sandbox, run.host->leaf.dir_fd()));
+    run.restore.clear();
     if (run.state) {
         run.state->record().host = host_record(*run.host, run.supervisor);
         if (const auto& vsock = part_of<VsockKind>(run.supervisor.hosts))
@@ -346,7 +352,7 @@ void tear_down(RunContext& run, int code) {
 // `ready` (detached: the waiting `stockade run -d`) gets one byte once the sandbox is ready
 // and is closed; it is never the sandbox's.
 Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
-    RunContext run{spec, std::move(ready), {}, {}, {}, {}, {}, {}, {}};
+    RunContext run{spec, std::move(ready), {}, {}, {}, {}, {}, {}, {}, {}};
     STOCKADE_TRY_VOID(prepare_run(run));
     auto sigfd = STOCKADE_TRY(watch_termination_signals());
     const pid_t child = STOCKADE_TRY(start_sandbox(run));

@@ -31,7 +31,9 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -390,6 +392,17 @@ TEST(Snapshot, ASealedSnapshotRestoresWithItsKeyAndIsRefusedOtherwise) {
     })) << logs("lab-snap-s2");
     EXPECT_EQ(after.front().n, last + 1);
     EXPECT_EQ(after.front().file, "kept");
+    // The decrypted memory is the sandbox's: the memory file stockade-seal filled (shmem) is
+    // charged to the sandbox's cgroup leaf, under its limits, not to whoever restored it.
+    const std::string stat = lab::read_text("/sys/fs/cgroup/stockade/lab-snap-s2/memory.stat");
+    std::uint64_t shmem = 0;
+    std::istringstream lines(stat);
+    for (std::string name; lines >> name;)
+        if (name == "shmem")
+            lines >> shmem;
+        else
+            lines.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    EXPECT_GT(shmem, 16u << 20) << stat;
     ASSERT_EQ(stockade({"rm", "-f", "lab-snap-s2"}).status, 0);
 }
 
