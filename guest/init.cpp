@@ -1022,34 +1022,10 @@ std::optional<int> wait_watching(pid_t pid, int status) {
         ::dup2(s.out, 1);
     }
     ::dup2(s.err, 2);
-    if (tty.master >= 0) {
-        // On the terminal: the command leads a session of its own, the slave its controlling
-        // terminal and its stdio; this process copies between the streams and the master.
-        const pid_t command = ::fork();
-        if (command < 0) {
-            say("fork: %s", std::strerror(errno));
-            finish_vsock(s, 126);
-            ::_exit(0);
-        }
-        if (command == 0) {
-            ::close(tty.master);
-            ::setsid();
-            ::ioctl(tty.slave, TIOCSCTTY, 0);
-            for (int fd : {0, 1, 2})
-                ::dup2(tty.slave, fd);
-            exec_command(job, exec.argv, exec.env, exec.workdir);
-        }
-        ::close(tty.slave);
-        const std::optional<int> wstatus = pump_terminal(command, s, tty.master);
-        if (!wstatus) {
-            // Its group, or the command itself before it made that group (setsid).
-            ::kill(-command, SIGKILL);
-            ::kill(command, SIGKILL);
-            ::_exit(0);
-        }
-        finish_vsock(s, status_of(*wstatus));
-        ::_exit(0);
-    }
+    // On a terminal the command leads a session of its own, the slave its controlling terminal
+    // and its stdio, and this process copies between the streams and the master; else it has
+    // a process group of its own on the streams.
+    const bool on_terminal = tty.master >= 0;
     const pid_t command = ::fork();
     if (command < 0) {
         say("fork: %s", std::strerror(errno));
@@ -1057,13 +1033,29 @@ std::optional<int> wait_watching(pid_t pid, int status) {
         ::_exit(0);
     }
     if (command == 0) {
-        ::setpgid(0, 0);
+        if (on_terminal) {
+            ::close(tty.master);
+            ::setsid();
+            ::ioctl(tty.slave, TIOCSCTTY, 0);
+            for (int fd : {0, 1, 2})
+                ::dup2(tty.slave, fd);
+        } else {
+            ::setpgid(0, 0);
+        }
         exec_command(job, exec.argv, exec.env, exec.workdir);
     }
-    (void)::setpgid(command, command);  // as the child does: whichever runs first
-    const std::optional<int> wstatus = wait_watching(command, s.status);
+    std::optional<int> wstatus;
+    if (on_terminal) {
+        ::close(tty.slave);
+        wstatus = pump_terminal(command, s, tty.master);
+    } else {
+        (void)::setpgid(command, command);  // as the child does: whichever runs first
+        wstatus = wait_watching(command, s.status);
+    }
     if (!wstatus) {
+        // Its group, or the command itself before it made that group.
         ::kill(-command, SIGKILL);
+        ::kill(command, SIGKILL);
         ::_exit(0);
     }
     finish_vsock(s, status_of(*wstatus));
