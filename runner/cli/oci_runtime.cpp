@@ -238,6 +238,7 @@ int create(std::span<const std::string> args) {
     spec.inherit_stdio = true;
     spec.terminal = c->process.terminal;
     spec.oci_bundle = bundle;
+    spec.hold_netns = c->pod_network_namespace;
     spec.run_args = run_args;
     spec.run_cwd = bundle;
     if (c->process.oom_score_adj)

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -342,6 +343,8 @@ Result<> parse_linux(const json& config, Container& out) {
                     }))
                     return fail("{}path: {:?} has a comma or a control character", where, *path);
                 out.network_namespace = *path;
+            } else if ((type == "ipc" || type == "uts") && path && !path->empty()) {
+                out.pod_joins.push_back({i, type, *path});  // checked in resolve_pod
             } else {
                 STOCKADE_TRY_VOID(refuse_if_set(
                     n, "path", where,
@@ -453,6 +456,35 @@ Result<std::optional<std::uint64_t>> number_annotation(const Container& c, std::
     if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v == 0 || v > max)
         return fail("annotations.{}: {:?} is not a number from 1 to {}", key, s, max);
     return v;
+}
+
+// "/proc/PID/ns/TYPE": how CRI names the pause container's namespaces to a pod's containers.
+bool is_proc_namespace(std::string_view path, std::string_view type) {
+    constexpr std::string_view kProc = "/proc/";
+    if (!path.starts_with(kProc)) return false;
+    path.remove_prefix(kProc.size());
+    const std::size_t digits = path.find_first_not_of("0123456789");
+    return digits != 0 && digits != std::string_view::npos &&
+           path.substr(digits) == fmt::format("/ns/{}", type);
+}
+
+// A Kubernetes pod (CRI, containerd's or CRI-O's annotation): the pause container ("sandbox")
+// holds the pod's network namespace instead of taking it; the pod's containers ("container")
+// join it, and the pause container's IPC and UTS namespaces, by /proc/PID/ns/TYPE paths.
+Result<> resolve_pod(Container& out) {
+    std::string role;
+    for (const char* key :
+         {"io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"})
+        if (const auto it = out.annotations.find(key); it != out.annotations.end())
+            role = it->second;
+    if (role == "sandbox") out.pod_network_namespace = std::exchange(out.network_namespace, {});
+    for (const Container::Join& j : out.pod_joins)
+        if (role != "container" || !is_proc_namespace(j.path, j.type))
+            return fail(
+                "linux.namespaces[{}].path: joining an existing {} namespace is not supported "
+                "(but a network one, and a Kubernetes pod's IPC and UTS ones as /proc/PID/ns/{})",
+                j.index, j.type, j.type);
+    return {};
 }
 
 Result<> parse_annotations(const json& config, Container& out) {
@@ -622,6 +654,7 @@ Result<Container> parse_config(std::string_view text, std::string_view bundle) {
     STOCKADE_TRY_VOID(parse_mounts(config, out.process.settings, out));
     STOCKADE_TRY_VOID(parse_linux(config, out));
     STOCKADE_TRY_VOID(parse_annotations(config, out));
+    STOCKADE_TRY_VOID(resolve_pod(out));
     return out;
 }
 

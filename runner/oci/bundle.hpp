@@ -64,6 +64,18 @@ struct Container {
     // The network namespace the engine made with CNI (linux.namespaces' network `path`): the
     // guest's interface is joined to its veth and takes its address (--net netns=PATH)
     std::string network_namespace;
+    // A Kubernetes pod's (CRI's pause container, annotation io.kubernetes.cri.container-type
+    // "sandbox"): the pod's network namespace, which the container's supervisor holds
+    // (SandboxSpec::hold_netns) for the pod's containers to join; its own guest has no network.
+    std::string pod_network_namespace;
+    // IPC and UTS namespaces joined by path (linux.namespaces[N].path), accepted only for a
+    // pod's container (annotation "container") joining the pod's, as /proc/PID/ns/TYPE: the
+    // container's VM has its own (README.md, "Kubernetes").
+    struct Join {
+        std::size_t index = 0;
+        std::string type, path;
+    };
+    std::vector<Join> pod_joins;
     std::map<std::string, std::string> annotations;
     // Bind mounts of host files, copied in: the index of each one's kCopyMount in
     // process.settings.mounts and the host file whose content it gets (read_copied_files).

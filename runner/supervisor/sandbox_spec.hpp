@@ -63,6 +63,11 @@ struct SandboxSpec {
     bool verify_memory = true;  // the memory part's digest checked before the restore
     std::string seal_key;       // a sealed snapshot's key file (runner/supervisor/seal_helper.hpp)
     std::string restore_snapshot_id;  // the snapshot's id, as its manifest says
+    // A Kubernetes pod's network namespace (an OCI create of CRI's pause container): the
+    // supervisor's main thread joins it before anything else, so that the pod's containers
+    // join it through /proc/PID/ns/net of the supervisor (the container's pid); the guest
+    // gets nothing of it.
+    std::string hold_netns;
 
     template <DeviceKind K>
     [[nodiscard]] typename K::Spec& device() {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -56,12 +57,18 @@ pid_t spawn_into_cgroup(int cgroup, const char* path, const std::array<UniqueFd,
     ca.flags = CLONE_INTO_CGROUP;
     ca.exit_signal = SIGCHLD;
     ca.cgroup = static_cast<std::uint64_t>(cgroup);
+    const pid_t parent = ::getpid();
     const long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
     if (pid != 0) return static_cast<pid_t>(pid);
+    // It goes with the supervisor (killed mid-restore), as nothing else would reap it.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(127);
     for (std::size_t i = 0; i < src.size(); ++i)
         if (::dup2(src[i].get(), static_cast<int>(i)) < 0) ::_exit(127);
     ::close_range(static_cast<unsigned>(src.size()), ~0U, 0);
     ::execve(path, argv, env);
+    // Its one line of error, on the error pipe (fd 2), as the helper's own would be.
+    constexpr char kFailed[] = "stockade-seal could not be executed\n";
+    (void)!::write(STDERR_FILENO, kFailed, sizeof kFailed - 1);
     ::_exit(127);
 }
 

@@ -6,6 +6,7 @@
 #include "runner/supervisor/supervisor.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 
 #include "base/io.hpp"
 #include "base/log.hpp"
+#include "netsetup/netns.hpp"
 #include "policy/cgroup.hpp"
 #include "policy/jail.hpp"
 #include "policy/namespaces.hpp"
@@ -239,17 +241,19 @@ Result<> prepare_run(RunContext& run) {
         run.host->images = STOCKADE_TRY(policy::ImageLabels::apply(
             disk_images(run.sandbox.devices), run.host->label->context,
             [](std::string_view c) { return policy::McsReservation::held(kMcsRegistry, c); }));
-    // A restore's decryption and disks, last: nothing before this can be refused any more.
-    for (const auto& step : run.restore)
-        STOCKADE_TRY_VOID(step(run.sandbox, run.host->leaf.dir_fd()));
-    run.restore.clear();
     if (run.state) {
         run.state->record().host = host_record(*run.host, run.supervisor);
         if (const auto& vsock = part_of<VsockKind>(run.supervisor.hosts))
             run.state->record().guest_cid = vsock->cid;
         run.state->save();
     }
-    return open_detached_stdio(run);
+    STOCKADE_TRY_VOID(open_detached_stdio(run));
+    // A restore's decryption and disks, last: nothing before this can be refused any more,
+    // and the state file already names what `stockade rm` removes should this be killed.
+    for (const auto& step : run.restore)
+        STOCKADE_TRY_VOID(step(run.sandbox, run.host->leaf.dir_fd()));
+    run.restore.clear();
+    return {};
 }
 
 // Forks the sandbox process into its namespaces and cgroup leaf; the supervisor keeps
@@ -352,6 +356,11 @@ void tear_down(RunContext& run, int code) {
 // `ready` (detached: the waiting `stockade run -d`) gets one byte once the sandbox is ready
 // and is closed; it is never the sandbox's.
 Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
+    if (!spec.hold_netns.empty()) {
+        const UniqueFd netns = STOCKADE_TRY(net::open_netns(spec.hold_netns));
+        if (::setns(netns.get(), CLONE_NEWNET) != 0)
+            return fail_sys(fmt::format("joining the pod's network namespace {}", spec.hold_netns));
+    }
     RunContext run{spec, std::move(ready), {}, {}, {}, {}, {}, {}, {}, {}};
     STOCKADE_TRY_VOID(prepare_run(run));
     auto sigfd = STOCKADE_TRY(watch_termination_signals());

@@ -447,6 +447,49 @@ TEST(OciBundle, ACniNetworkNamespaceBecomesTheSandboxsNetwork) {
     EXPECT_EQ(run->spec.device<NetKind>()->netns, "/var/run/netns/cni-1");
 }
 
+// Kubernetes (CRI): the pause container holds the pod's network namespace, and the pod's
+// containers join it, and the pause container's IPC and UTS ones, by /proc/PID/ns/TYPE.
+TEST(OciBundle, APodsPauseContainerHoldsItsNetworkAndItsContainersJoinIt) {
+    json pause = containerd_default();
+    pause["annotations"] = {{"io.kubernetes.cri.container-type", "sandbox"}};
+    pause["linux"]["namespaces"][4]["path"] = "/var/run/netns/cni-1";
+    auto p = parse(pause);
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_EQ(p->network_namespace, "");
+    EXPECT_EQ(p->pod_network_namespace, "/var/run/netns/cni-1");
+    for (const std::string& a : create_args(*p, "pause", "/img"))
+        EXPECT_NE(a, "--net") << "the pause container's guest takes no network";
+
+    json app = containerd_default();
+    app["annotations"] = {{"io.kubernetes.cri-o.ContainerType", "container"}};
+    app["linux"]["namespaces"][1]["path"] = "/proc/42/ns/ipc";
+    app["linux"]["namespaces"][2]["path"] = "/proc/42/ns/uts";
+    app["linux"]["namespaces"][4]["path"] = "/proc/42/ns/net";
+    auto a = parse(app);
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(a->network_namespace, "/proc/42/ns/net");
+    EXPECT_EQ(a->pod_network_namespace, "");
+
+    // Refused: such joins outside a pod, a path not of the pause container's form, and any
+    // other namespace joined.
+    const auto refused = [](const json& config, const std::string& says) {
+        auto r = parse(config);
+        ASSERT_FALSE(r) << config.dump();
+        EXPECT_NE(r.error().message.find(says), std::string::npos) << r.error().message;
+    };
+    json lone = app;
+    lone.erase("annotations");
+    refused(lone, "linux.namespaces[1].path: joining an existing ipc namespace");
+    for (const char* path : {"/proc/42/ns/uts", "/run/ipc", "/proc//ns/ipc", "/proc/4x/ns/ipc"}) {
+        json wrong = app;
+        wrong["linux"]["namespaces"][1]["path"] = path;
+        refused(wrong, "linux.namespaces[1].path: joining an existing ipc namespace");
+    }
+    json pid = app;
+    pid["linux"]["namespaces"][0]["path"] = "/proc/42/ns/pid";
+    refused(pid, "linux.namespaces[0].path: joining an existing namespace");
+}
+
 TEST(OciBundle, UnknownPropertiesAreIgnoredAsTheSpecAsks) {
     json j = containerd_default();
     j["futureField"] = {{"x", 1}};
