@@ -305,16 +305,20 @@ constexpr const char* kImageDir = "/run/stockade-lab-images";
 constexpr const char* kBinDir = "/run/stockade-lab-bin";
 
 // The stockade executable labelled stockade_exec_t, as an installed one is: run from kernel_t
-// (the test module's stockade_domtrans), it enters stockade_runner_t.
+// (the test module's stockade_domtrans), it enters stockade_runner_t. Its snapshot sealing
+// helper beside it (PREFIX/lib/stockade), labelled as the module's file contexts label it.
 std::string installed_stockade() {
     static const std::string path = [] {
-        const std::string to = std::string(kBinDir) + "/stockade";
+        const std::string to = std::string(kBinDir) + "/bin/stockade",
+                          seal = std::string(kBinDir) + "/lib/stockade/stockade-seal";
         std::string out;
         fs::create_directories(kBinDir);
         if (::mount("tmpfs", kBinDir, "tmpfs", 0, "mode=0755") != 0 ||
-            run_command(fmt::format("cp {}/runner/stockade {} && chcon "
-                                    "system_u:object_r:stockade_exec_t:s0 {}",
-                                    lab::build_dir(), to, to),
+            run_command(fmt::format("mkdir -p {0}/bin {0}/lib/stockade && cp {1}/runner/stockade "
+                                    "{2} && chcon system_u:object_r:stockade_exec_t:s0 {2} && "
+                                    "cp {1}/snapshot/stockade-seal {3} && chcon "
+                                    "system_u:object_r:stockade_seal_exec_t:s0 {3}",
+                                    kBinDir, lab::build_dir(), to, seal),
                         out) != 0)
             return "<" + out + ">";
         return to;
@@ -481,6 +485,24 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
     EXPECT_EQ(stockade({"rm", "-f", "se-r"}).status, 0);
     EXPECT_EQ(file_context(a), before);
     EXPECT_EQ(file_context(snap + "/memory"), "system_u:object_r:stockade_snapshot_t:s0");
+    EXPECT_EQ(denials_of_stockade(), "");
+    fs::remove_all(snap);
+    // Sealed: the state and memory are decrypted into memory files, which the restored
+    // sandbox reads and maps as it would the snapshot's own.
+    const std::string key = std::string(kImageDir) + "/seal.key";
+    ASSERT_TRUE(write_file(key, std::string(64, 'c'), O_CREAT | O_TRUNC | O_WRONLY));
+    ASSERT_EQ(::chmod(key.c_str(), 0600), 0);
+    ASSERT_EQ(
+        stockade({"run", "-d", "--id", "se-s", "--memory", "80", "--", "sleep", "600"}).status, 0);
+    auto sealed = stockade({"snapshot", "create", "se-s", snap, "--seal-key", key});
+    EXPECT_EQ(sealed.status, 0) << sealed.describe();
+    EXPECT_EQ(stockade({"rm", "-f", "se-s"}).status, 0);
+    auto rsealed =
+        stockade({"snapshot", "restore", snap, "-d", "--id", "se-s2", "--seal-key", key});
+    EXPECT_EQ(rsealed.status, 0) << rsealed.describe();
+    auto alive = stockade({"exec", "se-s2", "--", "echo", "sealed-restored"});
+    EXPECT_EQ(alive.out, "sealed-restored\n") << alive.describe();
+    EXPECT_EQ(stockade({"rm", "-f", "se-s2"}).status, 0);
     EXPECT_EQ(denials_of_stockade(), "");
     fs::remove_all(snap);
 
