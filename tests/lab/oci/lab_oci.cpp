@@ -209,32 +209,59 @@ TEST_F(Oci, CtrRunWithATerminalGivesTheWorkloadOneThatFollowsItsSize) {
     expect_no_residue("oci-tty");
 }
 
+// A network namespace as CRI makes one: `/run/netns/NAME`, where Debian's CNI bridge plugin
+// puts a veth with a host-local address in 169.254.SUBNET.0/24 and a default route through
+// bridge BRIDGE (the lab host is its gateway, .1). add() runs the plugin's ADD and gives the
+// address ("169.254.SUBNET.N/24"; empty on a failure, which it reports); remove() undoes it all.
+struct CniNamespace {
+    std::string name, bridge, subnet;
+    std::string netns() const { return "/run/netns/" + name; }
+    std::string gateway() const { return "169.254." + subnet + ".1"; }
+    RunResult plugin(const std::string& command) const {
+        const std::string conf = kWork + "/" + name + ".json";
+        write_file(conf, R"({"cniVersion": "1.0.0", "name": ")" + name +
+                             R"(", "type": "bridge", "bridge": ")" + bridge +
+                             R"(", "isGateway": true, "ipMasq": false,
+            "ipam": {"type": "host-local", "dataDir": ")" +
+                             kWork + "/" + name + R"(-ipam",
+                     "ranges": [[{"subnet": "169.254.)" +
+                             subnet + R"(.0/24", "gateway": ")" + gateway() + R"("}]],
+                     "routes": [{"dst": "0.0.0.0/0"}]}})");
+        return run({"/bin/sh", "-c",
+                    "CNI_COMMAND=" + command + " CNI_CONTAINERID=" + name +
+                        " CNI_NETNS=" + netns() +
+                        " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni exec "
+                        "/usr/lib/cni/bridge < " +
+                        conf});
+    }
+    std::string add() const {
+        (void)run({"/usr/bin/ip", "netns", "del", name});
+        const auto made = run({"/usr/bin/ip", "netns", "add", name});
+        EXPECT_EQ(made.status, 0) << made.describe();
+        const auto added = plugin("ADD");
+        EXPECT_EQ(added.status, 0) << added.describe();
+        if (made.status != 0 || added.status != 0) return "";
+        const json result = json::parse(added.out, nullptr, false);
+        const std::string address = result.is_object() ? result["ips"][0].value("address", "") : "";
+        EXPECT_TRUE(address.starts_with("169.254." + subnet + ".")) << added.out;
+        return address;
+    }
+    void remove() const {
+        EXPECT_EQ(plugin("DEL").status, 0);
+        (void)run({"/usr/bin/ip", "netns", "del", name});
+        (void)run({"/usr/bin/ip", "link", "del", bridge});
+    }
+};
+
 // CNI: a network namespace as CRI makes one (Debian's CNI bridge plugin puts a veth in it
 // with a host-local address and a default route through the bridge), named in config.json by
 // `ctr run --with-ns`. The guest takes the veth's address and route and reaches the gateway
 // (the lab host, on the bridge); its tap is gone from the namespace after the run.
 TEST_F(Oci, ACniNetworkNamespaceIsTheGuestsNetwork) {
-    const std::string ns = "stk-cni", netns = "/run/netns/" + ns;
-    const std::string conf = kWork + "/cni.json";
-    write_file(conf, R"({"cniVersion": "1.0.0", "name": "stk-cni", "type": "bridge",
-        "bridge": "stkcni0", "isGateway": true, "ipMasq": false,
-        "ipam": {"type": "host-local", "dataDir": ")" +
-                         kWork + R"(/cni-ipam",
-                 "ranges": [[{"subnet": "169.254.77.0/24", "gateway": "169.254.77.1"}]],
-                 "routes": [{"dst": "0.0.0.0/0"}]}})");
-    const auto cni = [&](const std::string& command) {
-        return run({"/bin/sh", "-c",
-                    "CNI_COMMAND=" + command + " CNI_CONTAINERID=oci-cni CNI_NETNS=" + netns +
-                        " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni exec /usr/lib/cni/bridge < " +
-                        conf});
-    };
-    (void)run({"/usr/bin/ip", "netns", "del", ns});
-    ASSERT_EQ(run({"/usr/bin/ip", "netns", "add", ns}).status, 0);
-    const auto added = cni("ADD");
-    ASSERT_EQ(added.status, 0) << added.describe();
-    const json result = json::parse(added.out);
-    const std::string address = result["ips"][0]["address"];  // e.g. 169.254.77.2/24
-    ASSERT_TRUE(address.starts_with("169.254.77.")) << added.out;
+    const CniNamespace cni{"stk-cni", "stkcni0", "77"};
+    const std::string ns = cni.name, netns = cni.netns();
+    const std::string address = cni.add();  // e.g. 169.254.77.2/24
+    ASSERT_FALSE(address.empty());
 
     // Then the guest turns hostile: frames from any other MAC go nowhere (the gateway stops
     // answering) until it takes the veth's MAC back.
@@ -267,9 +294,7 @@ TEST_F(Oci, ACniNetworkNamespaceIsTheGuestsNetwork) {
                      "ping -c 1 -W 10 169.254.77.1 >/dev/null && echo up"}));
     EXPECT_EQ(again.out, "up\n") << again.describe();
 
-    EXPECT_EQ(cni("DEL").status, 0);
-    (void)run({"/usr/bin/ip", "netns", "del", ns});
-    (void)run({"/usr/bin/ip", "link", "del", "stkcni0"});
+    cni.remove();
 }
 
 // podman (Debian's 4.3, through conmon) with stockade as its runtime: its config.json brings a
@@ -551,25 +576,10 @@ TEST_F(Oci, TheBundlesProcessSettingsReachTheWorkload) {
 // gateway. Both leave nothing behind.
 TEST_F(Oci, APodsContainerJoinsThePauseContainersNetwork) {
     ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-    const std::string ns = "stk-pod", netns = "/run/netns/" + ns;
-    const std::string conf = kWork + "/pod-cni.json";
-    write_file(conf, R"({"cniVersion": "1.0.0", "name": "stk-pod", "type": "bridge",
-        "bridge": "stkpod1", "isGateway": true, "ipMasq": false,
-        "ipam": {"type": "host-local", "dataDir": ")" +
-                         kWork + R"(/pod-ipam",
-                 "ranges": [[{"subnet": "169.254.79.0/24", "gateway": "169.254.79.1"}]],
-                 "routes": [{"dst": "0.0.0.0/0"}]}})");
-    const auto cni = [&](const std::string& command) {
-        return run({"/bin/sh", "-c",
-                    "CNI_COMMAND=" + command + " CNI_CONTAINERID=oci-pod CNI_NETNS=" + netns +
-                        " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni exec /usr/lib/cni/bridge < " +
-                        conf});
-    };
-    (void)run({"/usr/bin/ip", "netns", "del", ns});
-    ASSERT_EQ(run({"/usr/bin/ip", "netns", "add", ns}).status, 0);
-    const auto added = cni("ADD");
-    ASSERT_EQ(added.status, 0) << added.describe();
-    const std::string address = json::parse(added.out)["ips"][0]["address"];
+    const CniNamespace cni{"stk-pod", "stkpod1", "79"};
+    const std::string ns = cni.name, netns = cni.netns();
+    const std::string address = cni.add();
+    ASSERT_FALSE(address.empty());
 
     // create (its stdio files here) and start; the pid the pid file names.
     const auto create_and_start = [&](const std::string& id, const json& config) -> pid_t {
@@ -626,9 +636,7 @@ TEST_F(Oci, APodsContainerJoinsThePauseContainersNetwork) {
     const auto filters =
         run({"/usr/sbin/tc", "-n", ns, "filter", "show", "dev", "eth0", "ingress"});
     EXPECT_EQ(filters.out.find("mirred"), std::string::npos) << filters.describe();
-    EXPECT_EQ(cni("DEL").status, 0);
-    (void)run({"/usr/bin/ip", "netns", "del", ns});
-    (void)run({"/usr/bin/ip", "link", "del", "stkpod1"});
+    cni.remove();
 }
 
 TEST_F(Oci, BadBundlesAreRefusedByFieldAndLeaveNothing) {
