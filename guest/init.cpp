@@ -45,6 +45,7 @@
 // after sys/socket.h, which it needs
 #include <linux/vm_sockets.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -904,76 +905,18 @@ Terminal open_terminal(const Job& job) {
     return t;
 }
 
-// An exec on a terminal: the command's stdio is the slave, and this process copies the exec's
-// in stream to the master and the master to its out stream while it waits, watching the
-// status stream as wait_watching does. After the command, what it left in the terminal goes
-// out too (at most kFlushMore more bytes). nullopt: the client left (or the wait failed).
-std::optional<int> pump_terminal(pid_t pid, const Stdio& s, int master) {
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    ::sigprocmask(SIG_BLOCK, &chld, nullptr);
-    const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC);
-    Pump in, out;
-    in.from = s.in;
-    in.to = master;
-    out.from = ::fcntl(master, F_DUPFD_CLOEXEC, 0);
-    out.to = s.out;
-    for (int fd : {in.from, in.to, out.from, out.to})
-        ::fcntl(fd, F_SETFL, O_NONBLOCK);
-    for (;;) {
-        int wstatus = 0;
-        const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
-        if (done == pid) {
-            constexpr std::size_t kFlushMore = 1u << 20;
-            for (std::size_t taken = 0;;) {
-                while (out.want_from() != 0 && taken < kFlushMore) {
-                    const std::size_t had = out.buf.size();
-                    out.read_some();
-                    if (out.buf.size() == had) break;
-                    taken += out.buf.size() - had;
-                }
-                if (out.want_to() == 0) break;
-                pollfd p{out.to, POLLOUT, 0};
-                if (::poll(&p, 1, 2000) <= 0) break;
-                out.write_some();
-            }
-            return wstatus;
-        }
-        if (done < 0 && errno != EINTR) {
-            say("waiting for the command: %s", std::strerror(errno));
-            return std::nullopt;
-        }
-        pollfd p[6] = {{s.status, POLLIN, 0},
-                       {sfd, POLLIN, 0},
-                       {in.want_from() ? in.from : -1, in.want_from(), 0},
-                       {in.want_to() ? in.to : -1, in.want_to(), 0},
-                       {out.want_from() ? out.from : -1, out.want_from(), 0},
-                       {out.want_to() ? out.to : -1, out.want_to(), 0}};
-        if (::poll(p, 6, sfd < 0 ? 100 : -1) <= 0) continue;
-        signalfd_siginfo si{};
-        if ((p[1].revents & POLLIN) != 0) (void)!::read(sfd, &si, sizeof si);
-        char c;
-        if ((p[0].revents & (POLLHUP | POLLERR)) != 0 ||
-            ((p[0].revents & POLLIN) != 0 && ::read(s.status, &c, 1) <= 0))
-            return std::nullopt;
-        if (p[2].revents != 0) in.read_some();
-        if (p[3].revents != 0) in.write_some();
-        if (p[4].revents != 0) out.read_some();
-        if (p[5].revents != 0) out.write_some();
-    }
-}
-
 // Waits for `pid` while watching `status`, an exec's status stream: the wait status, or
 // nullopt once the host has closed or reset that stream before the command ended (its client
-// left) or the wait failed.
-std::optional<int> wait_watching(pid_t pid, int status) {
+// left) or the wait failed. `pumps` (at most two: an exec on a terminal, its in stream to the
+// master and the master to its out stream) move their bytes meanwhile.
+std::optional<int> wait_watching(pid_t pid, int status, std::span<Pump> pumps = {}) {
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     ::sigprocmask(SIG_BLOCK, &chld, nullptr);
     // Without a signalfd the wait is polled instead (poll skips a negative descriptor).
     const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC);
+    pumps = pumps.first(std::min<std::size_t>(pumps.size(), 2));
     for (;;) {
         int wstatus = 0;
         const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
@@ -982,14 +925,41 @@ std::optional<int> wait_watching(pid_t pid, int status) {
             say("waiting for the command: %s", std::strerror(errno));
             return std::nullopt;
         }
-        pollfd p[2] = {{status, POLLIN, 0}, {sfd, POLLIN, 0}};
-        if (::poll(p, 2, sfd < 0 ? 100 : -1) <= 0) continue;
+        pollfd p[6] = {{status, POLLIN, 0}, {sfd, POLLIN, 0}};
+        nfds_t n = 2;
+        for (const Pump& q : pumps) {
+            p[n++] = {q.want_from() ? q.from : -1, q.want_from(), 0};
+            p[n++] = {q.want_to() ? q.to : -1, q.want_to(), 0};
+        }
+        if (::poll(p, n, sfd < 0 ? 100 : -1) <= 0) continue;
         signalfd_siginfo si{};
         if ((p[1].revents & POLLIN) != 0) (void)!::read(sfd, &si, sizeof si);
         char c;
         if ((p[0].revents & (POLLHUP | POLLERR)) != 0 ||
             ((p[0].revents & POLLIN) != 0 && ::read(status, &c, 1) <= 0))
             return std::nullopt;
+        for (std::size_t k = 0; k < pumps.size(); ++k) {
+            if (p[2 + 2 * k].revents != 0) pumps[k].read_some();
+            if (p[3 + 2 * k].revents != 0) pumps[k].write_some();
+        }
+    }
+}
+
+// What a command that ended left in its terminal (`out`: the master to the exec's out stream)
+// goes out too: at most kFlushMore more bytes, each write waited for at most 2 s.
+void flush_terminal(Pump& out) {
+    constexpr std::size_t kFlushMore = 1u << 20;
+    for (std::size_t taken = 0;;) {
+        while (out.want_from() != 0 && taken < kFlushMore) {
+            const std::size_t had = out.buf.size();
+            out.read_some();
+            if (out.buf.size() == had) break;
+            taken += out.buf.size() - had;
+        }
+        if (out.want_to() == 0) return;
+        pollfd p{out.to, POLLOUT, 0};
+        if (::poll(&p, 1, 2000) <= 0) return;
+        out.write_some();
     }
 }
 
@@ -1047,7 +1017,17 @@ std::optional<int> wait_watching(pid_t pid, int status) {
     std::optional<int> wstatus;
     if (on_terminal) {
         ::close(tty.slave);
-        wstatus = pump_terminal(command, s, tty.master);
+        // The exec's in stream to the master, the master to its out stream, never blocking.
+        std::array<Pump, 2> pumps;
+        pumps[0].from = s.in;
+        pumps[0].to = tty.master;
+        pumps[1].from = ::fcntl(tty.master, F_DUPFD_CLOEXEC, 0);
+        pumps[1].to = s.out;
+        for (const Pump& q : pumps)
+            for (int fd : {q.from, q.to})
+                ::fcntl(fd, F_SETFL, O_NONBLOCK);
+        wstatus = wait_watching(command, s.status, pumps);
+        if (wstatus) flush_terminal(pumps[1]);
     } else {
         (void)::setpgid(command, command);  // as the child does: whichever runs first
         wstatus = wait_watching(command, s.status);

@@ -83,12 +83,6 @@ Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds, int c
     const std::array<int, 4> wanted{fds.in, fds.out, err_write.get(), fds.fd3};
     for (std::size_t i = 0; i < src.size(); ++i)
         src[i] = STOCKADE_TRY(high_copy(wanted[i] >= 0 ? wanted[i] : null.get()));
-    posix_spawn_file_actions_t fa;
-    if (::posix_spawn_file_actions_init(&fa) != 0) return fail("posix_spawn_file_actions_init");
-    for (std::size_t i = 0; i < src.size(); ++i)
-        ::posix_spawn_file_actions_adddup2(&fa, src[i].get(), static_cast<int>(i));
-    // Nothing else of this process's goes with it, not even a descriptor it inherited open.
-    ::posix_spawn_file_actions_addclosefrom_np(&fa, static_cast<int>(src.size()));
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(path.c_str()));
     for (const std::string& a : args)
@@ -99,11 +93,16 @@ Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds, int c
     char* no_env[] = {nullptr};
     pid_t pid = -1;
     if (cgroup >= 0) {
-        ::posix_spawn_file_actions_destroy(&fa);
         pid = spawn_into_cgroup(cgroup, path.c_str(), src, argv.data(), no_env);
         if (pid < 0) return fail_sys(fmt::format("running {} in the sandbox's cgroup", path));
         return Spawned{pid, std::move(err_read)};
     }
+    posix_spawn_file_actions_t fa;
+    if (::posix_spawn_file_actions_init(&fa) != 0) return fail("posix_spawn_file_actions_init");
+    for (std::size_t i = 0; i < src.size(); ++i)
+        ::posix_spawn_file_actions_adddup2(&fa, src[i].get(), static_cast<int>(i));
+    // Nothing else of this process's goes with it, not even a descriptor it inherited open.
+    ::posix_spawn_file_actions_addclosefrom_np(&fa, static_cast<int>(src.size()));
     const int rc = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv.data(), no_env);
     ::posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return fail_sys(fmt::format("running {}", path), rc);
