@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     app.add_flag("--no-stockade", skip_stockade, "measure QEMU alone");
     CLI11_PARSE(app, argc, argv);
 
-    const std::string kernel = build + "/cache/kernels/cloud-amd64/vmlinuz";
+    const std::string kernel = build + "/guest/bzImage";
     const std::string initramfs = build + "/guest/initramfs.cpio";
     const std::string stockade = build + "/runner/stockade";
     for (const auto& f : {kernel, initramfs, stockade})

@@ -1,7 +1,8 @@
 // Boot-to-init and runner memory overhead: the same kernel, initramfs and workload booted
 // by stockade, by QEMU -M microvm and by QEMU -M q35 (both with KVM), interleaved run by
 // run so that load on the host touches all three alike. Needs /dev/kvm: in the lab,
-//   lab/run -- build/bench/boot/boot_bench --runs 10
+//   lab/run -- build/bench/boot/boot_bench --runs 10 [--kernel stockade|cloud]
+// stockade's own kernel (the default) or Debian's cloud kernel, each with its initramfs.
 // Boot-to-init is the time from process start to the first line the guest's init prints
 // for the workload. Overhead is the VMM process's resident memory less the guest memory
 // it has touched (the resident part of the guest RAM mapping), sampled at that moment.
@@ -46,8 +47,8 @@ double median(std::vector<double> v) {
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-std::string read_version(const std::string& dir) {
-    std::ifstream in(dir + "/version");
+std::string read_version(const std::string& file) {
+    std::ifstream in(file);
     std::string v;
     std::getline(in, v);
     return v;
@@ -60,11 +61,15 @@ int main(int argc, char** argv) {
     int runs = 10;
     unsigned memory_mib = 256;
     std::string qemu = "/usr/bin/qemu-system-x86_64";
-    std::string kernel_dir = build + "/cache/kernels/cloud-amd64";
+    std::string kernel = "stockade";
     CLI::App app{"boot_bench: boot-to-init and memory overhead, stockade beside QEMU"};
     app.add_option("--runs", runs, "boots per VMM (median reported)")->check(CLI::Range(1, 1000));
     app.add_option("--memory", memory_mib, "guest memory in MiB")->check(CLI::Range(64, 4096));
     app.add_option("--qemu", qemu, "QEMU binary");
+    app.add_option("--kernel", kernel,
+                   "stockade: stockade's own kernel (guest/kernel.config), the default; cloud: "
+                   "Debian's cloud kernel, with its initramfs of modules")
+        ->check(CLI::IsMember({"stockade", "cloud"}));
     CLI11_PARSE(app, argc, argv);
 
     if (::access("/dev/kvm", R_OK | W_OK) != 0) {
@@ -74,9 +79,15 @@ int main(int argc, char** argv) {
                      argv[0]);
         return 1;
     }
-    const std::string bzimage = kernel_dir + "/vmlinuz";
-    const std::string vmlinux = build + "/guest/vmlinux";  // the same kernel, uncompressed
-    const std::string initramfs = build + "/guest/initramfs.cpio";
+    const bool cloud = kernel == "cloud";
+    const std::string cloud_dir = build + "/cache/kernels/cloud-amd64";
+    const std::string bzimage = cloud ? cloud_dir + "/vmlinuz" : build + "/guest/bzImage";
+    // The same kernel, uncompressed.
+    const std::string vmlinux = build + (cloud ? "/guest/cloud/vmlinux" : "/guest/vmlinux");
+    const std::string initramfs =
+        build + (cloud ? "/guest/cloud/initramfs.cpio" : "/guest/initramfs.cpio");
+    const std::string version_file =
+        cloud ? cloud_dir + "/version" : build + "/guest/kernel.version";
     const std::string workload = std::string("echo ") + kMark + "; sleep 2";
     // The same initramfs with the same job archive appended, for QEMU.
     char dir_template[] = "/tmp/stockade-boot-bench.XXXXXX";
@@ -102,7 +113,7 @@ int main(int argc, char** argv) {
     // agent listens. That only spares q35 an exit per event.
     const std::string q35_cmdline =
         cmdline.substr(0, cmdline.rfind(" pci=off")) + " stockade.agent=off";
-    auto qemu_argv = [&](const std::string& machine, const std::string& kernel) {
+    auto qemu_argv = [&](const std::string& machine, const std::string& image) {
         return std::vector<std::string>{qemu,          "-M",
                                         machine,       "-enable-kvm",
                                         "-cpu",        "host",
@@ -111,15 +122,17 @@ int main(int argc, char** argv) {
                                         "-nodefaults", "-no-user-config",
                                         "-nographic",  "-no-reboot",
                                         "-serial",     "stdio",
-                                        "-kernel",     kernel,
+                                        "-kernel",     image,
                                         "-initrd",     combined,
                                         "-append",     machine == "q35" ? q35_cmdline : cmdline};
     };
-    auto stockade_argv = [&](const std::string& kernel) {
+    auto stockade_argv = [&](const std::string& image) {
         return std::vector<std::string>{build + "/runner/stockade",
                                         "run",
                                         "--kernel",
-                                        kernel,
+                                        image,
+                                        "--initrd",
+                                        initramfs,
                                         "--memory",
                                         mem,
                                         "--",
@@ -192,7 +205,7 @@ int main(int argc, char** argv) {
     std::printf(
         "kernel %s (the same for all, as vmlinux or bzImage), %u MiB, 1 vCPU, workload `sh -c "
         "'%s'`, median of %d\n\n",
-        read_version(kernel_dir).c_str(), memory_mib, workload.c_str(), runs);
+        read_version(version_file).c_str(), memory_mib, workload.c_str(), runs);
     std::printf(
         "| VMM, kernel | boot-to-init median (s) | min | max | vs microvm vmlinux | vs "
         "microvm bzImage | VMM RSS (MiB) | guest touched (MiB) | overhead (MiB) "

@@ -35,6 +35,14 @@ std::string read_text(const std::string& path) {
     return s.str();
 }
 
+std::string guest_kernel_release() {
+    const char* env = std::getenv("STOCKADE_TEST_KERNEL_RELEASE_FILE");
+    std::string v = read_text(env != nullptr ? env : build_dir() + "/guest/kernel.version");
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' '))
+        v.pop_back();
+    return v;
+}
+
 RunResult run_process(const std::vector<std::string>& argv, const RunOptions& o) {
     int in[2], out[2], err[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)

@@ -42,5 +42,9 @@ std::string build_dir();
 bool eventually(const std::function<bool()>& done,
                 std::chrono::seconds limit = std::chrono::seconds(60));
 std::string read_text(const std::string& path);
+// The release (`uname -r`) of the kernel a plain `stockade run` boots: stockade's own
+// (build/guest/kernel.version), or the file STOCKADE_TEST_KERNEL_RELEASE_FILE names when a
+// test runs against another kernel (STOCKADE_KERNEL; lab.lab_boot_cloud).
+std::string guest_kernel_release();
 
 }  // namespace stockade::lab

@@ -78,15 +78,6 @@ void expect_no_residue(const std::string& id) {
     EXPECT_FALSE(fs::exists("/var/lib/stockade/oci/containers/" + id + ".ext4")) << id;
 }
 
-// The default guest kernel's release, from the stamp fetch-kernel writes
-// ("linux-image-RELEASE VERSION").
-std::string guest_release() {
-    const std::string stamp = lab::read_text(lab::build_dir() + "/cache/kernels/cloud-amd64/stamp");
-    const std::string prefix = "linux-image-";
-    if (!stamp.starts_with(prefix)) return "";
-    return stamp.substr(prefix.size(), stamp.find(' ') - prefix.size());
-}
-
 class Oci : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
@@ -144,7 +135,7 @@ class Oci : public ::testing::Test {
 };
 
 TEST_F(Oci, CtrRunPrintsTheGuestsOutputAndExitsWithItsStatus) {
-    const std::string release = guest_release();
+    const std::string release = lab::guest_kernel_release();
     ASSERT_FALSE(release.empty());
     utsname host{};
     ::uname(&host);
@@ -314,7 +305,7 @@ TEST_F(Oci, PodmanRunsAContainerAsAMicroVm) {
     fs::create_directories(root + "/tmp");
     const auto loaded = podman({"load", "-i", kWork + "/image.tar"});
     ASSERT_EQ(loaded.status, 0) << loaded.describe();
-    const std::string release = guest_release();
+    const std::string release = lab::guest_kernel_release();
     const auto r = podman({"run", "--rm", "--network", "none", kImage, "sh", "-c",
                            "echo out $(uname -r); umask; cat /sys/fs/cgroup/container/pids.max; "
                            "grep -c \" /dev/shm tmpfs \" /proc/mounts; echo err >&2; exit 3"});

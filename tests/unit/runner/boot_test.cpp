@@ -73,14 +73,17 @@ TEST(BzImage, RejectsCorruptHeaders) {
     expect_each_refused(cases, [](const auto& f) { return parse_bzimage(f); });
 }
 
-TEST(BzImage, ParsesTheDebianCloudKernel) {
-    auto file = read_file(STOCKADE_TEST_KERNEL, 256u << 20);
-    ASSERT_TRUE(file) << file.error().message;
-    auto img = parse_bzimage(*file);
-    ASSERT_TRUE(img) << img.error().message;
-    EXPECT_GE(img->version(), 0x020f);
-    EXPECT_TRUE(img->header.xloadflags & 1);
-    EXPECT_GT(img->header.init_size, img->protected_mode.size());
+TEST(BzImage, ParsesStockadesKernelAndDebiansCloudKernel) {
+    for (const char* path : {STOCKADE_TEST_KERNEL, STOCKADE_TEST_CLOUD_KERNEL}) {
+        SCOPED_TRACE(path);
+        auto file = read_file(path, 256u << 20);
+        ASSERT_TRUE(file) << file.error().message;
+        auto img = parse_bzimage(*file);
+        ASSERT_TRUE(img) << img.error().message;
+        EXPECT_GE(img->version(), 0x020f);
+        EXPECT_TRUE(img->header.xloadflags & 1);
+        EXPECT_GT(img->header.init_size, img->protected_mode.size());
+    }
 }
 
 TEST(BootPlan, PlacesInitrdAtTopOfLowRamAboveTheKernel) {
@@ -250,15 +253,18 @@ TEST(ElfKernel, MemoryMustHoldTheWholeImage) {
     EXPECT_TRUE(plan_boot(img, ram_regions(128 * kMiB), 0, ""));
 }
 
-TEST(ElfKernel, ParsesTheVmlinuxBuiltFromTheCloudKernel) {
-    auto file = read_file(STOCKADE_TEST_VMLINUX, 512u << 20);
-    ASSERT_TRUE(file) << file.error().message;
-    auto img = parse_kernel(*file);
-    ASSERT_TRUE(img) << img.error().message;
-    EXPECT_EQ(img->format, KernelFormat::elf);
-    EXPECT_EQ(img->elf_entry, 0x1000000u) << "startup_64 at the kernel's physical start";
-    auto plan = plan_boot(*img, ram_regions(256 * kMiB), 8 * kMiB, "console=ttyS0");
-    ASSERT_TRUE(plan) << plan.error().message;
+TEST(ElfKernel, ParsesStockadesVmlinuxAndTheOneTakenOutOfTheCloudKernel) {
+    for (const char* path : {STOCKADE_TEST_VMLINUX, STOCKADE_TEST_CLOUD_VMLINUX}) {
+        SCOPED_TRACE(path);
+        auto file = read_file(path, 512u << 20);
+        ASSERT_TRUE(file) << file.error().message;
+        auto img = parse_kernel(*file);
+        ASSERT_TRUE(img) << img.error().message;
+        EXPECT_EQ(img->format, KernelFormat::elf);
+        EXPECT_EQ(img->elf_entry, 0x1000000u) << "startup_64 at the kernel's physical start";
+        auto plan = plan_boot(*img, ram_regions(256 * kMiB), 8 * kMiB, "console=ttyS0");
+        ASSERT_TRUE(plan) << plan.error().message;
+    }
 }
 
 TEST(MemoryMap, SplitsAroundTheMmioHole) {

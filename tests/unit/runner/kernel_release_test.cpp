@@ -235,19 +235,39 @@ TEST(KernelMatchesInitramfs, PassesWhenAnyOfSeveralReleasesAgrees) {
         << r.error().message;
 }
 
-// The images the build makes: Debian's bzImage, the vmlinux taken out of it and the
-// initramfs made with its modules all say the same release.
-TEST(KernelMatchesInitramfs, TheDefaultImagesAgree) {
+// The images the build makes. stockade's kernel: the bzImage and the vmlinux say the release
+// build-kernel recorded, and its initramfs holds no modules (everything is built in), which
+// agrees with any kernel. Debian's cloud kernel: its bzImage, the vmlinux taken out of it and
+// the initramfs made with its modules all say the same release.
+TEST(KernelMatchesInitramfs, TheBuiltImagesAgree) {
     auto bz = read_file(STOCKADE_TEST_KERNEL, 256u << 20);
     auto elf = read_file(STOCKADE_TEST_VMLINUX, 256u << 20);
     auto initrd = read_file(STOCKADE_TEST_INITRD, 512u << 20);
-    ASSERT_TRUE(bz && elf && initrd);
-    const auto release = initramfs_module_release(*initrd);
-    ASSERT_TRUE(release);
+    auto recorded = read_file(STOCKADE_TEST_KERNEL_RELEASE_FILE, 4096);
+    ASSERT_TRUE(bz && elf && initrd && recorded);
+    std::string release(recorded->begin(), recorded->end());
+    while (!release.empty() && release.back() == '\n')
+        release.pop_back();
+    EXPECT_TRUE(release.ends_with("-stockade")) << release;
     EXPECT_EQ(kernel_release(*bz), release);
     EXPECT_EQ(kernel_release(*elf), release);
+    EXPECT_TRUE(initramfs_module_releases(*initrd).empty());
     EXPECT_TRUE(check_kernel_matches_initramfs(*bz, *initrd, "bz", "initrd"));
     EXPECT_TRUE(check_kernel_matches_initramfs(*elf, *initrd, "vmlinux", "initrd"));
+
+    auto cloud_bz = read_file(STOCKADE_TEST_CLOUD_KERNEL, 256u << 20);
+    auto cloud_elf = read_file(STOCKADE_TEST_CLOUD_VMLINUX, 256u << 20);
+    auto cloud_initrd = read_file(STOCKADE_TEST_CLOUD_INITRD, 512u << 20);
+    ASSERT_TRUE(cloud_bz && cloud_elf && cloud_initrd);
+    const auto cloud = initramfs_module_release(*cloud_initrd);
+    ASSERT_TRUE(cloud);
+    EXPECT_TRUE(cloud->ends_with("-cloud-amd64")) << *cloud;
+    EXPECT_EQ(kernel_release(*cloud_bz), cloud);
+    EXPECT_EQ(kernel_release(*cloud_elf), cloud);
+    EXPECT_TRUE(check_kernel_matches_initramfs(*cloud_bz, *cloud_initrd, "bz", "initrd"));
+    EXPECT_TRUE(check_kernel_matches_initramfs(*cloud_elf, *cloud_initrd, "vmlinux", "initrd"));
+    // stockade's kernel with the cloud kernel's modules is refused.
+    EXPECT_FALSE(check_kernel_matches_initramfs(*elf, *cloud_initrd, "vmlinux", "initrd"));
 }
 
 }  // namespace
