@@ -175,5 +175,9 @@ inline constexpr std::array<std::string_view, 6> kGuestModules{
 // paths to load, dependencies first; /etc/stockade/autoload holds names to load at boot.
 inline constexpr std::string_view kModuleListDir = "/etc/stockade/modules";
 inline constexpr std::string_view kAutoloadList = "/etc/stockade/autoload";
+// The release of the kernel an initramfs without modules was made for (stockade-mkimage
+// initramfs --kernel-release; stockade's own kernel has its drivers built in): the runner
+// refuses that initramfs with a kernel of another release, which would find no drivers in it.
+inline constexpr std::string_view kKernelReleaseFile = "/etc/stockade/kernel-release";
 
 }  // namespace stockade::guest_abi

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "guest/abi.hpp"
 #include "guest/cpio_reader.hpp"
 
 // From guest/CMakeLists.txt: the options it builds the default initramfs with.
@@ -64,7 +65,13 @@ std::vector<std::string> initramfs_module_releases(std::span<const std::uint8_t>
     // stands: a module found is a module the guest would have.
     while (auto entry = reader.next()) {
         if (!S_ISREG(entry->mode)) continue;
-        const auto release = module_release(entry->path);
+        std::string_view release = module_release(entry->path);
+        if (relative(entry->path) == relative(guest_abi::kKernelReleaseFile)) {
+            const std::string_view text(reinterpret_cast<const char*>(entry->data.data()),
+                                        entry->data.size());
+            release = text.substr(0, text.find('\n'));
+            if (!is_kernel_release(release)) release = {};
+        }
         if (!release.empty() &&
             std::find(releases.begin(), releases.end(), release) == releases.end())
             releases.emplace_back(release);
@@ -79,9 +86,11 @@ std::optional<std::string> initramfs_module_release(std::span<const std::uint8_t
 }
 
 std::string initramfs_build_command(std::string_view release) {
-    return std::string(STOCKADE_MKIMAGE " initramfs -o FILE " STOCKADE_INITRAMFS_OPTIONS
-                                        " --modules-dir /lib/modules/") +
-           std::string(release) + " " STOCKADE_INITRAMFS_MODULES;
+    const std::string command = STOCKADE_MKIMAGE " initramfs -o FILE " STOCKADE_INITRAMFS_OPTIONS;
+    if (release.ends_with(kBuiltInDriversSuffix))
+        return command + " --kernel-release " + std::string(release);
+    return command + " --modules-dir /lib/modules/" + std::string(release) +
+           " " STOCKADE_INITRAMFS_MODULES;
 }
 
 }  // namespace stockade

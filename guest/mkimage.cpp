@@ -1,7 +1,8 @@
 // stockade-mkimage: builds guest images reproducibly (same inputs, same bytes).
 //
 //   stockade-mkimage initramfs -o OUT --init BIN [--busybox BIN] [--modules-dir DIR
-//                    --module NAME... --autoload NAME...] [--file SRC:DST[:MODE]...] [--gzip]
+//                    --module NAME... --autoload NAME...] [--kernel-release RELEASE]
+//                    [--file SRC:DST[:MODE]...] [--gzip]
 //   stockade-mkimage rootfs -o OUT --from DIR [--size-mib N] [--label L]
 //
 // The initramfs is a newc cpio written by stockade::cpio::Writer; modules are resolved
@@ -30,6 +31,7 @@
 #include "base/io.hpp"
 #include "guest/abi.hpp"
 #include "guest/cpio.hpp"
+#include "guest/initramfs_modules.hpp"
 #include "guest/job.hpp"
 
 namespace fs = std::filesystem;
@@ -156,6 +158,7 @@ struct InitramfsOptions {
     std::vector<std::string> autoload;
     std::vector<std::string> files;
     bool gzip = false;
+    std::string kernel_release;
 };
 
 Result<> add_host_file(stockade::cpio::Writer& w, const std::string& src, const std::string& dst,
@@ -248,6 +251,8 @@ Result<> build_initramfs(const InitramfsOptions& o) {
         autoload += module_name(name) + "\n";
     w.add_file(std::string(stockade::guest_abi::kAutoloadList), autoload);
     w.add_file("/etc/stockade/modules.order", all_order);
+    if (!o.kernel_release.empty())
+        w.add_file(std::string(stockade::guest_abi::kKernelReleaseFile), o.kernel_release + "\n");
 
     auto archive = w.finish();
     if (o.gzip) archive = STOCKADE_TRY(gzip(archive));
@@ -436,6 +441,13 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingDirectory);
     ini->add_option("--module", io.modules, "module to include with its dependencies");
     ini->add_option("--autoload", io.autoload, "module stockade-init loads at boot");
+    ini->add_option("--kernel-release", io.kernel_release,
+                    "the release (uname -r) of the kernel this initramfs is for, when that kernel "
+                    "has its drivers built in (stockade's own): `stockade run` refuses the "
+                    "initramfs with any other kernel")
+        ->check([](const std::string& r) {
+            return stockade::is_kernel_release(r) ? std::string() : "not a kernel release: " + r;
+        });
     ini->add_option("--file", io.files, "extra file SRC:DST[:OCTAL_MODE]");
     ini->add_flag("--gzip", io.gzip, "gzip the archive (default: uncompressed, fastest to boot)");
 

@@ -31,7 +31,7 @@ reported one; 126 when CMD could not be executed; 127 when it was not found; 128
 stockade was stopped by signal N.
 
 The guest kernel's console is kept off stdout (use --console to see it on stderr).
-Defaults boot the Debian cloud kernel and initramfs installed with stockade
+Defaults boot stockade's guest kernel and initramfs installed with stockade
 (PREFIX/lib/stockade beside PREFIX/bin/stockade), or those built with this tree.
 
 With -d (--detach), stockade prints the sandbox's id and returns as soon as the sandbox is

@@ -141,16 +141,17 @@ Result<> check_kernel_matches_initramfs(std::span<const std::uint8_t> kernel_fil
                                         std::span<const std::uint8_t> initrd,
                                         std::string_view kernel_path,
                                         std::string_view initrd_path) {
-    // No modules (a test initrd) or none readable (a compressed initrd): the guest loads
-    // nothing whose release must match, or we cannot tell; either way nothing to compare.
+    // No modules and no named release (a test initrd) or none readable (a compressed initrd):
+    // the guest loads nothing whose release must match, or we cannot tell; nothing to compare.
     const std::vector<std::string> modules = initramfs_module_releases(initrd);
     if (modules.empty()) return {};
     const std::optional<std::string> kernel = kernel_release(kernel_file);
     if (!kernel || std::find(modules.begin(), modules.end(), *kernel) != modules.end()) return {};
     return fail(
-        "--kernel {} is Linux {} but the initramfs {} holds modules for {}, which that kernel "
-        "cannot load (in the guest, stockade-init would fail to configure the console): build a "
-        "matching initramfs with {} and pass it with --initrd FILE",
+        "--kernel {} is Linux {} but the initramfs {} was made for {} (its modules, or the "
+        "drivers built into that kernel), which this kernel does not have (in the guest, "
+        "stockade-init would fail to configure the console): build a matching initramfs with {} "
+        "and pass it with --initrd FILE",
         kernel_path, *kernel, initrd_path, fmt::join(modules, " and "),
         initramfs_build_command(*kernel));
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/io.hpp"
+#include "guest/abi.hpp"
 #include "guest/cpio.hpp"
 #include "guest/initramfs_modules.hpp"
 #include "runner/arch/x86/kernel_image.hpp"
@@ -85,6 +86,15 @@ Bytes initramfs(const std::string& release) {
     if (!release.empty())
         w.add_file("/lib/modules/" + release + "/kernel/drivers/virtio/virtio_pci.ko",
                    std::string_view("module"));
+    return w.finish();
+}
+
+// An initramfs without modules for a kernel with its drivers built in, as
+// `stockade-mkimage initramfs --kernel-release RELEASE` writes it.
+Bytes builtin_initramfs(const std::string& text) {
+    cpio::Writer w;
+    w.add_file("/init", std::string_view("init"), 0755);
+    w.add_file(std::string(guest_abi::kKernelReleaseFile), text);
     return w.finish();
 }
 
@@ -188,10 +198,34 @@ TEST(KernelMatchesInitramfs, NamesBothReleasesAndTheFixWhenTheyDiffer) {
     const std::string& m = r.error().message;
     for (const std::string& part : std::initializer_list<std::string>{
              "--kernel /boot/vmlinuz-6.1.0-30-amd64 is Linux 6.1.0-30-amd64 ",
-             " the initramfs build/initramfs.cpio holds modules for 6.1.0-28-cloud-amd64",
+             " the initramfs build/initramfs.cpio was made for 6.1.0-28-cloud-amd64",
              initramfs_build_command("6.1.0-30-amd64"), "--initrd FILE"})
         EXPECT_NE(m.find(part), std::string::npos) << part << " in " << m;
     EXPECT_EQ(m.find('\n'), std::string::npos) << "one line";
+}
+
+TEST(KernelMatchesInitramfs, AnInitramfsForABuiltInDriversKernelIsRefusedWithAnyOther) {
+    const Bytes initrd = builtin_initramfs("6.1.192-stockade\n");
+    EXPECT_EQ(initramfs_module_releases(initrd), std::vector<std::string>{"6.1.192-stockade"});
+    EXPECT_TRUE(check_kernel_matches_initramfs(vmlinux("Linux version 6.1.192-stockade (b@h)"),
+                                               initrd, "k", "i"));
+    auto r = check_kernel_matches_initramfs(bzimage(kDebianVersion), initrd,
+                                            "build/guest/cloud/vmlinux", "build/initramfs.cpio");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("is Linux 6.1.0-28-cloud-amd64 but the initramfs "
+                                     "build/initramfs.cpio was made for 6.1.192-stockade"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find(initramfs_build_command("6.1.0-28-cloud-amd64")),
+              std::string::npos);
+    // The other way round, the fix names the release instead of a modules directory.
+    EXPECT_NE(initramfs_build_command("6.1.192-stockade").find("--kernel-release 6.1.192-stockade"),
+              std::string::npos);
+    EXPECT_EQ(initramfs_build_command("6.1.192-stockade").find("--modules-dir"), std::string::npos);
+    // A file that names no release (empty, spaces, too long) names nothing.
+    for (const std::string& bad :
+         std::initializer_list<std::string>{"", "\n", "6.1 x\n", std::string(65, 'a')})
+        EXPECT_TRUE(initramfs_module_releases(builtin_initramfs(bad)).empty()) << bad;
 }
 
 TEST(InitramfsFormat, CpioAndEveryCompressionTheKernelUnpacksPassOthersAreRefused) {
@@ -230,14 +264,14 @@ TEST(KernelMatchesInitramfs, PassesWhenAnyOfSeveralReleasesAgrees) {
     EXPECT_TRUE(check_kernel_matches_initramfs(bzimage(kDebianVersion), both, "k", "i"));
     auto r = check_kernel_matches_initramfs(bzimage("6.1.0-31-amd64"), both, "k", "i");
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().message.find("modules for 6.1.0-30-amd64 and 6.1.0-28-cloud-amd64"),
+    EXPECT_NE(r.error().message.find("was made for 6.1.0-30-amd64 and 6.1.0-28-cloud-amd64"),
               std::string::npos)
         << r.error().message;
 }
 
 // The images the build makes. stockade's kernel: the bzImage and the vmlinux say the release
-// build-kernel recorded, and its initramfs holds no modules (everything is built in), which
-// agrees with any kernel. Debian's cloud kernel: its bzImage, the vmlinux taken out of it and
+// build-kernel recorded, and its initramfs holds no modules (everything is built in) but names
+// that release. Debian's cloud kernel: its bzImage, the vmlinux taken out of it and
 // the initramfs made with its modules all say the same release.
 TEST(KernelMatchesInitramfs, TheBuiltImagesAgree) {
     auto bz = read_file(STOCKADE_TEST_KERNEL, 256u << 20);
@@ -251,8 +285,7 @@ TEST(KernelMatchesInitramfs, TheBuiltImagesAgree) {
     EXPECT_TRUE(release.ends_with("-stockade")) << release;
     EXPECT_EQ(kernel_release(*bz), release);
     EXPECT_EQ(kernel_release(*elf), release);
-    EXPECT_TRUE(initramfs_module_releases(*initrd).empty());
-    EXPECT_TRUE(check_kernel_matches_initramfs(*bz, *initrd, "bz", "initrd"));
+    EXPECT_EQ(initramfs_module_releases(*initrd), std::vector<std::string>{release});
     EXPECT_TRUE(check_kernel_matches_initramfs(*elf, *initrd, "vmlinux", "initrd"));
 
     auto cloud_bz = read_file(STOCKADE_TEST_CLOUD_KERNEL, 256u << 20);
@@ -266,8 +299,10 @@ TEST(KernelMatchesInitramfs, TheBuiltImagesAgree) {
     EXPECT_EQ(kernel_release(*cloud_elf), cloud);
     EXPECT_TRUE(check_kernel_matches_initramfs(*cloud_bz, *cloud_initrd, "bz", "initrd"));
     EXPECT_TRUE(check_kernel_matches_initramfs(*cloud_elf, *cloud_initrd, "vmlinux", "initrd"));
-    // stockade's kernel with the cloud kernel's modules is refused.
+    // Either kernel with the other's initramfs is refused.
     EXPECT_FALSE(check_kernel_matches_initramfs(*elf, *cloud_initrd, "vmlinux", "initrd"));
+    EXPECT_FALSE(check_kernel_matches_initramfs(*cloud_elf, *initrd, "vmlinux", "initrd"));
+    EXPECT_FALSE(check_kernel_matches_initramfs(*cloud_bz, *initrd, "bz", "initrd"));
 }
 
 }  // namespace

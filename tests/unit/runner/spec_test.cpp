@@ -190,7 +190,7 @@ TEST(BadInput, EachIsRefusedWithStatus125AndAClearMessage) {
         {{"--kernel", "/etc", "true"}, "not a regular file"},
         {{"--initrd", "/nonexistent/initrd", "true"}, "open /nonexistent/initrd"},
         {{"--initrd", huge_initrd, "true"}, "initrd"},
-        {{"--initrd", other_initrd, "true"}, "holds modules for 9.9.9-other"},
+        {{"--initrd", other_initrd, "true"}, "was made for 9.9.9-other"},
         {{"--memory", "16", "true"}, "below the minimum"},
         {{"--memory", "99999999", "true"}, "more than this host"},
         {{"--vcpus", "0", "true"}, "at least 1"},
