@@ -1,11 +1,11 @@
 #pragma once
-// Which kernel an initramfs was built for, as far as its modules say: stockade-mkimage puts
-// each module at /lib/modules/<release>/... (guest/mkimage.cpp), and a module loads only
-// into the kernel of that release. An initramfs for a kernel with its drivers built in (no
-// modules) names that kernel's release in /etc/stockade/kernel-release instead. stockade-init loads
-// the virtio drivers from there, so an initramfs whose modules are for another kernel than the one
-// booted fails in the guest with "the console could not be configured"; the runner checks this
-// before it starts. Pure functions over the archive's bytes (guest/cpio_reader.hpp); no I/O.
+// Which kernel an initramfs was built for: stockade-mkimage puts each module at
+// /lib/modules/<release>/... (guest/mkimage.cpp), and a module loads only into the kernel of
+// that release; an initramfs for a kernel with its drivers built in (stockade's own) has no
+// modules and names that kernel's release in /etc/stockade/kernel-release instead. Booted with
+// another kernel, either finds no drivers and fails in the guest with "the console could not
+// be configured"; the runner checks this before it starts. Pure functions over the archive's
+// bytes (guest/cpio_reader.hpp); no I/O.
 #include <cstdint>
 #include <optional>
 #include <span>

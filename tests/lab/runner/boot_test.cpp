@@ -24,10 +24,6 @@ namespace {
 using lab::run_stockade;
 using lab::RunOptions;
 
-std::string kernel_version() {
-    return lab::guest_kernel_release();
-}
-
 // The default kernel as a bzImage: stockade's own, or the one STOCKADE_TEST_BZIMAGE names when
 // the suite runs against another kernel (lab.lab_boot_cloud).
 std::string bzimage() {
@@ -67,7 +63,7 @@ TEST(Boot, OneVcpuWithTheRequestedMemory) {
     std::getline(out, nproc);
     std::getline(out, release);
     EXPECT_EQ(nproc, "1");
-    EXPECT_EQ(release, kernel_version());
+    EXPECT_EQ(release, lab::guest_kernel_release());
     const std::string iomem = r.out.substr(r.out.find("@@"));
     // All the RAM stockade gave is what the guest sees, less the 385 KiB EBDA/ROM hole of
     // the e820 map and the first page, which Linux always keeps for itself.
@@ -98,7 +94,7 @@ TEST(Boot, TheBzImageBootsTooWithItsDecompressor) {
     // placement there, stockade's is not relocatable).
     auto r = run_stockade({"--kernel", bzimage(), "--", "sh", "-c", "uname -r; nproc"});
     ASSERT_EQ(r.status, 0) << r.describe();
-    EXPECT_EQ(r.out, kernel_version() + "\n1\n");
+    EXPECT_EQ(r.out, lab::guest_kernel_release() + "\n1\n");
 }
 
 TEST(Workload, ExitStatusIsPassedThrough) {
@@ -259,7 +255,7 @@ TEST(Install, TheInstalledStockadeBootsWhatWasInstalledWithIt) {
     ASSERT_EQ(installed.status, 0) << installed.describe();
     auto r = lab::run_process({prefix + "/bin/stockade", "run", "--", "uname", "-r"});
     EXPECT_EQ(r.status, 0) << r.describe();
-    EXPECT_EQ(r.out, kernel_version() + "\n") << r.describe();
+    EXPECT_EQ(r.out, lab::guest_kernel_release() + "\n") << r.describe();
     { std::ofstream(prefix + "/lib/stockade/vmlinux", std::ios::trunc) << "broken"; }
     auto broken = lab::run_process({prefix + "/bin/stockade", "run", "--", "true"});
     EXPECT_EQ(broken.status, 125) << broken.describe();
