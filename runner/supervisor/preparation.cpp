@@ -291,11 +291,13 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
 }  // namespace
 
 Result<Preparation> prepare(const SandboxSpec& spec) {
+    const auto started = std::chrono::steady_clock::now();
     // Step 1: the spec and the policy, checked without touching anything.
     STOCKADE_TRY_VOID(validate(spec, HostLimits{host_ram_bytes(), kMaxVcpus}));
     Preparation prep;
     SupervisorState& supervisor = prep.supervisor;
     SandboxResources& sandbox = prep.sandbox;
+    sandbox.prepare_started = started;
     supervisor.policy = spec.policy_file.empty()
                             ? policy::default_policy()
                             : STOCKADE_TRY(policy::load_policy_file(spec.policy_file));
@@ -312,7 +314,11 @@ Result<Preparation> prepare(const SandboxSpec& spec) {
     OpenContext open{supervisor.id, supervisor.policy, artefacts, job};
     STOCKADE_TRY_VOID(open_devices(spec, open, sandbox.devices));
     if (!spec.restore_from.empty()) STOCKADE_TRY_VOID(open_restore(spec, sandbox, prep.restore));
+    const auto reading = std::chrono::steady_clock::now();
     STOCKADE_TRY_VOID(read_boot_images(spec, sandbox.boot, artefacts, supervisor.policy));
+    sandbox.images_read_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::steady_clock::now() - reading)
+                                 .count();
     STOCKADE_TRY_VOID(plan(spec, job, plans_pci_bus(sandbox.devices), sandbox.boot));
     STOCKADE_TRY_VOID(
         policy::check_guest_memory_fits(supervisor.policy, spec.memory_mib << 20, kVmmOverhead));

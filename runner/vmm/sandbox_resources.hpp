@@ -4,6 +4,7 @@
 // preparation.hpp) and moves it into the sandbox process, which closes every inherited
 // descriptor that is not in fds(). What the supervisor keeps is a type of its own
 // (SupervisorState), so neither process has to clear the other's fields by hand.
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -51,6 +52,11 @@ struct SandboxResources {
     // The memory is a file of the sandbox's own (a sealed snapshot's, decrypted into a memory
     // file): mapped shared, not copied on write.
     bool restore_memory_shared = false;
+    // When the supervisor began preparing (steady clock, which the forked sandbox process
+    // shares), and how long reading and checking the boot images took: the start of
+    // `--stats`'s timeline.
+    std::chrono::steady_clock::time_point prepare_started{};
+    std::int64_t images_read_us = 0;
 
     // Every descriptor this carries: the sandbox process keeps these and closes the rest.
     [[nodiscard]] std::vector<int> fds() const;
