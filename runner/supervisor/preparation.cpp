@@ -31,18 +31,24 @@ constexpr std::size_t kMaxInitrdBytes = 2048u << 20;
 // stacks, buffers (measured well under 16 MiB; the margin is deliberate).
 constexpr std::uint64_t kVmmOverhead = 64u << 20;
 
+// A boot image's size, refused above `max`.
+Result<std::size_t> image_size(int fd, std::size_t max, const std::string& what) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail_sys(fmt::format("stat {}", what));
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size > max) return fail("{}: larger than {} MiB", what, max >> 20);
+    return static_cast<std::size_t>(size);
+}
+
 // The whole of a boot image, read once into fresh anonymous memory of its exact size (the
 // file's size at open; a file that changes size while it is read is refused rather than
 // half-booted). Not a vector, which would zero-fill 50 MB the kernel has already zeroed;
 // huge pages make the read fault once per 2 MiB.
 Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return fail_sys(fmt::format("stat {}", what));
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (size > max) return fail("{}: larger than {} MiB", what, max >> 20);
+    const std::size_t size = STOCKADE_TRY(image_size(fd, max, what));
     Mapping out;
     if (size > 0) {
-        out = STOCKADE_TRY(Mapping::anonymous(static_cast<std::size_t>(size), 0, kHugePageSize));
+        out = STOCKADE_TRY(Mapping::anonymous(size, 0, kHugePageSize));
         (void)::madvise(out.data(), out.size(), MADV_HUGEPAGE);  // a hint: speed only
         STOCKADE_TRY_VOID(pread_exact(fd, out.bytes(), 0, what));
     }
@@ -53,6 +59,22 @@ Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
     while (more < 0 && errno == EINTR);
     if (more != 0) return fail("{}: changed size while being read", what);
     return out;
+}
+
+// A boot image whose digest the policy does not pin: mapped from its file, private and
+// read-only, so that nothing is copied before the machine loads it into guest memory and
+// only the pages that are read are ever faulted in (a vmlinux's symbols never are). The
+// file is the operator's: replace it by renaming a new one over it, as package managers do
+// (the mapping keeps the old one); one rewritten in place while a sandbox starts could
+// boot torn, and one truncated would fault (SIGBUS) before the guest runs.
+Result<Mapping> map_all_fd(int fd, std::size_t max, const std::string& what) {
+    const std::size_t size = STOCKADE_TRY(image_size(fd, max, what));
+    if (size == 0) return Mapping{};
+    auto mapped = Mapping::of_fd(fd, size, PROT_READ, MAP_PRIVATE, 0, 0);
+    if (mapped) return mapped;
+    // A file system that cannot map files: read it, as a pinned image is.
+    log::debug("{}: {}; reading it instead", what, mapped.error().message);
+    return read_all_fd(fd, max, what);
 }
 
 // Opens a boot image: only a regular file.
@@ -91,13 +113,19 @@ Result<> claim_devices(const SandboxSpec& spec, ClaimContext& ctx, DeviceKinds::
     });
 }
 
-// Reads the boot images and checks every pinned digest on the descriptors that were read.
+// Reads (or maps) the boot images and checks every pinned digest on the bytes that were read.
 Result<> read_boot_images(const SandboxSpec& spec, BootPlan& boot,
                           policy::SandboxArtefacts& artefacts, const policy::Policy& policy) {
     auto kernel_fd = STOCKADE_TRY(open_boot_image(spec.kernel));
     auto initrd_fd = STOCKADE_TRY(open_boot_image(spec.initrd));
-    boot.kernel_file = STOCKADE_TRY(read_all_fd(kernel_fd.get(), kMaxKernelBytes, spec.kernel));
-    boot.initrd = STOCKADE_TRY(read_all_fd(initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
+    // Read when a digest is pinned (the bytes hashed are then the bytes booted), else mapped.
+    auto load = [](bool pinned, int fd, std::size_t max, const std::string& what) {
+        return pinned ? read_all_fd(fd, max, what) : map_all_fd(fd, max, what);
+    };
+    boot.kernel_file = STOCKADE_TRY(
+        load(policy.digests.kernel.has_value(), kernel_fd.get(), kMaxKernelBytes, spec.kernel));
+    boot.initrd = STOCKADE_TRY(
+        load(policy.digests.initrd.has_value(), initrd_fd.get(), kMaxInitrdBytes, spec.initrd));
     artefacts.kernel = {spec.kernel, kernel_fd.get(), boot.kernel_file.bytes()};
     artefacts.initrd = policy::Artefact{spec.initrd, initrd_fd.get(), boot.initrd.bytes()};
     STOCKADE_TRY_VOID(policy::verify_artefacts(policy.digests, artefacts));

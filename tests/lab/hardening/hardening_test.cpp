@@ -224,6 +224,38 @@ TEST(Hardening, MemoryMaxBelowGuestMemoryFailsCleanlyAtStart) {
     EXPECT_FALSE(fs::exists("/run/stockade/jail/sb-too-small"));
 }
 
+// A policy that pins the boot images' digests gets them read, not mapped, and checked on the
+// bytes that boot; a wrong pin is refused before anything starts, naming the image.
+TEST(Hardening, PinnedBootImagesAreReadCheckedAndBooted) {
+    const std::string kernel = lab::build_dir() + "/guest/vmlinux",
+                      initrd = lab::build_dir() + "/guest/initramfs.cpio",
+                      policy = "/tmp/stockade-pinned-images.json";
+    auto digest = [](const std::string& path) {
+        return lab::run_process({"/usr/bin/sha256sum", path}).out.substr(0, 64);
+    };
+    auto pin = [&](const std::string& kernel_digest) {
+        std::ofstream(policy) << fmt::format(
+            R"({{"version": 1, "digests": {{"kernel": "{}", "initrd": "{}"}}}})", kernel_digest,
+            digest(initrd));
+    };
+    const std::string right = digest(kernel);
+    ASSERT_EQ(right.size(), 64u);
+    pin(right);
+    auto r = lab::run_stockade({"--policy", policy, "--kernel", kernel, "--initrd", initrd, "--",
+                                "sh", "-c", "echo booted; exit 4"});
+    EXPECT_EQ(r.status, 4) << r.describe();
+    EXPECT_EQ(r.out, "booted\n") << r.describe();
+
+    std::string wrong = right;
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    pin(wrong);
+    auto w = lab::run_stockade({"--policy", policy, "--kernel", kernel, "--initrd", initrd, "--id",
+                                "sb-wrong-pin", "--", "true"});
+    EXPECT_EQ(w.status, 125) << w.describe();
+    EXPECT_NE(w.err.find("digest mismatch for " + kernel), std::string::npos) << w.describe();
+    EXPECT_FALSE(fs::exists("/sys/fs/cgroup/stockade/sb-wrong-pin"));
+}
+
 TEST(Hardening, SandboxIdInUseIsRefusedAndTheOtherKeepsRunning) {
     auto a = LiveSandbox::start({"--id", "sb-twice", "--", "sh", "-c", "echo ready; sleep 600"});
     ASSERT_TRUE(a.wait_for("ready")) << a.seen;

@@ -407,6 +407,21 @@ TEST_F(policy_lab_selinux, FullSandboxesRunEnforcingWithTheirImagesLabelledForTh
     EXPECT_NE(r.err.find("queue pairs 2 (2 in use)"), std::string::npos) << r.describe();
     EXPECT_EQ(file_context(a), before) << "the image's own label is back";
 
+    // 1b. A kernel and an initramfs labelled as installed ones are (stockade_image_t), which
+    // the confined supervisor maps rather than reads (no digest pinned).
+    const std::string kernel = std::string(kImageDir) + "/vmlinux",
+                      initrd = std::string(kImageDir) + "/initramfs.cpio";
+    ASSERT_EQ(run_command(fmt::format("cp {0}/guest/vmlinux {1} && cp {0}/guest/initramfs.cpio {2} "
+                                      "&& chcon system_u:object_r:stockade_image_t:s0 {1} {2} 2>&1",
+                                      lab::build_dir(), kernel, initrd),
+                          out),
+              0)
+        << out;
+    auto installed =
+        stockade({"run", "--kernel", kernel, "--initrd", initrd, "--", "echo", "mapped"});
+    EXPECT_EQ(installed.status, 0) << installed.describe();
+    EXPECT_EQ(installed.out, "mapped\n") << installed.describe();
+
     // 2. Two at once: different categories, each image labelled with its sandbox's.
     for (const auto& [id, img] : {std::pair{"se-a", a}, std::pair{"se-b", b}}) {
         auto d = stockade({"run", "-d", "--id", id, "--disk", img, "--", "sleep", "120"});
