@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <tuple>
 
 #include "base/io.hpp"
 #include "base/log.hpp"
@@ -62,15 +63,16 @@ Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
 }
 
 // A boot image whose digest the policy does not pin: mapped from its file, private and
-// read-only, so that nothing is copied before the machine loads it into guest memory and
-// only the pages that are read are ever faulted in (a vmlinux's symbols never are). The
-// file is the operator's: replace it by renaming a new one over it, as package managers do
-// (the mapping keeps the old one); one rewritten in place while a sandbox starts could
-// boot torn, and one truncated would fault (SIGBUS) before the guest runs.
+// read-only, so that the only copy is the one into guest memory. Populated here, so that its
+// page cache is read (and charged) in the supervisor as a read would be, not in the sandbox's
+// cgroup. The file is the operator's: replace it by renaming a new one over it, as package
+// managers do (the mapping keeps the old one); one rewritten in place while a sandbox starts
+// could boot torn, and one truncated would fault (SIGBUS) before the guest runs. A size
+// change until the images are checked is refused (read_boot_images).
 Result<Mapping> map_all_fd(int fd, std::size_t max, const std::string& what) {
     const std::size_t size = STOCKADE_TRY(image_size(fd, max, what));
     if (size == 0) return Mapping{};
-    auto mapped = Mapping::of_fd(fd, size, PROT_READ, MAP_PRIVATE, 0, 0);
+    auto mapped = Mapping::of_fd(fd, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, 0, 0);
     if (mapped) return mapped;
     // A file system that cannot map files: read it, as a pinned image is.
     log::debug("{}: {}; reading it instead", what, mapped.error().message);
@@ -133,6 +135,12 @@ Result<> read_boot_images(const SandboxSpec& spec, BootPlan& boot,
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     boot.kernel = *kernel;
     STOCKADE_TRY_VOID(x86::check_initramfs_format(boot.initrd.bytes(), spec.initrd));
+    // A mapped image must still be the size it was mapped at, now that it has been checked.
+    for (const auto& [fd, image, what] :
+         {std::tuple{kernel_fd.get(), &boot.kernel_file, &spec.kernel},
+          std::tuple{initrd_fd.get(), &boot.initrd, &spec.initrd}})
+        if (STOCKADE_TRY(image_size(fd, SIZE_MAX, *what)) != image->size())
+            return fail("{}: changed size while being read", *what);
     // A kernel whose release differs from the initramfs's modules would fail only inside
     // the guest ("the console could not be configured"): name both releases now.
     return x86::check_kernel_matches_initramfs(boot.kernel_file.bytes(), boot.initrd.bytes(),

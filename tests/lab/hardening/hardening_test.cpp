@@ -224,22 +224,24 @@ TEST(Hardening, MemoryMaxBelowGuestMemoryFailsCleanlyAtStart) {
     EXPECT_FALSE(fs::exists("/run/stockade/jail/sb-too-small"));
 }
 
-// A policy that pins the boot images' digests gets them read, not mapped, and checked on the
-// bytes that boot; a wrong pin is refused before anything starts, naming the image.
-TEST(Hardening, PinnedBootImagesAreReadCheckedAndBooted) {
+// A policy that pins the boot images' digests (the supervisor then reads them and hashes the
+// bytes it boots, where unpinned images are mapped): the right pins boot, a wrong one is
+// refused before anything starts, naming the image.
+TEST(Hardening, PinnedBootImagesAreCheckedAndBooted) {
     const std::string kernel = lab::build_dir() + "/guest/vmlinux",
                       initrd = lab::build_dir() + "/guest/initramfs.cpio",
                       policy = "/tmp/stockade-pinned-images.json";
     auto digest = [](const std::string& path) {
         return lab::run_process({"/usr/bin/sha256sum", path}).out.substr(0, 64);
     };
+    const std::string right = digest(kernel), initrd_digest = digest(initrd);
+    ASSERT_EQ(right.size(), 64u);
+    ASSERT_EQ(initrd_digest.size(), 64u);
     auto pin = [&](const std::string& kernel_digest) {
         std::ofstream(policy) << fmt::format(
             R"({{"version": 1, "digests": {{"kernel": "{}", "initrd": "{}"}}}})", kernel_digest,
-            digest(initrd));
+            initrd_digest);
     };
-    const std::string right = digest(kernel);
-    ASSERT_EQ(right.size(), 64u);
     pin(right);
     auto r = lab::run_stockade({"--policy", policy, "--kernel", kernel, "--initrd", initrd, "--",
                                 "sh", "-c", "echo booted; exit 4"});
@@ -254,6 +256,7 @@ TEST(Hardening, PinnedBootImagesAreReadCheckedAndBooted) {
     EXPECT_EQ(w.status, 125) << w.describe();
     EXPECT_NE(w.err.find("digest mismatch for " + kernel), std::string::npos) << w.describe();
     EXPECT_FALSE(fs::exists("/sys/fs/cgroup/stockade/sb-wrong-pin"));
+    fs::remove(policy);
 }
 
 TEST(Hardening, SandboxIdInUseIsRefusedAndTheOtherKeepsRunning) {
