@@ -42,9 +42,9 @@ Result<std::size_t> image_size(int fd, std::size_t max, const std::string& what)
 }
 
 // The whole of a boot image, read once into fresh anonymous memory of its exact size (the
-// file's size at open; a file that changes size while it is read is refused rather than
-// half-booted). Not a vector, which would zero-fill 50 MB the kernel has already zeroed;
-// huge pages make the read fault once per 2 MiB.
+// file's size at open; a file whose size has changed by the time the images are checked is
+// refused rather than half-booted: read_boot_images). Not a vector, which would zero-fill
+// 50 MB the kernel has already zeroed; huge pages make the read fault once per 2 MiB.
 Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
     const std::size_t size = STOCKADE_TRY(image_size(fd, max, what));
     Mapping out;
@@ -53,12 +53,6 @@ Result<Mapping> read_all_fd(int fd, std::size_t max, const std::string& what) {
         (void)::madvise(out.data(), out.size(), MADV_HUGEPAGE);  // a hint: speed only
         STOCKADE_TRY_VOID(pread_exact(fd, out.bytes(), 0, what));
     }
-    std::uint8_t probe = 0;
-    ssize_t more = 0;
-    do
-        more = ::pread(fd, &probe, 1, static_cast<off_t>(size));
-    while (more < 0 && errno == EINTR);
-    if (more != 0) return fail("{}: changed size while being read", what);
     return out;
 }
 
@@ -135,7 +129,7 @@ Result<> read_boot_images(const SandboxSpec& spec, BootPlan& boot,
     if (!kernel) return std::unexpected(std::move(kernel).error().context(spec.kernel));
     boot.kernel = *kernel;
     STOCKADE_TRY_VOID(x86::check_initramfs_format(boot.initrd.bytes(), spec.initrd));
-    // A mapped image must still be the size it was mapped at, now that it has been checked.
+    // Each image must still be the size it was read or mapped at, now that it has been checked.
     for (const auto& [fd, image, what] :
          {std::tuple{kernel_fd.get(), &boot.kernel_file, &spec.kernel},
           std::tuple{initrd_fd.get(), &boot.initrd, &spec.initrd}})
