@@ -133,18 +133,19 @@ TEST(KernelRelease, FallsBackToTheSegmentsWhenSectionHeadersLie) {
     const Bytes elf = vmlinux("Linux version 6.1.0-1-amd64 (segment)");
     constexpr std::string_view kRodata = "Linux version 6.1.0-2-amd64 (rodata)";
     using Change = void (*)(Elf64_Ehdr&, Elf64_Shdr*);
-    for (Change change : std::initializer_list<Change>{
-             [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shoff = ~0ull - 8; },
-             [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shnum = 0xfff0; },
-             [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shstrndx = 3; },
-             [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shentsize = 32; },
-             [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_offset = ~0ull - 4; },
-             [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_size = ~0ull - 4; },
-             [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_type = SHT_NOBITS; },
-             [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_name = 0x7fffffff; },
-             [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[1].sh_size = 15; },  // ".rodata" cut off
-             [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[1].sh_offset = ~0ull; },
-         })
+    const Change changes[] = {
+        [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shoff = ~0ull - 8; },
+        [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shnum = 0xfff0; },
+        [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shstrndx = 3; },
+        [](Elf64_Ehdr& eh, Elf64_Shdr*) { eh.e_shentsize = 32; },
+        [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_offset = ~0ull - 4; },
+        [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_size = ~0ull - 4; },
+        [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_type = SHT_NOBITS; },
+        [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[2].sh_name = 0x7fffffff; },
+        [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[1].sh_size = 15; },  // ".rodata" cut off
+        [](Elf64_Ehdr&, Elf64_Shdr* sh) { sh[1].sh_offset = ~0ull; },
+    };
+    for (Change change : changes)
         EXPECT_EQ(kernel_release(with_rodata(elf, kRodata, change)), "6.1.0-1-amd64");
 }
 
