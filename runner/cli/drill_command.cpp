@@ -22,6 +22,7 @@
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
 #include "runner/cli/control_commands.hpp"
+#include "runner/cli/exit_status.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/snapshot_commands.hpp"
 #include "runner/registry/net.hpp"
@@ -37,7 +38,6 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr int kFailed = 125;
 constexpr std::size_t kTail = 4096;  // bytes of CHECK's stdout and stderr in the report
 // A CHECK still running this long after the drill's time is up is ended with its sandbox.
 constexpr auto kHangGrace = 10s;

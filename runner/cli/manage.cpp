@@ -24,6 +24,7 @@
 #include "policy/jail.hpp"
 #include "policy/selinux_context.hpp"
 #include "runner/cli/api_client.hpp"
+#include "runner/cli/exit_status.hpp"
 #include "runner/supervisor/api_socket.hpp"
 #include "runner/supervisor/state_file.hpp"
 
@@ -32,9 +33,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-constexpr int kRefused = 1;
-constexpr int kFailed = 125;
 
 // The sandbox `id`'s state as it stands (liveness-corrected). A sandbox that does not exist
 // is refused (exit 1), one whose state cannot be read is our failure (125).

@@ -25,6 +25,7 @@
 #include "policy/selinux_images.hpp"
 #include "runner/arch/x86/cpuid.hpp"
 #include "runner/cli/api_client.hpp"
+#include "runner/cli/exit_status.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/kvm/kvm.hpp"
@@ -43,8 +44,6 @@ namespace {
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
-constexpr int kRefused = 1;
-constexpr int kFailed = 125;
 
 std::string absolute(const std::string& path) {
     std::error_code ec;

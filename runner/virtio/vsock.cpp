@@ -11,7 +11,7 @@ namespace {
 
 // Ring layouts the device offers when the kernel's vhost-vsock supports them. Stream
 // sockets only: VIRTIO_VSOCK_F_SEQPACKET is not offered.
-constexpr std::uint64_t kRingFeatures = kFeatureIndirectDesc | kFeatureEventIdx;
+constexpr std::uint64_t kVsockRingFeatures = kFeatureIndirectDesc | kFeatureEventIdx;
 // struct virtio_vsock_event: le32 id; the one event there is.
 constexpr std::uint32_t kEventTransportReset = 0;
 
@@ -44,7 +44,7 @@ Result<std::unique_ptr<VirtioDevice>> Vsock::create(vhost::VhostDevice vhost,
     const std::uint64_t kernel = STOCKADE_TRY(vhost.features());
     if (!(kernel & kFeatureVersion1))
         return fail("vhost-vsock: the kernel does not support VIRTIO_F_VERSION_1");
-    const std::uint64_t offered = kFeatureVersion1 | (kernel & kRingFeatures);
+    const std::uint64_t offered = kFeatureVersion1 | (kernel & kVsockRingFeatures);
     return std::unique_ptr<VirtioDevice>(new Vsock(std::move(vhost), guest_cid, offered));
 }
 
@@ -65,7 +65,7 @@ Result<> Vsock::activate(const ActivateContext& ctx) {
     std::unique_lock lock(mu_);
     running_ = true;  // from here on, stop() has something to undo
     constexpr std::uint16_t kRings[] = {kVsockRxQueue, kVsockTxQueue};
-    auto started = start_vhost_rings(vhost_, ctx, kRings, queue_max_size(), kRingFeatures);
+    auto started = start_vhost_rings(vhost_, ctx, kRings, queue_max_size(), kVsockRingFeatures);
     if (started) started = vhost_.vsock_set_running(true);
     if (started) {
         event_position_ =

@@ -10,7 +10,7 @@ namespace stockade {
 namespace {
 
 // The refusal names the id (printable) and contains `rule`.
-void expect_refused(std::string_view id, std::string_view shown, std::string_view rule) {
+void expect_id_refused(std::string_view id, std::string_view shown, std::string_view rule) {
     auto r = check_sandbox_id(id);
     ASSERT_FALSE(r) << "accepted '" << id << "'";
     const std::string& msg = r.error().message;
@@ -27,28 +27,28 @@ TEST(base_sandbox_id, AcceptsOrdinaryNames) {
 }
 
 TEST(base_sandbox_id, RefusesEmptyAndTooLong) {
-    expect_refused("", "sandbox id", "cannot be empty");
+    expect_id_refused("", "sandbox id", "cannot be empty");
     const std::string long_id(kMaxSandboxIdLength + 1, 'a');
-    expect_refused(long_id, long_id, "65 bytes, longer than the limit of 64");
+    expect_id_refused(long_id, long_id, "65 bytes, longer than the limit of 64");
 }
 
 TEST(base_sandbox_id, MustStartWithALetterOrDigit) {
     // ".", ".." and "../x" would be paths of their own, ".x" a hidden file that the network
     // records' listing skips, "-x" an option to any tool, "_x" is refused alike: one rule.
     for (const char* bad : {".", "..", "../etc", ".x", "-x", "_x", "-", "_"})
-        expect_refused(bad, fmt::format("'{}'", bad), "must start with a letter or digit");
+        expect_id_refused(bad, fmt::format("'{}'", bad), "must start with a letter or digit");
 }
 
 TEST(base_sandbox_id, OnlyLettersDigitsUnderscoreDotDash) {
-    expect_refused("a/b", "'a/b'", "contains '/'");
-    expect_refused("a b", "'a b'", "contains ' '");
-    expect_refused("a:b", "'a:b'", "contains ':'");
-    expect_refused("tap%d", "'tap%d'", "contains '%'");
+    expect_id_refused("a/b", "'a/b'", "contains '/'");
+    expect_id_refused("a b", "'a b'", "contains ' '");
+    expect_id_refused("a:b", "'a:b'", "contains ':'");
+    expect_id_refused("tap%d", "'tap%d'", "contains '%'");
     // Bytes outside printable ASCII are shown escaped, so the message stays one line.
-    expect_refused("x\n", "'x\\x0a'", "contains '\\x0a'");
-    expect_refused(std::string_view("a\0b", 3), "'a\\x00b'", "contains '\\x00'");
-    expect_refused("t\xc3\xa9", "'t\\xc3\\xa9'", "contains '\\xc3'");
-    expect_refused("a\\b", "'a\\x5cb'", "contains '\\x5c'");
+    expect_id_refused("x\n", "'x\\x0a'", "contains '\\x0a'");
+    expect_id_refused(std::string_view("a\0b", 3), "'a\\x00b'", "contains '\\x00'");
+    expect_id_refused("t\xc3\xa9", "'t\\xc3\\xa9'", "contains '\\xc3'");
+    expect_id_refused("a\\b", "'a\\x5cb'", "contains '\\x5c'");
 }
 
 }  // namespace

@@ -14,7 +14,7 @@
 namespace stockade::policy {
 namespace {
 
-const std::filesystem::path kExamples =
+const std::filesystem::path kExampleDir =
     std::filesystem::path(STOCKADE_SOURCE_DIR) / "policy/examples";
 
 std::string slurp(const std::filesystem::path& p) {
@@ -26,7 +26,7 @@ std::string slurp(const std::filesystem::path& p) {
 
 TEST(policy_examples, EveryExampleParses) {
     int count = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(kExamples)) {
+    for (const auto& entry : std::filesystem::directory_iterator(kExampleDir)) {
         if (entry.path().extension() != ".json") continue;
         ++count;
         auto p = load_policy_file(entry.path());
@@ -44,13 +44,13 @@ TEST(policy_examples, ReadmeShowsTheExampleFiles) {
     for (std::sregex_iterator it(readme.begin(), readme.end(), block), end; it != end; ++it) {
         ++shown;
         const std::string name = (*it)[1];
-        EXPECT_EQ((*it)[2].str(), slurp(kExamples / name)) << name << " differs from the README";
+        EXPECT_EQ((*it)[2].str(), slurp(kExampleDir / name)) << name << " differs from the README";
     }
     EXPECT_GE(shown, 4);
 }
 
 TEST(policy_examples, FullExampleMeansWhatItSays) {
-    auto p = load_policy_file(kExamples / "full.json");
+    auto p = load_policy_file(kExampleDir / "full.json");
     ASSERT_TRUE(p) << p.error().message;
     EXPECT_EQ(p->uid, 64001u);
     EXPECT_EQ(p->gid, 64001u);
@@ -133,7 +133,7 @@ TEST(policy_vfio_devices, AreCanonicalSortedAndRoundTrip) {
 
 TEST(policy_json, RoundTripsEveryExampleAndTheDefault) {
     std::vector<Policy> policies = {default_policy()};
-    for (const auto& entry : std::filesystem::directory_iterator(kExamples))
+    for (const auto& entry : std::filesystem::directory_iterator(kExampleDir))
         if (auto p = load_policy_file(entry.path())) policies.push_back(*p);
     for (const auto& p : policies) {
         auto text = to_json(p).dump();

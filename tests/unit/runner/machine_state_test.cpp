@@ -8,7 +8,7 @@
 namespace stockade {
 namespace {
 
-MachineState sample() {
+MachineState sample_machine_state() {
     MachineState s;
     for (int v = 0; v < 2; ++v) {
         kvm::VcpuState c;
@@ -56,7 +56,7 @@ MachineState sample() {
 }
 
 TEST(MachineState, EncodesAndDecodesToTheSameBytes) {
-    const auto bytes = encode_machine_state(sample());
+    const auto bytes = encode_machine_state(sample_machine_state());
     auto decoded = decode_machine_state(bytes);
     ASSERT_TRUE(decoded) << decoded.error().message;
     EXPECT_EQ(encode_machine_state(*decoded), bytes);
@@ -69,7 +69,7 @@ TEST(MachineState, EncodesAndDecodesToTheSameBytes) {
 }
 
 TEST(MachineState, EveryTruncationAndExtensionIsRefused) {
-    const auto bytes = encode_machine_state(sample());
+    const auto bytes = encode_machine_state(sample_machine_state());
     // Every prefix would take long at 20 KiB; every length near each field boundary does
     // the same work: all of the first 64 bytes, then every 61st, then the last 64.
     for (std::size_t n = 0; n < bytes.size(); n += (n < 64 || n + 64 > bytes.size()) ? 1 : 61) {
@@ -83,7 +83,7 @@ TEST(MachineState, EveryTruncationAndExtensionIsRefused) {
 }
 
 TEST(MachineState, AnotherVersionOrNoMagicIsRefusedSaying) {
-    auto bytes = encode_machine_state(sample());
+    auto bytes = encode_machine_state(sample_machine_state());
     bytes[8] = 2;  // the version after the 8-byte magic
     auto r = decode_machine_state(bytes);
     ASSERT_FALSE(r);
@@ -96,22 +96,22 @@ TEST(MachineState, AnotherVersionOrNoMagicIsRefusedSaying) {
 }
 
 TEST(MachineState, CountsBeyondTheMachineModelAreRefused) {
-    MachineState s = sample();
+    MachineState s = sample_machine_state();
     s.functions.resize(32);  // bus 0 has 31 slots
     auto r = decode_machine_state(encode_machine_state(s));
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("PCI functions"), std::string::npos) << r.error().message;
     for (std::uint8_t slot : {0, 2, 32}) {  // the host bridge's, the next one's, past the bus
-        s = sample();
+        s = sample_machine_state();
         s.functions[0].slot = slot;
         r = decode_machine_state(encode_machine_state(s));
         ASSERT_FALSE(r) << int{slot};
         EXPECT_NE(r.error().message.find("function slot"), std::string::npos) << r.error().message;
     }
-    s = sample();
+    s = sample_machine_state();
     s.functions[0].transport.queues.resize(1025);
     EXPECT_FALSE(decode_machine_state(encode_machine_state(s)));
-    s = sample();
+    s = sample_machine_state();
     s.functions[0].transport.msix.entries.resize(2049);
     s.functions[0].transport.msix.pending.resize(2049);
     EXPECT_FALSE(decode_machine_state(encode_machine_state(s)));

@@ -25,7 +25,7 @@
 namespace stockade {
 namespace {
 
-SnapshotManifest sample() {
+SnapshotManifest sample_manifest() {
     SnapshotManifest m;
     m.id = "00112233445566778899aabbccddeeff";
     m.created = "2026-12-06T12:00:00Z";
@@ -45,7 +45,7 @@ SnapshotManifest sample() {
 }
 
 TEST(SnapshotManifest, RoundTripsAndRefusesWhatThisVersionDidNotWrite) {
-    const SnapshotManifest m = sample();
+    const SnapshotManifest m = sample_manifest();
     const std::string text = manifest_to_json(m);
     auto back = manifest_from_json(text, "manifest");
     ASSERT_TRUE(back) << back.error().message;
@@ -77,7 +77,7 @@ TEST(SnapshotManifest, RoundTripsAndRefusesWhatThisVersionDidNotWrite) {
     EXPECT_FALSE(manifest_from_json("[]", "manifest"));
     EXPECT_FALSE(manifest_from_json("{", "manifest"));
     // Written before the CPU was recorded: no check, and it still reads.
-    SnapshotManifest older = sample();
+    SnapshotManifest older = sample_manifest();
     older.guest_cpu_vendor.clear();
     older.guest_cpu.clear();
     auto read = manifest_from_json(manifest_to_json(older), "manifest");
@@ -101,7 +101,7 @@ TEST(SnapshotFiles, OpenChecksEveryPartsLengthAndDigestOnTheDescriptorItKeeps) {
     EXPECT_NE(r.error().message.find("not a complete snapshot (no manifest)"), std::string::npos)
         << r.error().message;
 
-    ASSERT_TRUE(write_file_atomic(d + "/manifest", manifest_to_json(sample())));
+    ASSERT_TRUE(write_file_atomic(d + "/manifest", manifest_to_json(sample_manifest())));
     write(dir.path / "state", "0123456789");
     write(dir.path / "memory", "");
     r = open(true);
@@ -252,9 +252,9 @@ Result<SealedRecord> seal_part(const std::string& key, const std::string& sid,
     return part->finish();
 }
 
-// A sealed snapshot in `d`: sample()'s parts, sealed under `key`.
+// A sealed snapshot in `d`: sample_manifest()'s parts, sealed under `key`.
 void make_sealed(const std::filesystem::path& d, const std::string& key) {
-    SnapshotManifest m = sample();
+    SnapshotManifest m = sample_manifest();
     m.sealed = true;
     std::vector<SealedRecord> records;
     for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
@@ -291,7 +291,7 @@ TEST(SnapshotFiles, SealedSnapshotsOpenOnlyWithTheirKeyAndEveryChangedByteIsRefu
 
     auto m = read_snapshot_manifest(d.string(), key);
     ASSERT_TRUE(m) << m.error().message;
-    SnapshotManifest want = sample();
+    SnapshotManifest want = sample_manifest();
     want.sealed = true;
     EXPECT_EQ(*m, want);
     auto snap = open_snapshot(d.string(), true, {}, key);
@@ -325,7 +325,7 @@ TEST(SnapshotFiles, SealedSnapshotsOpenOnlyWithTheirKeyAndEveryChangedByteIsRefu
     expect_refused(open_snapshot(d.string(), false, {}, key), "state");
 
     // Refused at sealing: more than the part can be.
-    auto big = seal_part(key, sample().id, dir.path / "big", "state", "0123456789", 4);
+    auto big = seal_part(key, sample_manifest().id, dir.path / "big", "state", "0123456789", 4);
     ASSERT_FALSE(big);
     EXPECT_NE(big.error().message.find("more than the 4 bytes"), std::string::npos)
         << big.error().message;
@@ -334,7 +334,8 @@ TEST(SnapshotFiles, SealedSnapshotsOpenOnlyWithTheirKeyAndEveryChangedByteIsRefu
     // while its file is not.
     const auto clear = dir.path / "clear";
     std::filesystem::create_directory(clear);
-    ASSERT_TRUE(write_file_atomic((clear / "manifest").string(), manifest_to_json(sample())));
+    ASSERT_TRUE(
+        write_file_atomic((clear / "manifest").string(), manifest_to_json(sample_manifest())));
     auto r = read_snapshot_manifest(clear.string(), key);
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message.find("not sealed, though a seal key was given"), std::string::npos)

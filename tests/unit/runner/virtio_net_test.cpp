@@ -26,7 +26,7 @@ using fake::FakeWatcher;
 using fake::RawDesc;
 
 constexpr std::array<std::uint8_t, 6> kMac{0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
-constexpr std::uint16_t kQueueSize = 16;
+constexpr std::uint16_t kRingSize = 16;
 
 // A split ring the test writes as a driver would, anywhere in a shared guest memory.
 class DriverRing {
@@ -67,7 +67,7 @@ class DriverRing {
 // A Net device on the userspace datapath whose "tap" is one end of a datagram socket pair.
 struct NetRig {
     GuestMemory mem = GuestMemory::create_unregistered(4 << 20).value();
-    DriverRing rx{mem, 0x10000, kQueueSize}, tx{mem, 0x20000, kQueueSize};
+    DriverRing rx{mem, 0x10000, kRingSize}, tx{mem, 0x20000, kRingSize};
     UniqueFd peer;  // the host side: what the tap would carry
     Net* net = nullptr;
     std::unique_ptr<VirtioDevice> owned;
@@ -564,15 +564,15 @@ TEST(VirtioNetHostile, ReservedReceiveChainsNeverExceedTheQueueSize) {
     for (int round = 0; round < 40; ++round) {
         // Keep the ring full of head 0, whatever the device has taken.
         const int taken = rig.rx.used_idx() + static_cast<int>(rig.net->reserved_chains());
-        for (; offered - taken < kQueueSize; ++offered)
+        for (; offered - taken < kRingSize; ++offered)
             rig.rx.offer(0);
         rig.kick(kNetRxQueue);
-        ASSERT_LE(rig.net->reserved_chains(), kQueueSize) << "round " << round;
+        ASSERT_LE(rig.net->reserved_chains(), kRingSize) << "round " << round;
         ASSERT_TRUE(rig.resets.empty()) << rig.resets.front();
     }
     EXPECT_EQ(rig.net->counters().rx_dropped, static_cast<std::uint64_t>(kFrames));
     EXPECT_EQ(rig.net->counters().rx_frames, 0u);
-    EXPECT_EQ(rig.rx.used_idx(), kFrames * kQueueSize);
+    EXPECT_EQ(rig.rx.used_idx(), kFrames * kRingSize);
     for (std::uint16_t i = 0; i < rig.rx.used_idx(); ++i)
         EXPECT_EQ(rig.rx.used(i).len, 0u) << i;
     EXPECT_EQ(rig.net->reserved_chains(), 0u);
@@ -612,7 +612,7 @@ TEST(VirtioNetState, ReceiveChainsWaitingForAFrameAreTakenAgainAfterRestore) {
 
 TEST(VirtioNetHostile, MisplacedRingsFailActivation) {
     NetRig rig;
-    rig.rx = DriverRing(rig.mem, (4 << 20) - 64, kQueueSize);  // runs off the end of RAM
+    rig.rx = DriverRing(rig.mem, (4 << 20) - 64, kRingSize);  // runs off the end of RAM
     EXPECT_FALSE(rig.activate(kModern));
 }
 
@@ -640,7 +640,7 @@ struct MqRig {
         for (std::uint16_t k = 1; k < kPairs; ++k)
             b.more_pairs.push_back({UniqueFd(pair()), std::nullopt});
         for (std::uint16_t q = 0; q <= kControl; ++q) {
-            rings.emplace_back(mem, 0x10000 + 0x4000ull * q, kQueueSize);
+            rings.emplace_back(mem, 0x10000 + 0x4000ull * q, kRingSize);
             kicks.push_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         }
         auto created = Net::create(std::move(b));

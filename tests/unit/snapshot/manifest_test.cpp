@@ -13,7 +13,7 @@ namespace {
 
 using test::Bytes;
 
-constexpr std::uint32_t kChunk = 64;
+using test::kChunk;
 
 class SealedManifest : public ::testing::Test {
   protected:

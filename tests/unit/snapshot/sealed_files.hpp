@@ -21,6 +21,9 @@ namespace stockade::snapshot::test {
 
 using Bytes = std::vector<std::uint8_t>;
 
+// The chunk size the tests seal with: small, so that a few bytes span several chunks.
+inline constexpr std::uint32_t kChunk = 64;
+
 inline UniqueFd memfd() {
     UniqueFd fd(::memfd_create("sealed-part", MFD_CLOEXEC));
     EXPECT_TRUE(fd.valid());

@@ -14,7 +14,7 @@ namespace {
 
 using test::Bytes;
 
-constexpr std::uint32_t kChunk = 64;
+using test::kChunk;
 
 void expect_round_trip(std::size_t size, std::size_t piece) {
     SCOPED_TRACE(testing::Message() << size << " bytes in pieces of " << piece);

@@ -12,7 +12,7 @@ namespace {
 
 using test::Bytes;
 
-constexpr std::uint32_t kChunk = 64;
+using test::kChunk;
 constexpr std::size_t kStored = kChunk + kTagSize;  // a full chunk as stored
 
 class SealedTampering : public ::testing::Test {
