@@ -2,9 +2,11 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include "base/log.hpp"
@@ -19,6 +21,15 @@
 
 namespace stockade {
 namespace {
+
+// A new VM generation id where the guest's vmgenid driver reads it (ACPI VMGenID: the DSDT's
+// VGEN), at boot and after each restore, so that no two runs of one snapshot share it.
+Result<> write_generation_id(const GuestMemory& mem) {
+    std::array<std::uint8_t, x86::kVmGenIdSize> id{};
+    if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size()))
+        return fail_sys("getrandom, for the VM generation id");
+    return mem.write(x86::kVmGenIdAddr, id);
+}
 
 // vCPU threads are kicked out of KVM_RUN with this signal; its handler does nothing,
 // the point is the EINTR (together with kvm_run.immediate_exit).
@@ -123,6 +134,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
     if (!restoring) {
         const GuestMemory& mem = m->memory_;
         STOCKADE_TRY_VOID(mem.write(x86::kAcpiAddr, acpi.blob));
+        STOCKADE_TRY_VOID(write_generation_id(mem));
         STOCKADE_TRY_VOID(x86::write_identity_page_tables(mem));
         const auto e820 = x86::e820_map(ram);
         STOCKADE_TRY_VOID(x86::load_boot(mem, *images.kernel, layout, images.initrd_parts,
@@ -445,7 +457,13 @@ Result<> Machine::restore_state(const MachineState& s) {
         STOCKADE_TRY_VOID(
             transports_[i]->restore(s.functions[i].transport, s.functions[i].device.queues));
     if (pci_) STOCKADE_TRY_VOID(pci_->restore(s.pci));
-    return {};
+    // A new generation, announced by the Generic Event Device's edge: with the interrupt
+    // controllers restored, it waits in the guest's LAPIC for the first instruction, and a
+    // kernel with the vmgenid driver reseeds its CRNG (the guest's init hears of the restore
+    // on the agent channel too). A guest whose kernel did not claim the line has it masked.
+    STOCKADE_TRY_VOID(write_generation_id(memory_));
+    STOCKADE_TRY_VOID(vm_.irq_line(x86::kGedIrq, true));
+    return vm_.irq_line(x86::kGedIrq, false);
 }
 
 std::uint64_t this_thread_cpu_ns() {

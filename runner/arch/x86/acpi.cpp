@@ -64,6 +64,16 @@ Bytes build_dsdt(const PciHostWindows* pci) {
                         name("_CRS", resource_template({io_port(0x3f8, 8), irq(kSerialIrq)}))}),
         device("PEVT", {name("_HID", string("QEMU0001")),
                         name("_CRS", resource_template({io_port(kPvPanicPort, 1)}))}),
+        // VMGenID: a kernel with the vmgenid driver finds the generation id at ADDR (low and
+        // high halves of its guest address) and reseeds its CRNG when notified that it changed.
+        device("VGEN", {name("_HID", string("VMGENCTR")), name("_UID", integer(0)),
+                        name("ADDR", package({integer(kVmGenIdAddr & 0xffff'ffff),
+                                              integer(kVmGenIdAddr >> 32)}))}),
+        // The Generic Event Device: its interrupt runs _EVT, which tells VGEN (0x80: the
+        // generation id changed). The host raises it after a restore.
+        device("GED0", {name("_HID", string("ACPI0013")), name("_UID", integer(0)),
+                        name("_CRS", resource_template({irq(kGedIrq)})),
+                        method("_EVT", 1, {notify("\\_SB_.VGEN", 0x80)})}),
     };
     if (pci != nullptr) {
         // A conventional PCI root bridge (PNP0A03: no PCIe _OSC negotiation) for bus 0,

@@ -1,8 +1,9 @@
 #pragma once
 // Minimal ACPI for a HW-reduced platform: RSDP -> XSDT -> FADT (HW_REDUCED_ACPI, sleep
-// control register for S5), DSDT (COM1, pvpanic, \_S5), MADT (one LAPIC per vCPU, the
-// IOAPIC, LINT1 = NMI). The Debian cloud kernel has no MP-table parser (CONFIG_X86_MPPARSE
-// is off), so ACPI is how it learns about more than one CPU.
+// control register for S5), DSDT (COM1, pvpanic, VMGenID and the Generic Event Device that
+// announces a new generation, \_S5), MADT (one LAPIC per vCPU, the IOAPIC, LINT1 = NMI). The Debian
+// cloud kernel has no MP-table parser (CONFIG_X86_MPPARSE is off), so ACPI is how it learns about
+// more than one CPU.
 #include <cstdint>
 #include <vector>
 

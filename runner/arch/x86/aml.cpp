@@ -6,7 +6,8 @@ namespace {
 constexpr std::uint8_t kZeroOp = 0x00, kOneOp = 0x01, kNameOp = 0x08, kBytePrefix = 0x0a,
                        kWordPrefix = 0x0b, kDWordPrefix = 0x0c, kStringPrefix = 0x0d,
                        kQWordPrefix = 0x0e, kScopeOp = 0x10, kBufferOp = 0x11, kPackageOp = 0x12,
-                       kExtOpPrefix = 0x5b, kDeviceOp = 0x82, kRootChar = 0x5c;
+                       kExtOpPrefix = 0x5b, kDeviceOp = 0x82, kRootChar = 0x5c, kMethodOp = 0x14,
+                       kNotifyOp = 0x86, kDualNamePrefix = 0x2e, kMultiNamePrefix = 0x2f;
 
 void append(Bytes& out, const Bytes& b) {
     out.insert(out.end(), b.begin(), b.end());
@@ -114,6 +115,42 @@ Bytes scope(std::string_view path, const std::vector<Bytes>& body) {
     for (const auto& b : body)
         append(inner, b);
     return with_pkg({kScopeOp}, inner);
+}
+
+Bytes name_path(std::string_view path) {
+    Bytes out{kRootChar};
+    std::vector<std::string_view> segs;
+    for (std::string_view rest = path.substr(path.empty() ? 0 : 1); !rest.empty();) {
+        const std::size_t dot = rest.find('.');
+        segs.push_back(rest.substr(0, dot));
+        rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
+    }
+    if (segs.size() == 2) {
+        out.push_back(kDualNamePrefix);
+    } else if (segs.size() > 2) {
+        out.push_back(kMultiNamePrefix);
+        out.push_back(static_cast<std::uint8_t>(segs.size()));
+    } else if (segs.empty()) {
+        out.push_back(0x00);  // NullName: the root itself
+    }
+    for (std::string_view seg : segs)
+        append(out, name_seg(seg));
+    return out;
+}
+
+Bytes method(std::string_view n, std::uint8_t args, const std::vector<Bytes>& body) {
+    Bytes inner = name_seg(n);
+    inner.push_back(static_cast<std::uint8_t>(args & 7));  // MethodFlags: ArgCount, not serialized
+    for (const auto& b : body)
+        append(inner, b);
+    return with_pkg({kMethodOp}, inner);
+}
+
+Bytes notify(std::string_view path, std::uint64_t value) {
+    Bytes out{kNotifyOp};
+    append(out, name_path(path));
+    append(out, integer(value));
+    return out;
 }
 
 Bytes io_port(std::uint16_t base, std::uint8_t length) {

@@ -1,7 +1,8 @@
 #pragma once
 // Just enough AML (ACPI Machine Language) to describe stockade's few platform devices in
-// the DSDT: names, integers, strings, packages, buffers, devices, scopes and the small
-// resource descriptors (I/O ports, IRQs, memory ranges, bus numbers).
+// the DSDT: names, integers, strings, packages, buffers, devices, scopes, a method that
+// notifies a device, and the small resource descriptors (I/O ports, IRQs, memory ranges, bus
+// numbers).
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,12 @@ using Bytes = std::vector<std::uint8_t>;
 [[nodiscard]] Bytes buffer(const Bytes& data);
 [[nodiscard]] Bytes device(std::string_view n, const std::vector<Bytes>& body);
 [[nodiscard]] Bytes scope(std::string_view path, const std::vector<Bytes>& body);
+// An absolute NamePath: "\\_SB_.VGEN" (four-character segments, '.' between them).
+[[nodiscard]] Bytes name_path(std::string_view path);
+// Method(NAME, args) { body }, not serialized.
+[[nodiscard]] Bytes method(std::string_view n, std::uint8_t args, const std::vector<Bytes>& body);
+// Notify(path, value).
+[[nodiscard]] Bytes notify(std::string_view path, std::uint64_t value);
 
 // Resource template contents (ACPI 6.4, 6.4): end with end_tag() and wrap in buffer().
 [[nodiscard]] Bytes io_port(std::uint16_t base, std::uint8_t length);

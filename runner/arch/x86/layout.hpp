@@ -5,6 +5,7 @@
 //   0x0000_8ff0  initial stack top              0x0000_9000  PML4, 0xa000 PDPT,
 //   0x0000_b000  four page directories: 4 GiB identity-mapped with 2 MiB pages
 //   0x0002_0000  kernel command line             0x0009_fc00  reserved (EBDA..1 MiB)
+//   0x000d_f000  the VM generation id (ACPI VMGenID, 16 bytes)
 //   0x000e_0000  ACPI tables (RSDP found by the legacy scan and by boot_params)
 //   0x0010_0000  protected-mode kernel (bzImage), then free RAM; initrd at the top of
 //                RAM below 4 GiB
@@ -24,6 +25,10 @@ inline constexpr std::uint64_t kPdAddr = 0xb000;  // 4 pages
 inline constexpr std::uint64_t kCmdlineAddr = 0x20000;
 inline constexpr std::uint64_t kCmdlineMax = 0x10000;  // the kernel's own limit is lower
 inline constexpr std::uint64_t kEbdaStart = 0x9fc00;
+// ACPI VMGenID: 16 bytes the guest's vmgenid driver reads (the DSDT's VGEN.ADDR), new after
+// each restore, which the Generic Event Device's interrupt announces.
+inline constexpr std::uint64_t kVmGenIdAddr = 0xdf000;
+inline constexpr std::uint64_t kVmGenIdSize = 16;
 inline constexpr std::uint64_t kAcpiAddr = 0xe0000;
 inline constexpr std::uint64_t kAcpiMax = 0x20000;  // 0xe0000..0xfffff
 inline constexpr std::uint64_t kHighMemStart = 0x100000;
@@ -43,6 +48,7 @@ inline constexpr std::uint16_t kSleepControlPort = 0x600;  // ACPI HW-reduced sl
 inline constexpr std::uint16_t kSleepStatusPort = 0x601;   // ACPI HW-reduced sleep status
 
 inline constexpr std::uint32_t kSerialIrq = 4;
+inline constexpr std::uint32_t kGedIrq = 5;  // the ACPI Generic Event Device (edge, high)
 inline constexpr std::uint64_t kMiB = 1024 * 1024;
 
 }  // namespace stockade::x86

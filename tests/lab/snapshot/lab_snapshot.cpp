@@ -411,6 +411,12 @@ TEST(Snapshot, ASealedSnapshotRestoresWithItsKeyAndIsRefusedOtherwise) {
 constexpr const char* kGuestClock =
     "adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf \"%d.%06d\\n\", s, u}'";
 
+// Whether the guest kernel's vmgenid driver is bound to the DSDT's VGEN, and how often it
+// reseeded the CRNG for a new VM generation (the kernel's own notice).
+constexpr const char* kVmGenIdSeen =
+    "echo bound $(ls /sys/bus/acpi/drivers/vmgenid | grep -c '^VMGENCTR:'); "
+    "echo reseeded $(dmesg | grep -c 'crng reseeded due to virtual machine fork')";
+
 TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAndDrillsPass) {
     const std::string dir = kWork + "/snap-clones";
     fs::create_directories(kWork);
@@ -420,6 +426,17 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAn
     ASSERT_EQ(r.status, 0) << r.describe();
     ASSERT_TRUE(eventually([&] { return ticks(logs("lab-snap-c")).size() >= 5; }))
         << logs("lab-snap-c");
+    // Stockade's kernel binds its vmgenid driver to the DSDT's VGEN at boot; it has not
+    // reseeded for a new generation yet.
+    const auto vmgenid = [](const std::string& id) {
+        RunResult seen;
+        const bool ran = eventually([&] {
+            seen = stockade({"exec", id, "--", "sh", "-c", kVmGenIdSeen});
+            return seen.status == 0;
+        });
+        return ran ? seen.out : "exec failed: " + seen.describe();
+    };
+    EXPECT_EQ(vmgenid("lab-snap-c"), "bound 1\nreseeded 0\n");
     create("lab-snap-c", dir, false);
     const long at = ticks(logs("lab-snap-c")).back().n;  // the snapshot's, or a little later
     ASSERT_EQ(stockade({"rm", "-f", "lab-snap-c"}).status, 0);
@@ -472,6 +489,14 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAn
         })) << id
             << ": exec after the restore: " << bytes.describe();
         random.push_back(bytes.out);
+        // The restore's new generation id reached the kernel (the GED's interrupt, _EVT's
+        // Notify), which reseeded its CRNG on its own: once.
+        std::string seen;
+        EXPECT_TRUE(eventually([&] {
+            seen = vmgenid(id);
+            return seen == "bound 1\nreseeded 1\n";
+        })) << id
+            << ": " << seen;
     }
     EXPECT_NE(random[0], random[1]) << "two clones share their randomness: " << random[0];
     for (const std::string& id : clones) {

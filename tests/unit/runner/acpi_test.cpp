@@ -70,6 +70,45 @@ TEST(Acpi, RsdpXsdtAndTablesChecksumAndLink) {
         EXPECT_NE(aml.find(needle), std::string::npos) << needle;
 }
 
+// The VMGenID device and the Generic Event Device that announces a new generation, in the
+// bytes the ACPI specification gives for them (not the encoder's own calls).
+TEST(Acpi, DsdtHasVmGenIdAndTheGenericEventDeviceThatNotifiesIt) {
+    auto t = build_acpi_tables(kBase, 1).value();
+    std::span<const std::uint8_t> b(t.blob);
+    Table xsdt = table_at(t.blob, read_le<std::uint64_t>(b, 24));
+    Table fadt = table_at(t.blob, read_le<std::uint64_t>(xsdt.bytes, 36));
+    Table dsdt = table_at(t.blob, read_le<std::uint64_t>(fadt.bytes, 140));
+    const std::string aml(dsdt.bytes.begin() + 36, dsdt.bytes.end());
+    auto bytes = [](std::initializer_list<int> v) {
+        std::string out;
+        for (int c : v)
+            out.push_back(static_cast<char>(c));
+        return out;
+    };
+    static_assert(kVmGenIdAddr == 0xdf000 && kGedIrq == 5);
+    const std::size_t vgen = aml.find("VGEN");
+    ASSERT_NE(vgen, std::string::npos);
+    const std::size_t hid = aml.find(bytes({0x08, '_', 'H', 'I', 'D', 0x0d}) + "VMGENCTR", vgen);
+    EXPECT_NE(hid, std::string::npos) << "Name(_HID, \"VMGENCTR\") inside VGEN";
+    // Name(ADDR, Package(){DWord 0xdf000, Zero}): the id's address, low half then high.
+    EXPECT_NE(aml.find(bytes({0x08, 'A', 'D', 'D', 'R', 0x12, 0x08, 0x02, 0x0c, 0x00, 0xf0, 0x0d,
+                              0x00, 0x00}),
+                       vgen),
+              std::string::npos);
+    const std::size_t ged = aml.find("ACPI0013");
+    ASSERT_NE(ged, std::string::npos);
+    // Name(_CRS, ResourceTemplate(){IRQNoFlags(){5}}) after the GED's _HID and _UID.
+    EXPECT_NE(aml.find(bytes({0x08, '_', 'C', 'R', 'S', 0x11, 0x08, 0x0a, 0x05, 0x22, 0x20, 0x00,
+                              0x79, 0x00}),
+                       ged),
+              std::string::npos);
+    // Method(_EVT, 1) { Notify(\_SB.VGEN, 0x80) }.
+    EXPECT_NE(aml.find(bytes({0x14, 0x13, '_', 'E', 'V', 'T', 0x01, 0x86, '\\', 0x2e,
+                              '_',  'S',  'B', '_', 'V', 'G', 'E',  'N',  0x0a, 0x80}),
+                       ged),
+              std::string::npos);
+}
+
 TEST(Acpi, MadtListsOneLapicPerVcpuAndTheIoApic) {
     for (std::uint32_t n : {1u, 2u, 8u}) {
         auto t = build_acpi_tables(kBase, n).value();
@@ -131,6 +170,24 @@ TEST(Aml, EncodesIntegersStringsAndNames) {
     EXPECT_EQ(aml::resource_template({aml::io_port(0x3f8, 8), aml::irq(4)}),
               aml::Bytes({0x11, 0x10, 0x0a, 0x0d, 0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,
                           0x22, 0x10, 0x00, 0x79, 0x00}));
+}
+
+TEST(Aml, NamePathsFromTheRoot) {
+    EXPECT_EQ(aml::name_path("\\"), aml::Bytes({'\\', 0x00}));
+    EXPECT_EQ(aml::name_path("\\_SB_"), aml::Bytes({'\\', '_', 'S', 'B', '_'}));
+    EXPECT_EQ(aml::name_path("\\_SB_.VGEN"),
+              aml::Bytes({'\\', 0x2e, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N'}));
+    EXPECT_EQ(
+        aml::name_path("\\_SB_.PCI0.S08_"),
+        aml::Bytes({'\\', 0x2f, 3, '_', 'S', 'B', '_', 'P', 'C', 'I', '0', 'S', '0', '8', '_'}));
+}
+
+TEST(Aml, MethodWrapsItsFlagsAndBody) {
+    auto m = aml::method("_EVT", 1, {aml::notify("\\_SB_.VGEN", 0x80)});
+    EXPECT_EQ(m, aml::Bytes({0x14, 0x13, '_', 'E', 'V', 'T', 0x01, 0x86, '\\', 0x2e,
+                             '_',  'S',  'B', '_', 'V', 'G', 'E',  'N',  0x0a, 0x80}));
+    EXPECT_EQ(aml::method("X", 9, {}), aml::Bytes({0x14, 0x06, 'X', '_', '_', '_', 0x01}))
+        << "ArgCount keeps its three bits";
 }
 
 TEST(Aml, DeviceAndScopeWrapTheirBodies) {
