@@ -158,13 +158,9 @@ std::string host_snapshot_now() {
     }
     return out;
 }
-}  // namespace
 
-std::string host_snapshot() {
-    // Operational state (carrier, operstate) follows a change asynchronously: the kernel's
-    // link watch applies it up to a second later. Compare settled states only: two looks
-    // more than that apart that agree.
-    std::string prev = host_snapshot_now();
+// Two looks more than a second apart that agree, starting from `prev`.
+std::string settled_from(std::string prev) {
     for (int i = 0; i < 10; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1100));
         std::string cur = host_snapshot_now();
@@ -172,6 +168,20 @@ std::string host_snapshot() {
         prev = std::move(cur);
     }
     return prev;
+}
+}  // namespace
+
+std::string host_snapshot() {
+    // Operational state (carrier, operstate) follows a change asynchronously: the kernel's
+    // link watch applies it up to a second later. Compare settled states only: two looks
+    // more than that apart that agree.
+    return settled_from(host_snapshot_now());
+}
+
+std::string host_snapshot_as(const std::string& expected) {
+    std::string now = host_snapshot_now();
+    if (now == expected) return now;
+    return settled_from(std::move(now));
 }
 
 std::vector<std::uint8_t> encode(const Frame& frame) {

@@ -54,8 +54,13 @@ class NamedNetns {
 };
 
 // Links, bridge VLANs, qdiscs and tc filters of the current namespace, as stable text
-// (timers that tick by themselves are left out).
+// (timers that tick by themselves are left out), once settled.
 std::string host_snapshot();
+// The same, but as soon as one look equals `expected` (what a check compares with): everything
+// a change leaves behind shows at once (links, flags, VLANs, qdiscs, filters); only derived
+// operational state lags, and that settles towards the flags, not away from them. Otherwise
+// the settled state, as host_snapshot().
+std::string host_snapshot_as(const std::string& expected);
 
 // ---- frames ----
 inline constexpr std::uint16_t kTestEthertype = 0x88b5;  // IEEE local experimental

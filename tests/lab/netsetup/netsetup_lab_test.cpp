@@ -321,7 +321,8 @@ TEST_F(NetsetupLab, UplinkTrunksEachSandboxVlanToTheFarSide) {
         EXPECT_THAT(markers(tb.receive()), IsEmpty());
         EXPECT_THAT(markers(tn.receive()), IsEmpty());
     }
-    EXPECT_EQ(host_snapshot(), before) << "the uplink is back off the bridge, down, no VLANs";
+    EXPECT_EQ(host_snapshot_as(before), before)
+        << "the uplink is back off the bridge, down, no VLANs";
     EXPECT_THAT(records(), IsEmpty());
 }
 
@@ -373,7 +374,7 @@ TEST_F(NetsetupLab, DownRemovesExactlyWhatUpCreatedAndHandsSharedThingsOver) {
     EXPECT_THAT(d3->removed, UnorderedElementsAre("tap stk-s3", "upl0 up", "VLAN 10 on upl0",
                                                   "upl0 as a port of br-new", "bridge br-new"));
 
-    EXPECT_EQ(host_snapshot(), before);
+    EXPECT_EQ(host_snapshot_as(before), before);
     EXPECT_THAT(records(), IsEmpty());
 }
 
@@ -394,7 +395,7 @@ TEST_F(NetsetupLab, UpIsIdempotentAndRefusesAConflictingSpec) {
     std::string out;
     EXPECT_EQ(cli({"up", text}, &out), 0);
     EXPECT_THAT(out, HasSubstr("idem: already up"));
-    EXPECT_EQ(host_snapshot(), after_first);
+    EXPECT_EQ(host_snapshot_as(after_first), after_first);
     EXPECT_EQ(must("cat " + options_.state_dir + "/idem.json"), record);
 
     auto other = up(spec("id=idem,bridge=br-idem,vlan=8"), options_);
@@ -403,12 +404,12 @@ TEST_F(NetsetupLab, UpIsIdempotentAndRefusesAConflictingSpec) {
     auto per_run = NetworkHandle::open(spec(text), options_);
     ASSERT_FALSE(per_run);
     EXPECT_THAT(per_run.error().message, HasSubstr("already up with a persistent tap"));
-    EXPECT_EQ(host_snapshot(), after_first);
+    EXPECT_EQ(host_snapshot_as(after_first), after_first);
 
     auto d = down("idem", options_);
     ASSERT_TRUE(d) << d.error().message;
     EXPECT_TRUE(d->was_up);
-    EXPECT_EQ(host_snapshot(), before);
+    EXPECT_EQ(host_snapshot_as(before), before);
     auto again = down("idem", options_);
     ASSERT_TRUE(again) << again.error().message;
     EXPECT_FALSE(again->was_up);
@@ -425,7 +426,7 @@ void expect_no_residue_at_any_step(NetsetupLab& t, NetOptions options, const Net
         if (r) break;
         EXPECT_THAT(r.error().message,
                     HasSubstr(fmt::format("injected failure before step {}", n + 1)));
-        EXPECT_EQ(host_snapshot(), before)
+        EXPECT_EQ(host_snapshot_as(before), before)
             << "residue after a failure at step " << n + 1 << ": " << r.error().message;
         EXPECT_THAT(records(), IsEmpty()) << "at step " << n + 1;
     }
@@ -434,7 +435,7 @@ void expect_no_residue_at_any_step(NetsetupLab& t, NetOptions options, const Net
     EXPECT_GE(n, 14u) << "fewer steps than expected: is every step a fault-injection point?";
     auto d = down(spec.id, options);
     ASSERT_TRUE(d) << d.error().message;
-    EXPECT_EQ(host_snapshot(), before);
+    EXPECT_EQ(host_snapshot_as(before), before);
     (void)t;
 }
 
@@ -492,7 +493,7 @@ TEST_F(NetsetupLab, WithoutCapNetAdminUpFailsClearlyAndChangesNothing) {
                 HasSubstr("net up nocap: needs CAP_NET_ADMIN, which this process does not have"));
     EXPECT_THAT(report, HasSubstr("cli status 125: stockade: net up nocap: needs CAP_NET_ADMIN"));
     EXPECT_THAT(report, HasSubstr("net down nocap: needs CAP_NET_ADMIN"));
-    EXPECT_EQ(host_snapshot(), before);
+    EXPECT_EQ(host_snapshot_as(before), before);
     EXPECT_THAT(records(), IsEmpty());
 }
 
@@ -530,7 +531,7 @@ TEST_F(NetsetupLab, HostConflictsAreRejectedBeforeAnythingChanges) {
         EXPECT_EQ(cli({"up", text}, nullptr, &err), 125);
         EXPECT_THAT(err, HasSubstr(expected));
     }
-    EXPECT_EQ(host_snapshot(), before);
+    EXPECT_EQ(host_snapshot_as(before), before);
     EXPECT_THAT(records(), IsEmpty());
 }
 
@@ -543,7 +544,7 @@ TEST_F(NetsetupLab, KernelRefusalHalfWayIsRolledBackWithItsReason) {
     EXPECT_THAT(r.error().message,
                 HasSubstr("net up half: adding lo to bridge br-half: Invalid argument"));
     EXPECT_FALSE(link_exists("br-half")) << "the bridge it had made is gone again";
-    EXPECT_EQ(host_snapshot(), before);
+    EXPECT_EQ(host_snapshot_as(before), before);
     EXPECT_THAT(records(), IsEmpty());
 }
 
