@@ -26,6 +26,7 @@
 #include "base/signal_name.hpp"
 #include "runner/cli/api_client.hpp"
 #include "runner/cli/control_commands.hpp"
+#include "runner/cli/exit_status.hpp"
 #include "runner/cli/manage.hpp"
 #include "runner/cli/run_args.hpp"
 #include "runner/oci/bundle.hpp"
@@ -40,7 +41,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr int kRefused = 1;
 constexpr std::string_view kSpecVersion = "1.1.0";
 constexpr std::size_t kMaxConfigBytes = 4 << 20;
 
@@ -92,7 +92,7 @@ std::optional<Globals> parse_globals(std::span<const std::string> args, std::siz
 int set_up_logging(const Globals& g) {
     if (g.log_format != "text" && g.log_format != "json") {
         log::error("--log-format: expected text or json");
-        return 125;
+        return kFailed;
     }
     log::set_format(g.log_format == "json" ? log::Format::json : log::Format::text);
     if (g.debug) log::set_level(log::Level::debug);
@@ -100,7 +100,7 @@ int set_up_logging(const Globals& g) {
         auto file = open_file(g.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (!file) {
             log::error("--log: {}", file.error().message);
-            return 125;
+            return kFailed;
         }
         log::set_output(file->release());
     }
@@ -191,7 +191,7 @@ int create(std::span<const std::string> args) {
     app.add_flag("--no-pivot", no_pivot, "accepted: the guest's root is the bundle's image");
     app.add_flag("--no-new-keyring", no_keyring, "accepted: the guest has its own keyrings");
     app.add_option("--preserve-fds", preserve_fds, "refused when not 0: nothing crosses into a VM");
-    if (auto done = parse_command(app, args, 125)) return *done;
+    if (auto done = parse_command(app, args, kFailed)) return *done;
     if (auto valid = check_sandbox_id(id); !valid) return refused(valid.error().message);
     std::error_code ec;
     if (std::filesystem::exists(state_dir(id), ec))
@@ -285,7 +285,7 @@ std::optional<std::string> one_id(std::span<const std::string> args, std::string
     CLI::App app{fmt::format("{}\nUsage: stockade [global flags] {} ID", what, what), ""};
     std::string id;
     app.add_option("ID", id, "the container's id")->required();
-    if (auto done = parse_command(app, args, 125)) {
+    if (auto done = parse_command(app, args, kFailed)) {
         status = *done;
         return std::nullopt;
     }
@@ -343,7 +343,7 @@ int kill(std::span<const std::string> args) {
     app.add_option("SIGNAL", signal, "a name (TERM, SIGKILL) or number");
     app.add_flag("-a,--all", all,
                  "every process of the container: the workload's process group, as without it");
-    if (auto done = parse_command(app, args, 125)) return *done;
+    if (auto done = parse_command(app, args, kFailed)) return *done;
     const auto sig = parse_signal(signal);
     if (!sig) return refused(fmt::format("{}: not a signal", signal));
     auto r = container(id);
@@ -367,7 +367,7 @@ int delete_container(std::span<const std::string> args) {
     bool force = false;
     app.add_option("ID", id, "the container's id")->required();
     app.add_flag("-f,--force", force, "stop a running container first (SIGTERM to its VM)");
-    if (auto done = parse_command(app, args, 125)) return *done;
+    if (auto done = parse_command(app, args, kFailed)) return *done;
     std::error_code ec;
     if (check_sandbox_id(id) && !std::filesystem::exists(state_dir(id), ec)) {
         remove_container_image(id);
@@ -391,7 +391,7 @@ int ps(std::span<const std::string> args) {
     std::string id, format = "table";
     app.add_option("ID", id, "the container's id")->required();
     app.add_option("-f,--format", format, "table or json")->check(CLI::IsMember({"table", "json"}));
-    if (auto done = parse_command(app, args, 125)) return *done;
+    if (auto done = parse_command(app, args, kFailed)) return *done;
     auto r = container(id);
     if (!r) return kRefused;
     std::vector<pid_t> pids;
@@ -454,7 +454,7 @@ int exec(std::span<const std::string> args) {
     app.add_option("--cwd", cwd, "its working directory in the container");
     // The first argument that is no option is ID; everything after it is the command.
     app.prefix_command();
-    if (auto done = parse_command(app, args, 125)) return *done;
+    if (auto done = parse_command(app, args, kFailed)) return *done;
     std::vector<std::string> rest = app.remaining();
     if (!rest.empty() && rest.front().size() > 1 && rest.front().front() == '-')
         return refused(
@@ -567,7 +567,7 @@ int exec(std::span<const std::string> args) {
             ::close(ready[1]);
         });
         if (!status) log::error("{}", status.error().message);
-        ::_exit(status ? *status : 125);
+        ::_exit(status ? *status : kFailed);
     }
     ::close(ready[1]);
     char byte = 0;
@@ -670,7 +670,7 @@ int oci_cli(std::span<const std::string> args) {
     const auto globals = parse_globals(args, at);
     if (!globals) {
         log::error("unknown global flag (see stockade --help)");
-        return 125;
+        return kFailed;
     }
     // create's and exec's stderr are the container's (the engine reads their errors from
     // --log); the other commands' errors go to stderr, where engines read them, as runc's do.
@@ -679,7 +679,7 @@ int oci_cli(std::span<const std::string> args) {
     if (const int rc = set_up_logging(where); rc != 0) return rc;
     if (at >= args.size() || args[at] == "help") {
         std::fputs(kHelp, stdout);
-        return at >= args.size() ? 125 : 0;
+        return at >= args.size() ? kFailed : 0;
     }
     const std::string& command = args[at];
     const auto rest = args.subspan(at + 1);

@@ -459,8 +459,10 @@ Result<> Machine::restore_state(const MachineState& s) {
     if (pci_) STOCKADE_TRY_VOID(pci_->restore(s.pci));
     // A new generation, announced by the Generic Event Device's edge: with the interrupt
     // controllers restored, it waits in the guest's LAPIC for the first instruction, and a
-    // kernel with the vmgenid driver reseeds its CRNG (the guest's init hears of the restore
-    // on the agent channel too). A guest whose kernel did not claim the line has it masked.
+    // kernel with the vmgenid driver reseeds its CRNG soon after it resumes (its interrupt
+    // thread runs _EVT; the notify goes through ACPI's work queue). The guest's init hears of
+    // the restore on the agent channel too. A guest whose kernel did not claim the line, or
+    // had it masked when it was saved, does not see the edge.
     STOCKADE_TRY_VOID(write_generation_id(memory_));
     STOCKADE_TRY_VOID(vm_.irq_line(x86::kGedIrq, true));
     return vm_.irq_line(x86::kGedIrq, false);

@@ -66,7 +66,9 @@ Bytes build_dsdt(const PciHostWindows* pci) {
                         name("_CRS", resource_template({io_port(kPvPanicPort, 1)}))}),
         // VMGenID: a kernel with the vmgenid driver finds the generation id at ADDR (low and
         // high halves of its guest address) and reseeds its CRNG when notified that it changed.
-        device("VGEN", {name("_HID", string("VMGENCTR")), name("_UID", integer(0)),
+        // (_CID: the compatible id the VMGenID specification names, for other guests.)
+        device("VGEN", {name("_HID", string("VMGENCTR")), name("_CID", string("VM_Gen_Counter")),
+                        name("_UID", integer(0)),
                         name("ADDR", package({integer(kVmGenIdAddr & 0xffff'ffff),
                                               integer(kVmGenIdAddr >> 32)}))}),
         // The Generic Event Device: its interrupt runs _EVT, which tells VGEN (0x80: the

@@ -118,9 +118,10 @@ Bytes scope(std::string_view path, const std::vector<Bytes>& body) {
 }
 
 Bytes name_path(std::string_view path) {
+    if (path.empty() || path.front() != '\\') return {};  // absolute paths only
     Bytes out{kRootChar};
     std::vector<std::string_view> segs;
-    for (std::string_view rest = path.substr(path.empty() ? 0 : 1); !rest.empty();) {
+    for (std::string_view rest = path.substr(1); !rest.empty();) {
         const std::size_t dot = rest.find('.');
         segs.push_back(rest.substr(0, dot));
         rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);

@@ -21,9 +21,10 @@ using Bytes = std::vector<std::uint8_t>;
 [[nodiscard]] Bytes buffer(const Bytes& data);
 [[nodiscard]] Bytes device(std::string_view n, const std::vector<Bytes>& body);
 [[nodiscard]] Bytes scope(std::string_view path, const std::vector<Bytes>& body);
-// An absolute NamePath: "\\_SB_.VGEN" (four-character segments, '.' between them).
+// An absolute NamePath: "\\_SB_.VGEN" (four-character segments, '.' between them); nothing
+// for a path that does not start at the root.
 [[nodiscard]] Bytes name_path(std::string_view path);
-// Method(NAME, args) { body }, not serialized.
+// Method(NAME, args) { body }, not serialized; `args` is 0..7 (three bits of MethodFlags).
 [[nodiscard]] Bytes method(std::string_view n, std::uint8_t args, const std::vector<Bytes>& body);
 // Notify(path, value).
 [[nodiscard]] Bytes notify(std::string_view path, std::uint64_t value);

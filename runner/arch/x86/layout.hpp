@@ -30,6 +30,8 @@ inline constexpr std::uint64_t kEbdaStart = 0x9fc00;
 inline constexpr std::uint64_t kVmGenIdAddr = 0xdf000;
 inline constexpr std::uint64_t kVmGenIdSize = 16;
 inline constexpr std::uint64_t kAcpiAddr = 0xe0000;
+static_assert(kVmGenIdAddr >= kEbdaStart && kVmGenIdAddr + kVmGenIdSize <= kAcpiAddr,
+              "the generation id lies in the reserved range, below the ACPI tables");
 inline constexpr std::uint64_t kAcpiMax = 0x20000;  // 0xe0000..0xfffff
 inline constexpr std::uint64_t kHighMemStart = 0x100000;
 inline constexpr std::uint64_t kKernelLoadAddr = 0x100000;

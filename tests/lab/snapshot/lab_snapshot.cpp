@@ -530,6 +530,13 @@ TEST(Snapshot, ClonesOfAVsockSandboxGoOnWithTheirOwnRandomnessAndTheHostsClockAn
         exec_after = stockade({"exec", "lab-snap-c3", "--", "true"});
         return exec_after.status == 0;
     })) << exec_after.describe();
+    // The GED's edge waited in the LAPIC while the vCPUs were parked before their first
+    // instruction; the kernel took it once they ran.
+    std::string seen_c3;
+    EXPECT_TRUE(eventually([&] {
+        seen_c3 = vmgenid("lab-snap-c3");
+        return seen_c3 == "bound 1\nreseeded 1\n";
+    })) << seen_c3;
     ASSERT_EQ(stockade({"rm", "-f", "lab-snap-c3"}).status, 0);
 
     // The drill: restored, checked, reported, removed; its status is the check's.

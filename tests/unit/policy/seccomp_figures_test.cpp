@@ -49,6 +49,7 @@ SeccompProfile firecracker_vcpu() {
     p.allow_ioctl(KVM_IOCTLS);
     return p;
 }
+#undef KVM_IOCTLS
 
 TEST(policy_seccomp_figures, VcpuProfileBesideFirecrackers) {
     auto ours = stockade_vcpu_example();

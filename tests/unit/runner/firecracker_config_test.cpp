@@ -199,6 +199,7 @@ const Refusal kRefusals[] = {
     {"not an object", R"([1])", "/", "expected an object"},
 };
 // clang-format on
+#undef BOOT
 
 INSTANTIATE_TEST_SUITE_P(Table, FirecrackerConfigRefuses, ::testing::ValuesIn(kRefusals),
                          [](const ::testing::TestParamInfo<Refusal>& p) {
