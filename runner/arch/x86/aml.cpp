@@ -106,12 +106,7 @@ Bytes device(std::string_view n, const std::vector<Bytes>& body) {
 }
 
 Bytes scope(std::string_view path, const std::vector<Bytes>& body) {
-    // `path` is "\" or "\XXXX" (one segment below the root) — all stockade needs.
-    Bytes inner{kRootChar};
-    if (path.size() > 1)
-        append(inner, name_seg(path.substr(1)));
-    else
-        inner.push_back(0x00);  // NullName: the root itself
+    Bytes inner = name_path(path);
     for (const auto& b : body)
         append(inner, b);
     return with_pkg({kScopeOp}, inner);

@@ -20,6 +20,7 @@ using Bytes = std::vector<std::uint8_t>;
 [[nodiscard]] Bytes package(const std::vector<Bytes>& elements);
 [[nodiscard]] Bytes buffer(const Bytes& data);
 [[nodiscard]] Bytes device(std::string_view n, const std::vector<Bytes>& body);
+// Scope(path) { body }: `path` as name_path takes it.
 [[nodiscard]] Bytes scope(std::string_view path, const std::vector<Bytes>& body);
 // An absolute NamePath: "\\_SB_.VGEN" (four-character segments, '.' between them); nothing
 // for a path that does not start at the root.
