@@ -15,20 +15,40 @@
 //   check KEY PART          as verify, but of the part's header alone: the snapshot, part,
 //                           copy (salt) and length the manifest records; no chunk is read
 //   check-key KEY           only loads the key: it is one this helper takes
+//   load KEY PART UID GID   stdin: the sealed part; descriptor 3: its sealed manifest;
+//                           stdout: a stream socket to the restored sandbox, which sends its
+//                           memory's layout and userfaultfd (base/memory_loader.hpp). Once
+//                           the key is loaded and the part's header checked it becomes UID
+//                           and GID (the sandbox's) and serves the memory lazily, each chunk
+//                           authenticated before it is placed (snapshot/memory_loader.hpp),
+//                           until every chunk is in place or the sandbox is gone
 //
 // Exits 0, or 1 with one line on stderr that names the part and what failed, or 2 on
 // wrong arguments.
+#include <grp.h>
+#include <linux/userfaultfd.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "base/io.hpp"
+#include "base/memory_loader.hpp"
+#include "base/unique_fd.hpp"
 #include "snapshot/manifest.hpp"
+#include "snapshot/memory_loader.hpp"
 #include "snapshot/seal_key.hpp"
 #include "snapshot/seal_stream.hpp"
 
@@ -54,14 +74,18 @@ Result<std::string> read_stdin() {
     }
 }
 
+Result<std::uint64_t> number(const std::string& text, const char* what) {
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size())
+        return stockade::fail("{}: not {}", text, what);
+    return v;
+}
+
 Result<> seal(const snapshot::SealKey& key, const std::string& id, const std::string& part,
               const std::string& limit_text) {
     const auto sid = STOCKADE_TRY(snapshot::parse_snapshot_id(id));
-    std::uint64_t limit = 0;
-    const auto [end, ec] =
-        std::from_chars(limit_text.data(), limit_text.data() + limit_text.size(), limit);
-    if (ec != std::errc{} || end != limit_text.data() + limit_text.size())
-        return stockade::fail("{}: not a byte count", limit_text);
+    const std::uint64_t limit = STOCKADE_TRY(number(limit_text, "a byte count"));
     const auto record = STOCKADE_TRY(snapshot::seal_stream(0, 1, key, sid, part, limit));
     return stockade::write_all(kRecordFd, snapshot::record_to_json(record) + "\n");
 }
@@ -112,10 +136,112 @@ Result<> open_part(const snapshot::SealKey& key, const std::string& part, const 
     return snapshot::unseal_into(reader, 1);
 }
 
+constexpr int kSandboxFd = 1;
+
+// The layout message and the userfaultfd with it; the socket's end: nothing to serve.
+Result<std::optional<std::pair<std::vector<std::uint8_t>, stockade::UniqueFd>>> receive_layout() {
+    std::vector<std::uint8_t> bytes(stockade::memory_loader::kMaxLayoutBytes + 1);
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{bytes.data(), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = 0;
+    while ((n = ::recvmsg(kSandboxFd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return stockade::fail_sys("receiving the memory layout");
+    stockade::UniqueFd uffd;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int))) {
+            int fd = -1;
+            std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            uffd = stockade::UniqueFd(fd);
+        }
+    if (n == 0) return std::nullopt;
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+        return stockade::fail("the memory layout: more than a layout message");
+    if (!uffd) return stockade::fail("the memory layout came without its userfaultfd");
+    bytes.resize(static_cast<std::size_t>(n));
+    return std::pair{std::move(bytes), std::move(uffd)};
+}
+
+// The sandbox's uid and gid, no groups, and nothing that could give privileges back.
+Result<> become(const std::string& uid_text, const std::string& gid_text) {
+    const auto uid = STOCKADE_TRY(number(uid_text, "a uid"));
+    const auto gid = STOCKADE_TRY(number(gid_text, "a gid"));
+    if (uid == 0 || gid == 0 || uid > UINT32_MAX - 1 || gid > UINT32_MAX - 1)
+        return stockade::fail("{}:{}: not the uid and gid of a sandbox", uid, gid);
+    // Run by an unprivileged stockade: it is that user already, and may not change groups.
+    if (::getuid() == uid && ::geteuid() == uid && ::getgid() == gid) {
+        if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            return stockade::fail_sys("no_new_privs");
+        return {};
+    }
+    if (::setgroups(0, nullptr) != 0) return stockade::fail_sys("setgroups");
+    if (::setresgid(static_cast<gid_t>(gid), static_cast<gid_t>(gid), static_cast<gid_t>(gid)) != 0)
+        return stockade::fail_sys("setresgid");
+    if (::setresuid(static_cast<uid_t>(uid), static_cast<uid_t>(uid), static_cast<uid_t>(uid)) != 0)
+        return stockade::fail_sys("setresuid");
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return stockade::fail_sys("no_new_privs");
+    return {};
+}
+
+// From the first placed chunk on, the loader makes only the calls serving the memory takes:
+// reading the part (pread) and the faults, the three userfaultfd requests on that one
+// descriptor, poll, its lines to the sandbox, memory that is never executable, and its end.
+// Anything else kills it (and so, through its socket, the sandbox: it stops rather than run
+// on without its memory).
+Result<> filter_loader(int uffd) {
+    scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_KILL_PROCESS);
+    if (ctx == nullptr) return stockade::fail("seccomp_init");
+    std::unique_ptr<void, decltype(&::seccomp_release)> owned(ctx, &::seccomp_release);
+    int rc = 0;
+    for (const int call :
+         {SCMP_SYS(read), SCMP_SYS(pread64), SCMP_SYS(write), SCMP_SYS(poll), SCMP_SYS(ppoll),
+          SCMP_SYS(close), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(brk), SCMP_SYS(munmap),
+          SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(futex), SCMP_SYS(clock_gettime),
+          SCMP_SYS(rt_sigreturn), SCMP_SYS(getpid)})
+        rc |= ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call, 0);
+    rc |= ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                             SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    for (const unsigned long request : {UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE})
+        rc |= ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 2,
+                                 SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(uffd)),
+                                 SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(request)));
+    if (rc != 0) return stockade::fail("the memory loader's seccomp filter: a rule was refused");
+    if (const int r = ::seccomp_load(ctx); r != 0)
+        return stockade::fail_sys("loading the memory loader's seccomp filter", -r);
+    return {};
+}
+
+// What the sandbox hears: the error (one line), and for stderr too.
+Result<> load(const snapshot::SealKey& key, const std::string& part, const std::string& uid,
+              const std::string& gid) {
+    const auto m = STOCKADE_TRY(snapshot::open_manifest(kManifestFd, key));
+    auto reader = STOCKADE_TRY(snapshot::open_part(0, key, m, part));
+    STOCKADE_TRY_VOID(become(uid, gid));
+    auto received = STOCKADE_TRY(receive_layout());
+    if (!received) return {};  // the sandbox never came
+    auto& [bytes, uffd] = *received;
+    const auto regions = STOCKADE_TRY(stockade::memory_loader::decode_layout(
+        bytes, reader.plaintext_size(), static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE))));
+    STOCKADE_TRY_VOID(filter_loader(uffd.get()));
+    STOCKADE_TRY_VOID(stockade::write_all(kSandboxFd, "ready\n"));
+    const auto outcome =
+        STOCKADE_TRY(snapshot::serve_memory(reader, uffd.get(), regions, kSandboxFd));
+    if (!outcome.complete) return {};
+    uffd.reset();  // every page is in place: the registration goes with the sandbox's copy
+    return stockade::write_all(kSandboxFd, stockade::memory_loader::done_line(outcome.done));
+}
+
 int usage() {
     std::fputs(
         "usage: stockade-seal seal KEY ID PART LIMIT | seal-manifest KEY ID | open-manifest KEY "
-        "| open KEY PART | verify KEY PART | check KEY PART | check-key KEY\n(run by stockade: see "
+        "| open KEY PART | verify KEY PART | check KEY PART | check-key KEY | load KEY PART UID "
+        "GID\n(run by stockade: see "
         "the comment at "
         "the top of "
         "snapshot/seal_main.cpp)\n",
@@ -134,6 +260,7 @@ int main(int argc, char** argv) {
                              : cmd == "open-manifest"                             ? 2
                              : cmd == "check-key"                                 ? 2
                              : cmd == "open" || cmd == "verify" || cmd == "check" ? 3
+                             : cmd == "load"                                      ? 5
                                                                                   : 0;
     if (want == 0 || args.size() != want) return usage();
     auto key = snapshot::SealKey::load(args[1]);
@@ -147,11 +274,19 @@ int main(int argc, char** argv) {
             ;
         else if (cmd == "open-manifest")
             done = open_manifest(*key);
+        else if (cmd == "load")
+            done = load(*key, args[2], args[3], args[4]);
         else
             done = open_part(*key, args[2], cmd);
     }
     if (!done) {
         std::fprintf(stderr, "%s\n", done.error().message.c_str());
+        // The restored sandbox stops on this line (it must not run on without the chunk).
+        if (cmd == "load") {
+            std::string line = "error " + done.error().message;
+            std::replace(line.begin(), line.end(), '\n', ' ');
+            (void)stockade::write_all(kSandboxFd, line + "\n");
+        }
         return 1;
     }
     return 0;

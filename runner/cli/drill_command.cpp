@@ -130,7 +130,9 @@ int drill(const DrillOptions& o) {
     json report{{"snapshot", dir},
                 {"sandbox", id},
                 {"network", o.network},
-                {"memory_verified", !o.no_verify_memory || !o.seal_key.empty()},
+                // before the start (a sealed snapshot's memory chunks are authenticated as they
+                // are loaded either way)
+                {"memory_verified", !o.no_verify_memory},
                 {"sealed", false}};
     auto finish = [&](int status) {
         report["removed"] = removed(id);
@@ -251,10 +253,12 @@ int drill_cli(std::span<const std::string> args) {
                    "120); a CHECK still running 10 s after that is ended with the sandbox")
         ->check(CLI::Range(1u, 86400u));
     app.add_flag("--no-verify-memory", o.no_verify_memory,
-                 "do not read the memory part for its SHA-256 before the restore");
+                 "do not read the memory part before the restore (its SHA-256, or a sealed "
+                 "part's every chunk, which is then authenticated as it is loaded)");
     app.add_option("--seal-key", o.seal_key,
                    "a sealed snapshot's key file: every part is authenticated before the "
-                   "restore (the report's \"sealed\" is true once it has been)")
+                   "restore, the memory too unless --no-verify-memory (the report's \"sealed\" "
+                   "is true once they have been)")
         ->check(CLI::ExistingFile);
     app.add_option("CHECK", o.check, "the command that says the restored workload is healthy")
         ->required();

@@ -646,9 +646,10 @@ void add_restore_options(CLI::App& cmd, RestoreOptions& o) {
     cmd.add_flag("--stats", o.stats, "print timings and exit counts at the end");
     cmd.add_flag("--console", o.console, "the guest kernel's console on stderr");
     cmd.add_flag("--no-verify-memory", o.no_verify_memory,
-                 "do not read the whole memory part for its SHA-256 before the restore (its "
-                 "length is still checked): the restore then takes the same time for any guest "
-                 "size");
+                 "do not read the whole memory part before the restore (its SHA-256, or a sealed "
+                 "part's every chunk; its length is still checked): the restore then takes the "
+                 "same time for any guest size, and a sealed chunk is authenticated as it is "
+                 "loaded");
     add_seal_key_option(cmd, o.seal_key, "the sealed snapshot's key file");
 }
 

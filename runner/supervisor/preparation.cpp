@@ -20,6 +20,7 @@
 #include "runner/kvm/kvm.hpp"
 #include "runner/supervisor/seal_helper.hpp"
 #include "runner/supervisor/snapshot_files.hpp"
+#include "runner/vmm/lazy_memory.hpp"
 #include "runner/vmm/machine_state.hpp"
 #include "runner/vmm/snapshot_io.hpp"
 
@@ -234,11 +235,15 @@ Result<UniqueFd> unsealed_beside(const OpenedSnapshot& snap, const std::string& 
 }
 
 Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, RestoreSteps& disks_out) {
+    // A sealed memory part is loaded lazily where this host lets the sandbox make a
+    // userfaultfd for KVM's faults: authenticated whole first unless the caller skips that,
+    // and each chunk again as it is placed. Else it is decrypted eagerly, below, which
+    // authenticates every chunk, as it does the state.
+    const bool lazy_sealed = !spec.seal_key.empty() && userfaultfd_available();
+    const bool memory_decrypted_below = !spec.seal_key.empty() && !lazy_sealed;
     std::vector<std::string> skip;
-    if (!spec.seal_key.empty())
-        skip = {"state", "memory"};  // decrypted below, which authenticates every chunk
-    else if (!spec.verify_memory)
-        skip.push_back("memory");
+    if (!spec.seal_key.empty()) skip.push_back("state");
+    if (memory_decrypted_below || !spec.verify_memory) skip.push_back("memory");
     OpenedSnapshot snap = STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, spec.seal_key));
     const SnapshotManifest& m = snap.manifest;
     // Before anything is mapped: the sizes this sandbox can take.
@@ -280,12 +285,20 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
     const std::vector<SnapshotDisk> copies = m.disks;  // `m` goes with `snap`, below
     auto kept = std::make_shared<OpenedSnapshot>(std::move(snap));
     if (kept->manifest.sealed)
-        // Sealed: decrypted into memory files of their own (eager: README.md says why not
-        // lazily), with the host's other resources, last; the memory is mapped shared, as
-        // nothing else holds it. Before any disk is written: a chunk that fails leaves the
-        // images as they were.
-        disks_out.push_back([kept](SandboxResources& to, int cgroup) -> Result<> {
+        // Sealed, with the host's other resources, last: the state decrypted into a memory
+        // file of its own; the memory served lazily by its loader in the sandbox's cgroup, or
+        // decrypted into a memory file too (mapped shared, as nothing else holds it). Before
+        // any disk is written: a chunk that fails leaves the images as they were.
+        disks_out.push_back([kept, lazy_sealed](SandboxResources& to, int cgroup) -> Result<> {
             to.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state", cgroup));
+            if (lazy_sealed) {
+                auto loader = start_memory_loader(kept->seal_key, "memory", kept->fd("memory"),
+                                                  kept->sealed_manifest.get(), cgroup,
+                                                  to.policy.uid, to.policy.gid);
+                if (!loader) return std::unexpected(std::move(loader).error().context(kept->dir));
+                to.restore_loader = std::move(*loader);
+                return {};
+            }
             to.restore_memory = STOCKADE_TRY(unsealed_memfd(*kept, "memory", cgroup));
             to.restore_memory_shared = true;
             return {};

@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -281,6 +282,23 @@ Result<> open_sealed_part(const std::string& key, const std::string& part, int f
     const char* cmd = out >= 0 ? "open" : header_only ? "check" : "verify";
     auto s = STOCKADE_TRY(spawn({cmd, key, part}, {file, out, manifest}, cgroup));
     return wait_helper(s, part);
+}
+
+Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& part, int file,
+                                     int manifest, int cgroup, std::uint32_t uid,
+                                     std::uint32_t gid) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return fail_sys("socketpair for the memory loader");
+    UniqueFd ours(sv[0]), theirs(sv[1]);
+    auto s = STOCKADE_TRY(spawn({"load", key, part, std::to_string(uid), std::to_string(gid)},
+                                {file, theirs.get(), manifest}, cgroup));
+    // What it says goes to the sandbox; its stderr is drained here only so that it never
+    // waits on a full pipe, then it is reaped.
+    std::thread([s = std::move(s)]() mutable {
+        (void)wait_helper(s, "the memory loader");
+    }).detach();
+    return ours;
 }
 
 }  // namespace stockade

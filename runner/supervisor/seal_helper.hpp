@@ -90,4 +90,13 @@ struct OpenedSealedManifest {
                                         int manifest, int out = -1, bool header_only = false,
                                         int cgroup = -1);
 
+// The memory loader of a lazy sealed restore (stockade-seal `load`, base/memory_loader.hpp):
+// started in `cgroup` with the sealed memory part and manifest, it loads the key, checks the
+// part's header and becomes `uid`:`gid`; it then waits for the sandbox on the returned
+// socket's other end, which the sandbox process takes. It ends on its own (done, failed, or
+// its socket's peer gone) and is reaped by a thread of this process.
+[[nodiscard]] Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& part,
+                                                   int file, int manifest, int cgroup,
+                                                   std::uint32_t uid, std::uint32_t gid);
+
 }  // namespace stockade

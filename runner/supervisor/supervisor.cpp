@@ -139,6 +139,26 @@ Result<UniqueFd> open_log(const std::string& path) {
     return open_file(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
 }
 
+// The last lines of the file at `path` (at most 4 KiB of them) written to `fd`.
+void echo_tail(const std::string& path, int fd) {
+    auto file = open_file(path, O_RDONLY | O_NOFOLLOW);
+    if (!file) return;
+    constexpr off_t kTail = 4096;
+    const off_t end = ::lseek(file->get(), 0, SEEK_END);
+    if (end <= 0) return;
+    std::string text(static_cast<std::size_t>(std::min(end, kTail)), '\0');
+    const ssize_t n =
+        ::pread(file->get(), text.data(), text.size(), end - static_cast<off_t>(text.size()));
+    if (n <= 0) return;
+    text.resize(static_cast<std::size_t>(n));
+    // From the first whole line on, when it was cut.
+    if (end > kTail) {
+        const auto nl = text.find('\n');
+        text.erase(0, nl == std::string::npos ? 0 : nl + 1);
+    }
+    (void)write_all(fd, text);
+}
+
 // The supervisor's own stdout and stderr, once a detached sandbox runs: its log, so that it
 // holds no terminal.
 void detach_own_stdio(const std::string& log_path) {
@@ -369,6 +389,10 @@ Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
                             [&run](SandboxStatus s) { on_sandbox_status(run, s); });
     const int code = waited ? exit_status(*waited) : 125;
     if (!waited) log::error("{}", waited.error().message);
+    // A detached sandbox that ended before it was ready: why it did (its process wrote that to
+    // its stderr log) goes to the waiting caller too, whose stderr this still is.
+    if (run.ready && run.state && !run.state->record().stderr_log.empty())
+        echo_tail(run.state->record().stderr_log, STDERR_FILENO);
     tear_down(run, code);
     return code;
 }

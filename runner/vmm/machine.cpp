@@ -99,8 +99,8 @@ Result<std::unique_ptr<Machine>> Machine::create(const kvm::Kvm& kvm, const Mach
     STOCKADE_TRY_VOID(vm.create_irqchip());
     STOCKADE_TRY_VOID(vm.create_pit2());
     MemoryOptions memory_options = config.memory;
-    const bool restoring = config.restore_memory_fd >= 0;
-    if (restoring) {
+    const bool restoring = config.restore_memory_fd >= 0 || config.restore_lazily;
+    if (config.restore_memory_fd >= 0) {
         // The file must be exactly guest RAM: a mapping past its end would fault (SIGBUS)
         // where the guest reads.
         std::uint64_t ram_bytes = 0;

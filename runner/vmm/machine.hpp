@@ -49,6 +49,10 @@ struct MachineConfig {
     // nothing is written back; nothing is loaded or set up for a boot (restore_state follows).
     int restore_memory_fd = -1;
     bool restore_memory_shared = false;  // the file is this machine's alone: mapped shared
+    // A lazy sealed restore: guest RAM is anonymous memory that the memory loader fills
+    // (runner/vmm/lazy_memory.hpp, attached once the machine exists); nothing is loaded or
+    // set up for a boot either.
+    bool restore_lazily = false;
 };
 
 // Devices on the PCI bus, in slot order (virtio first, then passed-through functions);

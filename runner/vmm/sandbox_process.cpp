@@ -37,6 +37,7 @@
 #include "runner/stdio/stdio_relay.hpp"
 #include "runner/vmm/device_thread.hpp"
 #include "runner/vmm/event_loop.hpp"
+#include "runner/vmm/lazy_memory.hpp"
 #include "runner/vmm/machine.hpp"
 #include "runner/vmm/platform_outcome.hpp"
 #include "runner/vmm/sandbox_status.hpp"
@@ -231,6 +232,7 @@ class Sandbox final : public api::ApiController {
     // descriptors there when they are reset, but are stopped before it goes (the destructor).
     std::vector<std::unique_ptr<DeviceThread>> device_threads_;
     std::unique_ptr<Machine> machine_;
+    std::unique_ptr<LazyMemory> lazy_memory_;  // a lazy sealed restore's, until the process ends
     std::vector<std::pair<std::string, virtio::VirtioDevice*>> device_stats_;
     std::optional<VsockStdio> vsock_stdio_;
     std::unique_ptr<StdioRelay> relay_;
@@ -321,7 +323,8 @@ Result<> Sandbox::build() {
                          boot.layout,
                          boot.has_pci,
                          res_.restore_memory.get(),
-                         res_.restore_memory_shared};
+                         res_.restore_memory_shared,
+                         static_cast<bool>(res_.restore_loader)};
     BootImages images{&boot.kernel, {boot.initrd.bytes(), boot.job}};
     machine_ = STOCKADE_TRY(Machine::create(
         *res_.kvm, config, images, {std::move(built.devices), std::move(built.passthrough), &loop_},
@@ -331,6 +334,11 @@ Result<> Sandbox::build() {
     res_.boot.release();
     res_.kvm.reset();
     res_.restore_memory.reset();  // mapped: the mapping keeps the file
+    // A lazy sealed restore: before anything reads guest memory, and with the privilege that
+    // a userfaultfd serving KVM's and vhost's faults needs (before the jail).
+    if (res_.restore_loader)
+        lazy_memory_ =
+            STOCKADE_TRY(LazyMemory::attach(machine_->memory(), std::move(res_.restore_loader)));
     built_us_ = us_since(start_);
     return {};
 }
@@ -473,6 +481,8 @@ Result<> Sandbox::start() {
     STOCKADE_TRY_VOID(start_stdio_relay());
     STOCKADE_TRY_VOID(start_api());
     STOCKADE_TRY_VOID(start_device_threads());
+    if (lazy_memory_)
+        STOCKADE_TRY_VOID(lazy_memory_->watch([this] { return profiles_.lazy_memory.load(); }));
     STOCKADE_TRY_VOID(restore());
     STOCKADE_TRY_VOID(watch_control_and_signals());
     stdin_.emplace(machine_->serial(), loop_);
@@ -800,6 +810,15 @@ void Sandbox::print_stats() const {
                     loop_cpu_ns_ / 1e9, machine_->memory().resident_bytes() >> 20));
     for (const auto& [label, dev] : device_stats_)
         log::write(log::Level::info, fmt::format("stats: {}: {}", label, dev->stats()));
+    if (lazy_memory_) {
+        const auto d = lazy_memory_->completed();
+        log::write(log::Level::info,
+                   d ? fmt::format("stats: sealed memory loaded lazily: {} chunks on first touch, "
+                                   "{} in the background ({} of them zeros), complete {} ms "
+                                   "after its loader was ready",
+                                   d->faulted, d->background, d->zero, d->ms)
+                     : std::string("stats: sealed memory loaded lazily: not complete yet"));
+    }
     log::write(log::Level::info, fmt::format("stats: {}", machine_->warnings_report()));
     if (relay_) {
         const auto io = relay_->counters();

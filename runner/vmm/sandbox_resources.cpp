@@ -24,6 +24,7 @@ std::vector<int> SandboxResources::fds() const {
     if (status_pipe) out.push_back(status_pipe.get());
     if (restore_state) out.push_back(restore_state.get());
     if (restore_memory) out.push_back(restore_memory.get());
+    if (restore_loader) out.push_back(restore_loader.get());
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (const auto& handed = part_of<K>(devices))
             for (int fd : K::fds(*handed))

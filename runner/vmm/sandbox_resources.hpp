@@ -52,6 +52,9 @@ struct SandboxResources {
     // The memory is a file of the sandbox's own (a sealed snapshot's, decrypted into a memory
     // file): mapped shared, not copied on write.
     bool restore_memory_shared = false;
+    // A lazy sealed restore instead of restore_memory: the socket to the memory loader
+    // (runner/vmm/lazy_memory.hpp), which fills anonymous guest RAM.
+    UniqueFd restore_loader;
     // When the supervisor began preparing (steady clock, which the forked sandbox process
     // shares), and how long reading and checking the boot images took: the start of
     // `--stats`'s timeline.

@@ -98,6 +98,14 @@ SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode) {
     return p;
 }
 
+SeccompProfile lazy_memory_seccomp_profile(policy::SeccompMode mode) {
+    SeccompProfile p("lazy-memory", mode);
+    // Blocking reads of the loader's lines, closing the userfaultfd, a line to stderr and
+    // exit_group on a failure: the baseline's.
+    p.baseline().deny_execve();
+    return p;
+}
+
 SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
                                                 const DeviceKinds::Handed& present, bool terminal) {
     SandboxSeccompProfiles out{vcpu_profile(mode),
@@ -105,7 +113,8 @@ SandboxSeccompProfiles sandbox_seccomp_profiles(policy::SeccompMode mode,
                                stdio_relay_seccomp_profile(mode),
                                api_seccomp_profile(mode),
                                host_output_seccomp_profile(mode),
-                               device_io_seccomp_profile(mode)};
+                               device_io_seccomp_profile(mode),
+                               lazy_memory_seccomp_profile(mode)};
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         if (part_of<K>(present)) K::add_seccomp_rules({out.vcpu, out.event_loop, out.device_io});
     });
@@ -117,8 +126,9 @@ std::vector<SeccompProfile> runner_seccomp_profiles(const policy::Policy& p) {
     DeviceKinds::each([&]<class K>(std::type_identity<K>) {
         K::add_seccomp_rules({all.vcpu, all.event_loop, all.device_io});
     });
-    return {std::move(all.vcpu), std::move(all.event_loop),  std::move(all.stdio_relay),
-            std::move(all.api),  std::move(all.host_output), std::move(all.device_io)};
+    return {std::move(all.vcpu),       std::move(all.event_loop),  std::move(all.stdio_relay),
+            std::move(all.api),        std::move(all.host_output), std::move(all.device_io),
+            std::move(all.lazy_memory)};
 }
 
 }  // namespace stockade

@@ -17,6 +17,9 @@
 //               KVM_SET_CLOCK).
 //   host-output the UART's bytes for the host's stdout or stderr (runner/stdio/host_output.hpp):
 //               blocking writes, and poll for a descriptor someone made non-blocking.
+//   lazy-memory after a lazy sealed restore, the watch on its memory loader
+//               (runner/vmm/lazy_memory.hpp): reading its socket, closing the userfaultfd,
+//               and ending the process (exit_group) when the loader fails.
 //   device-io   a device's own serving thread (runner/vmm/device_thread.hpp; a disk's): its
 //               epoll loop and eventfds, and what the device's kind adds for its backend.
 // None may open a path, create a process, exec, or map executable memory. A sandbox's
@@ -37,6 +40,7 @@ struct SandboxSeccompProfiles {
     policy::SeccompProfile api;
     policy::SeccompProfile host_output;
     policy::SeccompProfile device_io;
+    policy::SeccompProfile lazy_memory;
 };
 
 // The profiles of a sandbox with the devices `present` (engaged entries) hands over.
@@ -50,5 +54,6 @@ struct SandboxSeccompProfiles {
 [[nodiscard]] policy::SeccompProfile api_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] policy::SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode);
 [[nodiscard]] policy::SeccompProfile device_io_seccomp_profile(policy::SeccompMode mode);
+[[nodiscard]] policy::SeccompProfile lazy_memory_seccomp_profile(policy::SeccompMode mode);
 
 }  // namespace stockade

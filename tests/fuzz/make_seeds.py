@@ -341,3 +341,8 @@ write('fuzz_specs/oci-config', bytes([4]) + b'''{"ociVersion":"1.0.2-dev","proce
 {"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"},{"names":["personality"],\
 "action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}},\
 "annotations":{"io.stockade.vcpus":"2"}}''')
+
+# fuzz_memory_layout: the part's size in pages, then a layout of two regions covering it.
+write('fuzz_memory_layout/two-regions', struct.pack('<Q', 48) + struct.pack('<II', 0x4c594d53, 2) +
+      struct.pack('<QQQ', 0x7f0000000000, 16 * 4096, 0) +
+      struct.pack('<QQQ', 0x7f4000000000, 32 * 4096, 16 * 4096))

@@ -499,7 +499,8 @@ TEST(StdioRelay, AFailureOnTheRelayThreadFailsStart) {
 // Sockets the sandbox serves (stdio, the control API) are made by the supervisor.
 TEST(StdioRelay, NoRunnerThreadCanCreateASocketOrClaimACid) {
     const auto profiles = runner_seccomp_profiles(policy::default_policy());
-    ASSERT_EQ(profiles.size(), 6u) << "vcpu, event-loop, stdio-relay, api, host-output, device-io";
+    ASSERT_EQ(profiles.size(), 7u)
+        << "vcpu, event-loop, stdio-relay, api, host-output, device-io, lazy-memory";
     for (const auto& p : profiles) {
         const auto names = p.allowed_syscalls();
         for (const char* call : {"socket", "connect", "bind", "listen", "setsockopt"})
@@ -510,6 +511,14 @@ TEST(StdioRelay, NoRunnerThreadCanCreateASocketOrClaimACid) {
     const auto relay = stdio_relay_seccomp_profile(policy::SeccompMode::kill).allowed_syscalls();
     EXPECT_EQ(std::count(relay.begin(), relay.end(), "accept4"), 1);
     EXPECT_EQ(std::count(relay.begin(), relay.end(), "ioctl"), 0) << "no device control";
+    // The watch on a lazy restore's memory loader only reads its lines, closes the
+    // userfaultfd and ends the process: no ioctl (nothing done with the userfaultfd itself),
+    // no descriptor passing (it has the baseline's memory calls, never executable).
+    const auto lazy = lazy_memory_seccomp_profile(policy::SeccompMode::kill).allowed_syscalls();
+    for (const char* call : {"ioctl", "sendmsg", "recvmsg", "userfaultfd", "socket"})
+        EXPECT_EQ(std::count(lazy.begin(), lazy.end(), call), 0) << call;
+    EXPECT_EQ(std::count(lazy.begin(), lazy.end(), "read"), 1);
+    EXPECT_EQ(std::count(lazy.begin(), lazy.end(), "exit_group"), 1);
 }
 
 }  // namespace

@@ -1,0 +1,92 @@
+#include "base/memory_loader.hpp"
+
+#include <charconv>
+#include <cstring>
+
+namespace stockade::memory_loader {
+namespace {
+
+void put(std::vector<std::uint8_t>& out, std::uint64_t v, std::size_t bytes) {
+    for (std::size_t i = 0; i < bytes; ++i)
+        out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+
+std::uint64_t get(std::span<const std::uint8_t> in, std::size_t at, std::size_t bytes) {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < bytes; ++i)
+        v |= std::uint64_t{in[at + i]} << (8 * i);
+    return v;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode_layout(std::span<const Region> regions) {
+    std::vector<std::uint8_t> out;
+    put(out, kMagic, 4);
+    put(out, regions.size(), 4);
+    for (const Region& r : regions) {
+        put(out, r.host, 8);
+        put(out, r.size, 8);
+        put(out, r.offset, 8);
+    }
+    return out;
+}
+
+Result<std::vector<Region>> decode_layout(std::span<const std::uint8_t> bytes,
+                                          std::uint64_t part_size, std::uint64_t page_size) {
+    if (bytes.size() < 8 || get(bytes, 0, 4) != kMagic)
+        return fail("the memory layout: not a layout message");
+    const std::uint64_t count = get(bytes, 4, 4);
+    if (count == 0 || count > kMaxRegions)
+        return fail("the memory layout: {} regions (1 to {})", count, kMaxRegions);
+    if (bytes.size() != 8 + count * 24)
+        return fail("the memory layout: {} bytes for {} regions", bytes.size(), count);
+    std::vector<Region> out;
+    std::uint64_t next = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        const Region r{get(bytes, 8 + i * 24, 8), get(bytes, 16 + i * 24, 8),
+                       get(bytes, 24 + i * 24, 8)};
+        if (r.size == 0 || r.host % page_size != 0 || r.size % page_size != 0 ||
+            r.host > UINT64_MAX - r.size)
+            return fail("the memory layout: region {} ({:#x}, {:#x} bytes) is not whole pages", i,
+                        r.host, r.size);
+        if (r.offset != next || r.size > part_size - next)
+            return fail(
+                "the memory layout: region {} at offset {:#x}, {:#x} bytes, where {:#x} "
+                "of {:#x} come next",
+                i, r.offset, r.size, next, part_size);
+        for (const Region& o : out)
+            if (r.host < o.host + o.size && o.host < r.host + r.size)
+                return fail("the memory layout: region {} overlaps another", i);
+        next += r.size;
+        out.push_back(r);
+    }
+    if (next != part_size)
+        return fail("the memory layout: {:#x} bytes of a {:#x}-byte part", next, part_size);
+    return out;
+}
+
+std::string done_line(const Done& d) {
+    return fmt::format("done {} {} {} {}\n", d.faulted, d.background, d.zero, d.ms);
+}
+
+Result<Said> parse_line(const std::string& line) {
+    if (line == "ready") return Said{true, {}};
+    if (line.starts_with("error ")) return fail("{}", line.substr(6));
+    if (line.starts_with("done ")) {
+        Said s;
+        std::uint64_t* fields[] = {&s.done.faulted, &s.done.background, &s.done.zero, &s.done.ms};
+        const char* p = line.data() + 5;
+        const char* end = line.data() + line.size();
+        for (std::size_t i = 0; i < 4; ++i) {
+            const auto [next, ec] = std::from_chars(p, end, *fields[i]);
+            if (ec != std::errc{} || (i < 3 ? (next == end || *next != ' ') : next != end))
+                return fail("the memory loader said something else: {}", line.substr(0, 80));
+            p = next + 1;
+        }
+        return s;
+    }
+    return fail("the memory loader said something else: {}", line.substr(0, 80));
+}
+
+}  // namespace stockade::memory_loader
