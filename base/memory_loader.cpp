@@ -1,5 +1,7 @@
 #include "base/memory_loader.hpp"
 
+#include <sys/socket.h>
+
 #include <charconv>
 #include <cstring>
 
@@ -63,6 +65,66 @@ Result<std::vector<Region>> decode_layout(std::span<const std::uint8_t> bytes,
     }
     if (next != part_size)
         return fail("the memory layout: {:#x} bytes of a {:#x}-byte part", next, part_size);
+    return out;
+}
+
+namespace {
+
+// A message of `bytes` with room for one descriptor.
+struct OneFdMessage {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{};
+    msghdr msg{};
+    explicit OneFdMessage(std::span<std::uint8_t> bytes) {
+        iov = {bytes.data(), bytes.size()};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+};
+
+}  // namespace
+
+Result<> send_layout(int sock, std::span<const Region> regions, int uffd) {
+    std::vector<std::uint8_t> bytes = encode_layout(regions);
+    OneFdMessage m(bytes);
+    cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &uffd, sizeof uffd);
+    ssize_t sent = 0;
+    while ((sent = ::sendmsg(sock, &m.msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    if (sent != static_cast<ssize_t>(bytes.size()))
+        return fail_sys("sending the memory layout to the memory loader");
+    return {};
+}
+
+Result<std::optional<ReceivedLayout>> receive_layout(int sock) {
+    ReceivedLayout out;
+    out.bytes.resize(kMaxLayoutBytes + 1);
+    OneFdMessage m(out.bytes);
+    ssize_t n = 0;
+    while ((n = ::recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return fail_sys("receiving the memory layout");
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c != nullptr; c = CMSG_NXTHDR(&m.msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int))) {
+            int fd = -1;
+            std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            out.uffd = UniqueFd(fd);
+        }
+    if (n == 0) return std::nullopt;
+    // (On a stream socket a longer message is not cut short: more bytes than a layout's
+    // largest came.)
+    if (static_cast<std::size_t>(n) > kMaxLayoutBytes ||
+        (m.msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+        return fail("the memory layout: more than a layout message");
+    if (!out.uffd) return fail("the memory layout came without its userfaultfd");
+    out.bytes.resize(static_cast<std::size_t>(n));
     return out;
 }
 

@@ -13,11 +13,13 @@
 // checked here as hostile input (decode_layout), and all it can name is memory of the
 // sandbox's own, which is where the plaintext goes anyway.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/unique_fd.hpp"
 
 namespace stockade::memory_loader {
 
@@ -40,6 +42,18 @@ constexpr std::size_t kMaxLine = 1024;
 [[nodiscard]] Result<std::vector<Region>> decode_layout(std::span<const std::uint8_t> bytes,
                                                         std::uint64_t part_size,
                                                         std::uint64_t page_size);
+
+// The layout message with the userfaultfd (SCM_RIGHTS), in one sendmsg on the stream socket
+// `sock` (the sandbox's side).
+[[nodiscard]] Result<> send_layout(int sock, std::span<const Region> regions, int uffd);
+// The loader's side: the message's bytes (not decoded yet) and the descriptor that came with
+// it; nullopt at the socket's end. A message longer than a layout, a descriptor too many, or
+// none, is refused.
+struct ReceivedLayout {
+    std::vector<std::uint8_t> bytes;
+    UniqueFd uffd;
+};
+[[nodiscard]] Result<std::optional<ReceivedLayout>> receive_layout(int sock);
 
 // How a completed load went: chunks placed because the guest (or the sandbox) touched them,
 // in the background, and of those how many were zeros (mapped as the zero page, no copy).

@@ -28,6 +28,7 @@
 #include <grp.h>
 #include <linux/userfaultfd.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -138,34 +139,17 @@ Result<> open_part(const snapshot::SealKey& key, const std::string& part, const 
 
 constexpr int kSandboxFd = 1;
 
-// The layout message and the userfaultfd with it; the socket's end: nothing to serve.
-Result<std::optional<std::pair<std::vector<std::uint8_t>, stockade::UniqueFd>>> receive_layout() {
-    std::vector<std::uint8_t> bytes(stockade::memory_loader::kMaxLayoutBytes + 1);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    iovec iov{bytes.data(), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = 0;
-    while ((n = ::recvmsg(kSandboxFd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-    }
-    if (n < 0) return stockade::fail_sys("receiving the memory layout");
-    stockade::UniqueFd uffd;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int))) {
-            int fd = -1;
-            std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-            uffd = stockade::UniqueFd(fd);
-        }
-    if (n == 0) return std::nullopt;
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-        return stockade::fail("the memory layout: more than a layout message");
-    if (!uffd) return stockade::fail("the memory layout came without its userfaultfd");
-    bytes.resize(static_cast<std::size_t>(n));
-    return std::pair{std::move(bytes), std::move(uffd)};
+// Nothing that could give privileges back; no other process of this uid (the sandbox's) may
+// trace it or read its memory, which holds the part's key; and it still goes with stockade
+// (a change of credentials clears the parent-death signal).
+Result<> seal_off() {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return stockade::fail_sys("no_new_privs");
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return stockade::fail_sys("PR_SET_DUMPABLE");
+    const pid_t parent = ::getppid();
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        return stockade::fail_sys("PR_SET_PDEATHSIG");
+    if (parent == 1 || ::getppid() != parent) return stockade::fail("stockade is gone");
+    return {};
 }
 
 // The sandbox's uid and gid, no groups, and nothing that could give privileges back.
@@ -175,18 +159,13 @@ Result<> become(const std::string& uid_text, const std::string& gid_text) {
     if (uid == 0 || gid == 0 || uid > UINT32_MAX - 1 || gid > UINT32_MAX - 1)
         return stockade::fail("{}:{}: not the uid and gid of a sandbox", uid, gid);
     // Run by an unprivileged stockade: it is that user already, and may not change groups.
-    if (::getuid() == uid && ::geteuid() == uid && ::getgid() == gid) {
-        if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-            return stockade::fail_sys("no_new_privs");
-        return {};
-    }
+    if (::getuid() == uid && ::geteuid() == uid && ::getgid() == gid) return seal_off();
     if (::setgroups(0, nullptr) != 0) return stockade::fail_sys("setgroups");
     if (::setresgid(static_cast<gid_t>(gid), static_cast<gid_t>(gid), static_cast<gid_t>(gid)) != 0)
         return stockade::fail_sys("setresgid");
     if (::setresuid(static_cast<uid_t>(uid), static_cast<uid_t>(uid), static_cast<uid_t>(uid)) != 0)
         return stockade::fail_sys("setresuid");
-    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return stockade::fail_sys("no_new_privs");
-    return {};
+    return seal_off();
 }
 
 // From the first placed chunk on, the loader makes only the calls serving the memory takes:
@@ -223,7 +202,7 @@ Result<> load(const snapshot::SealKey& key, const std::string& part, const std::
     const auto m = STOCKADE_TRY(snapshot::open_manifest(kManifestFd, key));
     auto reader = STOCKADE_TRY(snapshot::open_part(0, key, m, part));
     STOCKADE_TRY_VOID(become(uid, gid));
-    auto received = STOCKADE_TRY(receive_layout());
+    auto received = STOCKADE_TRY(stockade::memory_loader::receive_layout(kSandboxFd));
     if (!received) return {};  // the sandbox never came
     auto& [bytes, uffd] = *received;
     const auto regions = STOCKADE_TRY(stockade::memory_loader::decode_layout(

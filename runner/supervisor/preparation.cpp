@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -239,12 +240,25 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
     // userfaultfd for KVM's faults: authenticated whole first unless the caller skips that,
     // and each chunk again as it is placed. Else it is decrypted eagerly, below, which
     // authenticates every chunk, as it does the state.
-    const bool lazy_sealed = !spec.seal_key.empty() && userfaultfd_available();
+    const bool user_ns = sandbox.policy.namespaces.has(policy::Namespace::user);
+    const bool lazy_sealed = !spec.seal_key.empty() && lazy_sealed_restore_possible(user_ns);
+    // The loader runs as the sandbox: its ids (root starts it), else ours (an unprivileged
+    // start, whose sandbox's ids inside its user namespace are ours outside).
+    const bool root = ::geteuid() == 0;
+    const std::uint32_t loader_uid = root ? sandbox.policy.uid : ::geteuid();
+    const std::uint32_t loader_gid = root ? sandbox.policy.gid : ::getegid();
     const bool memory_decrypted_below = !spec.seal_key.empty() && !lazy_sealed;
     std::vector<std::string> skip;
     if (!spec.seal_key.empty()) skip.push_back("state");
     if (memory_decrypted_below || !spec.verify_memory) skip.push_back("memory");
-    OpenedSnapshot snap = STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, spec.seal_key));
+    // The sealed state, and a lazily loaded memory not authenticated whole first, are opened
+    // by stockade-seal below, which checks their headers then: no separate run of it for that
+    // here.
+    std::vector<std::string> opened_later;
+    if (!spec.seal_key.empty()) opened_later.push_back("state");
+    if (lazy_sealed && !spec.verify_memory) opened_later.push_back("memory");
+    OpenedSnapshot snap =
+        STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, spec.seal_key, opened_later));
     const SnapshotManifest& m = snap.manifest;
     // Before anything is mapped: the sizes this sandbox can take.
     if (m.parts.at("state").size > kMaxSnapshotState ||
@@ -289,12 +303,13 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
         // file of its own; the memory served lazily by its loader in the sandbox's cgroup, or
         // decrypted into a memory file too (mapped shared, as nothing else holds it). Before
         // any disk is written: a chunk that fails leaves the images as they were.
-        disks_out.push_back([kept, lazy_sealed](SandboxResources& to, int cgroup) -> Result<> {
+        disks_out.push_back([kept, lazy_sealed, loader_uid, loader_gid](SandboxResources& to,
+                                                                        int cgroup) -> Result<> {
             to.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state", cgroup));
             if (lazy_sealed) {
                 auto loader = start_memory_loader(kept->seal_key, "memory", kept->fd("memory"),
-                                                  kept->sealed_manifest.get(), cgroup,
-                                                  to.policy.uid, to.policy.gid);
+                                                  kept->sealed_manifest.get(), cgroup, loader_uid,
+                                                  loader_gid);
                 if (!loader) return std::unexpected(std::move(loader).error().context(kept->dir));
                 to.restore_loader = std::move(*loader);
                 return {};

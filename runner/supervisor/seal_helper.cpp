@@ -294,10 +294,15 @@ Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& 
     auto s = STOCKADE_TRY(spawn({"load", key, part, std::to_string(uid), std::to_string(gid)},
                                 {file, theirs.get(), manifest}, cgroup));
     // What it says goes to the sandbox; its stderr is drained here only so that it never
-    // waits on a full pipe, then it is reaped.
+    // waits on a full pipe, then it is reaped. The thread takes no signal: the supervisor's
+    // main thread has them all (its signalfd), for the stop and the clean-up they start.
+    sigset_t all, before;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &before);
     std::thread([s = std::move(s)]() mutable {
         (void)wait_helper(s, "the memory loader");
     }).detach();
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     return ours;
 }
 

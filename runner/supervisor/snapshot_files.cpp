@@ -223,7 +223,8 @@ Result<SnapshotManifest> read_snapshot_manifest(const std::string& dir,
 
 Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
                                      const std::vector<std::string>& skip_digest,
-                                     const std::string& seal_key) {
+                                     const std::string& seal_key,
+                                     const std::vector<std::string>& opened_later) {
     OpenedSnapshot out;
     out.dir = dir;
     ReadManifest read = STOCKADE_TRY(read_manifest(dir, seal_key));
@@ -244,7 +245,9 @@ Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
                         digest.size);
         const bool skip =
             std::find(skip_digest.begin(), skip_digest.end(), name) != skip_digest.end();
-        if (out.manifest.sealed) {
+        const bool later =
+            std::find(opened_later.begin(), opened_later.end(), name) != opened_later.end();
+        if (out.manifest.sealed && !later) {
             // Every chunk with `digests`, else the header: which snapshot, part, copy, length.
             if (auto v = open_sealed_part(seal_key, name, fd->get(), out.sealed_manifest.get(), -1,
                                           !digests || skip);

@@ -82,10 +82,12 @@ struct OpenedSnapshot {
 // too, on the very descriptor that is kept (nothing can be swapped after the check): of a
 // sealed part, every chunk authenticated by stockade-seal. `skip_digest` names parts whose
 // contents are not read (the memory, for a restore that must not read all of it first, or
-// parts that a sealed restore decrypts, which authenticates them).
-[[nodiscard]] Result<OpenedSnapshot> open_snapshot(const std::string& dir, bool digests,
-                                                   const std::vector<std::string>& skip_digest = {},
-                                                   const std::string& seal_key = {});
+// parts that a sealed restore decrypts, which authenticates them). Sealed parts in
+// `opened_later` are not even read for their header: the caller opens them right after
+// with stockade-seal (decrypting or loading), which checks the header and every chunk.
+[[nodiscard]] Result<OpenedSnapshot> open_snapshot(
+    const std::string& dir, bool digests, const std::vector<std::string>& skip_digest = {},
+    const std::string& seal_key = {}, const std::vector<std::string>& opened_later = {});
 
 // The part names: "state", "memory", "disk-vda".."disk-vdp".
 [[nodiscard]] std::string disk_part_name(std::size_t index);

@@ -16,6 +16,7 @@
 
 #include "base/io.hpp"
 #include "base/log.hpp"
+#include "base/printable.hpp"
 #include "netsetup/netns.hpp"
 #include "policy/cgroup.hpp"
 #include "policy/jail.hpp"
@@ -139,8 +140,10 @@ Result<UniqueFd> open_log(const std::string& path) {
     return open_file(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
 }
 
-// The last lines of the file at `path` (at most 4 KiB of them) written to `fd`.
-void echo_tail(const std::string& path, int fd) {
+// What the sandbox process said about its end (its lines that begin "stockade: ", escaped:
+// the log also holds what the guest wrote) in the last 4 KiB of its stderr log at `path`,
+// written to `fd`.
+void echo_sandbox_lines(const std::string& path, int fd) {
     auto file = open_file(path, O_RDONLY | O_NOFOLLOW);
     if (!file) return;
     constexpr off_t kTail = 4096;
@@ -151,12 +154,16 @@ void echo_tail(const std::string& path, int fd) {
         ::pread(file->get(), text.data(), text.size(), end - static_cast<off_t>(text.size()));
     if (n <= 0) return;
     text.resize(static_cast<std::size_t>(n));
-    // From the first whole line on, when it was cut.
-    if (end > kTail) {
-        const auto nl = text.find('\n');
-        text.erase(0, nl == std::string::npos ? 0 : nl + 1);
+    std::string out;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        std::size_t nl = text.find('\n', at);
+        if (nl == std::string::npos) nl = text.size();
+        const std::string_view line(text.data() + at, nl - at);
+        if (line.starts_with("stockade: ")) out += printable(line) + "\n";
+        at = nl + 1;
     }
-    (void)write_all(fd, text);
+    (void)write_all(fd, out);
 }
 
 // The supervisor's own stdout and stderr, once a detached sandbox runs: its log, so that it
@@ -392,7 +399,7 @@ Result<int> run(const SandboxSpec& spec, UniqueFd ready) {
     // A detached sandbox that ended before it was ready: why it did (its process wrote that to
     // its stderr log) goes to the waiting caller too, whose stderr this still is.
     if (run.ready && run.state && !run.state->record().stderr_log.empty())
-        echo_tail(run.state->record().stderr_log, STDERR_FILENO);
+        echo_sandbox_lines(run.state->record().stderr_log, STDERR_FILENO);
     tear_down(run, code);
     return code;
 }

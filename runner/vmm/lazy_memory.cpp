@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,8 +22,9 @@ UniqueFd make_userfaultfd() {
     return UniqueFd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
 }
 
-// One line from `fd` (a blocking socket), without its newline; "" at its end.
-Result<std::string> read_line(int fd, std::string& pending) {
+// One line from `fd` (a socket), without its newline; "" at its end, nullopt when `stop`
+// (an eventfd, when >= 0) was signalled first.
+Result<std::optional<std::string>> read_line(int fd, std::string& pending, int stop = -1) {
     for (;;) {
         if (const auto nl = pending.find('\n'); nl != std::string::npos) {
             std::string line = pending.substr(0, nl);
@@ -31,6 +33,14 @@ Result<std::string> read_line(int fd, std::string& pending) {
         }
         if (pending.size() > memory_loader::kMaxLine)
             return fail("the memory loader: a line longer than {} bytes", memory_loader::kMaxLine);
+        if (stop >= 0) {
+            pollfd p[2] = {{fd, POLLIN, 0}, {stop, POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0) {
+                if (errno == EINTR) continue;
+                return fail_sys("poll");
+            }
+            if (p[1].revents & POLLIN) return std::nullopt;
+        }
         char buf[256];
         const ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
@@ -42,7 +52,15 @@ Result<std::string> read_line(int fd, std::string& pending) {
 
 }  // namespace
 
-bool userfaultfd_available() {
+bool lazy_sealed_restore_possible(bool user_namespace) {
+    bool allowed = ::geteuid() == 0 && !user_namespace;
+    if (!allowed) {
+        const UniqueFd sysctl(
+            ::open("/proc/sys/vm/unprivileged_userfaultfd", O_RDONLY | O_CLOEXEC));
+        char c = 0;
+        allowed = sysctl && ::read(sysctl.get(), &c, 1) == 1 && c == '1';
+    }
+    if (!allowed) return false;
     const UniqueFd probe = make_userfaultfd();
     if (!probe) return false;
     uffdio_api api{UFFD_API, 0, 0};
@@ -72,47 +90,37 @@ Result<std::unique_ptr<LazyMemory>> LazyMemory::attach(const GuestMemory& memory
         offset += r.size;
     }
     // The layout and the descriptor, in one message.
-    std::vector<std::uint8_t> bytes = memory_loader::encode_layout(regions);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    iovec iov{bytes.data(), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    const int fd = lazy->uffd_.get();
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    ssize_t sent = 0;
-    while ((sent = ::sendmsg(lazy->loader_.get(), &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-    }
-    if (sent != static_cast<ssize_t>(bytes.size()))
-        return fail_sys("sending the memory layout to the memory loader");
+    STOCKADE_TRY_VOID(memory_loader::send_layout(lazy->loader_.get(), regions, lazy->uffd_.get()));
     // Its answer, within the limit: the loader has the key and the part's header by then.
     pollfd p{lazy->loader_.get(), POLLIN, 0};
     int ready = 0;
     while ((ready = ::poll(&p, 1, static_cast<int>(limit.count()))) < 0 && errno == EINTR) {
     }
     if (ready == 0) return fail("the memory loader did not answer within {} ms", limit.count());
-    std::string pending;
-    const std::string line = STOCKADE_TRY(read_line(lazy->loader_.get(), pending));
-    if (line.empty()) return fail("the memory loader ended before it was ready");
-    auto said = memory_loader::parse_line(line);
+    // Whatever it says after "ready" (even "done" or an error, for a small part) is kept for
+    // the watch.
+    const auto line = STOCKADE_TRY(read_line(lazy->loader_.get(), lazy->pending_));
+    if (!line || line->empty()) return fail("the memory loader ended before it was ready");
+    auto said = memory_loader::parse_line(*line);
     if (!said) return std::unexpected(std::move(said).error().context("the snapshot's memory"));
     if (!said->ready) return fail("the memory loader said it was done before it began");
-    if (!pending.empty()) return fail("the memory loader said more than it was ready");
+    lazy->stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+    if (!lazy->stop_) return fail_sys("eventfd");
     return lazy;
 }
 
-LazyMemory::~LazyMemory() = default;
+LazyMemory::~LazyMemory() {
+    if (watch_.joinable()) {
+        const std::uint64_t one = 1;
+        (void)!::write(stop_.get(), &one, sizeof one);
+        watch_.join();
+    }
+    // Then the loader goes (its socket's end): it stops placing chunks before guest RAM is
+    // unmapped, which the machine does after this.
+}
 
 Result<> LazyMemory::watch(std::function<Result<>()> filter) {
-    // Detached: it either ends with the load or ends the process; a sandbox that ends first
-    // takes it along.
-    std::thread([this, filter = std::move(filter)] { run_watch(filter); }).detach();
+    watch_ = std::thread([this, filter = std::move(filter)] { run_watch(filter); });
     return {};
 }
 
@@ -121,13 +129,13 @@ void LazyMemory::run_watch(const std::function<Result<>()>& filter) {
     if (auto f = filter(); !f) {
         reason = "seccomp: " + f.error().message;
     } else {
-        std::string pending;
-        auto line = read_line(loader_.get(), pending);
+        auto line = read_line(loader_.get(), pending_, stop_.get());
+        if (line && !*line) return;  // the sandbox is ending: its own status stands
         if (!line) {
             reason = line.error().message;
-        } else if (line->empty()) {
+        } else if ((*line)->empty()) {
             reason = "the memory loader ended before the memory was in place";
-        } else if (auto said = memory_loader::parse_line(*line); !said) {
+        } else if (auto said = memory_loader::parse_line(**line); !said) {
             reason = said.error().message;
         } else if (said->ready) {
             reason = "the memory loader said it was ready twice";

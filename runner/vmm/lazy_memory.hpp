@@ -14,6 +14,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <thread>
 
 #include "base/error.hpp"
 #include "base/guest_memory.hpp"
@@ -22,9 +24,12 @@
 
 namespace stockade {
 
-// Whether this process may make a userfaultfd that serves the kernel's own faults (KVM's and
-// vhost's), which a lazy sealed restore needs; else a sealed restore is decrypted eagerly.
-[[nodiscard]] bool userfaultfd_available();
+// Whether the sandbox process of a restore started by this process (with a user namespace or
+// not) can make a userfaultfd that serves the kernel's own faults (KVM's and vhost's), which
+// a lazy sealed restore needs: root without a user namespace (CAP_SYS_PTRACE where the
+// userfaultfd is made), or anyone where vm.unprivileged_userfaultfd is 1; and the kernel has
+// userfaultfd. Else a sealed restore is decrypted eagerly.
+[[nodiscard]] bool lazy_sealed_restore_possible(bool user_namespace);
 
 class LazyMemory {
   public:
@@ -35,14 +40,16 @@ class LazyMemory {
     [[nodiscard]] static Result<std::unique_ptr<LazyMemory>> attach(
         const GuestMemory& memory, UniqueFd loader,
         std::chrono::milliseconds limit = std::chrono::seconds(30));
+    [[nodiscard]] Result<> watch(std::function<Result<>()> filter);
     ~LazyMemory();
     LazyMemory(const LazyMemory&) = delete;
     LazyMemory& operator=(const LazyMemory&) = delete;
 
     // The watch thread (after the privilege drop; it loads `filter` first): on "done" it
     // lets the userfaultfd go; on an error, or the loader's end without one, it writes the
-    // reason to stderr and ends the process with 125.
-    [[nodiscard]] Result<> watch(std::function<Result<>()> filter);
+    // reason to stderr and ends the process with 125. The destructor stops it first (a
+    // sandbox that ends before the load is complete ends with its own status) and then lets
+    // the loader go, before guest RAM is unmapped.
 
     // For --stats: nullopt until the load is complete.
     [[nodiscard]] std::optional<memory_loader::Done> completed() const;
@@ -51,8 +58,11 @@ class LazyMemory {
     LazyMemory() = default;
     void run_watch(const std::function<Result<>()>& filter);
     UniqueFd uffd_, loader_;
+    UniqueFd stop_;        // an eventfd: the destructor's word to the watch thread
+    std::string pending_;  // what the loader said after "ready", not read yet
     std::atomic<bool> complete_{false};
     memory_loader::Done done_;
+    std::thread watch_;
 };
 
 }  // namespace stockade

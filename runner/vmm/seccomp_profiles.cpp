@@ -100,9 +100,9 @@ SeccompProfile host_output_seccomp_profile(policy::SeccompMode mode) {
 
 SeccompProfile lazy_memory_seccomp_profile(policy::SeccompMode mode) {
     SeccompProfile p("lazy-memory", mode);
-    // Blocking reads of the loader's lines, closing the userfaultfd, a line to stderr and
-    // exit_group on a failure: the baseline's.
-    p.baseline().deny_execve();
+    // Waiting on the loader's socket and the sandbox's stop (poll), reading the loader's
+    // lines, closing the userfaultfd, a line to stderr and exit_group on a failure.
+    p.baseline().allow({SYS_poll, SYS_ppoll}).deny_execve();
     return p;
 }
 

@@ -18,8 +18,8 @@
 //   host-output the UART's bytes for the host's stdout or stderr (runner/stdio/host_output.hpp):
 //               blocking writes, and poll for a descriptor someone made non-blocking.
 //   lazy-memory after a lazy sealed restore, the watch on its memory loader
-//               (runner/vmm/lazy_memory.hpp): reading its socket, closing the userfaultfd,
-//               and ending the process (exit_group) when the loader fails.
+//               (runner/vmm/lazy_memory.hpp): poll and read on its socket, closing the
+//               userfaultfd, and ending the process (exit_group) when the loader fails.
 //   device-io   a device's own serving thread (runner/vmm/device_thread.hpp; a disk's): its
 //               epoll loop and eventfds, and what the device's kind adds for its backend.
 // None may open a path, create a process, exec, or map executable memory. A sandbox's

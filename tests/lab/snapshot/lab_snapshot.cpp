@@ -390,10 +390,13 @@ TEST(Snapshot, ASealedSnapshotRestoresWithItsKeyAndIsRefusedOtherwise) {
                   "--no-verify-memory"});
     if (r.status == 0) {  // it was ready before the loader came to the chunk
         json state;
-        ASSERT_TRUE(eventually([&] {
-            state = json::parse(stockade({"inspect", "lab-snap-sl"}).out, nullptr, false);
-            return state.is_object() && state.value("state", "") == "stopped";
-        })) << state;
+        ASSERT_TRUE(eventually(
+            [&] {
+                state = json::parse(stockade({"inspect", "lab-snap-sl"}).out, nullptr, false);
+                return state.is_object() && state.value("state", "") == "stopped";
+            },
+            120s))
+            << state;
         EXPECT_EQ(state["exit_status"], 125) << state;
         r = stockade({"logs", "lab-snap-sl"});
     }

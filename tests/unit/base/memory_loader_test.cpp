@@ -3,6 +3,9 @@
 #include "base/memory_loader.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace stockade::memory_loader {
 namespace {
@@ -83,6 +86,53 @@ TEST(MemoryLoaderLines, ReadyDoneAndErrors) {
     for (const char* bad :
          {"", "done", "done 1 2 3", "done 1 2 3 4 5", "done 1 2 x 4", "readyy", "done 1 2 3 4 "})
         EXPECT_FALSE(parse_line(bad)) << bad;
+}
+
+struct Pair {
+    UniqueFd sandbox, loader;
+    Pair() {
+        int sv[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        sandbox = UniqueFd(sv[0]);
+        loader = UniqueFd(sv[1]);
+    }
+};
+
+TEST(MemoryLoaderLayout, GoesOverTheSocketWithItsDescriptor) {
+    Pair p;
+    const UniqueFd passed(::eventfd(0, EFD_CLOEXEC));
+    const std::vector<Region> regions{{0x7f0000000000, 4 * kPage, 0}};
+    ASSERT_TRUE(send_layout(p.sandbox.get(), regions, passed.get()));
+    auto got = receive_layout(p.loader.get());
+    ASSERT_TRUE(got) << got.error().message;
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ((*got)->bytes, encode_layout(regions));
+    ASSERT_TRUE((*got)->uffd.valid());
+    EXPECT_NE((*got)->uffd.get(), passed.get());
+    // The socket's end: nothing to serve.
+    p.sandbox.reset();
+    auto end = receive_layout(p.loader.get());
+    ASSERT_TRUE(end);
+    EXPECT_FALSE(end->has_value());
+}
+
+TEST(MemoryLoaderLayout, AMessageWithoutItsDescriptorOrTooLongIsRefused) {
+    Pair p;
+    const auto bytes = encode_layout(std::vector<Region>{{0x10000, kPage, 0}});
+    ASSERT_EQ(::write(p.sandbox.get(), bytes.data(), bytes.size()),
+              static_cast<ssize_t>(bytes.size()));
+    auto got = receive_layout(p.loader.get());
+    ASSERT_FALSE(got);
+    EXPECT_NE(got.error().message.find("without its userfaultfd"), std::string::npos);
+    const UniqueFd passed(::eventfd(0, EFD_CLOEXEC));
+    std::vector<Region> many;  // encoded: more than kMaxLayoutBytes
+    for (std::uint64_t i = 0; i < kMaxRegions + 1; ++i)
+        many.push_back({0x100000 * (i + 1), kPage, i * kPage});
+    ASSERT_TRUE(send_layout(p.sandbox.get(), many, passed.get()));
+    got = receive_layout(p.loader.get());
+    ASSERT_FALSE(got);
+    EXPECT_NE(got.error().message.find("more than a layout message"), std::string::npos)
+        << got.error().message;
 }
 
 }  // namespace
