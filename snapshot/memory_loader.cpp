@@ -146,8 +146,8 @@ Result<LoadOutcome> serve_memory(SealedReader& reader, int uffd, std::span<const
     std::uint64_t cursor = 0;  // no chunk before it is left to place in the background
     // The background waits while the guest faults: a fault waits for no background chunk,
     // and the loader takes no CPU from the vCPUs then (a guest resuming touches its working
-    // set in a burst). Measured in the lab (README.md): 10 ms still left the first faults
-    // slowed by the background; a guest that faults all the time only delays the rest.
+    // set in a burst). Single lab rounds (bench/snapshot/README.md) were within the lab's
+    // spread; a guest that faults all the time only delays the rest.
     constexpr auto kQuiet = std::chrono::milliseconds(100);
     auto last_fault = std::chrono::steady_clock::time_point{};
     // After a fault, the chunks that follow it come first (the guest's accesses run on: its

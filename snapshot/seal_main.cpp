@@ -145,10 +145,10 @@ constexpr int kSandboxFd = 1;
 Result<> seal_off() {
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return stockade::fail_sys("no_new_privs");
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return stockade::fail_sys("PR_SET_DUMPABLE");
-    const pid_t parent = ::getppid();
+    const pid_t parent = ::getppid();  // stockade's, unless it already died
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         return stockade::fail_sys("PR_SET_PDEATHSIG");
-    if (parent == 1 || ::getppid() != parent) return stockade::fail("stockade is gone");
+    if (::getppid() != parent) return stockade::fail("stockade is gone");
     return {};
 }
 

@@ -251,12 +251,12 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
     std::vector<std::string> skip;
     if (!spec.seal_key.empty()) skip.push_back("state");
     if (memory_decrypted_below || !spec.verify_memory) skip.push_back("memory");
-    // The sealed state, and a lazily loaded memory not authenticated whole first, are opened
-    // by stockade-seal below, which checks their headers then: no separate run of it for that
-    // here.
+    // The sealed state is decrypted by stockade-seal below, which checks its header then: no
+    // separate run of it for that here. (The memory's header is checked here even when its
+    // loader checks it again: a part that is not this snapshot's is refused before any disk
+    // is given back its copy.)
     std::vector<std::string> opened_later;
     if (!spec.seal_key.empty()) opened_later.push_back("state");
-    if (lazy_sealed && !spec.verify_memory) opened_later.push_back("memory");
     OpenedSnapshot snap =
         STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, spec.seal_key, opened_later));
     const SnapshotManifest& m = snap.manifest;

@@ -89,8 +89,18 @@ Result<std::unique_ptr<LazyMemory>> LazyMemory::attach(const GuestMemory& memory
         regions.push_back({host, r.size, offset});
         offset += r.size;
     }
-    // The layout and the descriptor, in one message.
-    STOCKADE_TRY_VOID(memory_loader::send_layout(lazy->loader_.get(), regions, lazy->uffd_.get()));
+    // The layout and the descriptor, in one message. A loader that failed before it took
+    // them said why first.
+    if (auto sent = memory_loader::send_layout(lazy->loader_.get(), regions, lazy->uffd_.get());
+        !sent) {
+        pollfd gone{lazy->loader_.get(), POLLIN, 0};
+        if (::poll(&gone, 1, 1000) != 1) return std::unexpected(std::move(sent).error());
+        const auto said = read_line(lazy->loader_.get(), lazy->pending_);
+        if (said && *said && !(*said)->empty())
+            if (auto p = memory_loader::parse_line(**said); !p)
+                return std::unexpected(std::move(p).error().context("the snapshot's memory"));
+        return std::unexpected(std::move(sent).error());
+    }
     // Its answer, within the limit: the loader has the key and the part's header by then.
     pollfd p{lazy->loader_.get(), POLLIN, 0};
     int ready = 0;
