@@ -5,49 +5,37 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/state_codec.hpp"
+
 namespace stockade::memory_loader {
-namespace {
 
-void put(std::vector<std::uint8_t>& out, std::uint64_t v, std::size_t bytes) {
-    for (std::size_t i = 0; i < bytes; ++i)
-        out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-}
-
-std::uint64_t get(std::span<const std::uint8_t> in, std::size_t at, std::size_t bytes) {
-    std::uint64_t v = 0;
-    for (std::size_t i = 0; i < bytes; ++i)
-        v |= std::uint64_t{in[at + i]} << (8 * i);
-    return v;
-}
-
-}  // namespace
-
+// The layout in base/state_codec.hpp's encoding: the magic, the region count (32 bits), then
+// each region's host address, size and offset (64 bits each), little-endian.
 std::vector<std::uint8_t> encode_layout(std::span<const Region> regions) {
-    std::vector<std::uint8_t> out;
-    put(out, kMagic, 4);
-    put(out, regions.size(), 4);
+    StateWriter w;
+    w.u32(kMagic);
+    w.count(regions.size());
     for (const Region& r : regions) {
-        put(out, r.host, 8);
-        put(out, r.size, 8);
-        put(out, r.offset, 8);
+        w.u64(r.host);
+        w.u64(r.size);
+        w.u64(r.offset);
     }
-    return out;
+    return w.take();
 }
 
 Result<std::vector<Region>> decode_layout(std::span<const std::uint8_t> bytes,
                                           std::uint64_t part_size, std::uint64_t page_size) {
-    if (bytes.size() < 8 || get(bytes, 0, 4) != kMagic)
-        return fail("the memory layout: not a layout message");
-    const std::uint64_t count = get(bytes, 4, 4);
-    if (count == 0 || count > kMaxRegions)
-        return fail("the memory layout: {} regions (1 to {})", count, kMaxRegions);
-    if (bytes.size() != 8 + count * 24)
-        return fail("the memory layout: {} bytes for {} regions", bytes.size(), count);
+    StateReader in(bytes);
+    if (in.u32("magic") != kMagic) in.invalid("magic", "not a layout message");
+    const std::size_t count = in.count("regions", kMaxRegions, 24);
+    if (in.ok() && count == 0) in.invalid("regions", "none");
     std::vector<Region> out;
+    for (std::size_t i = 0; i < count; ++i)
+        out.push_back({in.u64("host"), in.u64("size"), in.u64("offset")});
+    STOCKADE_TRY_VOID(in.finish("the memory layout"));
     std::uint64_t next = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        const Region r{get(bytes, 8 + i * 24, 8), get(bytes, 16 + i * 24, 8),
-                       get(bytes, 24 + i * 24, 8)};
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const Region& r = out[i];
         if (r.size == 0 || r.host % page_size != 0 || r.size % page_size != 0 ||
             r.host > UINT64_MAX - r.size)
             return fail("the memory layout: region {} ({:#x}, {:#x} bytes) is not whole pages", i,
@@ -57,11 +45,10 @@ Result<std::vector<Region>> decode_layout(std::span<const std::uint8_t> bytes,
                 "the memory layout: region {} at offset {:#x}, {:#x} bytes, where {:#x} "
                 "of {:#x} come next",
                 i, r.offset, r.size, next, part_size);
-        for (const Region& o : out)
-            if (r.host < o.host + o.size && o.host < r.host + r.size)
+        for (std::size_t j = 0; j < i; ++j)
+            if (r.host < out[j].host + out[j].size && out[j].host < r.host + r.size)
                 return fail("the memory layout: region {} overlaps another", i);
         next += r.size;
-        out.push_back(r);
     }
     if (next != part_size)
         return fail("the memory layout: {:#x} bytes of a {:#x}-byte part", next, part_size);

@@ -18,8 +18,15 @@
 namespace stockade {
 namespace {
 
-UniqueFd make_userfaultfd() {
-    return UniqueFd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
+// A userfaultfd past its API handshake, which can register memory for missing pages.
+Result<UniqueFd> make_userfaultfd() {
+    UniqueFd fd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
+    if (!fd) return fail_sys("userfaultfd for the restored memory");
+    uffdio_api api{UFFD_API, 0, 0};
+    if (::ioctl(fd.get(), UFFDIO_API, &api) != 0) return fail_sys("UFFDIO_API");
+    if ((api.ioctls & (1ULL << _UFFDIO_REGISTER)) == 0)
+        return fail("the userfaultfd cannot register memory");
+    return fd;
 }
 
 // One line from `fd` (a socket), without its newline; "" at its end, nullopt when `stop`
@@ -60,22 +67,14 @@ bool lazy_sealed_restore_possible(bool user_namespace) {
         char c = 0;
         allowed = sysctl && ::read(sysctl.get(), &c, 1) == 1 && c == '1';
     }
-    if (!allowed) return false;
-    const UniqueFd probe = make_userfaultfd();
-    if (!probe) return false;
-    uffdio_api api{UFFD_API, 0, 0};
-    return ::ioctl(probe.get(), UFFDIO_API, &api) == 0 &&
-           (api.ioctls & (1ULL << _UFFDIO_REGISTER)) != 0;
+    return allowed && make_userfaultfd().has_value();
 }
 
 Result<std::unique_ptr<LazyMemory>> LazyMemory::attach(const GuestMemory& memory, UniqueFd loader,
                                                        std::chrono::milliseconds limit) {
     std::unique_ptr<LazyMemory> lazy(new LazyMemory());
     lazy->loader_ = std::move(loader);
-    lazy->uffd_ = make_userfaultfd();
-    if (!lazy->uffd_) return fail_sys("userfaultfd for the restored memory");
-    uffdio_api api{UFFD_API, 0, 0};
-    if (::ioctl(lazy->uffd_.get(), UFFDIO_API, &api) != 0) return fail_sys("UFFDIO_API");
+    lazy->uffd_ = STOCKADE_TRY(make_userfaultfd());
     std::vector<memory_loader::Region> regions;
     std::uint64_t offset = 0;
     for (const auto& r : memory.host_regions()) {

@@ -40,16 +40,15 @@ class LazyMemory {
     [[nodiscard]] static Result<std::unique_ptr<LazyMemory>> attach(
         const GuestMemory& memory, UniqueFd loader,
         std::chrono::milliseconds limit = std::chrono::seconds(30));
-    [[nodiscard]] Result<> watch(std::function<Result<>()> filter);
-    ~LazyMemory();
-    LazyMemory(const LazyMemory&) = delete;
-    LazyMemory& operator=(const LazyMemory&) = delete;
-
     // The watch thread (after the privilege drop; it loads `filter` first): on "done" it
     // lets the userfaultfd go; on an error, or the loader's end without one, it writes the
     // reason to stderr and ends the process with 125. The destructor stops it first (a
     // sandbox that ends before the load is complete ends with its own status) and then lets
     // the loader go, before guest RAM is unmapped.
+    [[nodiscard]] Result<> watch(std::function<Result<>()> filter);
+    ~LazyMemory();
+    LazyMemory(const LazyMemory&) = delete;
+    LazyMemory& operator=(const LazyMemory&) = delete;
 
     // For --stats: nullopt until the load is complete.
     [[nodiscard]] std::optional<memory_loader::Done> completed() const;
