@@ -108,7 +108,9 @@ struct ApiServer::State {
                     std::move(*h.exec), c.fd, c.out + exec_response_head(), c.http.take_pending());
                 if (taken) return false;  // handed over: dropped here without closing it
                 // What the client sent after the request was meant as stdin: not HTTP.
-                c.out += serialize(fault(400, taken.error().message), false);
+                // EAGAIN: the guest's init is not connected yet; worth asking again.
+                const int status = taken.error().code == EAGAIN ? 503 : 400;
+                c.out += serialize(fault(status, taken.error().message), false);
                 c.close_after_write = true;
                 return true;
             }

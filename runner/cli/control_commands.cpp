@@ -120,6 +120,18 @@ std::optional<int> finished_parsing(const Result<Args>& parsed) {
     return std::nullopt;
 }
 
+// Opens an exec stream. A sandbox whose guest's init is not connected yet (503: booting, or
+// reconnecting after `snapshot restore -d`) is asked again until it is, for up to a minute:
+// the exec runs once, when the guest can take it.
+Result<ApiStream> open_exec(std::string_view id, const nlohmann::json& request) {
+    const auto end = std::chrono::steady_clock::now() + 60s;
+    for (;;) {
+        auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", request.dump()));
+        if (stream.reply.status != 503 || std::chrono::steady_clock::now() >= end) return stream;
+        std::this_thread::sleep_for(100ms);
+    }
+}
+
 int exec_command(std::span<const std::string> args) {
     auto parsed = parse_exec_args(args);
     if (auto done = finished_parsing(parsed)) return *done;
@@ -127,7 +139,7 @@ int exec_command(std::span<const std::string> args) {
     const nlohmann::json body{
         {"cmd", a.argv}, {"env", a.env}, {"workdir", a.workdir}, {"stdin", a.interactive}};
     ::signal(SIGPIPE, SIG_IGN);
-    auto stream = api_open_stream(a.id, "PUT", "/exec", body.dump());
+    auto stream = open_exec(a.id, body);
     if (!stream) {
         log::error("{}", stream.error().message);
         return 125;
@@ -185,7 +197,7 @@ int stop_command(const ControlArgs& a) {
 
 Result<int> exec_relayed(std::string_view id, const nlohmann::json& request, bool interactive,
                          const std::function<void(std::uint32_t)>& started) {
-    auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", request.dump()));
+    auto stream = STOCKADE_TRY(open_exec(id, request));
     if (stream.reply.status != 200) return fail("sandbox {}: {}", id, fault_text(stream.reply));
     if (started) started(stream.exec_id);
     return relay_exec(stream.conn.get(), std::move(stream.body), interactive);
@@ -193,7 +205,7 @@ Result<int> exec_relayed(std::string_view id, const nlohmann::json& request, boo
 
 Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv, int out, int err) {
     const nlohmann::json body{{"cmd", argv}, {"stdin", false}};
-    auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", body.dump()));
+    auto stream = STOCKADE_TRY(open_exec(id, body));
     if (stream.reply.status != 200) return fail("sandbox {}: {}", id, fault_text(stream.reply));
     return relay_exec(stream.conn.get(), std::move(stream.body), false, out, err);
 }

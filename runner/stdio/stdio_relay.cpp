@@ -118,6 +118,7 @@ struct StdioRelay::State {
     UniqueFd control;
     bool control_seen = false;
     std::atomic<bool> control_up{false};
+    std::atomic<bool> control_lost{false};  // it was connected, and ended
     std::string control_out;
     std::vector<std::unique_ptr<Exec>> execs;
     std::atomic<std::size_t> execs_running{0};
@@ -378,6 +379,7 @@ void StdioRelay::State::serve_control(short revents) {
         if (n == 0 || (n < 0 && !transient(errno))) {
             control.reset();
             control_up = false;
+            control_lost = true;
             control_out.clear();
         }
     }
@@ -619,6 +621,10 @@ StdioRelay::~StdioRelay() {
 
 bool StdioRelay::control_connected() const {
     return state_->control_up;
+}
+
+bool StdioRelay::control_ended() const {
+    return state_->control_lost;
 }
 
 Result<> StdioRelay::send_control(const guest_control::Message& m) {

@@ -61,6 +61,8 @@ class StdioRelay {
 
     // Whether stockade-init's control stream is connected (and not ended).
     [[nodiscard]] bool control_connected() const;
+    // Whether it was connected and has ended since (stockade-init is gone).
+    [[nodiscard]] bool control_ended() const;
     // Queues a message for stockade-init (start, signal, power off); any thread.
     [[nodiscard]] Result<> send_control(const guest_control::Message& m);
     // Starts an exec (any thread): the request goes to stockade-init with an id of the

@@ -579,9 +579,13 @@ Result<> Sandbox::resume() {
 
 Result<StdioRelay*> Sandbox::control_stream() const {
     if (!relay_) return fail("this sandbox has no vsock stdio, so no control stream to its guest");
-    if (!guest_ready_ || !relay_->control_connected())
-        return fail("the guest's init is not connected (still booting, or gone)");
-    return relay_.get();
+    if (guest_ready_ && relay_->control_connected()) return relay_.get();
+    if (relay_->control_ended()) return fail("the guest's init has closed its control stream");
+    // Booting, or a restored guest's init not reconnected yet: EAGAIN, which the API answers
+    // with 503 and the CLI's exec waits out.
+    return std::unexpected(
+        Error{"the guest's init is not connected yet (booting, or reconnecting after a restore)",
+              EAGAIN});
 }
 
 Result<> Sandbox::start_workload() {

@@ -130,8 +130,9 @@ class FakeController : public ApiController {
         return {};
     }
     Result<> exec(guest_control::ExecRequest, UniqueFd&, std::string, std::string) override {
-        return fail("not here");
+        return std::unexpected(Error{"not here", exec_code});
     }
+    int exec_code = 0;  // the errno the refused exec carries
     Result<> resize_exec(std::uint32_t id, guest_control::WindowSize size) override {
         resizes.emplace_back(id, size);
         return {};
@@ -429,6 +430,29 @@ TEST(ApiServer, ServesOnTheSupervisorsSocketAndLeavesNothingBehind) {
     struct stat st {};
     EXPECT_NE(::stat(sock_path.c_str(), &st), 0) << "the socket is removed";
     EXPECT_NE(::stat(sandbox_dir.c_str(), &st), 0) << "the state directory is removed";
+}
+
+// An exec the sandbox cannot take yet (its guest's init is not connected: EAGAIN) is a 503,
+// which clients ask again; any other refusal is a 400. Either way the connection closes.
+TEST(ApiServer, AnExecTheGuestCannotTakeYetIsA503) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    auto sock = ApiSocket::create("sb-e", (dir.path / "run").string());
+    ASSERT_TRUE(sock) << sock.error().message;
+    FakeController c;
+    auto server = ApiServer::start({sock->take_listener(), &c, {}, std::chrono::milliseconds(300)});
+    ASSERT_TRUE(server) << server.error().message;
+    const std::string body = R"({"cmd": ["true"]})";
+    const std::string request =
+        fmt::format("PUT /exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}", body.size(), body);
+    c.exec_code = EAGAIN;
+    const std::string later = talk(sock->path(), request);
+    EXPECT_NE(later.find("HTTP/1.1 503"), std::string::npos) << later;
+    EXPECT_NE(later.find("not here"), std::string::npos) << later;
+    EXPECT_NE(later.find("Connection: close"), std::string::npos) << later;
+    c.exec_code = 0;
+    const std::string refused = talk(sock->path(), request);
+    EXPECT_NE(refused.find("HTTP/1.1 400"), std::string::npos) << refused;
 }
 
 TEST(ApiRoutes, SnapshotRequestsTakeDescriptorsNotPaths) {
