@@ -3,6 +3,8 @@
 // `load`, snapshot/memory_loader.hpp) say to each other over the stream socket between them
 // (README.md, "Sealed snapshots"):
 //
+//   loader -> stockade "opened", once the memory part's header is checked and the state
+//                      decrypted (stockade reads it before the socket goes to the sandbox)
 //   sandbox -> loader  one layout message: guest RAM's host mappings in the order the memory
 //                      part holds them, with the userfaultfd they are registered with
 //                      (SCM_RIGHTS)
@@ -16,12 +18,15 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/error.hpp"
 #include "base/unique_fd.hpp"
 
 namespace stockade::memory_loader {
+
+inline constexpr std::string_view kOpenedLine = "opened";
 
 // One host mapping of guest RAM and where its bytes begin in the memory part.
 struct Region {

@@ -16,10 +16,13 @@
 //                           copy (salt) and length the manifest records; no chunk is read
 //   check-key KEY           only loads the key: it is one this helper takes
 //   load KEY PART UID GID   stdin: the sealed part; descriptor 3: its sealed manifest;
-//                           stdout: a stream socket to the restored sandbox, which sends its
-//                           memory's layout and userfaultfd (base/memory_loader.hpp). Once
-//                           the key is loaded and the part's header checked it becomes UID
-//                           and GID (the sandbox's) and serves the memory lazily, each chunk
+//                           descriptor 4: the sealed state part; descriptor 5: a file for
+//                           the state's plaintext; stdout: a stream socket to the restored
+//                           sandbox, which sends its memory's layout and userfaultfd
+//                           (base/memory_loader.hpp). Once the key is loaded, the part's
+//                           header checked and the state decrypted (every chunk
+//                           authenticated) it says "opened", becomes UID and GID (the
+//                           sandbox's) and serves the memory lazily, each chunk
 //                           authenticated before it is placed (snapshot/memory_loader.hpp),
 //                           until every chunk is in place or the sandbox is gone
 //
@@ -138,6 +141,7 @@ Result<> open_part(const snapshot::SealKey& key, const std::string& part, const 
 }
 
 constexpr int kSandboxFd = 1;
+constexpr int kStateFd = 4, kStateOutFd = 5;
 
 // Nothing that could give privileges back; no other process of this uid (the sandbox's) may
 // trace it or read its memory, which holds the part's key; and it still goes with stockade
@@ -201,6 +205,14 @@ Result<> load(const snapshot::SealKey& key, const std::string& part, const std::
               const std::string& gid) {
     const auto m = STOCKADE_TRY(snapshot::open_manifest(kManifestFd, key));
     auto reader = STOCKADE_TRY(snapshot::open_part(0, key, m, part));
+    {
+        auto state = STOCKADE_TRY(snapshot::open_part(kStateFd, key, m, "state"));
+        STOCKADE_TRY_VOID(snapshot::unseal_into(state, kStateOutFd));
+    }
+    ::close(kStateFd);
+    ::close(kStateOutFd);
+    STOCKADE_TRY_VOID(
+        stockade::write_all(kSandboxFd, std::string(stockade::memory_loader::kOpenedLine) + "\n"));
     STOCKADE_TRY_VOID(become(uid, gid));
     auto received = STOCKADE_TRY(stockade::memory_loader::receive_layout(kSandboxFd));
     if (!received) return {};  // the sandbox never came

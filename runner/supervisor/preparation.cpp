@@ -252,11 +252,11 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
     if (!spec.seal_key.empty()) skip.push_back("state");
     if (memory_decrypted_below || !spec.verify_memory) skip.push_back("memory");
     // The sealed state is decrypted by stockade-seal below, which checks its header then: no
-    // separate run of it for that here. (The memory's header is checked here even when its
-    // loader checks it again: a part that is not this snapshot's is refused before any disk
-    // is given back its copy.)
+    // separate run of it for that here. Nor of the memory's header when its loader checks
+    // it: the loader says so (or fails) before any disk is given back its copy.
     std::vector<std::string> opened_later;
     if (!spec.seal_key.empty()) opened_later.push_back("state");
+    if (lazy_sealed && !spec.verify_memory) opened_later.push_back("memory");
     OpenedSnapshot snap =
         STOCKADE_TRY(open_snapshot(spec.restore_from, true, skip, spec.seal_key, opened_later));
     const SnapshotManifest& m = snap.manifest;
@@ -305,15 +305,19 @@ Result<> open_restore(const SandboxSpec& spec, SandboxResources& sandbox, Restor
         // any disk is written: a chunk that fails leaves the images as they were.
         disks_out.push_back([kept, lazy_sealed, loader_uid, loader_gid](SandboxResources& to,
                                                                         int cgroup) -> Result<> {
-            to.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state", cgroup));
             if (lazy_sealed) {
+                // The loader decrypts the state too (one helper started, not two).
+                UniqueFd state(::memfd_create("stockade-state", MFD_CLOEXEC));
+                if (!state) return fail_sys("memfd_create");
                 auto loader = start_memory_loader(kept->seal_key, "memory", kept->fd("memory"),
                                                   kept->sealed_manifest.get(), cgroup, loader_uid,
-                                                  loader_gid);
+                                                  loader_gid, kept->fd("state"), state.get());
                 if (!loader) return std::unexpected(std::move(loader).error().context(kept->dir));
                 to.restore_loader = std::move(*loader);
+                to.restore_state = std::move(state);
                 return {};
             }
+            to.restore_state = STOCKADE_TRY(unsealed_memfd(*kept, "state", cgroup));
             to.restore_memory = STOCKADE_TRY(unsealed_memfd(*kept, "memory", cgroup));
             to.restore_memory_shared = true;
             return {};

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -21,16 +22,19 @@
 
 #include "base/io.hpp"
 #include "base/log.hpp"
+#include "base/memory_loader.hpp"
 
 namespace stockade {
 namespace {
 
 using json = nlohmann::json;
 
-// What the helper's descriptors 0, 1 and 3 are (-1: /dev/null); 2 is always a pipe here.
+// What the helper's descriptors 0, 1, 3, 4 and 5 are (-1: /dev/null); 2 is always a pipe
+// here.
 struct HelperFds {
-    int in = -1, out = -1, fd3 = -1;
+    int in = -1, out = -1, fd3 = -1, fd4 = -1, fd5 = -1;
 };
+constexpr std::size_t kHelperFds = 6;
 
 struct Spawned {
     pid_t pid = -1;
@@ -52,7 +56,7 @@ Result<std::pair<UniqueFd, UniqueFd>> make_pipe() {
 // In cgroup `cgroup` from its first instruction (clone3's CLONE_INTO_CGROUP; posix_spawn
 // has no such attribute before glibc 2.39): the child only duplicates descriptors, closes the
 // rest and executes, all async-signal-safe.
-pid_t spawn_into_cgroup(int cgroup, const char* path, const std::array<UniqueFd, 4>& src,
+pid_t spawn_into_cgroup(int cgroup, const char* path, const std::array<UniqueFd, kHelperFds>& src,
                         char* const argv[], char* const env[]) {
     clone_args ca{};
     ca.flags = CLONE_INTO_CGROUP;
@@ -80,8 +84,9 @@ Result<Spawned> spawn(const std::vector<std::string>& args, HelperFds fds, int c
     auto [err_read, err_write] = STOCKADE_TRY(make_pipe());
     // Copies above 10, so that no source is also a target (dup2 onto itself would leave it
     // close-on-exec).
-    std::array<UniqueFd, 4> src;
-    const std::array<int, 4> wanted{fds.in, fds.out, err_write.get(), fds.fd3};
+    std::array<UniqueFd, kHelperFds> src;
+    const std::array<int, kHelperFds> wanted{fds.in,  fds.out, err_write.get(),
+                                             fds.fd3, fds.fd4, fds.fd5};
     for (std::size_t i = 0; i < src.size(); ++i)
         src[i] = STOCKADE_TRY(high_copy(wanted[i] >= 0 ? wanted[i] : null.get()));
     std::vector<char*> argv;
@@ -285,14 +290,39 @@ Result<> open_sealed_part(const std::string& key, const std::string& part, int f
 }
 
 Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& part, int file,
-                                     int manifest, int cgroup, std::uint32_t uid,
-                                     std::uint32_t gid) {
+                                     int manifest, int cgroup, std::uint32_t uid, std::uint32_t gid,
+                                     int state, int state_out) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return fail_sys("socketpair for the memory loader");
     UniqueFd ours(sv[0]), theirs(sv[1]);
     auto s = STOCKADE_TRY(spawn({"load", key, part, std::to_string(uid), std::to_string(gid)},
-                                {file, theirs.get(), manifest}, cgroup));
+                                {file, theirs.get(), manifest, state, state_out}, cgroup));
+    theirs.reset();
+    // Its first line, once the memory part's header is checked and the state decrypted: that
+    // it did, else its error (it ends), before any disk is given back its copy. Read a byte at
+    // a time: what comes after the line is the sandbox's.
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    for (char c = 0; line.size() < 4096;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        pollfd p{ours.get(), POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+            ::kill(s.pid, SIGKILL);
+            STOCKADE_TRY_VOID(wait_helper(s, "the memory loader"));
+            return fail("{}: the memory loader did not open it within 2 minutes", part);
+        }
+        const ssize_t n = ::read(ours.get(), &c, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || c == '\n') break;
+        line += c;
+    }
+    if (line != memory_loader::kOpenedLine) {
+        STOCKADE_TRY_VOID(wait_helper(s, "the memory loader"));
+        return fail("{}: the memory loader said {:?} instead of {:?}", part, line,
+                    memory_loader::kOpenedLine);
+    }
     // What it says goes to the sandbox; its stderr is drained here only so that it never
     // waits on a full pipe, then it is reaped. The thread takes no signal: the supervisor's
     // main thread has them all (its signalfd), for the stop and the clean-up they start.

@@ -92,11 +92,14 @@ struct OpenedSealedManifest {
 
 // The memory loader of a lazy sealed restore (stockade-seal `load`, base/memory_loader.hpp):
 // started in `cgroup` with the sealed memory part and manifest, it loads the key, checks the
-// part's header and becomes `uid`:`gid`; it then waits for the sandbox on the returned
-// socket's other end, which the sandbox process takes. It ends on its own (done, failed, or
-// its socket's peer gone) and is reaped by a thread of this process.
+// part's header, decrypts the sealed state part `state` into `state_out` (every chunk
+// authenticated) and says so; this returns then, or with its error. It becomes `uid`:`gid`
+// and waits for the sandbox on the returned socket's other end, which the sandbox process
+// takes. It ends on its own (done, failed, or its socket's peer gone) and is reaped by a
+// thread of this process. (One helper for what took three: each costs a start of its own.)
 [[nodiscard]] Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& part,
                                                    int file, int manifest, int cgroup,
-                                                   std::uint32_t uid, std::uint32_t gid);
+                                                   std::uint32_t uid, std::uint32_t gid, int state,
+                                                   int state_out);
 
 }  // namespace stockade

@@ -346,5 +346,59 @@ TEST(SnapshotFiles, SealedSnapshotsOpenOnlyWithTheirKeyAndEveryChangedByteIsRefu
     EXPECT_NE(r.error().message.find("says sealed"), std::string::npos) << r.error().message;
 }
 
+// A lazy sealed restore's loader opens what the restore needs before it returns: the memory
+// part's header checked and the state decrypted into the file given; a part that is not this
+// snapshot's is refused then, naming it, before the sandbox (or any disk copy) comes.
+TEST(SnapshotFiles, TheMemoryLoaderDecryptsTheStateAndChecksTheMemoryBeforeItReturns) {
+    test::TempDir dir;
+    ASSERT_FALSE(dir.path.empty());
+    const std::string key = key_file(dir.path, 'a');
+    const auto d = dir.path / "snap", d2 = dir.path / "snap2";
+    for (const auto& p : {d, d2}) {
+        std::filesystem::create_directory(p);
+        make_sealed(p, key);
+        if (HasFatalFailure()) return;
+    }
+    // As root it becomes a sandbox's ids; else it is already the sandbox's user.
+    const bool root = ::geteuid() == 0;
+    const std::uint32_t uid = root ? 65534 : ::geteuid(), gid = root ? 65534 : ::getegid();
+    const auto start = [&](const std::filesystem::path& snap, int state_out) {
+        auto opened = open_snapshot(snap.string(), false, {}, key, {"state", "memory"});
+        EXPECT_TRUE(opened) << opened.error().message;
+        if (!opened) return Result<UniqueFd>(fail("not opened"));
+        return start_memory_loader(key, "memory", opened->fd("memory"),
+                                   opened->sealed_manifest.get(), -1, uid, gid, opened->fd("state"),
+                                   state_out);
+    };
+    UniqueFd plain(::memfd_create("state", MFD_CLOEXEC));
+    auto loader = start(d, plain.get());
+    ASSERT_TRUE(loader) << loader.error().message;
+    char got[16] = {};
+    EXPECT_EQ(::pread(plain.get(), got, sizeof got, 0), 10);
+    EXPECT_EQ(std::string(got, 10), "0123456789");
+    loader->reset();  // no sandbox comes: the loader ends
+
+    // The other snapshot's memory (same key) and a flipped bit of the state: refused.
+    std::filesystem::copy_file(d2 / "memory", d / "memory",
+                               std::filesystem::copy_options::overwrite_existing);
+    UniqueFd plain2(::memfd_create("state", MFD_CLOEXEC));
+    auto foreign = start(d, plain2.get());
+    ASSERT_FALSE(foreign);
+    EXPECT_NE(foreign.error().message.find("memory: not the copy"), std::string::npos)
+        << foreign.error().message;
+    {
+        UniqueFd f(::open((d2 / "state").c_str(), O_RDWR | O_CLOEXEC));
+        char b = 0;
+        ASSERT_EQ(::pread(f.get(), &b, 1, 120), 1);
+        b ^= 1;
+        ASSERT_EQ(::pwrite(f.get(), &b, 1, 120), 1);
+    }
+    auto tampered = start(d2, plain2.get());
+    ASSERT_FALSE(tampered);
+    EXPECT_NE(tampered.error().message.find("state: chunk 0 of 1: authentication failed"),
+              std::string::npos)
+        << tampered.error().message;
+}
+
 }  // namespace
 }  // namespace stockade
