@@ -120,11 +120,13 @@ std::optional<int> finished_parsing(const Result<Args>& parsed) {
     return std::nullopt;
 }
 
-// Opens an exec stream. A sandbox whose guest's init is not connected yet (503: booting, or
-// reconnecting after `snapshot restore -d`) is asked again until it is, for up to a minute:
-// the exec runs once, when the guest can take it.
-Result<ApiStream> open_exec(std::string_view id, const nlohmann::json& request) {
-    const auto end = std::chrono::steady_clock::now() + 60s;
+// Opens an exec stream. A sandbox that cannot take it yet (503: its guest's init is not
+// connected yet, booting or reconnecting after `snapshot restore -d`; or too many API
+// connections) is asked again until it can, up to `end` (by default a minute): the exec runs
+// once, when the guest can take it.
+Result<ApiStream> open_exec(
+    std::string_view id, const nlohmann::json& request,
+    std::chrono::steady_clock::time_point end = std::chrono::steady_clock::now() + 60s) {
     for (;;) {
         auto stream = STOCKADE_TRY(api_open_stream(id, "PUT", "/exec", request.dump()));
         if (stream.reply.status != 503 || std::chrono::steady_clock::now() >= end) return stream;
@@ -203,9 +205,10 @@ Result<int> exec_relayed(std::string_view id, const nlohmann::json& request, boo
     return relay_exec(stream.conn.get(), std::move(stream.body), interactive);
 }
 
-Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv, int out, int err) {
+Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv, int out, int err,
+                    std::chrono::steady_clock::time_point until) {
     const nlohmann::json body{{"cmd", argv}, {"stdin", false}};
-    auto stream = STOCKADE_TRY(open_exec(id, body));
+    auto stream = STOCKADE_TRY(open_exec(id, body, until));
     if (stream.reply.status != 200) return fail("sandbox {}: {}", id, fault_text(stream.reply));
     return relay_exec(stream.conn.get(), std::move(stream.body), false, out, err);
 }

@@ -1,6 +1,7 @@
 #pragma once
 // The commands that talk to a running sandbox through its control API: exec, kill, stop,
 // pause, resume, start. Each returns the process exit status (125: stockade's own error).
+#include <chrono>
 #include <functional>
 #include <span>
 #include <string>
@@ -18,9 +19,6 @@ namespace stockade::cli {
 // `stockade COMMAND ARGS...` for one of those commands.
 [[nodiscard]] int control_cli(std::string_view command, std::span<const std::string> args);
 
-// Runs `argv` in sandbox `id` as `stockade exec` does (no stdin, the sandbox's environment
-// and working directory), its stdout and stderr written to `out` and `err`: the command's
-// status, or why it could not be run.
 // `PUT /exec` with `request` (the API's exec body) in sandbox `id`, relaying our stdin (when
 // `interactive`), stdout and stderr: the command's status. `started` runs once the sandbox
 // has accepted the exec (its command runs), before anything is relayed, with the exec's id
@@ -29,7 +27,11 @@ namespace stockade::cli {
                                        bool interactive,
                                        const std::function<void(std::uint32_t)>& started);
 
+// Runs `argv` in sandbox `id` as `stockade exec` does (no stdin, the sandbox's environment
+// and working directory), its stdout and stderr written to `out` and `err`: the command's
+// status, or why it could not be run. A guest whose init is not connected yet (a restore's,
+// reconnecting) is waited for until `until`, as `stockade exec` waits a minute.
 [[nodiscard]] Result<int> exec_in(std::string_view id, const std::vector<std::string>& argv,
-                                  int out, int err);
+                                  int out, int err, std::chrono::steady_clock::time_point until);
 
 }  // namespace stockade::cli

@@ -193,7 +193,7 @@ int drill(const DrillOptions& o) {
         out = output_file("drill-stdout");
         err = output_file("drill-stderr");
         ++attempts;
-        auto r = exec_in(id, o.check, out.get(), err.get());
+        auto r = exec_in(id, o.check, out.get(), err.get(), deadline);
         if (r) {
             status = *r;
             last_error.clear();

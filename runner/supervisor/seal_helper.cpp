@@ -308,9 +308,11 @@ Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& 
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         pollfd p{ours.get(), POLLIN, 0};
-        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+        const int ready = left.count() <= 0 ? 0 : ::poll(&p, 1, static_cast<int>(left.count()));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) {
             ::kill(s.pid, SIGKILL);
-            STOCKADE_TRY_VOID(wait_helper(s, "the memory loader"));
+            (void)wait_helper(s, "the memory loader");
             return fail("{}: the memory loader did not open it within 2 minutes", part);
         }
         const ssize_t n = ::read(ours.get(), &c, 1);
@@ -319,6 +321,9 @@ Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& 
         line += c;
     }
     if (line != memory_loader::kOpenedLine) {
+        // Its error ends it; anything else, it would go on waiting for the sandbox.
+        ours.reset();
+        if (!line.starts_with("error ")) ::kill(s.pid, SIGKILL);
         STOCKADE_TRY_VOID(wait_helper(s, "the memory loader"));
         return fail("{}: the memory loader said {:?} instead of {:?}", part, line,
                     memory_loader::kOpenedLine);

@@ -96,7 +96,7 @@ struct OpenedSealedManifest {
 // authenticated) and says so; this returns then, or with its error. It becomes `uid`:`gid`
 // and waits for the sandbox on the returned socket's other end, which the sandbox process
 // takes. It ends on its own (done, failed, or its socket's peer gone) and is reaped by a
-// thread of this process. (One helper for what took three: each costs a start of its own.)
+// thread of this process. (One helper for what took two or three: each costs a start of its own.)
 [[nodiscard]] Result<UniqueFd> start_memory_loader(const std::string& key, const std::string& part,
                                                    int file, int manifest, int cgroup,
                                                    std::uint32_t uid, std::uint32_t gid, int state,

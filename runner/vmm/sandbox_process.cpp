@@ -581,6 +581,9 @@ Result<StdioRelay*> Sandbox::control_stream() const {
     if (!relay_) return fail("this sandbox has no vsock stdio, so no control stream to its guest");
     if (guest_ready_ && relay_->control_connected()) return relay_.get();
     if (relay_->control_ended()) return fail("the guest's init has closed its control stream");
+    // Not connected, and it cannot connect until someone else acts: no use asking again.
+    if (waiting_restore()) return fail("the sandbox waits for `stockade start`: it has not run");
+    if (machine_->paused()) return fail("the sandbox is paused: resume it first");
     // Booting, or a restored guest's init not reconnected yet: EAGAIN, which the API answers
     // with 503 and the CLI's exec waits out.
     return std::unexpected(
