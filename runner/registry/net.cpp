@@ -69,7 +69,8 @@ void NetKind::add_options(CLI::App& app, Options& options) {
                    "kernel's vhost-net datapath; default on when /dev/vhost-net exists) and "
                    "addr=A.B.C.D/N (the guest's IPv4 address, set by stockade-init); "
                    "queues=N (1..16) makes a multi-queue tap and offers the guest N queue "
-                   "pairs, of which Linux uses one per vCPU; or on an "
+                   "pairs, of which Linux uses one per vCPU; queue_size=N (a power of two, "
+                   "64..1024, default 256) sizes every virtqueue; or on an "
                    "existing tap, left as it is (no bridge, MAC filter or MTU from stockade): "
                    "tap=NAME with only mac=, vhost= and addr=; or netns=PATH (an OCI "
                    "container's network namespace): a tap there joined to its veth, whose MAC, "
@@ -88,7 +89,12 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
     defaults.id = std::string(ctx.sandbox_id);
     auto parsed = net::parse_net_spec(spec->netsetup, defaults);
     if (!parsed) return std::unexpected(std::move(parsed).error().context("--net"));
-    Handed h{std::move(*parsed), {}, {}, {}, std::nullopt};
+    Handed h{std::move(*parsed),
+             {},
+             {},
+             {},
+             std::nullopt,
+             spec->queue_size != 0 ? spec->queue_size : virtio::kNetDefaultQueueSize};
     if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address, {}};
     if (!spec->netns.empty()) {
         // The guest takes the namespace's interface: its MAC, MTU, address and gateway.
@@ -166,6 +172,7 @@ Result<std::vector<BuiltDevice>> NetKind::build(Handed handed, BuildContext&) {
     virtio::NetBackend backend{
         std::move(handed.taps.front()), handed.spec.mac.bytes, {}, std::nullopt};
     if (handed.spec.mtu) backend.mtu = static_cast<std::uint16_t>(*handed.spec.mtu);
+    if (handed.queue_size != 0) backend.queue_size = handed.queue_size;
     // VHOST_SET_OWNER: the kernel's worker serves this process's memory from now on (one
     // worker per queue pair).
     auto adopt = [](UniqueFd fd) {

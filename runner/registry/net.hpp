@@ -31,6 +31,7 @@ struct NetKind {
         // netns=PATH: the namespace (until claim) and its interface (netsetup/netns.hpp)
         UniqueFd netns;
         std::optional<net::NetnsInterface> veth;
+        std::uint16_t queue_size = 0;  // queue_size=N; 0: the device's default
     };
     // What goes when the sandbox goes: a tap stockade made (and its bridge port and filter),
     // or the redirect put on a network namespace's veth; nothing for an existing tap, which

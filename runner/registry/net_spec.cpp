@@ -39,7 +39,8 @@ Result<> check_existing_tap_keys(const std::vector<std::string_view>& keys) {
             if (key == host_key)
                 return fail("--net: {}: {}, and tap=NAME leaves an existing tap as it is", key,
                             why);
-        return fail("--net: {}: not an option with tap=NAME (tap, mac, vhost, addr)", key);
+        return fail("--net: {}: not an option with tap=NAME (tap, mac, vhost, addr, queue_size)",
+                    key);
     }
     return {};
 }
@@ -65,7 +66,7 @@ bool valid_ipv4_prefix(std::string_view text) {
 
 Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
     NetDeviceSpec out;
-    bool vhost_seen = false, addr_seen = false, netns_seen = false;
+    bool vhost_seen = false, addr_seen = false, netns_seen = false, size_seen = false;
     std::vector<std::string_view> netsetup_keys;
     std::size_t pos = 0;
     while (!text.empty() && pos <= text.size()) {
@@ -92,6 +93,17 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
                     "--net: addr: '{}' is not an IPv4 address with a prefix length "
                     "(A.B.C.D/N)",
                     out.address);
+        } else if (item.starts_with("queue_size=")) {
+            if (size_seen) return fail("--net: queue_size: given twice");
+            size_seen = true;
+            const auto v = item.substr(11);
+            unsigned n = 0;
+            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (ec != std::errc{} || end != v.data() + v.size() || v.empty() ||
+                n < virtio::kNetMinQueueSize || n > virtio::kNetMaxQueueSize || (n & (n - 1)) != 0)
+                return fail("--net: queue_size: '{}' is not a power of two from {} to {}", v,
+                            virtio::kNetMinQueueSize, virtio::kNetMaxQueueSize);
+            out.queue_size = static_cast<std::uint16_t>(n);
         } else if (item.starts_with("netns=")) {
             if (netns_seen) return fail("--net: netns: given twice");
             netns_seen = true;
@@ -111,7 +123,8 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
         for (std::string_view key : netsetup_keys)
             if (!key.empty() && std::ranges::find(kNetnsKeys, key) == std::end(kNetnsKeys))
                 return fail(
-                    "--net: {}: not an option with netns=PATH (netns, vhost, queues): the tap is "
+                    "--net: {}: not an option with netns=PATH (netns, vhost, queues, queue_size): "
+                    "the tap is "
                     "joined to the namespace's interface, whose MAC and address the guest takes",
                     key);
     }

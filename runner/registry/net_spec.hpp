@@ -22,6 +22,9 @@ struct NetDeviceSpec {
     VhostMode vhost = VhostMode::automatic;
     std::string address;  // "A.B.C.D/N", or empty
     std::string netns;    // netns=PATH, or empty
+    // queue_size=N: each virtqueue's size (a power of two, 64..1024); 0: the default
+    // (kNetDefaultQueueSize)
+    std::uint16_t queue_size = 0;
     bool operator==(const NetDeviceSpec&) const = default;
 };
 

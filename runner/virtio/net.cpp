@@ -63,6 +63,10 @@ Result<std::unique_ptr<VirtioDevice>> Net::create(NetBackend backend) {
     if (backend.more_pairs.size() + 1 > kNetMaxQueuePairs)
         return fail("virtio-net: {} queue pairs, at most {}", backend.more_pairs.size() + 1,
                     kNetMaxQueuePairs);
+    if (backend.queue_size < kNetMinQueueSize || backend.queue_size > kNetMaxQueueSize ||
+        (backend.queue_size & (backend.queue_size - 1)) != 0)
+        return fail("virtio-net: a queue size of {}, not a power of two from {} to {}",
+                    backend.queue_size, kNetMinQueueSize, kNetMaxQueueSize);
     for (const NetQueuePair& p : backend.more_pairs)
         if (!p.tap || p.vhost.has_value() != backend.vhost.has_value())
             return fail("virtio-net: every queue pair needs a tap queue and the same datapath");
@@ -94,7 +98,11 @@ Result<std::unique_ptr<VirtioDevice>> Net::create(NetBackend backend) {
 }
 
 Net::Net(NetBackend backend, std::uint64_t offered)
-    : mac_(backend.mac), mtu_(backend.mtu), is_tap_(backend.is_tap), offered_(offered) {
+    : mac_(backend.mac),
+      mtu_(backend.mtu),
+      is_tap_(backend.is_tap),
+      offered_(offered),
+      queue_size_(backend.queue_size) {
     pairs_.reserve(backend.more_pairs.size() + 1);
     pairs_.emplace_back(std::move(backend.tap), std::move(backend.vhost), 0);
     for (NetQueuePair& p : backend.more_pairs)
@@ -142,6 +150,9 @@ std::string Net::stats() {
     } else {
         text = "vhost-net datapath";
     }
+    // The size the driver gave its first receive queue (at most queue_size=N; Linux takes it).
+    if (const std::uint16_t size = ring_size_; size != 0)
+        text += fmt::format(", rings of {} of at most {}", size, queue_size_);
     if (!multi_queue()) {
         if (uses_vhost()) return text;
         const auto q = queue_counters();
@@ -196,6 +207,7 @@ void Net::config_read(std::uint64_t offset, std::span<std::uint8_t> out) {
 
 Result<> Net::activate(const ActivateContext& ctx) {
     STOCKADE_TRY_VOID(set_offloads(tap_offloads_for(ctx.features)));
+    ring_size_ = ctx.queues.empty() ? 0 : ctx.queues.front().size;
     // The userspace queues: all of them, or beside vhost-net only the control queue (one pair
     // on vhost-net has none).
     if (!uses_vhost() || multi_queue()) STOCKADE_TRY_VOID(QueueDevice::activate(ctx));
@@ -209,6 +221,7 @@ Result<> Net::activate(const ActivateContext& ctx) {
 }
 
 void Net::reset() {
+    ring_size_ = 0;
     if (uses_vhost()) stop_vhost();
     if (!uses_vhost() || multi_queue()) QueueDevice::reset();
     (void)set_offloads(0);

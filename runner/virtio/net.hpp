@@ -43,6 +43,10 @@ inline constexpr std::uint16_t kNetRxQueue = 0, kNetTxQueue = 1;  // pair k: 2k 
 // The most queue pairs a device offers (each is a tap queue, a vhost worker and three MSI-X
 // vectors' worth of queues).
 inline constexpr std::uint16_t kNetMaxQueuePairs = 16;
+// Each virtqueue's size (the most the driver may set; Linux takes it): `--net queue_size=N`,
+// a power of two in this range.
+inline constexpr std::uint16_t kNetMinQueueSize = 64, kNetMaxQueueSize = 1024,
+                               kNetDefaultQueueSize = 256;
 // The control queue's one command class stockade serves (5.1.6.5.5) and the acks.
 inline constexpr std::uint8_t kNetCtrlMq = 4, kNetCtrlMqVqPairsSet = 0;
 inline constexpr std::uint8_t kNetOk = 0, kNetErr = 1;
@@ -72,6 +76,7 @@ struct NetBackend {
     // Pairs 1.. (IFF_MULTI_QUEUE: one fd per queue), each with a vhost-net exactly when pair 0
     // has one. Empty: one pair and no control queue, as a single-queue tap.
     std::vector<NetQueuePair> more_pairs{};
+    std::uint16_t queue_size = kNetDefaultQueueSize;  // every virtqueue's (checked by create)
 };
 
 class Net : public QueueDevice {
@@ -84,6 +89,7 @@ class Net : public QueueDevice {
     std::uint32_t device_type() const override { return kTypeNet; }
     std::string name() const override { return "net"; }
     std::uint64_t offered_features() const override { return offered_; }
+    std::uint16_t queue_max_size() const override { return queue_size_; }
     bool accepts_features(std::uint64_t features) const override {
         return net_features_consistent(features);
     }
@@ -175,6 +181,8 @@ class Net : public QueueDevice {
     bool is_tap_;
     std::vector<Pair> pairs_;
     std::uint64_t offered_;
+    std::uint16_t queue_size_;
+    std::atomic<std::uint16_t> ring_size_{0};  // rx0's, as the driver set it; 0: not active
     // Userspace datapath and control queue (guarded by QueueDevice::mu_).
     FdWatcher* watcher_ = nullptr;
     Counters counters_;

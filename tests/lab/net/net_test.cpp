@@ -51,16 +51,19 @@ class Net : public ::testing::Test {
         return std::string("bridge=") + kBridge + ",vlan=77,addr=" + kGuestAddr + ",vhost=" + vhost;
     }
 
-    static void ping(const std::string& vhost, const std::string& datapath) {
-        auto r = run_stockade(
-            {"--stats", "--net", net_arg(vhost), "--", "ping", "-c", "3", "-W", "5", kHostAddr});
-        ASSERT_EQ(r.status, 0) << r.describe();
+    // `more`: further --net keys. Returns what stockade printed (--stats).
+    static std::string ping(const std::string& vhost, const std::string& datapath,
+                            const std::string& more = "") {
+        auto r = run_stockade({"--stats", "--net", net_arg(vhost) + more, "--", "ping", "-c", "3",
+                               "-W", "5", kHostAddr});
+        EXPECT_EQ(r.status, 0) << r.describe();
         EXPECT_NE(r.out.find("3 packets transmitted, 3 packets received"), std::string::npos)
             << r.out;
         EXPECT_NE(r.err.find(datapath), std::string::npos) << r.err;
         std::smatch m;
         if (std::regex_search(r.out, m, std::regex(R"(min/avg/max = ([0-9./]+) ms)")))
             std::cout << "[ping " << datapath << "] rtt min/avg/max " << m[1] << " ms\n";
+        return r.err;
     }
 
     // iperf3 from the guest to a server on the lab host; returns the receiver's Mbit/s.
@@ -95,6 +98,19 @@ TEST_F(Net, PingTheHostWithVhostNet) {
 
 TEST_F(Net, PingTheHostWithTheUserspaceDatapath) {
     ping("off", "userspace datapath");
+}
+
+// queue_size=1024: Linux's driver takes rings of that size, and both datapaths move frames
+// on them.
+TEST_F(Net, RingsOf1024OnBothDatapaths) {
+    for (const auto& [vhost, datapath] :
+         {std::pair{"on", "vhost-net datapath"}, std::pair{"off", "userspace datapath"}}) {
+        const std::string stats = ping(vhost, datapath, ",queue_size=1024");
+        EXPECT_NE(stats.find("rings of 1024 of at most 1024"), std::string::npos) << stats;
+    }
+    EXPECT_NE(ping("on", "vhost-net datapath").find("rings of 256 of at most 256"),
+              std::string::npos)
+        << "the default";
 }
 
 TEST_F(Net, Iperf3GuestToHostWithVhostNet) {

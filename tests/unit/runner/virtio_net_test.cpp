@@ -294,6 +294,10 @@ TEST(VirtioNetDatapath, TransmitPassesHeaderAndFrameToTheTap) {
     EXPECT_EQ(rig.notified[kNetTxQueue], 1);
     EXPECT_TRUE(rig.resets.empty());
     EXPECT_EQ(rig.net->counters().tx_frames, 1u);
+    // --stats says the ring size the driver chose, and the most it could.
+    EXPECT_NE(rig.net->stats().find(fmt::format("rings of {} of at most 256", kRingSize)),
+              std::string::npos)
+        << rig.net->stats();
 }
 
 // With EVENT_IDX and used_event 0 the driver wants one interrupt, once its first frame is
@@ -895,6 +899,42 @@ TEST(NetDeviceSpec, QueuesAskForThatManyPairs) {
     auto many = parse_net_device_spec("queues=17");
     ASSERT_FALSE(many);
     EXPECT_NE(many.error().message.find("at most 16"), std::string::npos) << many.error().message;
+}
+
+// queue_size=N sizes every virtqueue (a runner key: netsetup never sees it); the device
+// offers that size, and refuses one that is not a power of two in range.
+TEST(NetDeviceSpec, QueueSizeIsAPowerOfTwoTheDeviceOffers) {
+    auto s = parse_net_device_spec("bridge=br0,queue_size=1024");
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(s->netsetup, "bridge=br0");
+    EXPECT_EQ(s->queue_size, 1024);
+    EXPECT_EQ(parse_net_device_spec("bridge=br0")->queue_size, 0) << "the default";
+    EXPECT_TRUE(parse_net_device_spec("tap=tap0,queue_size=512"));
+    EXPECT_TRUE(parse_net_device_spec("netns=/run/netns/x,queue_size=64"));
+    for (const char* bad :
+         {"queue_size=100", "queue_size=2048", "queue_size=32", "queue_size=", "queue_size=-256",
+          "queue_size=256k", "queue_size=256,queue_size=256"}) {
+        auto r = parse_net_device_spec(bad);
+        ASSERT_FALSE(r) << bad;
+        EXPECT_NE(r.error().message.find("--net: queue_size: "), std::string::npos)
+            << r.error().message;
+    }
+    for (const std::uint16_t size : {64, 1024, 100, 2048}) {
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+        ::close(sv[1]);
+        NetBackend b{UniqueFd(sv[0]), kMac, std::nullopt, std::nullopt, false};
+        b.queue_size = size;
+        auto net = Net::create(std::move(b));
+        const bool valid = size == 64 || size == 1024;
+        ASSERT_EQ(static_cast<bool>(net), valid) << size;
+        if (valid) {
+            EXPECT_EQ((*net)->queue_max_size(), size);
+        } else {
+            EXPECT_NE(net.error().message.find("queue size"), std::string::npos)
+                << net.error().message;
+        }
+    }
 }
 
 TEST(NetDeviceSpec, AnExistingTapTakesTheGuestSideKeys) {
