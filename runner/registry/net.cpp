@@ -89,12 +89,7 @@ Result<std::optional<NetKind::Handed>> NetKind::open(const Spec& spec, OpenConte
     defaults.id = std::string(ctx.sandbox_id);
     auto parsed = net::parse_net_spec(spec->netsetup, defaults);
     if (!parsed) return std::unexpected(std::move(parsed).error().context("--net"));
-    Handed h{std::move(*parsed),
-             {},
-             {},
-             {},
-             std::nullopt,
-             spec->queue_size != 0 ? spec->queue_size : virtio::kNetDefaultQueueSize};
+    Handed h{std::move(*parsed), {}, {}, {}, std::nullopt, spec->queue_size};
     if (!spec->address.empty()) ctx.job.net = JobNet{h.spec.mac.to_string(), spec->address, {}};
     if (!spec->netns.empty()) {
         // The guest takes the namespace's interface: its MAC, MTU, address and gateway.

@@ -100,7 +100,7 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
             unsigned n = 0;
             const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
             if (ec != std::errc{} || end != v.data() + v.size() || v.empty() ||
-                n < virtio::kNetMinQueueSize || n > virtio::kNetMaxQueueSize || (n & (n - 1)) != 0)
+                !virtio::valid_net_queue_size(n))
                 return fail("--net: queue_size: '{}' is not a power of two from {} to {}", v,
                             virtio::kNetMinQueueSize, virtio::kNetMaxQueueSize);
             out.queue_size = static_cast<std::uint16_t>(n);
@@ -124,8 +124,8 @@ Result<NetDeviceSpec> parse_net_device_spec(std::string_view text) {
             if (!key.empty() && std::ranges::find(kNetnsKeys, key) == std::end(kNetnsKeys))
                 return fail(
                     "--net: {}: not an option with netns=PATH (netns, vhost, queues, queue_size): "
-                    "the tap is "
-                    "joined to the namespace's interface, whose MAC and address the guest takes",
+                    "the tap is joined to the namespace's interface, whose MAC and address the "
+                    "guest takes",
                     key);
     }
     if (out.existing_tap) STOCKADE_TRY_VOID(check_existing_tap_keys(netsetup_keys));

@@ -63,8 +63,7 @@ Result<std::unique_ptr<VirtioDevice>> Net::create(NetBackend backend) {
     if (backend.more_pairs.size() + 1 > kNetMaxQueuePairs)
         return fail("virtio-net: {} queue pairs, at most {}", backend.more_pairs.size() + 1,
                     kNetMaxQueuePairs);
-    if (backend.queue_size < kNetMinQueueSize || backend.queue_size > kNetMaxQueueSize ||
-        (backend.queue_size & (backend.queue_size - 1)) != 0)
+    if (!valid_net_queue_size(backend.queue_size))
         return fail("virtio-net: a queue size of {}, not a power of two from {} to {}",
                     backend.queue_size, kNetMinQueueSize, kNetMaxQueueSize);
     for (const NetQueuePair& p : backend.more_pairs)

@@ -16,6 +16,7 @@
 // tap validates headers itself, and every descriptor is checked by the queue code.
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,9 @@ inline constexpr std::uint16_t kNetMaxQueuePairs = 16;
 // a power of two in this range.
 inline constexpr std::uint16_t kNetMinQueueSize = 64, kNetMaxQueueSize = 1024,
                                kNetDefaultQueueSize = 256;
+[[nodiscard]] constexpr bool valid_net_queue_size(unsigned n) {
+    return n >= kNetMinQueueSize && n <= kNetMaxQueueSize && std::has_single_bit(n);
+}
 // The control queue's one command class stockade serves (5.1.6.5.5) and the acks.
 inline constexpr std::uint8_t kNetCtrlMq = 4, kNetCtrlMqVqPairsSet = 0;
 inline constexpr std::uint8_t kNetOk = 0, kNetErr = 1;
